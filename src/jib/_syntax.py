@@ -1,0 +1,169 @@
+"""The identifier grammar at the string level: `[provider!]model[,key=value]...`.
+
+This module knows nothing of generators or field types. It splits an identifier into its parts,
+joins parts back into an identifier, escapes and unescapes text, and redacts secrets from an
+identifier for error messages.
+
+Escaping is percent-encoding (as in URLs) of the characters the grammar uses (`%` `,` `=` `!` `;`),
+whitespace and unprintable characters, so any string survives a round trip while ordinary
+identifiers stay readable: `stop=a%2Cb` is the one stop sequence `a,b`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+__all__ = [
+    "ENV_REFERENCE_PREFIX",
+    "REDACTED",
+    "IdentifierSyntaxError",
+    "ParsedIdentifier",
+    "escape",
+    "format_identifier",
+    "is_secret_key",
+    "parse_identifier",
+    "redact_identifier",
+    "unescape",
+]
+
+_SPECIAL = frozenset("%,=!;")
+_PROVIDER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SECRET_KEY_RE = re.compile(
+    r"(^|_)(api_?key|key|token|secret|password|passwd|credentials?|auth)$", re.IGNORECASE
+)
+REDACTED = "***"
+ENV_REFERENCE_PREFIX = "env:"
+
+
+class IdentifierSyntaxError(ValueError):
+    """The identifier does not follow the grammar; the message says where."""
+
+
+@dataclass(slots=True)
+class ParsedIdentifier:
+    """An identifier split into parts; values are still escaped (see `unescape`)."""
+
+    provider: str | None
+    model: str
+    kwargs: dict[str, str] = field(default_factory=dict)
+
+
+def escape(text: str, *, keep: str = "") -> str:
+    """Percent-encode the grammar's special characters, whitespace and unprintables in `text`.
+
+    Characters in `keep` are left as they are (`;` for the separator of list items).
+    """
+    if text.isprintable() and not any(ch in _SPECIAL or ch.isspace() for ch in text):
+        return text
+    out = []
+    for ch in text:
+        if ch in keep:
+            out.append(ch)
+        elif ch in _SPECIAL or ch.isspace() or not ch.isprintable():
+            out.append("".join(f"%{byte:02X}" for byte in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def unescape(text: str) -> str:
+    """Undo `escape`: decode `%XX` sequences (UTF-8)."""
+    if "%" not in text:
+        return text
+    try:
+        return unquote(text, errors="strict")
+    except UnicodeDecodeError as exc:
+        raise IdentifierSyntaxError(
+            f"{text!r} holds a %-escape that is not valid UTF-8; write a literal '%' as %25"
+        ) from exc
+
+
+def is_secret_key(key: str) -> bool:
+    """True for keys whose values are secrets (`api_key`, `token`, `password`, ...)."""
+    return bool(_SECRET_KEY_RE.search(key))
+
+
+def parse_identifier(identifier: str) -> ParsedIdentifier:
+    """Split `identifier` into provider, model and escaped key/value strings.
+
+    Raises:
+        IdentifierSyntaxError: with the position and part that break the grammar.
+    """
+    if not isinstance(identifier, str):
+        raise IdentifierSyntaxError(
+            f"an identifier must be a string, not {type(identifier).__name__}"
+        )
+    text = identifier.strip()
+    if not text:
+        raise IdentifierSyntaxError(
+            "the identifier is empty; expected '[provider!]model[,key=value]...'"
+        )
+    head, *parts = text.split(",")
+    provider: str | None = None
+    if "!" in head:
+        pieces = head.split("!")
+        if len(pieces) > 2:
+            second = len(pieces[0]) + 1 + len(pieces[1])
+            raise IdentifierSyntaxError(
+                f"more than one '!' in {head!r} (second at position {second}); expected "
+                "'provider!model' — write a '!' inside a model name as %21"
+            )
+        provider, model = pieces
+        if not _PROVIDER_RE.match(provider):
+            raise IdentifierSyntaxError(
+                f"provider {provider!r} at position 0 is not a valid provider name; expected "
+                "letters, digits, '_', '.' or '-'"
+            )
+    else:
+        model = head
+    if not model:
+        raise IdentifierSyntaxError("the model name is empty; expected '[provider!]model'")
+    kwargs: dict[str, str] = {}
+    position = len(head) + 1
+    for part in parts:
+        if "=" not in part:
+            what = "an empty part (two commas in a row?)" if not part else repr(part)
+            raise IdentifierSyntaxError(
+                f"{what} at position {position} is not 'key=value'; write a ',' inside a value "
+                "as %2C"
+            )
+        key, value = part.split("=", 1)
+        key = key.strip()
+        if not _KEY_RE.match(key):
+            raise IdentifierSyntaxError(
+                f"key {key!r} at position {position} is not a valid name; expected letters, "
+                "digits and '_'"
+            )
+        if key in kwargs:
+            raise IdentifierSyntaxError(f"key {key!r} appears twice (again at position {position})")
+        kwargs[key] = value
+        position += len(part) + 1
+    return ParsedIdentifier(provider=provider, model=unescape(model), kwargs=kwargs)
+
+
+def format_identifier(provider: str | None, model: str, items: list[tuple[str, str]]) -> str:
+    """Join a provider, a model and already-escaped `(key, value)` items into an identifier."""
+    head = escape(model)
+    if provider:
+        head = f"{provider}!{head}"
+    if not items:
+        return head
+    return ",".join([head, *(f"{key}={value}" for key, value in items)])
+
+
+def redact_identifier(identifier: object) -> str:
+    """`identifier` as text with every secret value replaced by `***` (env references kept)."""
+    if not isinstance(identifier, str):
+        return f"<{type(identifier).__name__}>"
+    head, *parts = identifier.split(",")
+    redacted = [head]
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if sep and is_secret_key(key.strip()) and not value.startswith(ENV_REFERENCE_PREFIX):
+            redacted.append(f"{key}={REDACTED}")
+        else:
+            redacted.append(part)
+    return ",".join(redacted)

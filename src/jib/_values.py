@@ -1,0 +1,117 @@
+"""Typed values in identifiers: how a field's value is written as text and read back.
+
+Three kinds of field:
+
+- scalar (`str`, `int`, `float`, `bool`, enums, literals): written as text, read back by pydantic's
+  usual string coercion, so `temperature=True` or `max_tokens=1.5` fail validation;
+- list of strings (`stop`): items joined by `;`;
+- anything else (dicts, models, other lists): compact JSON, base64url-encoded so it needs no
+  escaping. On reading, plain JSON text is accepted too, and any other string is handed to the
+  field's own validator (an `HTTPSpec` accepts YAML, for example).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, SecretStr
+
+from jib._syntax import escape, unescape
+
+__all__ = ["FieldKind", "decode_value", "encode_value", "field_kind"]
+
+FieldKind = Literal["scalar", "list", "complex"]
+_SCALARS: tuple[type, ...] = (str, int, float, bool, bytes, SecretStr)
+
+
+def _strip_optional(annotation: Any) -> Any:
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        if origin is Union or origin is types.UnionType:
+            args = [arg for arg in get_args(annotation) if arg is not type(None)]
+            if len(args) == 1:
+                annotation = args[0]
+                continue
+        return annotation
+
+
+def field_kind(annotation: Any) -> FieldKind:
+    """Classify a field's type annotation for identifier encoding."""
+    annotation = _strip_optional(annotation)
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return "scalar"
+    if origin in (list, tuple, set, frozenset):
+        args = [arg for arg in get_args(annotation) if arg is not Ellipsis]
+        if args and all(_strip_optional(arg) is str for arg in args):
+            return "list"
+        return "complex"
+    if isinstance(annotation, type) and (
+        issubclass(annotation, _SCALARS) or issubclass(annotation, enum.Enum)
+    ):
+        return "scalar"
+    if origin is Union or origin is types.UnionType:
+        members = [_strip_optional(arg) for arg in get_args(annotation)]
+        if all(isinstance(m, type) and issubclass(m, _SCALARS) for m in members):
+            return "scalar"
+    return "complex"
+
+
+def encode_value(value: Any, kind: FieldKind) -> str:
+    """Write `value` as escaped identifier text for a field of `kind`."""
+    if kind == "list" and isinstance(value, (list, tuple, set, frozenset)):
+        return ";".join(escape(str(item)) for item in value)
+    if kind == "scalar" or isinstance(value, (str, int, float, bool)):
+        if isinstance(value, enum.Enum):
+            value = value.value
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return escape(str(value))
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json", exclude_defaults=True)
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def decode_value(raw: str, kind: FieldKind) -> Any:
+    """Read escaped identifier text `raw` for a field of `kind` (validation is the caller's)."""
+    if kind == "list":
+        if raw == "":
+            return []
+        return [unescape(item) for item in raw.split(";")]
+    text = unescape(raw)
+    if kind == "scalar":
+        return text
+    stripped = text.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return json.loads(stripped)
+        except ValueError:
+            return text
+    decoded = _from_base64(stripped)
+    if decoded is not None:
+        try:
+            return json.loads(decoded)
+        except ValueError:
+            pass
+    return text
+
+
+def _from_base64(text: str) -> str | None:
+    if not text:
+        return None
+    padded = text + "=" * (-len(text) % 4)
+    for altchars in (b"-_", b"+/"):
+        try:
+            return base64.b64decode(padded, altchars=altchars, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeError, ValueError):
+            continue
+    return None

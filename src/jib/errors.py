@@ -1,0 +1,200 @@
+"""The exceptions and warnings jib raises.
+
+The hierarchy answers "what can I do about it?":
+
+- `JibError` is the root; catch it to catch everything jib raises on purpose.
+- `InvalidGeneratorError`: the configuration is wrong (identifier, attribute, value). Fix the input.
+- `ProcessingError`: a spec or transform could not be applied to a request or a response.
+- `ProviderError` and its subclasses: the model provider failed. Each carries `retryable`,
+  `status_code` and the provider's own `message`, so a retry policy is one line:
+
+      backoff.on_exception(backoff.expo, jib.errors.RETRYABLE_ERRORS, max_tries=5)
+
+No message ever holds a secret: callers pass messages through `jib.redact` helpers first.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RETRYABLE_ERRORS",
+    "AuthenticationError",
+    "BadRequestError",
+    "ContextLengthError",
+    "GeneratorWarning",
+    "InvalidGeneratorError",
+    "JibError",
+    "MissingDependencyError",
+    "ProcessingError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "ServerError",
+    "error_for_status",
+]
+
+
+class JibError(Exception):
+    """Root of every exception jib raises on purpose."""
+
+
+class InvalidGeneratorError(JibError, ValueError):
+    """An identifier, a generator attribute or one of its values is not valid.
+
+    The message names the identifier (secrets redacted), the offending key or position, and what
+    was expected.
+    """
+
+
+class MissingDependencyError(JibError, ImportError):
+    """An optional package a provider needs is not installed; the message names the extra."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the '{package}' package, which is not installed. "
+            f'Install it with: pip install "jib[{extra}]"'
+        )
+
+
+class ProcessingError(JibError):
+    """A spec, template or transform could not be applied (bad spec, response not as expected)."""
+
+
+class ProviderError(JibError):
+    """A model provider failed to answer.
+
+    Attributes:
+        message: the provider's own explanation (secrets removed, truncated).
+        status_code: the HTTP status code when there was one.
+        retryable: whether trying the same request again later may succeed.
+        provider: the provider or model that failed, for context.
+    """
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        provider: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        self.message = message
+        self.status_code = status_code
+        self.provider = provider
+        if retryable is not None:
+            self.retryable = retryable
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        parts = []
+        if self.provider:
+            parts.append(f"[{self.provider}]")
+        if self.status_code is not None:
+            parts.append(f"HTTP {self.status_code}:")
+        parts.append(self.message)
+        return " ".join(parts)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only constructor arguments need help to survive pickling (multiprocessing).
+        return (
+            _rebuild_provider_error,
+            (type(self), self.message, self.status_code, self.provider, self.retryable),
+        )
+
+
+def _rebuild_provider_error(
+    cls: type[ProviderError],
+    message: str,
+    status_code: int | None,
+    provider: str | None,
+    retryable: bool,
+) -> ProviderError:
+    return cls(message, status_code=status_code, provider=provider, retryable=retryable)
+
+
+class RateLimitError(ProviderError):
+    """Too many requests (HTTP 429): wait and retry."""
+
+    retryable = True
+
+
+class AuthenticationError(ProviderError):
+    """The key or credentials were refused (HTTP 401/403): fix the key."""
+
+
+class BadRequestError(ProviderError):
+    """The provider rejected the request as malformed (HTTP 400/404/422): fix the request."""
+
+
+class ContextLengthError(BadRequestError):
+    """The prompt is longer than the model's context window: shorten the prompt."""
+
+
+class ProviderTimeoutError(ProviderError):
+    """The provider did not answer in time: retry, perhaps with a longer timeout."""
+
+    retryable = True
+
+
+class ServerError(ProviderError):
+    """The provider failed on its side (HTTP 5xx): retry later."""
+
+    retryable = True
+
+
+class ProviderConnectionError(ProviderError):
+    """The provider could not be reached (refused, reset, DNS): retry later or check the URL."""
+
+    retryable = True
+
+
+RETRYABLE_ERRORS: tuple[type[ProviderError], ...] = (
+    RateLimitError,
+    ProviderTimeoutError,
+    ServerError,
+    ProviderConnectionError,
+)
+"""The errors worth retrying; pass to `backoff.on_exception` or `tenacity`."""
+
+
+class GeneratorWarning(UserWarning):
+    """Something worked but looks wrong (for example a prompt that was silently truncated)."""
+
+
+_CONTEXT_HINTS = (
+    "context length",
+    "context_length",
+    "maximum context",
+    "context window",
+    "too many tokens",
+    "prompt is too long",
+    "input is too long",
+    "reduce the length",
+)
+
+
+def error_for_status(
+    status_code: int, message: str, *, provider: str | None = None
+) -> ProviderError:
+    """Return the normalized `ProviderError` for an HTTP status code and provider message."""
+    lowered = message.lower()
+    cls: type[ProviderError]
+    if status_code == 429:
+        cls = RateLimitError
+    elif status_code in (401, 403):
+        cls = AuthenticationError
+    elif status_code in (408, 504):
+        cls = ProviderTimeoutError
+    elif status_code >= 500:
+        cls = ServerError
+    elif status_code == 413 or any(hint in lowered for hint in _CONTEXT_HINTS):
+        cls = ContextLengthError
+    elif 400 <= status_code < 500:
+        cls = BadRequestError
+    else:
+        cls = ProviderError
+    return cls(message, status_code=status_code, provider=provider)

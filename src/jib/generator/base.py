@@ -1,0 +1,257 @@
+"""`Generator`: the one interface every model sits behind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
+
+from jib._syntax import ENV_REFERENCE_PREFIX, REDACTED, escape, format_identifier, is_secret_key
+from jib._values import encode_value, field_kind
+from jib.errors import InvalidGeneratorError
+from jib.messages import GeneratedMessage, GeneratedText, Message, MessageInput
+from jib.params import GenerateParams
+from jib.registry import DEFAULT_PROVIDER, provider_name_for
+
+if TYPE_CHECKING:
+    from jib.pipeline.chat import ChatPipeline
+    from jib.pipeline.completion import CompletionPipeline
+
+__all__ = ["Generator", "Wrapper"]
+
+T = TypeVar("T")
+Wrapper = Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]
+"""Wraps an async callable, returning another: `backoff.on_exception(...)` is one."""
+
+_BASE_FIELDS = frozenset({"model", "api_key", "params"})
+
+
+class Generator(BaseModel):
+    """Base class of every generator: a model behind two async batch methods.
+
+    Subclass it and implement `generate_messages` (chat), `generate_texts` (completion) or both;
+    a method left out raises `NotImplementedError`. Extra pydantic fields on a subclass become
+    attributes settable from identifiers (`custom!foo,custom_field=True`).
+
+    Attributes:
+        model: the model name the provider understands.
+        api_key: the key, if the provider needs one. `env:NAME` reads environment variable
+            `NAME` when the key is used. Never shown in reprs or identifiers.
+        params: default generation params, merged under the params of each call.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        arbitrary_types_allowed=True,
+        protected_namespaces=(),
+    )
+
+    model: str
+    api_key: SecretStr | None = Field(default=None, repr=False)
+    params: GenerateParams = Field(default_factory=GenerateParams)
+
+    _wrappers: tuple[Wrapper, ...] = PrivateAttr(default=())
+
+    _chat_pipeline_factory: ClassVar[Callable[..., Any] | None] = None
+    _completion_pipeline_factory: ClassVar[Callable[..., Any] | None] = None
+
+    # -- what subclasses implement -------------------------------------------------------------
+
+    async def generate_messages(
+        self,
+        messages: Sequence[Sequence[Message]],
+        params: Sequence[GenerateParams],
+    ) -> Sequence[GeneratedMessage | BaseException]:
+        """Generate the next message for each conversation of a batch.
+
+        Args:
+            messages: one conversation (a sequence of messages) per item.
+            params: one `GenerateParams` per item, already merged with `self.params`.
+
+        Returns:
+            One result per item, in order: the generated message, or the exception that item
+            failed with (one failing item does not fail the batch).
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not support chat: it does not implement "
+            "generate_messages(). Use a generator that does, or .complete() if it supports text."
+        )
+
+    async def generate_texts(
+        self,
+        texts: Sequence[str],
+        params: Sequence[GenerateParams],
+    ) -> Sequence[GeneratedText | BaseException]:
+        """Complete each text of a batch; same contract as `generate_messages`."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not support text completion: it does not implement "
+            "generate_texts(). Use a generator that does, or .chat() if it supports chat."
+        )
+
+    def load(self) -> Generator:
+        """Load local resources (a model in memory). Remote generators have nothing to load."""
+        return self
+
+    def unload(self) -> Generator:
+        """Free what `load` took. Safe to call when nothing is loaded."""
+        return self
+
+    # -- composition ---------------------------------------------------------------------------
+
+    def wrap(self, wrapper: Wrapper) -> Generator:
+        """A copy of this generator whose underlying calls go through `wrapper`.
+
+        `wrapper` takes an async callable and returns one, so decorators such as
+        `backoff.on_exception(backoff.expo, jib.errors.RETRYABLE_ERRORS)` fit. This generator is
+        left unchanged; the copy shares its loaded model and connection limits.
+        """
+        copy = self.model_copy()
+        copy._wrappers = (*self._wrappers, wrapper)
+        return copy
+
+    def wrapped(self, call: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        """`call` with this generator's wrappers applied (innermost first).
+
+        Providers call this around each underlying request so a retry wrapper retries one
+        request, not a whole batch.
+        """
+        for wrapper in self._wrappers:
+            call = wrapper(call)
+        return call
+
+    def chat(
+        self,
+        messages: MessageInput | Sequence[MessageInput] | None = None,
+        params: GenerateParams | None = None,
+    ) -> ChatPipeline:
+        """Start a `ChatPipeline` with these messages (strings are user messages)."""
+        factory = Generator._chat_pipeline_factory
+        if factory is None:  # pragma: no cover - jib/__init__ always binds it
+            raise RuntimeError("jib.pipeline is not imported")
+        pipeline: ChatPipeline = factory(self, messages or [], params)
+        return pipeline
+
+    def complete(self, text: str, params: GenerateParams | None = None) -> CompletionPipeline:
+        """Start a `CompletionPipeline` for this text."""
+        factory = Generator._completion_pipeline_factory
+        if factory is None:  # pragma: no cover - jib/__init__ always binds it
+            raise RuntimeError("jib.pipeline is not imported")
+        pipeline: CompletionPipeline = factory(self, text, params)
+        return pipeline
+
+    # -- secrets -------------------------------------------------------------------------------
+
+    def get_api_key(self) -> str | None:
+        """The api key to send: the value, or the environment variable an `env:` key names.
+
+        Raises:
+            InvalidGeneratorError: an `env:NAME` key names a variable that is not set.
+        """
+        return resolve_secret(self.api_key, "api_key")
+
+    # -- identifiers ---------------------------------------------------------------------------
+
+    def to_identifier(
+        self,
+        params: GenerateParams | None = None,
+        *,
+        short: bool = False,
+        include_secrets: bool = False,
+    ) -> str:
+        """This generator as an identifier string that `get_generator` turns back into it.
+
+        Args:
+            params: params to merge over `self.params` in the identifier.
+            short: only `provider!model`, no attributes or params.
+            include_secrets: write secret values (the api key) too. Off by default: secrets are
+                left out, and `env:NAME` references are written back as they are.
+
+        Raises:
+            InvalidGeneratorError: this class is not registered under a provider name.
+        """
+        provider = provider_name_for(type(self))
+        if provider is None:
+            raise InvalidGeneratorError(
+                f"{type(self).__name__} is not registered, so it has no identifier; call "
+                f"jib.register_generator('name', {type(self).__name__}) first"
+            )
+        shown_provider = None if provider == DEFAULT_PROVIDER else provider
+        if short:
+            return format_identifier(shown_provider, self.model, [])
+        items = list(self._identifier_attributes(include_secrets))
+        merged = self.params.merge_with(params) if params is not None else self.params
+        for name, info in GenerateParams.model_fields.items():
+            value = getattr(merged, name)
+            if value is None or (name == "extra" and not value):
+                continue
+            items.append((name, encode_value(value, field_kind(info.annotation))))
+        return format_identifier(shown_provider, self.model, items)
+
+    def _identifier_attributes(self, include_secrets: bool) -> Iterator[tuple[str, str]]:
+        for name, info in type(self).model_fields.items():
+            if name in ("model", "params"):
+                continue
+            value = getattr(self, name)
+            if value is None:
+                continue
+            secret = name == "api_key" or is_secret_key(name) or isinstance(value, SecretStr)
+            if secret:
+                raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+                if include_secrets or raw.startswith(ENV_REFERENCE_PREFIX):
+                    yield name, escape(raw)
+                continue
+            if value == info.get_default(call_default_factory=True):
+                continue
+            yield name, self.identifier_value(name, value)
+
+    def identifier_value(self, name: str, value: Any) -> str:
+        """Write attribute `name` for an identifier; override to encode a field specially."""
+        return encode_value(value, field_kind(type(self).model_fields[name].annotation))
+
+    # -- python protocol -----------------------------------------------------------------------
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name is not None and name != "api_key" and is_secret_key(name):
+                yield name, REDACTED
+            elif name == "params" and isinstance(value, GenerateParams) and value.is_empty():
+                continue
+            else:
+                yield name, value
+
+    def __eq__(self, other: object) -> bool:
+        # Runtime state (loaded models, connection pools, wrappers) is not part of equality.
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Generator)
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def resolve_secret(value: SecretStr | str | None, name: str) -> str | None:
+    """The secret's value, reading `env:NAME` references from the environment."""
+    if value is None:
+        return None
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if not raw.startswith(ENV_REFERENCE_PREFIX):
+        return raw
+    variable = raw[len(ENV_REFERENCE_PREFIX) :]
+    resolved = os.environ.get(variable)
+    if resolved is None:
+        raise InvalidGeneratorError(
+            f"{name} refers to environment variable {variable!r}, which is not set"
+        )
+    return resolved
+
+
+def bind_pipelines(
+    chat_factory: Callable[..., ChatPipeline],
+    completion_factory: Callable[..., CompletionPipeline],
+) -> None:
+    """Let `Generator.chat`/`complete` build pipelines without importing the layer above."""
+    Generator._chat_pipeline_factory = chat_factory
+    Generator._completion_pipeline_factory = completion_factory

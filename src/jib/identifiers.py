@@ -1,0 +1,126 @@
+"""Build generators from identifier strings and write them back: `get_generator`, `get_identifier`.
+
+    [provider!]model[,key=value]...
+
+Keys are `api_key`, `api_base`-style generator attributes, or `GenerateParams` fields; values are
+checked against the field's type. See `jib._syntax` for escaping and `jib._values` for encoding.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from pydantic import ValidationError
+
+from jib._syntax import (
+    IdentifierSyntaxError,
+    is_secret_key,
+    parse_identifier,
+    redact_identifier,
+    unescape,
+)
+from jib._values import decode_value, field_kind
+from jib.errors import InvalidGeneratorError
+from jib.generator.base import Generator
+from jib.params import GenerateParams
+from jib.registry import DEFAULT_PROVIDER, resolve_provider
+
+__all__ = ["get_generator", "get_identifier"]
+
+_RESERVED_KEYS = frozenset({"model", "params"})
+
+
+def get_generator(identifier: str, *, params: GenerateParams | None = None) -> Generator:
+    """Build the generator an identifier describes.
+
+    >>> get_generator("gpt-4o-mini,temperature=0.2").params.temperature
+    0.2
+
+    Args:
+        identifier: `[provider!]model[,key=value]...`; the provider defaults to `litellm`.
+        params: params that override those in the identifier.
+
+    Raises:
+        InvalidGeneratorError: the identifier is malformed, names an unknown provider or key, or
+            a value has the wrong type. The message names the part at fault; secrets are masked.
+    """
+    shown = redact_identifier(identifier)
+    try:
+        parsed = parse_identifier(identifier)
+    except IdentifierSyntaxError as exc:
+        raise InvalidGeneratorError(f"invalid identifier {shown!r}: {exc}") from None
+
+    cls = resolve_provider(parsed.provider or DEFAULT_PROVIDER)
+    if not (isinstance(cls, type) and issubclass(cls, Generator)):
+        raise InvalidGeneratorError(
+            f"provider {parsed.provider!r} is registered as {cls!r}, which is not a Generator"
+        )
+
+    param_values: dict[str, Any] = {}
+    attributes: dict[str, Any] = {}
+    try:
+        for key, raw in parsed.kwargs.items():
+            if key in _RESERVED_KEYS:
+                raise InvalidGeneratorError(
+                    f"invalid identifier {shown!r}: key {key!r} cannot be set with key=value; "
+                    "the model goes before the first ',' and params are set one by one"
+                )
+            if key in GenerateParams.model_fields:
+                kind = field_kind(GenerateParams.model_fields[key].annotation)
+                param_values[key] = decode_value(raw, kind)
+            elif key in cls.model_fields:
+                kind = field_kind(cls.model_fields[key].annotation)
+                attributes[key] = unescape(raw) if key == "api_key" else decode_value(raw, kind)
+            else:
+                raise InvalidGeneratorError(
+                    f"invalid identifier {shown!r}: unknown key {key!r} for {cls.__name__}. "
+                    f"{_suggest(key, cls)}"
+                )
+    except IdentifierSyntaxError as exc:
+        raise InvalidGeneratorError(f"invalid identifier {shown!r}: {exc}") from None
+
+    try:
+        identifier_params = GenerateParams.model_validate(param_values)
+    except ValidationError as exc:
+        raise _validation_error(shown, exc, param_values) from exc
+    merged = identifier_params.merge_with(params) if params is not None else identifier_params
+    try:
+        return cls(model=parsed.model, params=merged, **attributes)
+    except ValidationError as exc:
+        secret = any(is_secret_key(str(err["loc"][0])) for err in exc.errors() if err["loc"])
+        error = _validation_error(shown, exc, attributes)
+        if secret:
+            raise error from None
+        raise error from exc
+
+
+def get_identifier(
+    generator: Generator, params: GenerateParams | None = None, *, short: bool = False
+) -> str:
+    """The identifier of `generator` (see `Generator.to_identifier`); secrets are left out."""
+    return generator.to_identifier(params, short=short)
+
+
+def _suggest(key: str, cls: type[Generator]) -> str:
+    valid = sorted(
+        {*GenerateParams.model_fields, *cls.model_fields} - _RESERVED_KEYS,
+    )
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
+    return f"{hint}Valid keys: {', '.join(valid)}"
+
+
+def _validation_error(
+    shown: str, exc: ValidationError, given: dict[str, Any]
+) -> InvalidGeneratorError:
+    problems = []
+    for error in exc.errors():
+        location = error["loc"]
+        key = str(location[0]) if location else "?"
+        where = ".".join(str(part) for part in location) or key
+        message = error["msg"]
+        if key in given and not is_secret_key(key):
+            message += f" (got {given[key]!r})"
+        problems.append(f"key {where!r}: {message}")
+    return InvalidGeneratorError(f"invalid identifier {shown!r}: " + "; ".join(problems))

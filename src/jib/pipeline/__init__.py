@@ -1,0 +1,10 @@
+"""Pipelines: `ChatPipeline` and `CompletionPipeline`."""
+
+from jib.generator.base import bind_pipelines
+from jib.pipeline._base import OnFailed
+from jib.pipeline.chat import ChatPipeline
+from jib.pipeline.completion import CompletionPipeline
+
+bind_pipelines(ChatPipeline, CompletionPipeline)
+
+__all__ = ["ChatPipeline", "CompletionPipeline", "OnFailed"]

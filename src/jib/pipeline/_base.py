@@ -1,0 +1,302 @@
+"""Machinery shared by `ChatPipeline` and `CompletionPipeline`.
+
+A pipeline is an immutable description of work: a generator, an input, params, callbacks and an
+error policy. Every builder method returns a new pipeline. Running it makes one batch call to
+the generator per batch (not one per item) and turns each result into a record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Generator as PyGenerator, Sequence
+from typing import Any, Generic, Literal, TypeVar, Union
+
+from jib.errors import JibError
+from jib.generator.base import Generator, Wrapper
+from jib.identifiers import get_generator
+from jib.params import GenerateParams
+
+__all__ = ["OnFailed", "Pipeline"]
+
+OnFailed = Literal["raise", "include", "skip"]
+_ON_FAILED = ("raise", "include", "skip")
+
+InputT = TypeVar("InputT")
+RecordT = TypeVar("RecordT")
+ResultT = TypeVar("ResultT")
+SelfT = TypeVar("SelfT", bound="Pipeline[Any, Any, Any]")
+
+MaybeAwaitable = Union[ResultT, Awaitable[ResultT]]
+
+
+async def _resolve(value: MaybeAwaitable[ResultT]) -> ResultT:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class Pipeline(Generic[InputT, RecordT, ResultT]):
+    """The shared builder and runner; see `ChatPipeline` and `CompletionPipeline`.
+
+    Type parameters: the input of one item (messages or text), the record a run makes (`Chat`,
+    `Completion`) and the generator's result for one item.
+    """
+
+    __slots__ = ("_catch", "_input", "_maps", "_metadata", "_thens", "_watchers", "generator", "params")
+
+    def __init__(
+        self,
+        generator: Generator,
+        input: InputT,
+        params: GenerateParams | None = None,
+    ) -> None:
+        self.generator = generator
+        self._input = input
+        self.params = params if params is not None else GenerateParams()
+        self._thens: tuple[Callable[[RecordT], Any], ...] = ()
+        self._maps: tuple[Callable[[list[RecordT]], Any], ...] = ()
+        self._watchers: tuple[Callable[[list[RecordT]], Any], ...] = ()
+        self._metadata: dict[str, Any] = {}
+        self._catch: tuple[type[BaseException], ...] = (JibError,)
+
+    # -- what subclasses supply ----------------------------------------------------------------
+
+    async def _generate(
+        self, generator: Generator, inputs: Sequence[InputT], params: Sequence[GenerateParams]
+    ) -> Sequence[ResultT | BaseException]:
+        raise NotImplementedError
+
+    def _record(
+        self,
+        generator: Generator,
+        input: InputT,
+        params: GenerateParams,
+        result: ResultT | None,
+        error: BaseException | None,
+    ) -> RecordT:
+        raise NotImplementedError
+
+    def _normalize_input(self, value: Any) -> InputT:
+        raise NotImplementedError
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _copy(self: SelfT) -> SelfT:
+        clone = object.__new__(type(self))
+        for name in Pipeline.__slots__:
+            setattr(clone, name, getattr(self, name))
+        clone._metadata = dict(self._metadata)
+        return clone
+
+    def with_(self: SelfT, params: GenerateParams | None = None, **kwargs: Any) -> SelfT:
+        """A new pipeline whose params are these, overridden by `params` and then `kwargs`.
+
+        >>> import jib.testing
+        >>> pipeline = jib.testing.EchoGenerator(model="echo").chat("hi")
+        >>> pipeline.with_(temperature=0.1).params.temperature, pipeline.params.temperature
+        (0.1, None)
+        """
+        clone = self._copy()
+        clone.params = self.params.merge_with(params, GenerateParams(**kwargs) if kwargs else None)
+        return clone
+
+    def wrap(self: SelfT, wrapper: Wrapper) -> SelfT:
+        """A new pipeline whose generator calls go through `wrapper` (the generator is unchanged).
+
+        `wrapper` takes an async callable and returns one, e.g.
+        `backoff.on_exception(backoff.expo, jib.errors.RETRYABLE_ERRORS, max_tries=3)`.
+        """
+        clone = self._copy()
+        clone.generator = self.generator.wrap(wrapper)
+        return clone
+
+    def then(self: SelfT, callback: Callable[[RecordT], Any]) -> SelfT:
+        """Run `callback(record)` on each successful record; a returned record replaces it.
+
+        The callback may be sync or async. A returned pipeline is run and its record kept.
+        """
+        clone = self._copy()
+        clone._thens = (*self._thens, callback)
+        return clone
+
+    def map(self: SelfT, callback: Callable[[list[RecordT]], Any]) -> SelfT:
+        """Run `callback(records)` on the successful records of a run; it returns the new list."""
+        clone = self._copy()
+        clone._maps = (*self._maps, callback)
+        return clone
+
+    def watch(self: SelfT, callback: Callable[[list[RecordT]], Any]) -> SelfT:
+        """Call `callback(records)` with every finished record of each run, failed ones too.
+
+        Watchers run before the `on_failed` policy applies, so a store can record everything.
+        """
+        clone = self._copy()
+        clone._watchers = (*self._watchers, callback)
+        return clone
+
+    def meta(self: SelfT, **metadata: Any) -> SelfT:
+        """A new pipeline that adds `metadata` to every record it makes."""
+        clone = self._copy()
+        clone._metadata.update(metadata)
+        return clone
+
+    def catch(self: SelfT, *exception_types: type[BaseException]) -> SelfT:
+        """Also record these exception types as failures (jib's own errors always are).
+
+        Other exceptions propagate from `run*` whatever `on_failed` says: they are bugs.
+        """
+        for exception_type in exception_types:
+            if not (isinstance(exception_type, type) and issubclass(exception_type, BaseException)):
+                raise TypeError(f"catch() takes exception types, not {exception_type!r}")
+        clone = self._copy()
+        clone._catch = (*self._catch, *exception_types)
+        return clone
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self, on_failed: OnFailed = "raise") -> RecordT:
+        """Generate once and return the record.
+
+        Args:
+            on_failed: `"raise"` raises a failure; `"include"` returns the failed record.
+        """
+        if on_failed == "skip":
+            raise ValueError("on_failed='skip' leaves nothing to return from run(); use 'include'")
+        records = await self._run(self.generator, [self._input], None, on_failed)
+        return records[0]
+
+    async def run_many(self, count: int, on_failed: OnFailed = "raise") -> list[RecordT]:
+        """Generate `count` times from the same input, in one batch call."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, not {count}")
+        return await self._run(self.generator, [self._input] * count, None, on_failed)
+
+    async def run_batch(
+        self,
+        many_inputs: Sequence[Any],
+        many_params: Sequence[GenerateParams | None] | None = None,
+        on_failed: OnFailed = "raise",
+    ) -> list[RecordT]:
+        """Generate once for each input, in one batch call.
+
+        Each input is appended to this pipeline's own input. `many_params`, when given, has one
+        entry per input and overrides the pipeline's params for that input.
+        """
+        if many_params is not None and len(many_params) != len(many_inputs):
+            raise ValueError(
+                f"run_batch got {len(many_inputs)} inputs but {len(many_params)} params"
+            )
+        inputs = [self._extend(self._normalize_input(item)) for item in many_inputs]
+        return await self._run(self.generator, inputs, many_params, on_failed)
+
+    async def run_over(
+        self, *generators: Generator | str, on_failed: OnFailed = "raise"
+    ) -> list[RecordT]:
+        """Run this pipeline once on each generator (objects or identifiers), concurrently."""
+        built = []
+        for generator in generators:
+            if isinstance(generator, str):
+                generator = get_generator(generator)
+            for wrapper in self.generator._wrappers:
+                generator = generator.wrap(wrapper)
+            built.append(generator)
+        batches = await asyncio.gather(
+            *(self._run(g, [self._input], None, on_failed) for g in built)
+        )
+        return [record for batch in batches for record in batch]
+
+    def __await__(self) -> PyGenerator[Any, None, RecordT]:
+        return self.run().__await__()
+
+    def _extend(self, input: InputT) -> InputT:
+        raise NotImplementedError
+
+    async def _run(
+        self,
+        generator: Generator,
+        inputs: list[InputT],
+        many_params: Sequence[GenerateParams | None] | None,
+        on_failed: OnFailed,
+    ) -> list[RecordT]:
+        if on_failed not in _ON_FAILED:
+            raise ValueError(f"on_failed must be one of {_ON_FAILED}, not {on_failed!r}")
+        if not inputs:
+            return []
+        base = generator.params.merge_with(self.params)
+        if many_params is None:
+            params_list = [base] * len(inputs)
+        else:
+            params_list = [base.merge_with(p) if p is not None else base for p in many_params]
+
+        try:
+            results = await self._generate(generator, inputs, params_list)
+        except self._catch as exc:
+            results = [exc] * len(inputs)
+        if len(results) != len(inputs):
+            raise RuntimeError(
+                f"{type(generator).__name__} returned {len(results)} results for a batch of "
+                f"{len(inputs)}; a generator must return one result per item"
+            )
+
+        records: list[RecordT] = []
+        failures: list[BaseException] = []
+        for item, params, result in zip(inputs, params_list, results):
+            if isinstance(result, BaseException):
+                if not isinstance(result, self._catch):
+                    raise result
+                failures.append(result)
+                records.append(self._record(generator, item, params, None, result))
+            else:
+                records.append(self._record(generator, item, params, result, None))
+
+        if self._thens or self._maps:
+            records = await self._apply_callbacks(records, generator, inputs, params_list)
+        for watcher in self._watchers:
+            await _resolve(watcher(list(records)))
+
+        if on_failed == "raise":
+            for record in records:
+                error = getattr(record, "error", None)
+                if error is not None:
+                    raise error
+        if on_failed == "skip":
+            records = [record for record in records if not getattr(record, "failed", False)]
+        return records
+
+    async def _apply_callbacks(
+        self,
+        records: list[RecordT],
+        generator: Generator,
+        inputs: list[InputT],
+        params_list: list[GenerateParams],
+    ) -> list[RecordT]:
+        async def then_one(index: int, record: RecordT) -> RecordT:
+            try:
+                for callback in self._thens:
+                    outcome = await _resolve(callback(record))
+                    if isinstance(outcome, Pipeline):
+                        outcome = await outcome.run(on_failed="include")
+                    if outcome is not None:
+                        record = outcome
+                return record
+            except self._catch as exc:
+                return self._record(generator, inputs[index], params_list[index], None, exc)
+
+        if self._thens:
+            records = list(
+                await asyncio.gather(
+                    *(
+                        then_one(i, r) if not getattr(r, "failed", False) else _resolve(r)
+                        for i, r in enumerate(records)
+                    )
+                )
+            )
+        for callback in self._maps:
+            good = [r for r in records if not getattr(r, "failed", False)]
+            bad = [r for r in records if getattr(r, "failed", False)]
+            mapped = await _resolve(callback(good))
+            if not isinstance(mapped, list):
+                raise TypeError(f"a map() callback must return a list, not {type(mapped).__name__}")
+            records = [*mapped, *bad]
+        return records

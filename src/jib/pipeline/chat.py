@@ -1,0 +1,94 @@
+"""`ChatPipeline`: build and run chat generations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from jib.chat import Chat
+from jib.generator.base import Generator
+from jib.messages import GeneratedMessage, Message, MessageInput, as_messages
+from jib.params import GenerateParams
+from jib.pipeline._base import Pipeline
+
+__all__ = ["ChatPipeline"]
+
+
+class ChatPipeline(Pipeline[list[Message], Chat, GeneratedMessage]):
+    """A chat waiting to run: a generator, messages, params, callbacks and an error policy.
+
+    Every builder method (`with_`, `wrap`, `then`, `map`, `watch`, `meta`, `catch`, `add`,
+    `fork`) returns a new pipeline and leaves this one unchanged. Awaiting a pipeline runs it:
+
+    >>> import asyncio, jib.testing
+    >>> chat = asyncio.run(jib.testing.EchoGenerator(model="echo").chat("hello").run())
+    >>> chat.content
+    'hello'
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        generator: Generator,
+        messages: MessageInput | Sequence[MessageInput] = (),
+        params: GenerateParams | None = None,
+    ) -> None:
+        super().__init__(generator, as_messages(messages), params)
+
+    @property
+    def messages(self) -> list[Message]:
+        """The messages this pipeline sends (a copy)."""
+        return list(self._input)
+
+    def add(self, messages: MessageInput | Sequence[MessageInput]) -> ChatPipeline:
+        """A new pipeline with `messages` appended (strings are user messages)."""
+        clone = self._copy()
+        clone._input = [*self._input, *as_messages(messages)]
+        return clone
+
+    def fork(self, messages: MessageInput | Sequence[MessageInput] = ()) -> ChatPipeline:
+        """A copy of this pipeline, optionally with more messages, to run separately."""
+        return self.add(messages)
+
+    def _normalize_input(self, value: Any) -> list[Message]:
+        return as_messages(value)
+
+    def _extend(self, input: list[Message]) -> list[Message]:
+        return [*self._input, *input] if self._input else input
+
+    async def _generate(
+        self,
+        generator: Generator,
+        inputs: Sequence[list[Message]],
+        params: Sequence[GenerateParams],
+    ) -> Sequence[GeneratedMessage | BaseException]:
+        return await generator.generate_messages(inputs, params)
+
+    def _record(
+        self,
+        generator: Generator,
+        input: list[Message],
+        params: GenerateParams,
+        result: GeneratedMessage | None,
+        error: BaseException | None,
+    ) -> Chat:
+        if result is None:
+            return Chat(
+                messages=input,
+                generator=generator,
+                params=params,
+                failed=True,
+                error=error,
+                metadata=dict(self._metadata),
+            )
+        return Chat(
+            messages=input,
+            generated=[result.message],
+            generator=generator,
+            params=params,
+            stop_reason=result.stop_reason,
+            usage=result.usage,
+            extra=result.extra,
+            metadata=dict(self._metadata),
+        )

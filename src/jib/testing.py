@@ -1,0 +1,247 @@
+"""Generators for tests and offline runs: no network, no model, deterministic.
+
+Use them in your own test suites the way jib's tests do:
+
+>>> import asyncio
+>>> from jib.testing import FixedGenerator
+>>> chat = asyncio.run(FixedGenerator(model="demo", text="Paris").chat("Capital of France?"))
+>>> chat.content
+'Paris'
+
+Each is registered under a short provider name, so identifiers work offline too:
+`echo!demo`, `fixed!demo,text=Paris`, `fail!demo,fail_times=2,error=RateLimitError`.
+
+Every generator here records the size of each batch it was called with in `batch_sizes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr
+
+from jib import errors
+from jib.generator.base import Generator
+from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
+from jib.params import GenerateParams
+
+__all__ = [
+    "AlwaysFailGenerator",
+    "CallbackGenerator",
+    "EchoGenerator",
+    "FailingGenerator",
+    "FixedGenerator",
+]
+
+ErrorName = Literal[
+    "RateLimitError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ContextLengthError",
+    "ProviderTimeoutError",
+    "ServerError",
+    "ProviderConnectionError",
+    "ProcessingError",
+]
+_STATUS_FOR_ERROR = {
+    "RateLimitError": 429,
+    "AuthenticationError": 401,
+    "BadRequestError": 400,
+    "ContextLengthError": 400,
+    "ServerError": 500,
+}
+
+
+def _count_tokens(text: str) -> int:
+    return len(text.split())
+
+
+def _reply(text: str, prompt_tokens: int, params: GenerateParams) -> tuple[str, str, Usage]:
+    """Apply `max_tokens` (in words) and `stop` like a real model would."""
+    stop_reason = "stop"
+    for sequence in params.stop or ():
+        index = text.find(sequence)
+        if index >= 0:
+            text = text[:index]
+    words = text.split(" ")
+    if params.max_tokens is not None and len(words) > params.max_tokens:
+        text = " ".join(words[: params.max_tokens])
+        stop_reason = "length"
+    return text, stop_reason, Usage(prompt_tokens, _count_tokens(text))
+
+
+class _TestGenerator(Generator):
+    """Answers each item through `_answer`, one at a time, with the generator's wrappers."""
+
+    _state: dict[str, Any] = PrivateAttr(default_factory=lambda: {"batch_sizes": [], "calls": 0})
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """The size of every batch this generator (and its wrapped copies) was called with."""
+        sizes: list[int] = self._state["batch_sizes"]
+        return sizes
+
+    @property
+    def calls(self) -> int:
+        """How many single items were attempted, retries included."""
+        count: int = self._state["calls"]
+        return count
+
+    async def _answer(self, text: str, params: GenerateParams) -> str:
+        raise NotImplementedError
+
+    async def _one(self, text: str, prompt_tokens: int, params: GenerateParams) -> tuple[str, str, Usage]:
+        self._state["calls"] += 1
+        answer = await self._answer(text, params)
+        return _reply(answer, prompt_tokens, params)
+
+    async def _batch(
+        self, texts: Sequence[str], params: Sequence[GenerateParams]
+    ) -> list[tuple[str, str, Usage] | BaseException]:
+        self._state["batch_sizes"].append(len(texts))
+        call = self.wrapped(self._one)
+        results: list[tuple[str, str, Usage] | BaseException] = []
+        for text, item_params in zip(texts, params):
+            try:
+                results.append(await call(text, _count_tokens(text), item_params))
+            except Exception as exc:  # one failing item must not fail the batch
+                results.append(exc)
+        return results
+
+    async def generate_messages(
+        self, messages: Sequence[Sequence[Message]], params: Sequence[GenerateParams]
+    ) -> Sequence[GeneratedMessage | BaseException]:
+        """Answer the last message of each conversation."""
+        texts = [conversation[-1].content if conversation else "" for conversation in messages]
+        return [
+            result
+            if isinstance(result, BaseException)
+            else GeneratedMessage(Message("assistant", result[0]), result[1], result[2])  # type: ignore[arg-type]
+            for result in await self._batch(texts, params)
+        ]
+
+    async def generate_texts(
+        self, texts: Sequence[str], params: Sequence[GenerateParams]
+    ) -> Sequence[GeneratedText | BaseException]:
+        """Complete each text."""
+        return [
+            result
+            if isinstance(result, BaseException)
+            else GeneratedText(result[0], result[1], result[2])  # type: ignore[arg-type]
+            for result in await self._batch(texts, params)
+        ]
+
+
+class EchoGenerator(_TestGenerator):
+    """Answers with the last message (or the text) it was given, after `prefix`.
+
+    `max_tokens` cuts the answer to that many words (stop reason `length`); `stop` sequences cut
+    it too. Usage counts words.
+    """
+
+    prefix: str = ""
+
+    async def _answer(self, text: str, params: GenerateParams) -> str:
+        return self.prefix + text
+
+
+class FixedGenerator(_TestGenerator):
+    """Always answers `text`."""
+
+    text: str = "OK"
+
+    async def _answer(self, text: str, params: GenerateParams) -> str:
+        return self.text
+
+
+class FailingGenerator(_TestGenerator):
+    """Fails the first `fail_times` items it is asked (with `error`), then echoes like `EchoGenerator`.
+
+    With `fail_times=2`, a retry wrapper that tries three times succeeds.
+    """
+
+    fail_times: int = Field(default=1, ge=0)
+    error: ErrorName = "ServerError"
+
+    async def _answer(self, text: str, params: GenerateParams) -> str:
+        failures: int = self._state.setdefault("failures", 0)
+        if failures < self.fail_times:
+            self._state["failures"] = failures + 1
+            raise _make_error(self.error, f"injected failure {failures + 1} of {self.fail_times}")
+        return text
+
+
+class AlwaysFailGenerator(_TestGenerator):
+    """Fails every item with `error` (a jib error class name)."""
+
+    error: ErrorName = "ServerError"
+    message: str = "injected failure"
+
+    async def _answer(self, text: str, params: GenerateParams) -> str:
+        raise _make_error(self.error, self.message)
+
+
+AnswerCallback = Callable[[list[Message], GenerateParams], "str | Awaitable[str]"]
+
+
+class CallbackGenerator(Generator):
+    """Answers with whatever `callback(messages, params)` returns (sync or async).
+
+    For text completion the callback gets one user message holding the text. Items of a batch
+    run concurrently; a callback that raises fails only its own item.
+    """
+
+    callback: Callable[..., Any]
+    _batch_sizes: list[int] = PrivateAttr(default_factory=list)
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """The size of every batch this generator was called with."""
+        return self._batch_sizes
+
+    async def _call(self, messages: list[Message], params: GenerateParams) -> str:
+        answer = self.callback(messages, params)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if not isinstance(answer, str):
+            raise TypeError(f"the callback must return a string, not {type(answer).__name__}")
+        return answer
+
+    async def _gather(
+        self, conversations: Sequence[list[Message]], params: Sequence[GenerateParams]
+    ) -> list[str | BaseException]:
+        self._batch_sizes.append(len(conversations))
+        call = self.wrapped(self._call)
+        return await asyncio.gather(
+            *(call(c, p) for c, p in zip(conversations, params)), return_exceptions=True
+        )
+
+    async def generate_messages(
+        self, messages: Sequence[Sequence[Message]], params: Sequence[GenerateParams]
+    ) -> Sequence[GeneratedMessage | BaseException]:
+        """Answer each conversation with the callback."""
+        answers = await self._gather([list(m) for m in messages], params)
+        return [
+            a if isinstance(a, BaseException) else GeneratedMessage(Message("assistant", a), "stop")
+            for a in answers
+        ]
+
+    async def generate_texts(
+        self, texts: Sequence[str], params: Sequence[GenerateParams]
+    ) -> Sequence[GeneratedText | BaseException]:
+        """Complete each text with the callback."""
+        answers = await self._gather([[Message("user", t)] for t in texts], params)
+        return [a if isinstance(a, BaseException) else GeneratedText(a, "stop") for a in answers]
+
+
+def _make_error(name: str, message: str) -> errors.JibError:
+    cls = getattr(errors, name)
+    if issubclass(cls, errors.ProviderError):
+        error: errors.JibError = cls(message, status_code=_STATUS_FOR_ERROR.get(name), provider="test")
+        return error
+    created: errors.JibError = cls(message)
+    return created
+

@@ -1,0 +1,22 @@
+"""Fixtures shared by the whole suite. Area-specific fixtures live in each folder's conftest."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Nothing in the suite may reach the internet: make Hugging Face libraries fail fast offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tiny random causal LM and tokenizer saved on disk, built once per test session."""
+    from tests.support.tiny_model import build_tiny_model
+
+    yield build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
