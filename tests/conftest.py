@@ -20,3 +20,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     from tests.support.tiny_model import build_tiny_model
 
     yield build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture
+def docs_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
+) -> Iterator[None]:
+    """What documentation examples may rely on: a private store, and the tiny model's path."""
+    monkeypatch.setenv("JIB_STORE", str(tmp_path / "jib.db"))
+    monkeypatch.setenv("JIB_TINY_MODEL", str(tiny_model_dir))
+    monkeypatch.chdir(tmp_path)
+    yield

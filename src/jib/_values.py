@@ -69,6 +69,8 @@ def encode_value(value: Any, kind: FieldKind) -> str:
     """Write `value` as escaped identifier text for a field of `kind`."""
     if kind == "list" and isinstance(value, (list, tuple, set, frozenset)):
         return ";".join(escape(str(item)) for item in value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))  # `temperature=0`, not `temperature=0.0`
     if kind == "scalar" or isinstance(value, (str, int, float, bool)):
         if isinstance(value, enum.Enum):
             value = value.value

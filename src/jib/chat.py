@@ -6,27 +6,37 @@ pydantic models when loaded, and loading rebuilds the generator from the stored 
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from jib.errors import InvalidGeneratorError, JibError
 from jib.generator.base import Generator
 from jib.identifiers import get_generator
-from jib.messages import Message, MessageInput, Role, StopReason, Usage, as_messages
+from jib.messages import Message, MessageInput, StopReason, Usage, as_messages
 from jib.params import GenerateParams
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
+    from jib._records import RecordModel
     from jib.pipeline.chat import ChatPipeline
     from jib.pipeline.completion import CompletionPipeline
 
 __all__ = ["Chat", "Completion", "StoredError"]
 
 SCHEMA_VERSION = 1
+"""Version of the JSON form of records; bump it (and write a migration) when it changes."""
+
+
+def _records() -> ModuleType:
+    # The pydantic models that check stored records are only needed when records cross a
+    # boundary; importing them lazily keeps `import jib` fast.
+    from jib import _records
+
+    return _records
 
 
 class StoredError(JibError):
@@ -69,7 +79,7 @@ class _Record:
     error: BaseException | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=lambda: os.urandom(16).hex())
     timestamp: datetime = field(default_factory=_now)
     _generator_id: str | None = None
 
@@ -160,7 +170,8 @@ class Chat(_Record):
 
     def to_json(self) -> str:
         """This chat as JSON text (see `to_dict`)."""
-        return _ChatModel.model_validate(self.to_dict()).model_dump_json()
+        text: str = _records().ChatModel.model_validate(self.to_dict()).model_dump_json()
+        return text
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, rebuild_generator: bool = True) -> Chat:
@@ -171,7 +182,7 @@ class Chat(_Record):
             InvalidGeneratorError: the generator cannot be rebuilt (pass
                 `rebuild_generator=False` to load the chat without it).
         """
-        record = _ChatModel.model_validate(data)
+        record = _records().ChatModel.model_validate(data)
         return cls(
             messages=[Message(m.role, m.content) for m in record.messages],
             generated=[Message(m.role, m.content) for m in record.generated],
@@ -181,7 +192,7 @@ class Chat(_Record):
     @classmethod
     def from_json(cls, text: str | bytes, *, rebuild_generator: bool = True) -> Chat:
         """Load a chat from `to_json` output (see `from_dict`)."""
-        record = _ChatModel.model_validate_json(text)
+        record = _records().ChatModel.model_validate_json(text)
         return cls.from_dict(record.model_dump(), rebuild_generator=rebuild_generator)
 
     def __repr__(self) -> str:
@@ -236,12 +247,13 @@ class Completion(_Record):
 
     def to_json(self) -> str:
         """This completion as JSON text."""
-        return _CompletionModel.model_validate(self.to_dict()).model_dump_json()
+        text: str = _records().CompletionModel.model_validate(self.to_dict()).model_dump_json()
+        return text
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, rebuild_generator: bool = True) -> Completion:
         """Load a completion from `to_dict` output (see `Chat.from_dict`)."""
-        record = _CompletionModel.model_validate(data)
+        record = _records().CompletionModel.model_validate(data)
         return cls(
             text=record.text,
             generated=record.generated,
@@ -251,7 +263,7 @@ class Completion(_Record):
     @classmethod
     def from_json(cls, text: str | bytes, *, rebuild_generator: bool = True) -> Completion:
         """Load a completion from `to_json` output."""
-        record = _CompletionModel.model_validate_json(text)
+        record = _records().CompletionModel.model_validate_json(text)
         return cls.from_dict(record.model_dump(), rebuild_generator=rebuild_generator)
 
     def __repr__(self) -> str:
@@ -259,53 +271,7 @@ class Completion(_Record):
         return f"Completion(id={self.id!r}, generator={self.generator_id!r}, {state})"
 
 
-# -- the validated JSON form -------------------------------------------------------------------
-
-
-class _MessageModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    role: Role
-    content: str
-
-
-class _UsageModel(BaseModel):
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
-
-
-class _ErrorModel(BaseModel):
-    type: str
-    message: str
-
-
-class _RecordModel(BaseModel):
-    schema_version: int = SCHEMA_VERSION
-    id: str
-    timestamp: datetime
-    generator_id: str | None = None
-    params: GenerateParams | None = None
-    stop_reason: StopReason = "unknown"
-    usage: _UsageModel | None = None
-    failed: bool = False
-    error: _ErrorModel | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    extra: dict[str, Any] = Field(default_factory=dict)
-
-
-class _ChatModel(_RecordModel):
-    kind: str = "chat"
-    messages: list[_MessageModel] = Field(default_factory=list)
-    generated: list[_MessageModel] = Field(default_factory=list)
-
-
-class _CompletionModel(_RecordModel):
-    kind: str = "completion"
-    text: str = ""
-    generated: str = ""
-
-
-def _common_fields(record: _RecordModel, rebuild_generator: bool) -> dict[str, Any]:
+def _common_fields(record: RecordModel, rebuild_generator: bool) -> dict[str, Any]:
     generator = None
     if rebuild_generator and record.generator_id:
         generator = get_generator(record.generator_id)

@@ -8,7 +8,6 @@ checked against the field's type. See `jib._syntax` for escaping and `jib._value
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from pydantic import ValidationError
@@ -103,6 +102,8 @@ def get_identifier(
 
 
 def _suggest(key: str, cls: type[Generator]) -> str:
+    import difflib
+
     valid = sorted(
         {*GenerateParams.model_fields, *cls.model_fields} - _RESERVED_KEYS,
     )

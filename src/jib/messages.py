@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union, get_args
+from typing import Any, Literal, get_args
 
 __all__ = [
     "ROLES",
@@ -74,7 +74,7 @@ class Message:
         return f"[{self.role}]: {self.content}"
 
 
-MessageInput = Union[Message, Mapping[str, Any], str]
+MessageInput = Message | Mapping[str, Any] | str
 
 
 def as_messages(

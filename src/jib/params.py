@@ -19,7 +19,7 @@ class GenerateParams(BaseModel):
     {'temperature': 0.2, 'max_tokens': 64}
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
 
     temperature: float | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, gt=0)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr
 
 from jib import errors
+from jib._concurrency import RequestLimiter
 from jib.generator.base import Generator
 from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
 from jib.params import GenerateParams
@@ -93,7 +94,9 @@ class _TestGenerator(Generator):
     async def _answer(self, text: str, params: GenerateParams) -> str:
         raise NotImplementedError
 
-    async def _one(self, text: str, prompt_tokens: int, params: GenerateParams) -> tuple[str, str, Usage]:
+    async def _one(
+        self, text: str, prompt_tokens: int, params: GenerateParams
+    ) -> tuple[str, str, Usage]:
         self._state["calls"] += 1
         answer = await self._answer(text, params)
         return _reply(answer, prompt_tokens, params)
@@ -104,7 +107,7 @@ class _TestGenerator(Generator):
         self._state["batch_sizes"].append(len(texts))
         call = self.wrapped(self._one)
         results: list[tuple[str, str, Usage] | BaseException] = []
-        for text, item_params in zip(texts, params):
+        for text, item_params in zip(texts, params, strict=True):
             try:
                 results.append(await call(text, _count_tokens(text), item_params))
             except Exception as exc:  # one failing item must not fail the batch
@@ -158,7 +161,7 @@ class FixedGenerator(_TestGenerator):
 
 
 class FailingGenerator(_TestGenerator):
-    """Fails the first `fail_times` items it is asked (with `error`), then echoes like `EchoGenerator`.
+    """Fails the first `fail_times` items it is asked (with `error`), then echoes them.
 
     With `fail_times=2`, a retry wrapper that tries three times succeeds.
     """
@@ -184,18 +187,24 @@ class AlwaysFailGenerator(_TestGenerator):
         raise _make_error(self.error, self.message)
 
 
-AnswerCallback = Callable[[list[Message], GenerateParams], "str | Awaitable[str]"]
-
-
 class CallbackGenerator(Generator):
     """Answers with whatever `callback(messages, params)` returns (sync or async).
 
     For text completion the callback gets one user message holding the text. Items of a batch
-    run concurrently; a callback that raises fails only its own item.
+    run concurrently, at most `max_connections` at a time; a callback that raises fails only its
+    own item.
     """
 
     callback: Callable[..., Any]
+    max_connections: int = Field(default=10, ge=1)
     _batch_sizes: list[int] = PrivateAttr(default_factory=list)
+    _limiters: dict[int, RequestLimiter] = PrivateAttr(default_factory=dict)
+
+    def _limiter(self) -> RequestLimiter:
+        limiter = self._limiters.get(self.max_connections)
+        if limiter is None:
+            limiter = self._limiters[self.max_connections] = RequestLimiter(self.max_connections)
+        return limiter
 
     @property
     def batch_sizes(self) -> list[int]:
@@ -203,9 +212,10 @@ class CallbackGenerator(Generator):
         return self._batch_sizes
 
     async def _call(self, messages: list[Message], params: GenerateParams) -> str:
-        answer = self.callback(messages, params)
-        if inspect.isawaitable(answer):
-            answer = await answer
+        async with self._limiter().slot():
+            answer = self.callback(messages, params)
+            if inspect.isawaitable(answer):
+                answer = await answer
         if not isinstance(answer, str):
             raise TypeError(f"the callback must return a string, not {type(answer).__name__}")
         return answer
@@ -216,7 +226,8 @@ class CallbackGenerator(Generator):
         self._batch_sizes.append(len(conversations))
         call = self.wrapped(self._call)
         return await asyncio.gather(
-            *(call(c, p) for c, p in zip(conversations, params)), return_exceptions=True
+            *(call(c, p) for c, p in zip(conversations, params, strict=True)),
+            return_exceptions=True,
         )
 
     async def generate_messages(
@@ -240,8 +251,9 @@ class CallbackGenerator(Generator):
 def _make_error(name: str, message: str) -> errors.JibError:
     cls = getattr(errors, name)
     if issubclass(cls, errors.ProviderError):
-        error: errors.JibError = cls(message, status_code=_STATUS_FOR_ERROR.get(name), provider="test")
+        error: errors.JibError = cls(
+            message, status_code=_STATUS_FOR_ERROR.get(name), provider="test"
+        )
         return error
     created: errors.JibError = cls(message)
     return created
-

@@ -47,6 +47,7 @@ class Generator(BaseModel):
         validate_assignment=True,
         arbitrary_types_allowed=True,
         protected_namespaces=(),
+        defer_build=True,
     )
 
     model: str

@@ -7,10 +7,10 @@ the generator per batch (not one per item) and turns each result into a record.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Generator as PyGenerator, Sequence
-from typing import Any, Generic, Literal, TypeVar, Union
+from collections.abc import Callable, Sequence
+from collections.abc import Generator as PyGenerator
+from typing import Any, Generic, Literal, TypeVar
 
 from jib.errors import JibError
 from jib.generator.base import Generator, Wrapper
@@ -27,10 +27,9 @@ RecordT = TypeVar("RecordT")
 ResultT = TypeVar("ResultT")
 SelfT = TypeVar("SelfT", bound="Pipeline[Any, Any, Any]")
 
-MaybeAwaitable = Union[ResultT, Awaitable[ResultT]]
 
-
-async def _resolve(value: MaybeAwaitable[ResultT]) -> ResultT:
+async def _resolve(value: Any) -> Any:
+    """Await `value` if it is awaitable (callbacks may be sync or async)."""
     if inspect.isawaitable(value):
         return await value
     return value
@@ -43,7 +42,16 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
     `Completion`) and the generator's result for one item.
     """
 
-    __slots__ = ("_catch", "_input", "_maps", "_metadata", "_thens", "_watchers", "generator", "params")
+    __slots__ = (
+        "_catch",
+        "_input",
+        "_maps",
+        "_metadata",
+        "_thens",
+        "_watchers",
+        "generator",
+        "params",
+    )
 
     def __init__(
         self,
@@ -194,6 +202,8 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         self, *generators: Generator | str, on_failed: OnFailed = "raise"
     ) -> list[RecordT]:
         """Run this pipeline once on each generator (objects or identifiers), concurrently."""
+        import asyncio  # deferred: asyncio costs ~15 ms of `import jib`
+
         built = []
         for generator in generators:
             if isinstance(generator, str):
@@ -241,7 +251,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
 
         records: list[RecordT] = []
         failures: list[BaseException] = []
-        for item, params, result in zip(inputs, params_list, results):
+        for item, params, result in zip(inputs, params_list, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, self._catch):
                     raise result
@@ -274,7 +284,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         async def then_one(index: int, record: RecordT) -> RecordT:
             try:
                 for callback in self._thens:
-                    outcome = await _resolve(callback(record))
+                    outcome: Any = await _resolve(callback(record))
                     if isinstance(outcome, Pipeline):
                         outcome = await outcome.run(on_failed="include")
                     if outcome is not None:
@@ -284,6 +294,8 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
                 return self._record(generator, inputs[index], params_list[index], None, exc)
 
         if self._thens:
+            import asyncio
+
             records = list(
                 await asyncio.gather(
                     *(
@@ -295,7 +307,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         for callback in self._maps:
             good = [r for r in records if not getattr(r, "failed", False)]
             bad = [r for r in records if getattr(r, "failed", False)]
-            mapped = await _resolve(callback(good))
+            mapped: Any = await _resolve(callback(good))
             if not isinstance(mapped, list):
                 raise TypeError(f"a map() callback must return a list, not {type(mapped).__name__}")
             records = [*mapped, *bad]
