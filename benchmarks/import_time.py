@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     fresh_import_seconds("import jib")  # warm the filesystem and bytecode caches
     pydantic = statistics.median(fresh_import_seconds("import pydantic") for _ in range(args.runs))
     jib = statistics.median(fresh_import_seconds("import jib") for _ in range(args.runs))
-    check = "import sys, jib; print(','.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    check = f"import sys, jib; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     loaded = subprocess.run(
         [sys.executable, "-c", check], check=True, capture_output=True, text=True
     ).stdout.strip()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
 
@@ -107,6 +108,12 @@ def provider_name_for(cls: type[Generator]) -> str | None:
     for name, source in _sources.items():
         if _loaded.get(name) is cls or source is cls or source == target:
             return name
+        if isinstance(source, str):
+            # A class re-exported by a package (`pkg:Class` defined in `pkg.module`).
+            module_name, _, attribute = source.partition(":")
+            module = sys.modules.get(module_name)
+            if module is not None and getattr(module, attribute, None) is cls:
+                return name
     return None
 
 

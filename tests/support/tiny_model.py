@@ -39,7 +39,7 @@ def build_tiny_model(directory: Path, *, seed: int = 0) -> Path:
     tokenizer_model = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tokenizer_model.pre_tokenizer = pre_tokenizers.Whitespace()
     trainer = trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS, vocab_size=256)
-    tokenizer_model.train_from_iterator(CORPUS + ["system user assistant"], trainer=trainer)
+    tokenizer_model.train_from_iterator([*CORPUS, "system user assistant"], trainer=trainer)
 
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer_model,
