@@ -51,18 +51,13 @@ class ParsedIdentifier:
     kwargs: dict[str, str] = field(default_factory=dict)
 
 
-def escape(text: str, *, keep: str = "") -> str:
-    """Percent-encode the grammar's special characters, whitespace and unprintables in `text`.
-
-    Characters in `keep` are left as they are (`;` for the separator of list items).
-    """
+def escape(text: str) -> str:
+    """Percent-encode the grammar's special characters, whitespace and unprintables in `text`."""
     if text.isprintable() and not any(ch in _SPECIAL or ch.isspace() for ch in text):
         return text
     out = []
     for ch in text:
-        if ch in keep:
-            out.append(ch)
-        elif ch in _SPECIAL or ch.isspace() or not ch.isprintable():
+        if ch in _SPECIAL or ch.isspace() or not ch.isprintable():
             out.append("".join(f"%{byte:02X}" for byte in ch.encode("utf-8")))
         else:
             out.append(ch)

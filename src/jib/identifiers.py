@@ -122,6 +122,9 @@ def _validation_error(
         where = ".".join(str(part) for part in location) or key
         message = error["msg"]
         if key in given and not is_secret_key(key):
-            message += f" (got {given[key]!r})"
+            shown_value = repr(given[key])
+            if len(shown_value) > 80:
+                shown_value = shown_value[:77] + "..."
+            message += f" (got {shown_value})"
         problems.append(f"key {where!r}: {message}")
     return InvalidGeneratorError(f"invalid identifier {shown!r}: " + "; ".join(problems))

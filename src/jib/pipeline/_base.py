@@ -75,13 +75,8 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
     ) -> Sequence[ResultT | BaseException]:
         raise NotImplementedError
 
-    def _record(
-        self,
-        generator: Generator,
-        input: InputT,
-        params: GenerateParams,
-        result: ResultT | None,
-        error: BaseException | None,
+    def _make_record(
+        self, input: InputT, result: ResultT | None, fields: dict[str, Any]
     ) -> RecordT:
         raise NotImplementedError
 
@@ -221,6 +216,28 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
 
     def _extend(self, input: InputT) -> InputT:
         raise NotImplementedError
+
+    def _record(
+        self,
+        generator: Generator,
+        input: InputT,
+        params: GenerateParams,
+        result: ResultT | None,
+        error: BaseException | None,
+    ) -> RecordT:
+        fields: dict[str, Any] = {
+            "generator": generator,
+            "params": params,
+            "metadata": dict(self._metadata),
+        }
+        if result is None:
+            fields["failed"] = True
+            fields["error"] = error
+        else:
+            fields["stop_reason"] = getattr(result, "stop_reason", "unknown")
+            fields["usage"] = getattr(result, "usage", None)
+            fields["extra"] = getattr(result, "extra", {})
+        return self._make_record(input, result, fields)
 
     async def _run(
         self,

@@ -65,30 +65,8 @@ class ChatPipeline(Pipeline[list[Message], Chat, GeneratedMessage]):
     ) -> Sequence[GeneratedMessage | BaseException]:
         return await generator.generate_messages(inputs, params)
 
-    def _record(
-        self,
-        generator: Generator,
-        input: list[Message],
-        params: GenerateParams,
-        result: GeneratedMessage | None,
-        error: BaseException | None,
+    def _make_record(
+        self, input: list[Message], result: GeneratedMessage | None, fields: dict[str, Any]
     ) -> Chat:
-        if result is None:
-            return Chat(
-                messages=input,
-                generator=generator,
-                params=params,
-                failed=True,
-                error=error,
-                metadata=dict(self._metadata),
-            )
-        return Chat(
-            messages=input,
-            generated=[result.message],
-            generator=generator,
-            params=params,
-            stop_reason=result.stop_reason,
-            usage=result.usage,
-            extra=result.extra,
-            metadata=dict(self._metadata),
-        )
+        generated = [result.message] if result is not None else []
+        return Chat(messages=input, generated=generated, **fields)

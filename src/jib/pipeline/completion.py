@@ -57,30 +57,8 @@ class CompletionPipeline(Pipeline[str, Completion, GeneratedText]):
     ) -> Sequence[GeneratedText | BaseException]:
         return await generator.generate_texts(inputs, params)
 
-    def _record(
-        self,
-        generator: Generator,
-        input: str,
-        params: GenerateParams,
-        result: GeneratedText | None,
-        error: BaseException | None,
+    def _make_record(
+        self, input: str, result: GeneratedText | None, fields: dict[str, Any]
     ) -> Completion:
-        if result is None:
-            return Completion(
-                text=input,
-                generator=generator,
-                params=params,
-                failed=True,
-                error=error,
-                metadata=dict(self._metadata),
-            )
-        return Completion(
-            text=input,
-            generated=result.text,
-            generator=generator,
-            params=params,
-            stop_reason=result.stop_reason,
-            usage=result.usage,
-            extra=result.extra,
-            metadata=dict(self._metadata),
-        )
+        generated = result.text if result is not None else ""
+        return Completion(text=input, generated=generated, **fields)
