@@ -26,7 +26,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def docs_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
 ) -> Iterator[None]:
-    """What documentation examples may rely on: a private store, and the tiny model's path."""
+    """What documentation examples may rely on: a private store, the tiny model's path, and the
+    HTTP example server on 127.0.0.1:8765."""
+    from tests.generator.http.server import ensure_example_server
+
+    ensure_example_server().state.reset()
     monkeypatch.setenv("JIB_STORE", str(tmp_path / "jib.db"))
     monkeypatch.setenv("JIB_TINY_MODEL", str(tiny_model_dir))
     monkeypatch.chdir(tmp_path)

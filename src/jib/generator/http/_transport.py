@@ -1,0 +1,137 @@
+"""The wire level of the HTTP generator: one request with redirects and a bounded body.
+
+Nothing here retries or knows about specs; `generator.py` builds on it. httpx is imported by the
+caller's first use (this module is imported by `jib.generator.http` only).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import TYPE_CHECKING
+
+from jib.errors import ProcessingError
+from jib.generator.http.spec import PreparedRequest
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["looks_secret", "origin_of", "parse_retry_after", "safe_headers", "send"]
+
+_REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+# Headers kept when a redirect leaves the origin; every other header may carry credentials.
+_CROSS_ORIGIN_SAFE_HEADERS = frozenset({"accept", "accept-language", "content-type", "user-agent"})
+_SECRET_HEADER_WORDS = ("auth", "cookie", "token", "key", "secret", "session", "password")
+# Dropped from the response handed on: the body is already decoded and measured.
+_BODY_FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+async def send(
+    client: httpx.AsyncClient,
+    prepared: PreparedRequest,
+    *,
+    timeout: float,
+    max_redirects: int,
+    max_bytes: int,
+) -> httpx.Response:
+    """Send `prepared`, following redirects, and return the final response with its body read.
+
+    Redirects that leave the origin keep only harmless headers, so credentials stay with the host
+    they were meant for; 303 (and 301/302 after a POST) continue as a GET without a body.
+
+    Raises:
+        ProcessingError: the body is larger than `max_bytes` (reading stops there).
+        httpx.HTTPError: the transport failed.
+    """
+    import httpx
+
+    method, url, headers = prepared.method, prepared.url, dict(prepared.headers)
+    content = prepared.content
+    origin = origin_of(url)
+    for hop in range(max_redirects + 1):
+        request = client.build_request(
+            method, url, headers=headers, content=content, timeout=httpx.Timeout(timeout)
+        )
+        response = await client.send(request, stream=True)
+        try:
+            location = response.headers.get("location")
+            if response.status_code in _REDIRECT_STATUS and location and hop < max_redirects:
+                url = str(request.url.join(location))
+                if response.status_code == 303 or (
+                    response.status_code in (301, 302) and method == "POST"
+                ):
+                    method, content = "GET", None
+                    headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+                if origin_of(url) != origin:
+                    headers = {
+                        name: value
+                        for name, value in headers.items()
+                        if name.lower() in _CROSS_ORIGIN_SAFE_HEADERS
+                    }
+                    origin = origin_of(url)
+                continue
+            body = await _read_limited(response, max_bytes)
+        finally:
+            await response.aclose()
+        kept = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in _BODY_FRAMING_HEADERS
+        ]
+        final: httpx.Response = httpx.Response(
+            response.status_code, headers=kept, content=body, request=request
+        )
+        return final
+    raise AssertionError("unreachable: the last hop returns")  # pragma: no cover
+
+
+async def _read_limited(response: httpx.Response, limit: int) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProcessingError(
+            f"the response body is {int(declared)} bytes; max_response_bytes={limit}"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise ProcessingError(
+                f"the response body is over max_response_bytes={limit} bytes; stopped reading it"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a header or state key name suggests a credential (cookie, token, key, …)."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_HEADER_WORDS)
+
+
+def safe_headers(headers: httpx.Headers) -> dict[str, str]:
+    """Response headers without credentials (`Set-Cookie`, `Authorization`, tokens, keys…)."""
+    return {name: value for name, value in headers.items() if not looks_secret(name)}
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date), or `None`."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host:port` of a URL, without credentials, path or query (safe to log)."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme.lower()}://{host.lower()}"

@@ -1,0 +1,399 @@
+"""`HTTPSpec`: how messages become an HTTP request and a response becomes text.
+
+A spec is data (pydantic models) that can be written as a dict, JSON, YAML or base64 of either.
+It is treated as untrusted input: YAML is read with `yaml.safe_load` only, its size is bounded,
+and its templates are compiled once, in a sandbox, when the spec is validated.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from jib.errors import ProcessingError
+from jib.generator.http._loading import load_spec_text
+from jib.generator.http.transforms import (
+    CompiledJsonPath,
+    CompiledRegex,
+    compile_jinja,
+    compile_jsonpath,
+    compile_regex,
+    fill_json_template,
+    render_jinja,
+    to_text,
+)
+from jib.messages import Message
+from jib.params import GenerateParams
+
+__all__ = [
+    "HTTPSpec",
+    "PreparedRequest",
+    "RequestSpec",
+    "RequestTransform",
+    "RequestTransformContext",
+    "ResponseSpec",
+    "ResponseTransform",
+]
+
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+@dataclass
+class RequestTransformContext:
+    """What request templates (and response Jinja templates) can refer to.
+
+    Attributes:
+        content: the content of the last message.
+        messages: the whole conversation (`$messages` is a list of `{"role", "content"}`).
+        api_key: the generator's api key (left undefined in templates when there is none).
+        model: the generator's model name.
+        state: the generator's mutable `state` dict (session ids, tokens).
+        params: the generation params of this call, as a dict.
+        all_content: the contents of all messages joined by newlines.
+        role: the role of the last message.
+    """
+
+    content: str
+    messages: list[Message] = field(default_factory=list)
+    api_key: str | None = field(default=None, repr=False)
+    model: str = ""
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
+    params: dict[str, Any] = field(default_factory=dict)
+    all_content: str = ""
+    role: str = "user"
+
+    @classmethod
+    def from_messages(
+        cls,
+        messages: Sequence[Message],
+        *,
+        api_key: str | None = None,
+        model: str = "",
+        state: dict[str, Any] | None = None,
+        params: GenerateParams | None = None,
+    ) -> RequestTransformContext:
+        """The context for one conversation."""
+        last = messages[-1] if messages else None
+        return cls(
+            content=last.content if last else "",
+            messages=list(messages),
+            api_key=api_key,
+            model=model,
+            state=state if state is not None else {},
+            params=params.to_dict() if params is not None else {},
+            all_content="\n".join(message.content for message in messages),
+            role=last.role if last else "user",
+        )
+
+    def to_variables(self) -> dict[str, Any]:
+        """The template variables: every attribute, messages as dicts, `api_key` only if set."""
+        variables: dict[str, Any] = {
+            "content": self.content,
+            "messages": [message.to_dict() for message in self.messages],
+            "model": self.model,
+            "state": self.state,
+            "params": self.params,
+            "all_content": self.all_content,
+            "role": self.role,
+        }
+        if self.api_key is not None:
+            variables["api_key"] = self.api_key
+        return variables
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request rendered from a spec, ready to send."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    content: str | None = field(default=None, repr=False)
+
+
+class _SpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RequestTransform(_SpecModel):
+    """One request step: `json` (a template object) or `jinja` (a template string)."""
+
+    type: Literal["json", "jinja"]
+    pattern: Any
+
+    @model_validator(mode="after")
+    def _pattern_fits_type(self) -> RequestTransform:
+        if self.type == "jinja" and not isinstance(self.pattern, str):
+            raise ValueError("a 'jinja' transform's pattern must be a template string")
+        return self
+
+
+class ResponseTransform(_SpecModel):
+    """One response step: `jsonpath`, `regex` (first group or whole match) or `jinja`."""
+
+    type: Literal["jsonpath", "regex", "jinja"]
+    pattern: str
+
+
+class RequestSpec(_SpecModel):
+    """How to build the request. `url` and header values are Jinja templates."""
+
+    url: str = Field(min_length=1)
+    method: str = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0)
+    transforms: list[RequestTransform] = Field(default_factory=list)
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        method = value.upper()
+        if method not in _METHODS:
+            raise ValueError(f"method must be one of {', '.join(sorted(_METHODS))}, not {value!r}")
+        return method
+
+
+class ResponseSpec(_SpecModel):
+    """How to read the response: which statuses are valid and how to extract the text."""
+
+    valid_status_codes: list[int] = Field(default_factory=lambda: [200])
+    transforms: list[ResponseTransform] = Field(default_factory=list)
+    error_path: str | None = None
+    """JSONPath to the error message in an invalid response (else a truncated body is used)."""
+
+
+class HTTPSpec(_SpecModel):
+    """The request and response description of an HTTP endpoint.
+
+    Accepts a dict, a JSON or YAML string, or base64 of JSON/YAML wherever a spec is expected:
+
+    >>> spec = HTTPSpec.model_validate("request: {url: 'http://127.0.0.1:8000/{{ model }}'}")
+    >>> spec.make_url(RequestTransformContext(content="hi", model="m"))
+    'http://127.0.0.1:8000/m'
+    """
+
+    request: RequestSpec
+    response: ResponseSpec = Field(default_factory=ResponseSpec)
+
+    _compiled: dict[tuple[str, str], Any] = PrivateAttr(default_factory=dict)
+
+    def __eq__(self, other: object) -> bool:
+        # Compiled templates are a cache, not part of the spec's value.
+        if not isinstance(other, HTTPSpec):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+    # -- parsing -------------------------------------------------------------------------------
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_text(cls, data: Any) -> Any:
+        if isinstance(data, (str, bytes)):
+            return load_spec_text(data)
+        return data
+
+    @model_validator(mode="after")
+    def _compile_all(self) -> HTTPSpec:
+        # Compile every template and pattern now: syntax errors surface at assignment, and
+        # requests reuse the compiled forms.
+        self._compiled = {}
+        where = "request"
+        try:
+            where = "request.url"
+            self._get("jinja", self.request.url)
+            for name, value in self.request.headers.items():
+                where = f"request.headers[{name!r}]"
+                self._get("jinja", value)
+            for index, step in enumerate(self.request.transforms):
+                where = f"request.transforms[{index}]"
+                if step.type == "jinja":
+                    self._get("jinja", step.pattern)
+                else:
+                    _walk_strings(step.pattern, self._precompile_string)
+            for index, response_step in enumerate(self.response.transforms):
+                where = f"response.transforms[{index}]"
+                self._get(response_step.type, response_step.pattern)
+            if self.response.error_path is not None:
+                where = "response.error_path"
+                self._get("jsonpath", self.response.error_path)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+        return self
+
+    def _precompile_string(self, text: str) -> None:
+        if "{{" in text or "{%" in text:
+            self._get("jinja", text)
+
+    def _get(self, kind: str, source: str) -> Any:
+        key = (kind, source)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            if kind == "jinja":
+                compiled = compile_jinja(source)
+            elif kind == "jsonpath":
+                compiled = compile_jsonpath(source)
+            else:
+                compiled = compile_regex(source)
+            self._compiled[key] = compiled
+        return compiled
+
+    def _render(self, source: str, variables: Mapping[str, Any], where: str) -> str:
+        return render_jinja(self._get("jinja", source), variables, where)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data, defaults left out."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+    def to_json(self) -> str:
+        """The spec as compact JSON."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    def to_yaml(self, *, allow_unicode: bool = True) -> str:
+        """The spec as YAML (`allow_unicode=False` escapes every non-ASCII character)."""
+        import yaml
+
+        return str(yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=allow_unicode))
+
+    def to_base64(self) -> str:
+        """Base64 (URL-safe, unpadded) of the YAML form; what identifiers carry."""
+        # Escaped YAML: raw U+0085 and similar would be read back as line breaks.
+        yaml_text = self.to_yaml(allow_unicode=False)
+        encoded = base64.urlsafe_b64encode(yaml_text.encode("utf-8"))
+        return encoded.decode("ascii").rstrip("=")
+
+    # -- requests ------------------------------------------------------------------------------
+
+    @property
+    def needs_worker_thread(self) -> bool:
+        """True when parsing responses runs regexes, which are best kept off the event loop."""
+        return any(step.type == "regex" for step in self.response.transforms)
+
+    def make_url(self, context: RequestTransformContext) -> str:
+        """Render the URL template.
+
+        Raises:
+            ProcessingError: a template fails, or the result is not an http(s) URL.
+        """
+        url = self._render(self.request.url, context.to_variables(), "request.url").strip()
+        if not url.lower().startswith(("http://", "https://")):
+            raise ProcessingError(f"request.url must render to an http(s) URL, got {url!r}")
+        return url
+
+    def make_headers(self, context: RequestTransformContext) -> dict[str, str]:
+        """Render the header templates.
+
+        Raises:
+            ProcessingError: a template fails or renders a line break (header injection).
+        """
+        variables = context.to_variables()
+        headers: dict[str, str] = {}
+        for name, template in self.request.headers.items():
+            value = self._render(template, variables, f"request.headers[{name!r}]")
+            if "\n" in value or "\r" in value:
+                raise ProcessingError(f"request.headers[{name!r}] rendered a line break")
+            headers[name] = value
+        return headers
+
+    def make_request_body(self, context: RequestTransformContext) -> str | None:
+        """Run the request transforms; `None` when there are none (no body is sent).
+
+        Each step sees the previous step's output as `result`, `data` and `output`. A `json` step
+        gives an object, written as JSON text.
+        """
+        body = self._body(context)
+        return None if body is None else to_text(body)
+
+    def _body(self, context: RequestTransformContext) -> Any:
+        variables = context.to_variables()
+        output: Any = None
+        for index, step in enumerate(self.request.transforms):
+            where = f"request.transforms[{index}] ({step.type})"
+            step_variables = {**variables, "result": output, "data": output, "output": output}
+            if step.type == "jinja":
+                output = self._render(step.pattern, step_variables, where)
+            else:
+
+                def render(
+                    text: str, step_variables: dict[str, Any] = step_variables, where: str = where
+                ) -> str:
+                    return self._render(text, step_variables, where)
+
+                output = fill_json_template(step.pattern, step_variables, render)
+        return output
+
+    def build_request(self, context: RequestTransformContext) -> PreparedRequest:
+        """The whole request: method, URL, headers and body.
+
+        A body made by a `json` step gets `Content-Type: application/json` unless the spec's
+        headers set a content type.
+        """
+        headers = self.make_headers(context)
+        body = self._body(context)
+        content = None if body is None else to_text(body)
+        if content is not None and not any(name.lower() == "content-type" for name in headers):
+            last = self.request.transforms[-1].type if self.request.transforms else "jinja"
+            headers["Content-Type"] = (
+                "application/json" if last == "json" else "text/plain; charset=utf-8"
+            )
+        return PreparedRequest(self.request.method, self.make_url(context), headers, content)
+
+    # -- responses -----------------------------------------------------------------------------
+
+    def parse_response_body(self, body: str, context: RequestTransformContext | None = None) -> str:
+        """Run the response transforms over `body`; with none, the body is the answer.
+
+        Each step sees the previous output as `result`, `data` and `output` (Jinja steps also see
+        the request context).
+
+        Raises:
+            ProcessingError: the body is not what a step expects (not JSON), a pattern matches
+                nothing (the error names it), or a regex runs too long.
+        """
+        output = body
+        variables = context.to_variables() if context is not None else {}
+        for index, step in enumerate(self.response.transforms):
+            if step.type == "jsonpath":
+                path: CompiledJsonPath = self._get("jsonpath", step.pattern)
+                output = path.apply(output)
+            elif step.type == "regex":
+                pattern: CompiledRegex = self._get("regex", step.pattern)
+                output = pattern.apply(output)
+            else:
+                step_variables = {**variables, "result": output, "data": output, "output": output}
+                output = self._render(
+                    step.pattern, step_variables, f"response.transforms[{index}] (jinja)"
+                )
+        return output
+
+    def extract_error(self, body: str) -> str | None:
+        """What `response.error_path` finds in an error body, or `None`."""
+        if self.response.error_path is None:
+            return None
+        path: CompiledJsonPath = self._get("jsonpath", self.response.error_path)
+        try:
+            values = path.find(json.loads(body))
+        except ValueError:
+            return None
+        if not values:
+            return None
+        return to_text(values[0] if len(values) == 1 else values)
+
+
+def _walk_strings(value: Any, visit: Any) -> None:
+    if isinstance(value, str):
+        visit(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _walk_strings(item, visit)
+    elif isinstance(value, list):
+        for item in value:
+            _walk_strings(item, visit)

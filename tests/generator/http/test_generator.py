@@ -1,0 +1,341 @@
+"""HTTPGenerator end to end against a real local server: factories, specs, state and hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any
+
+import httpx
+import pytest
+
+import jib
+from jib import AuthenticationError, BadRequestError, GenerateParams, InvalidGeneratorError
+from jib.generator.http import HTTPGenerator
+from tests.generator.http.server import RunningServer
+
+
+def chat_endpoint(server: RunningServer, **kwargs: Any) -> HTTPGenerator:
+    return HTTPGenerator.for_json_endpoint(
+        f"{server.url}/v1/chat/completions",
+        request_body={"model": "$model", "messages": "$messages"},
+        response={"content_path": "$.choices[0].message.content"},
+        **kwargs,
+    )
+
+
+async def test_json_endpoint_chat(server: RunningServer) -> None:
+    generator = chat_endpoint(server, model="tiny", api_key="sk-test", auth={})
+    chat = await generator.chat("What is 2+2?")
+    assert chat.content == "You said: What is 2+2?"
+    sent = server.state.requests[-1]
+    assert json.loads(sent["body"]) == {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "What is 2+2?"}],
+    }
+    assert sent["headers"]["authorization"] == "sk-test"
+    assert sent["headers"]["content-type"] == "application/json"
+    assert chat.generated[-1].role == "assistant"
+
+
+async def test_json_endpoint_accepts_request_keyword_and_auth_format(
+    server: RunningServer,
+) -> None:
+    generator = HTTPGenerator.for_json_endpoint(
+        url=f"{server.url}/v1/chat/completions",
+        request={"messages": "$messages", "temperature": "$params.temperature"},
+        response={"content_path": "$.choices[0].message.content"},
+        api_key="sk-test",
+        auth={"header": "X-Api-Key", "format": "Key {api_key}"},
+    )
+    chat = await generator.chat("hi").with_(temperature=0.3)
+    assert chat.content == "You said: hi"
+    sent = server.state.requests[-1]
+    assert sent["headers"]["x-api-key"] == "Key sk-test"
+    assert json.loads(sent["body"])["temperature"] == 0.3
+
+
+async def test_json_endpoint_only_needs_url_and_body(server: RunningServer) -> None:
+    generator = HTTPGenerator.for_json_endpoint(
+        f"{server.url}/echo", request_body={"q": "$content"}
+    )
+    chat = await generator.chat("ping")
+    assert json.loads(chat.content)["body"] == {"q": "ping"}
+
+
+def test_json_endpoint_without_a_body_is_a_clear_error() -> None:
+    with pytest.raises(InvalidGeneratorError, match="request body is missing"):
+        HTTPGenerator.for_json_endpoint("http://127.0.0.1:9/x")
+    with pytest.raises(InvalidGeneratorError, match="not both"):
+        HTTPGenerator.for_json_endpoint("http://127.0.0.1:9/x", request_body={}, request={})
+
+
+async def test_json_endpoint_conversation_and_completion(server: RunningServer) -> None:
+    generator = chat_endpoint(server)
+    chat = await generator.chat(
+        [{"role": "system", "content": "Be nice."}, {"role": "user", "content": "Hello"}]
+    )
+    assert chat.content == "You said: Hello"
+    completion = await generator.complete("Once upon a time")
+    assert completion.content == "You said: Once upon a time"
+
+
+async def test_text_endpoint(server: RunningServer) -> None:
+    generator = HTTPGenerator.for_text_endpoint(
+        f"{server.url}/text",
+        request_template="Q: {{ content }}",
+        response_pattern=r"Answer: (.*)",
+    )
+    chat = await generator.chat("the sky")
+    assert chat.content == "Q: THE SKY"
+    assert server.state.requests[-1]["headers"]["content-type"].startswith("text/plain")
+
+
+async def test_text_endpoint_defaults_to_the_last_message_and_whole_body(
+    server: RunningServer,
+) -> None:
+    generator = HTTPGenerator.for_text_endpoint(url=f"{server.url}/text")
+    completion = await generator.complete("abc")
+    assert completion.content == "Answer: ABC\nEND"
+
+
+async def test_full_yaml_spec_with_state(server: RunningServer) -> None:
+    spec = f"""
+request:
+  url: {server.url}/headers
+  method: POST
+  headers:
+    X-Session: "{{{{ state.session_id }}}}"
+    X-Model: "{{{{ model }}}}"
+  timeout: 5
+  transforms:
+    - type: jinja
+      pattern: "{{{{ role }}}} said {{{{ content }}}}"
+response:
+  valid_status_codes: [200]
+  transforms:
+    - type: jsonpath
+      pattern: $.body
+    - type: jinja
+      pattern: "server got: {{{{ result }}}}"
+"""
+    generator = HTTPGenerator(model="bot", spec=spec, state={"session_id": "abc"})
+    chat = await generator.chat("hello")
+    assert chat.content == "server got: user said hello"
+    headers = server.state.requests[-1]["headers"]
+    assert headers["x-session"] == "abc"
+    assert headers["x-model"] == "bot"
+
+
+async def test_session_id_kept_in_state_and_sent_with_each_request(
+    server: RunningServer,
+) -> None:
+    async def keep_session(generator: HTTPGenerator, response: httpx.Response) -> None:
+        if response.status_code == 200:
+            generator.state["session_id"] = response.json()["session_id"]
+
+    generator = HTTPGenerator.for_json_endpoint(
+        f"{server.url}/session/chat",
+        request_body={"session": "{{ state.session_id | default('') }}", "message": "$content"},
+        response={"content_path": "$.reply"},
+        hook=keep_session,
+    )
+    replies = [(await generator.chat(text)).content for text in ("one", "two", "three")]
+    assert replies == ["turn 1: one", "turn 2: two", "turn 3: three"]
+    assert generator.state["session_id"] == "session-1"
+    identifier = generator.to_identifier()
+    assert "session-1" not in identifier and "hook" not in identifier
+    assert jib.get_generator(identifier) == generator  # state and hook are runtime data
+    sessions = [json.loads(r["body"])["session"] for r in server.state.requests]
+    assert sessions == ["", "session-1", "session-1"]
+
+
+def _refresh_hook(server: RunningServer) -> Any:
+    async def refresh_on_401(generator: HTTPGenerator, response: httpx.Response) -> str | None:
+        if response.status_code != 401:
+            return None
+        sent = response.request.headers.get("authorization")
+        async with generator.hook_lock:
+            # Another request may have refreshed while this one waited: refresh only if the
+            # token this request was sent with is still the current one.
+            if sent == f"Bearer {generator.state.get('access_token')}":
+                async with httpx.AsyncClient() as client:
+                    token = await client.post(f"{server.url}/token", timeout=5)
+                generator.state["access_token"] = token.json()["access_token"]
+        return "retry"
+
+    return refresh_on_401
+
+
+def secure_endpoint(server: RunningServer, **kwargs: Any) -> HTTPGenerator:
+    return HTTPGenerator.for_json_endpoint(
+        f"{server.url}/secure/chat",
+        request_body={"messages": "$messages"},
+        response={"content_path": "$.choices[0].message.content", "error_path": "$.error.message"},
+        auth={"format": "Bearer {{ state.access_token }}"},
+        state={"access_token": "expired"},
+        hook=_refresh_hook(server),
+        **kwargs,
+    )
+
+
+async def test_401_then_refresh_updates_state_and_retries(server: RunningServer) -> None:
+    generator = secure_endpoint(server)
+    chat = await generator.chat("Ada")
+    assert chat.content == "Hello Ada, you are signed in"
+    assert generator.state["access_token"] == "token-1"
+    auth_sent = [
+        r["headers"]["authorization"] for r in server.state.requests if r["path"] != "/token"
+    ]
+    assert auth_sent == ["Bearer expired", "Bearer token-1"]
+
+
+async def test_fifty_concurrent_401s_trigger_exactly_one_refresh(server: RunningServer) -> None:
+    generator = secure_endpoint(server, max_connections=50)
+    chats = await asyncio.wait_for(
+        generator.chat("x").run_batch([f"user {i}" for i in range(50)]), timeout=30
+    )
+    assert [c.content for c in chats] == [f"Hello user {i}, you are signed in" for i in range(50)]
+    assert server.state.token_requests == 1
+
+
+async def test_hook_retry_is_bounded_by_max_retries(server: RunningServer) -> None:
+    async def always_retry(generator: HTTPGenerator, response: httpx.Response) -> str:
+        return "retry"
+
+    generator = secure_endpoint(server, max_retries=2)
+    generator.hook = always_retry
+    chat = await generator.chat("x").run(on_failed="include")
+    assert isinstance(chat.error, AuthenticationError)
+    assert chat.error.status_code == 401
+    assert "token expired or invalid" in str(chat.error)  # from error_path
+    assert len(server.state.requests) == 3
+
+
+async def test_hook_raise_and_continue(server: RunningServer) -> None:
+    async def judge(generator: HTTPGenerator, response: httpx.Response) -> str:
+        return "raise" if "forbidden" in response.text else "continue"
+
+    generator = chat_endpoint(server, hook=judge)
+    assert (await generator.chat("fine")).content == "You said: fine"
+    failed = await generator.chat("forbidden word").run(on_failed="include")
+    assert isinstance(failed.error, jib.ProviderError)
+    assert failed.error.status_code == 200
+
+
+async def test_hook_returning_nonsense_or_raising_is_a_processing_error(
+    server: RunningServer,
+) -> None:
+    async def nonsense(generator: HTTPGenerator, response: httpx.Response) -> str:
+        return "maybe"
+
+    def broken(generator: HTTPGenerator, response: httpx.Response) -> None:
+        raise RuntimeError("hook bug")
+
+    for hook, message in ((nonsense, "the hook returned 'maybe'"), (broken, "hook bug")):
+        chat = await chat_endpoint(server, hook=hook).chat("x").run(on_failed="include")
+        assert isinstance(chat.error, jib.ProcessingError)
+        assert message in str(chat.error)
+
+
+async def test_invalid_status_raises_with_error_path_and_skips_transforms(
+    server: RunningServer,
+) -> None:
+    generator = HTTPGenerator.for_json_endpoint(
+        f"{server.url}/status/404?body=%7B%22error%22%3A%7B%22message%22%3A%22no%20model%22%7D%7D",
+        request_body={"q": "$content"},
+        response={"content_path": "$.never.reached", "error_path": "$.error.message"},
+    )
+    chat = await generator.chat("x").run(on_failed="include")
+    assert isinstance(chat.error, BadRequestError)
+    assert chat.error.status_code == 404
+    assert chat.error.message == "no model"
+
+
+async def test_generation_extra_keeps_safe_headers_only(server: RunningServer) -> None:
+    generator = HTTPGenerator.for_json_endpoint(
+        f"{server.url}/headers", request_body={"q": "$content"}
+    )
+    result = (await generator.generate_messages([[jib.Message("user", "x")]], [GenerateParams()]))[
+        0
+    ]
+    assert isinstance(result, jib.GeneratedMessage)
+    headers = {name.lower() for name in result.extra["headers"]}
+    assert result.extra["status_code"] == 200
+    assert "x-request-id" in headers
+    assert not headers & {"set-cookie", "x-auth-token", "authorization", "cookie"}
+
+
+async def test_batch_returns_failures_per_item(server: RunningServer) -> None:
+    generator = HTTPGenerator.for_json_endpoint(
+        f"{server.url}/echo",
+        request_body={"q": "$content"},
+        response={"content_path": "$.body.q"},
+    )
+    spec = generator.spec
+    assert spec is not None
+    messages = [[jib.Message("user", "a")], [jib.Message("user", "b")]]
+    results = await generator.generate_messages(messages, [GenerateParams()] * 2)
+    assert [r.message.content for r in results if isinstance(r, jib.GeneratedMessage)] == [
+        "a",
+        "b",
+    ]
+
+
+async def test_generator_without_spec_fails_clearly() -> None:
+    chat = await HTTPGenerator(model="m").chat("x").run(on_failed="include")
+    assert isinstance(chat.error, jib.ProcessingError)
+    assert "no spec" in str(chat.error)
+
+
+def test_generator_works_across_event_loops(server: RunningServer) -> None:
+    generator = chat_endpoint(server)
+    first = asyncio.run(generator.chat("one").run())
+    second = asyncio.run(generator.chat("two").run())
+    assert (first.content, second.content) == ("You said: one", "You said: two")
+
+
+async def test_connections_are_reused(server: RunningServer) -> None:
+    generator = chat_endpoint(server)
+    for text in ("a", "b", "c"):
+        await generator.chat(text)
+    ports = {r["client_port"] for r in server.state.requests}
+    assert len(ports) == 1  # one pooled keep-alive connection served all three
+    await generator.aclose()
+
+
+async def test_chat_reloads_from_its_stored_record(server: RunningServer) -> None:
+    generator = chat_endpoint(server, model="stored")
+    chat = await generator.chat("persist me")
+    restored = jib.Chat.from_json(chat.to_json())
+    assert restored.generator == generator
+    assert (await restored.generator.chat("again")).content == "You said: again"
+
+
+async def test_max_connections_caps_requests_in_flight(server: RunningServer) -> None:
+    generator = HTTPGenerator.for_text_endpoint(f"{server.url}/slow", max_connections=2)
+    completions = await generator.complete("").run_batch([str(i) for i in range(6)])
+    assert [c.content for c in completions] == ["done"] * 6
+    assert 1 <= server.state.max_in_flight <= 2
+
+
+async def test_min_delay_between_requests_spaces_request_starts(server: RunningServer) -> None:
+    generator = HTTPGenerator.for_text_endpoint(
+        f"{server.url}/text", min_delay_between_requests=100, max_connections=1
+    )
+    await generator.complete("warm up the connection")
+    await generator.complete("").run_batch(["a", "b", "c"])
+    times = sorted(r["time"] for r in server.state.requests)[1:]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert all(gap >= 0.08 for gap in gaps), gaps
+
+
+async def test_templates_are_compiled_once_per_spec(server: RunningServer) -> None:
+    generator = chat_endpoint(server)
+    spec = generator.spec
+    assert spec is not None
+    compiled = dict(spec._compiled)
+    for text in ("a", "b"):
+        await generator.chat(text)
+    assert spec._compiled == compiled  # same template objects, nothing compiled per request

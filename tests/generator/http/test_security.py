@@ -1,0 +1,204 @@
+"""Specs are untrusted input: sandboxed templates, safe YAML, and secrets kept out of everything."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+import jib
+from jib import InvalidGeneratorError, ProcessingError
+from jib.generator.http import HTTPGenerator, HTTPSpec
+from tests.generator.http.server import RunningServer
+
+API_KEY = "sk-live-0123456789abcdef"
+
+
+def _b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _spec_yaml(url: str, body: str = "{{ content }}", header: str = "plain") -> str:
+    return (
+        "request:\n"
+        f"  url: {url}\n"
+        "  headers:\n"
+        f"    X-Test: {header!r}\n"
+        "  transforms:\n"
+        "    - type: jinja\n"
+        f"      pattern: {body!r}\n"
+    )
+
+
+SSTI_PAYLOADS = [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__.os.popen('touch {marker}').read() }}",
+    "{{ lipsum.__globals__['os'].system('touch {marker}') }}",
+    "{{ self.__init__.__globals__.__builtins__.open('{marker}', 'w') }}",
+    "{% set x = namespace.__init__.__globals__ %}{{ x }}",
+]
+
+
+@pytest.mark.parametrize("payload", SSTI_PAYLOADS)
+@pytest.mark.parametrize("place", ["body", "header"])
+async def test_ssti_payload_from_an_identifier_is_blocked_and_runs_nothing(
+    server: RunningServer, tmp_path: Path, payload: str, place: str
+) -> None:
+    marker = tmp_path / "pwned"
+    template = payload.replace("{marker}", str(marker))
+    spec = (
+        _spec_yaml(f"{server.url}/echo", body=template)
+        if place == "body"
+        else _spec_yaml(f"{server.url}/echo", header=template)
+    )
+    generator = jib.get_generator(f"http!victim,spec={_b64(spec)}")
+    chat = await asyncio.wait_for(generator.chat("x").run(on_failed="include"), timeout=30)
+    assert isinstance(chat.error, ProcessingError)
+    assert "sandbox" in str(chat.error) or "undefined" in str(chat.error)
+    assert not marker.exists()
+    assert server.state.requests == []  # nothing was sent either
+
+
+async def test_ssti_in_a_response_template_is_blocked(server: RunningServer) -> None:
+    spec = {
+        "request": {"url": f"{server.url}/echo", "transforms": [{"type": "json", "pattern": {}}]},
+        "response": {
+            "transforms": [{"type": "jinja", "pattern": "{{ result.__class__.__base__ }}"}]
+        },
+    }
+    chat = await HTTPGenerator(model="m", spec=spec).chat("x").run(on_failed="include")
+    assert isinstance(chat.error, ProcessingError)
+    assert "sandbox" in str(chat.error)
+
+
+@pytest.mark.parametrize(
+    "expression", ["{{ 'a' * 100000000 }}", "{{ 9 ** 99999 }}", "{{ [1] * 10000000 }}"]
+)
+def test_expensive_template_expressions_are_refused(expression: str) -> None:
+    spec = HTTPSpec.model_validate(
+        {
+            "request": {
+                "url": "http://127.0.0.1:9/",
+                "transforms": [{"type": "jinja", "pattern": expression}],
+            }
+        }
+    )
+    from jib.generator.http import RequestTransformContext
+
+    with pytest.raises(ProcessingError, match="sandbox"):
+        spec.make_request_body(RequestTransformContext(content="x"))
+
+
+def test_sandbox_allows_ordinary_templates() -> None:
+    from jib.generator.http import RequestTransformContext
+
+    spec = HTTPSpec.model_validate(
+        {
+            "request": {
+                "url": "http://127.0.0.1:9/",
+                "transforms": [
+                    {
+                        "type": "jinja",
+                        "pattern": "{{ 'ab' * 3 }}{{ 2 ** 10 }}{{ content | tojson }}",
+                    }
+                ],
+            }
+        }
+    )
+    assert spec.make_request_body(RequestTransformContext(content="x")) == 'ababab1024"x"'
+
+
+def test_yaml_python_object_tag_is_rejected(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = f"!!python/object/apply:os.system ['touch {marker}']\n"
+    nested = f"request:\n  url: !!python/object/apply:os.system ['touch {marker}']\n"
+    for text in (evil, nested):
+        with pytest.raises(InvalidGeneratorError, match="spec"):
+            jib.get_generator(f"http!m,spec={_b64(text)}")
+        with pytest.raises(ValidationError, match="could not determine a constructor"):
+            HTTPGenerator(model="m").spec = text
+    assert not marker.exists()
+
+
+def test_yaml_alias_bomb_is_rejected() -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    previous = "a"
+    for name in "bcdefghi":
+        bomb += f"{name}: &{name} [{', '.join(['*' + previous] * 10)}]\n"
+        previous = name
+    bomb += "request: {url: 'http://127.0.0.1:9/'}\n"
+    with pytest.raises(ValidationError, match="more than"):
+        HTTPSpec.model_validate(bomb)
+
+
+def test_huge_spec_text_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="limit"):
+        HTTPSpec.model_validate("request: {url: 'http://127.0.0.1:9/'}\n#" + "x" * 2_000_000)
+
+
+def _secret_generator(url: str, **kwargs: Any) -> HTTPGenerator:
+    return HTTPGenerator.for_json_endpoint(
+        url,
+        request_body={"messages": "$messages"},
+        api_key=API_KEY,
+        auth={"format": "Bearer {api_key}"},
+        state={"access_token": "tok-state-secret-123"},
+        retry_backoff=0.001,
+        **kwargs,
+    )
+
+
+async def test_api_key_never_in_identifier_repr_logs_or_errors(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    generator = _secret_generator(f"{server.url}/leak?status=503", max_retries=1)
+    caplog.set_level(logging.DEBUG)
+    chat = await generator.chat("x").run(on_failed="include")
+    assert server.state.requests[0]["headers"]["authorization"] == f"Bearer {API_KEY}"
+    assert isinstance(chat.error, jib.ServerError)
+    assert len(server.state.requests) == 2
+    texts = [
+        generator.to_identifier(),
+        repr(generator),
+        str(generator),
+        str(chat.error),
+        repr(chat.error),
+        chat.to_json(),
+        caplog.text,
+    ]
+    assert "bad credentials: Bearer ***" in str(chat.error)
+    assert "retry 1/1" in caplog.text
+    for text in texts:
+        assert API_KEY not in text
+        assert "tok-state-secret-123" not in text
+
+
+async def test_secrets_stay_out_of_connection_errors(closed_url: str) -> None:
+    generator = _secret_generator(f"{closed_url}/x?key={{{{ api_key }}}}", max_retries=0)
+    chat = await generator.chat("x").run(on_failed="include")
+    assert isinstance(chat.error, jib.ProviderConnectionError)
+    assert API_KEY not in str(chat.error)
+    assert "key=" not in str(chat.error)  # only the origin is named
+
+
+async def test_hook_errors_are_redacted(server: RunningServer) -> None:
+    async def leaky(generator: HTTPGenerator, response: httpx.Response) -> None:
+        raise RuntimeError(f"failed with key {generator.get_api_key()}")
+
+    generator = _secret_generator(f"{server.url}/v1/chat/completions", hook=leaky)
+    chat = await generator.chat("x").run(on_failed="include")
+    assert isinstance(chat.error, ProcessingError)
+    assert API_KEY not in str(chat.error)
+
+
+def test_env_reference_key_is_kept_but_values_are_not() -> None:
+    generator = HTTPGenerator.for_json_endpoint(
+        "http://127.0.0.1:9/", request_body={}, api_key="env:MY_ENDPOINT_KEY"
+    )
+    assert ",api_key=env:MY_ENDPOINT_KEY," in generator.to_identifier()
