@@ -1,0 +1,336 @@
+"""`VLLMGenerator`: a vLLM engine (`vllm.LLM`) running in this process.
+
+    vllm!<model>[,gpu_memory_utilization=0.3][,max_model_len=4096][,trust_remote_code=True]
+
+vllm is imported when the engine is built (on first use or `load()`), never at `import jib`, so
+identifiers parse and round-trip without it; without it, loading raises `MissingDependencyError`
+naming `jib[vllm]`.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field, PrivateAttr
+
+from jib.errors import BadRequestError, InvalidGeneratorError
+from jib.generator._local import (
+    DEFAULT_MAX_TOKENS,
+    LocalResource,
+    as_provider_error,
+    import_optional,
+    in_worker_thread,
+    run_isolating,
+)
+from jib.generator.base import Generator
+from jib.messages import (
+    GeneratedMessage,
+    GeneratedText,
+    Message,
+    Usage,
+    check_batch,
+    normalize_stop_reason,
+)
+from jib.params import GenerateParams
+
+__all__ = ["VLLMGenerator"]
+
+_PROVIDER = "vllm"
+_ENGINE_FIELDS = (
+    "gpu_memory_utilization",
+    "max_model_len",
+    "tensor_parallel_size",
+    "dtype",
+    "quantization",
+    "enforce_eager",
+    "tokenizer",
+    "revision",
+)
+# GenerateParams fields with the same name and meaning in vLLM's SamplingParams.
+_SAMPLING_FIELDS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+)
+
+
+@dataclass(slots=True)
+class _Engine:
+    llm: Any
+    sampling_params_class: type[Any]
+
+
+@dataclass(slots=True)
+class _Request:
+    prompt: str | list[dict[str, str]]
+    sampling_params: Any
+
+
+class VLLMGenerator(Generator):
+    """A vLLM engine in this process, built lazily from `model` and the engine attributes.
+
+    Each batch is one `LLM.generate` (text) or `LLM.chat` (messages) call with one
+    `SamplingParams` per item; vLLM schedules the batch itself. It runs in a worker thread so the
+    event loop stays responsive.
+
+    Params map to `SamplingParams`: `max_tokens` (256 when unset; vLLM's own default is 16),
+    `temperature` (0 is greedy), `top_p`, `top_k`, `seed`, `stop`, `presence_penalty`,
+    `frequency_penalty`; `extra` params are passed as they are (`min_p=0.05`). `timeout` does not
+    apply to local generation.
+
+    Attributes:
+        gpu_memory_utilization: share of GPU memory the engine may take (0-1].
+        trust_remote_code: allow model code from the model's repository to run.
+        max_model_len: the context length to serve (prompt plus output).
+        tensor_parallel_size: GPUs to split the model over.
+        dtype: weights' dtype (`auto`, `float16`, `bfloat16`).
+        quantization: quantization method (`awq`, `gptq`, `fp8`, ...).
+        enforce_eager: disable CUDA graphs.
+        tokenizer: a tokenizer to use instead of the model's.
+        revision: the model revision.
+        engine_kwargs: more keyword arguments for `vllm.LLM`.
+    """
+
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    trust_remote_code: bool = False
+    max_model_len: int | None = Field(default=None, gt=0)
+    tensor_parallel_size: int | None = Field(default=None, ge=1)
+    dtype: str | None = None
+    quantization: str | None = None
+    enforce_eager: bool | None = None
+    tokenizer: str | None = None
+    revision: str | None = None
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    _resource: LocalResource[_Engine] = PrivateAttr(default_factory=LocalResource)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @classmethod
+    def from_obj(
+        cls,
+        llm: Any,
+        *,
+        model_name: str | None = None,
+        sampling_params_class: type[Any] | None = None,
+        **attributes: Any,
+    ) -> VLLMGenerator:
+        """Wrap a `vllm.LLM` you already built.
+
+        Args:
+            llm: the engine; it needs vLLM's `generate(prompts, sampling_params, use_tqdm=)` and
+                `chat(messages, sampling_params, use_tqdm=)` methods.
+            model_name: the name used in identifiers; defaults to the engine's model.
+            sampling_params_class: the class built for each item's params; defaults to
+                `vllm.SamplingParams`.
+            attributes: other fields (`params=GenerateParams(...)`).
+
+        Raises:
+            InvalidGeneratorError: `llm` has no `generate` method.
+            MissingDependencyError: no `sampling_params_class` and vllm is not installed.
+        """
+        if not callable(getattr(llm, "generate", None)):
+            raise InvalidGeneratorError(
+                f"{type(llm).__name__} has no generate() method; from_obj() needs a vllm.LLM"
+            )
+        if sampling_params_class is None:
+            sampling_params_class = _import_vllm(cls.__name__).SamplingParams
+        if model_name is None:
+            model_config = getattr(getattr(llm, "llm_engine", None), "model_config", None)
+            model_name = str(getattr(model_config, "model", None) or type(llm).__name__)
+        generator = cls(model=model_name, **attributes)
+        generator._resource.value = _Engine(llm, sampling_params_class)
+        return generator
+
+    def load(self) -> VLLMGenerator:
+        """Build the engine now instead of at first use.
+
+        Raises:
+            MissingDependencyError: vllm is not installed.
+            InvalidGeneratorError: vLLM rejected the model or an engine argument.
+        """
+        self._engine()
+        return self
+
+    def unload(self) -> VLLMGenerator:
+        """Shut the engine down and free its GPU memory; the next use builds it again.
+
+        A generation in progress finishes first. For a `from_obj` generator, the next use builds
+        a new `vllm.LLM` from `model` and the engine attributes.
+        """
+        engine = self._resource.clear()
+        if engine is None:
+            return self
+        del engine
+        _release_vllm_state()
+        return self
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether an engine is in memory."""
+        return self._resource.value is not None
+
+    def engine_arguments(self) -> dict[str, Any]:
+        """The keyword arguments `vllm.LLM` is built with (model included)."""
+        arguments: dict[str, Any] = {"model": self.model}
+        if self.trust_remote_code:
+            arguments["trust_remote_code"] = True
+        for name in _ENGINE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                arguments[name] = value
+        arguments.update(self.engine_kwargs)
+        return arguments
+
+    def _engine(self) -> _Engine:
+        return self._resource.get_or_load(self._build_engine)
+
+    def _build_engine(self) -> _Engine:
+        vllm = _import_vllm(type(self).__name__)
+        try:
+            llm = vllm.LLM(**self.engine_arguments())
+        except (OSError, ValueError, TypeError) as exc:
+            raise InvalidGeneratorError(
+                f"vLLM could not build an engine for {self.model!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return _Engine(llm, vllm.SamplingParams)
+
+    # -- generation ----------------------------------------------------------------------------
+
+    async def generate_messages(
+        self,
+        messages: Sequence[Sequence[Message]],
+        params: Sequence[GenerateParams],
+    ) -> Sequence[GeneratedMessage | BaseException]:
+        """Answer each conversation with one `LLM.chat` call."""
+        check_batch("generate_messages", messages, params)
+        conversations = [[message.to_dict() for message in m] for m in messages]
+        outputs = await self._generate("chat", conversations, params)
+        return [
+            out
+            if isinstance(out, BaseException)
+            else GeneratedMessage(
+                Message("assistant", out.text), out.stop_reason, out.usage, out.extra
+            )
+            for out in outputs
+        ]
+
+    async def generate_texts(
+        self,
+        texts: Sequence[str],
+        params: Sequence[GenerateParams],
+    ) -> Sequence[GeneratedText | BaseException]:
+        """Continue each text with one `LLM.generate` call."""
+        check_batch("generate_texts", texts, params)
+        return await self._generate("generate", list(texts), params)
+
+    async def _generate(
+        self,
+        method: str,
+        prompts: Sequence[str | list[dict[str, str]]],
+        params: Sequence[GenerateParams],
+    ) -> list[GeneratedText | BaseException]:
+        if not prompts:
+            return []
+        engine = await in_worker_thread(self._resource, lambda _cancelled: self._engine())
+        results: list[GeneratedText | BaseException | None] = [None] * len(prompts)
+        requests: list[tuple[int, _Request]] = []
+        for index, (prompt, item_params) in enumerate(zip(prompts, params, strict=True)):
+            try:
+                sampling = engine.sampling_params_class(**sampling_arguments(item_params))
+            except Exception as exc:
+                results[index] = BadRequestError(
+                    f"invalid sampling params: {type(exc).__name__}: {exc}", provider=_PROVIDER
+                )
+                continue
+            requests.append((index, _Request(prompt, sampling)))
+
+        async def call(batch: list[tuple[int, _Request]]) -> list[GeneratedText]:
+            try:
+                return await in_worker_thread(
+                    self._resource,
+                    lambda _cancelled: _run(engine, method, [request for _, request in batch]),
+                )
+            except Exception as exc:
+                raise as_provider_error(exc, _PROVIDER) from exc
+
+        if requests:
+            outputs = await run_isolating(self.wrapped(call), requests, _PROVIDER)
+            for (index, _), output in zip(requests, outputs, strict=True):
+                results[index] = output
+        finished = [result for result in results if result is not None]
+        if len(finished) != len(results):  # pragma: no cover - every item is given a result
+            raise RuntimeError("VLLMGenerator left an item of the batch without a result")
+        return finished
+
+
+def sampling_arguments(params: GenerateParams) -> dict[str, Any]:
+    """The `SamplingParams` keyword arguments for `params` (one output per prompt)."""
+    arguments: dict[str, Any] = {"n": 1, "max_tokens": params.max_tokens or DEFAULT_MAX_TOKENS}
+    for name in _SAMPLING_FIELDS:
+        value = getattr(params, name)
+        if value is not None:
+            arguments[name] = value
+    if params.stop:
+        arguments["stop"] = list(params.stop)
+    arguments.update(params.extra)
+    return arguments
+
+
+def _run(engine: _Engine, method: str, requests: list[_Request]) -> list[GeneratedText]:
+    """One blocking `generate`/`chat` call for the whole batch, mapped to jib results."""
+    prompts = [request.prompt for request in requests]
+    sampling = [request.sampling_params for request in requests]
+    if method == "chat":
+        outputs = engine.llm.chat(prompts, sampling_params=sampling, use_tqdm=False)
+    else:
+        outputs = engine.llm.generate(prompts, sampling_params=sampling, use_tqdm=False)
+    return [_to_result(output) for output in outputs]
+
+
+def _to_result(output: Any) -> GeneratedText:
+    """Map one `RequestOutput` (its first `CompletionOutput`) to a `GeneratedText`."""
+    if not output.outputs:
+        raise ValueError(f"vLLM returned no output for request {output.request_id!r}")
+    completion = output.outputs[0]
+    prompt_tokens = len(output.prompt_token_ids or ())
+    extra: dict[str, Any] = {"finish_reason": completion.finish_reason}
+    if completion.stop_reason is not None:
+        extra["matched_stop"] = completion.stop_reason
+    return GeneratedText(
+        completion.text,
+        normalize_stop_reason(completion.finish_reason),
+        Usage(prompt_tokens, len(completion.token_ids)),
+        extra,
+    )
+
+
+def _import_vllm(purpose: str) -> Any:
+    return import_optional("vllm", package="vllm", extra=_PROVIDER, purpose=purpose)
+
+
+def _release_vllm_state() -> None:
+    """Tear down vLLM's distributed state and empty the CUDA cache, where there is one."""
+    try:
+        parallel_state = importlib.import_module("vllm.distributed.parallel_state")
+    except ImportError:
+        parallel_state = None
+    if parallel_state is not None:
+        for name in ("destroy_model_parallel", "destroy_distributed_environment"):
+            teardown = getattr(parallel_state, name, None)
+            if callable(teardown):
+                teardown()
+    gc.collect()
+    try:
+        torch = importlib.import_module("torch")
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
