@@ -22,9 +22,28 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def docs_servers(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The self-hosted servers documentation examples name, on their usual ports.
+
+    `transformers serve` on the tiny model (named `tiny-chat`) at http://localhost:8000/v1, as a
+    vLLM or other OpenAI-compatible server would be, and a server speaking Ollama's protocol at
+    http://localhost:11434. Examples then read exactly as they would against real servers.
+    """
+    from tests.support.ollama_server import run_ollama_server
+    from tests.support.openai_server import run_transformers_serve
+
+    log = tmp_path_factory.mktemp("docs-serve") / "server.log"
+    with (
+        run_transformers_serve(tiny_model_dir, log, port=8000, name="tiny-chat"),
+        run_ollama_server(11434),
+    ):
+        yield
+
+
 @pytest.fixture
 def docs_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, docs_servers: None
 ) -> Iterator[None]:
     """What documentation examples may rely on: a private store, the tiny model's path, and the
     HTTP example server on 127.0.0.1:8765."""
