@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 import json
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -23,7 +24,7 @@ from pydantic import BaseModel, SecretStr
 
 from jib._syntax import escape, unescape
 
-__all__ = ["FieldKind", "decode_value", "encode_value", "field_kind"]
+__all__ = ["FieldKind", "decode_value", "encode_value", "field_kind", "field_kinds"]
 
 FieldKind = Literal["scalar", "list", "complex"]
 _SCALARS: tuple[type, ...] = (str, int, float, bool, bytes, SecretStr)
@@ -44,7 +45,25 @@ def _strip_optional(annotation: Any) -> Any:
 
 
 def field_kind(annotation: Any) -> FieldKind:
-    """Classify a field's type annotation for identifier encoding."""
+    """Classify a field's type annotation for identifier encoding (cached per annotation)."""
+    try:
+        return _cached_field_kind(annotation)
+    except TypeError:  # an unhashable annotation (Annotated with unhashable metadata)
+        return _field_kind(annotation)
+
+
+@functools.lru_cache(maxsize=256)
+def field_kinds(model: type[BaseModel]) -> dict[str, FieldKind]:
+    """The kind of every field of a pydantic model class (cached per class; do not mutate)."""
+    return {name: field_kind(info.annotation) for name, info in model.model_fields.items()}
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_field_kind(annotation: Any) -> FieldKind:
+    return _field_kind(annotation)
+
+
+def _field_kind(annotation: Any) -> FieldKind:
     annotation = _strip_optional(annotation)
     origin = get_origin(annotation)
     if origin is Literal:

@@ -19,7 +19,7 @@ from jib._syntax import (
     redact_identifier,
     unescape,
 )
-from jib._values import decode_value, field_kind
+from jib._values import decode_value, field_kinds
 from jib.errors import InvalidGeneratorError
 from jib.generator.base import Generator
 from jib.params import GenerateParams
@@ -44,11 +44,10 @@ def get_generator(identifier: str, *, params: GenerateParams | None = None) -> G
         InvalidGeneratorError: the identifier is malformed, names an unknown provider or key, or
             a value has the wrong type. The message names the part at fault; secrets are masked.
     """
-    shown = redact_identifier(identifier)
     try:
         parsed = parse_identifier(identifier)
     except IdentifierSyntaxError as exc:
-        raise InvalidGeneratorError(f"invalid identifier {shown!r}: {exc}") from None
+        raise _invalid(identifier, str(exc)) from None
 
     cls = resolve_provider(parsed.provider or DEFAULT_PROVIDER)
     if not (isinstance(cls, type) and issubclass(cls, Generator)):
@@ -56,39 +55,40 @@ def get_generator(identifier: str, *, params: GenerateParams | None = None) -> G
             f"provider {parsed.provider!r} is registered as {cls!r}, which is not a Generator"
         )
 
+    param_kinds = field_kinds(GenerateParams)
+    attribute_kinds = field_kinds(cls)
     param_values: dict[str, Any] = {}
     attributes: dict[str, Any] = {}
     try:
         for key, raw in parsed.kwargs.items():
             if key in _RESERVED_KEYS:
-                raise InvalidGeneratorError(
-                    f"invalid identifier {shown!r}: key {key!r} cannot be set with key=value; "
-                    "the model goes before the first ',' and params are set one by one"
+                raise _invalid(
+                    identifier,
+                    f"key {key!r} cannot be set with key=value; the model goes before the "
+                    "first ',' and params are set one by one",
                 )
-            if key in GenerateParams.model_fields:
-                kind = field_kind(GenerateParams.model_fields[key].annotation)
-                param_values[key] = decode_value(raw, kind)
-            elif key in cls.model_fields:
-                kind = field_kind(cls.model_fields[key].annotation)
+            if key in param_kinds:
+                param_values[key] = decode_value(raw, param_kinds[key])
+            elif key in attribute_kinds:
+                kind = attribute_kinds[key]
                 attributes[key] = unescape(raw) if key == "api_key" else decode_value(raw, kind)
             else:
-                raise InvalidGeneratorError(
-                    f"invalid identifier {shown!r}: unknown key {key!r} for {cls.__name__}. "
-                    f"{_suggest(key, cls)}"
+                raise _invalid(
+                    identifier, f"unknown key {key!r} for {cls.__name__}. {_suggest(key, cls)}"
                 )
     except IdentifierSyntaxError as exc:
-        raise InvalidGeneratorError(f"invalid identifier {shown!r}: {exc}") from None
+        raise _invalid(identifier, str(exc)) from None
 
     try:
         identifier_params = GenerateParams.model_validate(param_values)
     except ValidationError as exc:
-        raise _validation_error(shown, exc, param_values) from exc
+        raise _validation_error(identifier, exc, param_values) from exc
     merged = identifier_params.merge_with(params) if params is not None else identifier_params
     try:
         return cls(model=parsed.model, params=merged, **attributes)
     except ValidationError as exc:
         secret = any(is_secret_key(str(err["loc"][0])) for err in exc.errors() if err["loc"])
-        error = _validation_error(shown, exc, attributes)
+        error = _validation_error(identifier, exc, attributes)
         if secret:
             raise error from None
         raise error from exc
@@ -113,7 +113,7 @@ def _suggest(key: str, cls: type[Generator]) -> str:
 
 
 def _validation_error(
-    shown: str, exc: ValidationError, given: dict[str, Any]
+    identifier: str, exc: ValidationError, given: dict[str, Any]
 ) -> InvalidGeneratorError:
     problems = []
     for error in exc.errors():
@@ -127,4 +127,9 @@ def _validation_error(
                 shown_value = shown_value[:77] + "..."
             message += f" (got {shown_value})"
         problems.append(f"key {where!r}: {message}")
-    return InvalidGeneratorError(f"invalid identifier {shown!r}: " + "; ".join(problems))
+    return _invalid(identifier, "; ".join(problems))
+
+
+def _invalid(identifier: str, detail: str) -> InvalidGeneratorError:
+    # Redacting only here keeps the common, valid path free of the work.
+    return InvalidGeneratorError(f"invalid identifier {redact_identifier(identifier)!r}: {detail}")

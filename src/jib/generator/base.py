@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from jib._syntax import ENV_REFERENCE_PREFIX, REDACTED, escape, format_identifier, is_secret_key
-from jib._values import encode_value, field_kind
+from jib._values import encode_value, field_kinds
 from jib.errors import InvalidGeneratorError
 from jib.messages import GeneratedMessage, GeneratedText, Message, MessageInput
 from jib.params import GenerateParams
@@ -184,11 +184,11 @@ class Generator(BaseModel):
             return format_identifier(shown_provider, self.model, [])
         items = list(self._identifier_attributes(include_secrets))
         merged = self.params.merge_with(params) if params is not None else self.params
-        for name, info in GenerateParams.model_fields.items():
+        for name, kind in field_kinds(GenerateParams).items():
             value = getattr(merged, name)
             if value is None or (name == "extra" and not value):
                 continue
-            items.append((name, encode_value(value, field_kind(info.annotation))))
+            items.append((name, encode_value(value, kind)))
         return format_identifier(shown_provider, self.model, items)
 
     def _identifier_attributes(self, include_secrets: bool) -> Iterator[tuple[str, str]]:
@@ -210,7 +210,7 @@ class Generator(BaseModel):
 
     def identifier_value(self, name: str, value: Any) -> str:
         """Write attribute `name` for an identifier; override to encode a field specially."""
-        return encode_value(value, field_kind(type(self).model_fields[name].annotation))
+        return encode_value(value, field_kinds(type(self))[name])
 
     # -- python protocol -----------------------------------------------------------------------
 
