@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
 import threading
+import time
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,12 +52,14 @@ class CallCounter:
     def __init__(self, model: Any) -> None:
         self.batch_sizes: list[int] = []
         self.new_tokens: list[int] = []
+        self.kwargs: list[dict[str, Any]] = []
         self._generate = model.generate
         model.generate = self
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         input_ids = kwargs["input_ids"]
         self.batch_sizes.append(input_ids.shape[0])
+        self.kwargs.append(kwargs)
         output = self._generate(*args, **kwargs)
         self.new_tokens.append(output.shape[1] - input_ids.shape[1])
         return output
@@ -187,6 +192,20 @@ async def test_from_obj_completes_text_like_plain_transformers(
     )
 
 
+async def test_from_obj_takes_model_and_tokenizer_positionally_too(
+    tiny_model_dir: Path, tokenizer: Any
+) -> None:
+    model = fresh_model(tiny_model_dir)
+    by_position = TransformersGenerator.from_obj(model, tokenizer, batch_size=2)
+    by_keyword = TransformersGenerator.from_obj(model=model, tokenizer=tokenizer, batch_size=2)
+
+    assert by_position.get_model_and_tokenizer() == (model, tokenizer)
+    assert by_position == by_keyword
+    assert await by_position.generate_texts(["hello world"], [GREEDY]) == (
+        await by_keyword.generate_texts(["hello world"], [GREEDY])
+    )
+
+
 def test_from_obj_rejects_objects_that_cannot_generate(tokenizer: Any) -> None:
     with pytest.raises(InvalidGeneratorError, match="no generate"):
         TransformersGenerator.from_obj(model=object(), tokenizer=tokenizer)
@@ -231,6 +250,95 @@ async def test_batch_is_split_into_sub_batches_of_batch_size(
 
     assert sorted(counter.batch_sizes) == [2, 3, 3]
     assert len(completions) == 8
+
+
+async def test_batch_is_left_padded_with_a_mask_whatever_the_tokenizer_says(
+    tiny_model_dir: Path,
+) -> None:
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_model_dir, padding_side="right")
+    eos = tokenizer.eos_token_id
+    tokenizer.pad_token = None  # a tokenizer without a pad token, like many base models
+    model = fresh_model(tiny_model_dir)
+    model.generation_config.pad_token_id = None
+    counter = CallCounter(model)
+    generator = TransformersGenerator.from_obj(model=model, tokenizer=tokenizer)
+    prompts = ["hello", "the quick brown fox", "one two"]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "right-padding was detected" warning either
+        results = await generator.generate_texts(prompts, [GREEDY] * 3)
+
+    (call,) = counter.kwargs
+    assert call["pad_token_id"] == eos
+    rows: list[list[int]] = call["input_ids"].tolist()
+    masks: list[list[int]] = call["attention_mask"].tolist()
+    expected = {tuple(tokenizer(p)["input_ids"]) for p in prompts}
+    assert {tuple(ids[len(ids) - sum(mask) :]) for ids, mask in zip(rows, masks, strict=True)} == (
+        expected
+    )
+    for ids, mask in zip(rows, masks, strict=True):
+        padding = len(mask) - sum(mask)
+        assert mask == [0] * padding + [1] * sum(mask)  # padding on the left only
+        assert ids[:padding] == [eos] * padding
+    usage = [r.usage for r in results if not isinstance(r, BaseException)]
+    assert [u.input_tokens for u in usage if u] == [1, 4, 2]
+
+
+async def test_rows_that_end_early_count_only_their_real_tokens(
+    tiny_model_dir: Path, tokenizer: Any
+) -> None:
+    model = fresh_model(tiny_model_dir)
+    counter = CallCounter(model)
+    checked = counter._generate
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+
+    def first_row_ends_after_three_tokens(*args: Any, **kwargs: Any) -> Any:
+        # What generate returns when row 0 emits its end token early: the rest of it is padding.
+        output = checked(*args, **kwargs).clone()
+        width = kwargs["input_ids"].shape[1]
+        output[0, width + 2] = eos
+        output[0, width + 3 :] = pad
+        return output
+
+    counter._generate = first_row_ends_after_three_tokens
+    generator = TransformersGenerator.from_obj(model=model, tokenizer=tokenizer)
+    params = GenerateParams(temperature=0, max_tokens=8)
+
+    short, full = await generator.generate_texts(["hello world", "one two three"], [params] * 2)
+
+    assert not isinstance(short, BaseException) and not isinstance(full, BaseException)
+    assert (short.stop_reason, full.stop_reason) == ("stop", "length")
+    assert short.usage is not None and full.usage is not None
+    assert (short.usage.input_tokens, short.usage.output_tokens) == (2, 3)
+    assert (full.usage.input_tokens, full.usage.output_tokens) == (3, 8)
+    assert len(short.text.split()) == 2
+    assert len(full.text.split()) == 8
+
+
+async def test_params_map_to_generate_arguments(tiny_model_dir: Path, tokenizer: Any) -> None:
+    model = fresh_model(tiny_model_dir)
+    counter = CallCounter(model)
+    generator = TransformersGenerator.from_obj(model=model, tokenizer=tokenizer)
+
+    await generator.generate_texts(["hello"], [GREEDY])
+    await generator.generate_texts(
+        ["hello"], [GenerateParams(temperature=0.7, top_p=0.9, top_k=5, max_tokens=3, seed=1)]
+    )
+    await generator.generate_texts(["hello"], [GenerateParams(max_tokens=2)])
+
+    greedy, sampled, defaults = counter.kwargs
+    assert greedy["do_sample"] is False
+    assert greedy["max_new_tokens"] == 6
+    assert {k: sampled[k] for k in ("do_sample", "temperature", "top_p", "top_k")} == {
+        "do_sample": True,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": 5,
+    }
+    assert sampled["max_new_tokens"] == 3
+    # Nothing set: the model's own generation_config decides.
+    assert "do_sample" not in defaults and "temperature" not in defaults
+    assert defaults["max_new_tokens"] == 2
 
 
 async def test_items_with_different_generation_settings_go_in_separate_calls(
@@ -463,6 +571,45 @@ def test_identifier_attributes_reach_from_pretrained(tiny_model_dir: Path) -> No
     assert model.config.output_attentions is True
 
 
+def test_every_loading_attribute_reaches_from_pretrained(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, dict[str, Any]] = {}
+
+    def spy(auto_class: Any, name: str) -> None:
+        real = auto_class.from_pretrained
+
+        def recording(path: Any, **kwargs: Any) -> Any:
+            seen[name] = {"path": str(path), **kwargs}
+            kwargs.pop("device_map", None)  # placement needs accelerate; it is not the subject
+            return real(path, **kwargs)
+
+        monkeypatch.setattr(auto_class, "from_pretrained", recording)
+
+    spy(transformers.AutoModelForCausalLM, "model")
+    spy(transformers.AutoTokenizer, "tokenizer")
+    generator = get_generator(
+        f"transformers!{tiny_model_dir},device_map=cpu,torch_dtype=float32,trust_remote_code=True,"
+        "revision=main,attn_implementation=eager,api_key=hf_token_1,"
+        'model_kwargs={"low_cpu_mem_usage":true}'
+    )
+
+    generator.load()
+
+    common = {"path": str(tiny_model_dir), "trust_remote_code": True, "revision": "main"}
+    assert seen["tokenizer"] == {**common, "token": "hf_token_1"}
+    # transformers 4.56 renamed `torch_dtype` to `dtype`; older versions take the old name.
+    dtype_key = "dtype" if "dtype" in seen["model"] else "torch_dtype"
+    assert seen["model"] == {
+        **common,
+        "token": "hf_token_1",
+        "device_map": "cpu",
+        dtype_key: "float32",
+        "attn_implementation": "eager",
+        "low_cpu_mem_usage": True,
+    }
+
+
 def test_api_key_is_a_hub_token_that_never_shows(tiny_model_dir: Path) -> None:
     generator = get_generator(f"transformers!{tiny_model_dir},api_key=hf_secret_token_123")
     assert isinstance(generator, TransformersGenerator)
@@ -498,6 +645,18 @@ async def test_model_loads_lazily_and_unload_frees_it(tiny_model_dir: Path) -> N
     assert generator.unload().load().is_loaded
 
 
+async def test_unload_leaves_no_reference_to_the_model(tiny_model_dir: Path) -> None:
+    generator = TransformersGenerator(model=str(tiny_model_dir))
+    copy = generator.wrap(lambda call: call)
+    await copy.generate_texts(["hello world", "the"], [GREEDY] * 2)
+    model_ref = weakref.ref(generator.get_model_and_tokenizer()[0])
+
+    generator.unload()
+    gc.collect()
+
+    assert model_ref() is None
+
+
 def test_generator_works_across_event_loops(generator: TransformersGenerator) -> None:
     first = asyncio.run(generator.complete("hello world", GREEDY).run())
     second = asyncio.run(generator.complete("hello world", GREEDY).run())
@@ -526,6 +685,80 @@ async def test_generation_runs_off_the_event_loop(tiny_model_dir: Path, tokenize
 
     completion, _ = await asyncio.gather(generator.complete("hello", GREEDY).run(), on_the_loop())
     assert completion.usage is not None
+
+
+async def test_event_loop_keeps_ticking_during_generation(
+    tiny_model_dir: Path, tokenizer: Any
+) -> None:
+    model = fresh_model(tiny_model_dir)
+    original = model.generate
+
+    def slow_generate(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.5)  # stands in for a big model: blocks its thread for half a second
+        return original(*args, **kwargs)
+
+    model.generate = slow_generate
+    generator = TransformersGenerator.from_obj(model=model, tokenizer=tokenizer)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        await generator.generate_texts(["hello world"], [GREEDY])
+    finally:
+        ticking.cancel()
+    assert ticks >= 10  # ~50 if the loop was free; 0 or 1 if generate blocked it
+
+
+def test_calls_from_several_threads_and_loops_are_serialized(
+    tiny_model_dir: Path, tokenizer: Any
+) -> None:
+    model = fresh_model(tiny_model_dir)
+    original = model.generate
+    active: list[int] = []
+    overlaps: list[int] = []
+    lock = threading.Lock()
+
+    def exclusive_generate(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            active.append(1)
+            overlaps.append(len(active))
+        try:
+            time.sleep(0.02)
+            return original(*args, **kwargs)
+        finally:
+            with lock:
+                active.pop()
+
+    model.generate = exclusive_generate
+    generator = TransformersGenerator.from_obj(model=model, tokenizer=tokenizer)
+    prompts = ["hello world this", "the quick brown", "red green blue"]
+    expected = asyncio.run(generator.generate_texts(prompts, [GREEDY] * 3))
+    results: list[Any] = []
+
+    def in_its_own_loop() -> None:
+        async def several() -> list[Any]:
+            return list(
+                await asyncio.gather(
+                    *(generator.generate_texts(prompts, [GREEDY] * 3) for _ in range(3))
+                )
+            )
+
+        results.extend(asyncio.run(several()))
+
+    threads = [threading.Thread(target=in_its_own_loop) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert max(overlaps) == 1
+    assert results == [expected] * 9
 
 
 async def test_cancelling_stops_generation_early(tiny_model_dir: Path, tokenizer: Any) -> None:

@@ -391,6 +391,13 @@ def test_from_obj_names_the_model_and_round_trips() -> None:
     assert generator.to_identifier() == "vllm!org/fake-model,gpu_memory_utilization=0.4"
 
 
+async def test_from_obj_takes_the_engine_by_keyword_too() -> None:
+    llm = FakeLLM()
+    generator = VLLMGenerator.from_obj(llm=llm, sampling_params_class=SamplingParams)
+    assert generator == fake_generator(llm)
+    assert (await generator.complete("a b", GenerateParams(max_tokens=2))).content == "b a"
+
+
 def test_from_obj_rejects_objects_that_cannot_generate() -> None:
     with pytest.raises(InvalidGeneratorError, match="no generate"):
         VLLMGenerator.from_obj(object(), sampling_params_class=SamplingParams)
@@ -404,6 +411,31 @@ async def test_unload_drops_the_engine_for_every_copy() -> None:
     assert generator.unload() is generator
     assert not copy.is_loaded
     assert generator.unload() is generator  # nothing loaded: still fine
+
+
+async def test_unload_waits_for_the_generation_in_progress() -> None:
+    generating = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        generating.set()
+        assert release.wait(timeout=30)
+
+    generator = fake_generator(FakeLLM(before_generate=hold))
+    task = asyncio.create_task(generator.complete("a b").run())
+    assert await asyncio.to_thread(generating.wait, 30)
+    unloading = threading.Thread(target=generator.unload)
+    unloading.start()
+    unloading.join(timeout=0.2)
+    assert unloading.is_alive()  # the engine is not torn down under a running batch
+    assert generator.is_loaded
+
+    release.set()
+    completion = await task
+    await asyncio.to_thread(unloading.join, 30)
+    assert not unloading.is_alive()
+    assert not generator.is_loaded
+    assert completion.content.startswith("b a")
 
 
 # -- building the engine lazily ---------------------------------------------------------------
@@ -482,8 +514,9 @@ def test_missing_vllm_names_the_extra() -> None:
         generator.load()
     with pytest.raises(MissingDependencyError, match=r'pip install "jib\[vllm\]"'):
         VLLMGenerator.from_obj(FakeLLM())
-    with pytest.raises(MissingDependencyError, match="vllm"):
+    with pytest.raises(MissingDependencyError, match="vllm") as info:
         asyncio.run(generator.complete("hi").run())
+    assert isinstance(info.value.__cause__, ImportError)
 
 
 _BLOCKED = """

@@ -1,24 +1,31 @@
 """Machinery shared by the generators that run a model in this process (transformers, vLLM).
 
+- `LocalGenerator`: their base class: lazy `load()`, `unload()`, `is_loaded`, and running work on
+  the model's worker thread.
 - `LocalResource`: the loaded model and its worker thread, in a holder that copies of a generator
   share.
 - `import_optional`: import a heavy package at first use, or say which extra installs it.
 - `in_worker_thread`: run blocking work on that thread, off the event loop, signalling cancellation.
-- `run_isolating`: call a batch function; when a bad item fails the whole batch, retry the items
-  one by one so only that item fails.
-- `trim_at_stop`, `as_provider_error`, `warn_ignored`, `group_indices`, `chunked`, `freeze`.
+- `run_batches`/`run_isolating`: call a batch function per batch; when a bad item fails a whole
+  batch, retry its items one by one so only that item fails.
+- `trim_at_stop`, `as_provider_error`, `warn_ignored`, `group_indices`, `chunked`, `freeze`,
+  `empty_cuda_cache`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
+import sys
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from pydantic import PrivateAttr
 
 from jib.errors import (
     BadRequestError,
@@ -28,17 +35,24 @@ from jib.errors import (
     MissingDependencyError,
     ProviderError,
 )
+from jib.generator.base import Generator
 from jib.params import GenerateParams
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
+    "LocalGenerator",
     "LocalResource",
     "as_provider_error",
     "chunked",
+    "empty_cuda_cache",
     "freeze",
     "group_indices",
     "import_optional",
     "in_worker_thread",
+    "run_batches",
     "run_isolating",
     "trim_at_stop",
     "warn_ignored",
@@ -123,6 +137,71 @@ async def in_worker_thread(
         raise
 
 
+class LocalGenerator(Generator):
+    """Base of the generators that run a model in this process.
+
+    The model (whatever `_load_model` returns) is loaded lazily, on first use or `load()`, into a
+    `LocalResource` that the copies `wrap()` makes share. Everything that touches it runs on that
+    resource's one worker thread, holding its lock (`_on_worker`): the event loop stays responsive,
+    calls from several event loops or threads are serialized, and `unload()` waits for a
+    generation in progress.
+    """
+
+    _resource: LocalResource[Any] = PrivateAttr(default_factory=LocalResource)
+    _provider: ClassVar[str] = "local"
+
+    def load(self) -> Self:
+        """Load the model now instead of at first use.
+
+        Raises:
+            MissingDependencyError: the library that runs the model is not installed.
+            InvalidGeneratorError: the library cannot load the model.
+        """
+        self._resource.get_or_load(self._load_model)
+        return self
+
+    def unload(self) -> Self:
+        """Free the model (and the CUDA cache); the next use loads it again.
+
+        A generation in progress finishes first. Safe to call when nothing is loaded.
+        """
+        if self._resource.clear() is not None:
+            self._after_unload()
+        return self
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the model is in memory."""
+        return self._resource.value is not None
+
+    def _load_model(self) -> Any:
+        """Build what the resource holds (called once, under the lock, until the next unload)."""
+        raise NotImplementedError  # pragma: no cover - every subclass loads its own model
+
+    def _after_unload(self) -> None:
+        """Release what the dropped model held outside Python objects."""
+        gc.collect()
+        empty_cuda_cache()
+
+    async def _on_worker(self, function: Callable[[threading.Event], R]) -> R:
+        """Run `function(cancelled)` on the model's worker thread, holding its lock.
+
+        Errors come out as jib errors (`as_provider_error`).
+        """
+
+        def locked(cancelled: threading.Event) -> R:
+            with self._resource.lock:
+                return function(cancelled)
+
+        try:
+            return await in_worker_thread(self._resource, locked)
+        except Exception as exc:
+            error = as_provider_error(exc, self._provider)
+            if error is exc:
+                raise
+            raise error from exc
+
+
 def as_provider_error(exc: BaseException, provider: str) -> JibError:
     """Normalize an exception raised by a local model library to a jib error.
 
@@ -144,6 +223,36 @@ def as_provider_error(exc: BaseException, provider: str) -> JibError:
         error = ProviderError(message, provider=provider, retryable=False)
     error.__cause__ = exc
     return error
+
+
+async def run_batches(
+    prepared: Sequence[T | BaseException],
+    batches: Iterable[Sequence[int]],
+    call: Callable[[list[T]], Awaitable[Sequence[R]]],
+    provider: str,
+) -> list[R | BaseException]:
+    """Run `call` on each batch of prepared items; one result per item, in the items' order.
+
+    `batches` holds indices into `prepared` and must cover every item that is not an exception;
+    an item prepared as an exception (it failed before generation) keeps it as its result.
+    Failures are isolated as `run_isolating` does.
+    """
+    results: list[R | BaseException | None] = [
+        item if isinstance(item, BaseException) else None for item in prepared
+    ]
+    for batch in batches:
+        items: list[T] = []
+        for index in batch:
+            item = prepared[index]
+            if isinstance(item, BaseException):
+                raise ValueError(f"item {index} failed before generation; it cannot be batched")
+            items.append(item)
+        for index, outcome in zip(batch, await run_isolating(call, items, provider), strict=True):
+            results[index] = outcome
+    finished = [result for result in results if result is not None]
+    if len(finished) != len(results):
+        raise ValueError("the batches left an item of the batch without a result")
+    return finished
 
 
 async def run_isolating(
@@ -185,15 +294,22 @@ def trim_at_stop(text: str, stops: Sequence[str] | None) -> tuple[str, bool]:
     return text[:cut], cut < len(text)
 
 
-def warn_ignored(params: GenerateParams, names: Iterable[str], provider: str) -> None:
-    """Warn once per call about params that `provider` cannot apply."""
-    ignored = [name for name in names if getattr(params, name) is not None]
+def warn_ignored(params: Sequence[GenerateParams], names: Iterable[str], provider: str) -> None:
+    """Warn once per call about the params of a batch that `provider` cannot apply."""
+    ignored = [name for name in names if any(getattr(item, name) is not None for item in params)]
     if ignored:
         warnings.warn(
             f"{provider} does not support {', '.join(ignored)}; ignored",
             GeneratorWarning,
             stacklevel=3,
         )
+
+
+def empty_cuda_cache() -> None:
+    """Return cached CUDA memory to the device, when torch is imported and there is a GPU."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def group_indices(keys: Sequence[Hashable]) -> list[list[int]]:

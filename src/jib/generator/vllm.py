@@ -13,20 +13,19 @@ import gc
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr
 
 from jib.errors import BadRequestError, InvalidGeneratorError
 from jib.generator._local import (
     DEFAULT_MAX_TOKENS,
+    LocalGenerator,
     LocalResource,
-    as_provider_error,
+    empty_cuda_cache,
     import_optional,
-    in_worker_thread,
-    run_isolating,
+    run_batches,
 )
-from jib.generator.base import Generator
 from jib.messages import (
     GeneratedMessage,
     GeneratedText,
@@ -73,7 +72,7 @@ class _Request:
     sampling_params: Any
 
 
-class VLLMGenerator(Generator):
+class VLLMGenerator(LocalGenerator):
     """A vLLM engine in this process, built lazily from `model` and the engine attributes.
 
     Each batch is one `LLM.generate` (text) or `LLM.chat` (messages) call with one
@@ -110,6 +109,7 @@ class VLLMGenerator(Generator):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
 
     _resource: LocalResource[_Engine] = PrivateAttr(default_factory=LocalResource)
+    _provider: ClassVar[str] = _PROVIDER
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -149,33 +149,13 @@ class VLLMGenerator(Generator):
         generator._resource.value = _Engine(llm, sampling_params_class)
         return generator
 
-    def load(self) -> VLLMGenerator:
-        """Build the engine now instead of at first use.
-
-        Raises:
-            MissingDependencyError: vllm is not installed.
-            InvalidGeneratorError: vLLM rejected the model or an engine argument.
-        """
-        self._engine()
-        return self
-
     def unload(self) -> VLLMGenerator:
         """Shut the engine down and free its GPU memory; the next use builds it again.
 
         A generation in progress finishes first. For a `from_obj` generator, the next use builds
         a new `vllm.LLM` from `model` and the engine attributes.
         """
-        engine = self._resource.clear()
-        if engine is None:
-            return self
-        del engine
-        _release_vllm_state()
-        return self
-
-    @property
-    def is_loaded(self) -> bool:
-        """Whether an engine is in memory."""
-        return self._resource.value is not None
+        return super().unload()
 
     def engine_arguments(self) -> dict[str, Any]:
         """The keyword arguments `vllm.LLM` is built with (model included)."""
@@ -190,9 +170,9 @@ class VLLMGenerator(Generator):
         return arguments
 
     def _engine(self) -> _Engine:
-        return self._resource.get_or_load(self._build_engine)
+        return self._resource.get_or_load(self._load_model)
 
-    def _build_engine(self) -> _Engine:
+    def _load_model(self) -> _Engine:
         vllm = _import_vllm(type(self).__name__)
         try:
             llm = vllm.LLM(**self.engine_arguments())
@@ -201,6 +181,9 @@ class VLLMGenerator(Generator):
                 f"vLLM could not build an engine for {self.model!r}: {type(exc).__name__}: {exc}"
             ) from exc
         return _Engine(llm, vllm.SamplingParams)
+
+    def _after_unload(self) -> None:
+        _release_vllm_state()
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -239,39 +222,34 @@ class VLLMGenerator(Generator):
     ) -> list[GeneratedText | BaseException]:
         if not prompts:
             return []
-        engine = await in_worker_thread(self._resource, lambda _cancelled: self._engine())
-        results: list[GeneratedText | BaseException | None] = [None] * len(prompts)
-        requests: list[tuple[int, _Request]] = []
-        for index, (prompt, item_params) in enumerate(zip(prompts, params, strict=True)):
-            try:
-                sampling = engine.sampling_params_class(**sampling_arguments(item_params))
-            except Exception as exc:
-                results[index] = BadRequestError(
-                    f"invalid sampling params: {type(exc).__name__}: {exc}", provider=_PROVIDER
-                )
-                continue
-            requests.append((index, _Request(prompt, sampling)))
+        engine = await self._on_worker(lambda _cancelled: self._engine())
+        prepared = [
+            _request(engine, prompt, item_params)
+            for prompt, item_params in zip(prompts, params, strict=True)
+        ]
+        ready = [index for index, request in enumerate(prepared) if isinstance(request, _Request)]
 
-        async def call(batch: list[tuple[int, _Request]]) -> list[GeneratedText]:
-            try:
-                return await in_worker_thread(
-                    self._resource,
-                    lambda _cancelled: _run(engine, method, [request for _, request in batch]),
-                )
-            except Exception as exc:
-                raise as_provider_error(exc, _PROVIDER) from exc
+        async def call(batch: list[_Request]) -> list[GeneratedText]:
+            return await self._on_worker(lambda _cancelled: _run(engine, method, batch))
 
-        if requests:
-            outputs = await run_isolating(self.wrapped(call), requests, _PROVIDER)
-            for (index, _), output in zip(requests, outputs, strict=True):
-                results[index] = output
-        finished = [result for result in results if result is not None]
-        if len(finished) != len(results):  # pragma: no cover - every item is given a result
-            raise RuntimeError("VLLMGenerator left an item of the batch without a result")
-        return finished
+        return await run_batches(prepared, [ready] if ready else [], self.wrapped(call), _PROVIDER)
 
 
-def sampling_arguments(params: GenerateParams) -> dict[str, Any]:
+def _request(
+    engine: _Engine, prompt: str | list[dict[str, str]], params: GenerateParams
+) -> _Request | BadRequestError:
+    """The prompt with its `SamplingParams`, or the error the params were refused with."""
+    try:
+        return _Request(prompt, engine.sampling_params_class(**_sampling_arguments(params)))
+    except Exception as exc:
+        error = BadRequestError(
+            f"invalid sampling params: {type(exc).__name__}: {exc}", provider=_PROVIDER
+        )
+        error.__cause__ = exc
+        return error
+
+
+def _sampling_arguments(params: GenerateParams) -> dict[str, Any]:
     """The `SamplingParams` keyword arguments for `params` (one output per prompt)."""
     arguments: dict[str, Any] = {"n": 1, "max_tokens": params.max_tokens or DEFAULT_MAX_TOKENS}
     for name in _SAMPLING_FIELDS:
@@ -328,9 +306,4 @@ def _release_vllm_state() -> None:
             if callable(teardown):
                 teardown()
     gc.collect()
-    try:
-        torch = importlib.import_module("torch")
-    except ImportError:
-        return
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    empty_cuda_cache()
