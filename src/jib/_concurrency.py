@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -37,14 +36,15 @@ class RequestLimiter:
             raise ValueError(f"min_delay_between_requests must be >= 0, not {min_delay_ms}")
         self.max_connections = max_connections
         self.min_delay_ms = min_delay_ms
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
+            # A semaphore holds its loop, so weak keys would not free it: drop closed loops here.
+            for closed in [old for old in self._states if old.is_closed()]:
+                del self._states[closed]
             state = _LoopState(asyncio.Semaphore(self.max_connections), asyncio.Lock())
             self._states[loop] = state
         return state

@@ -371,3 +371,17 @@ async def test_max_connections_bounds_items_in_flight() -> None:
     generator = CallbackGenerator(model="cb", callback=slow, max_connections=3)
     await generator.chat().run_batch([str(i) for i in range(12)])
     assert peak == 3
+
+
+def test_request_limiter_forgets_closed_event_loops() -> None:
+    from jib._concurrency import RequestLimiter
+
+    limiter = RequestLimiter(1)
+
+    async def use() -> None:
+        async with limiter.slot():
+            await asyncio.sleep(0)
+
+    for _ in range(3):
+        asyncio.run(use())
+    assert len(limiter._states) == 1

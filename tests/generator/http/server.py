@@ -82,6 +82,7 @@ def build_app(state: ServerState) -> Starlette:
         state.requests.append(
             {
                 "path": request.url.path,
+                "query": request.url.query,
                 "method": request.method,
                 "headers": dict(request.headers),
                 "body": body.decode("utf-8", "replace"),
@@ -180,6 +181,8 @@ def build_app(state: ServerState) -> Starlette:
             headers={
                 "Set-Cookie": "sid=secret-cookie",
                 "X-Auth-Token": "secret-token",
+                "Authorization": "Bearer secret-authorization",
+                "Cookie": "c=secret-cookie-header",
                 "X-Request-Id": "req-1",
             },
         )

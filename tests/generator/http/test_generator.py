@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import gc
 import itertools
 import json
+import pickle
+import warnings
 from typing import Any
 
 import httpx
 import pytest
 
 import jib
+import jib.generator.http.spec
 from jib import AuthenticationError, BadRequestError, GenerateParams, InvalidGeneratorError
 from jib.generator.http import HTTPGenerator
 from tests.generator.http.server import RunningServer
@@ -317,7 +322,7 @@ async def test_max_connections_caps_requests_in_flight(server: RunningServer) ->
     generator = HTTPGenerator.for_text_endpoint(f"{server.url}/slow", max_connections=2)
     completions = await generator.complete("").run_batch([str(i) for i in range(6)])
     assert [c.content for c in completions] == ["done"] * 6
-    assert 1 <= server.state.max_in_flight <= 2
+    assert server.state.max_in_flight == 2
 
 
 async def test_min_delay_between_requests_spaces_request_starts(server: RunningServer) -> None:
@@ -331,11 +336,96 @@ async def test_min_delay_between_requests_spaces_request_starts(server: RunningS
     assert all(gap >= 0.08 for gap in gaps), gaps
 
 
-async def test_templates_are_compiled_once_per_spec(server: RunningServer) -> None:
-    generator = chat_endpoint(server)
+async def test_templates_are_compiled_once_per_spec(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generator = HTTPGenerator.for_json_endpoint(
+        f"{server.url}/{{{{ 'v1' }}}}/chat/completions",
+        request_body={"model": "{{ model }}", "messages": "$messages"},
+        response={"content_path": "$.choices[0].message.content"},
+        headers={"X-Model": "{{ model }}"},
+    )
     spec = generator.spec
     assert spec is not None
     compiled = dict(spec._compiled)
+    compiles: list[str] = []
+    for name in ("compile_jinja", "compile_jsonpath", "compile_regex"):
+        original = getattr(jib.generator.http.spec, name)
+
+        def counting(source: str, original: Any = original) -> Any:
+            compiles.append(source)
+            return original(source)
+
+        monkeypatch.setattr(jib.generator.http.spec, name, counting)
     for text in ("a", "b"):
-        await generator.chat(text)
-    assert spec._compiled == compiled  # same template objects, nothing compiled per request
+        assert (await generator.chat(text)).content == f"You said: {text}"
+    assert compiles == []  # nothing compiled per request
+    assert spec._compiled == compiled  # the same template objects serve every request
+
+
+def test_pools_close_when_their_event_loop_shuts_down(server: RunningServer) -> None:
+    generator = chat_endpoint(server)
+    clients: list[httpx.AsyncClient] = []
+
+    async def run(text: str) -> str:
+        chat = await generator.chat(text)
+        clients.append(await generator._connections().get())
+        assert len(generator._connections()) == 1  # one pooled client for this loop
+        return chat.content
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert asyncio.run(run("one")) == "You said: one"
+        assert asyncio.run(run("two")) == "You said: two"
+        gc.collect()
+    first, second = clients
+    assert first is not second
+    assert first.is_closed and second.is_closed
+    assert len(generator._connections()) == 0  # nothing kept for the closed loops
+    assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_concurrent_requests_share_one_capped_pool(server: RunningServer) -> None:
+    generator = HTTPGenerator.for_text_endpoint(f"{server.url}/slow", max_connections=3)
+    completions = await generator.complete("").run_batch([str(i) for i in range(12)])
+    assert [c.content for c in completions] == ["done"] * 12
+    ports = {r["client_port"] for r in server.state.requests}
+    assert 1 <= len(ports) <= 3  # kept-alive connections reused, never more than the cap
+    assert len(generator._connections()) == 1
+    await generator.aclose()
+    assert len(generator._connections()) == 0
+
+
+async def test_cancelled_batch_leaves_no_tasks_and_the_pool_usable(
+    server: RunningServer, silent_url: str
+) -> None:
+    generator = HTTPGenerator.for_text_endpoint(
+        "{{ state.base }}/slow", state={"base": silent_url}, max_connections=2
+    )
+    tasks_before = asyncio.all_tasks()
+    batch = asyncio.create_task(generator.complete("").run_batch(["a", "b", "c", "d"]))
+    await asyncio.sleep(0.3)
+    assert not batch.done()  # stuck on a server that never answers
+    client = await generator._connections().get()
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+    await asyncio.sleep(0.05)
+    assert asyncio.all_tasks() - tasks_before == set()  # nothing left running
+    # The pool stays open and the request slots were given back.
+    generator.state["base"] = server.url
+    completions = await asyncio.wait_for(
+        generator.complete("").run_batch(["e", "f", "g"]), timeout=10
+    )
+    assert [c.content for c in completions] == ["done"] * 3
+    assert await generator._connections().get() is client
+    assert not client.is_closed
+
+
+async def test_used_generator_pickles_and_deep_copies(server: RunningServer) -> None:
+    generator = chat_endpoint(server, state={"session_id": "s-1"}, min_delay_between_requests=1)
+    await generator.chat("warm up")
+    for copied in (pickle.loads(pickle.dumps(generator)), copy.deepcopy(generator)):
+        assert copied == generator
+        assert copied.state == {"session_id": "s-1"} and copied.state is not generator.state
+        assert (await copied.chat("again")).content == "You said: again"

@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 
 import jib
@@ -17,7 +18,7 @@ from jib import (
     ServerError,
 )
 from jib.generator.http import HTTPGenerator
-from jib.generator.http._transport import parse_retry_after
+from jib.generator.http._retry import RetryPolicy, parse_retry_after
 from tests.generator.http.server import RunningServer
 
 
@@ -196,3 +197,26 @@ def test_retry_after_accepts_seconds_and_dates() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+def test_backoff_doubles_with_jitter_and_is_capped() -> None:
+    policy = RetryPolicy(max_retries=5, backoff=1.0, max_wait=5.0)
+    for attempt, full in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (5, 5.0)):
+        delays = [policy.backoff_delay(attempt) for _ in range(50)]
+        assert all(full / 2 <= delay <= full for delay in delays), (attempt, delays)
+    assert policy.can_retry(4) and not policy.can_retry(5)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "expected"),
+    [(503, "2", 2.0), (429, "0", 0.0), (502, "60", None), (500, "1", None), (404, None, None)],
+)
+def test_status_delay_retries_transient_statuses_only(
+    status: int, retry_after: str | None, expected: float | None
+) -> None:
+    policy = RetryPolicy(max_retries=3, backoff=0.0, max_wait=10.0)
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    response = httpx.Response(status, headers=headers)
+    assert policy.status_delay(response, 1) == expected
+    note = policy.refusal_note(response)
+    assert ("exceeds max_retry_wait=10s" in note) == (status == 502)

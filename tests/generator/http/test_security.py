@@ -60,7 +60,7 @@ async def test_ssti_payload_from_an_identifier_is_blocked_and_runs_nothing(
     generator = jib.get_generator(f"http!victim,spec={_b64(spec)}")
     chat = await asyncio.wait_for(generator.chat("x").run(on_failed="include"), timeout=30)
     assert isinstance(chat.error, ProcessingError)
-    assert "sandbox" in str(chat.error) or "undefined" in str(chat.error)
+    assert "template blocked by the sandbox" in str(chat.error)
     assert not marker.exists()
     assert server.state.requests == []  # nothing was sent either
 
@@ -118,7 +118,9 @@ def test_yaml_python_object_tag_is_rejected(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     evil = f"!!python/object/apply:os.system ['touch {marker}']\n"
     nested = f"request:\n  url: !!python/object/apply:os.system ['touch {marker}']\n"
-    for text in (evil, nested):
+    new_object = "request: !!python/object/new:subprocess.Popen [['true']]\n"
+    name = "request: {url: !!python/name:os.system ''}\n"
+    for text in (evil, nested, new_object, name):
         with pytest.raises(InvalidGeneratorError, match="spec"):
             jib.get_generator(f"http!m,spec={_b64(text)}")
         with pytest.raises(ValidationError, match="could not determine a constructor"):
@@ -202,3 +204,101 @@ def test_env_reference_key_is_kept_but_values_are_not() -> None:
         "http://127.0.0.1:9/", request_body={}, api_key="env:MY_ENDPOINT_KEY"
     )
     assert ",api_key=env:MY_ENDPOINT_KEY," in generator.to_identifier()
+
+
+async def test_debug_logs_of_a_failing_request_hold_no_secrets(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The key travels in a header and in the query string, where httpx would log it.
+    generator = _secret_generator(
+        f"{server.url}/leak?status=503&key={{{{ api_key }}}}&t={{{{ state.access_token }}}}",
+        max_retries=1,
+    )
+    caplog.set_level(logging.DEBUG)
+    chat = await generator.chat("x").run(on_failed="include")
+    assert isinstance(chat.error, jib.ServerError)
+    assert [r["query"] for r in server.state.requests] == [
+        f"status=503&key={API_KEY}&t=tok-state-secret-123"
+    ] * 2
+    logged = caplog.text
+    assert "HTTP Request: POST" in logged  # httpx logged the request ...
+    assert "receive_response_headers" in logged  # ... and httpcore its DEBUG trace
+    assert API_KEY not in logged
+    assert "tok-state-secret-123" not in logged
+    assert all(API_KEY not in record.getMessage() for record in caplog.records)
+
+
+async def test_debug_logs_hold_no_secret_response_headers(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    generator = HTTPGenerator.for_json_endpoint(f"{server.url}/headers", request_body={})
+    caplog.set_level(logging.DEBUG)
+    await generator.chat("x")
+    assert "x-request-id" in caplog.text.lower()
+    for secret in ("secret-cookie", "secret-token", "secret-authorization"):
+        assert secret not in caplog.text
+
+
+async def test_log_redaction_leaves_other_httpx_users_alone(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    await _secret_generator(f"{server.url}/v1/chat/completions").chat("x")
+    caplog.set_level(logging.INFO)
+    async with httpx.AsyncClient() as client:
+        await client.get(f"{server.url}/status/200?mine=visible")
+    assert f"{server.url}/status/200?mine=visible" in caplog.text
+
+
+async def test_secret_cut_by_truncation_is_still_redacted(server: RunningServer) -> None:
+    # The key straddles the 500-character cut of the error body.
+    generator = _secret_generator(f"{server.url}/status/500?body={'x' * 495}{API_KEY}")
+    generator.max_retries = 0
+    chat = await generator.chat("x").run(on_failed="include")
+    assert isinstance(chat.error, jib.ServerError)
+    assert chat.error.message.endswith("x***")
+    assert API_KEY[:5] not in str(chat.error)
+
+
+async def test_non_ascii_header_value_fails_without_showing_it(server: RunningServer) -> None:
+    generator = _secret_generator(f"{server.url}/echo")
+    generator.api_key = f"{API_KEY}é"
+    chat = await generator.chat("x").run(on_failed="include")
+    assert isinstance(chat.error, ProcessingError)
+    assert "request.headers['Authorization'] rendered characters that are not ASCII" in str(
+        chat.error
+    )
+    assert API_KEY not in repr(chat.error)
+    assert server.state.requests == []
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [("127.0.0.1:99999", "invalid URL"), ("a\x00b", "URL httpx cannot send")],
+)
+async def test_url_that_cannot_be_sent_is_a_processing_error(host: str, message: str) -> None:
+    generator = _secret_generator("http://{{ state.host }}/{{ api_key }}", max_retries=0)
+    generator.state["host"] = host
+    chat = await generator.chat("x").run(on_failed="include")
+    assert isinstance(chat.error, ProcessingError)
+    assert message in str(chat.error)
+    assert API_KEY not in repr(chat.error)
+
+
+def test_prepared_request_repr_hides_url_and_header_values() -> None:
+    from jib.generator.http import RequestTransformContext
+
+    spec = HTTPSpec.model_validate(
+        {
+            "request": {
+                "url": "http://127.0.0.1:9/x?key={{ api_key }}",
+                "headers": {"Authorization": "Bearer {{ api_key }}"},
+                "transforms": [{"type": "json", "pattern": {"k": "$api_key"}}],
+            }
+        }
+    )
+    prepared = spec.build_request(RequestTransformContext(content="x", api_key=API_KEY))
+    assert API_KEY in prepared.url and API_KEY in prepared.headers["Authorization"]
+    assert repr(prepared) == (
+        "PreparedRequest(method='POST', origin='http://127.0.0.1:9', "
+        "headers=['Authorization', 'Content-Type'])"
+    )

@@ -2,21 +2,27 @@
 
 Nothing here retries or knows about specs; `generator.py` builds on it. httpx is imported by the
 caller's first use (this module is imported by `jib.generator.http` only).
+
+httpx logs every request's full URL at INFO (and httpcore response headers at DEBUG); a key in a
+query string would land in the user's logs. While `send` runs, a filter on those loggers cuts
+URLs to their origin and passes every record through the generator's redaction.
 """
 
 from __future__ import annotations
 
-import email.utils
-import time
+import contextvars
+import logging
+import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from jib.errors import ProcessingError
-from jib.generator.http.spec import PreparedRequest
+from jib.generator.http.spec import PreparedRequest, origin_of
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["looks_secret", "origin_of", "parse_retry_after", "safe_headers", "send"]
+__all__ = ["looks_secret", "safe_headers", "send"]
 
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 # Headers kept when a redirect leaves the origin; every other header may carry credentials.
@@ -33,16 +39,36 @@ async def send(
     timeout: float,
     max_redirects: int,
     max_bytes: int,
+    redact: Callable[[str], str],
 ) -> httpx.Response:
     """Send `prepared`, following redirects, and return the final response with its body read.
 
     Redirects that leave the origin keep only harmless headers, so credentials stay with the host
-    they were meant for; 303 (and 301/302 after a POST) continue as a GET without a body.
+    they were meant for; 303 (and 301/302 after a POST) continue as a GET without a body. What
+    httpx and httpcore log meanwhile goes through `redact`.
 
     Raises:
         ProcessingError: the body is larger than `max_bytes` (reading stops there).
         httpx.HTTPError: the transport failed.
     """
+    _install_log_filter()
+    token = _redactor.set(redact)
+    try:
+        return await _send(
+            client, prepared, timeout=timeout, max_redirects=max_redirects, max_bytes=max_bytes
+        )
+    finally:
+        _redactor.reset(token)
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    prepared: PreparedRequest,
+    *,
+    timeout: float,
+    max_redirects: int,
+    max_bytes: int,
+) -> httpx.Response:
     import httpx
 
     method, url, headers = prepared.method, prepared.url, dict(prepared.headers)
@@ -114,24 +140,53 @@ def safe_headers(headers: httpx.Headers) -> dict[str, str]:
     return {name: value for name, value in headers.items() if not looks_secret(name)}
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (seconds or an HTTP date), or `None`."""
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+# -- logging ------------------------------------------------------------------------------------
+
+_REDACTED = "***"
+_HEADER_PAIR = re.compile(r"\(b'([^']*)', b'(?:[^'\\]|\\.)*'\)")
+_LIBRARY_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2")
+_redactor: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar(
+    "jib_http_redactor", default=None
+)
 
 
-def origin_of(url: str) -> str:
-    """`scheme://host:port` of a URL, without credentials, path or query (safe to log)."""
-    scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1]
-    return f"{scheme.lower()}://{host.lower()}"
+class _RedactingFilter(logging.Filter):
+    """Rewrites httpx/httpcore records logged inside `send`: URLs cut to their origin, secrets
+    replaced. Records logged by anyone else's use of httpx pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact = _redactor.get()
+        if redact is None:
+            return True
+        import httpx
+
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                origin_of(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        try:
+            message = record.getMessage()
+        except Exception:  # a record that cannot be formatted cannot be checked: drop it
+            return False
+        # httpcore logs response headers as `(b'name', b'value')` pairs.
+        message = _HEADER_PAIR.sub(
+            lambda pair: (
+                pair.group(0)
+                if not looks_secret(pair.group(1))
+                else f"(b'{pair.group(1)}', b'{_REDACTED}')"
+            ),
+            message,
+        )
+        record.msg = redact(message)
+        record.args = None
+        return True
+
+
+_log_filter = _RedactingFilter()
+
+
+def _install_log_filter() -> None:
+    for name in _LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        if _log_filter not in logger.filters:
+            logger.addFilter(_log_filter)

@@ -9,7 +9,7 @@ from typing import Any
 from jib.errors import InvalidGeneratorError
 from jib.generator.http.spec import HTTPSpec
 
-__all__ = ["auth_header", "json_endpoint_spec", "text_endpoint_spec"]
+__all__ = ["auth_header", "json_endpoint_spec", "one_body", "text_endpoint_spec"]
 
 _PY_API_KEY = re.compile(r"(?<!\{)\{\s*api_key\s*\}(?!\})")
 
@@ -32,23 +32,49 @@ def auth_header(auth: dict[str, str] | None) -> dict[str, str]:
     return {header: template}
 
 
-def _request(
+def one_body(first: Any, second: Any, name: str, *, required: bool) -> Any:
+    """The request body given as `name=` or as `request=` (not both).
+
+    Raises:
+        InvalidGeneratorError: both are given, or neither when the body is `required`.
+    """
+    if first is not None and second is not None:
+        raise InvalidGeneratorError(f"pass the request body as {name}= or request=, not both")
+    body = first if first is not None else second
+    if body is None and required:
+        raise InvalidGeneratorError(
+            f"the request body is missing: pass {name}={{...}} (or request=), a JSON template "
+            'such as {"messages": "$messages"}'
+        )
+    return body
+
+
+def _spec(
     url: str,
+    *,
+    body_transform: dict[str, Any],
+    response_transforms: list[dict[str, Any]],
+    auth: dict[str, str] | None,
     method: str,
     headers: dict[str, str] | None,
-    auth: dict[str, str] | None,
     timeout: float | None,
-    transform: dict[str, Any],
-) -> dict[str, Any]:
+    valid_status_codes: Sequence[int] | None,
+    error_path: str | None = None,
+) -> HTTPSpec:
     request: dict[str, Any] = {
         "url": url,
         "method": method,
         "headers": {**(headers or {}), **auth_header(auth)},
-        "transforms": [transform],
+        "transforms": [body_transform],
     }
     if timeout is not None:
         request["timeout"] = timeout
-    return request
+    response: dict[str, Any] = {"transforms": response_transforms}
+    if error_path:
+        response["error_path"] = error_path
+    if valid_status_codes is not None:
+        response["valid_status_codes"] = list(valid_status_codes)
+    return HTTPSpec.model_validate({"request": request, "response": response})
 
 
 def json_endpoint_spec(
@@ -72,21 +98,17 @@ def json_endpoint_spec(
             "response accepts the keys 'content_path' and 'error_path', not "
             + ", ".join(sorted(unknown))
         )
-    response_spec: dict[str, Any] = {"transforms": []}
-    if response.get("content_path"):
-        response_spec["transforms"].append(
-            {"type": "jsonpath", "pattern": response["content_path"]}
-        )
-    if response.get("error_path"):
-        response_spec["error_path"] = response["error_path"]
-    if valid_status_codes is not None:
-        response_spec["valid_status_codes"] = list(valid_status_codes)
-    transform = {"type": "json", "pattern": body}
-    return HTTPSpec.model_validate(
-        {
-            "request": _request(url, method, headers, auth, timeout, transform),
-            "response": response_spec,
-        }
+    content_path = response.get("content_path")
+    return _spec(
+        url,
+        body_transform={"type": "json", "pattern": body},
+        response_transforms=[{"type": "jsonpath", "pattern": content_path}] if content_path else [],
+        error_path=response.get("error_path"),
+        auth=auth,
+        method=method,
+        headers=headers,
+        timeout=timeout,
+        valid_status_codes=valid_status_codes,
     )
 
 
@@ -102,15 +124,15 @@ def text_endpoint_spec(
     valid_status_codes: Sequence[int] | None,
 ) -> HTTPSpec:
     """The spec of a text API: a `jinja` body template, a regex for the answer."""
-    response_spec: dict[str, Any] = {"transforms": []}
-    if response_pattern is not None:
-        response_spec["transforms"].append({"type": "regex", "pattern": response_pattern})
-    if valid_status_codes is not None:
-        response_spec["valid_status_codes"] = list(valid_status_codes)
-    transform = {"type": "jinja", "pattern": template}
-    return HTTPSpec.model_validate(
-        {
-            "request": _request(url, method, headers, auth, timeout, transform),
-            "response": response_spec,
-        }
+    return _spec(
+        url,
+        body_transform={"type": "jinja", "pattern": template},
+        response_transforms=(
+            [] if response_pattern is None else [{"type": "regex", "pattern": response_pattern}]
+        ),
+        auth=auth,
+        method=method,
+        headers=headers,
+        timeout=timeout,
+        valid_status_codes=valid_status_codes,
     )

@@ -9,18 +9,16 @@ are not forwarded when a redirect leaves the origin. httpx is imported on first 
 from __future__ import annotations
 
 import asyncio
-import inspect
+import copy
 import logging
-import random
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, PrivateAttr, field_validator
 
 from jib._concurrency import RequestLimiter
 from jib.errors import (
-    InvalidGeneratorError,
     JibError,
     MissingDependencyError,
     ProcessingError,
@@ -30,15 +28,11 @@ from jib.errors import (
     error_for_status,
 )
 from jib.generator.base import Generator
-from jib.generator.http._transport import (
-    looks_secret,
-    origin_of,
-    parse_retry_after,
-    safe_headers,
-    send,
-)
-from jib.generator.http.factories import json_endpoint_spec, text_endpoint_spec
-from jib.generator.http.spec import HTTPSpec, RequestTransformContext
+from jib.generator.http._pool import LoopClients
+from jib.generator.http._retry import HookResult, RetryPolicy, run_hook
+from jib.generator.http._transport import looks_secret, safe_headers, send
+from jib.generator.http.factories import json_endpoint_spec, one_body, text_endpoint_spec
+from jib.generator.http.spec import HTTPSpec, PreparedRequest, RequestTransformContext, origin_of
 from jib.generator.http.transforms import truncate
 from jib.messages import GeneratedMessage, GeneratedText, Message, check_batch
 from jib.params import GenerateParams
@@ -53,14 +47,13 @@ logger = logging.getLogger("jib.generator.http")
 DEFAULT_TIMEOUT = 60.0
 """Seconds a request may take when neither the params nor the spec set a timeout."""
 
-HookResult = Literal["retry", "continue", "raise"] | None
-"""What a hook asks for: send the request again, go on as usual, or fail with this response."""
 Hook = Callable[["HTTPGenerator", "httpx.Response"], Awaitable[HookResult] | HookResult]
 """`hook(generator, response)`, called after every response (async or plain)."""
 
-_TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 _REDACTED = "***"
 _RUNTIME_FIELDS = frozenset({"state", "hook"})
+# Private attributes bound to event loops, reset in pickled and deep-copied generators.
+_FRESH_RUNTIME: dict[str, Any] = {"_clients": None, "_limiter": None, "_locks": None}
 
 
 class HTTPGenerator(Generator):
@@ -94,11 +87,9 @@ class HTTPGenerator(Generator):
     max_response_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_redirects: int = Field(default=5, ge=0, le=30)
 
-    _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = PrivateAttr(
-        default_factory=weakref.WeakKeyDictionary
-    )
-    _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = PrivateAttr(
-        default_factory=weakref.WeakKeyDictionary
+    _clients: LoopClients | None = PrivateAttr(default=None)
+    _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = PrivateAttr(
+        default=None
     )
     _limiter: RequestLimiter | None = PrivateAttr(default=None)
 
@@ -149,7 +140,7 @@ class HTTPGenerator(Generator):
         """
         spec = json_endpoint_spec(
             url,
-            body=_one_body(request_body, request, "request_body", required=True),
+            body=one_body(request_body, request, "request_body", required=True),
             response=response,
             auth=auth,
             method=method,
@@ -191,7 +182,7 @@ class HTTPGenerator(Generator):
         Raises:
             InvalidGeneratorError: both `request_template` and `request` are given.
         """
-        template = _one_body(request_template, request, "request_template", required=False)
+        template = one_body(request_template, request, "request_template", required=False)
         spec = text_endpoint_spec(
             url,
             template="{{ content }}" if template is None else template,
@@ -282,58 +273,46 @@ class HTTPGenerator(Generator):
         _require_httpx()
         import httpx
 
+        policy = RetryPolicy(self.max_retries, self.retry_backoff, self.max_retry_wait)
         attempt = 0
         while True:
             # Rendered per attempt, so a hook that refreshed `state` changes the retry.
             prepared = spec.build_request(context)
+            origin = origin_of(prepared.url)
             try:
-                async with self._request_limiter().slot():
-                    sending = send(
-                        self._client(),
-                        prepared,
-                        timeout=timeout,
-                        max_redirects=self.max_redirects,
-                        max_bytes=self.max_response_bytes,
-                    )
-                    response = await asyncio.wait_for(sending, timeout)
-            except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
-                raise ProviderTimeoutError(
-                    f"no complete answer from {origin_of(prepared.url)} within {timeout}s",
-                    provider=self._provider,
-                ) from exc
+                response = await self._send(prepared, timeout)
             except (httpx.TransportError, OSError) as exc:
                 if isinstance(exc, (httpx.UnsupportedProtocol, httpx.ProxyError)):
                     raise ProviderConnectionError(
-                        self._redact(f"cannot send to {origin_of(prepared.url)}: {exc}"),
+                        self._redact(f"cannot send to {origin}: {exc}"), provider=self._provider
+                    ) from exc
+                if not policy.can_retry(attempt):
+                    raise ProviderConnectionError(
+                        self._redact(
+                            f"could not reach {origin} after {attempt + 1} attempts: "
+                            f"{type(exc).__name__}: {exc}"
+                        ),
                         provider=self._provider,
                     ) from exc
-                if attempt < self.max_retries:
-                    attempt += 1
-                    delay = self._backoff(attempt)
-                    logger.info(
-                        "HTTP %s: %s; retry %d/%d in %.2fs",
-                        origin_of(prepared.url),
-                        type(exc).__name__,
-                        attempt,
-                        self.max_retries,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-                raise ProviderConnectionError(
-                    self._redact(
-                        f"could not reach {origin_of(prepared.url)} after {attempt + 1} attempts: "
-                        f"{type(exc).__name__}: {exc}"
-                    ),
-                    provider=self._provider,
-                ) from exc
+                attempt += 1
+                delay = policy.backoff_delay(attempt)
+                logger.info(
+                    "HTTP %s: %s; retry %d/%d in %.2fs",
+                    origin,
+                    type(exc).__name__,
+                    attempt,
+                    self.max_retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
 
-            decision = await self._run_hook(response)
+            decision = await run_hook(self.hook, self, response, self._redact)
             valid = response.status_code in spec.response.valid_status_codes
             if decision == "retry":
-                if attempt < self.max_retries:
+                if policy.can_retry(attempt):
                     attempt += 1
-                    logger.info("HTTP %s: hook asked for a retry", origin_of(prepared.url))
+                    logger.info("HTTP %s: hook asked for a retry", origin)
                     continue
                 if valid:
                     raise ProcessingError(
@@ -344,64 +323,61 @@ class HTTPGenerator(Generator):
                 raise self._status_error(spec, response)
             if valid:
                 return response
-            if response.status_code in _TRANSIENT_STATUS and attempt < self.max_retries:
-                delay = self._backoff(attempt + 1)
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-                if retry_after is not None:
-                    if retry_after > self.max_retry_wait:
-                        raise self._status_error(
-                            spec,
-                            response,
-                            f" (Retry-After {retry_after:g}s exceeds max_retry_wait="
-                            f"{self.max_retry_wait:g}s)",
-                        )
-                    delay = retry_after
-                attempt += 1
-                logger.info(
-                    "HTTP %s: status %d; retry %d/%d in %.2fs",
-                    origin_of(prepared.url),
-                    response.status_code,
-                    attempt,
-                    self.max_retries,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            raise self._status_error(spec, response)
+            if not policy.can_retry(attempt):
+                raise self._status_error(spec, response)
+            wait = policy.status_delay(response, attempt + 1)
+            if wait is None:
+                raise self._status_error(spec, response, policy.refusal_note(response))
+            attempt += 1
+            logger.info(
+                "HTTP %s: status %d; retry %d/%d in %.2fs",
+                origin,
+                response.status_code,
+                attempt,
+                self.max_retries,
+                wait,
+            )
+            await asyncio.sleep(wait)
 
-    async def _run_hook(self, response: httpx.Response) -> HookResult:
-        if self.hook is None:
-            return None
+    async def _send(self, prepared: PreparedRequest, timeout: float) -> httpx.Response:
+        """One attempt (redirects included), holding a request slot, bounded by `timeout`.
+
+        Raises:
+            ProviderTimeoutError: no complete answer within `timeout` seconds.
+            ProcessingError: the URL is not one httpx can send, or the body is too large.
+            httpx.TransportError, OSError: the connection failed (the caller may retry).
+        """
+        import httpx
+
         try:
-            decision = self.hook(self, response)
-            if inspect.isawaitable(decision):
-                decision = await decision
-        except JibError:
-            raise
-        except Exception as exc:
-            raise ProcessingError(
-                self._redact(f"the hook raised {type(exc).__name__}: {exc}")
+            async with self._request_limiter().slot():
+                sending = send(
+                    await self._connections().get(),
+                    prepared,
+                    timeout=timeout,
+                    max_redirects=self.max_redirects,
+                    max_bytes=self.max_response_bytes,
+                    redact=self._redact,
+                )
+                return await asyncio.wait_for(sending, timeout)
+        except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+            raise ProviderTimeoutError(
+                f"no complete answer from {origin_of(prepared.url)} within {timeout}s",
+                provider=self._provider,
             ) from exc
-        if decision is None:
-            return None
-        if decision == "retry" or decision == "continue" or decision == "raise":
-            checked: HookResult = decision
-            return checked
-        raise ProcessingError(
-            f"the hook returned {decision!r}; expected 'retry', 'continue', 'raise' or None"
-        )
-
-    def _backoff(self, attempt: int) -> float:
-        delay = min(self.max_retry_wait, self.retry_backoff * 2.0 ** (attempt - 1))
-        return delay * random.uniform(0.5, 1.0)
+        except httpx.InvalidURL as exc:
+            raise ProcessingError(
+                self._redact(f"request.url rendered a URL httpx cannot send: {exc}")
+            ) from exc
 
     def _status_error(
         self, spec: HTTPSpec, response: httpx.Response, note: str = ""
     ) -> ProviderError:
         body = response.text
-        message = spec.extract_error(body) or (truncate(body.strip()) or "(empty body)")
+        message = spec.extract_error(body) or body.strip() or "(empty body)"
+        # Redact before truncating: a cut could leave part of a secret that no longer matches.
         return error_for_status(
-            response.status_code, self._redact(truncate(message)) + note, provider=self._provider
+            response.status_code, truncate(self._redact(message)) + note, provider=self._provider
         )
 
     # -- runtime resources ---------------------------------------------------------------------
@@ -415,25 +391,23 @@ class HTTPGenerator(Generator):
         returns "retry".
         """
         loop = asyncio.get_running_loop()
+        if self._locks is None:
+            self._locks = weakref.WeakKeyDictionary()
         lock = self._locks.get(loop)
         if lock is None:
+            # A lock that was waited on references its loop, which would keep the weak key
+            # alive: drop the locks of closed loops.
+            for closed in [other for other in self._locks if other.is_closed()]:
+                del self._locks[closed]
             lock = self._locks[loop] = asyncio.Lock()
         return lock
 
-    def _client(self) -> httpx.AsyncClient:
-        _require_httpx()
-        import httpx
-
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None or client.is_closed:
-            limits = httpx.Limits(
-                max_connections=self.max_connections,
-                max_keepalive_connections=self.max_connections,
-            )
-            client = httpx.AsyncClient(limits=limits, follow_redirects=False, trust_env=False)
-            self._clients[loop] = client
-        return client
+    def _connections(self) -> LoopClients:
+        clients = self._clients
+        if clients is None or clients.max_connections != self.max_connections:
+            # Clients made for an older `max_connections` close with their loops.
+            clients = self._clients = LoopClients(self.max_connections)
+        return clients
 
     def _request_limiter(self) -> RequestLimiter:
         limiter = self._limiter
@@ -447,15 +421,16 @@ class HTTPGenerator(Generator):
         return limiter
 
     async def aclose(self) -> None:
-        """Close the connection pool of the running event loop (a new one opens on next use)."""
-        loop = asyncio.get_running_loop()
-        client = self._clients.pop(loop, None)
-        if client is not None:
-            await client.aclose()
+        """Close the connection pool of the running event loop (a new one opens on next use).
+
+        Optional: pools also close when their event loop shuts down (as `asyncio.run` does).
+        """
+        if self._clients is not None:
+            await self._clients.aclose()
 
     def unload(self) -> HTTPGenerator:
-        """Forget connection pools; open connections close when their loop does."""
-        self._clients = weakref.WeakKeyDictionary()
+        """Forget connection pools; their connections close when their event loops shut down."""
+        self._clients = None
         return self
 
     # -- identifiers, secrets, equality --------------------------------------------------------
@@ -495,6 +470,22 @@ class HTTPGenerator(Generator):
             text = text.replace(secret, _REDACTED)
         return text
 
+    def __getstate__(self) -> dict[Any, Any]:
+        # Pools, locks and limiters hold per-event-loop state that cannot be pickled; a copy
+        # makes its own.
+        state = super().__getstate__()
+        private = state.get("__pydantic_private__")
+        if private:
+            state["__pydantic_private__"] = {**private, **_FRESH_RUNTIME}
+        return state
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> HTTPGenerator:
+        copied = self.model_copy()
+        object.__setattr__(copied, "__dict__", copy.deepcopy(self.__dict__, memo))
+        private = self.__pydantic_private__ or {}
+        object.__setattr__(copied, "__pydantic_private__", {**private, **_FRESH_RUNTIME})
+        return copied
+
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
@@ -504,18 +495,6 @@ class HTTPGenerator(Generator):
         return mine == theirs
 
     __hash__ = None
-
-
-def _one_body(first: Any, second: Any, name: str, *, required: bool) -> Any:
-    if first is not None and second is not None:
-        raise InvalidGeneratorError(f"pass the request body as {name}= or request=, not both")
-    body = first if first is not None else second
-    if body is None and required:
-        raise InvalidGeneratorError(
-            f"the request body is missing: pass {name}={{...}} (or request=), a JSON template "
-            'such as {"messages": "$messages"}'
-        )
-    return body
 
 
 def _require_httpx() -> None:

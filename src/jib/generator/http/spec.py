@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -108,12 +109,41 @@ class RequestTransformContext:
 
 @dataclass(frozen=True)
 class PreparedRequest:
-    """A request rendered from a spec, ready to send."""
+    """A request rendered from a spec, ready to send.
+
+    Its repr shows the method, the URL's origin and the header names only: rendered URLs and
+    header values often carry the api key or tokens from `state`.
+    """
 
     method: str
     url: str
     headers: dict[str, str]
     content: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"PreparedRequest(method={self.method!r}, origin={origin_of(self.url)!r}, "
+            f"headers={sorted(self.headers)!r})"
+        )
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host:port` of a URL, without credentials, path or query (safe to log)."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme.lower()}://{host.lower()}"
+
+
+class _Compiled(dict[tuple[str, str], Any]):
+    """Compiled templates and patterns by (kind, source). Jinja templates can be neither pickled
+    nor deep-copied, so a pickled or deep-copied spec starts with an empty cache and compiles
+    again on first use."""
+
+    def __reduce__(self) -> tuple[type[_Compiled], tuple[()]]:
+        return (_Compiled, ())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Compiled:
+        return _Compiled()
 
 
 class _SpecModel(BaseModel):
@@ -180,7 +210,7 @@ class HTTPSpec(_SpecModel):
     request: RequestSpec
     response: ResponseSpec = Field(default_factory=ResponseSpec)
 
-    _compiled: dict[tuple[str, str], Any] = PrivateAttr(default_factory=dict)
+    _compiled: _Compiled = PrivateAttr(default_factory=_Compiled)
 
     def __eq__(self, other: object) -> bool:
         # Compiled templates are a cache, not part of the spec's value.
@@ -203,7 +233,7 @@ class HTTPSpec(_SpecModel):
     def _compile_all(self) -> HTTPSpec:
         # Compile every template and pattern now: syntax errors surface at assignment, and
         # requests reuse the compiled forms.
-        self._compiled = {}
+        self._compiled = _Compiled()
         where = "request"
         try:
             where = "request.url"
@@ -286,13 +316,21 @@ class HTTPSpec(_SpecModel):
         url = self._render(self.request.url, context.to_variables(), "request.url").strip()
         if not url.lower().startswith(("http://", "https://")):
             raise ProcessingError(f"request.url must render to an http(s) URL, got {url!r}")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError when the port is out of range
+        except ValueError as exc:
+            raise ProcessingError(f"request.url rendered an invalid URL: {exc}") from exc
+        if not parts.hostname:
+            raise ProcessingError("request.url rendered a URL without a host")
         return url
 
     def make_headers(self, context: RequestTransformContext) -> dict[str, str]:
         """Render the header templates.
 
         Raises:
-            ProcessingError: a template fails or renders a line break (header injection).
+            ProcessingError: a template fails, renders a line break (header injection) or
+                characters that are not ASCII (the value itself is not shown: it may be a key).
         """
         variables = context.to_variables()
         headers: dict[str, str] = {}
@@ -300,6 +338,11 @@ class HTTPSpec(_SpecModel):
             value = self._render(template, variables, f"request.headers[{name!r}]")
             if "\n" in value or "\r" in value:
                 raise ProcessingError(f"request.headers[{name!r}] rendered a line break")
+            if not value.isascii():
+                raise ProcessingError(
+                    f"request.headers[{name!r}] rendered characters that are not ASCII; "
+                    "header values must be ASCII"
+                )
             headers[name] = value
         return headers
 
