@@ -1,0 +1,69 @@
+"""The `jib` application: subcommands wired to typer, and `main()`."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import typer
+
+from jib.cli._common import EXIT_FAILED, one_line
+from jib.cli.chat import ChatUsage, chat_command
+from jib.cli.export import export_command
+from jib.cli.ident import id_command
+from jib.cli.log import log_command, show_command
+from jib.cli.run import run_command
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="jib",
+    help="Every LLM behind one identifier string: chat, run prompt files, and keep every chat.\n\n"
+    "Try it offline: jib run 'echo!demo' --prompts examples/prompts.txt",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("chat", cls=ChatUsage)(chat_command)
+app.command("run")(run_command)
+app.command("log")(log_command)
+app.command("show")(show_command)
+app.command("export")(export_command)
+app.command("id")(id_command)
+
+spec_app = typer.Typer(
+    help="Work with HTTP specs (the `spec` of http! generators).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(spec_app, name="spec")
+
+
+def _register_spec_commands() -> None:
+    from jib.cli.spec import render_command
+
+    spec_app.command("render")(render_command)
+
+
+_register_spec_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the `jib` command line (the console script's entry point)."""
+    try:
+        app(args=argv, prog_name="jib")
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: say so in one line, unless asked for the traceback
+        if os.environ.get("JIB_DEBUG"):
+            traceback.print_exc()
+        else:
+            print(
+                f"error: unexpected {type(exc).__name__}: {one_line(exc)} "
+                "(set JIB_DEBUG=1 to see the traceback)",
+                file=sys.stderr,
+            )
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,226 @@
+"""What every `jib` subcommand shares: errors as one line, generators, params, the store."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from jib._values import decode_value, field_kind
+from jib.errors import InvalidGeneratorError, JibError
+from jib.generator.base import Generator
+from jib.identifiers import get_generator
+from jib.params import GenerateParams
+
+if TYPE_CHECKING:
+    from jib.storage import ChatStore
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "GENERATOR_ENV_VAR",
+    "CliError",
+    "GeneratorOption",
+    "ParamOption",
+    "StoreOption",
+    "err_console",
+    "fail",
+    "handle_errors",
+    "open_cli_store",
+    "out_console",
+    "parse_params",
+    "resolve_generators",
+]
+
+EXIT_FAILED = 1
+"""Something did not work: a generation failed, a record is missing, the store is unreachable."""
+EXIT_USAGE = 2
+"""The input was wrong: a bad identifier, a missing file, a malformed option."""
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C."""
+
+GENERATOR_ENV_VAR = "JIB_GENERATOR"
+
+EXAMPLE_IDENTIFIERS = (
+    ("echo!demo", "offline: answers with your prompt (no key, no server)"),
+    ("openai/gpt-4o-mini", "OpenAI, key from OPENAI_API_KEY"),
+    ("ollama_chat/qwen3:0.6b,api_base=http://localhost:11434", "a local Ollama server"),
+    ("openai/MODEL,api_base=http://localhost:8000/v1", "any OpenAI-compatible server"),
+)
+
+
+def _console(*, stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 200  # logs and pipes: do not squeeze tables into 80 columns
+    return console
+
+
+out_console = _console(stderr=False)
+"""Results: tables, answers, JSON (stdout)."""
+err_console = _console(stderr=True)
+"""Progress, hints and errors (stderr)."""
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        metavar="URL|PATH",
+        help="Database URL or SQLite file path. Default: $JIB_STORE, else "
+        "~/.local/share/jib/jib.db ($XDG_DATA_HOME/jib/jib.db when set).",
+        show_default=False,
+    ),
+]
+GeneratorOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--generator",
+        "-g",
+        metavar="ID",
+        help=f"A generator identifier (repeatable). Default: ${GENERATOR_ENV_VAR}.",
+        show_default=False,
+    ),
+]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        "-p",
+        metavar="KEY=VALUE",
+        help="A generation param as key=value, e.g. temperature=0.2 or stop='###;END' "
+        "(repeatable).",
+        show_default=False,
+    ),
+]
+
+
+class CliError(Exception):
+    """An error to report as one `error: …` line and an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+_SECRET_ASSIGNMENT = re.compile(
+    r"((?:api_?key|token|secret|password|passwd)[A-Za-z0-9_]*=)(?!env:|\*\*\*)[^,\s'\"]+",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """`text` with the values of secret-looking `key=value` pairs masked (env: references kept)."""
+    return _SECRET_ASSIGNMENT.sub(r"\1***", text)
+
+
+def one_line(message: object) -> str:
+    """`message` as text on one line, secret-looking `key=value` values masked."""
+    return redact(" ".join(str(message).split()))
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Stop the command with `error: message` on stderr and exit `code`."""
+    raise CliError(message, code)
+
+
+def report(error: BaseException, code: int) -> NoReturn:
+    """Print `error: …` (one line) to stderr and exit with `code`."""
+    typer.echo(f"error: {one_line(error)}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    """Turn the errors a user can act on into one line on stderr and a non-zero exit."""
+    from jib.storage import StoreError
+
+    try:
+        yield
+    except CliError as exc:
+        report(exc, exc.code)
+    except InvalidGeneratorError as exc:
+        report(exc, EXIT_USAGE)
+    except (StoreError, JibError) as exc:
+        report(exc, EXIT_FAILED)
+    except OSError as exc:  # files: a folder given as --output, no permission, disk full
+        report(exc, EXIT_FAILED)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def no_generator_message(command: str) -> str:
+    """What to say when no generator was given: how to give one, with examples."""
+    lines = [
+        "no generator given.",
+        f"Pass an identifier (jib {command} IDENTIFIER …), use --generator, or set "
+        f"{GENERATOR_ENV_VAR}. Examples (single-quote identifiers with '!' in bash/zsh):",
+    ]
+    lines += [f"  {identifier:58} {what}" for identifier, what in EXAMPLE_IDENTIFIERS]
+    return "\n".join(lines)
+
+
+def resolve_generators(
+    identifiers: Sequence[str], *, command: str, params: GenerateParams | None = None
+) -> list[Generator]:
+    """Build the generators named on the command line, else by `$JIB_GENERATOR`.
+
+    Raises:
+        CliError: none given (the message lists example identifiers).
+        InvalidGeneratorError: an identifier is not valid.
+    """
+    chosen = [i for i in identifiers if i.strip()]
+    if not chosen:
+        from_env = os.environ.get(GENERATOR_ENV_VAR, "").strip()
+        if from_env:
+            chosen = [from_env]
+    if not chosen:
+        typer.echo(f"error: {no_generator_message(command)}", err=True)
+        raise typer.Exit(EXIT_USAGE)
+    return [get_generator(identifier, params=params) for identifier in chosen]
+
+
+def parse_params(items: Sequence[str] | None) -> GenerateParams:
+    """`--param key=value` options as `GenerateParams`, each value checked against its field.
+
+    Raises:
+        CliError: an item is not `key=value`, names no param, or has a value of the wrong type.
+    """
+    values: dict[str, object] = {}
+    fields = GenerateParams.model_fields
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            fail(f"--param {item!r} is not key=value (e.g. --param temperature=0.2)", EXIT_USAGE)
+        if key not in fields:
+            valid = ", ".join(name for name in fields)
+            fail(f"--param {key!r} is not a generation param; valid keys: {valid}", EXIT_USAGE)
+        values[key] = decode_value(raw, field_kind(fields[key].annotation))
+    try:
+        return GenerateParams.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        fail(f"invalid --param: {problems}", EXIT_USAGE)
+
+
+def open_cli_store(location: str | None) -> ChatStore:
+    """Open the store named by `--store` (or the default one)."""
+    from jib.storage import open_store
+
+    return open_store(location)
+
+
+def stdout_is_terminal() -> bool:
+    """True when stdout is an interactive terminal."""
+    return sys.stdout.isatty()

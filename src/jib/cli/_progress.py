@@ -1,0 +1,167 @@
+"""Progress of `jib run`: a live rich bar per generator, or plain text lines for logs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+__all__ = ["GeneratorStats", "RichReporter", "TextReporter"]
+
+
+@dataclass(slots=True)
+class GeneratorStats:
+    """What one generator of a run has done so far."""
+
+    label: str
+    total: int
+    skipped: int = 0
+    ok: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    started: float | None = None
+    finished: float | None = None
+    first_error: str | None = None
+
+    @property
+    def done(self) -> int:
+        """Records finished this time, ok or failed."""
+        return self.ok + self.failed
+
+    @property
+    def seconds(self) -> float:
+        """Wall time from this generator's first chunk to its last."""
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def rate(self) -> float | None:
+        """Records per second, once there is something to measure."""
+        seconds = self.seconds
+        return self.done / seconds if seconds > 0 and self.done else None
+
+
+class Reporter(Protocol):
+    """Shows the progress of a run."""
+
+    def start(self, stats: list[GeneratorStats]) -> None:
+        """The run begins."""
+
+    def update(self, index: int) -> None:
+        """Generator `index` finished some records."""
+
+    def stop(self) -> None:
+        """The run ended (finished or interrupted)."""
+
+
+class _RateColumn(ProgressColumn):
+    """Chats per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.speed
+        if speed is None:
+            return Text("  – chats/s", style="progress.data.speed")
+        return Text(f"{speed:5.1f} chats/s", style="progress.data.speed")
+
+
+class _FailedColumn(ProgressColumn):
+    """How many failed so far."""
+
+    def render(self, task: Task) -> Text:
+        failed = int(task.fields.get("failed", 0))
+        return Text(f"{failed} failed", style="red" if failed else "dim")
+
+
+class RichReporter:
+    """A live progress bar per generator, with rate, elapsed time and ETA."""
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _FailedColumn(),
+            _RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            speed_estimate_period=10,
+        )
+        self._tasks: list[TaskID] = []
+        self._stats: list[GeneratorStats] = []
+
+    def start(self, stats: list[GeneratorStats]) -> None:
+        """Show a bar per generator."""
+        self._stats = stats
+        self._tasks = [
+            self._progress.add_task(s.label, total=s.total, failed=0, start=False) for s in stats
+        ]
+        self._progress.start()
+
+    def update(self, index: int) -> None:
+        """Move generator `index`'s bar."""
+        stats = self._stats[index]
+        task = self._tasks[index]
+        self._progress.start_task(task)
+        self._progress.update(task, completed=stats.done, failed=stats.failed)
+
+    def stop(self) -> None:
+        """Leave the final bars on screen."""
+        self._progress.stop()
+
+
+class TextReporter:
+    """Plain progress lines (at most one a second per generator), for logs and pipes."""
+
+    def __init__(self, console: Console, *, interval: float = 1.0) -> None:
+        self._console = console
+        self._interval = interval
+        self._last: dict[int, float] = {}
+        self._stats: list[GeneratorStats] = []
+
+    def start(self, stats: list[GeneratorStats]) -> None:
+        """Say what will run."""
+        self._stats = stats
+        for s in stats:
+            skipped = f" ({s.skipped} already stored, skipped)" if s.skipped else ""
+            self._print(f"{s.label}: {s.total} to run{skipped}")
+
+    def update(self, index: int) -> None:
+        """A line for generator `index`, if the last one is old enough or it is done."""
+        stats = self._stats[index]
+        now = time.monotonic()
+        finished = stats.done >= stats.total
+        if not finished and now - self._last.get(index, 0.0) < self._interval:
+            return
+        self._last[index] = now
+        rate = stats.rate
+        rate_text = f", {rate:.1f} chats/s" if rate else ""
+        eta = ""
+        if rate and not finished:
+            eta = f", eta {int((stats.total - stats.done) / rate)}s"
+        self._print(
+            f"{stats.label}: {stats.done}/{stats.total} done, {stats.failed} failed{rate_text}{eta}"
+        )
+
+    def stop(self) -> None:
+        """Nothing to clean up."""
+
+    def _print(self, line: str) -> None:
+        self._console.print(line, markup=False, highlight=False, soft_wrap=True)

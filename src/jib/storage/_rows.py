@@ -1,0 +1,159 @@
+"""Turning records into rows and rows back into records, through the records' own dict form.
+
+A row is `Chat.to_dict()` / `Completion.to_dict()` spread over the columns of `jib_records`;
+loading puts the dict back together and hands it to `from_dict`, which rebuilds the generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from jib._syntax import IdentifierSyntaxError, parse_identifier
+from jib.chat import Chat, Completion
+from jib.registry import DEFAULT_PROVIDER
+
+__all__ = [
+    "Record",
+    "input_key",
+    "record_from_row",
+    "record_to_row",
+    "row_to_dict",
+    "tags_of",
+]
+
+Record = Chat | Completion
+"""What the store holds: a chat or a completion."""
+
+_REDACTED = "***"
+
+
+def input_key(value: Any) -> str:
+    """A stable hash of what was sent (a list of message dicts, or a text), for `--resume`."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def tags_of(metadata: Mapping[str, Any], extra: Iterable[str] = ()) -> list[str]:
+    """The tags of a record: `metadata["tags"]` (a string or a list of strings) plus `extra`."""
+    found: list[str] = []
+    value = metadata.get("tags")
+    if isinstance(value, str):
+        found.append(value)
+    elif isinstance(value, (list, tuple)):
+        found.extend(str(item) for item in value)
+    found.extend(extra)
+    return list(dict.fromkeys(tag for tag in found if tag))
+
+
+def _provider_and_model(generator_id: str | None) -> tuple[str | None, str | None]:
+    if not generator_id:
+        return None, None
+    try:
+        parsed = parse_identifier(generator_id)
+    except IdentifierSyntaxError:
+        return None, None
+    return parsed.provider or DEFAULT_PROVIDER, parsed.model
+
+
+def _secret_of(record: Record) -> str | None:
+    generator = record.generator
+    if generator is None or generator.api_key is None:
+        return None
+    secret = generator.api_key.get_secret_value()
+    return None if secret.startswith("env:") or len(secret) < 4 else secret
+
+
+def record_to_row(
+    record: Record, *, run: str | None, extra_tags: Sequence[str], stored_at: datetime
+) -> tuple[dict[str, Any], list[str]]:
+    """The `jib_records` row of `record` and its tags.
+
+    Explicit `extra_tags` are added to the stored `metadata["tags"]`, so a loaded record shows
+    them. The generator's api key is masked in the stored error message, should a provider have
+    echoed it.
+    """
+    data = record.to_dict()
+    metadata = dict(data["metadata"])
+    tag_list = tags_of(metadata, extra_tags)
+    if extra_tags:
+        metadata["tags"] = tag_list
+    provider, model = _provider_and_model(data["generator_id"])
+    sent: Any = data["messages"] if data["kind"] == "chat" else data["text"]
+    usage = data["usage"] or {}
+    error = data["error"]
+    error_message = error["message"] if error else None
+    secret = _secret_of(record)
+    if secret and error_message:
+        error_message = error_message.replace(secret, _REDACTED)
+    row = {
+        "id": data["id"],
+        "kind": data["kind"],
+        "run": run,
+        "timestamp": record.timestamp,
+        "stored_at": stored_at,
+        "generator_id": data["generator_id"],
+        "provider": provider,
+        "model": model,
+        "input_key": input_key(sent),
+        "params": data["params"],
+        "input": sent,
+        "generated": data["generated"],
+        "stop_reason": data["stop_reason"],
+        "input_tokens": usage.get("input_tokens"),
+        "output_tokens": usage.get("output_tokens"),
+        "total_tokens": usage.get("total_tokens"),
+        "failed": bool(data["failed"]),
+        "error_type": error["type"] if error else None,
+        "error_message": error_message,
+        "meta": metadata,
+        "extra": data["extra"],
+        "record_version": data["schema_version"],
+    }
+    return row, tag_list
+
+
+def row_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The record dict (`to_dict` form) a row holds, plus its `run`."""
+    usage = None
+    if row["input_tokens"] is not None:
+        usage = {
+            "input_tokens": row["input_tokens"],
+            "output_tokens": row["output_tokens"] or 0,
+            "total_tokens": row["total_tokens"] or 0,
+        }
+    error = None
+    if row["error_type"] is not None:
+        error = {"type": row["error_type"], "message": row["error_message"] or ""}
+    data: dict[str, Any] = {
+        "schema_version": row["record_version"],
+        "id": row["id"],
+        "kind": row["kind"],
+        "run": row["run"],
+        "timestamp": row["timestamp"].isoformat(),
+        "generator_id": row["generator_id"],
+        "params": row["params"],
+        "stop_reason": row["stop_reason"],
+        "usage": usage,
+        "failed": row["failed"],
+        "error": error,
+        "metadata": row["meta"],
+        "extra": row["extra"],
+    }
+    if row["kind"] == "chat":
+        data["messages"] = row["input"]
+    else:
+        data["text"] = row["input"]
+    data["generated"] = row["generated"]
+    return data
+
+
+def record_from_row(row: Mapping[str, Any], *, rebuild_generator: bool) -> Record:
+    """Load the record a row holds (see `Chat.from_dict` for what `rebuild_generator` does)."""
+    data = row_to_dict(row)
+    if data["kind"] == "chat":
+        return Chat.from_dict(data, rebuild_generator=rebuild_generator)
+    return Completion.from_dict(data, rebuild_generator=rebuild_generator)

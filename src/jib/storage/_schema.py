@@ -1,0 +1,126 @@
+"""The database schema (SQLAlchemy Core), its version, and the migrations between versions.
+
+One schema serves SQLite and PostgreSQL alike:
+
+- `jib_schema_version`: one row holding the schema version of the database.
+- `jib_records`: one row per chat or completion. The record's own JSON form (`to_dict`) is
+  spread over typed columns for what is queried (run, model, failed, time, tokens) and JSON
+  columns for the rest (params, messages, metadata).
+- `jib_tags`: one row per (record, tag), so a tag query uses an index on every backend.
+
+Migration story: `SCHEMA_VERSION` is the version this code writes. Opening a store creates the
+tables in an empty database; a database at an older version is brought up to date by running
+`MIGRATIONS[v]` (v → v+1) for each step, each in the same transaction as the version bump, under a
+lock (SQLite `BEGIN IMMEDIATE`, a PostgreSQL advisory lock) so two processes never migrate at once.
+A database newer than this code is refused with a `StoreError` telling the user to upgrade jib.
+A schema change therefore ships as: new columns/tables in `tables`, `SCHEMA_VERSION` + 1, and a
+function in `MIGRATIONS` that changes an existing database the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "metadata", "records", "schema_version", "tags"]
+
+SCHEMA_VERSION = 1
+"""The schema version this code reads and writes."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and read back timezone-aware (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+
+metadata = MetaData()
+
+schema_version = Table(
+    "jib_schema_version",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
+records = Table(
+    "jib_records",
+    metadata,
+    # Insertion order: the tie-breaker for records made in the same microsecond.
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("run", String(255), nullable=True),
+    Column("timestamp", UTCDateTime, nullable=False),
+    Column("stored_at", UTCDateTime, nullable=False),
+    Column("generator_id", Text, nullable=True),
+    Column("provider", String(255), nullable=True),
+    Column("model", String(512), nullable=True),
+    Column("input_key", String(64), nullable=False),
+    Column("params", _JSON, nullable=True),
+    Column("input", _JSON, nullable=False),
+    Column("generated", _JSON, nullable=False),
+    Column("stop_reason", String(32), nullable=False),
+    Column("input_tokens", Integer, nullable=True),
+    Column("output_tokens", Integer, nullable=True),
+    Column("total_tokens", Integer, nullable=True),
+    Column("failed", Boolean, nullable=False),
+    Column("error_type", String(255), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("meta", _JSON, nullable=False),
+    Column("extra", _JSON, nullable=False),
+    Column("record_version", Integer, nullable=False),
+    Index("ix_jib_records_run_input", "run", "input_key"),
+    Index("ix_jib_records_timestamp", "timestamp"),
+    Index("ix_jib_records_model", "model"),
+    Index("ix_jib_records_failed", "failed"),
+)
+
+tags = Table(
+    "jib_tags",
+    metadata,
+    Column("record_id", String(64), ForeignKey("jib_records.id"), primary_key=True),
+    Column("tag", String(255), primary_key=True),
+    Index("ix_jib_tags_tag", "tag"),
+)
+
+Migration = Callable[[Connection], Any]
+
+MIGRATIONS: dict[int, Migration] = {}
+"""`MIGRATIONS[v](connection)` upgrades a database from version `v` to `v + 1`."""

@@ -1,0 +1,472 @@
+"""`ChatStore`: save, query, load and export chats and completions in SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Connection,
+    Integer,
+    cast,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from typing_extensions import TypedDict, Unpack
+
+from jib.chat import Chat, Completion
+from jib.storage import _export
+from jib.storage._engine import WRITE, create_store_engine, redacted_url
+from jib.storage._errors import RecordNotFoundError, StoreError
+from jib.storage._location import default_store_url, to_database_url
+from jib.storage._query import Filter, Kind
+from jib.storage._rows import Record, record_from_row, record_to_row, row_to_dict
+from jib.storage._schema import MIGRATIONS, SCHEMA_VERSION, metadata, records, schema_version
+from jib.storage._schema import tags as tags_table
+
+if TYPE_CHECKING:
+    import pandas
+
+__all__ = ["ChatStore", "FilterArgs", "open_store"]
+
+_CHUNK = 500
+_PG_LOCK_KEY = 0x6A6962  # "jib": serializes schema creation/migration across processes
+
+
+class FilterArgs(TypedDict, total=False):
+    """Keyword filters accepted by `ChatStore.query`, `count` and the export methods.
+
+    See `jib.storage.Filter` for what each selects.
+    """
+
+    run: str | None
+    model: str | None
+    generator_id: str | None
+    tag: str | None
+    failed: bool | None
+    since: datetime | None
+    until: datetime | None
+    kind: Kind | None
+
+
+def open_store(url: str | Path | None = None) -> ChatStore:
+    """Open (creating on first use) the store at `url`.
+
+    Args:
+        url: a database URL (`sqlite:///PATH`, `postgresql+psycopg://USER@HOST/DB`), a SQLite file
+            path, or `None` for the default: `$JIB_STORE`, else a `jib.db` in the user's data
+            folder (see `jib.storage.default_store_path`).
+
+    Raises:
+        StoreError: the database cannot be reached, or its schema is newer than this jib.
+    """
+    if url is None:
+        return ChatStore(default_store_url())
+    return ChatStore(to_database_url(str(url)))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _short_error(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(original).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(original).__name__
+
+
+class ChatStore:
+    """Chats and completions in one database: SQLite (one file) or PostgreSQL.
+
+    Every `save` is one transaction, so a crash leaves whole records or none. Several processes
+    may write at once (SQLite: WAL and a busy timeout; PostgreSQL: row-level concurrency).
+    Use `open_store()` to open one; a store is also a context manager that closes it.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._engine = create_store_engine(url)
+        self._url = redacted_url(self._engine.url)
+        self._backend = self._engine.url.get_backend_name()
+        self._write_lock = threading.Lock()
+        with self._errors("open"):
+            self._ensure_schema()
+
+    # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked."""
+        return self._url
+
+    @property
+    def backend(self) -> str:
+        """`"sqlite"` or `"postgresql"`."""
+        return self._backend
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, or `None` for PostgreSQL and in-memory stores."""
+        database = self._engine.url.database
+        if self._backend != "sqlite" or not database or database == ":memory:":
+            return None
+        return Path(database)
+
+    def __repr__(self) -> str:
+        return f"ChatStore({self._url!r})"
+
+    def close(self) -> None:
+        """Close every connection; the store cannot be used afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> ChatStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot {action} the store {self._url}: {_short_error(exc)}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with (
+            self._errors("write to"),
+            self._write_lock,
+            self._engine.connect() as connection,
+        ):
+            connection.execution_options(**WRITE)
+            with connection.begin():
+                yield connection
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._errors("read"), self._engine.connect() as connection:
+            yield connection
+
+    def _ensure_schema(self) -> None:
+        with self._engine.connect() as connection:
+            if self._current_version(connection) == SCHEMA_VERSION:
+                return
+        with self._write() as connection:
+            if self._backend == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY}
+                )
+            version = self._current_version(connection)
+            if version is None:
+                metadata.create_all(connection)
+                connection.execute(insert(schema_version).values(version=SCHEMA_VERSION))
+                return
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"the store {self._url} has schema version {version}, newer than this jib "
+                    f"supports ({SCHEMA_VERSION}); upgrade jib to use it"
+                )
+            while version < SCHEMA_VERSION:
+                MIGRATIONS[version](connection)
+                version += 1
+            connection.execute(update(schema_version).values(version=version))
+
+    @staticmethod
+    def _current_version(connection: Connection) -> int | None:
+        if not inspect(connection).has_table(schema_version.name):
+            return None
+        version = connection.execute(select(schema_version.c.version)).scalar()
+        return None if version is None else int(version)
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the database (see `jib.storage._schema` for migrations)."""
+        with self._read() as connection:
+            return self._current_version(connection) or 0
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def save(
+        self,
+        items: Record | Iterable[Record],
+        *,
+        run: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> int:
+        """Store chats/completions in one transaction; return how many.
+
+        Saving a record again (same id) replaces the stored copy.
+
+        Args:
+            items: one record or several.
+            run: the run they belong to; default: each record's `metadata["run"]`, if any.
+            tags: tags added to each record's `metadata["tags"]` (queryable with `tag=`).
+        """
+        batch = [items] if isinstance(items, (Chat, Completion)) else list(items)
+        if not batch:
+            return 0
+        stored_at = _now()
+        rows: dict[str, dict[str, Any]] = {}
+        tag_rows: dict[str, list[str]] = {}
+        for record in batch:
+            if not isinstance(record, (Chat, Completion)):
+                raise TypeError(
+                    f"a store saves Chat and Completion records, not {type(record).__name__}"
+                )
+            record_run = run
+            if record_run is None and isinstance(record.metadata.get("run"), str):
+                record_run = record.metadata["run"]
+            row, row_tags = record_to_row(
+                record, run=record_run, extra_tags=list(tags), stored_at=stored_at
+            )
+            rows[row["id"]] = row
+            tag_rows[row["id"]] = row_tags
+        ids = list(rows)
+        with self._write() as connection:
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                connection.execute(delete(tags_table).where(tags_table.c.record_id.in_(chunk)))
+                connection.execute(delete(records).where(records.c.id.in_(chunk)))
+            connection.execute(insert(records), list(rows.values()))
+            tag_values = [{"record_id": i, "tag": t} for i, ts in tag_rows.items() for t in ts]
+            if tag_values:
+                connection.execute(insert(tags_table), tag_values)
+        return len(rows)
+
+    async def asave(
+        self,
+        items: Record | Iterable[Record],
+        *,
+        run: str | None = None,
+        tags: Sequence[str] = (),
+    ) -> int:
+        """`save` in a worker thread, so the event loop keeps running."""
+        batch = [items] if isinstance(items, (Chat, Completion)) else list(items)
+        return await asyncio.to_thread(self.save, batch, run=run, tags=tags)
+
+    def watch(
+        self, *, run: str | None = None, tags: Sequence[str] = ()
+    ) -> Callable[[Sequence[Record]], Awaitable[int]]:
+        """A pipeline `watch` callback that saves every finished record, failures included.
+
+        chats = await generator.chat().watch(store.watch(run="eval")).run_batch(prompts)
+        """
+        tag_list = list(tags)
+
+        async def save_finished(finished: Sequence[Record]) -> int:
+            return await self.asave(finished, run=run, tags=tag_list)
+
+        return save_finished
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Delete the records with these ids; return how many were stored."""
+        id_list = list(dict.fromkeys(ids))
+        removed = 0
+        with self._write() as connection:
+            for start in range(0, len(id_list), _CHUNK):
+                chunk = id_list[start : start + _CHUNK]
+                connection.execute(delete(tags_table).where(tags_table.c.record_id.in_(chunk)))
+                result = connection.execute(delete(records).where(records.c.id.in_(chunk)))
+                removed += result.rowcount
+        return removed
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _rows(
+        self, filter: Filter, *, newest_first: bool = False, limit: int | None = None
+    ) -> Iterator[dict[str, Any]]:
+        statement = filter.select(newest_first=newest_first, limit=limit)
+        with self._read() as connection:
+            result = connection.execution_options(yield_per=_CHUNK).execute(statement)
+            for row in result.mappings():
+                yield dict(row)
+
+    def iter_dicts(
+        self,
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+        **filters: Unpack[FilterArgs],
+    ) -> Iterator[dict[str, Any]]:
+        """Stored records as dicts (`to_dict` form plus `run`), streamed in chunks."""
+        for row in self._rows(Filter(**filters), newest_first=newest_first, limit=limit):
+            yield row_to_dict(row)
+
+    def iter_records(
+        self,
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+        rebuild_generator: bool = True,
+        **filters: Unpack[FilterArgs],
+    ) -> Iterator[Record]:
+        """Like `query`, but streamed: records are loaded a chunk at a time."""
+        for row in self._rows(Filter(**filters), newest_first=newest_first, limit=limit):
+            yield record_from_row(row, rebuild_generator=rebuild_generator)
+
+    def query(
+        self,
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+        rebuild_generator: bool = True,
+        **filters: Unpack[FilterArgs],
+    ) -> list[Record]:
+        """Load the records matching `filters` (see `Filter`), oldest first.
+
+        Args:
+            newest_first: newest first instead.
+            limit: at most this many.
+            rebuild_generator: rebuild each record's generator from its identifier (raises
+                `InvalidGeneratorError` for a provider that is not registered here).
+        """
+        return list(
+            self.iter_records(
+                newest_first=newest_first,
+                limit=limit,
+                rebuild_generator=rebuild_generator,
+                **filters,
+            )
+        )
+
+    def count(self, **filters: Unpack[FilterArgs]) -> int:
+        """How many stored records match `filters`."""
+        statement = select(func.count()).select_from(records).where(*Filter(**filters).conditions())
+        with self._read() as connection:
+            return int(connection.execute(statement).scalar_one())
+
+    def get(self, record_id: str, *, rebuild_generator: bool = True) -> Record:
+        """Load one record by id, or by a unique prefix of at least 4 characters of its id.
+
+        Raises:
+            RecordNotFoundError: no record (or more than one) matches.
+        """
+        return record_from_row(self._get_row(record_id), rebuild_generator=rebuild_generator)
+
+    def get_dict(self, record_id: str) -> dict[str, Any]:
+        """One record as a dict (`to_dict` form plus `run`); same lookup as `get`."""
+        return row_to_dict(self._get_row(record_id))
+
+    def _get_row(self, record_id: str) -> dict[str, Any]:
+        wanted = record_id.strip().lower()
+        with self._read() as connection:
+            row = (
+                connection.execute(select(records).where(records.c.id == wanted)).mappings().first()
+            )
+            if row is not None:
+                return dict(row)
+            if len(wanted) >= 4 and all(ch in "0123456789abcdef" for ch in wanted):
+                matches = (
+                    connection.execute(
+                        select(records).where(records.c.id.startswith(wanted)).limit(2)
+                    )
+                    .mappings()
+                    .all()
+                )
+                if len(matches) == 1:
+                    return dict(matches[0])
+                if len(matches) > 1:
+                    raise RecordNotFoundError(
+                        f"more than one stored record has an id starting with {record_id!r}; "
+                        "give more characters"
+                    )
+        raise RecordNotFoundError(f"no stored chat or completion has the id {record_id!r}")
+
+    def last(
+        self, *, kind: Kind = "chat", failed: bool | None = False, rebuild_generator: bool = True
+    ) -> Record | None:
+        """The newest stored record of `kind` (by default only successful ones), or `None`."""
+        found = self.query(
+            kind=kind,
+            failed=failed,
+            newest_first=True,
+            limit=1,
+            rebuild_generator=rebuild_generator,
+        )
+        return found[0] if found else None
+
+    def stored_keys(self, run: str) -> Counter[tuple[str | None, str]]:
+        """How many records of `run` each (generator identifier, input hash) pair has.
+
+        `jib run --resume` skips that many occurrences of each prompt; the input hash is
+        `jib.storage.input_key` of the messages (as dicts) or the text sent.
+        """
+        statement = select(records.c.generator_id, records.c.input_key).where(records.c.run == run)
+        counts: Counter[tuple[str | None, str]] = Counter()
+        with self._read() as connection:
+            for generator_id, key in connection.execute(statement):
+                counts[(generator_id, key)] += 1
+        return counts
+
+    def runs(self) -> list[dict[str, Any]]:
+        """One summary per run: `run`, `records`, `failed`, `first` and `last` timestamps."""
+        c = records.c
+        statement = (
+            select(
+                c.run,
+                func.count().label("records"),
+                func.sum(cast(c.failed, Integer)).label("failed"),
+                func.min(c.timestamp).label("first"),
+                func.max(c.timestamp).label("last"),
+            )
+            .where(c.run.is_not(None))
+            .group_by(c.run)
+            .order_by(func.max(c.timestamp).desc())
+        )
+        with self._read() as connection:
+            return [
+                {
+                    "run": row.run,
+                    "records": int(row.records),
+                    "failed": int(row.failed or 0),
+                    "first": _as_utc(row.first),
+                    "last": _as_utc(row.last),
+                }
+                for row in connection.execute(statement)
+            ]
+
+    # -- exporting -----------------------------------------------------------------------------
+
+    def export_jsonl(self, destination: _export.Destination, **filters: Unpack[FilterArgs]) -> int:
+        """Write matching records as JSON Lines (loadable by `Chat.from_dict`); return count."""
+        return _export.write_jsonl(self.iter_dicts(**filters), destination)
+
+    def export_csv(self, destination: _export.Destination, **filters: Unpack[FilterArgs]) -> int:
+        """Write matching records as CSV (`jib.storage.FLAT_COLUMNS`); return the count."""
+        return _export.write_csv(self.iter_dicts(**filters), destination)
+
+    def export_parquet(
+        self, destination: _export.Destination, **filters: Unpack[FilterArgs]
+    ) -> int:
+        """Write matching records as Parquet (needs pyarrow: `jib[pandas]`); return the count."""
+        return _export.write_parquet(self.iter_dicts(**filters), destination)
+
+    def to_dataframe(self, **filters: Unpack[FilterArgs]) -> pandas.DataFrame:
+        """Matching records as a pandas DataFrame (needs `jib[pandas]`), one row per record."""
+        return _export.to_dataframe(self.iter_dicts(**filters))
+
+
+def _as_utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(moment, datetime):
+        return None
+    # SQLite aggregates lose the column type: the value comes back as naive UTC text.
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)

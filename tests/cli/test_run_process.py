@@ -1,0 +1,157 @@
+"""`jib run` as a process: killed mid-run, resumed, and watched in a real terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from jib.storage import open_store
+from tests.cli.conftest import JibRunner, jib_command
+
+
+def stored_rows(database: Path) -> int:
+    if not database.exists():
+        return 0
+    try:
+        with sqlite3.connect(database, timeout=5) as connection:
+            return int(connection.execute("SELECT count(*) FROM jib_records").fetchone()[0])
+    except sqlite3.OperationalError:  # the tables are not created yet
+        return 0
+
+
+def test_sigkill_mid_run_leaves_whole_chats_and_resume_finishes_without_duplicates(
+    jib: JibRunner, jib_env: dict[str, str], tmp_path: Path, default_store: Path
+) -> None:
+    total = 3000
+    prompts = tmp_path / "many.txt"
+    prompts.write_text("".join(f"prompt number {i}\n" for i in range(total)))
+    # One worker, chunks of 4: each chunk is stored in one transaction.
+    args = ["run", "echo!demo", "-f", str(prompts), "-r", "crash", "-c", "4", "--batch-size", "4"]
+    process = subprocess.Popen(
+        [*jib_command(), *args, "--no-progress"],
+        env=jib_env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while stored_rows(default_store) < 200 and time.monotonic() < deadline:
+            assert process.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+    with open_store(default_store) as store:
+        survivors = store.query(run="crash")
+    assert 200 <= len(survivors) < total
+    assert len(survivors) % 4 == 0  # no half-stored chunk
+    for chat in survivors:  # every stored row is a whole chat
+        assert not chat.failed
+        assert chat.content == chat.messages[-1].content
+        assert chat.usage is not None and chat.usage.total_tokens > 0
+
+    result = jib(*args, "--resume", "--no-progress")
+
+    assert result.code == 0, result.stderr
+    assert f"{len(survivors)} already stored, skipped" in result.stderr
+    with open_store(default_store) as store:
+        contents = [d["messages"][-1]["content"] for d in store.iter_dicts(run="crash")]
+    assert len(contents) == total
+    assert set(contents) == {f"prompt number {i}" for i in range(total)}
+
+
+def test_ctrl_c_stops_the_run_keeping_whole_chats_and_says_how_to_resume(
+    jib_env: dict[str, str], tmp_path: Path, default_store: Path
+) -> None:
+    prompts = tmp_path / "many.txt"
+    prompts.write_text("".join(f"prompt {i}\n" for i in range(3000)))
+    process = subprocess.Popen(
+        [*jib_command(), "run", "echo!demo", "-f", str(prompts), "-r", "stop", "-c", "1"],
+        env=jib_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while stored_rows(default_store) < 50 and time.monotonic() < deadline:
+            assert process.poll() is None, "the run ended before it could be interrupted"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+    assert process.returncode == 130
+    assert "Traceback" not in stderr
+    stored = stored_rows(default_store)
+    assert f"interrupted: {stored} chats of run stop are stored" in stderr
+    assert "--run stop --resume" in stderr
+    with open_store(default_store) as store:
+        assert all(c.content == c.messages[-1].content for c in store.query(run="stop"))
+
+
+def run_in_terminal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run `jib ARGS` with stdout and stderr on a pseudo-terminal; return (code, screen text)."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [*jib_command(), *args],
+        env={**env, "TERM": "xterm-256color", "COLUMNS": "160", "LINES": "40"},
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(leader, 65536)
+                except OSError:  # the terminal closed: the process is gone
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif process.poll() is not None:
+                break
+        code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+        os.close(leader)
+    return code, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_bar_renders_in_a_terminal(
+    jib_env: dict[str, str], tmp_path: Path, prompts_file: Path
+) -> None:
+    code, screen = run_in_terminal(
+        ["run", "echo!demo", "-f", str(prompts_file), "-r", "tty"], jib_env, tmp_path
+    )
+
+    assert code == 0, screen
+    assert "━" in screen  # the bar
+    assert "8/8" in screen
+    assert "chats/s" in screen  # the rate column
+    assert "eta" in screen
+    assert "Summary" in screen

@@ -1,0 +1,152 @@
+"""Opening stores: the default location, URLs and paths, schema versions, and clear errors."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, make_url, text, update
+
+from jib import Chat
+from jib.storage import (
+    SCHEMA_VERSION,
+    StoreError,
+    default_store_path,
+    default_store_url,
+    open_store,
+    to_database_url,
+)
+from jib.storage._schema import schema_version
+from tests.storage.postgres import empty_postgres
+
+
+def test_default_path_follows_xdg_data_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("JIB_STORE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+
+    assert default_store_path() == tmp_path / "jib" / "jib.db"
+    assert default_store_url() == f"sqlite:///{tmp_path}/jib/jib.db"
+
+
+def test_default_path_without_xdg_is_under_the_home_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    assert default_store_path() == tmp_path / ".local" / "share" / "jib" / "jib.db"
+
+
+def test_jib_store_env_var_takes_a_path_or_a_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("JIB_STORE", str(tmp_path / "mine.db"))
+    assert default_store_url() == f"sqlite:///{tmp_path}/mine.db"
+
+    monkeypatch.setenv("JIB_STORE", "postgresql://u@127.0.0.1/jib")
+    assert default_store_url() == "postgresql+psycopg://u@127.0.0.1/jib"
+
+
+def test_open_store_without_url_creates_the_default_file_on_first_use(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("JIB_STORE", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+    with open_store() as store:
+        store.save(Chat())
+        assert store.path == tmp_path / "data" / "jib" / "jib.db"
+    assert (tmp_path / "data" / "jib" / "jib.db").is_file()
+
+
+def test_relative_paths_become_absolute_sqlite_urls(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert to_database_url("x.db") == f"sqlite:///{tmp_path}/x.db"
+    assert to_database_url("sqlite:///abs.db") == "sqlite:///abs.db"
+
+
+def test_reopening_keeps_what_was_stored(store_url: str) -> None:
+    chat = Chat()
+    with open_store(store_url) as store:
+        store.save(chat)
+    with open_store(store_url) as store:
+        assert store.get(chat.id).id == chat.id
+        assert store.schema_version == SCHEMA_VERSION
+
+
+def test_a_store_newer_than_this_jib_is_refused(store_url: str) -> None:
+    open_store(store_url).close()
+    engine = create_engine(to_database_url(store_url))
+    with engine.begin() as connection:
+        connection.execute(update(schema_version).values(version=SCHEMA_VERSION + 1))
+    engine.dispose()
+
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}, newer than"):
+        open_store(store_url)
+
+
+def test_unsupported_database_is_refused() -> None:
+    with pytest.raises(StoreError, match="jib stores chats in SQLite or PostgreSQL"):
+        open_store("mysql://u:pw@127.0.0.1/jib")
+
+
+def test_malformed_url_is_refused() -> None:
+    with pytest.raises(StoreError, match="is not a database URL"):
+        open_store("::nonsense://")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_unreachable_postgres_gives_one_line_without_the_password() -> None:
+    url = f"postgresql://jib:hunter2-secret@127.0.0.1:{free_port()}/jib?connect_timeout=5"
+
+    with pytest.raises(StoreError) as caught:
+        open_store(url)
+
+    message = str(caught.value)
+    assert "hunter2-secret" not in message
+    assert "cannot open the store postgresql+psycopg://jib:***@127.0.0.1" in message
+    assert "\n" not in message
+
+
+def test_sqlite_file_in_an_unwritable_place_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+
+    with pytest.raises(StoreError, match="cannot create the folder"):
+        open_store(blocker / "sub" / "jib.db")
+
+
+def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.db"
+    bogus.write_bytes(b"this is not sqlite " * 100)
+
+    with pytest.raises(StoreError, match="file is not a database"):
+        open_store(bogus)
+
+
+def test_store_url_and_repr_mask_the_password(postgres_url: str) -> None:
+    # The test server trusts loopback connections, so any password is accepted.
+    with_password = make_url(empty_postgres(postgres_url)).set(password="hunter2-secret")
+
+    with open_store(with_password.render_as_string(hide_password=False)) as store:
+        assert "hunter2-secret" not in repr(store)
+        assert ":***@" in store.url
+
+
+def test_sqlite_store_uses_wal_so_readers_do_not_block_the_writer(tmp_path: Path) -> None:
+    with open_store(tmp_path / "w.db") as store:
+        store.save(Chat())
+        engine = create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+        with engine.connect() as connection:
+            assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        engine.dispose()
