@@ -24,7 +24,14 @@ from pydantic import BaseModel, SecretStr
 
 from jib._syntax import escape, unescape
 
-__all__ = ["FieldKind", "decode_value", "encode_value", "field_kind", "field_kinds"]
+__all__ = [
+    "FieldKind",
+    "decode_value",
+    "encode_value",
+    "field_kind",
+    "field_kinds",
+    "from_base64",
+]
 
 FieldKind = Literal["scalar", "list", "complex"]
 _SCALARS: tuple[type, ...] = (str, int, float, bool, bytes, SecretStr)
@@ -117,7 +124,7 @@ def decode_value(raw: str, kind: FieldKind) -> Any:
             return json.loads(stripped)
         except ValueError:
             return text
-    decoded = _from_base64(stripped)
+    decoded = from_base64(stripped)
     if decoded is not None:
         try:
             return json.loads(decoded)
@@ -126,10 +133,12 @@ def decode_value(raw: str, kind: FieldKind) -> Any:
     return text
 
 
-def _from_base64(text: str) -> str | None:
-    if not text:
+def from_base64(text: str) -> str | None:
+    """Decode base64 (URL-safe or standard, padding and line breaks optional) to text, or None."""
+    compact = "".join(text.split())
+    if not compact:
         return None
-    padded = text + "=" * (-len(text) % 4)
+    padded = compact + "=" * (-len(compact) % 4)
     for altchars in (b"-_", b"+/"):
         try:
             return base64.b64decode(padded, altchars=altchars, validate=True).decode("utf-8")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from typing import Any
+
+from jib._values import from_base64
 
 __all__ = ["MAX_SPEC_CHARS", "MAX_SPEC_NODES", "load_spec_text"]
 
@@ -32,7 +32,7 @@ def load_spec_text(text: str | bytes) -> Any:
     if not stripped:
         raise ValueError("the spec is empty")
     if stripped[0] not in "{[":
-        decoded = _from_base64(stripped)
+        decoded = from_base64(stripped)
         if decoded is not None:
             data = _parse_json_or_yaml(decoded, "base64-decoded spec")
             if isinstance(data, dict):
@@ -82,14 +82,3 @@ def _checked(data: Any) -> Any:
     except RecursionError:
         raise ValueError("the spec is nested too deeply") from None
     return data
-
-
-def _from_base64(text: str) -> str | None:
-    compact = "".join(text.split())
-    padded = compact + "=" * (-len(compact) % 4)
-    for altchars in (b"-_", b"+/"):
-        try:
-            return base64.b64decode(padded, altchars=altchars, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            continue
-    return None
