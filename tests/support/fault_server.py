@@ -5,25 +5,26 @@ It speaks `/v1/chat/completions` and `/v1/completions` (non-streaming) over a re
 
 Faults are chosen per request by the prompt, so one batch can mix good and failing items:
 a prompt `fail:429` gets a 429, `fail:401` a 401 (whose message echoes the bearer key back, as
-OpenAI does), `fail:400-context` a 400 "maximum context length" error, `fail:500` a 500.
+OpenAI does), `fail:400-context` a 400 "maximum context length" error, `fail:500` a 500,
+`fail:no-choices` a 200 answer with no choice in it.
 A prompt `flaky:N:<tag>` gets a 429 for its first N requests (counted per prompt), then answers.
 
 The server records every request body and the start time of each request, and counts how many
-requests are in flight at once (`max_in_flight`). `delay` holds every answer that long.
+requests are in flight at once (`max_in_flight`). `delay` holds every answer that long;
+`truncate_to` caps the input tokens it reports, as a server that cut the prompt would.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.json_server import JsonHandler, StatefulServer, serve
 
 FAULTS: dict[str, tuple[int, str, str]] = {
     "fail:429": (429, "rate_limit_exceeded", "Rate limit reached for requests. Try again later."),
@@ -36,14 +37,23 @@ FAULTS: dict[str, tuple[int, str, str]] = {
     ),
     "fail:500": (500, "server_error", "The server had an error while processing your request."),
 }
+NO_CHOICES = "fail:no-choices"
+"""A prompt holding this gets a 200 answer without any choice in it."""
 _FLAKY = re.compile(r"flaky:(\d+):\S*")
+
+_Answer = tuple[int, dict[str, Any]]
 
 
 @dataclass
 class FaultState:
-    """What the server saw, and how it behaves; shared with the handler threads."""
+    """What the server saw, and how it behaves; shared with the handler threads.
+
+    `reset` starts a new epoch: requests still held from before it are let go at once and no
+    longer counted, so a slow request of one test cannot skew the next test's counts.
+    """
 
     delay: float = 0.0
+    truncate_to: int | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     starts: list[float] = field(default_factory=list)
@@ -52,11 +62,17 @@ class FaultState:
     max_in_flight: int = 0
     seen: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    epoch: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
 
-    def reset(self, *, delay: float = 0.0) -> None:
-        """Forget what was recorded and set a new delay."""
+    def reset(self, *, delay: float = 0.0, truncate_to: int | None = None) -> None:
+        """Forget what was recorded; set a new delay and input-token cap."""
         with self.lock:
+            self.release.set()
+            self.release = threading.Event()
+            self.epoch += 1
             self.delay = delay
+            self.truncate_to = truncate_to
             self.requests.clear()
             self.paths.clear()
             self.starts.clear()
@@ -73,30 +89,19 @@ def _prompt_text(body: dict[str, Any]) -> str:
     return " ".join(prompt) if isinstance(prompt, list) else str(prompt)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _FaultServer
-    protocol_version = "HTTP/1.1"
+def _error(status: int, message: str, code: str) -> _Answer:
+    return status, {"error": {"message": message, "type": code, "code": code}}
 
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-        pass
 
-    def _send(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if status == 429:
-            self.send_header("Retry-After", "0")
-        self.end_headers()
-        self.wfile.write(data)
+class _Handler(JsonHandler):
+    server: StatefulServer[FaultState]
 
     def do_GET(self) -> None:
-        self._send(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
+        self.send_json(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
 
     def do_POST(self) -> None:
         state = self.server.state
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
+        body = self.read_json()
         with state.lock:
             state.starts.append(time.monotonic())
             state.requests.append(body)
@@ -104,44 +109,56 @@ class _Handler(BaseHTTPRequestHandler):
             state.headers.append({k.lower(): v for k, v in self.headers.items()})
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            epoch, release, delay = state.epoch, state.release, state.delay
         try:
-            if state.delay:
-                time.sleep(state.delay)
-            self._answer(body)
+            if delay:
+                release.wait(delay)
+            status, payload = self._answer(body)
         finally:
+            # Out of flight before the answer leaves: a client that got it may start another
+            # request at once, and that one must not be counted alongside this one.
             with state.lock:
-                state.in_flight -= 1
+                if state.epoch == epoch:
+                    state.in_flight -= 1
+        headers = {"Retry-After": "0"} if status == 429 else None
+        self.send_json(status, payload, headers=headers)
 
-    def _answer(self, body: dict[str, Any]) -> None:
-        text = _prompt_text(body)
+    def _flaky_answer(self, text: str) -> _Answer | None:
         flaky = _FLAKY.search(text)
-        if flaky:
-            state = self.server.state
-            with state.lock:
-                count = state.seen[flaky.group(0)] = state.seen.get(flaky.group(0), 0) + 1
-            if count <= int(flaky.group(1)):
-                error = {
-                    "message": f"Rate limited (attempt {count})",
-                    "type": "rate_limit_exceeded",
-                }
-                self._send(429, {"error": error})
-                return
+        if not flaky:
+            return None
+        state = self.server.state
+        with state.lock:
+            count = state.seen[flaky.group(0)] = state.seen.get(flaky.group(0), 0) + 1
+        if count <= int(flaky.group(1)):
+            return _error(429, f"Rate limited (attempt {count})", "rate_limit_exceeded")
+        return None
+
+    def _answer(self, body: dict[str, Any]) -> _Answer:
+        text = _prompt_text(body)
+        flaky = self._flaky_answer(text)
+        if flaky is not None:
+            return flaky
+        if NO_CHOICES in text:
+            return 200, {"id": "cmpl-stub", "object": "chat.completion", "choices": []}
         for trigger, (status, code, message) in FAULTS.items():
             if trigger in text:
                 key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-                error = {"message": message.format(key=key), "type": code, "code": code}
-                self._send(status, {"error": error})
-                return
+                return _error(status, message.format(key=key), code)
         words = text.split()
         limit = body.get("max_tokens")
         finish = "stop"
         if isinstance(limit, int) and len(words) > limit:
             words, finish = words[:limit], "length"
         answer = " ".join(words)
+        prompt_tokens = len(text.split())
+        truncate_to = self.server.state.truncate_to
+        if truncate_to is not None:
+            prompt_tokens = min(prompt_tokens, truncate_to)
         usage = {
-            "prompt_tokens": len(text.split()),
+            "prompt_tokens": prompt_tokens,
             "completion_tokens": len(words),
-            "total_tokens": len(text.split()) + len(words),
+            "total_tokens": prompt_tokens + len(words),
         }
         common = {"id": "cmpl-stub", "created": int(time.time()), "model": body.get("model")}
         if self.path.endswith("/chat/completions"):
@@ -150,28 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "finish_reason": finish,
                 "message": {"role": "assistant", "content": answer},
             }
-            self._send(
-                200, {**common, "object": "chat.completion", "choices": [choice], "usage": usage}
-            )
-        else:
-            choice = {"index": 0, "finish_reason": finish, "text": answer, "logprobs": None}
-            self._send(
-                200, {**common, "object": "text_completion", "choices": [choice], "usage": usage}
-            )
-
-
-class _FaultServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (a timeout test) closes its socket before the answer is sent.
-        error = sys.exc_info()[1]
-        if not isinstance(error, (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
-
-    def __init__(self, state: FaultState) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.state = state
+            return 200, {**common, "object": "chat.completion", "choices": [choice], "usage": usage}
+        choice = {"index": 0, "finish_reason": finish, "text": answer, "logprobs": None}
+        return 200, {**common, "object": "text_completion", "choices": [choice], "usage": usage}
 
 
 @dataclass
@@ -186,14 +184,8 @@ class RunningFaultServer:
 def run_fault_server() -> Iterator[RunningFaultServer]:
     """Serve the fault server on a free port of 127.0.0.1 until the block ends."""
     state = FaultState()
-    server = _FaultServer(state)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        port = server.server_address[1]
-        yield RunningFaultServer(f"http://127.0.0.1:{port}/v1", state)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve(_Handler, state) as port:
+        try:
+            yield RunningFaultServer(f"http://127.0.0.1:{port}/v1", state)
+        finally:
+            state.release.set()  # let held requests go, so shutting down does not wait on them

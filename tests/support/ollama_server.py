@@ -12,6 +12,7 @@ Run it by hand with `python -m tests.support.ollama_server [PORT]` (default 1143
 
 A prompt holding `fail:NNN` (429, 500, ...) gets that HTTP status with Ollama's error JSON
 (`{"error": "..."}`), for checking how errors arrive through LiteLLM's Ollama clients.
+The server records every request's path, body and headers.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.json_server import JsonHandler, StatefulServer, serve
 
 TEMPLATE_TOKENS_PER_MESSAGE = 3
 _FAULT = re.compile(r"fail:(\d{3})")
@@ -39,6 +41,7 @@ class OllamaState:
     truncate_to: int | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)  # names lowercased
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self, *, truncate_to: int | None = None) -> None:
@@ -47,34 +50,22 @@ class OllamaState:
             self.truncate_to = truncate_to
             self.requests.clear()
             self.paths.clear()
+            self.headers.clear()
 
 
 def _timestamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _OllamaServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-        pass
+class _Handler(JsonHandler):
+    server: StatefulServer[OllamaState]
 
     def _send_json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(status, payload, content_type="application/json; charset=utf-8")
 
     def _send_stream(self, chunks: list[dict[str, Any]]) -> None:
         data = b"".join(json.dumps(chunk).encode() + b"\n" for chunk in chunks)
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-ndjson")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_bytes(200, data, "application/x-ndjson")
 
     def do_GET(self) -> None:
         if self.path == "/api/version":
@@ -85,12 +76,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": "404 page not found"})
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
+        body = self.read_json()
         state = self.server.state
         with state.lock:
             state.requests.append(body)
             state.paths.append(self.path)
+            state.headers.append({k.lower(): v for k, v in self.headers.items()})
         if self.path == "/api/show":
             self._send_json(
                 200,
@@ -120,7 +111,8 @@ class _Handler(BaseHTTPRequestHandler):
         fault = _FAULT.search(text)
         if fault:
             status = int(fault.group(1))
-            self._send_json(status, {"error": f"injected failure with status {status}"})
+            # The text names no status, so only the HTTP status itself can classify the error.
+            self._send_json(status, {"error": "injected failure"})
             return
         truncate_to = self.server.state.truncate_to
         if truncate_to is not None and prompt_tokens > truncate_to:
@@ -166,20 +158,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, final)
 
 
-class _OllamaServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (a timeout test) closes its socket before the answer is sent.
-        error = sys.exc_info()[1]
-        if not isinstance(error, (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
-
-    def __init__(self, state: OllamaState, port: int) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
-        self.state = state
-
-
 @dataclass
 class RunningOllama:
     """A started server: its base URL (what `api_base` takes) and its `state`."""
@@ -192,17 +170,8 @@ class RunningOllama:
 def run_ollama_server(port: int = 0) -> Iterator[RunningOllama]:
     """Serve the Ollama protocol on 127.0.0.1 until the block ends (`port` 0: a free one)."""
     state = OllamaState()
-    server = _OllamaServer(state, port)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        port = server.server_address[1]
-        yield RunningOllama(f"http://127.0.0.1:{port}", state)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve(_Handler, state, port) as bound:
+        yield RunningOllama(f"http://127.0.0.1:{bound}", state)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 STARTUP_TIMEOUT = 120.0
+PORT_ATTEMPTS = 3
 _LAUNCH = (
     "import sys; from transformers.cli.transformers import main; "
     "sys.argv[0] = 'transformers'; sys.exit(main())"
@@ -50,21 +51,61 @@ def free_port() -> int:
         return port
 
 
+class _PortTaken(RuntimeError):
+    """The server could not bind its port: something else took it after it was chosen."""
+
+
 def _wait_until_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while True:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"transformers serve exited with {process.returncode}:\n" + log.read_text()[-3000:]
-            )
+            output = log.read_text(errors="replace")[-3000:]
+            message = f"transformers serve exited with {process.returncode}:\n{output}"
+            if "address already in use" in output.lower():
+                raise _PortTaken(message)
+            raise RuntimeError(message)
         try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+            # trust_env=False: a proxy from the environment must not see loopback traffic.
+            if httpx.get(f"{url}/health", timeout=1.0, trust_env=False).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
             raise RuntimeError(f"transformers serve did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.25)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+
+
+def _start(model: str, port: int, log: Path, workdir: str) -> subprocess.Popen[bytes]:
+    """Launch the server and wait until it answers; stop it again if it does not."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    command = [sys.executable, "-c", _LAUNCH, "serve", model]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
+    command += ["--default-seed", "0"]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=workdir
+        )
+    try:
+        _wait_until_healthy(process, f"http://127.0.0.1:{port}", log)
+    except BaseException:
+        _stop(process)
+        raise
+    return process
 
 
 @contextmanager
@@ -76,40 +117,28 @@ def run_transformers_serve(
     Args:
         model_dir: a saved model and tokenizer (`tests.support.tiny_model.build_tiny_model`).
         log: where the server's output goes.
-        port: the port on 127.0.0.1; a free one when not given.
+        port: the port on 127.0.0.1; a free one when not given (another is tried if that one
+            is taken before the server binds it).
         name: the model name clients use; the directory's path when not given.
     """
-    port = port or free_port()
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-    }
     with tempfile.TemporaryDirectory(prefix="jib-serve-") as workdir:
         model = str(model_dir)
         if name is not None:
             (Path(workdir) / name).symlink_to(Path(model_dir).resolve(), target_is_directory=True)
             model = name
-        command = [sys.executable, "-c", _LAUNCH, "serve", model]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-        command += ["--default-seed", "0"]
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                command, stdout=output, stderr=subprocess.STDOUT, env=env, cwd=workdir
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_until_healthy(process, url, log)
-            yield RunningServer(f"{url}/v1", model, log)
-        finally:
-            process.terminate()
+        attempts = 1 if port else PORT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            chosen = port or free_port()
             try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=15)
+                process = _start(model, chosen, log, workdir)
+                break
+            except _PortTaken:
+                if attempt == attempts:
+                    raise
+        try:
+            yield RunningServer(f"http://127.0.0.1:{chosen}/v1", model, log)
+        finally:
+            _stop(process)
 
 
 def main(argv: list[str]) -> None:

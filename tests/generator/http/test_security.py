@@ -160,7 +160,7 @@ async def test_api_key_never_in_identifier_repr_logs_or_errors(
     server: RunningServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     generator = _secret_generator(f"{server.url}/leak?status=503", max_retries=1)
-    caplog.set_level(logging.DEBUG)
+    _capture_http_logs(caplog, logging.DEBUG)
     chat = await generator.chat("x").run(on_failed="include")
     assert server.state.requests[0]["headers"]["authorization"] == f"Bearer {API_KEY}"
     assert isinstance(chat.error, jib.ServerError)
@@ -206,6 +206,13 @@ def test_env_reference_key_is_kept_but_values_are_not() -> None:
     assert ",api_key=env:MY_ENDPOINT_KEY," in generator.to_identifier()
 
 
+def _capture_http_logs(caplog: pytest.LogCaptureFixture, level: int) -> None:
+    # Other libraries in the process (LiteLLM) quieten httpx's loggers; set them explicitly.
+    caplog.set_level(level)
+    caplog.set_level(level, logger="httpx")
+    caplog.set_level(level, logger="httpcore")
+
+
 async def test_debug_logs_of_a_failing_request_hold_no_secrets(
     server: RunningServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -214,7 +221,7 @@ async def test_debug_logs_of_a_failing_request_hold_no_secrets(
         f"{server.url}/leak?status=503&key={{{{ api_key }}}}&t={{{{ state.access_token }}}}",
         max_retries=1,
     )
-    caplog.set_level(logging.DEBUG)
+    _capture_http_logs(caplog, logging.DEBUG)
     chat = await generator.chat("x").run(on_failed="include")
     assert isinstance(chat.error, jib.ServerError)
     assert [r["query"] for r in server.state.requests] == [
@@ -232,7 +239,7 @@ async def test_debug_logs_hold_no_secret_response_headers(
     server: RunningServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     generator = HTTPGenerator.for_json_endpoint(f"{server.url}/headers", request_body={})
-    caplog.set_level(logging.DEBUG)
+    _capture_http_logs(caplog, logging.DEBUG)
     await generator.chat("x")
     assert "x-request-id" in caplog.text.lower()
     for secret in ("secret-cookie", "secret-token", "secret-authorization"):
@@ -243,7 +250,7 @@ async def test_log_redaction_leaves_other_httpx_users_alone(
     server: RunningServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     await _secret_generator(f"{server.url}/v1/chat/completions").chat("x")
-    caplog.set_level(logging.INFO)
+    _capture_http_logs(caplog, logging.INFO)
     async with httpx.AsyncClient() as client:
         await client.get(f"{server.url}/status/200?mine=visible")
     assert f"{server.url}/status/200?mine=visible" in caplog.text

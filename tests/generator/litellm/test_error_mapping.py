@@ -153,3 +153,17 @@ def test_redact_removes_keys_and_their_masked_fragments(text: str) -> None:
 
 def test_redact_leaves_text_without_secrets_alone() -> None:
     assert redact("model not found", ["sk-live-abcdef0123456789secret"]) == "model not found"
+
+
+def test_connection_error_over_an_http_response_is_classified_by_that_status() -> None:
+    request = httpx.Request("POST", "http://127.0.0.1:9/api/chat")
+    response = httpx.Response(429, request=request)
+    outer = litellm.APIConnectionError(
+        message="OllamaException - busy", llm_provider="x", model="m"
+    )
+    exc = _raised(outer, httpx.HTTPStatusError("busy", request=request, response=response))
+
+    error = _map(exc)
+
+    assert type(error) is jib.RateLimitError
+    assert error.status_code == 429

@@ -8,6 +8,8 @@ sees one request per item.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -98,7 +100,7 @@ async def test_api_key_never_appears_in_errors_records_reprs_or_logs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     generator = _generator(fault_server)
-    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG)  # LiteLLM logs its requests at DEBUG
 
     chat = await generator.chat("fail:401", NO_RETRY).run(on_failed="include")
 
@@ -195,3 +197,37 @@ async def test_ollama_errors_are_classified_by_http_status(
     assert type(chat.error) is error_type
     assert chat.error.status_code == status
     assert chat.error.retryable is (error_type in jib.RETRYABLE_ERRORS)
+
+
+async def test_answer_without_choices_is_a_provider_error(fault_server: RunningFaultServer) -> None:
+    chat = await _generator(fault_server).chat("fail:no-choices", NO_RETRY).run(on_failed="include")
+
+    assert type(chat.error) is jib.ProviderError
+    assert not chat.error.retryable
+    assert chat.error.provider == "openai/stub"
+
+
+class _WrapperGaveUp(Exception):
+    """An exception of the user's own, raised by a wrapper."""
+
+
+def _give_up_on_b(call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def wrapped(messages: Any, params: Any) -> Any:
+        if messages[-1].content == "b":
+            raise _WrapperGaveUp("not b")
+        return await call(messages, params)
+
+    return wrapped
+
+
+async def test_exceptions_of_a_wrapper_are_left_for_catch_to_judge(
+    fault_server: RunningFaultServer,
+) -> None:
+    generator = _generator(fault_server).wrap(_give_up_on_b)
+
+    caught = await generator.chat().catch(_WrapperGaveUp).run_batch(["a", "b"], on_failed="include")
+    with pytest.raises(_WrapperGaveUp, match="not b"):  # not a failure jib records by itself
+        await generator.chat().run_batch(["a", "b"], on_failed="include")
+
+    assert caught[0].content == "a"
+    assert type(caught[1].error) is _WrapperGaveUp

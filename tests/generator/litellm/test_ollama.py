@@ -11,6 +11,8 @@ import warnings
 import pytest
 
 import jib
+from jib.generator.litellm._runtime import warn_if_truncated
+from tests.support.fault_server import RunningFaultServer
 from tests.support.ollama_server import RunningOllama
 
 PREFIXES = ["ollama_chat", "ollama"]
@@ -106,6 +108,21 @@ async def test_complete_and_run_batch_against_ollama(ollama: RunningOllama, pref
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
+async def test_run_many_sends_one_request_per_answer(ollama: RunningOllama, prefix: str) -> None:
+    generator = _generator(ollama, prefix, ",max_tokens=2")
+
+    chats = await generator.chat("one two three four").run_many(3)
+
+    assert len(chats) == 3
+    assert len(_generation_requests(ollama)) == 3
+    for chat in chats:
+        assert not chat.failed
+        assert chat.stop_reason == "length"
+        assert chat.usage is not None and chat.usage.output_tokens == 2
+        assert len(chat.content.split()) == 2
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
 async def test_truncation_warning_when_ollama_reports_far_fewer_input_tokens(
     ollama: RunningOllama, prefix: str
 ) -> None:
@@ -147,15 +164,18 @@ async def test_no_truncation_warning_when_input_was_counted_in_full(
     assert not chat.failed
 
 
-async def test_truncation_is_not_checked_for_other_providers(fault_server: object) -> None:
-    from tests.support.fault_server import RunningFaultServer
-
-    assert isinstance(fault_server, RunningFaultServer)
+async def test_truncation_is_not_checked_for_other_providers(
+    fault_server: RunningFaultServer,
+) -> None:
+    fault_server.state.reset(truncate_to=64)  # the same report that warns for Ollama
     generator = jib.get_generator(f"openai/stub,api_base={fault_server.url},api_key=sk-test")
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", jib.GeneratorWarning)
-        # The fault server counts words too, so this checks the prefix rule, not the numbers.
         chat = await generator.chat(LONG_PROMPT).run()
 
     assert not chat.failed
+    assert chat.usage is not None and chat.usage.input_tokens == 64
+    # Those numbers alone would warn: what keeps quiet is the provider, not the counts.
+    with pytest.warns(jib.GeneratorWarning, match="Input messages may have been truncated"):
+        warn_if_truncated("ollama_chat/stub", [LONG_PROMPT], chat.usage)

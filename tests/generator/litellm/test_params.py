@@ -45,6 +45,7 @@ async def test_every_param_and_extra_reaches_an_openai_compatible_server(
     assert body["frequency_penalty"] == 0.2
     assert body["repetition_penalty"] == 1.1  # not an OpenAI param: passed on as it is
     assert body["logit_bias"] == {"42": -100}
+    assert "drop_params" not in body  # LiteLLM's own argument, not the server's
 
 
 async def test_text_completion_sends_prompt_and_params(fault_server: RunningFaultServer) -> None:
@@ -99,9 +100,14 @@ async def test_drop_params_can_be_turned_off_per_call(ollama: RunningOllama) -> 
 
 @pytest.mark.parametrize("prefix", ["ollama_chat", "ollama"])
 async def test_api_key_and_api_base_go_to_ollama(ollama: RunningOllama, prefix: str) -> None:
-    generator = jib.get_generator(f"{prefix}/tiny,api_base={ollama.url}")
+    generator = jib.get_generator(f"{prefix}/tiny,api_base={ollama.url},api_key=sk-ollama-key")
 
     chat = await generator.chat("hello").run()
 
     assert not chat.failed
-    assert any(path.startswith("/api/") for path in ollama.state.paths)
+    generation = [
+        headers
+        for path, headers in zip(ollama.state.paths, ollama.state.headers, strict=True)
+        if path in ("/api/chat", "/api/generate")
+    ]
+    assert [headers.get("authorization") for headers in generation] == ["Bearer sk-ollama-key"]

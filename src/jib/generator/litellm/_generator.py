@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 from pydantic import Field, PrivateAttr
 
 from jib._concurrency import RequestLimiter
-from jib.errors import InvalidGeneratorError
 from jib.generator.base import Generator
 from jib.generator.litellm._errors import map_litellm_error
 from jib.generator.litellm._runtime import (
@@ -97,35 +96,48 @@ class LiteLLMGenerator(Generator):
         arguments.update(params.to_dict())
         return arguments
 
-    async def _request(self, function: Callable[..., Awaitable[Any]], **arguments: Any) -> Any:
-        """One LiteLLM call in a limiter slot, its failure turned into a jib error."""
+    async def _request(
+        self,
+        function: Callable[..., Awaitable[Any]],
+        read: Callable[[Any], ResultT],
+        **arguments: Any,
+    ) -> ResultT:
+        """One LiteLLM call in a limiter slot, its response `read`; a failure becomes a jib error.
+
+        Mapping here, inside the `wrap()`ped call, lets a retry wrapper match jib's errors.
+        """
         async with self._request_limiter().slot():
             try:
-                return await function(**arguments)
+                return read(await function(**arguments))
             except Exception as exc:
                 secrets = [arguments.get("api_key") or ""]
-                raise map_litellm_error(exc, provider=self.model, secrets=secrets) from exc
+                error = map_litellm_error(exc, provider=self.model, secrets=secrets)
+                if error is exc:
+                    raise
+                raise error from exc
 
     async def _chat_one(
         self, messages: Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
         litellm = import_litellm()
-        response = await self._request(
+        generated = await self._request(
             litellm.acompletion,
+            to_generated_message,
             messages=[message.to_dict() for message in messages],
             **self._request_arguments(params),
         )
-        generated = to_generated_message(response)
         fix_ollama_stop_reason(self.model, generated, params.max_tokens)
         warn_if_truncated(self.model, (m.content for m in messages), generated.usage)
         return generated
 
     async def _text_one(self, text: str, params: GenerateParams) -> GeneratedText:
         litellm = import_litellm()
-        response = await self._request(
-            litellm.atext_completion, prompt=text, **self._request_arguments(params)
+        generated = await self._request(
+            litellm.atext_completion,
+            to_generated_text,
+            prompt=text,
+            **self._request_arguments(params),
         )
-        generated = to_generated_text(response)
         fix_ollama_stop_reason(self.model, generated, params.max_tokens)
         warn_if_truncated(self.model, [text], generated.usage)
         return generated
@@ -136,29 +148,21 @@ class LiteLLMGenerator(Generator):
         inputs: Sequence[Any],
         params: Sequence[GenerateParams],
     ) -> list[ResultT | BaseException]:
+        """Run `one` (wrapped) on every item concurrently; each failure is that item's result.
+
+        Provider failures are already jib errors; anything else (a wrapper's own exception, a
+        bug) is left as it is, for the pipeline's `catch()` to judge. Cancellation propagates.
+        """
         import_litellm()  # a missing package fails the whole batch, once, with what to install
         call = self.wrapped(one)
         results = await asyncio.gather(
             *(call(item, item_params) for item, item_params in zip(inputs, params, strict=True)),
             return_exceptions=True,
         )
-        return [self._normalized(result) for result in results]
-
-    def _normalized(self, result: ResultT | BaseException) -> ResultT | BaseException:
-        if isinstance(result, Exception):
-            mapped = map_litellm_error(
-                result, provider=self.model, secrets=[self._api_key_or_empty()]
-            )
-            if mapped is not result:
-                mapped.__cause__ = result
-            return mapped
-        return result
-
-    def _api_key_or_empty(self) -> str:
-        try:
-            return self.get_api_key() or ""
-        except InvalidGeneratorError:  # an unset env: reference; that error is reported already
-            return ""
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result
+        return results
 
     async def generate_messages(
         self, messages: Sequence[Sequence[Message]], params: Sequence[GenerateParams]
