@@ -38,6 +38,23 @@ class RequestLimiter:
         self.min_delay_ms = min_delay_ms
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
 
+    @classmethod
+    def matching(
+        cls, current: RequestLimiter | None, max_connections: int, min_delay_ms: float
+    ) -> RequestLimiter:
+        """`current` if it has these settings, else a new limiter with them.
+
+        Generators keep one limiter (shared by their `wrap()` copies) and call this on each
+        request, so a changed `max_connections` takes effect at once.
+        """
+        if (
+            current is not None
+            and current.max_connections == max_connections
+            and current.min_delay_ms == min_delay_ms
+        ):
+            return current
+        return cls(max_connections, min_delay_ms)
+
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)

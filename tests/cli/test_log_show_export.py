@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from jib import Chat
+from jib import Chat, Message
+from jib.storage import open_store
 from tests.cli.conftest import (
     EXAMPLE_PROMPTS,
     JibRunner,
     assert_one_clean_error_line,
     isolated_env,
+    jib_command,
     make_runner,
 )
 
@@ -43,6 +46,17 @@ def test_log_shows_recent_chats_as_a_table(filled: JibRunner) -> None:
     assert lines[0].split()[:3] == ["id", "time", "(UTC)"]
     assert len(lines) == 4
     assert all("always_fail!down" in line and "failed" in line for line in lines[1:])
+
+
+def test_log_on_a_narrow_terminal_keeps_status_prompt_and_answer(filled: JibRunner) -> None:
+    result = filled("log", "-n", "2", env_update={"COLUMNS": "80"})
+
+    assert result.code == 0
+    lines = result.stdout.rstrip("\n").splitlines()
+    assert lines[0].split() == ["id", "generator", "status", "prompt", "answer"]
+    assert all(len(line) <= 80 for line in lines)
+    assert all("always_fail!down" in line and "failed  " in line for line in lines[1:])
+    assert all("ServerError" in line for line in lines[1:])
 
 
 def test_log_json_parses_back_newest_first(filled: JibRunner, prompts_file: Path) -> None:
@@ -139,3 +153,25 @@ def test_export_into_a_folder_is_one_line(filled: JibRunner, tmp_path: Path) -> 
 
     assert_one_clean_error_line(result, "Is a directory")
     assert result.code == 1
+
+
+def test_export_into_a_closed_pipe_stops_quietly(jib_env: dict[str, str], tmp_path: Path) -> None:
+    store_path = tmp_path / "big.db"
+    with open_store(store_path) as store:
+        store.save(Chat(messages=[Message("user", f"{i} " + "x" * 1000)]) for i in range(300))
+    # `jib export | head -c 100`: the reader goes away long before the ~300 KB are written.
+    process = subprocess.Popen(
+        [*jib_command(), "export", "--store", str(store_path)],
+        env=jib_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert len(process.stdout.read(100)) == 100
+    process.stdout.close()
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=60)
+
+    assert process.returncode == 1
+    assert "Traceback" not in stderr
+    assert "error:" not in stderr

@@ -11,8 +11,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
 from jib.storage import open_store
-from tests.cli.conftest import JibRunner, jib_command
+from tests.cli.conftest import JibRunner, Result, assert_one_clean_error_line, jib_command
 
 
 def stored_rows(database: Path) -> int:
@@ -25,14 +29,40 @@ def stored_rows(database: Path) -> int:
         return 0
 
 
+def postgres_rows(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text("SELECT count(*) FROM jib_records")).scalar_one())
+    except SQLAlchemyError:  # the tables are not created yet
+        return 0
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sigkill_mid_run_leaves_whole_chats_and_resume_finishes_without_duplicates(
-    jib: JibRunner, jib_env: dict[str, str], tmp_path: Path, default_store: Path
+    jib: JibRunner,
+    jib_env: dict[str, str],
+    tmp_path: Path,
+    default_store: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     total = 3000
     prompts = tmp_path / "many.txt"
     prompts.write_text("".join(f"prompt number {i}\n" for i in range(total)))
     # One worker, chunks of 4: each chunk is stored in one transaction.
     args = ["run", "echo!demo", "-f", str(prompts), "-r", "crash", "-c", "4", "--batch-size", "4"]
+    if backend == "postgresql":
+        url = str(request.getfixturevalue("postgres_store"))
+        args += ["--store", url]
+    else:
+        url = str(default_store)
+
+    def stored() -> int:
+        return postgres_rows(url) if backend == "postgresql" else stored_rows(default_store)
+
     process = subprocess.Popen(
         [*jib_command(), *args, "--no-progress"],
         env=jib_env,
@@ -42,7 +72,7 @@ def test_sigkill_mid_run_leaves_whole_chats_and_resume_finishes_without_duplicat
     )
     try:
         deadline = time.monotonic() + 60
-        while stored_rows(default_store) < 200 and time.monotonic() < deadline:
+        while stored() < 200 and time.monotonic() < deadline:
             assert process.poll() is None, "the run ended before it could be killed"
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
@@ -53,7 +83,7 @@ def test_sigkill_mid_run_leaves_whole_chats_and_resume_finishes_without_duplicat
             process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL
 
-    with open_store(default_store) as store:
+    with open_store(url) as store:
         survivors = store.query(run="crash")
     assert 200 <= len(survivors) < total
     assert len(survivors) % 4 == 0  # no half-stored chunk
@@ -66,10 +96,65 @@ def test_sigkill_mid_run_leaves_whole_chats_and_resume_finishes_without_duplicat
 
     assert result.code == 0, result.stderr
     assert f"{len(survivors)} already stored, skipped" in result.stderr
-    with open_store(default_store) as store:
+    with open_store(url) as store:
         contents = [d["messages"][-1]["content"] for d in store.iter_dicts(run="crash")]
     assert len(contents) == total
     assert set(contents) == {f"prompt number {i}" for i in range(total)}
+
+
+def test_a_store_failing_mid_run_stops_it_with_one_line_and_resume_finishes(
+    jib: JibRunner, jib_env: dict[str, str], tmp_path: Path, postgres_store: str
+) -> None:
+    total = 1000
+    prompts = tmp_path / "many.txt"
+    prompts.write_text("".join(f"prompt {i}\n" for i in range(total)))
+    args = ["run", "echo!demo", "-f", str(prompts), "-r", "broken", "--store", postgres_store]
+    process = subprocess.Popen(
+        [*jib_command(), *args, "-c", "1", "--no-progress"],
+        env=jib_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    engine = create_engine(postgres_store)
+    try:
+        deadline = time.monotonic() + 60
+        while postgres_rows(postgres_store) < 20 and time.monotonic() < deadline:
+            assert process.poll() is None, "the run ended before the store could fail"
+            time.sleep(0.02)
+        # From now on every insert fails, as on a full disk or a revoked grant; reads still work.
+        with engine.begin() as connection:
+            connection.execute(
+                text("ALTER TABLE jib_records ADD CONSTRAINT jib_test_full CHECK (false) NOT VALID")
+            )
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+    result = Result(process.returncode, stdout, stderr)
+    stored = postgres_rows(postgres_store)
+    assert_one_clean_error_line(
+        result,
+        "error: cannot write to the store",
+        "jib_test_full",  # the database's own reason
+        f"{stored} chats of run broken are stored; finish with --run broken --resume",
+    )
+    assert result.code == 1
+    assert 20 <= stored < total
+
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE jib_records DROP CONSTRAINT jib_test_full"))
+    engine.dispose()
+    resumed = jib(*args, "--resume", "--no-progress")
+
+    assert resumed.code == 0, resumed.stderr
+    assert f"{stored} already stored, skipped" in resumed.stderr
+    with open_store(postgres_store) as store:
+        contents = [d["messages"][-1]["content"] for d in store.iter_dicts(run="broken")]
+    assert sorted(contents) == sorted(f"prompt {i}" for i in range(total))
 
 
 def test_ctrl_c_stops_the_run_keeping_whole_chats_and_says_how_to_resume(

@@ -33,6 +33,7 @@ def test_run_against_a_server_bounds_concurrency_and_never_stores_the_key(
         chats = store.query(run="srv", rebuild_generator=False)
     assert sorted(c.content for c in chats if not c.failed) == [f"prompt {i}" for i in range(6)]
     assert SECRET not in result.stdout + result.stderr
+    assert "Give Feedback" not in result.stdout
     raw = b"".join(p.read_bytes() for p in default_store.parent.iterdir())
     assert b"prompt 5" in raw
     assert SECRET.encode() not in raw
@@ -53,13 +54,20 @@ def test_chat_against_a_server(
     assert chat.generator_id == identifier
 
 
-def test_chat_with_an_unreachable_server_is_one_line(jib: JibRunner, default_store: Path) -> None:
+def test_chat_with_an_unreachable_server_is_one_line_and_json_stays_valid(
+    jib: JibRunner, default_store: Path
+) -> None:
     identifier = f"openai/test-model,api_base=http://127.0.0.1:{free_port()}/v1,api_key={SECRET}"
 
-    result = jib("chat", identifier, "hello", "-p", "timeout=10")
+    result = jib("chat", identifier, "hello", "-p", "timeout=10", "--json")
 
     assert_one_clean_error_line(result, "ProviderConnectionError")
     assert result.code == 1
+    # LiteLLM prints a "Give Feedback / Get Help" banner to stdout on errors; the CLI turns it
+    # off, so stdout stays one JSON document.
+    record = result.json()
+    assert record["failed"] is True
+    assert record["error"]["type"] == "ProviderConnectionError"
     assert SECRET not in result.stdout + result.stderr
     with open_store(default_store) as store:
         assert store.count(failed=True) == 1

@@ -150,3 +150,21 @@ def test_sqlite_store_uses_wal_so_readers_do_not_block_the_writer(tmp_path: Path
         with engine.connect() as connection:
             assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         engine.dispose()
+
+
+def test_every_older_schema_version_has_a_migration() -> None:
+    from jib.storage._schema import MIGRATIONS
+
+    # Bumping SCHEMA_VERSION without a migration for existing databases fails here.
+    assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION))
+
+
+def test_a_store_at_a_version_with_no_migration_is_refused(store_url: str) -> None:
+    open_store(store_url).close()
+    engine = create_engine(to_database_url(store_url))
+    with engine.begin() as connection:
+        connection.execute(update(schema_version).values(version=0))
+    engine.dispose()
+
+    with pytest.raises(StoreError, match="schema version 0 and this jib has no migration from it"):
+        open_store(store_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from jib import AuthenticationError, Chat, Message
@@ -52,3 +53,17 @@ def test_env_reference_is_kept_so_the_key_comes_from_the_environment(store: Chat
     store.save(chat)
 
     assert store.get(chat.id).generator_id == "echo!demo,api_key=env:MY_KEY"
+
+
+def test_a_key_taken_from_the_environment_is_masked_in_stored_errors(
+    store: ChatStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JIB_TEST_STORE_KEY", SECRET)
+    generator = EchoGenerator(model="demo", api_key="env:JIB_TEST_STORE_KEY")
+    echoed = AuthenticationError(f"bad key {SECRET}", status_code=401, provider="test")
+    chat = Chat(generator=generator, messages=[Message("user", "x")], failed=True, error=echoed)
+    store.save(chat)
+
+    raw = database_bytes(store)
+    assert b"bad key ***" in raw
+    assert SECRET.encode() not in raw

@@ -14,6 +14,7 @@ from jib.cli.export import export_command
 from jib.cli.ident import id_command
 from jib.cli.log import log_command, show_command
 from jib.cli.run import run_command
+from jib.cli.spec import render_command
 
 __all__ = ["app", "main"]
 
@@ -39,16 +40,8 @@ spec_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
+spec_app.command("render")(render_command)
 app.add_typer(spec_app, name="spec")
-
-
-def _register_spec_commands() -> None:
-    from jib.cli.spec import render_command
-
-    spec_app.command("render")(render_command)
-
-
-_register_spec_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

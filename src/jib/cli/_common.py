@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
 from jib._values import decode_value, field_kind
-from jib.errors import InvalidGeneratorError, JibError
+from jib.errors import InvalidGeneratorError, JibError, MissingDependencyError
 from jib.generator.base import Generator
 from jib.identifiers import get_generator
 from jib.params import GenerateParams
@@ -37,6 +36,7 @@ __all__ = [
     "open_cli_store",
     "out_console",
     "parse_params",
+    "quiet_litellm",
     "resolve_generators",
 ]
 
@@ -150,6 +150,8 @@ def handle_errors() -> Iterator[None]:
         report(exc, EXIT_USAGE)
     except (StoreError, JibError) as exc:
         report(exc, EXIT_FAILED)
+    except BrokenPipeError:  # `jib … | head`: click exits quietly, as other tools do
+        raise
     except OSError as exc:  # files: a folder given as --output, no permission, disk full
         report(exc, EXIT_FAILED)
     except KeyboardInterrupt:
@@ -185,7 +187,27 @@ def resolve_generators(
     if not chosen:
         typer.echo(f"error: {no_generator_message(command)}", err=True)
         raise typer.Exit(EXIT_USAGE)
-    return [get_generator(identifier, params=params) for identifier in chosen]
+    generators = [get_generator(identifier, params=params) for identifier in chosen]
+    quiet_litellm(generators)
+    return generators
+
+
+def quiet_litellm(generators: Sequence[Generator]) -> None:
+    """Stop LiteLLM printing its "Give Feedback / Get Help" banner to stdout on errors.
+
+    The banner would break `--json` output and tables. Only done when a LiteLLM generator is
+    about to run (importing litellm takes a while), and only by the CLI: a library user keeps
+    LiteLLM's own settings.
+    """
+    if not any(type(g).__module__.startswith("jib.generator.litellm") for g in generators):
+        return
+    from jib.generator.litellm._runtime import import_litellm
+
+    try:
+        litellm: Any = import_litellm()  # offline-safe: no price-map download
+    except MissingDependencyError:  # the generator reports the missing extra when it runs
+        return
+    litellm.suppress_debug_info = True
 
 
 def parse_params(items: Sequence[str] | None) -> GenerateParams:
@@ -219,8 +241,3 @@ def open_cli_store(location: str | None) -> ChatStore:
     from jib.storage import open_store
 
     return open_store(location)
-
-
-def stdout_is_terminal() -> bool:
-    """True when stdout is an interactive terminal."""
-    return sys.stdout.isatty()

@@ -42,6 +42,61 @@ def _when(data: dict[str, Any]) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
+_GAP = 2  # spaces between columns
+_PREVIEW_MIN = 12
+_OPTIONAL = ("tokens", "run", "time (UTC)")
+"""Columns left out, in this order, when the terminal is too narrow for every column."""
+
+
+def _log_cells(data: dict[str, Any]) -> dict[str, Text]:
+    prompt, answer = _prompt_and_answer(data)
+    if data["failed"] and data["error"]:
+        answer = f"{data['error']['type']}: {data['error']['message']}"
+    status = (
+        Text("failed", style="red") if data["failed"] else Text(data["stop_reason"], style="green")
+    )
+    usage = data["usage"] or {}
+    return {
+        "id": Text(data["id"][:12]),
+        "time (UTC)": Text(_when(data)),
+        "run": Text(_preview(data["run"] or "–", 24)),
+        "generator": Text(_preview(data["generator_id"] or "–", 40)),
+        "status": status,
+        "tokens": Text(str(usage.get("total_tokens", "–")), justify="right"),
+        "prompt": Text(_preview(prompt)),
+        "answer": Text(_preview(answer)),
+    }
+
+
+def _log_table(records: list[dict[str, Any]], width: int) -> Table:
+    """Recent records as a table at most `width` wide.
+
+    Every column is shown whole except the prompt and answer previews, which share what is left;
+    on a narrow terminal the `_OPTIONAL` columns are left out first.
+    """
+    rows = [_log_cells(data) for data in records]
+    names = list(rows[0])
+    widths = {name: max(len(name), *(row[name].cell_len for row in rows)) for name in names}
+    fixed = [name for name in names if name not in ("prompt", "answer")]
+
+    def spare() -> int:
+        return width - sum(widths[name] for name in fixed) - _GAP * (len(fixed) + 1)
+
+    for name in _OPTIONAL:
+        if spare() >= 2 * _PREVIEW_MIN:
+            break
+        fixed.remove(name)
+    preview = max(_PREVIEW_MIN, spare() // 2)
+    shown = [name for name in names if name in fixed or name in ("prompt", "answer")]
+    table = Table(box=None, pad_edge=False, padding=(0, _GAP // 2))
+    for name in shown:
+        column_width = min(preview, widths[name]) if name in ("prompt", "answer") else widths[name]
+        table.add_column(name, width=column_width, no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        table.add_row(*(row[name] for name in shown))
+    return table
+
+
 def log_command(
     number: Annotated[
         int, typer.Option("-n", "--number", min=1, metavar="N", help="How many to show.")
@@ -92,36 +147,7 @@ def log_command(
                 )
             out_console.print(message, markup=False)
             return
-        table = Table(box=None, pad_edge=False)
-        table.add_column("id", no_wrap=True, min_width=12)
-        table.add_column("time (UTC)", no_wrap=True, min_width=16)
-        table.add_column("run", no_wrap=True, min_width=3, max_width=24, overflow="ellipsis")
-        table.add_column("generator", no_wrap=True, min_width=9, max_width=40, overflow="ellipsis")
-        table.add_column("status", no_wrap=True, min_width=6)
-        table.add_column("tokens", no_wrap=True, min_width=6, justify="right")
-        table.add_column("prompt", ratio=1, min_width=8, no_wrap=True, overflow="ellipsis")
-        table.add_column("answer", ratio=1, min_width=8, no_wrap=True, overflow="ellipsis")
-        for data in records:
-            prompt, answer = _prompt_and_answer(data)
-            status = (
-                Text("failed", style="red")
-                if data["failed"]
-                else Text(data["stop_reason"], style="green")
-            )
-            usage = data["usage"] or {}
-            if data["failed"] and data["error"]:
-                answer = f"{data['error']['type']}: {data['error']['message']}"
-            table.add_row(
-                data["id"][:12],
-                _when(data),
-                Text(data["run"] or "–"),
-                Text(data["generator_id"] or "–"),
-                status,
-                str(usage.get("total_tokens", "–")),
-                Text(_preview(prompt)),
-                Text(_preview(answer)),
-            )
-        out_console.print(table)
+        out_console.print(_log_table(records, out_console.width))
 
 
 def show_command(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from jib.cli._common import (
@@ -28,6 +29,9 @@ from jib.cli._common import (
 from jib.cli._progress import GeneratorStats, Reporter, RichReporter, TextReporter
 from jib.cli._prompts import PromptsFile
 from jib.messages import Message
+
+if TYPE_CHECKING:
+    from jib.storage import ChatStore
 
 __all__ = ["run_command"]
 
@@ -113,8 +117,9 @@ def run_command(
     """Run every prompt of a file against every generator, storing each chat as it finishes.
 
     A live progress bar shows rate and ETA; failed chats are stored as failures and the run goes
-    on; a summary table follows. Exit status: 0 when every chat succeeded, 1 when some failed,
-    2 on bad input, 130 when interrupted (finish with --resume).
+    on; a summary table follows. Exit status: 0 when every chat succeeded, 1 when some failed
+    or the store could not be written (finish with --resume), 2 on bad input, 130 when
+    interrupted (finish with --resume).
 
     \b
     Example (single-quote identifiers holding ! in bash/zsh):
@@ -131,6 +136,7 @@ def run_command(
         run_name = run or _default_run_name()
 
         from jib.cli._runner import execute, plan_run
+        from jib.storage import StoreError
 
         with open_cli_store(store) as chat_store:
             keys = chat_store.stored_keys(run_name) if resume else None
@@ -144,8 +150,8 @@ def run_command(
             )
             total = sum(s.total for s in plan.stats)
             err_console.print(
-                f"run [bold]{run_name}[/]: {prompts_file.count} prompts × "
-                f"{len(generators)} generator(s) → {chat_store.url}",
+                f"run [bold]{escape(run_name)}[/]: {prompts_file.count} prompts × "
+                f"{len(generators)} generator(s) → {escape(chat_store.url)}",
                 highlight=False,
             )
             use_bars = progress if progress is not None else err_console.is_terminal
@@ -164,14 +170,14 @@ def run_command(
                         )
                     )
             except KeyboardInterrupt:
-                stored = chat_store.count(run=run_name)
                 err_console.print(
-                    f"interrupted: {stored} chats of run {run_name} are stored; finish with "
-                    f"--run {run_name} --resume",
+                    f"interrupted: {_resume_hint(chat_store, run_name)}",
                     markup=False,
                     soft_wrap=True,
                 )
                 raise typer.Exit(EXIT_INTERRUPTED) from None
+            except StoreError as exc:  # storing a chunk failed: stop, say what is kept
+                fail(f"{exc}; {_resume_hint(chat_store, run_name)}", EXIT_FAILED)
         _print_summary(plan.stats, resumed=resume)
         _print_hints(run_name, [s.label for s in plan.stats], prompts)
         failed = sum(s.failed for s in plan.stats)
@@ -183,6 +189,17 @@ def run_command(
                 f"`jib log --run {run_name} --failed`",
                 EXIT_FAILED,
             )
+
+
+def _resume_hint(chat_store: ChatStore, run_name: str) -> str:
+    """What is stored of the run, and the command that finishes it."""
+    from jib.storage import StoreError
+
+    try:
+        stored = f"{chat_store.count(run=run_name)} chats of run {run_name} are stored"
+    except StoreError:  # the store itself is what failed
+        stored = f"the chats of run {run_name} stored so far are kept"
+    return f"{stored}; finish with --run {run_name} --resume"
 
 
 def _print_summary(stats: list[GeneratorStats], *, resumed: bool) -> None:

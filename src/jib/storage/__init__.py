@@ -23,10 +23,10 @@ from jib.storage._location import (
     default_store_url,
     to_database_url,
 )
-from jib.storage._query import Filter
+from jib.storage._query import Filter, FilterArgs
 from jib.storage._rows import Record, input_key
 from jib.storage._schema import SCHEMA_VERSION
-from jib.storage.store import ChatStore, FilterArgs, open_store
+from jib.storage.store import ChatStore, open_store
 
 __all__ = [
     "FLAT_COLUMNS",

@@ -1,16 +1,22 @@
-"""Record filters: what `ChatStore.query`, `count`, `export_*` and `jib log` select by."""
+"""Reading queries: record filters (what `ChatStore.query`, `count`, `export_*` and `jib log`
+select by), lookup by id or id prefix, and per-run summaries."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, exists, select
+from sqlalchemy import ColumnElement, Connection, Integer, Select, and_, cast, exists, func, select
+from typing_extensions import TypedDict
 
+from jib.storage._errors import RecordNotFoundError
 from jib.storage._schema import records, tags
 
-__all__ = ["Filter", "Kind"]
+__all__ = ["Filter", "FilterArgs", "Kind", "find_row", "run_summaries"]
+
+_MIN_PREFIX = 4
+_HEX = frozenset("0123456789abcdef")
 
 Kind = Literal["chat", "completion"]
 
@@ -79,3 +85,81 @@ class Filter:
         if limit is not None:
             statement = statement.limit(limit)
         return statement
+
+
+class FilterArgs(TypedDict, total=False):
+    """Keyword filters accepted by `ChatStore.query`, `count` and the export methods.
+
+    See `jib.storage.Filter` for what each selects.
+    """
+
+    run: str | None
+    model: str | None
+    generator_id: str | None
+    tag: str | None
+    failed: bool | None
+    since: datetime | None
+    until: datetime | None
+    kind: Kind | None
+
+
+def find_row(connection: Connection, record_id: str) -> dict[str, Any]:
+    """The row of the record with this id, or with a unique id prefix of 4+ characters.
+
+    Raises:
+        RecordNotFoundError: no record (or more than one) matches.
+    """
+    wanted = record_id.strip().lower()
+    row = connection.execute(select(records).where(records.c.id == wanted)).mappings().first()
+    if row is not None:
+        return dict(row)
+    if len(wanted) >= _MIN_PREFIX and set(wanted) <= _HEX:
+        statement = select(records).where(records.c.id.startswith(wanted)).limit(2)
+        matches = connection.execute(statement).mappings().all()
+        if len(matches) == 1:
+            return dict(matches[0])
+        if len(matches) > 1:
+            raise RecordNotFoundError(
+                f"more than one stored record has an id starting with {record_id!r}; "
+                "give more characters"
+            )
+    raise RecordNotFoundError(f"no stored chat or completion has the id {record_id!r}")
+
+
+def run_summaries(connection: Connection) -> list[dict[str, Any]]:
+    """One summary per run, newest first: `run`, `records`, `failed`, `first`, `last`."""
+    c = records.c
+    statement = (
+        select(
+            c.run,
+            func.count().label("records"),
+            func.sum(cast(c.failed, Integer)).label("failed"),
+            func.min(c.timestamp).label("first"),
+            func.max(c.timestamp).label("last"),
+        )
+        .where(c.run.is_not(None))
+        .group_by(c.run)
+        .order_by(func.max(c.timestamp).desc())
+    )
+    return [
+        {
+            "run": row.run,
+            "records": int(row.records),
+            "failed": int(row.failed or 0),
+            "first": _as_utc(row.first),
+            "last": _as_utc(row.last),
+        }
+        for row in connection.execute(statement)
+    ]
+
+
+def _as_utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(moment, datetime):
+        return None
+    # SQLite aggregates lose the column type: the value comes back as naive UTC text.
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)

@@ -14,6 +14,7 @@ from typing import Any
 
 from jib._syntax import IdentifierSyntaxError, parse_identifier
 from jib.chat import Chat, Completion
+from jib.errors import InvalidGeneratorError
 from jib.registry import DEFAULT_PROVIDER
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "record_from_row",
     "record_to_row",
     "row_to_dict",
+    "rows_to_save",
     "tags_of",
 ]
 
@@ -60,11 +62,15 @@ def _provider_and_model(generator_id: str | None) -> tuple[str | None, str | Non
 
 
 def _secret_of(record: Record) -> str | None:
+    """The key the record's generator sends (an `env:NAME` key resolved), if it has one."""
     generator = record.generator
     if generator is None or generator.api_key is None:
         return None
-    secret = generator.api_key.get_secret_value()
-    return None if secret.startswith("env:") or len(secret) < 4 else secret
+    try:
+        secret = generator.get_api_key()
+    except InvalidGeneratorError:  # env:NAME of a variable that is not set: nothing to leak
+        return None
+    return secret if secret and len(secret) >= 4 else None
 
 
 def record_to_row(
@@ -114,6 +120,34 @@ def record_to_row(
         "record_version": data["schema_version"],
     }
     return row, tag_list
+
+
+def rows_to_save(
+    batch: Iterable[Any], *, run: str | None, tags: Sequence[str], stored_at: datetime
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """The rows and tags of the records in `batch`, by id (a later duplicate id wins).
+
+    Each record's run is `run`, else its `metadata["run"]` when that is a string.
+
+    Raises:
+        TypeError: an item is not a `Chat` or `Completion`.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    tag_rows: dict[str, list[str]] = {}
+    for record in batch:
+        if not isinstance(record, (Chat, Completion)):
+            raise TypeError(
+                f"a store saves Chat and Completion records, not {type(record).__name__}"
+            )
+        record_run = run
+        if record_run is None and isinstance(record.metadata.get("run"), str):
+            record_run = record.metadata["run"]
+        row, row_tags = record_to_row(
+            record, run=record_run, extra_tags=list(tags), stored_at=stored_at
+        )
+        rows[row["id"]] = row
+        tag_rows[row["id"]] = row_tags
+    return rows, tag_rows
 
 
 def row_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:

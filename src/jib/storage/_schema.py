@@ -8,10 +8,12 @@ One schema serves SQLite and PostgreSQL alike:
   columns for the rest (params, messages, metadata).
 - `jib_tags`: one row per (record, tag), so a tag query uses an index on every backend.
 
-Migration story: `SCHEMA_VERSION` is the version this code writes. Opening a store creates the
-tables in an empty database; a database at an older version is brought up to date by running
-`MIGRATIONS[v]` (v → v+1) for each step, each in the same transaction as the version bump, under a
-lock (SQLite `BEGIN IMMEDIATE`, a PostgreSQL advisory lock) so two processes never migrate at once.
+Migration story (carried out by `jib.storage._migrate`): `SCHEMA_VERSION` is the version this
+code writes. Opening a store creates the tables in an empty database; a database at an older
+version is brought up to date by running `MIGRATIONS[v]` (v → v+1) for each step, all in the
+same transaction as the version bump, under a lock (SQLite `BEGIN IMMEDIATE`, a PostgreSQL
+advisory lock) so two processes never migrate at once. A version with no migration from it is
+refused with a `StoreError` (a test keeps `MIGRATIONS` complete).
 A database newer than this code is refused with a `StoreError` telling the user to upgrade jib.
 A schema change therefore ships as: new columns/tables in `tables`, `SCHEMA_VERSION` + 1, and a
 function in `MIGRATIONS` that changes an existing database the same way.

@@ -11,54 +11,27 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    Connection,
-    Integer,
-    cast,
-    delete,
-    func,
-    insert,
-    inspect,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
-from typing_extensions import TypedDict, Unpack
+from typing_extensions import Unpack
 
 from jib.chat import Chat, Completion
 from jib.storage import _export
 from jib.storage._engine import WRITE, create_store_engine, redacted_url
-from jib.storage._errors import RecordNotFoundError, StoreError
+from jib.storage._errors import StoreError
 from jib.storage._location import default_store_url, to_database_url
-from jib.storage._query import Filter, Kind
-from jib.storage._rows import Record, record_from_row, record_to_row, row_to_dict
-from jib.storage._schema import MIGRATIONS, SCHEMA_VERSION, metadata, records, schema_version
+from jib.storage._migrate import current_version, upgrade
+from jib.storage._query import Filter, FilterArgs, Kind, find_row, run_summaries
+from jib.storage._rows import Record, record_from_row, row_to_dict, rows_to_save
+from jib.storage._schema import SCHEMA_VERSION, records
 from jib.storage._schema import tags as tags_table
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["ChatStore", "FilterArgs", "open_store"]
+__all__ = ["ChatStore", "open_store"]
 
 _CHUNK = 500
-_PG_LOCK_KEY = 0x6A6962  # "jib": serializes schema creation/migration across processes
-
-
-class FilterArgs(TypedDict, total=False):
-    """Keyword filters accepted by `ChatStore.query`, `count` and the export methods.
-
-    See `jib.storage.Filter` for what each selects.
-    """
-
-    run: str | None
-    model: str | None
-    generator_id: str | None
-    tag: str | None
-    failed: bool | None
-    since: datetime | None
-    until: datetime | None
-    kind: Kind | None
 
 
 def open_store(url: str | Path | None = None) -> ChatStore:
@@ -70,7 +43,8 @@ def open_store(url: str | Path | None = None) -> ChatStore:
             folder (see `jib.storage.default_store_path`).
 
     Raises:
-        StoreError: the database cannot be reached, or its schema is newer than this jib.
+        StoreError: the database cannot be reached, or its schema is newer than this jib (or
+            at a version this jib has no migration from).
     """
     if url is None:
         return ChatStore(default_store_url())
@@ -163,40 +137,16 @@ class ChatStore:
 
     def _ensure_schema(self) -> None:
         with self._engine.connect() as connection:
-            if self._current_version(connection) == SCHEMA_VERSION:
+            if current_version(connection) == SCHEMA_VERSION:
                 return
         with self._write() as connection:
-            if self._backend == "postgresql":
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY}
-                )
-            version = self._current_version(connection)
-            if version is None:
-                metadata.create_all(connection)
-                connection.execute(insert(schema_version).values(version=SCHEMA_VERSION))
-                return
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"the store {self._url} has schema version {version}, newer than this jib "
-                    f"supports ({SCHEMA_VERSION}); upgrade jib to use it"
-                )
-            while version < SCHEMA_VERSION:
-                MIGRATIONS[version](connection)
-                version += 1
-            connection.execute(update(schema_version).values(version=version))
-
-    @staticmethod
-    def _current_version(connection: Connection) -> int | None:
-        if not inspect(connection).has_table(schema_version.name):
-            return None
-        version = connection.execute(select(schema_version.c.version)).scalar()
-        return None if version is None else int(version)
+            upgrade(connection, store=self._url)
 
     @property
     def schema_version(self) -> int:
         """The schema version of the database (see `jib.storage._schema` for migrations)."""
         with self._read() as connection:
-            return self._current_version(connection) or 0
+            return current_version(connection) or 0
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -219,22 +169,7 @@ class ChatStore:
         batch = [items] if isinstance(items, (Chat, Completion)) else list(items)
         if not batch:
             return 0
-        stored_at = _now()
-        rows: dict[str, dict[str, Any]] = {}
-        tag_rows: dict[str, list[str]] = {}
-        for record in batch:
-            if not isinstance(record, (Chat, Completion)):
-                raise TypeError(
-                    f"a store saves Chat and Completion records, not {type(record).__name__}"
-                )
-            record_run = run
-            if record_run is None and isinstance(record.metadata.get("run"), str):
-                record_run = record.metadata["run"]
-            row, row_tags = record_to_row(
-                record, run=record_run, extra_tags=list(tags), stored_at=stored_at
-            )
-            rows[row["id"]] = row
-            tag_rows[row["id"]] = row_tags
+        rows, tag_rows = rows_to_save(batch, run=run, tags=tags, stored_at=_now())
         ids = list(rows)
         with self._write() as connection:
             for start in range(0, len(ids), _CHUNK):
@@ -362,29 +297,8 @@ class ChatStore:
         return row_to_dict(self._get_row(record_id))
 
     def _get_row(self, record_id: str) -> dict[str, Any]:
-        wanted = record_id.strip().lower()
         with self._read() as connection:
-            row = (
-                connection.execute(select(records).where(records.c.id == wanted)).mappings().first()
-            )
-            if row is not None:
-                return dict(row)
-            if len(wanted) >= 4 and all(ch in "0123456789abcdef" for ch in wanted):
-                matches = (
-                    connection.execute(
-                        select(records).where(records.c.id.startswith(wanted)).limit(2)
-                    )
-                    .mappings()
-                    .all()
-                )
-                if len(matches) == 1:
-                    return dict(matches[0])
-                if len(matches) > 1:
-                    raise RecordNotFoundError(
-                        f"more than one stored record has an id starting with {record_id!r}; "
-                        "give more characters"
-                    )
-        raise RecordNotFoundError(f"no stored chat or completion has the id {record_id!r}")
+            return find_row(connection, record_id)
 
     def last(
         self, *, kind: Kind = "chat", failed: bool | None = False, rebuild_generator: bool = True
@@ -405,39 +319,22 @@ class ChatStore:
         `jib run --resume` skips that many occurrences of each prompt; the input hash is
         `jib.storage.input_key` of the messages (as dicts) or the text sent.
         """
-        statement = select(records.c.generator_id, records.c.input_key).where(records.c.run == run)
+        c = records.c
+        statement = (
+            select(c.generator_id, c.input_key, func.count())
+            .where(c.run == run)
+            .group_by(c.generator_id, c.input_key)
+        )
         counts: Counter[tuple[str | None, str]] = Counter()
         with self._read() as connection:
-            for generator_id, key in connection.execute(statement):
-                counts[(generator_id, key)] += 1
+            for generator_id, key, stored in connection.execute(statement):
+                counts[(generator_id, key)] = int(stored)
         return counts
 
     def runs(self) -> list[dict[str, Any]]:
         """One summary per run: `run`, `records`, `failed`, `first` and `last` timestamps."""
-        c = records.c
-        statement = (
-            select(
-                c.run,
-                func.count().label("records"),
-                func.sum(cast(c.failed, Integer)).label("failed"),
-                func.min(c.timestamp).label("first"),
-                func.max(c.timestamp).label("last"),
-            )
-            .where(c.run.is_not(None))
-            .group_by(c.run)
-            .order_by(func.max(c.timestamp).desc())
-        )
         with self._read() as connection:
-            return [
-                {
-                    "run": row.run,
-                    "records": int(row.records),
-                    "failed": int(row.failed or 0),
-                    "first": _as_utc(row.first),
-                    "last": _as_utc(row.last),
-                }
-                for row in connection.execute(statement)
-            ]
+            return run_summaries(connection)
 
     # -- exporting -----------------------------------------------------------------------------
 
@@ -458,15 +355,3 @@ class ChatStore:
     def to_dataframe(self, **filters: Unpack[FilterArgs]) -> pandas.DataFrame:
         """Matching records as a pandas DataFrame (needs `jib[pandas]`), one row per record."""
         return _export.to_dataframe(self.iter_dicts(**filters))
-
-
-def _as_utc(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    if not isinstance(moment, datetime):
-        return None
-    # SQLite aggregates lose the column type: the value comes back as naive UTC text.
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)

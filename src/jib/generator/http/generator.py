@@ -410,15 +410,10 @@ class HTTPGenerator(Generator):
         return clients
 
     def _request_limiter(self) -> RequestLimiter:
-        limiter = self._limiter
-        if (
-            limiter is None
-            or limiter.max_connections != self.max_connections
-            or limiter.min_delay_ms != self.min_delay_between_requests
-        ):
-            limiter = RequestLimiter(self.max_connections, self.min_delay_between_requests)
-            self._limiter = limiter
-        return limiter
+        self._limiter = RequestLimiter.matching(
+            self._limiter, self.max_connections, self.min_delay_between_requests
+        )
+        return self._limiter
 
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop (a new one opens on next use).

@@ -55,15 +55,10 @@ class LiteLLMGenerator(Generator):
         self._request_limiter()
 
     def _request_limiter(self) -> RequestLimiter:
-        limiter = self._limiter
-        if (
-            limiter is None
-            or limiter.max_connections != self.max_connections
-            or limiter.min_delay_ms != self.min_delay_between_requests
-        ):
-            limiter = RequestLimiter(self.max_connections, self.min_delay_between_requests)
-            self._limiter = limiter
-        return limiter
+        self._limiter = RequestLimiter.matching(
+            self._limiter, self.max_connections, self.min_delay_between_requests
+        )
+        return self._limiter
 
     def __getstate__(self) -> dict[Any, Any]:
         # The limiter holds per-event-loop state that cannot be pickled; a copy makes its own.
@@ -72,12 +67,6 @@ class LiteLLMGenerator(Generator):
         if private:
             state["__pydantic_private__"] = {**private, "_limiter": None}
         return state
-
-    def identifier_value(self, name: str, value: Any) -> str:
-        """Write whole-number delays without a fraction (`min_delay_between_requests=100`)."""
-        if name == "min_delay_between_requests" and float(value).is_integer():
-            return str(int(value))
-        return super().identifier_value(name, value)
 
     def load(self) -> LiteLLMGenerator:
         """Import LiteLLM now rather than at the first request."""
