@@ -117,6 +117,17 @@ def test_resume_skips_what_the_run_already_stored(
     assert contents.count("What does HTTP stand for?") == 2
 
 
+def test_resume_of_a_run_with_nothing_stored_says_so_and_runs_everything(
+    jib: JibRunner, prompts_file: Path, default_store: Path
+) -> None:
+    result = jib("run", "echo!demo", "-f", str(prompts_file), "-r", "typo", "--resume")
+
+    assert result.code == 0, result.stderr
+    assert "note: run typo has nothing stored" in result.stderr
+    with open_store(default_store) as store:
+        assert store.count(run="typo") == 8
+
+
 def test_resume_needs_a_run_name(jib: JibRunner, prompts_file: Path) -> None:
     result = jib("run", "echo!demo", "-f", str(prompts_file), "--resume")
 

@@ -48,7 +48,7 @@ def run_command(
         typer.Argument(
             metavar="ID",
             help="Generator identifiers, e.g. echo!demo or openai/gpt-4o-mini. "
-            "Default: --generator, else $JIB_GENERATOR.",
+            "Combined with any --generator; with neither, $JIB_GENERATOR.",
             show_default=False,
         ),
     ] = None,
@@ -140,6 +140,14 @@ def run_command(
 
         with open_cli_store(store) as chat_store:
             keys = chat_store.stored_keys(run_name) if resume else None
+            if resume and not keys:  # most often a mistyped run name
+                err_console.print(
+                    f"note: run {run_name} has nothing stored in {chat_store.url} yet, so every "
+                    "prompt runs (see the run names with `jib log`)",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
             plan = plan_run(
                 generators,
                 prompts_file,
