@@ -82,3 +82,30 @@ def test_chat_properties() -> None:
     assert json.loads(chat.to_json())["params"]["seed"] == 1
     with pytest.raises(ValueError, match="no messages"):
         _ = Chat().last
+
+
+def test_records_from_a_newer_jib_are_refused_clearly() -> None:
+    data = Chat(messages=[Message("user", "hi")]).to_dict()
+    data["schema_version"] = 99
+    with pytest.raises(ValidationError, match="schema_version 99, written by a newer jib"):
+        Chat.from_dict(data)
+    with pytest.raises(ValidationError, match="upgrade jib"):
+        Chat.from_json(json.dumps(data))
+
+
+def test_a_completion_is_not_loaded_as_a_chat_nor_the_reverse() -> None:
+    from jib import Completion
+
+    with pytest.raises(ValidationError, match="kind"):
+        Chat.from_dict(Completion(text="t").to_dict())
+    with pytest.raises(ValidationError, match="kind"):
+        Completion.from_dict(Chat().to_dict())
+
+
+def test_completion_has_the_chat_accessors() -> None:
+    from jib import Completion
+
+    completion = Completion(text="The sky is", generated=" blue")
+    assert completion.last == completion.content == " blue"
+    assert completion.conversation == completion.all == "The sky is blue"
+    assert Completion(text="only sent").last == "only sent"

@@ -63,3 +63,13 @@ def test_missing_dependency_error_names_the_extra() -> None:
     error = errors.MissingDependencyError("torch", "transformers", "TransformersGenerator")
     assert 'pip install "jib[transformers]"' in str(error)
     assert isinstance(error, ImportError)
+
+
+def test_missing_dependency_and_stored_errors_survive_pickling() -> None:
+    from jib import StoredError
+
+    error = errors.MissingDependencyError("torch", "transformers", "TransformersGenerator")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.package, copy.extra, str(copy)) == ("torch", "transformers", str(error))
+    stored = pickle.loads(pickle.dumps(StoredError("RateLimitError", "later")))
+    assert (stored.type_name, stored.message) == ("RateLimitError", "later")

@@ -20,6 +20,7 @@ from jib import (
     register_generator,
 )
 from jib.registry import _sources
+from jib.testing import EchoGenerator
 
 SECRET = "sk-very-secret-0123456789"
 
@@ -273,6 +274,8 @@ def test_unknown_key_error_suggests_the_close_one_and_lists_valid_keys() -> None
         f"nope!gpt-4o,api_key={SECRET}",
         f"a!b!c,api_key={SECRET}",
         f"custom!m,api_key={SECRET},custom_field=maybe",
+        f"gpt-4o,api_key=sk,{SECRET},seed=1",
+        f"gpt-4o,api_key=sk,{SECRET} tail=1",
     ],
 )
 def test_invalid_identifier_errors_never_print_the_api_key(identifier: str) -> None:
@@ -371,3 +374,155 @@ def test_register_generator_rejects_bad_names_and_sources() -> None:
 
 def test_registered_providers_lists_builtins() -> None:
     assert {"litellm", "http", "transformers", "vllm", "echo"} <= set(jib.registered_providers())
+
+
+# -- edge cases: whitespace, '%', secrets with grammar characters, optional fields ----------------
+
+
+def test_unescaped_whitespace_around_names_and_values_is_ignored() -> None:
+    generator = get_generator(" echo ! demo , temperature = 0.5 , stop = a ; b ")
+    assert generator.to_identifier() == "echo!demo,temperature=0.5,stop=a;b"
+    assert get_generator("fixed!x, text = hi ").text == "hi"  # type: ignore[attr-defined]
+
+
+def test_escaped_whitespace_is_kept() -> None:
+    generator = get_generator("fixed!x,text=%20hi%20")
+    assert generator.text == " hi "  # type: ignore[attr-defined]
+    assert generator.to_identifier() == "fixed!x,text=%20hi%20"
+
+
+def test_a_percent_not_starting_an_escape_is_literal() -> None:
+    generator = get_generator("fixed!x,text=100%")
+    assert generator.text == "100%"  # type: ignore[attr-defined]
+    assert generator.to_identifier() == "fixed!x,text=100%25"
+    assert get_generator("fixed!x,text=100%25").text == "100%"  # type: ignore[attr-defined]
+
+
+def test_api_key_holding_equals_signs_needs_no_escape() -> None:
+    assert get_generator("echo!demo,api_key=abc==").get_api_key() == "abc=="
+
+
+def test_api_key_holding_a_comma_is_written_escaped() -> None:
+    generator = get_generator("echo!demo,api_key=sk%2Cpart")
+    assert generator.get_api_key() == "sk,part"
+    assert "sk" not in generator.to_identifier()
+    written = generator.to_identifier(include_secrets=True)
+    assert written == "echo!demo,api_key=sk%2Cpart"
+    assert get_generator(written).get_api_key() == "sk,part"
+
+
+def test_unescaped_comma_in_api_key_is_an_error_that_hides_both_halves() -> None:
+    with pytest.raises(InvalidGeneratorError) as caught:
+        get_generator("echo!demo,api_key=firsthalf,secondhalf,temperature=0.5")
+    message = str(caught.value)
+    assert "firsthalf" not in message and "secondhalf" not in message
+    assert "the part after 'api_key'" in message
+    assert "%2C" in message
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=any_text.filter(lambda k: bool(k) and not k.startswith("env:")))
+def test_any_api_key_round_trips_when_secrets_are_asked_for(key: str) -> None:
+    generator = Custom(model="m", api_key=key)
+    rebuilt = get_generator(generator.to_identifier(include_secrets=True))
+    assert rebuilt.get_api_key() == key
+
+
+class WithOptional(Generator):
+    """A generator whose optional field has a default other than None."""
+
+    limit: int | None = 5
+    note: str | None = None
+
+
+def test_an_empty_value_unsets_an_optional_field_and_round_trips() -> None:
+    register_generator("optional", WithOptional)
+    try:
+        generator = get_generator("optional!m,limit=")
+        assert generator.limit is None  # type: ignore[attr-defined]
+        assert generator.to_identifier() == "optional!m,limit="
+        assert get_generator(generator.to_identifier()) == generator
+        assert get_generator("optional!m").limit == 5  # type: ignore[attr-defined]
+        assert get_generator("optional!m,note=").note is None  # type: ignore[attr-defined]
+    finally:
+        _sources.pop("optional", None)
+
+
+def test_an_empty_param_value_means_not_set() -> None:
+    generator = get_generator("echo!demo,temperature=,seed=3")
+    assert generator.params.temperature is None
+    assert generator.to_identifier() == "echo!demo,seed=3"
+
+
+def test_a_model_validator_error_does_not_chain_pydantic_input_holding_the_key() -> None:
+    from pydantic import model_validator
+
+    class Picky(Generator):
+        size: int = 1
+
+        @model_validator(mode="after")
+        def _check(self) -> Picky:
+            if self.size > 10:
+                raise ValueError("size must be at most 10")
+            return self
+
+    register_generator("picky", Picky)
+    try:
+        with pytest.raises(InvalidGeneratorError, match="size must be at most 10") as caught:
+            get_generator(f"picky!m,api_key={SECRET},size=11")
+        assert SECRET not in str(caught.value)
+        assert caught.value.__cause__ is None
+    finally:
+        _sources.pop("picky", None)
+
+
+def test_generators_compare_by_fields_not_runtime_state() -> None:
+    generator = Custom(model="foo", custom_field=True)
+    assert generator == Custom(model="foo", custom_field=True)
+    assert generator.wrap(lambda call: call) == generator
+    assert generator != Custom(model="foo", custom_field=True, api_key="other")
+    assert generator != Custom(model="bar", custom_field=True)
+    assert generator != EchoGenerator(model="foo")
+
+
+def test_registered_chat_only_generator_refuses_complete_naming_its_class() -> None:
+    generator = get_generator("custom!foo,custom_field=True")
+    with pytest.raises(NotImplementedError, match="Custom does not support text completion"):
+        generator.complete("hi")
+
+
+def test_register_generator_takes_the_spec_keyword() -> None:
+    register_generator("kw", cls_or_lazy_loader=Custom)
+    try:
+        assert type(get_generator("kw!x")) is Custom
+    finally:
+        _sources.pop("kw", None)
+
+
+def test_fields_excluded_from_serialization_stay_out_of_identifiers() -> None:
+    from collections.abc import Callable
+
+    from pydantic import Field
+
+    class WithHook(Generator):
+        hook: Callable[..., object] | None = Field(default=None, exclude=True)
+        size: int = 1
+
+    register_generator("hooked", WithHook)
+    try:
+        generator = WithHook(model="m", hook=print, size=2)
+        assert generator.to_identifier() == "hooked!m,size=2"
+    finally:
+        _sources.pop("hooked", None)
+
+
+def test_a_provider_registered_as_something_else_is_a_clear_error() -> None:
+    register_generator("notgen", lambda: int)  # type: ignore[arg-type,return-value]
+    try:
+        with pytest.raises(InvalidGeneratorError, match=r"'notgen' is registered as .*not a Gen"):
+            get_generator("notgen!x")
+    finally:
+        _sources.pop("notgen", None)
+        from jib.registry import _loaded
+
+        _loaded.pop("notgen", None)

@@ -41,3 +41,10 @@ def test_invalid_params_are_rejected(kwargs: dict[str, object]) -> None:
 
 def test_repr_shows_only_set_fields() -> None:
     assert repr(GenerateParams(seed=3)) == "GenerateParams(seed=3)"
+
+
+def test_merge_with_replaces_stop_lists_and_cannot_unset() -> None:
+    base = GenerateParams(stop=["a", "b"], temperature=0.5)
+    merged = base.merge_with(GenerateParams(stop=["c"]), GenerateParams(temperature=None))
+    assert merged.stop == ["c"]
+    assert merged.temperature == 0.5

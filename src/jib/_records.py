@@ -7,12 +7,15 @@ does not pay for building these models.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jib.messages import Role, StopReason
 from jib.params import GenerateParams
+
+SCHEMA_VERSION = 1
+"""Version of the JSON form of records; bump it (and teach loading the old form) on a change."""
 
 
 class MessageModel(BaseModel):
@@ -41,7 +44,7 @@ class ErrorModel(BaseModel):
 class RecordModel(BaseModel):
     """Fields common to chats and completions."""
 
-    schema_version: int = 1  # jib.chat.SCHEMA_VERSION
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
     id: str
     timestamp: datetime
     generator_id: str | None = None
@@ -53,11 +56,21 @@ class RecordModel(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, version: int) -> int:
+        if version > SCHEMA_VERSION:
+            raise ValueError(
+                f"this record has schema_version {version}, written by a newer jib; this jib "
+                f"reads up to {SCHEMA_VERSION}: upgrade jib to load it"
+            )
+        return version
+
 
 class ChatModel(RecordModel):
     """A stored chat."""
 
-    kind: str = "chat"
+    kind: Literal["chat"] = "chat"
     messages: list[MessageModel] = Field(default_factory=list)
     generated: list[MessageModel] = Field(default_factory=list)
 
@@ -65,6 +78,6 @@ class ChatModel(RecordModel):
 class CompletionModel(RecordModel):
     """A stored completion."""
 
-    kind: str = "completion"
+    kind: Literal["completion"] = "completion"
     text: str = ""
     generated: str = ""

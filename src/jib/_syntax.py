@@ -7,6 +7,11 @@ identifier for error messages.
 Escaping is percent-encoding (as in URLs) of the characters the grammar uses (`%` `,` `=` `!` `;`),
 whitespace and unprintable characters, so any string survives a round trip while ordinary
 identifiers stay readable: `stop=a%2Cb` is the one stop sequence `a,b`.
+
+Whitespace that is not escaped is not part of a name or value: `gpt-4o, temperature = 0.5` is
+`gpt-4o,temperature=0.5`. A value that must start or end with a space writes it as `%20`.
+A `%` not followed by two hex digits stays a literal `%`; write `%25` to be sure. Secrets follow
+the same rules: an api key holding `,` is written with `%2C` (an unescaped `,` ends the value).
 """
 
 from __future__ import annotations
@@ -106,35 +111,44 @@ def parse_identifier(identifier: str) -> ParsedIdentifier:
                 f"more than one '!' in {head!r} (second at position {second}); expected "
                 "'provider!model' — write a '!' inside a model name as %21"
             )
-        provider, model = pieces
+        provider, model = (piece.strip() for piece in pieces)
         if not _PROVIDER_RE.match(provider):
             raise IdentifierSyntaxError(
                 f"provider {provider!r} at position 0 is not a valid provider name; expected "
                 "letters, digits, '_', '.' or '-'"
             )
     else:
-        model = head
+        model = head.strip()
     if not model:
         raise IdentifierSyntaxError("the model name is empty; expected '[provider!]model'")
     kwargs: dict[str, str] = {}
     position = len(head) + 1
+    previous_key = ""
     for part in parts:
         if "=" not in part:
-            what = "an empty part (two commas in a row?)" if not part else repr(part)
+            if is_secret_key(previous_key):
+                # Most likely the rest of a key holding a ',': never echo it.
+                what = f"the part after {previous_key!r}"
+            else:
+                what = "an empty part (two commas in a row?)" if not part else repr(part)
             raise IdentifierSyntaxError(
                 f"{what} at position {position} is not 'key=value'; write a ',' inside a value "
-                "as %2C"
+                "(an api key too) as %2C"
             )
         key, value = part.split("=", 1)
         key = key.strip()
         if not _KEY_RE.match(key):
+            shown = (
+                f"the key after {previous_key!r}" if is_secret_key(previous_key) else f"key {key!r}"
+            )
             raise IdentifierSyntaxError(
-                f"key {key!r} at position {position} is not a valid name; expected letters, "
-                "digits and '_'"
+                f"{shown} at position {position} is not a valid name; expected letters, "
+                "digits and '_' (write a ',' inside a value as %2C)"
             )
         if key in kwargs:
             raise IdentifierSyntaxError(f"key {key!r} appears twice (again at position {position})")
-        kwargs[key] = value
+        kwargs[key] = value.strip()
+        previous_key = key
         position += len(part) + 1
     return ParsedIdentifier(provider=provider, model=unescape(model), kwargs=kwargs)
 
@@ -155,10 +169,16 @@ def redact_identifier(identifier: object) -> str:
         return f"<{type(identifier).__name__}>"
     head, *parts = identifier.split(",")
     redacted = [head]
+    in_secret = False
     for part in parts:
         key, sep, value = part.partition("=")
-        if sep and is_secret_key(key.strip()) and not value.startswith(ENV_REFERENCE_PREFIX):
-            redacted.append(f"{key}={REDACTED}")
-        else:
-            redacted.append(part)
+        if not sep or (in_secret and not _KEY_RE.match(key.strip())):
+            # A part that is not `key=value` right after a secret is most likely the rest of it.
+            if not in_secret:
+                redacted.append(part)
+            continue
+        in_secret = is_secret_key(key.strip()) and not value.strip().startswith(
+            ENV_REFERENCE_PREFIX
+        )
+        redacted.append(f"{key}={REDACTED}" if in_secret else part)
     return ",".join(redacted)

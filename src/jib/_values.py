@@ -8,6 +8,9 @@ Three kinds of field:
 - anything else (dicts, models, other lists): compact JSON, base64url-encoded so it needs no
   escaping. On reading, plain JSON text is accepted too, and any other string is handed to the
   field's own validator (an `HTTPSpec` accepts YAML, for example).
+
+An empty value (`key=`) of a field that accepts `None` means `None`: that is how an identifier
+unsets an optional field whose default is not `None`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "field_kind",
     "field_kinds",
     "from_base64",
+    "optional_fields",
 ]
 
 FieldKind = Literal["scalar", "list", "complex"]
@@ -63,6 +67,24 @@ def field_kind(annotation: Any) -> FieldKind:
 def field_kinds(model: type[BaseModel]) -> dict[str, FieldKind]:
     """The kind of every field of a pydantic model class (cached per class; do not mutate)."""
     return {name: field_kind(info.annotation) for name, info in model.model_fields.items()}
+
+
+@functools.lru_cache(maxsize=256)
+def optional_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of a pydantic model class whose type accepts `None` (cached per class)."""
+    return frozenset(
+        name for name, info in model.model_fields.items() if _accepts_none(info.annotation)
+    )
+
+
+def _accepts_none(annotation: Any) -> bool:
+    if get_origin(annotation) is Annotated:
+        return _accepts_none(get_args(annotation)[0])
+    if annotation is None or annotation is type(None) or annotation is Any:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_accepts_none(arg) for arg in get_args(annotation))
+    return False
 
 
 @functools.lru_cache(maxsize=512)
@@ -114,7 +136,7 @@ def decode_value(raw: str, kind: FieldKind) -> Any:
     if kind == "list":
         if raw == "":
             return []
-        return [unescape(item) for item in raw.split(";")]
+        return [unescape(item.strip()) for item in raw.split(";")]
     text = unescape(raw)
     if kind == "scalar":
         return text

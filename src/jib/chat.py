@@ -21,14 +21,11 @@ from jib.params import GenerateParams
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from jib._records import RecordModel
+    from jib._records import ChatModel, CompletionModel, RecordModel
     from jib.pipeline.chat import ChatPipeline
     from jib.pipeline.completion import CompletionPipeline
 
 __all__ = ["Chat", "Completion", "StoredError"]
-
-SCHEMA_VERSION = 1
-"""Version of the JSON form of records; bump it (and write a migration) when it changes."""
 
 
 def _records() -> ModuleType:
@@ -46,6 +43,9 @@ class StoredError(JibError):
         self.type_name = type_name
         self.message = message
         super().__init__(f"{type_name}: {message}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.type_name, self.message))
 
 
 def _now() -> datetime:
@@ -92,7 +92,7 @@ class _Record:
 
     def _common_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": _records().SCHEMA_VERSION,
             "id": self.id,
             "timestamp": self.timestamp.isoformat(),
             "generator_id": self.generator_id,
@@ -178,22 +178,26 @@ class Chat(_Record):
         """Load a chat from `to_dict` output, rebuilding its generator from the identifier.
 
         Raises:
-            pydantic.ValidationError: the data is not a chat.
+            pydantic.ValidationError: the data is not a chat, or was written by a newer jib
+                (its `schema_version` is above `jib._records.SCHEMA_VERSION`).
             InvalidGeneratorError: the generator cannot be rebuilt (pass
                 `rebuild_generator=False` to load the chat without it).
         """
-        record = _records().ChatModel.model_validate(data)
-        return cls(
-            messages=[Message(m.role, m.content) for m in record.messages],
-            generated=[Message(m.role, m.content) for m in record.generated],
-            **_common_fields(record, rebuild_generator),
-        )
+        return cls._from_record(_records().ChatModel.model_validate(data), rebuild_generator)
 
     @classmethod
     def from_json(cls, text: str | bytes, *, rebuild_generator: bool = True) -> Chat:
         """Load a chat from `to_json` output (see `from_dict`)."""
         record = _records().ChatModel.model_validate_json(text)
-        return cls.from_dict(record.model_dump(), rebuild_generator=rebuild_generator)
+        return cls._from_record(record, rebuild_generator)
+
+    @classmethod
+    def _from_record(cls, record: ChatModel, rebuild_generator: bool) -> Chat:
+        return cls(
+            messages=[Message(m.role, m.content) for m in record.messages],
+            generated=[Message(m.role, m.content) for m in record.generated],
+            **_common_fields(record, rebuild_generator),
+        )
 
     def __repr__(self) -> str:
         state = "failed" if self.failed else self.stop_reason
@@ -216,9 +220,19 @@ class Completion(_Record):
         return self.text + self.generated
 
     @property
+    def last(self) -> str:
+        """The last text: the generated one, or the sent text when nothing was generated."""
+        return self.generated or self.text
+
+    @property
     def content(self) -> str:
         """The generated text."""
         return self.generated
+
+    @property
+    def conversation(self) -> str:
+        """The whole text, sent then generated (the counterpart of `Chat.conversation`)."""
+        return self.all
 
     def continue_(self, text: str) -> CompletionPipeline:
         """A new pipeline completing this text, its completion, and `text`."""
@@ -254,17 +268,21 @@ class Completion(_Record):
     def from_dict(cls, data: dict[str, Any], *, rebuild_generator: bool = True) -> Completion:
         """Load a completion from `to_dict` output (see `Chat.from_dict`)."""
         record = _records().CompletionModel.model_validate(data)
-        return cls(
-            text=record.text,
-            generated=record.generated,
-            **_common_fields(record, rebuild_generator),
-        )
+        return cls._from_record(record, rebuild_generator)
 
     @classmethod
     def from_json(cls, text: str | bytes, *, rebuild_generator: bool = True) -> Completion:
         """Load a completion from `to_json` output."""
         record = _records().CompletionModel.model_validate_json(text)
-        return cls.from_dict(record.model_dump(), rebuild_generator=rebuild_generator)
+        return cls._from_record(record, rebuild_generator)
+
+    @classmethod
+    def _from_record(cls, record: CompletionModel, rebuild_generator: bool) -> Completion:
+        return cls(
+            text=record.text,
+            generated=record.generated,
+            **_common_fields(record, rebuild_generator),
+        )
 
     def __repr__(self) -> str:
         state = "failed" if self.failed else self.stop_reason

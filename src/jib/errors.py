@@ -10,7 +10,8 @@ The hierarchy answers "what can I do about it?":
 
       backoff.on_exception(backoff.expo, jib.errors.RETRYABLE_ERRORS, max_tries=5)
 
-No message ever holds a secret: callers pass messages through `jib.redact` helpers first.
+No message ever holds a secret: identifiers are redacted (`api_key=***`) and providers strip
+keys from the provider's own messages before raising.
 """
 
 from __future__ import annotations
@@ -52,10 +53,14 @@ class MissingDependencyError(JibError, ImportError):
     def __init__(self, package: str, extra: str, purpose: str) -> None:
         self.package = package
         self.extra = extra
+        self.purpose = purpose
         super().__init__(
             f"{purpose} needs the '{package}' package, which is not installed. "
             f'Install it with: pip install "jib[{extra}]"'
         )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.package, self.extra, self.purpose))
 
 
 class ProcessingError(JibError):

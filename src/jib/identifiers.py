@@ -4,6 +4,8 @@
 
 Keys are `api_key`, `api_base`-style generator attributes, or `GenerateParams` fields; values are
 checked against the field's type. See `jib._syntax` for escaping and `jib._values` for encoding.
+An empty value (`key=`) sets an optional field to `None`; for params that is the same as leaving
+the key out.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from jib._syntax import (
     redact_identifier,
     unescape,
 )
-from jib._values import decode_value, field_kinds
+from jib._values import decode_value, field_kinds, optional_fields
 from jib.errors import InvalidGeneratorError
 from jib.generator.base import Generator
 from jib.params import GenerateParams
@@ -49,10 +51,11 @@ def get_generator(identifier: str, *, params: GenerateParams | None = None) -> G
     except IdentifierSyntaxError as exc:
         raise _invalid(identifier, str(exc)) from None
 
-    cls = resolve_provider(parsed.provider or DEFAULT_PROVIDER)
+    provider = parsed.provider or DEFAULT_PROVIDER
+    cls = resolve_provider(provider)
     if not (isinstance(cls, type) and issubclass(cls, Generator)):
         raise InvalidGeneratorError(
-            f"provider {parsed.provider!r} is registered as {cls!r}, which is not a Generator"
+            f"provider {provider!r} is registered as {cls!r}, which is not a Generator"
         )
 
     param_kinds = field_kinds(GenerateParams)
@@ -68,10 +71,16 @@ def get_generator(identifier: str, *, params: GenerateParams | None = None) -> G
                     "first ',' and params are set one by one",
                 )
             if key in param_kinds:
-                param_values[key] = decode_value(raw, param_kinds[key])
+                unset = raw == "" and key in optional_fields(GenerateParams)
+                param_values[key] = None if unset else decode_value(raw, param_kinds[key])
             elif key in attribute_kinds:
                 kind = attribute_kinds[key]
-                attributes[key] = unescape(raw) if key == "api_key" else decode_value(raw, kind)
+                if raw == "" and key in optional_fields(cls):
+                    attributes[key] = None
+                elif key == "api_key":
+                    attributes[key] = unescape(raw)
+                else:
+                    attributes[key] = decode_value(raw, kind)
             else:
                 raise _invalid(
                     identifier, f"unknown key {key!r} for {cls.__name__}. {_suggest(key, cls)}"
@@ -87,7 +96,9 @@ def get_generator(identifier: str, *, params: GenerateParams | None = None) -> G
     try:
         return cls(model=parsed.model, params=merged, **attributes)
     except ValidationError as exc:
-        secret = any(is_secret_key(str(err["loc"][0])) for err in exc.errors() if err["loc"])
+        # pydantic's own message may quote the input (a model validator's input is every
+        # attribute), so it is only kept as the cause when no secret was given.
+        secret = any(is_secret_key(key) for key in attributes)
         error = _validation_error(identifier, exc, attributes)
         if secret:
             raise error from None

@@ -51,8 +51,9 @@ class GenerateParams(BaseModel):
     def merge_with(self, *others: GenerateParams | None) -> GenerateParams:
         """Return new params: `self` overridden by each of `others` in turn.
 
-        Later params win; fields they leave unset (`None`) do not override. `extra` dicts are
-        merged key by key the same way.
+        Later params win; fields they leave unset (`None`) do not override, so a merge can set
+        a field but never unset one. A later `stop` list replaces an earlier one (lists are not
+        concatenated). `extra` dicts are merged key by key, later keys winning.
         """
         merged = self.model_dump(exclude_none=True)
         extra = dict(self.extra)

@@ -47,16 +47,19 @@ _sources: dict[str, GeneratorSource] = {
 _loaded: dict[str, type[Generator]] = {}
 
 
-def register_generator(provider: str, source: GeneratorSource) -> None:
+def register_generator(provider: str, cls_or_lazy_loader: GeneratorSource) -> None:
     """Make `provider!model` identifiers build generators of the given class.
 
     Args:
         provider: the name used before `!` in identifiers.
-        source: the `Generator` subclass, a zero-argument function that imports and returns it,
-            or a `"package.module:ClassName"` string; the latter two are resolved at first use.
+        cls_or_lazy_loader: the `Generator` subclass, a zero-argument function that imports and
+            returns it, or a `"package.module:ClassName"` string; the latter two are resolved at
+            first use.
 
-    Registering a name again replaces the earlier registration.
+    Registering a name again replaces the earlier registration. The registry is process-wide
+    and not locked: register providers at start-up, not from several threads at once.
     """
+    source = cls_or_lazy_loader
     if not isinstance(provider, str) or not _NAME_RE.match(provider):
         raise InvalidGeneratorError(
             f"provider name {provider!r} is not valid; expected letters, digits, '_', '.' or '-'"

@@ -385,3 +385,103 @@ def test_request_limiter_forgets_closed_event_loops() -> None:
     for _ in range(3):
         asyncio.run(use())
     assert len(limiter._states) == 1
+
+
+# -- failure paths of callbacks, cancellation -----------------------------------------------------
+
+
+async def test_a_then_raising_an_uncaught_exception_cancels_the_others_and_propagates() -> None:
+    finished: list[str] = []
+    watched: list[list[Chat]] = []
+
+    async def callback(chat: Chat) -> None:
+        if chat.content == "bug":
+            raise KeyError("a bug in the callback")
+        await asyncio.sleep(0.05)
+        finished.append(chat.content)
+
+    pipeline = echo().chat().then(callback).watch(watched.append)
+    with pytest.raises(KeyError, match="a bug in the callback"):
+        await pipeline.run_batch(["slow 1", "bug", "slow 2"], on_failed="include")
+    await asyncio.sleep(0.1)
+    assert finished == []  # nothing kept running after the run failed
+    assert watched == []
+
+
+async def test_later_then_callbacks_skip_a_chat_that_failed_in_an_earlier_one() -> None:
+    seen: list[bool] = []
+
+    def fail_via_pipeline(chat: Chat) -> jib.ChatPipeline:
+        return AlwaysFailGenerator(model="x").chat("again")
+
+    def record(chat: Chat) -> None:
+        seen.append(chat.failed)
+
+    chat = await echo().chat("hi").then(fail_via_pipeline).then(record).run(on_failed="include")
+    assert chat.failed
+    assert seen == []
+
+
+async def test_a_watcher_that_raises_stops_the_run_and_later_watchers() -> None:
+    later: list[list[Chat]] = []
+
+    def broken(chats: list[Chat]) -> None:
+        raise OSError("store is down")
+
+    pipeline = echo().chat().watch(broken).watch(later.append)
+    with pytest.raises(OSError, match="store is down"):
+        await pipeline.run_batch(["a"], on_failed="include")
+    assert later == []
+
+
+async def test_a_cancelled_run_stops_its_items() -> None:
+    finished: list[str] = []
+
+    async def slow(messages: list[Message], params: GenerateParams) -> str:
+        await asyncio.sleep(0.2)
+        finished.append(messages[-1].content)
+        return "late"
+
+    generator = CallbackGenerator(model="cb", callback=slow)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(generator.chat().run_batch(["a", "b"]), timeout=0.02)
+    await asyncio.sleep(0.3)
+    assert finished == []
+    assert len(await generator.chat().run_batch(["c"])) == 1  # still usable afterwards
+
+
+async def test_run_over_parses_every_identifier_before_running_anything() -> None:
+    generator = echo()
+    with pytest.raises(jib.InvalidGeneratorError, match="unknown provider 'nope'"):
+        await generator.chat("hi").run_over(generator, "nope!x", on_failed="include")
+    assert generator.batch_sizes == []
+
+
+async def test_run_over_keeps_failures_per_generator_with_include() -> None:
+    chats = await echo().chat("hi").run_over("echo!a", "always_fail!b", on_failed="include")
+    assert [c.failed for c in chats] == [False, True]
+    assert [c.generator_id for c in chats] == ["echo!a", "always_fail!b"]
+
+
+async def test_changing_a_wrapped_copys_params_leaves_the_original_alone() -> None:
+    generator = EchoGenerator(model="e", params=GenerateParams(stop=["x"]))
+    pipeline = generator.chat("hi").wrap(lambda call: call)
+    pipeline.generator.params.temperature = 0.9
+    assert pipeline.generator.params.stop is not None
+    pipeline.generator.params.stop.append("y")
+    assert generator.params.temperature is None
+    assert generator.params.stop == ["x"]
+
+
+async def test_chats_of_one_run_do_not_share_their_message_lists() -> None:
+    pipeline = echo().chat("hi")
+    first, second = await pipeline.run_many(2)
+    first.messages.append(Message("user", "more"))
+    assert len(second.messages) == 1
+    assert len(pipeline.messages) == 1
+    assert len((await pipeline.run()).messages) == 1
+
+
+async def test_run_batch_refuses_a_single_string() -> None:
+    with pytest.raises(TypeError, match=r"pass \[text\] for one input"):
+        await echo().chat().run_batch("hello")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
 from jib._syntax import ENV_REFERENCE_PREFIX, REDACTED, escape, format_identifier, is_secret_key
-from jib._values import encode_value, field_kinds
+from jib._values import encode_value, field_kinds, optional_fields
 from jib.errors import InvalidGeneratorError
 from jib.messages import GeneratedMessage, GeneratedText, Message, MessageInput
 from jib.params import GenerateParams
@@ -33,13 +33,18 @@ class Generator(BaseModel):
 
     Subclass it and implement `generate_messages` (chat), `generate_texts` (completion) or both;
     a method left out raises `NotImplementedError`. Extra pydantic fields on a subclass become
-    attributes settable from identifiers (`custom!foo,custom_field=True`).
+    attributes settable from identifiers (`custom!foo,custom_field=True`); a field declared with
+    `Field(exclude=True)` is runtime state (a callback, a cache) and is left out of identifiers.
 
     Attributes:
         model: the model name the provider understands.
         api_key: the key, if the provider needs one. `env:NAME` reads environment variable
             `NAME` when the key is used. Never shown in reprs or identifiers.
         params: default generation params, merged under the params of each call.
+
+    A generator may be used from many tasks and reused across event loops (`asyncio.run` after
+    `asyncio.run`), but it is not thread-safe: do not share one between threads that each run
+    their own loop, and do not change its attributes while a batch is running.
     """
 
     model_config = ConfigDict(
@@ -107,9 +112,10 @@ class Generator(BaseModel):
 
         `wrapper` takes an async callable and returns one, so decorators such as
         `backoff.on_exception(backoff.expo, jib.errors.RETRYABLE_ERRORS)` fit. This generator is
-        left unchanged; the copy shares its loaded model and connection limits.
+        left unchanged (the copy has its own `params`); the copy shares its loaded model and
+        connection limits.
         """
-        copy = self.model_copy()
+        copy = self.model_copy(update={"params": self.params.model_copy(deep=True)})
         copy._wrappers = (*self._wrappers, wrapper)
         return copy
 
@@ -128,7 +134,16 @@ class Generator(BaseModel):
         messages: MessageInput | Sequence[MessageInput] | None = None,
         params: GenerateParams | None = None,
     ) -> ChatPipeline:
-        """Start a `ChatPipeline` with these messages (strings are user messages)."""
+        """Start a `ChatPipeline` with these messages (strings are user messages).
+
+        Raises:
+            NotImplementedError: this generator's class does not implement `generate_messages`.
+        """
+        if type(self).generate_messages is Generator.generate_messages:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not support chat: it does not implement "
+                "generate_messages(). Use .complete() if it supports text."
+            )
         factory = Generator._chat_pipeline_factory
         if factory is None:  # pragma: no cover - jib/__init__ always binds it
             raise RuntimeError("jib.pipeline is not imported")
@@ -136,7 +151,16 @@ class Generator(BaseModel):
         return pipeline
 
     def complete(self, text: str, params: GenerateParams | None = None) -> CompletionPipeline:
-        """Start a `CompletionPipeline` for this text."""
+        """Start a `CompletionPipeline` for this text.
+
+        Raises:
+            NotImplementedError: this generator's class does not implement `generate_texts`.
+        """
+        if type(self).generate_texts is Generator.generate_texts:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not support text completion: it does not implement "
+                "generate_texts(). Use .chat() if it supports chat."
+            )
         factory = Generator._completion_pipeline_factory
         if factory is None:  # pragma: no cover - jib/__init__ always binds it
             raise RuntimeError("jib.pipeline is not imported")
@@ -193,10 +217,15 @@ class Generator(BaseModel):
 
     def _identifier_attributes(self, include_secrets: bool) -> Iterator[tuple[str, str]]:
         for name, info in type(self).model_fields.items():
-            if name in ("model", "params"):
+            # Fields excluded from serialization (`Field(exclude=True)`) are runtime state.
+            if name in ("model", "params") or info.exclude:
                 continue
             value = getattr(self, name)
             if value is None:
+                # `key=` unsets an optional field; only needed when its default is not None.
+                default = info.get_default(call_default_factory=True)
+                if default is not None and name in optional_fields(type(self)):
+                    yield name, ""
                 continue
             secret = name == "api_key" or is_secret_key(name) or isinstance(value, SecretStr)
             if secret:
@@ -227,8 +256,7 @@ class Generator(BaseModel):
         # Runtime state (loaded models, connection pools, wrappers) is not part of equality.
         if type(other) is not type(self):
             return NotImplemented
-        assert isinstance(other, Generator)
-        return self.__dict__ == other.__dict__
+        return all(getattr(self, name) == getattr(other, name) for name in type(self).model_fields)
 
     __hash__ = None  # type: ignore[assignment]
 

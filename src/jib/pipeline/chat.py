@@ -69,4 +69,5 @@ class ChatPipeline(Pipeline[list[Message], Chat, GeneratedMessage]):
         self, input: list[Message], result: GeneratedMessage | None, fields: dict[str, Any]
     ) -> Chat:
         generated = [result.message] if result is not None else []
-        return Chat(messages=input, generated=generated, **fields)
+        # A copy: records of one run (and the pipeline) must not share one mutable list.
+        return Chat(messages=list(input), generated=generated, **fields)
