@@ -11,9 +11,10 @@ no network, via `unshare -n`, where the machine allows it):
   default `mode="parallel"` and in `mode="merged"` (one batch call, which is what jib does). If a
   probe run shows rigging would need more than `--budget` seconds of CPU for one run of N chats,
   rigging and jib are both measured at a tenth of N and the report says so;
-- `import rigging` against `import pydantic` in the peers venv, and `import jib` against
-  `import pydantic` in jib's venv, taking turns (median of `--runs` fresh processes each, after
-  one warm-up), as `benchmarks/import_time.py` measures jib;
+- `import rigging` against `import pydantic` in the peers venv, and jib's core
+  (`from jib import Generator, get_generator, ChatPipeline`, since `import jib` alone is lazy)
+  against `import pydantic` in jib's venv, taking turns (median of `--runs` fresh processes
+  each, after one warm-up);
 - identifier round trip: `get_generator(IDENTIFIER)` then `.to_identifier()`, µs per call (best
   of `--loops` timed loops of `--calls` calls, wall and CPU) for jib (in jib's venv) and
   rigging (in the peers venv).
@@ -135,16 +136,18 @@ def worker_imports(runs: int) -> dict[str, Any]:
     The four statements take turns in each of `runs` rounds (after one warm-up round), so jib and
     rigging meet the same load on a shared machine; medians and bests are reported.
     """
+    # `import jib` is lazy (PEP 562); rigging imports everything at once, so jib's side loads
+    # its whole core to compare like with like.
     cases = {
-        "jib": (JIB_PYTHON, "jib"),
-        "pydantic_jib_venv": (JIB_PYTHON, "pydantic"),
-        "rigging": (PEERS_PYTHON, "rigging"),
-        "pydantic_peers_venv": (PEERS_PYTHON, "pydantic"),
+        "jib": (JIB_PYTHON, "from jib import Generator, get_generator, ChatPipeline"),
+        "pydantic_jib_venv": (JIB_PYTHON, "import pydantic"),
+        "rigging": (PEERS_PYTHON, "import rigging"),
+        "pydantic_peers_venv": (PEERS_PYTHON, "import pydantic"),
     }
 
-    def fresh(python: Path, module: str) -> float:
+    def fresh(python: Path, statement: str) -> float:
         start = time.perf_counter()
-        subprocess.run([str(python), "-c", f"import {module}"], check=True)
+        subprocess.run([str(python), "-c", statement], check=True)
         return time.perf_counter() - start
 
     for python, module in cases.values():  # warm the filesystem and bytecode caches
@@ -161,7 +164,7 @@ def worker_imports(runs: int) -> dict[str, Any]:
         }
     for name, pydantic in [("jib", "pydantic_jib_venv"), ("rigging", "pydantic_peers_venv")]:
         python, module = cases[name]
-        check = f"import sys, {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+        check = f"import sys; {module}; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
         loaded = subprocess.run(
             [str(python), "-c", check], check=True, capture_output=True, text=True
         ).stdout.strip()

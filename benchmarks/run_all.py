@@ -278,9 +278,22 @@ def import_section(jib: dict[str, Any] | None, peers: dict[str, Any] | None) -> 
                 fmt(jib.get("runs")),
             ]
         )
+        if jib.get("jib_core_ms") is not None:
+            rows.append(
+                [
+                    "jib's core, eager (`from jib import Generator, get_generator, ChatPipeline`;"
+                    " against `from pydantic import BaseModel`)",
+                    fmt(jib.get("jib_core_ms")),
+                    "—",
+                    fmt(jib.get("pydantic_basemodel_ms")),
+                    fmt(jib.get("core_ratio"), 2),
+                    "",
+                    fmt(jib.get("runs")),
+                ]
+            )
     if peer:
         for name, pydantic, label in [
-            ("jib", "pydantic_jib_venv", "`import jib` (`peers.py`, interleaved)"),
+            ("jib", "pydantic_jib_venv", "jib's core (`peers.py`, interleaved)"),
             ("rigging", "pydantic_peers_venv", "`import rigging` (`peers.py`, interleaved)"),
         ]:
             rows.append(
@@ -297,6 +310,10 @@ def import_section(jib: dict[str, Any] | None, peers: dict[str, Any] | None) -> 
     header = ["", "ms", "best ms", "`import pydantic` ms, same venv", "ratio", "heavy", "runs"]
     lines += table(header, rows)
     lines += [
+        "",
+        "`import jib` loads its public names on first use (PEP 562, as `import pydantic` does); "
+        "rigging imports everything eagerly, so against rigging read jib's core row, which pays "
+        "for the pydantic models and the whole core.",
         "",
         "Each figure includes interpreter start-up (a fresh `python -c 'import …'`). "
         "`import_time.py` times jib alone; `peers.py` takes turns between `import jib`, "

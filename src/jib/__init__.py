@@ -3,33 +3,88 @@
 >>> import jib
 >>> jib.get_generator("openai/gpt-4o-mini,temperature=0.2").to_identifier()
 'openai/gpt-4o-mini,temperature=0.2'
+
+The public names below load on first use (PEP 562, as pydantic does), so `import jib` costs
+little and a program pays for the parts it touches.
 """
 
-from jib.chat import Chat, Completion, StoredError
-from jib.errors import (
-    RETRYABLE_ERRORS,
-    AuthenticationError,
-    BadRequestError,
-    ContextLengthError,
-    GeneratorWarning,
-    InvalidGeneratorError,
-    JibError,
-    MissingDependencyError,
-    ProcessingError,
-    ProviderConnectionError,
-    ProviderError,
-    ProviderTimeoutError,
-    RateLimitError,
-    ServerError,
-)
-from jib.generator.base import Generator
-from jib.identifiers import get_generator, get_identifier
-from jib.messages import GeneratedMessage, GeneratedText, Message, Role, StopReason, Usage
-from jib.params import GenerateParams
-from jib.pipeline import ChatPipeline, CompletionPipeline, OnFailed
-from jib.registry import register_generator, registered_providers
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jib.chat import Chat, Completion, StoredError
+    from jib.errors import (
+        RETRYABLE_ERRORS,
+        AuthenticationError,
+        BadRequestError,
+        ContextLengthError,
+        GeneratorWarning,
+        InvalidGeneratorError,
+        JibError,
+        MissingDependencyError,
+        ProcessingError,
+        ProviderConnectionError,
+        ProviderError,
+        ProviderTimeoutError,
+        RateLimitError,
+        ServerError,
+    )
+    from jib.generator.base import Generator
+    from jib.identifiers import get_generator, get_identifier
+    from jib.messages import GeneratedMessage, GeneratedText, Message, Role, StopReason, Usage
+    from jib.params import GenerateParams
+    from jib.pipeline import ChatPipeline, CompletionPipeline, OnFailed
+    from jib.registry import register_generator, registered_providers
 
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(["Chat", "Completion", "StoredError"], "jib.chat"),
+    **dict.fromkeys(
+        [
+            "RETRYABLE_ERRORS",
+            "AuthenticationError",
+            "BadRequestError",
+            "ContextLengthError",
+            "GeneratorWarning",
+            "InvalidGeneratorError",
+            "JibError",
+            "MissingDependencyError",
+            "ProcessingError",
+            "ProviderConnectionError",
+            "ProviderError",
+            "ProviderTimeoutError",
+            "RateLimitError",
+            "ServerError",
+        ],
+        "jib.errors",
+    ),
+    "Generator": "jib.generator.base",
+    **dict.fromkeys(["get_generator", "get_identifier"], "jib.identifiers"),
+    **dict.fromkeys(
+        ["GeneratedMessage", "GeneratedText", "Message", "Role", "StopReason", "Usage"],
+        "jib.messages",
+    ),
+    "GenerateParams": "jib.params",
+    **dict.fromkeys(["ChatPipeline", "CompletionPipeline", "OnFailed"], "jib.pipeline"),
+    **dict.fromkeys(["register_generator", "registered_providers"], "jib.registry"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jib' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "RETRYABLE_ERRORS",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -144,10 +145,7 @@ class Generator(BaseModel):
                 f"{type(self).__name__} does not support chat: it does not implement "
                 "generate_messages(). Use .complete() if it supports text."
             )
-        factory = Generator._chat_pipeline_factory
-        if factory is None:  # pragma: no cover - jib/__init__ always binds it
-            raise RuntimeError("jib.pipeline is not imported")
-        pipeline: ChatPipeline = factory(self, messages or [], params)
+        pipeline: ChatPipeline = _pipeline_factories()[0](self, messages or [], params)
         return pipeline
 
     def complete(self, text: str, params: GenerateParams | None = None) -> CompletionPipeline:
@@ -161,10 +159,7 @@ class Generator(BaseModel):
                 f"{type(self).__name__} does not support text completion: it does not implement "
                 "generate_texts(). Use .chat() if it supports chat."
             )
-        factory = Generator._completion_pipeline_factory
-        if factory is None:  # pragma: no cover - jib/__init__ always binds it
-            raise RuntimeError("jib.pipeline is not imported")
-        pipeline: CompletionPipeline = factory(self, text, params)
+        pipeline: CompletionPipeline = _pipeline_factories()[1](self, text, params)
         return pipeline
 
     # -- secrets -------------------------------------------------------------------------------
@@ -275,6 +270,19 @@ def resolve_secret(value: SecretStr | str | None, name: str) -> str | None:
             f"{name} refers to environment variable {variable!r}, which is not set"
         )
     return resolved
+
+
+def _pipeline_factories() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    if Generator._chat_pipeline_factory is None or Generator._completion_pipeline_factory is None:
+        # The pipelines sit a layer above and bind themselves when imported (bind_pipelines).
+        # Naming the module, as the provider registry does, keeps the import graph one-way.
+        importlib.import_module(_PIPELINE_MODULE)
+    assert Generator._chat_pipeline_factory is not None
+    assert Generator._completion_pipeline_factory is not None
+    return Generator._chat_pipeline_factory, Generator._completion_pipeline_factory
+
+
+_PIPELINE_MODULE = "jib.pipeline"
 
 
 def bind_pipelines(
