@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from jib._syntax import (
     IdentifierSyntaxError,
@@ -71,16 +71,9 @@ def get_generator(identifier: str, *, params: GenerateParams | None = None) -> G
                     "first ',' and params are set one by one",
                 )
             if key in param_kinds:
-                unset = raw == "" and key in optional_fields(GenerateParams)
-                param_values[key] = None if unset else decode_value(raw, param_kinds[key])
+                param_values[key] = _read_value(GenerateParams, key, raw)
             elif key in attribute_kinds:
-                kind = attribute_kinds[key]
-                if raw == "" and key in optional_fields(cls):
-                    attributes[key] = None
-                elif key == "api_key":
-                    attributes[key] = unescape(raw)
-                else:
-                    attributes[key] = decode_value(raw, kind)
+                attributes[key] = _read_value(cls, key, raw)
             else:
                 raise _invalid(
                     identifier, f"unknown key {key!r} for {cls.__name__}. {_suggest(key, cls)}"
@@ -103,6 +96,15 @@ def get_generator(identifier: str, *, params: GenerateParams | None = None) -> G
         if secret:
             raise error from None
         raise error from exc
+
+
+def _read_value(model: type[BaseModel], key: str, raw: str) -> Any:
+    """The value of field `key` of `model` written as `raw` (`key=` unsets an optional field)."""
+    if raw == "" and key in optional_fields(model):
+        return None
+    if key == "api_key":
+        return unescape(raw)
+    return decode_value(raw, field_kinds(model)[key])
 
 
 def get_identifier(

@@ -294,12 +294,10 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
             )
 
         records: list[RecordT] = []
-        failures: list[BaseException] = []
         for item, params, result in zip(inputs, params_list, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, self._catch):
                     raise result
-                failures.append(result)
                 records.append(self._record(generator, item, params, None, result))
             else:
                 records.append(self._record(generator, item, params, result, None))
