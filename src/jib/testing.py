@@ -26,7 +26,7 @@ from pydantic import Field, PrivateAttr
 from jib import errors
 from jib._concurrency import RequestLimiter
 from jib.generator.base import Generator
-from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
+from jib.messages import GeneratedMessage, GeneratedText, Message, StopReason, Usage
 from jib.params import GenerateParams
 
 __all__ = [
@@ -60,9 +60,9 @@ def _count_tokens(text: str) -> int:
     return len(text.split())
 
 
-def _reply(text: str, prompt_tokens: int, params: GenerateParams) -> tuple[str, str, Usage]:
+def _reply(text: str, prompt_tokens: int, params: GenerateParams) -> GeneratedText:
     """Apply `max_tokens` (in words) and `stop` like a real model would."""
-    stop_reason = "stop"
+    stop_reason: StopReason = "stop"
     for sequence in params.stop or ():
         index = text.find(sequence)
         if index >= 0:
@@ -71,7 +71,7 @@ def _reply(text: str, prompt_tokens: int, params: GenerateParams) -> tuple[str, 
     if params.max_tokens is not None and len(words) > params.max_tokens:
         text = " ".join(words[: params.max_tokens])
         stop_reason = "length"
-    return text, stop_reason, Usage(prompt_tokens, _count_tokens(text))
+    return GeneratedText(text, stop_reason, Usage(prompt_tokens, _count_tokens(text)))
 
 
 class _TestGenerator(Generator):
@@ -94,19 +94,17 @@ class _TestGenerator(Generator):
     async def _answer(self, text: str, params: GenerateParams) -> str:
         raise NotImplementedError
 
-    async def _one(
-        self, text: str, prompt_tokens: int, params: GenerateParams
-    ) -> tuple[str, str, Usage]:
+    async def _one(self, text: str, prompt_tokens: int, params: GenerateParams) -> GeneratedText:
         self._state["calls"] += 1
         answer = await self._answer(text, params)
         return _reply(answer, prompt_tokens, params)
 
     async def _batch(
         self, texts: Sequence[str], params: Sequence[GenerateParams]
-    ) -> list[tuple[str, str, Usage] | BaseException]:
+    ) -> list[GeneratedText | BaseException]:
         self._state["batch_sizes"].append(len(texts))
         call = self.wrapped(self._one)
-        results: list[tuple[str, str, Usage] | BaseException] = []
+        results: list[GeneratedText | BaseException] = []
         for text, item_params in zip(texts, params, strict=True):
             try:
                 results.append(await call(text, _count_tokens(text), item_params))
@@ -122,7 +120,9 @@ class _TestGenerator(Generator):
         return [
             result
             if isinstance(result, BaseException)
-            else GeneratedMessage(Message("assistant", result[0]), result[1], result[2])  # type: ignore[arg-type]
+            else GeneratedMessage(
+                Message("assistant", result.text), result.stop_reason, result.usage
+            )
             for result in await self._batch(texts, params)
         ]
 
@@ -130,12 +130,7 @@ class _TestGenerator(Generator):
         self, texts: Sequence[str], params: Sequence[GenerateParams]
     ) -> Sequence[GeneratedText | BaseException]:
         """Complete each text."""
-        return [
-            result
-            if isinstance(result, BaseException)
-            else GeneratedText(result[0], result[1], result[2])  # type: ignore[arg-type]
-            for result in await self._batch(texts, params)
-        ]
+        return await self._batch(texts, params)
 
 
 class EchoGenerator(_TestGenerator):
