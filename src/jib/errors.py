@@ -4,7 +4,8 @@ The hierarchy answers "what can I do about it?":
 
 - `JibError` is the root; catch it to catch everything jib raises on purpose.
 - `InvalidGeneratorError`: the configuration is wrong (identifier, attribute, value). Fix the input.
-- `ProcessingError`: a spec or transform could not be applied to a request or a response.
+- `ProcessingError`: a spec or transform could not be applied to a request or a response;
+  `BudgetExceededError` when it wanted more time, steps or memory than its budget.
 - `ProviderError` and its subclasses: the model provider failed. Each carries `retryable`,
   `status_code` and the provider's own `message`, so a retry policy is one line:
 
@@ -20,6 +21,7 @@ __all__ = [
     "RETRYABLE_ERRORS",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ContextLengthError",
     "GeneratorWarning",
     "InvalidGeneratorError",
@@ -65,6 +67,14 @@ class MissingDependencyError(JibError, ImportError):
 
 class ProcessingError(JibError):
     """A spec, template or transform could not be applied (bad spec, response not as expected)."""
+
+
+class BudgetExceededError(ProcessingError):
+    """A template, JSONPath or regex of a spec wanted more time, steps or memory than its budget.
+
+    Specs are data, so their work is bounded; the message names the limit that was hit and how
+    to raise it in code (`HTTPGenerator.render_limits`).
+    """
 
 
 class ProviderError(JibError):

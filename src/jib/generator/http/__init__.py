@@ -10,6 +10,7 @@
 True
 """
 
+from jib.generator.http._budget import RenderLimits
 from jib.generator.http.generator import DEFAULT_TIMEOUT, Hook, HookResult, HTTPGenerator
 from jib.generator.http.spec import (
     HTTPSpec,
@@ -29,6 +30,7 @@ __all__ = [
     "Hook",
     "HookResult",
     "PreparedRequest",
+    "RenderLimits",
     "RequestSpec",
     "RequestTransform",
     "RequestTransformContext",

@@ -19,6 +19,7 @@ from pydantic import Field, PrivateAttr, field_validator
 
 from jib._concurrency import RequestLimiter
 from jib.errors import (
+    InvalidGeneratorError,
     JibError,
     MissingDependencyError,
     ProcessingError,
@@ -28,6 +29,7 @@ from jib.errors import (
     error_for_status,
 )
 from jib.generator.base import Generator
+from jib.generator.http._budget import DEFAULT_RENDER_LIMITS, RenderLimits
 from jib.generator.http._pool import LoopClients
 from jib.generator.http._retry import HookResult, RetryPolicy, run_hook
 from jib.generator.http._transport import looks_secret, safe_headers, send
@@ -73,6 +75,9 @@ class HTTPGenerator(Generator):
         max_retry_wait: the longest single wait; a `Retry-After` beyond it fails at once.
         max_response_bytes: larger response bodies fail with `ProcessingError`.
         max_redirects: redirects followed per request.
+        render_limits: the budget (`RenderLimits`: seconds, size, steps) of rendering one
+            request and of reading one response; a request's timeout lowers its seconds. Set in
+            code only: it is not a field, so neither identifiers nor specs can raise it.
     """
 
     spec: HTTPSpec | None = None
@@ -92,6 +97,20 @@ class HTTPGenerator(Generator):
         default=None
     )
     _limiter: RequestLimiter | None = PrivateAttr(default=None)
+    _render_limits: RenderLimits = PrivateAttr(default=DEFAULT_RENDER_LIMITS)
+
+    @property
+    def render_limits(self) -> RenderLimits:
+        """The budget of rendering one request and of reading one response (see the class)."""
+        return self._render_limits
+
+    @render_limits.setter
+    def render_limits(self, limits: RenderLimits) -> None:
+        if not isinstance(limits, RenderLimits):
+            raise InvalidGeneratorError(
+                f"render_limits must be a RenderLimits, not {type(limits).__name__}"
+            )
+        self._render_limits = limits
 
     @field_validator("state", mode="before")
     @classmethod
@@ -257,10 +276,11 @@ class HTTPGenerator(Generator):
         timeout = params.timeout or spec.request.timeout or DEFAULT_TIMEOUT
         response = await self.wrapped(self._request)(spec, context, timeout)
         text = response.text
+        limits = self.render_limits.within(timeout)
         if spec.needs_worker_thread:
-            answer = await asyncio.to_thread(spec.parse_response_body, text, context)
+            answer = await asyncio.to_thread(spec.parse_response_body, text, context, limits)
         else:
-            answer = spec.parse_response_body(text, context)
+            answer = spec.parse_response_body(text, context, limits)
         extra = {"status_code": response.status_code, "headers": safe_headers(response.headers)}
         return answer, extra
 
@@ -277,7 +297,7 @@ class HTTPGenerator(Generator):
         attempt = 0
         while True:
             # Rendered per attempt, so a hook that refreshed `state` changes the retry.
-            prepared = spec.build_request(context)
+            prepared = spec.build_request(context, self.render_limits.within(timeout))
             origin = origin_of(prepared.url)
             try:
                 response = await self._send(prepared, timeout)

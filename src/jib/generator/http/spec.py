@@ -2,13 +2,16 @@
 
 A spec is data (pydantic models) that can be written as a dict, JSON, YAML or base64 of either.
 It is treated as untrusted input: YAML is read with `yaml.safe_load` only, its size is bounded,
-and its templates are compiled once, in a sandbox, when the spec is validated.
+its templates and patterns are checked for size and compiled once, in a sandbox, when the spec is
+validated (all of them within `COMPILE_SECONDS`), and rendering a request or reading a response
+runs under a budget (`RenderLimits`) that the spec cannot raise.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from jib.errors import ProcessingError
+from jib.generator.http._budget import RenderLimits, metered
 from jib.generator.http._loading import load_spec_text
 from jib.generator.http.transforms import (
     CompiledJsonPath,
@@ -32,6 +36,7 @@ from jib.messages import Message
 from jib.params import GenerateParams
 
 __all__ = [
+    "COMPILE_SECONDS",
     "HTTPSpec",
     "PreparedRequest",
     "RequestSpec",
@@ -42,6 +47,10 @@ __all__ = [
 ]
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+COMPILE_SECONDS = 1.0
+"""Seconds compiling all the templates and patterns of one spec may take (each one is also
+bounded in size, so the last one started ends soon after)."""
 
 
 @dataclass
@@ -211,6 +220,7 @@ class HTTPSpec(_SpecModel):
     response: ResponseSpec = Field(default_factory=ResponseSpec)
 
     _compiled: _Compiled = PrivateAttr(default_factory=_Compiled)
+    _compile_deadline: float | None = PrivateAttr(default=None)
 
     def __eq__(self, other: object) -> bool:
         # Compiled templates are a cache, not part of the spec's value.
@@ -234,6 +244,7 @@ class HTTPSpec(_SpecModel):
         # Compile every template and pattern now: syntax errors surface at assignment, and
         # requests reuse the compiled forms.
         self._compiled = _Compiled()
+        self._compile_deadline = time.monotonic() + COMPILE_SECONDS
         where = "request"
         try:
             where = "request.url"
@@ -255,6 +266,8 @@ class HTTPSpec(_SpecModel):
                 self._get("jsonpath", self.response.error_path)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from exc
+        finally:
+            self._compile_deadline = None
         return self
 
     def _precompile_string(self, text: str) -> None:
@@ -265,6 +278,12 @@ class HTTPSpec(_SpecModel):
         key = (kind, source)
         compiled = self._compiled.get(key)
         if compiled is None:
+            deadline = self._compile_deadline
+            if deadline is not None and time.monotonic() > deadline:
+                raise ValueError(
+                    f"compiling the spec's templates and patterns took longer than "
+                    f"{COMPILE_SECONDS:g}s; the spec is too large"
+                )
             if kind == "jinja":
                 compiled = compile_jinja(source)
             elif kind == "jsonpath":
@@ -305,14 +324,23 @@ class HTTPSpec(_SpecModel):
     @property
     def needs_worker_thread(self) -> bool:
         """True when parsing responses runs regexes, which are best kept off the event loop."""
-        return any(step.type == "regex" for step in self.response.transforms)
+        return any(
+            step.type == "regex"
+            or (step.type == "jsonpath" and self._get("jsonpath", step.pattern).uses_regex)
+            for step in self.response.transforms
+        )
 
-    def make_url(self, context: RequestTransformContext) -> str:
-        """Render the URL template.
+    def make_url(self, context: RequestTransformContext, limits: RenderLimits | None = None) -> str:
+        """Render the URL template (within `limits`, the defaults when `None`).
 
         Raises:
             ProcessingError: a template fails, or the result is not an http(s) URL.
+            BudgetExceededError: rendering ran out of time, steps or size.
         """
+        with metered(limits):
+            return self._url(context)
+
+    def _url(self, context: RequestTransformContext) -> str:
         url = self._render(self.request.url, context.to_variables(), "request.url").strip()
         if not url.lower().startswith(("http://", "https://")):
             raise ProcessingError(f"request.url must render to an http(s) URL, got {url!r}")
@@ -325,13 +353,20 @@ class HTTPSpec(_SpecModel):
             raise ProcessingError("request.url rendered a URL without a host")
         return url
 
-    def make_headers(self, context: RequestTransformContext) -> dict[str, str]:
-        """Render the header templates.
+    def make_headers(
+        self, context: RequestTransformContext, limits: RenderLimits | None = None
+    ) -> dict[str, str]:
+        """Render the header templates (within `limits`, the defaults when `None`).
 
         Raises:
             ProcessingError: a template fails, renders a line break (header injection) or
                 characters that are not ASCII (the value itself is not shown: it may be a key).
+            BudgetExceededError: rendering ran out of time, steps or size.
         """
+        with metered(limits):
+            return self._headers(context)
+
+    def _headers(self, context: RequestTransformContext) -> dict[str, str]:
         variables = context.to_variables()
         headers: dict[str, str] = {}
         for name, template in self.request.headers.items():
@@ -346,13 +381,21 @@ class HTTPSpec(_SpecModel):
             headers[name] = value
         return headers
 
-    def make_request_body(self, context: RequestTransformContext) -> str | None:
+    def make_request_body(
+        self, context: RequestTransformContext, limits: RenderLimits | None = None
+    ) -> str | None:
         """Run the request transforms; `None` when there are none (no body is sent).
 
         Each step sees the previous step's output as `result`, `data` and `output`. A `json` step
-        gives an object, written as JSON text.
+        gives an object, written as JSON text. All steps share one budget from `limits` (the
+        defaults when `None`).
+
+        Raises:
+            ProcessingError: a template fails.
+            BudgetExceededError: rendering ran out of time, steps or size.
         """
-        body = self._body(context)
+        with metered(limits):
+            body = self._body(context)
         return None if body is None else to_text(body)
 
     def _body(self, context: RequestTransformContext) -> Any:
@@ -373,34 +416,54 @@ class HTTPSpec(_SpecModel):
                 output = fill_json_template(step.pattern, step_variables, render)
         return output
 
-    def build_request(self, context: RequestTransformContext) -> PreparedRequest:
+    def build_request(
+        self, context: RequestTransformContext, limits: RenderLimits | None = None
+    ) -> PreparedRequest:
         """The whole request: method, URL, headers and body.
 
         A body made by a `json` step gets `Content-Type: application/json` unless the spec's
-        headers set a content type.
+        headers set a content type. All templates share one budget from `limits` (the defaults
+        when `None`; a generator passes its `render_limits` lowered to the request timeout).
+
+        Raises:
+            ProcessingError: a template fails or renders something a request cannot carry.
+            BudgetExceededError: rendering ran out of time, steps or size.
         """
-        headers = self.make_headers(context)
-        body = self._body(context)
-        content = None if body is None else to_text(body)
+        with metered(limits):
+            headers = self.make_headers(context)
+            body = self._body(context)
+            content = None if body is None else to_text(body)
+            url = self.make_url(context)
         if content is not None and not any(name.lower() == "content-type" for name in headers):
             last = self.request.transforms[-1].type if self.request.transforms else "jinja"
             headers["Content-Type"] = (
                 "application/json" if last == "json" else "text/plain; charset=utf-8"
             )
-        return PreparedRequest(self.request.method, self.make_url(context), headers, content)
+        return PreparedRequest(self.request.method, url, headers, content)
 
     # -- responses -----------------------------------------------------------------------------
 
-    def parse_response_body(self, body: str, context: RequestTransformContext | None = None) -> str:
+    def parse_response_body(
+        self,
+        body: str,
+        context: RequestTransformContext | None = None,
+        limits: RenderLimits | None = None,
+    ) -> str:
         """Run the response transforms over `body`; with none, the body is the answer.
 
         Each step sees the previous output as `result`, `data` and `output` (Jinja steps also see
-        the request context).
+        the request context). All steps share one budget from `limits` (the defaults when
+        `None`): regexes match with the time left in it.
 
         Raises:
-            ProcessingError: the body is not what a step expects (not JSON), a pattern matches
-                nothing (the error names it), or a regex runs too long.
+            ProcessingError: the body is not what a step expects (not JSON), or a pattern matches
+                nothing (the error names it).
+            BudgetExceededError: a regex ran too long, or a step ran out of its budget.
         """
+        with metered(limits):
+            return self._parse(body, context)
+
+    def _parse(self, body: str, context: RequestTransformContext | None) -> str:
         output = body
         variables = context.to_variables() if context is not None else {}
         for index, step in enumerate(self.response.transforms):
@@ -424,7 +487,8 @@ class HTTPSpec(_SpecModel):
         path: CompiledJsonPath = self._get("jsonpath", self.response.error_path)
         try:
             values = path.find(json.loads(body))
-        except ValueError:
+        except (ValueError, ProcessingError):
+            # Best effort: without it, the error shows the body.
             return None
         if not values:
             return None
