@@ -23,7 +23,7 @@ from jib.errors import BudgetExceededError
 from jib.generator.http._budget import current_budget
 from jib.generator.http._regex import CompiledRegex
 
-__all__ = ["MAX_JSONPATH_LENGTH", "bounded", "uses_regex"]
+__all__ = ["MAX_JSONPATH_LENGTH", "bounded", "regexes"]
 
 MAX_JSONPATH_LENGTH = 10_000
 """The longest JSONPath accepted, in characters."""
@@ -102,12 +102,17 @@ def bounded(path: JSONPath) -> JSONPath:
     return path
 
 
-def uses_regex(path: JSONPath) -> bool:
-    """True when a (bounded) path matches regexes, which are best kept off the event loop."""
-    if isinstance(path, (_RegexFilter, Sub)):
-        return True
-    for value in vars(path).values():
-        items = value if isinstance(value, (list, tuple)) else [value]
-        if any(isinstance(item, JSONPath) and uses_regex(item) for item in items):
-            return True
-    return False
+def regexes(path: JSONPath) -> list[CompiledRegex]:
+    """The regexes a bounded path matches with (`=~` filters, `sub()` calls)."""
+    found: list[CompiledRegex] = []
+    stack = [path]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _RegexFilter):
+            found.append(node.regex)
+        elif isinstance(node, Sub) and isinstance(node.regex, _BoundedSub):
+            found.append(node.regex.regex)
+        for value in vars(node).values():
+            items = value if isinstance(value, (list, tuple)) else [value]
+            stack.extend(item for item in items if isinstance(item, JSONPath))
+    return found

@@ -5,8 +5,13 @@ gigabytes before any text is matched. A pattern is therefore measured first: its
 number of items it would hold once counted repeats are unrolled (`((a{1000}){1000}){1000}`
 weighs 1,000,000,000), and patterns weighing more than `MAX_REGEX_WEIGHT`, longer than
 `MAX_REGEX_LENGTH` or nested deeper than `MAX_REGEX_DEPTH` are refused. Open-ended repeats
-(`*`, `+`, `{m,}` past m) are loops, not copies, so they add nothing. Matching runs with the
-`regex` package's timeout, taken from the active budget.
+(`*`, `+`, `{m,}` past m) are loops, not copies, so they add nothing. A spec's patterns together
+may weigh at most `MAX_SPEC_REGEX_WEIGHT`.
+
+Matching runs with the `regex` package's timeout, taken from the active budget. That timeout
+counts CPU time, which a busy machine hands out slower than the wall clock turns, so a match that
+outlasts a short first try runs again in a worker thread (the package releases the GIL) while the
+caller waits by the wall clock; a match given up on stops at its own timeout.
 
 The package is imported on first use, not by `import jib`.
 """
@@ -15,16 +20,23 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from jib.errors import BudgetExceededError, MissingDependencyError, ProcessingError
 from jib.generator.http._budget import current_budget
 from jib.generator.http._text import truncate
 
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
 __all__ = [
     "MAX_REGEX_DEPTH",
     "MAX_REGEX_LENGTH",
     "MAX_REGEX_WEIGHT",
+    "MAX_SPEC_REGEX_WEIGHT",
     "REGEX_TIMEOUT",
     "CompiledRegex",
     "check_pattern",
@@ -35,17 +47,24 @@ REGEX_TIMEOUT = 1.0
 """Seconds a regex may run when no budget is active (the default `RenderLimits.seconds`)."""
 MAX_REGEX_LENGTH = 10_000
 """The longest pattern accepted, in characters."""
-MAX_REGEX_WEIGHT = 100_000
+MAX_REGEX_WEIGHT = 20_000
 """The most items a pattern may hold once its counted repeats are unrolled."""
+MAX_SPEC_REGEX_WEIGHT = 100_000
+"""The most items all the patterns of one spec may hold together."""
 MAX_REGEX_DEPTH = 100
 """The deepest nesting of groups accepted."""
+
+_INLINE_SECONDS = 0.05
+"""CPU seconds a match may take in the calling thread before it moves to a worker thread."""
+
+T = TypeVar("T")
 
 _QUANTIFIER = re.compile(r"\{(\d*)(?:(,)(\d*))?\}")
 _BRACED_ESCAPES = frozenset("pPNx")
 
 
-def check_pattern(pattern: str) -> None:
-    """Refuse a pattern that would be expensive to compile.
+def check_pattern(pattern: str) -> int:
+    """Refuse a pattern that would be expensive to compile; return its weight.
 
     Raises:
         ValueError: the pattern is too long, nests too deeply or repeats too much; the message
@@ -62,6 +81,7 @@ def check_pattern(pattern: str) -> None:
             f"{weight:,} items and the limit is {MAX_REGEX_WEIGHT:,}; use smaller counts, or "
             "`*`/`+` where any number will do"
         )
+    return weight
 
 
 def regex_weight(pattern: str) -> int:
@@ -182,7 +202,8 @@ class CompiledRegex:
         """
         regex = _regex_module()
         self.pattern = pattern
-        check_pattern(pattern)
+        self.weight = check_pattern(pattern)
+        """The items the pattern holds once its counted repeats are unrolled."""
         try:
             self._compiled: Any = regex.compile(pattern)
         except regex.error as exc:
@@ -204,8 +225,9 @@ class CompiledRegex:
             BudgetExceededError: matching took longer than `timeout` seconds.
         """
         seconds = current_budget().remaining() if timeout is None else timeout
+        compiled = self._compiled
         try:
-            return self._compiled.search(text, timeout=seconds, concurrent=True)
+            return _within(seconds, lambda cpu: compiled.search(text, timeout=cpu, concurrent=True))
         except TimeoutError as exc:
             raise BudgetExceededError(self._timeout_message(seconds, text)) from exc
 
@@ -220,9 +242,11 @@ class CompiledRegex:
         """
         budget = current_budget()
         seconds = budget.remaining() if timeout is None else timeout
+        compiled = self._compiled
         try:
-            matches = sum(
-                1 for _ in self._compiled.finditer(text, timeout=seconds, concurrent=True)
+            matches = _within(
+                seconds,
+                lambda cpu: sum(1 for _ in compiled.finditer(text, timeout=cpu, concurrent=True)),
             )
             if matches:
                 # Each replacement is at most the template plus one copy of the text per group
@@ -232,7 +256,12 @@ class CompiledRegex:
                     len(text) + matches * len(replacement) + references * len(text),
                     f"regex {_short(self.pattern)!r} substitution",
                 )
-            return str(self._compiled.sub(replacement, text, timeout=seconds, concurrent=True))
+            return str(
+                _within(
+                    budget.remaining() if timeout is None else seconds,
+                    lambda cpu: compiled.sub(replacement, text, timeout=cpu, concurrent=True),
+                )
+            )
         except TimeoutError as exc:
             raise BudgetExceededError(self._timeout_message(seconds, text)) from exc
 
@@ -260,3 +289,44 @@ class CompiledRegex:
             f"{len(text):,}-character text (catastrophic backtracking?); simplify the pattern "
             "(the time budget is RenderLimits.seconds, lowered by the request timeout)"
         )
+
+
+def _within(seconds: float, match: Callable[[float], T]) -> T:
+    """`match(cpu_seconds)`, finished within `seconds` of wall-clock time.
+
+    Raises:
+        TimeoutError: it did not finish in time.
+    """
+    start = time.monotonic()
+    first = min(seconds, _INLINE_SECONDS)
+    try:
+        return match(first)
+    except TimeoutError:
+        if seconds <= first:
+            raise
+    left = seconds - (time.monotonic() - start)
+    if left <= 0:
+        raise TimeoutError
+    import concurrent.futures
+
+    future = _workers().submit(_unless_late, time.monotonic() + left, match)
+    try:
+        return future.result(timeout=left)
+    except concurrent.futures.TimeoutError:  # the builtin TimeoutError from Python 3.11
+        future.cancel()  # if it has not started; a started match stops at its own timeout
+        raise TimeoutError from None
+
+
+def _unless_late(deadline: float, match: Callable[[float], T]) -> T:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return match(left)
+
+
+@lru_cache(maxsize=1)
+def _workers() -> ThreadPoolExecutor:
+    """The threads slow matches finish in (made on the first slow match)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="jib-regex")

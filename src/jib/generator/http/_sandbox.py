@@ -81,22 +81,28 @@ def _check_bits(bits: int, operator: str) -> None:
 
 
 def _printf_size(template: Any, values: Any, budget: Budget) -> int:
-    """The size `template % values` could have: its text, its fields' widths, the values."""
+    """The size `template % values` could have: its text, its fields' widths, the values.
+
+    Stops counting once the size is past what the budget has left.
+    """
     if not isinstance(template, str):
         return 0
-    if isinstance(values, tuple):
-        numbers = [_count(value) for value in values]
-    elif isinstance(values, (int, bool)):
-        numbers = [_count(values)]
-    else:
-        numbers = []
+    left = budget.limits.max_size - budget.size
     size = len(template) + _size(values, budget)
-    for width, precision in _PRINTF.findall(template):
-        for field in (width, precision):
-            if field == "*":
-                size += max(numbers, default=0)
-            elif field:
-                size += int(field)
+    star = 0
+    if "*" in template:
+        given = values if isinstance(values, tuple) else (values,)
+        star = max((_count(value) for value in given), default=0)
+    for index, field in enumerate(_PRINTF.finditer(template)):
+        if size > left:
+            break
+        if not index % 4096:
+            budget.check_time()
+        for number in field.groups():
+            if number == "*":
+                size += star
+            elif number:
+                size += int(number)
     return size
 
 

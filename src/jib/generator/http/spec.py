@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 from jib.errors import ProcessingError
 from jib.generator.http._budget import RenderLimits, metered
 from jib.generator.http._loading import load_spec_text
+from jib.generator.http._regex import MAX_SPEC_REGEX_WEIGHT
 from jib.generator.http.transforms import (
     CompiledJsonPath,
     CompiledRegex,
@@ -221,6 +222,7 @@ class HTTPSpec(_SpecModel):
 
     _compiled: _Compiled = PrivateAttr(default_factory=_Compiled)
     _compile_deadline: float | None = PrivateAttr(default=None)
+    _regex_weight: int = PrivateAttr(default=0)
 
     def __eq__(self, other: object) -> bool:
         # Compiled templates are a cache, not part of the spec's value.
@@ -245,6 +247,7 @@ class HTTPSpec(_SpecModel):
         # requests reuse the compiled forms.
         self._compiled = _Compiled()
         self._compile_deadline = time.monotonic() + COMPILE_SECONDS
+        self._regex_weight = 0
         where = "request"
         try:
             where = "request.url"
@@ -288,10 +291,24 @@ class HTTPSpec(_SpecModel):
                 compiled = compile_jinja(source)
             elif kind == "jsonpath":
                 compiled = compile_jsonpath(source)
+                self._count_regex_weight(sum(regex.weight for regex in compiled.regexes))
             else:
                 compiled = compile_regex(source)
+                self._count_regex_weight(compiled.weight)
             self._compiled[key] = compiled
         return compiled
+
+    def _count_regex_weight(self, weight: int) -> None:
+        # Compiled patterns stay in memory with the spec, so their total is bounded too (when
+        # the spec is validated; a copy compiling again on first use holds the same patterns).
+        if self._compile_deadline is None:
+            return
+        self._regex_weight += weight
+        if self._regex_weight > MAX_SPEC_REGEX_WEIGHT:
+            raise ValueError(
+                f"the spec's regexes hold {self._regex_weight:,} items once their counted "
+                f"repeats are unrolled; the limit for a spec is {MAX_SPEC_REGEX_WEIGHT:,}"
+            )
 
     def _render(self, source: str, variables: Mapping[str, Any], where: str) -> str:
         return render_jinja(self._get("jinja", source), variables, where)
@@ -326,7 +343,7 @@ class HTTPSpec(_SpecModel):
         """True when parsing responses runs regexes, which are best kept off the event loop."""
         return any(
             step.type == "regex"
-            or (step.type == "jsonpath" and self._get("jsonpath", step.pattern).uses_regex)
+            or (step.type == "jsonpath" and self._get("jsonpath", step.pattern).regexes)
             for step in self.response.transforms
         )
 

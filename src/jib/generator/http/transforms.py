@@ -219,7 +219,7 @@ class CompiledJsonPath:
         try:
             from jsonpath_ng.ext.parser import parse
 
-            from jib.generator.http._jsonpath import MAX_JSONPATH_LENGTH, bounded, uses_regex
+            from jib.generator.http._jsonpath import MAX_JSONPATH_LENGTH, bounded, regexes
         except ImportError as exc:  # pragma: no cover - jsonpath-ng is a core dependency
             raise MissingDependencyError("jsonpath-ng", "http", "The HTTP generator") from exc
         self.pattern = pattern
@@ -244,8 +244,8 @@ class CompiledJsonPath:
             ) from exc
         except ValueError as exc:
             raise ValueError(f"JSONPath {pattern!r}: {exc}") from exc
-        self.uses_regex = uses_regex(self._path)
-        """True when the path matches regexes (`=~`, `sub()`)."""
+        self.regexes = regexes(self._path)
+        """The regexes the path matches with (`=~` filters, `sub()` calls)."""
 
     def find(self, data: Any, limits: RenderLimits | None = None) -> list[Any]:
         """Every value the expression matches in already-parsed data.
