@@ -21,6 +21,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from jib.errors import BudgetExceededError, MissingDependencyError, ProcessingError
@@ -97,12 +98,15 @@ def compile_jinja(source: str) -> jinja2.Template:
         )
     environment = _environment()
     try:
-        tokens = sum(1 for _ in environment.lex(source))
-        if tokens > MAX_TEMPLATE_TOKENS:
-            raise ValueError(
-                f"the template {truncate(source, 100)!r} holds {tokens:,} tokens; the limit is "
-                f"{MAX_TEMPLATE_TOKENS:,}"
-            )
+        # Every token takes a character at least, so short templates need no counting.
+        if len(source) > MAX_TEMPLATE_TOKENS:
+            tokens = environment.lex(source)
+            if next(islice(tokens, MAX_TEMPLATE_TOKENS, None), None) is not None:
+                raise ValueError(
+                    f"the template {truncate(source, 100)!r} holds more than "
+                    f"{MAX_TEMPLATE_TOKENS:,} tokens (names, operators, literals, text runs); "
+                    "split it or simplify it"
+                )
         return environment.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise ValueError(f"invalid Jinja template {truncate(source, 100)!r}: {exc}") from exc
