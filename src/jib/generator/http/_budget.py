@@ -87,6 +87,9 @@ class Budget:
         self.steps = 0
         self.size = 0
 
+    # `step` and `charge` run for every loop iteration, call and printed value: they are kept
+    # to a comparison or two on the way that does not raise.
+
     def step(self, count: int = 1) -> None:
         """Count loop iterations or calls, and check the clock."""
         self.steps += count
@@ -95,7 +98,8 @@ class Budget:
                 f"more than {self.limits.max_steps:,} loop iterations and calls "
                 "(RenderLimits.max_steps)"
             )
-        self.check_time()
+        if time.monotonic() > self.deadline:
+            raise BudgetExceededError(self.time_up_message())
 
     def charge(self, size: int, what: str) -> None:
         """Count `size` characters or items about to be built by `what`, before building them."""
@@ -107,7 +111,8 @@ class Budget:
                 f"{self.limits.max_size:,} (RenderLimits.max_size)"
             )
         self.size = total
-        self.check_time()
+        if time.monotonic() > self.deadline:
+            raise BudgetExceededError(self.time_up_message())
 
     def check_time(self) -> None:
         """Raise when the time is up."""

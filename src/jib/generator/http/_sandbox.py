@@ -459,7 +459,7 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
 def _finalize(eval_ctx: EvalContext, value: Any) -> Any:
     # Needing the evaluation context also stops Jinja from evaluating output at compile time.
     budget = current_budget()
-    budget.charge(_size(value, budget), "the template's output")
+    budget.charge(len(value) if type(value) is str else _size(value, budget), "the output")
     return value
 
 
@@ -467,23 +467,24 @@ def _budgeted_filter(name: str, function: Callable[..., Any]) -> Callable[..., A
     """`function` counting a step per call and charging what it builds."""
     # Filters marked with `pass_context` and the like get that object first.
     skip = 1 if hasattr(function, "jinja_pass_arg") else 0
+    estimate = _FILTER_ESTIMATES.get(name)
+    what = f"the filter '{name}'"
 
     @functools.wraps(function)
     def budgeted(*args: Any, **kwargs: Any) -> Any:
         budget = current_budget()
         budget.step()
-        estimate = _FILTER_ESTIMATES.get(name)
         if estimate is not None:
             try:
                 size, given, kwargs = estimate(budget, *args[skip:], **kwargs)
             except TypeError:
                 pass  # the wrong arguments: the filter itself says so
             else:
-                budget.charge(size, f"the filter '{name}'")
+                budget.charge(size, what)
                 args = (*args[:skip], *given)
                 return function(*args, **kwargs)
         result = function(*args, **kwargs)
-        budget.charge(_built_size(result), f"the filter '{name}'")
+        budget.charge(_built_size(result), what)
         return result
 
     return budgeted
