@@ -13,8 +13,10 @@ import base64
 import json
 import os
 import resource
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from pydantic import ValidationError
 import jib
 from jib.errors import BudgetExceededError, InvalidGeneratorError, ProcessingError
 from jib.generator.http import HTTPGenerator, HTTPSpec, RenderLimits, RequestTransformContext
-from tests.cli.conftest import JibRunner, isolated_env, make_runner
+from tests.cli.conftest import Result, isolated_env, jib_command
 
 # Nothing listens there: every failure below happens before a request would be sent.
 URL = "http://127.0.0.1:9/"
@@ -481,21 +483,50 @@ def test_jsonpath_substitution_still_substitutes() -> None:
 # -- the CLI -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def jib_cli(tmp_path: Path) -> JibRunner:
-    return make_runner(isolated_env(tmp_path), tmp_path)
+@dataclass
+class CliRun:
+    """A finished `jib` process, with its wall time and its own peak memory."""
+
+    result: Result
+    seconds: float
+    megabytes: float
+
+
+# Runs a command and writes its peak memory (KiB) to a file. A child's peak counts the memory
+# its parent held when it forked, so the test process (hundreds of MB after many tests) starts
+# this small launcher, whose child is then measured alone.
+LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+with open(sys.argv[1], "w") as report:
+    report.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
 @pytest.fixture
-def timed(jib_cli: JibRunner) -> Iterator[Callable[..., tuple[Any, float]]]:
-    def run(*args: str) -> tuple[Any, float]:
+def jib_cli(tmp_path: Path) -> Callable[..., CliRun]:
+    """Run `jib ARGS…` in a subprocess with an isolated store; measure it."""
+    env = isolated_env(tmp_path)
+    peak = tmp_path / "peak"
+
+    def run(*args: str) -> CliRun:
         start = time.monotonic()
-        result = jib_cli(*args, timeout=60)
-        return result, time.monotonic() - start
+        completed = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, str(peak), *jib_command(), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        seconds = time.monotonic() - start
+        result = Result(completed.returncode, completed.stdout, completed.stderr)
+        return CliRun(result, seconds, int(peak.read_text()) / 1024)
 
-    yield run
-    # The largest child so far, these CLI runs included.
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 < MEGABYTES
+    return run
 
 
 # A CLI run also starts Python and imports jib, which takes about 2 s on a loaded machine: the
@@ -504,46 +535,54 @@ CLI_SECONDS = 10
 
 
 def test_spec_render_of_a_runaway_template_ends_in_an_error(
-    timed: Callable[..., tuple[Any, float]], tmp_path: Path
+    jib_cli: Callable[..., CliRun], tmp_path: Path
 ) -> None:
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(body_spec(MACRO_BOMB)))
-    result, seconds = timed("spec", "render", str(spec_file))
+    run = jib_cli("spec", "render", str(spec_file))
+    result = run.result
     assert result.code == 2
     assert result.last_error_line in {
         f"error: the spec cannot render this request: {message}"
         for message in expected(TIME_OR_STEPS)
     }
-    assert seconds < CLI_SECONDS
+    assert run.seconds < CLI_SECONDS
+    assert run.megabytes < MEGABYTES
 
 
 def test_spec_render_of_an_identifier_with_a_padding_bomb_ends_in_an_error(
-    timed: Callable[..., tuple[Any, float]],
+    jib_cli: Callable[..., CliRun],
 ) -> None:
-    result, seconds = timed("spec", "render", identifier(body_spec("{{ 'x'|center(500000000) }}")))
+    run = jib_cli("spec", "render", identifier(body_spec("{{ 'x'|center(500000000) }}")))
+    result = run.result
     assert result.code == 2
     assert "the filter 'center' would build 500,000,000 characters" in result.last_error_line
-    assert seconds < CLI_SECONDS
+    assert run.seconds < CLI_SECONDS
+    assert run.megabytes < MEGABYTES
 
 
 def test_chat_with_a_runaway_template_ends_within_the_request_timeout(
-    timed: Callable[..., tuple[Any, float]],
+    jib_cli: Callable[..., CliRun],
 ) -> None:
-    result, seconds = timed("chat", identifier(body_spec(MACRO_BOMB), ",timeout=0.5"), "hi")
+    run = jib_cli("chat", identifier(body_spec(MACRO_BOMB), ",timeout=0.5"), "hi")
+    result = run.result
     assert result.code == 1
     assert result.last_error_line == (
         "error: BudgetExceededError: request.transforms[0] (jinja): template blocked by the "
         "sandbox: took longer than its time budget of 0.5s (RenderLimits.seconds, lowered by "
         "the request timeout)"
     )
-    assert seconds < CLI_SECONDS
+    assert run.seconds < CLI_SECONDS
+    assert run.megabytes < MEGABYTES
 
 
 def test_chat_with_a_regex_bomb_identifier_ends_in_an_error(
-    timed: Callable[..., tuple[Any, float]],
+    jib_cli: Callable[..., CliRun],
 ) -> None:
-    result, seconds = timed("chat", identifier(response_spec("regex", "(?:a{65535}){65535}")), "hi")
+    run = jib_cli("chat", identifier(response_spec("regex", "(?:a{65535}){65535}")), "hi")
+    result = run.result
     assert result.code != 0
     assert "repeats too much" in result.last_error_line
     assert "Traceback" not in result.stderr
-    assert seconds < CLI_SECONDS
+    assert run.seconds < CLI_SECONDS
+    assert run.megabytes < MEGABYTES
