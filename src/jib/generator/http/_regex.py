@@ -37,14 +37,11 @@ __all__ = [
     "MAX_REGEX_LENGTH",
     "MAX_REGEX_WEIGHT",
     "MAX_SPEC_REGEX_WEIGHT",
-    "REGEX_TIMEOUT",
     "CompiledRegex",
     "check_pattern",
     "regex_weight",
 ]
 
-REGEX_TIMEOUT = 1.0
-"""Seconds a regex may run when no budget is active (the default `RenderLimits.seconds`)."""
 MAX_REGEX_LENGTH = 10_000
 """The longest pattern accepted, in characters."""
 MAX_REGEX_WEIGHT = 20_000

@@ -85,6 +85,8 @@ def _printf_size(template: Any, values: Any, budget: Budget) -> int:
 
     Stops counting once the size is past what the budget has left.
     """
+    if isinstance(template, bytes):
+        template = template.decode("latin-1")
     if not isinstance(template, str):
         return 0
     left = budget.limits.max_size - budget.size
@@ -375,7 +377,7 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         elif operator == "+":
             if isinstance(left, (str, bytes, list, tuple)) and type(left) is type(right):
                 budget.charge(len(left) + len(right), "'+'")
-        elif operator == "%" and isinstance(left, str):
+        elif operator == "%" and isinstance(left, (str, bytes)):
             budget.charge(_printf_size(left, right, budget), "'%' formatting")
         return super().call_binop(context, operator, left, right)
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from jib.errors import BudgetExceededError, MissingDependencyError, ProcessingError
 from jib.generator.http._budget import RenderLimits, metered
-from jib.generator.http._regex import REGEX_TIMEOUT, CompiledRegex
+from jib.generator.http._regex import CompiledRegex
 from jib.generator.http._text import to_text, truncate
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_TEMPLATE_LENGTH",
     "MAX_TEMPLATE_TOKENS",
-    "REGEX_TIMEOUT",
     "CompiledJsonPath",
     "CompiledRegex",
     "compile_jinja",
