@@ -98,6 +98,16 @@ class Generator(BaseModel):
             "generate_texts(). Use a generator that does, or .chat() if it supports chat."
         )
 
+    @classmethod
+    def supports_chat(cls) -> bool:
+        """Whether this class implements chat (`generate_messages`)."""
+        return cls.generate_messages is not Generator.generate_messages
+
+    @classmethod
+    def supports_text(cls) -> bool:
+        """Whether this class implements text completion (`generate_texts`)."""
+        return cls.generate_texts is not Generator.generate_texts
+
     def load(self) -> Generator:
         """Load local resources (a model in memory). Remote generators have nothing to load."""
         return self
@@ -140,7 +150,7 @@ class Generator(BaseModel):
         Raises:
             NotImplementedError: this generator's class does not implement `generate_messages`.
         """
-        if type(self).generate_messages is Generator.generate_messages:
+        if not self.supports_chat():
             raise NotImplementedError(
                 f"{type(self).__name__} does not support chat: it does not implement "
                 "generate_messages(). Use .complete() if it supports text."
@@ -154,7 +164,7 @@ class Generator(BaseModel):
         Raises:
             NotImplementedError: this generator's class does not implement `generate_texts`.
         """
-        if type(self).generate_texts is Generator.generate_texts:
+        if not self.supports_text():
             raise NotImplementedError(
                 f"{type(self).__name__} does not support text completion: it does not implement "
                 "generate_texts(). Use .chat() if it supports chat."
