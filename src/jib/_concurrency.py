@@ -96,6 +96,10 @@ class RequestLimiter:
         self.tpm = tpm
         self._clock = clock
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        # The last loop's state, found without a dict lookup (the common case by far). Closed
+        # loops are dropped from `_states` when a new loop first asks.
+        self._last_loop: asyncio.AbstractEventLoop | None = None
+        self._last_state: _LoopState | None = None
 
     @property
     def settings(self) -> tuple[int, float, float | None, float | None]:
@@ -104,6 +108,8 @@ class RequestLimiter:
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
+        if loop is self._last_loop:
+            return self._last_state  # type: ignore[return-value]
         state = self._states.get(loop)
         if state is None:
             # Futures hold their loop, so weak keys would not free it: drop closed loops here.
@@ -118,6 +124,7 @@ class RequestLimiter:
                 state.buckets.append(_Bucket(60.0 / self.rpm, max(1.0, self.rpm / 60), "rpm"))
             if self.tpm is not None:
                 state.tokens = _Bucket(60.0 / self.tpm, max(1.0, self.tpm / 60), "tpm")
+        self._last_loop, self._last_state = loop, state
         return state
 
     # -- slots ---------------------------------------------------------------------------------

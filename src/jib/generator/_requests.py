@@ -219,9 +219,10 @@ class RequestGenerator(Generator):
         raised, not returned: the batch stops.
         """
         self.before_batch()
+        limiter = self._request_limiter()
         results = await asyncio.gather(
             *(
-                self._item(send, convert, item, item_params)
+                self._item(limiter, send, convert, item, item_params)
                 for item, item_params in zip(inputs, params, strict=True)
             ),
             return_exceptions=True,
@@ -233,6 +234,7 @@ class RequestGenerator(Generator):
 
     async def _item(
         self,
+        limiter: RequestLimiter,
         send: Callable[[Any, GenerateParams], Awaitable[Any]],
         convert: Callable[[Any], ResultT],
         item: Any,
@@ -241,7 +243,7 @@ class RequestGenerator(Generator):
         attempts = _Attempts()
 
         async def request(item: Any, params: GenerateParams) -> ResultT:
-            return convert(await self._with_retries(send, item, params, attempts))
+            return convert(await self._with_retries(limiter, send, item, params, attempts))
 
         try:
             result = await self.wrapped(request)(item, params)
@@ -254,13 +256,13 @@ class RequestGenerator(Generator):
 
     async def _with_retries(
         self,
+        limiter: RequestLimiter,
         send: Callable[[Any, GenerateParams], Awaitable[Any]],
         item: Any,
         params: GenerateParams,
         attempts: _Attempts,
     ) -> Any:
         """Send `item` until it succeeds, fails for good, or its budget runs out."""
-        limiter = self._request_limiter()
         policy = RetryPolicy(self.max_retries, self.retry_backoff, self.max_retry_wait)
         timeout = self.request_timeout(params)
         tokens = self.estimate_tokens(item, params) if self.tpm is not None else 0
@@ -285,10 +287,12 @@ class RequestGenerator(Generator):
                         retryable=False,
                     ) from None
                 attempts.count += 1
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 try:
-                    async with _timeout_after(remaining):
+                    if deadline is None:
                         result = await send(item, params)
+                    else:
+                        async with _timeout_after(max(0.0, deadline - time.monotonic())):
+                            result = await send(item, params)
                     succeeded = True
                 except TimeoutError:
                     raise ProviderTimeoutError(
