@@ -24,14 +24,20 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field, PrivateAttr
 
 from jib._concurrency import RateExceedsDeadline, RequestLimiter
 from jib._retry import RetryPolicy
-from jib.errors import JibError, ProviderError, ProviderTimeoutError, RateLimitError
+from jib.errors import (
+    JibError,
+    MalformedResponseError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+)
 from jib.generator.base import Generator
 from jib.messages import GeneratedMessage, GeneratedText, Message, check_batch
 from jib.params import GenerateParams
@@ -248,7 +254,7 @@ class RequestGenerator(Generator):
         try:
             result = await self.wrapped(request)(item, params)
         except JibError as error:
-            error.attempts = attempts.count or None
+            _annotate(error, attempts)
             raise
         result.attempts = attempts.count
         result.latency_ms = attempts.latency_ms()
@@ -263,83 +269,90 @@ class RequestGenerator(Generator):
         attempts: _Attempts,
     ) -> Any:
         """Send `item` until it succeeds, fails for good, or its budget runs out."""
-        policy = RetryPolicy(self.max_retries, self.retry_backoff, self.max_retry_wait)
-        timeout = self.request_timeout(params)
-        tokens = self.estimate_tokens(item, params) if self.tpm is not None else 0
-        deadline: float | None = None
-        retries = 0
+        run = _Run(self, limiter, item, params, attempts)
         while True:
-            await limiter.acquire()
-            released = succeeded = False
+            await run.begin()
             try:
-                now = time.monotonic()
-                if deadline is None and timeout is not None:
-                    deadline = now + timeout
-                if attempts.started is None:
-                    attempts.started = now
-                try:
-                    await limiter.pace(tokens, deadline)
-                except RateExceedsDeadline as exc:
-                    raise ProviderTimeoutError(
-                        f"{exc.reason} would delay this request by {exc.wait:.3g}s, past its "
-                        f"timeout of {timeout:g}s; raise the timeout or the limit",
-                        provider=self._provider_label,
-                        retryable=False,
-                    ) from None
-                attempts.count += 1
-                try:
-                    if deadline is None:
-                        result = await send(item, params)
-                    else:
-                        async with _timeout_after(max(0.0, deadline - time.monotonic())):
-                            result = await send(item, params)
-                    succeeded = True
-                except TimeoutError:
-                    raise ProviderTimeoutError(
-                        f"no answer within {timeout:g}s (the request's timeout, retries included)",
-                        provider=self._provider_label,
-                    ) from None
-            except JibError as error:
-                limiter.release(rate_limited=isinstance(error, RateLimitError))
-                released = True
-                if isinstance(error, RetryRequested):
-                    delay: float | None = 0.0 if retries < self.max_retries else None
-                    if delay is None or (deadline is not None and time.monotonic() >= deadline):
-                        raise error.final from None
+                if run.deadline is None:
+                    result = await send(item, params)
                 else:
-                    delay = policy.delay(error, retries)
-                detail = policy.refusal(error, retries) if delay is None else ""
-                if (
-                    delay is not None
-                    and deadline is not None
-                    and time.monotonic() + delay >= deadline
-                ):
-                    delay = None
-                    if time.monotonic() < deadline:
-                        detail = f"not retried: its timeout of {timeout:g}s would pass"
-                if delay is None:
-                    if detail and isinstance(error, ProviderError):
-                        error.add_detail(detail)
-                    raise
-                retries += 1
-                logger.info(
-                    "%s: %s; retry %d/%d in %.3fs",
-                    self._provider_label,
-                    type(error).__name__,
-                    retries,
-                    self.max_retries,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                    async with _timeout_after(max(0.0, run.deadline - time.monotonic())):
+                        result = await send(item, params)
+            except TimeoutError:
+                await run.failed(run.timed_out())
                 continue
-            finally:
-                if not released:
-                    limiter.release(succeeded=succeeded)
-            if tokens:
-                usage = getattr(result, "usage", None)
-                if usage is not None and usage.total_tokens:
-                    limiter.settle_tokens(tokens, usage.total_tokens)
+            except JibError as error:
+                await run.failed(error)
+                continue
+            except BaseException:
+                run.end(succeeded=False)
+                raise
+            run.end(succeeded=True, result=result)
             return result
+
+    async def stream_messages(
+        self, messages: Sequence[Message], params: GenerateParams
+    ) -> AsyncIterator[str | GeneratedMessage]:
+        """Stream one conversation's answer: text deltas, then the finished message.
+
+        Within the same limits, timeout budget and attempt counting as a batch; a failure is
+        retried only before the first delta (text already given out cannot be taken back).
+        `wrap()` wrappers do not apply to streams.
+        """
+        if not self.supports_chat():
+            await self.request_message([], GenerateParams())  # raises NotImplementedError
+        self.before_batch()
+        attempts = _Attempts()
+        run = _Run(self, self._request_limiter(), messages, params, attempts)
+        while True:
+            await run.begin()
+            given_out = False
+            final: GeneratedMessage | None = None
+            try:
+                async with _timeout_after(
+                    None if run.deadline is None else max(0.0, run.deadline - time.monotonic())
+                ):
+                    async for piece in self.request_message_stream(messages, params):
+                        if isinstance(piece, str):
+                            if piece:
+                                given_out = True
+                                yield piece
+                        else:
+                            final = _as_message(piece)
+                if final is None:
+                    raise MalformedResponseError(
+                        "the stream ended without a finished answer",
+                        provider=self._provider_label,
+                    )
+            except (TimeoutError, JibError) as raised:
+                error = run.timed_out() if isinstance(raised, TimeoutError) else raised
+                if given_out:
+                    run.end(succeeded=False)
+                    _annotate(error, attempts)
+                    raise error from None
+                try:
+                    await run.failed(error)
+                except JibError as final_error:
+                    _annotate(final_error, attempts)
+                    raise
+                continue
+            except BaseException:
+                run.end(succeeded=False)
+                raise
+            run.end(succeeded=True, result=final)
+            final.attempts = attempts.count
+            final.latency_ms = attempts.latency_ms()
+            yield final
+            return
+
+    async def request_message_stream(
+        self, messages: Sequence[Message], params: GenerateParams
+    ) -> AsyncIterator[str | GeneratedMessage | GeneratedText]:
+        """Send one chat request as a stream: yield text deltas, then the whole answer.
+
+        Providers that can stream override this; by default the whole answer comes at once.
+        """
+        yield _as_message(await self.request_message(messages, params))
 
     # -- limits shared by copies ---------------------------------------------------------------
 
@@ -391,6 +404,119 @@ class RequestGenerator(Generator):
         if private:
             state["__pydantic_private__"] = {**private, "_limiter": None}
         return state
+
+
+class _Run:
+    """One item's way through the tier: slots, pacing, the deadline and the retry decisions."""
+
+    __slots__ = (
+        "attempts",
+        "deadline",
+        "generator",
+        "limiter",
+        "policy",
+        "retries",
+        "timeout",
+        "tokens",
+    )
+
+    def __init__(
+        self,
+        generator: RequestGenerator,
+        limiter: RequestLimiter,
+        item: Any,
+        params: GenerateParams,
+        attempts: _Attempts,
+    ) -> None:
+        self.generator = generator
+        self.limiter = limiter
+        self.attempts = attempts
+        self.policy = RetryPolicy(
+            generator.max_retries, generator.retry_backoff, generator.max_retry_wait
+        )
+        self.timeout = generator.request_timeout(params)
+        self.tokens = generator.estimate_tokens(item, params) if generator.tpm is not None else 0
+        self.deadline: float | None = None
+        self.retries = 0
+
+    async def begin(self) -> None:
+        """Take a slot and wait for pacing; count the attempt. The budget starts at the first.
+
+        Raises:
+            ProviderTimeoutError: pacing would take the request past its deadline.
+        """
+        await self.limiter.acquire()
+        now = time.monotonic()
+        if self.deadline is None and self.timeout is not None:
+            self.deadline = now + self.timeout
+        if self.attempts.started is None:
+            self.attempts.started = now
+        try:
+            await self.limiter.pace(self.tokens, self.deadline)
+        except RateExceedsDeadline as exc:
+            self.limiter.release()
+            raise ProviderTimeoutError(
+                f"{exc.reason} would delay this request by {exc.wait:.3g}s, past its "
+                f"timeout of {self.timeout:g}s; raise the timeout or the limit",
+                provider=self.generator._provider_label,
+                retryable=False,
+            ) from None
+        except BaseException:
+            self.limiter.release()
+            raise
+        self.attempts.count += 1
+
+    def timed_out(self) -> ProviderTimeoutError:
+        """The error for an attempt cut off by the deadline."""
+        return ProviderTimeoutError(
+            f"no answer within {self.timeout:g}s (the request's timeout, retries included)",
+            provider=self.generator._provider_label,
+        )
+
+    def end(self, *, succeeded: bool, result: Any = None) -> None:
+        """Give the slot back after an attempt that did not fail with a jib error."""
+        self.limiter.release(succeeded=succeeded)
+        if succeeded and self.tokens:
+            usage = getattr(result, "usage", None)
+            if usage is not None and usage.total_tokens:
+                self.limiter.settle_tokens(self.tokens, usage.total_tokens)
+
+    async def failed(self, error: JibError) -> None:
+        """Give the slot back after `error`; wait before the retry, or raise to give up."""
+        self.limiter.release(rate_limited=isinstance(error, RateLimitError))
+        deadline = self.deadline
+        if isinstance(error, RetryRequested):
+            if self.retries >= self.generator.max_retries or (
+                deadline is not None and time.monotonic() >= deadline
+            ):
+                raise error.final from None
+            delay: float | None = 0.0
+        else:
+            delay = self.policy.delay(error, self.retries)
+        detail = self.policy.refusal(error, self.retries) if delay is None else ""
+        if delay is not None and deadline is not None and time.monotonic() + delay >= deadline:
+            delay = None
+            if time.monotonic() < deadline:
+                detail = f"not retried: its timeout of {self.timeout:g}s would pass"
+        if delay is None:
+            if detail and isinstance(error, ProviderError):
+                error.add_detail(detail)
+            raise error
+        self.retries += 1
+        logger.info(
+            "%s: %s; retry %d/%d in %.3fs",
+            self.generator._provider_label,
+            type(error).__name__,
+            self.retries,
+            self.generator.max_retries,
+            delay,
+        )
+        await asyncio.sleep(delay)
+
+
+def _annotate(error: BaseException, attempts: _Attempts) -> None:
+    if isinstance(error, JibError):
+        error.attempts = attempts.count or None
 
 
 _TIER_FIELDS = frozenset(RequestGenerator.model_fields) - frozenset(Generator.model_fields)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
@@ -97,6 +97,23 @@ class Generator(BaseModel):
             f"{type(self).__name__} does not support text completion: it does not implement "
             "generate_texts(). Use a generator that does, or .chat() if it supports chat."
         )
+
+    async def stream_messages(
+        self, messages: Sequence[Message], params: GenerateParams
+    ) -> AsyncIterator[str | GeneratedMessage]:
+        """Generate the next message of one conversation, yielding text as it is generated.
+
+        Yields text deltas (`str`), then the finished `GeneratedMessage` last. This default,
+        for generators that cannot stream, runs a batch of one and yields only the finished
+        message; request-based generators stream when their provider can.
+
+        Raises:
+            The exception the item failed with.
+        """
+        (result,) = await self.generate_messages([messages], [params])
+        if isinstance(result, BaseException):
+            raise result
+        yield result
 
     @classmethod
     def supports_chat(cls) -> bool:

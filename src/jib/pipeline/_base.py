@@ -314,7 +314,10 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         inputs: list[InputT],
         many_params: Sequence[GenerateParams | None] | None,
         on_failed: OnFailed,
+        generate: Callable[..., Awaitable[Sequence[ResultT | BaseException]]] | None = None,
     ) -> list[RecordT]:
+        """Generate for `inputs` (with `generate` in place of `_generate` when given: a stream),
+        turn results into records, apply callbacks, watchers and the `on_failed` policy."""
         if on_failed not in _ON_FAILED:
             raise ValueError(f"on_failed must be one of {_ON_FAILED}, not {on_failed!r}")
         if not inputs:
@@ -334,7 +337,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
 
         started = time.perf_counter()
         try:
-            results = await self._generate(sender, inputs, params_list)
+            results = await (generate or self._generate)(sender, inputs, params_list)
         except self._catch as exc:
             results = [exc] * len(inputs)
         batch_ms = (time.perf_counter() - started) * 1000

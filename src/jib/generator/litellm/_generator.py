@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from jib._retry import retry_after_from
@@ -17,7 +17,7 @@ from jib.generator.litellm._runtime import (
     to_generated_text,
     warn_if_truncated,
 )
-from jib.messages import GeneratedMessage, GeneratedText, Message
+from jib.messages import GeneratedMessage, GeneratedText, Message, Usage, normalize_stop_reason
 from jib.params import GenerateParams
 
 __all__ = ["LiteLLMGenerator"]
@@ -83,21 +83,28 @@ class LiteLLMGenerator(RequestGenerator):
         try:
             return read(await function(**arguments))
         except Exception as exc:
-            secrets = [arguments.get("api_key") or ""]
-            error = map_litellm_error(exc, provider=self.model, secrets=secrets)
+            error = self._error(exc, arguments)
             if error is exc:
                 raise
-            if _cut_body(exc):
-                # LiteLLM reports a body it could not parse as a 500 of its own making.
-                error = MalformedResponseError(
-                    f"the server's answer is not valid JSON: {error.message}"
-                    if isinstance(error, ProviderError)
-                    else str(error),
-                    provider=self.model,
-                )
-            if isinstance(error, ProviderError) and error.retry_after is None:
-                error.retry_after = _retry_after_in(exc)
             raise error from exc
+
+    def _error(self, exc: Exception, arguments: dict[str, Any]) -> Exception:
+        """The jib error for what a LiteLLM call raised (`exc` itself when it is not LiteLLM's)."""
+        secrets = [arguments.get("api_key") or ""]
+        error = map_litellm_error(exc, provider=self.model, secrets=secrets)
+        if error is exc:
+            return exc
+        if _cut_body(exc):
+            # LiteLLM reports a body it could not parse as a 500 of its own making.
+            error = MalformedResponseError(
+                f"the server's answer is not valid JSON: {error.message}"
+                if isinstance(error, ProviderError)
+                else str(error),
+                provider=self.model,
+            )
+        if isinstance(error, ProviderError) and error.retry_after is None:
+            error.retry_after = _retry_after_in(exc)
+        return error
 
     async def request_message(
         self, messages: Sequence[Message], params: GenerateParams
@@ -114,6 +121,47 @@ class LiteLLMGenerator(RequestGenerator):
         warn_if_truncated(self.model, (m.content for m in messages), generated.usage)
         return generated
 
+    async def request_message_stream(
+        self, messages: Sequence[Message], params: GenerateParams
+    ) -> AsyncIterator[str | GeneratedMessage]:
+        """Stream one conversation through `litellm.acompletion(stream=True)`."""
+        litellm = import_litellm()
+        arguments = self._request_arguments(params)
+        arguments["stream"] = True
+        arguments.setdefault("stream_options", {"include_usage": True})
+        parts: list[str] = []
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        extra: dict[str, Any] = {}
+        try:
+            response = await litellm.acompletion(
+                messages=[message.to_dict() for message in messages], **arguments
+            )
+            async for chunk in response:
+                chunk_usage = _usage_of(chunk)
+                if chunk_usage is not None:
+                    usage = chunk_usage
+                if getattr(chunk, "id", None):
+                    extra["response_id"] = chunk.id
+                choices = getattr(chunk, "choices", None) or []
+                if not choices:
+                    continue
+                choice = choices[0]
+                if getattr(choice, "finish_reason", None):
+                    finish_reason = choice.finish_reason
+                delta = getattr(getattr(choice, "delta", None), "content", None)
+                if delta:
+                    parts.append(delta)
+                    yield delta
+        except Exception as exc:
+            raise self._error(exc, arguments) from exc
+        generated = GeneratedMessage(
+            Message("assistant", "".join(parts)), normalize_stop_reason(finish_reason), usage, extra
+        )
+        fix_ollama_stop_reason(self.model, generated, params.max_tokens)
+        warn_if_truncated(self.model, (m.content for m in messages), generated.usage)
+        yield generated
+
     async def request_text(self, text: str, params: GenerateParams) -> GeneratedText:
         """Send one text to `litellm.atext_completion`."""
         litellm = import_litellm()
@@ -126,6 +174,16 @@ class LiteLLMGenerator(RequestGenerator):
         fix_ollama_stop_reason(self.model, generated, params.max_tokens)
         warn_if_truncated(self.model, [text], generated.usage)
         return generated
+
+
+def _usage_of(chunk: Any) -> Usage | None:
+    usage = getattr(chunk, "usage", None)
+    if usage is None:
+        return None
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    total = int(getattr(usage, "total_tokens", 0) or prompt + completion)
+    return Usage(prompt, completion, total)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
