@@ -185,13 +185,8 @@ async def test_the_generator_identifier_round_trips_without_the_key(
     generator = native(fault_server, ",max_connections=4,stream_usage=False")
     identifier = generator.to_identifier()
 
-    assert (
-        identifier
-        == (
-            f"openai!stub,api_base={fault_server.url.replace(':', '%3A')},stream_usage=False,"
-            "max_connections=4"
-        )
-        or SECRET not in identifier
+    assert identifier == (
+        f"openai!stub,api_base={fault_server.url},stream_usage=False,max_connections=4"
     )
     assert SECRET not in identifier
     rebuilt = jib.get_generator(identifier)
