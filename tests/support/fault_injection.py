@@ -86,6 +86,8 @@ class Fault:
         status: the status of an "error".
         retry_after / retry_after_ms: header values an "error" carries, when set.
         seconds: how long the request is held before the fault (for "slow", before the answer).
+        until: or the `time.monotonic()` instant it is held until, so that requests arriving
+            at different times get their faults together.
     """
 
     kind: FaultKind
@@ -93,11 +95,13 @@ class Fault:
     retry_after: str | None = None
     retry_after_ms: str | None = None
     seconds: float = 0.0
+    until: float | None = None
 
     @classmethod
-    def error(cls, status: int, *, hold: float = 0.0) -> Fault:
-        """Answer `status` with an OpenAI-style error body, after `hold` seconds."""
-        return cls("error", status=status, seconds=hold)
+    def error(cls, status: int, *, hold: float = 0.0, until: float | None = None) -> Fault:
+        """Answer `status` with an OpenAI-style error body, after `hold` seconds (or at the
+        `time.monotonic()` instant `until`)."""
+        return cls("error", status=status, seconds=hold, until=until)
 
     @classmethod
     def rate_limit(
@@ -106,15 +110,17 @@ class Fault:
         *,
         retry_after_ms: float | None = None,
         hold: float = 0.0,
+        until: float | None = None,
     ) -> Fault:
         """A 429 with `Retry-After: retry_after` (seconds or an HTTP date; `None`: no header)
-        and, when given, `retry-after-ms`, after `hold` seconds."""
+        and, when given, `retry-after-ms`, after `hold` seconds (or at the instant `until`)."""
         return cls(
             "error",
             status=429,
             retry_after=_header_number(retry_after),
             retry_after_ms=_header_number(retry_after_ms),
             seconds=hold,
+            until=until,
         )
 
     @classmethod
@@ -456,6 +462,8 @@ class _Handler(JsonHandler):
         fault = request.fault
         good = fault is None or not fault.fails
         hold = (state.delay if good else 0.0) + (fault.seconds if fault else 0.0)
+        if fault and fault.until is not None:
+            hold = max(0.0, fault.until - request.start)
         if hold and not self._hold(hold, request.release):
             state._leave(request, "client closed")
             self._abort()

@@ -15,7 +15,13 @@ import pytest
 import jib
 from jib.errors import ServerError
 from tests.generator.faults.conftest import WITH_HEADERS, Remote
-from tests.support.fault_injection import Always, Fault, RunningFaultInjection
+from tests.support.fault_injection import (
+    Always,
+    Fault,
+    FirstAttempts,
+    RunningFaultInjection,
+    answer_for,
+)
 
 
 async def test_an_endpoint_always_503_fails_every_chat_after_the_default_bound(
@@ -54,6 +60,20 @@ async def test_with_retries_bounds_one_pipeline_and_leaves_the_generator_alone(
     assert few.failed and few.attempts == 2
     assert usual.failed and usual.attempts == 5
     assert faults.state.attempts() == Counter({"few": 2, "usual": 5})
+
+
+@pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504])
+async def test_transient_statuses_are_retried(
+    remote: Remote, faults: RunningFaultInjection, status: int
+) -> None:
+    faults.state.reset(FirstAttempts(2, Fault.error(status)))
+    generator = remote.generator(retry_backoff=0.001)
+
+    chat = await generator.chat("try again").run()
+
+    assert chat.content == answer_for("try again")
+    assert chat.attempts == 3
+    assert faults.state.total_requests == 3
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
