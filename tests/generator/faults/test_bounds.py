@@ -48,6 +48,20 @@ async def test_an_endpoint_always_503_fails_every_chat_after_the_default_bound(
     assert elapsed < 15
 
 
+async def test_the_bound_comes_from_the_identifier(faults: RunningFaultInjection) -> None:
+    faults.state.reset(Always(Fault.error(503)))
+    generator = jib.get_generator(
+        f"openai/fault-model,api_base={faults.openai_base},api_key=sk-test,"
+        "max_retries=2,retry_backoff=0.001,max_retry_wait=2"
+    )
+
+    chats = await generator.chat().run_batch(["a", "b", "c"], on_failed="include")
+
+    assert [chat.attempts for chat in chats] == [3, 3, 3]
+    assert faults.state.attempts() == Counter({"a": 3, "b": 3, "c": 3})
+    assert "max_retries=2" in generator.to_identifier()
+
+
 async def test_with_retries_bounds_one_pipeline_and_leaves_the_generator_alone(
     remote: Remote, faults: RunningFaultInjection
 ) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import jib
 from jib.chat import Chat
 from tests.generator.faults.conftest import Remote
 from tests.support.fault_injection import Fault, RunningFaultInjection, Seeded, answer_for
@@ -99,16 +98,3 @@ async def test_run_many_returns_every_answer_once_under_faults(
     assert [chat.content for chat in chats] == [answer_for("the same question")] * 60
     assert faults.state.answered() == Counter({"the same question": 60})
     assert sum(chat.attempts or 0 for chat in chats) == faults.state.total_requests
-
-
-async def test_retry_settings_come_from_the_identifier(faults: RunningFaultInjection) -> None:
-    faults.state.reset(Seeded(seed=14, fraction=0.5, faults=[Fault.error(503)]))
-    generator = jib.get_generator(
-        f"openai/fault-model,api_base={faults.openai_base},api_key=sk-test,"
-        "max_retries=9,retry_backoff=0.001,max_retry_wait=2,max_connections=4"
-    )
-
-    chats = await generator.chat().run_batch([f"q{i}" for i in range(20)], on_failed="include")
-
-    assert not failures(chats), failures(chats)
-    assert "max_retries=9" in generator.to_identifier()
