@@ -76,13 +76,20 @@ class JsonHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve(handler: type[JsonHandler], state: StateT, port: int = 0) -> Iterator[int]:
+def serve(
+    handler: type[JsonHandler],
+    state: StateT,
+    port: int = 0,
+    *,
+    server_class: type[StatefulServer[StateT]] = StatefulServer,
+) -> Iterator[int]:
     """Serve `handler` with `state` on 127.0.0.1 until the block ends; yields the port.
 
-    `port` 0 takes a free one. The server is shut down and its socket closed on the way out,
-    also when the block fails.
+    `port` 0 takes a free one; `server_class` may be a `StatefulServer` subclass (a larger
+    backlog, say). The server is shut down and its socket closed on the way out, also when the
+    block fails.
     """
-    server = StatefulServer(handler, state, port)
+    server = server_class(handler, state, port)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
