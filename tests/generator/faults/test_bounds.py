@@ -45,7 +45,7 @@ async def test_an_endpoint_always_503_fails_every_chat_after_the_default_bound(
         assert chat.attempts == 6
     assert faults.state.attempts() == Counter({prompt: 6 for prompt in prompts})
     # Five full-jitter waits from 50 ms add up to 1.55 s at most; the rest is the machine.
-    assert elapsed < 15
+    assert elapsed < 30
 
 
 async def test_the_bound_comes_from_the_identifier(faults: RunningFaultInjection) -> None:
