@@ -185,8 +185,10 @@ def print_table(rows: list[dict[str, Any]], chats: int) -> None:
 
 async def run_all(chats: int, repeat: int) -> list[dict[str, Any]]:
     """Every provider and mode, `repeat` times, taking turns so they meet the same load."""
-    import litellm
+    from jib.generator.litellm._runtime import import_litellm
 
+    # jib's import keeps LiteLLM from fetching its price map; a bare `import litellm` would not.
+    litellm = import_litellm()
     litellm.suppress_debug_info = True  # its "Give Feedback" banner after every failure
     runs = []
     with run_fault_injection() as server:

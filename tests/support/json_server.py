@@ -37,6 +37,9 @@ class JsonHandler(BaseHTTPRequestHandler):
     """Reads JSON request bodies and writes JSON answers, with keep-alive and no access log."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY the body waits for the
+    # client's delayed ACK of the headers (~40 ms per answer), as no real server would.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
