@@ -6,6 +6,7 @@ Nothing here sends anything; `generator.py` asks this policy what to do after ea
 from __future__ import annotations
 
 import email.utils
+import enum
 import inspect
 import random
 import time
@@ -18,10 +19,39 @@ from jib.errors import JibError, ProcessingError
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["TRANSIENT_STATUS", "HookResult", "RetryPolicy", "parse_retry_after", "run_hook"]
+__all__ = [
+    "TRANSIENT_STATUS",
+    "HookAction",
+    "HookResult",
+    "RetryPolicy",
+    "parse_retry_after",
+    "run_hook",
+]
 
-HookResult = Literal["retry", "continue", "raise"] | None
-"""What a hook asks for: send the request again, go on as usual, or fail with this response."""
+
+class HookAction(str, enum.Enum):
+    """What a hook asks for after a response (the seed's name for a hook's return type).
+
+    A hook may return a member or its plain string (`"retry"`), which compare equal; `None`
+    means the same as `CONTINUE`.
+
+    >>> HookAction.RETRY == "retry"
+    True
+    """
+
+    RETRY = "retry"
+    """Send the request again (rendered anew, so a refreshed `state` applies)."""
+    CONTINUE = "continue"
+    """Go on as usual: a valid response is the answer, another one is retried or fails."""
+    RAISE = "raise"
+    """Fail with this response's status error."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+HookResult = HookAction | Literal["retry", "continue", "raise"] | None
+"""What a hook returns: a `HookAction`, its plain string, or `None` (go on as usual)."""
 
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 """Statuses worth retrying: the server is busy or a gateway failed, not the request."""
