@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from jib import generator
     from jib.chat import Chat, Completion, StoredError
     from jib.errors import (
         RETRYABLE_ERRORS,
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
         RateLimitError,
         ServerError,
     )
-    from jib import generator
     from jib.generator.base import Generator
     from jib.generator.http import HTTPGenerator
     from jib.generator.litellm import LiteLLMGenerator
@@ -134,6 +134,7 @@ __all__ = [
     "Usage",
     "VLLMGenerator",
     "__version__",
+    "generator",
     "get_generator",
     "get_identifier",
     "register_generator",
