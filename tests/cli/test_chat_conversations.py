@@ -112,7 +112,9 @@ def test_system_with_cid_is_refused(jib: JibRunner) -> None:
 # -- where the prompt comes from -----------------------------------------------------------------
 
 
-def test_prompt_piped_on_stdin(jib_env: dict[str, str], tmp_path: Path, default_store: Path) -> None:
+def test_prompt_piped_on_stdin(
+    jib_env: dict[str, str], tmp_path: Path, default_store: Path
+) -> None:
     result = jib_with_stdin(jib_env, tmp_path, b"hi from a pipe\n", "chat", "echo!demo")
 
     assert result.code == 0, result.stderr
