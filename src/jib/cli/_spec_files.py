@@ -90,7 +90,8 @@ def read_spec_file(name: str, *, base: Path | None = None) -> HTTPSpec:
         return HTTPSpec.model_validate(text)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the file"
-        # Not chained: pydantic's message quotes the input, and a spec may hold a key.
         problem = first["msg"].removeprefix("Value error, ")
-        raise InvalidGeneratorError(f"{shown}: invalid spec: {where}: {problem}") from None
+        if first["loc"]:  # a field's error; a whole-spec check names its place in the message
+            problem = ".".join(str(part) for part in first["loc"]) + ": " + problem
+        # Not chained: pydantic's message quotes the input, and a spec may hold a key.
+        raise InvalidGeneratorError(f"{shown}: invalid spec: {problem}") from None
