@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
+import jib
+from jib import InvalidGeneratorError
 from jib.chat import Chat
+from jib.cli._spec_files import expand_spec_file
+from jib.generator.http import HTTPGenerator
 from jib.storage import open_store
 from tests.cli.conftest import JibRunner, assert_one_clean_error_line
 from tests.support.fault_server import RunningFaultServer
@@ -172,3 +176,42 @@ def test_a_json_spec_file_works_as_well(jib: JibRunner, tmp_path: Path) -> None:
     described = jib("id", "http!bot,spec=@bot.json", "--json").json()
 
     assert described["attributes"]["spec"] == {"request": {"url": "http://127.0.0.1:9/{{ model }}"}}
+
+
+# -- identifiers read from a file the user named -------------------------------------------------
+
+
+def test_identifiers_without_a_spec_file_are_left_alone() -> None:
+    for identifier in ("echo!demo", "http!m,spec=e30", "a,,b@", "http!m,api_key=k@y", "x@y"):
+        assert expand_spec_file(identifier) == identifier
+
+
+def test_an_empty_file_name_says_how_to_write_one() -> None:
+    with pytest.raises(InvalidGeneratorError, match=r"spec=@ names no file; write spec=@path"):
+        expand_spec_file("http!m,spec=@")
+
+
+def test_a_spec_file_beside_the_file_that_names_it_is_read(tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "bot.yaml").write_text("request: {url: 'http://127.0.0.1:9/'}\n")
+
+    expanded = expand_spec_file("http!m,spec=@specs/bot.yaml,timeout=3", base=tmp_path)
+
+    generator = jib.get_generator(expanded)
+    assert isinstance(generator, HTTPGenerator)
+    assert generator.spec is not None
+    assert generator.spec.request.url == "http://127.0.0.1:9/"
+    assert expanded.endswith(",timeout=3")
+
+
+@pytest.mark.parametrize("name", ["../outside.yaml", "/etc/hostname", "link.yaml"])
+def test_a_file_named_inside_a_shared_file_must_stay_in_its_folder(
+    tmp_path: Path, name: str
+) -> None:
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    (tmp_path / "outside.yaml").write_text("request: {url: 'http://127.0.0.1:9/'}\n")
+    (folder / "link.yaml").symlink_to(tmp_path / "outside.yaml")
+
+    with pytest.raises(InvalidGeneratorError, match="must be a relative path within that folder"):
+        expand_spec_file(f"http!m,spec=@{name}", base=folder)

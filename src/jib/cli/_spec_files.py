@@ -9,6 +9,10 @@ Only identifiers the user wrote are expanded — command-line arguments, `$JIB_G
 the user names. An identifier read back from a stored chat is data: expanding `@path` there
 would let whoever wrote the store read any local file and send it to a server. Such an
 identifier reaches `get_generator` as it is, where `@path` is not a valid spec.
+
+Relative paths start from the current directory. For an identifier inside a file the user named
+(a dataset, a list of identifiers), pass that file's folder as `base`: the path must then be
+relative and stay inside that folder, since such files are shared and not written by the user.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ def expand_spec_file(identifier: str, *, base: Path | None = None) -> str:
 
     Args:
         identifier: an identifier the user wrote (never one read from a store).
-        base: the folder relative paths start from; default: the current directory.
+        base: the folder of the file the identifier was read from: the spec file must be
+            inside it. Default: the identifier was typed, relative paths start from the current
+            directory and any path may be given.
 
     Raises:
         InvalidGeneratorError: the file cannot be read or holds no valid spec; the message names
@@ -68,10 +74,15 @@ def read_spec_file(name: str, *, base: Path | None = None) -> HTTPSpec:
     from jib.generator.http import HTTPSpec
 
     shown = f"{_KEY}={FILE_PREFIX}{name}"
-    path = Path(name).expanduser()
-    if not path.is_absolute():
-        path = (base or Path.cwd()) / path
+    if not name.strip():
+        raise InvalidGeneratorError(f"{shown} names no file; write {_KEY}={FILE_PREFIX}path.yaml")
+    path = Path.cwd() / Path(name).expanduser() if base is None else base / name
     try:
+        if base is not None and not _inside(name, base):
+            raise InvalidGeneratorError(
+                f"{shown}: a spec file named inside {base} must be a relative path within "
+                "that folder"
+            )
         if not path.is_file():
             where = "relative paths start from the current directory" if base is None else ""
             raise InvalidGeneratorError(
@@ -95,3 +106,13 @@ def read_spec_file(name: str, *, base: Path | None = None) -> HTTPSpec:
             problem = ".".join(str(part) for part in first["loc"]) + ": " + problem
         # Not chained: pydantic's message quotes the input, and a spec may hold a key.
         raise InvalidGeneratorError(f"{shown}: invalid spec: {problem}") from None
+
+
+def _inside(name: str, base: Path) -> bool:
+    """Whether `name`, relative to `base`, stays inside `base` once links are followed."""
+    if Path(name).is_absolute():
+        return False
+    try:
+        return (base / name).resolve().is_relative_to(base.resolve())
+    except RuntimeError:  # a symlink loop (Python 3.10-3.12; later versions raise OSError)
+        return False
