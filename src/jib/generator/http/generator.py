@@ -31,8 +31,8 @@ from jib.errors import (
     error_for_status,
 )
 from jib.generator._requests import RequestGenerator, RetryRequested
-from jib.generator.http._pool import LoopClients
-from jib.generator.http._retry import HookResult, run_hook
+from jib.generator.http._hooks import HookResult, run_hook
+from jib.generator.http._pool import LoopClients, ProxyURL, Verify
 from jib.generator.http._transport import looks_secret, safe_headers, send
 from jib.generator.http.factories import json_endpoint_spec, one_body, text_endpoint_spec
 from jib.generator.http.spec import HTTPSpec, PreparedRequest, RequestTransformContext, origin_of
@@ -72,6 +72,11 @@ class HTTPGenerator(RequestGenerator):
             identifiers.
         max_response_bytes: larger response bodies fail with `ProcessingError`.
         max_redirects: redirects followed per request.
+        proxy: send every request through this proxy (`http://127.0.0.1:8080` for Burp or
+            mitmproxy), instead of the environment's `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`.
+            Credentials belong in the environment, not here (they would be stored).
+        verify: verify TLS certificates (`True`), don't (`False`), or trust the CA bundle at
+            this path (an interception proxy's certificate).
         (and the limits and retry settings of `RequestGenerator`: `max_connections`,
         `min_delay_between_requests`, `rpm`, `tpm`, `max_retries`, `retry_backoff`,
         `max_retry_wait`)
@@ -83,6 +88,8 @@ class HTTPGenerator(RequestGenerator):
     hook: Callable[..., Any] | None = Field(default=None, repr=False, exclude=True)
     max_response_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_redirects: int = Field(default=5, ge=0, le=30)
+    proxy: ProxyURL = None
+    verify: Verify = True
 
     _clients: LoopClients | None = PrivateAttr(default=None)
     _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = PrivateAttr(
@@ -349,9 +356,10 @@ class HTTPGenerator(RequestGenerator):
 
     def _connections(self) -> LoopClients:
         clients = self._clients
-        if clients is None or clients.max_connections != self.max_connections:
-            # Clients made for an older `max_connections` close with their loops.
-            clients = self._clients = LoopClients(self.max_connections)
+        settings = (self.max_connections, self.proxy, self.verify)
+        if clients is None or clients.settings != settings:
+            # Clients made for older settings close with their loops.
+            clients = self._clients = LoopClients(*settings)
         return clients
 
     async def aclose(self) -> None:

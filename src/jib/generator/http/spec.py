@@ -25,6 +25,8 @@ from jib.generator.http.transforms import (
     compile_jsonpath,
     compile_regex,
     fill_json_template,
+    match_text,
+    parse_json_container,
     render_jinja,
     to_text,
 )
@@ -42,11 +44,20 @@ __all__ = [
 ]
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_NO_MATCH = object()
 
 
 @dataclass
 class RequestTransformContext:
     """What request templates (and response Jinja templates) can refer to.
+
+    Built by the generator for each request; build one yourself to try a spec. `messages` takes
+    `Message`s or `{"role", "content"}` dicts, and when `content` and `all_content` are left
+    empty they (and `role`) are taken from the messages:
+
+    >>> context = RequestTransformContext(messages=[{"role": "user", "content": "hi"}])
+    >>> context.content, context.role
+    ('hi', 'user')
 
     Attributes:
         content: the content of the last message.
@@ -57,9 +68,12 @@ class RequestTransformContext:
         params: the generation params of this call, as a dict.
         all_content: the contents of all messages joined by newlines.
         role: the role of the last message.
+
+    Raises:
+        ProcessingError: a message is neither a `Message` nor a `{"role", "content"}` dict.
     """
 
-    content: str
+    content: str = ""
     messages: list[Message] = field(default_factory=list)
     api_key: str | None = field(default=None, repr=False)
     model: str = ""
@@ -67,6 +81,14 @@ class RequestTransformContext:
     params: dict[str, Any] = field(default_factory=dict)
     all_content: str = ""
     role: str = "user"
+
+    def __post_init__(self) -> None:
+        if any(not isinstance(message, Message) for message in self.messages):
+            self.messages = [_as_message(item, index) for index, item in enumerate(self.messages)]
+        if self.messages and not self.content and not self.all_content:
+            last = self.messages[-1]
+            self.content, self.role = last.content, last.role
+            self.all_content = "\n".join(message.content for message in self.messages)
 
     @classmethod
     def from_messages(
@@ -105,6 +127,13 @@ class RequestTransformContext:
         if self.api_key is not None:
             variables["api_key"] = self.api_key
         return variables
+
+
+def _as_message(item: Any, index: int) -> Message:
+    try:
+        return Message.from_any(item)
+    except (TypeError, ValueError) as exc:
+        raise ProcessingError(f"RequestTransformContext.messages[{index}]: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -395,23 +424,30 @@ class HTTPSpec(_SpecModel):
         """Run the response transforms over `body`; with none, the body is the answer.
 
         Each step sees the previous output as `result`, `data` and `output` (Jinja steps also see
-        the request context).
+        the request context). A Jinja step sees it parsed, as the seed's system does: after a
+        `jsonpath` step, the value it matched (a list for several matches, so
+        `{{ result | join('') }}` joins them); after the body or another step, a JSON object or
+        array is parsed (`{{ result.reply }}`) and other text stays text.
 
         Raises:
             ProcessingError: the body is not what a step expects (not JSON), a pattern matches
                 nothing (the error names it), or a regex runs too long.
         """
         output = body
+        matched: Any = _NO_MATCH  # the value the previous (jsonpath) step matched
         variables = context.to_variables() if context is not None else {}
         for index, step in enumerate(self.response.transforms):
+            previous, matched = matched, _NO_MATCH
             if step.type == "jsonpath":
                 path: CompiledJsonPath = self._get("jsonpath", step.pattern)
-                output = path.apply(output)
+                matched = path.extract(output)
+                output = match_text(matched)
             elif step.type == "regex":
                 pattern: CompiledRegex = self._get("regex", step.pattern)
                 output = pattern.apply(output)
             else:
-                step_variables = {**variables, "result": output, "data": output, "output": output}
+                seen = parse_json_container(output) if previous is _NO_MATCH else previous
+                step_variables = {**variables, "result": seen, "data": seen, "output": seen}
                 output = self._render(
                     step.pattern, step_variables, f"response.transforms[{index}] (jinja)"
                 )
