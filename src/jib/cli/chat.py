@@ -180,6 +180,20 @@ async def _run_all(pipelines: Sequence[Any]) -> list[Chat]:
     return list(await asyncio.gather(*runs))
 
 
+async def _stream_one(pipeline: Any) -> list[Chat]:
+    """Run one pipeline, writing the answer to stdout as it comes (control characters shown)."""
+    stream = pipeline.catch(Exception).stream(on_failed="include")
+    wrote = False
+    async for delta in stream:
+        sys.stdout.write(printable(delta))
+        sys.stdout.flush()
+        wrote = True
+    if wrote:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    return [stream.chat]
+
+
 def chat_command(
     arguments: Annotated[
         list[str] | None,
@@ -235,6 +249,14 @@ def chat_command(
             show_default=False,
         ),
     ] = None,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream/--no-stream",
+            help="Print the answer as it is generated (one generator, without --json); "
+            "--no-stream waits for the whole answer.",
+        ),
+    ] = True,
     no_store: Annotated[bool, typer.Option("--no-store", help="Do not store the chat.")] = False,
     json_output: Annotated[
         bool,
@@ -280,13 +302,17 @@ def chat_command(
                 models = resolve_generators(identifiers, command="chat")
             messages.append(Message("user", prompt))
             pipelines = [model.chat(messages).with_(params).meta(**metadata) for model in models]
-            records = asyncio.run(_run_all(pipelines))
+            streamed = stream and len(pipelines) == 1 and not json_output
+            if streamed:
+                records = asyncio.run(_stream_one(pipelines[0]))
+            else:
+                records = asyncio.run(_run_all(pipelines))
             if chat_store is not None and not no_store:
                 chat_store.save(records, tags=tag or ())
         finally:
             if chat_store is not None:
                 chat_store.close()
-        _print(records, json_output=json_output, stored=not no_store)
+        _print(records, json_output=json_output, stored=not no_store, streamed=streamed)
 
 
 def _previous_chat(chat_store: ChatStore, cid: str | None) -> Chat:
@@ -308,8 +334,13 @@ def _previous_chat(chat_store: ChatStore, cid: str | None) -> Chat:
     return last
 
 
-def _print(records: Sequence[Chat], *, json_output: bool, stored: bool) -> None:
-    """Each answer (or chat as JSON) on stdout, failures on stderr; exit 1 if any failed."""
+def _print(
+    records: Sequence[Chat], *, json_output: bool, stored: bool, streamed: bool = False
+) -> None:
+    """Each answer (or chat as JSON) on stdout, failures on stderr; exit 1 if any failed.
+
+    A `streamed` answer is already on stdout.
+    """
     several = len(records) > 1
     for index, record in enumerate(records):
         if json_output:
@@ -317,7 +348,7 @@ def _print(records: Sequence[Chat], *, json_output: bool, stored: bool) -> None:
             continue
         if several:
             typer.echo(("\n" if index else "") + f"[{printable(record.generator_id or '?')}]")
-        if not record.failed:
+        if not record.failed and not streamed:
             typer.echo(printable(record.content))
         elif several:
             error = one_line(f"{type(record.error).__name__}: {record.error}")
