@@ -119,6 +119,16 @@ Verify = Annotated[bool | str, BeforeValidator(read_verify)]
 """The type of the `verify` attribute: verify TLS certificates, don't, or trust this CA bundle."""
 
 
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def _environment_proxies() -> bool:
+    """Whether the environment names a proxy (any case, as httpx and curl read them)."""
+    return any(
+        value.strip() for name, value in os.environ.items() if name.lower() in _PROXY_VARIABLES
+    )
+
+
 @dataclass
 class _Entry:
     client: httpx.AsyncClient
@@ -180,12 +190,33 @@ class LoopClients:
                 trust_env=True,  # HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE; no .netrc in httpx 0.28
                 proxy=self.proxy,
                 verify=verify,
+                transport=self._direct_transport(limits, verify),
             )
         except ImportError as exc:  # a socks5:// proxy without httpx's socks extra
             where = f"proxy={self.proxy!r}" if self.proxy else "the environment's SOCKS proxy"
             raise InvalidGeneratorError(
                 f"{where} needs the socksio package: pip install 'httpx[socks]'"
             ) from exc
+
+    def _direct_transport(
+        self, limits: httpx.Limits, verify: bool | ssl.SSLContext
+    ) -> httpx.AsyncBaseTransport | None:
+        """aiohttp under httpx when requests go straight to the server, else `None` (httpx's own).
+
+        httpx's connection pool costs several times aiohttp's CPU per request at high
+        concurrency; `httpx_aiohttp` keeps httpx's API (requests, responses, the hook's
+        `httpx.Response`) over aiohttp's pool. A proxy (the attribute, or the environment's,
+        which httpx ignores once a transport is given) keeps httpx's own transport, which
+        implements proxies and `NO_PROXY` fully.
+        """
+        if self.proxy is not None or _environment_proxies():
+            return None
+        from httpx_aiohttp import AiohttpTransport
+
+        transport: httpx.AsyncBaseTransport = AiohttpTransport(
+            verify=verify, limits=limits, trust_env=True
+        )
+        return transport
 
     async def aclose(self) -> None:
         """Close the running loop's client, if it has one (a new one opens on next use)."""

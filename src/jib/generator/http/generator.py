@@ -300,6 +300,11 @@ class HTTPGenerator(RequestGenerator):
             )
             return await asyncio.wait_for(sending, timeout)
         except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+            if _dropped_connection(exc):
+                raise ProviderConnectionError(
+                    self._redact(f"could not reach {origin}: the connection was closed: {exc}"),
+                    provider=self._provider,
+                ) from exc
             raise ProviderTimeoutError(
                 f"no complete answer from {origin} within {timeout}s", provider=self._provider
             ) from exc
@@ -456,3 +461,17 @@ def _cut_json(spec: HTTPSpec, body: str) -> bool:
     except ValueError:
         return True
     return False
+
+
+def _dropped_connection(exc: BaseException) -> bool:
+    """Whether an httpx "timeout" is aiohttp's closed connection in disguise.
+
+    `httpx_aiohttp` maps every aiohttp connection error it has no better name for (a server
+    that hung up, a reset) to `httpx.ConnectTimeout`; the aiohttp error is its cause.
+    """
+    import aiohttp
+
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
+        cause, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)
+    )
