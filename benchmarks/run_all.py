@@ -1,6 +1,7 @@
 """Run every benchmark, jib against its peers, and write `benchmarks/results/REPORT.md`.
 
-Runs `import_time.py`, `pipeline_overhead.py`, `local_models.py` (when present) and `peers.py`,
+Runs `import_time.py`, `pipeline_overhead.py`, `local_models.py` (when present), `faults.py` and
+`peers.py`,
 one after another, each as a subprocess of jib's venv python from the project root, then reads the
 JSON each wrote to `benchmarks/results/` and writes a Markdown report: one table per benchmark
 with jib's figures, the peer's and their ratios, the machine, and the exact commands. The report
@@ -35,7 +36,7 @@ REPORT = RESULTS / "REPORT.md"
 JIB_PYTHON = ROOT / ".venv" / "bin" / "python"
 # No price-map download by litellm, no model hub traffic: every benchmark runs offline.
 ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-BENCHMARKS = ["import_time", "pipeline_overhead", "local_models", "peers"]
+BENCHMARKS = ["import_time", "pipeline_overhead", "local_models", "faults", "peers"]
 
 
 @dataclass
@@ -382,6 +383,44 @@ def generic_section(name: str, result: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
+def faults_section(result: dict[str, Any] | None) -> list[str]:
+    """Remote providers against a failing server: what came back, how fast, how many requests."""
+    lines = ["## Under faults (`faults.py`)", ""]
+    if result is None:
+        return [*lines, "No result.", ""]
+    rows = [
+        [
+            row["provider"],
+            row["mode"],
+            fmt(row["correct"]),
+            fmt(row["failed"]),
+            fmt(row["lost"]),
+            fmt(row["wrong"]),
+            fmt(row["seconds"], 2),
+            str(row["seconds_range"]),
+            fmt(row["requests"]),
+            fmt(row["attempts_recorded"]),
+            ""
+            if row["target"] is None
+            else f"{row['target']}: {'met' if row['meets_target'] else '**not met**'}",
+        ]
+        for row in result["summary"]
+    ]
+    header = ["provider", "mode", "correct", "failed", "lost", "wrong", "seconds", "range"]
+    lines += table([*header, "requests", "attempts recorded", "target"], rows)
+    lines += [
+        "",
+        f"{fmt(result['chats'])} distinct chats against a server on 127.0.0.1 that answers "
+        f"{result['schedule']}; median of {result['repeat']} run(s) each, taking turns. "
+        "`default` is jib with no wrap and default settings; `backoff` wraps the pipeline in "
+        f"`{result['backoff_wrap']}` as the README shows. Correct means the chat's own answer "
+        "(the server echoes a hash of each prompt); lost means no record came back; requests "
+        "are counted by the server, attempts by the records (— when records do not carry them).",
+        "",
+    ]
+    return lines
+
+
 def report(runs: dict[str, Run], load_at_start: Sequence[float]) -> str:
     """The whole Markdown report."""
     result = {name: run.result for name, run in runs.items()}
@@ -416,6 +455,7 @@ def report(runs: dict[str, Run], load_at_start: Sequence[float]) -> str:
             "(`vs_raw` is each method's time over raw transformers' time).",
             "",
         ]
+    lines += faults_section(result.get("faults"))
     lines += ["## Commands", "", "From the project root, in this order:", ""]
     rows = []
     for run in runs.values():

@@ -55,6 +55,8 @@ class RecordModel(BaseModel):
     error: ErrorModel | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
+    attempts: int | None = Field(default=None, ge=0)
+    latency_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     @field_validator("schema_version")
     @classmethod

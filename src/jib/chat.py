@@ -79,6 +79,8 @@ class _Record:
     error: BaseException | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    attempts: int | None = None
+    latency_ms: float | None = None
     id: str = field(default_factory=lambda: os.urandom(16).hex())
     timestamp: datetime = field(default_factory=_now)
     _generator_id: str | None = None
@@ -103,6 +105,8 @@ class _Record:
             "error": _error_dict(self.error),
             "metadata": self.metadata,
             "extra": self.extra,
+            "attempts": self.attempts,
+            "latency_ms": self.latency_ms,
         }
 
 
@@ -114,6 +118,10 @@ class Chat(_Record):
         messages: what was sent.
         generated: what the generator answered (empty when `failed`).
         failed / error: whether the generation failed, and with what.
+        attempts: requests sent for it, retries included (request-based generators; `None`
+            for local models and when nothing was sent).
+        latency_ms: milliseconds from the first request's start to the answer, retries
+            included (for local models: the batch's time).
     """
 
     messages: list[Message] = field(default_factory=list)
@@ -303,6 +311,8 @@ def _common_fields(record: RecordModel, rebuild_generator: bool) -> dict[str, An
         "error": StoredError(record.error.type, record.error.message) if record.error else None,
         "metadata": record.metadata,
         "extra": record.extra,
+        "attempts": record.attempts,
+        "latency_ms": record.latency_ms,
         "id": record.id,
         "timestamp": record.timestamp,
     }

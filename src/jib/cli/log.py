@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jib.cli._common import StoreOption, handle_errors, open_cli_store, out_console
+from jib.cli._terminal import printable_data
 
 __all__ = ["log_command", "show_command"]
 
@@ -147,7 +148,7 @@ def log_command(
                 )
             out_console.print(message, markup=False)
             return
-        out_console.print(_log_table(records, out_console.width))
+        out_console.print(_log_table(printable_data(records), out_console.width))
 
 
 def show_command(
@@ -163,6 +164,7 @@ def show_command(
     if json_output:
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
+    data = printable_data(data)  # model and record text never reaches the terminal raw
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold")
     header.add_column()

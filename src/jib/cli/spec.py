@@ -38,9 +38,10 @@ def _load_source(source: str) -> tuple[HTTPSpec, str, str | None, dict[str, Any]
     from jib.generator.http import HTTPGenerator, HTTPSpec
 
     if source.startswith("http!"):
+        from jib.cli._spec_files import expand_spec_file
         from jib.identifiers import get_generator
 
-        generator = get_generator(source)
+        generator = get_generator(expand_spec_file(source))
         assert isinstance(generator, HTTPGenerator)
         if generator.spec is None:
             fail(f"the identifier has no spec: {generator.to_identifier()!r}", EXIT_USAGE)

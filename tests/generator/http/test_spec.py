@@ -205,9 +205,9 @@ OPENAI_BODY = json.dumps(
     ("pattern", "expected"),
     [
         ("$.choices[0].message.content", "Bonjour"),
-        ("foo[*].baz", '[1,"two"]'),
+        ("foo[*].baz", '[1, "two"]'),
         ("$.usage.total_tokens", "42"),
-        ("$.usage", '{"total_tokens":42}'),
+        ("$.usage", '{"total_tokens": 42}'),
         ("$.flag,output,message", "FLAG{x}"),
     ],
 )

@@ -11,6 +11,7 @@ True
 """
 
 from jib.generator.http._budget import RenderLimits
+from jib.generator.http._hooks import HookAction
 from jib.generator.http.generator import DEFAULT_TIMEOUT, Hook, HookResult, HTTPGenerator
 from jib.generator.http.spec import (
     HTTPSpec,
@@ -28,6 +29,7 @@ __all__ = [
     "HTTPGenerator",
     "HTTPSpec",
     "Hook",
+    "HookAction",
     "HookResult",
     "PreparedRequest",
     "RenderLimits",

@@ -30,6 +30,8 @@ from jib.generator.http.transforms import (
     compile_jsonpath,
     compile_regex,
     fill_json_template,
+    match_text,
+    parse_json_container,
     render_jinja,
     to_text,
 )
@@ -48,6 +50,7 @@ __all__ = [
 ]
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_NO_MATCH = object()
 
 COMPILE_SECONDS = 1.0
 """Seconds compiling all the templates and patterns of one spec may take (each one is also
@@ -58,6 +61,14 @@ bounded in size, so the last one started ends soon after)."""
 class RequestTransformContext:
     """What request templates (and response Jinja templates) can refer to.
 
+    Built by the generator for each request; build one yourself to try a spec. `messages` takes
+    `Message`s or `{"role", "content"}` dicts, and when `content` and `all_content` are left
+    empty they (and `role`) are taken from the messages:
+
+    >>> context = RequestTransformContext(messages=[{"role": "user", "content": "hi"}])
+    >>> context.content, context.role
+    ('hi', 'user')
+
     Attributes:
         content: the content of the last message.
         messages: the whole conversation (`$messages` is a list of `{"role", "content"}`).
@@ -67,9 +78,12 @@ class RequestTransformContext:
         params: the generation params of this call, as a dict.
         all_content: the contents of all messages joined by newlines.
         role: the role of the last message.
+
+    Raises:
+        ProcessingError: a message is neither a `Message` nor a `{"role", "content"}` dict.
     """
 
-    content: str
+    content: str = ""
     messages: list[Message] = field(default_factory=list)
     api_key: str | None = field(default=None, repr=False)
     model: str = ""
@@ -77,6 +91,14 @@ class RequestTransformContext:
     params: dict[str, Any] = field(default_factory=dict)
     all_content: str = ""
     role: str = "user"
+
+    def __post_init__(self) -> None:
+        if any(not isinstance(message, Message) for message in self.messages):
+            self.messages = [_as_message(item, index) for index, item in enumerate(self.messages)]
+        if self.messages and not self.content and not self.all_content:
+            last = self.messages[-1]
+            self.content, self.role = last.content, last.role
+            self.all_content = "\n".join(message.content for message in self.messages)
 
     @classmethod
     def from_messages(
@@ -115,6 +137,13 @@ class RequestTransformContext:
         if self.api_key is not None:
             variables["api_key"] = self.api_key
         return variables
+
+
+def _as_message(item: Any, index: int) -> Message:
+    try:
+        return Message.from_any(item)
+    except (TypeError, ValueError) as exc:
+        raise ProcessingError(f"RequestTransformContext.messages[{index}]: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -469,8 +498,11 @@ class HTTPSpec(_SpecModel):
         """Run the response transforms over `body`; with none, the body is the answer.
 
         Each step sees the previous output as `result`, `data` and `output` (Jinja steps also see
-        the request context). All steps share one budget from `limits` (the defaults when
-        `None`): regexes match with the time left in it.
+        the request context). A Jinja step sees it parsed, as the seed's system does: after a
+        `jsonpath` step, the value it matched (a list for several matches, so
+        `{{ result | join('') }}` joins them); after the body or another step, a JSON object or
+        array is parsed (`{{ result.reply }}`) and other text stays text. All steps share one
+        budget from `limits` (the defaults when `None`): regexes match with the time left in it.
 
         Raises:
             ProcessingError: the body is not what a step expects (not JSON), or a pattern matches
@@ -482,16 +514,20 @@ class HTTPSpec(_SpecModel):
 
     def _parse(self, body: str, context: RequestTransformContext | None) -> str:
         output = body
+        matched: Any = _NO_MATCH  # the value the previous (jsonpath) step matched
         variables = context.to_variables() if context is not None else {}
         for index, step in enumerate(self.response.transforms):
+            previous, matched = matched, _NO_MATCH
             if step.type == "jsonpath":
                 path: CompiledJsonPath = self._get("jsonpath", step.pattern)
-                output = path.apply(output)
+                matched = path.extract(output)
+                output = match_text(matched)
             elif step.type == "regex":
                 pattern: CompiledRegex = self._get("regex", step.pattern)
                 output = pattern.apply(output)
             else:
-                step_variables = {**variables, "result": output, "data": output, "output": output}
+                seen = parse_json_container(output) if previous is _NO_MATCH else previous
+                step_variables = {**variables, "result": seen, "data": seen, "output": seen}
                 output = self._render(
                     step.pattern, step_variables, f"response.transforms[{index}] (jinja)"
                 )
