@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, PrivateAttr, field_validator
 
 from jib._concurrency import RequestLimiter
+from jib._limits import MAX_DELAY_MS, MAX_WAIT_SECONDS
 from jib.errors import (
     JibError,
     MissingDependencyError,
@@ -80,10 +81,10 @@ class HTTPGenerator(Generator):
     # Typed loosely so the model builds without importing httpx; see `Hook` for the signature.
     hook: Callable[..., Any] | None = Field(default=None, repr=False, exclude=True)
     max_connections: int = Field(default=10, ge=1)
-    min_delay_between_requests: float = Field(default=0.0, ge=0)
+    min_delay_between_requests: float = Field(default=0.0, ge=0, le=MAX_DELAY_MS)
     max_retries: int = Field(default=3, ge=0, le=100)
-    retry_backoff: float = Field(default=0.5, ge=0)
-    max_retry_wait: float = Field(default=60.0, gt=0)
+    retry_backoff: float = Field(default=0.5, ge=0, le=MAX_WAIT_SECONDS)
+    max_retry_wait: float = Field(default=60.0, gt=0, le=MAX_WAIT_SECONDS)
     max_response_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_redirects: int = Field(default=5, ge=0, le=30)
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from pydantic import Field, PrivateAttr
 
 from jib._concurrency import RequestLimiter
+from jib._limits import MAX_DELAY_MS
 from jib.generator.base import Generator
 from jib.generator.litellm._errors import map_litellm_error
 from jib.generator.litellm._runtime import (
@@ -46,7 +47,7 @@ class LiteLLMGenerator(Generator):
 
     api_base: str | None = None
     max_connections: int = Field(default=10, ge=1)
-    min_delay_between_requests: float = Field(default=0.0, ge=0)
+    min_delay_between_requests: float = Field(default=0.0, ge=0, le=MAX_DELAY_MS)
 
     _limiter: RequestLimiter | None = PrivateAttr(default=None)
 

@@ -1,0 +1,46 @@
+"""Text a database can hold: lone surrogates written as visible `\\udXXX` escapes.
+
+A lone surrogate (`"\\ud800"`, valid in a JSON string and in a Python `str`, or a byte that was
+not UTF-8 in a command-line argument) cannot be encoded as UTF-8, so SQLite and PostgreSQL
+refuse any row holding one, and a whole batch would fail with it. The store writes each as the
+six characters `\\ud800` instead; the record in memory keeps the original.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+__all__ = ["storable"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings (keys too) escaped; `value` itself when
+    it holds none (the common case costs one walk, no copies)."""
+    return _escaped(value) if _holds_surrogate(value) else value
+
+
+def _holds_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.isascii() and _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_surrogate(key) or _holds_surrogate(item) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(map(_holds_surrogate, value))
+    return False
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub(_escape, value)
+    if isinstance(value, dict):
+        return {_escaped(key): _escaped(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_escaped(item) for item in value]
+    return value
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
