@@ -5,7 +5,9 @@ Python's `json` module recurses once per level of nesting, so `'[' * 100000` rai
 whatever walks it next. Every JSON text jib reads from data goes through `loads` (or
 `check_depth`), which refuses arrays and objects nested deeper than `MAX_DEPTH` with the
 caller's own error type, before parsing: the check is a count of brackets, done in C for
-any text with fewer than `MAX_DEPTH` of them.
+any text with fewer than `MAX_DEPTH` of them. YAML flow collections use the same brackets, so
+spec loading runs the same check on YAML text first (PyYAML's scanner slows down sharply on
+long runs of open brackets).
 """
 
 from __future__ import annotations
@@ -53,8 +55,8 @@ def check_depth(
     depth = nesting_depth(text)
     if depth > limit:
         raise error(
-            f"{what} is JSON nested {depth} levels deep; at most {limit} levels of arrays and "
-            "objects are read"
+            f"{what} is nested {depth} levels deep; at most {limit} levels of arrays and objects "
+            "are read"
         )
 
 

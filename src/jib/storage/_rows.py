@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from jib._syntax import IdentifierSyntaxError, parse_identifier
+from jib._unicode import escape_surrogates
 from jib.chat import Chat, Completion
 from jib.errors import InvalidGeneratorError
 from jib.registry import DEFAULT_PROVIDER
-from jib.storage._unicode import storable
 
 __all__ = [
     "Record",
@@ -121,7 +121,7 @@ def record_to_row(
         "extra": data["extra"],
         "record_version": data["schema_version"],
     }
-    return storable(row), storable(tag_list)
+    return escape_surrogates(row), escape_surrogates(tag_list)
 
 
 def rows_to_save(

@@ -86,8 +86,9 @@ def check_spec_tree(data: Any) -> None:
 def _parse_json_or_yaml(text: str, what: str) -> Any:
     import yaml
 
+    # Also for YAML: its flow style nests with the same brackets.
+    check_depth(text, what=f"the {what}", error=ValueError)
     if text[:1] in ("{", "["):
-        check_depth(text, what=f"the {what}", error=ValueError)
         try:
             return json.loads(text)
         except ValueError:

@@ -1,8 +1,9 @@
 """`HTTPSpec`: how messages become an HTTP request and a response becomes text.
 
 A spec is data (pydantic models) that can be written as a dict, JSON, YAML or base64 of either.
-It is treated as untrusted input: YAML is read with `yaml.safe_load` only, its size is bounded,
-and its templates are compiled once, in a sandbox, when the spec is validated.
+It is treated as untrusted input: YAML is read with PyYAML's safe loader only, its size and
+nesting are bounded, header names and values are checked, and its templates are compiled once,
+in a sandbox, when the spec is validated.
 """
 
 from __future__ import annotations

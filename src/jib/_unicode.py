@@ -1,9 +1,10 @@
-"""Text a database can hold: lone surrogates written as visible `\\udXXX` escapes.
+"""Text that can leave memory as UTF-8: lone surrogates written as visible `\\udXXX` escapes.
 
-A lone surrogate (`"\\ud800"`, valid in a JSON string and in a Python `str`, or a byte that was
+A lone surrogate (`"\\ud800"`: valid in a JSON string and in a Python `str`, or a byte that was
 not UTF-8 in a command-line argument) cannot be encoded as UTF-8, so SQLite and PostgreSQL
-refuse any row holding one, and a whole batch would fail with it. The store writes each as the
-six characters `\\ud800` instead; the record in memory keeps the original.
+refuse any row holding one (a whole batch would fail with it), and JSON writers refuse it too.
+Where a record leaves memory (the store, `to_json`) each is written as the six characters
+`\\ud800` instead; the record in memory keeps the original.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["storable"]
+__all__ = ["escape_surrogates"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def storable(value: Any) -> Any:
+def escape_surrogates(value: Any) -> Any:
     """`value` with every lone surrogate in its strings (keys too) escaped; `value` itself when
     it holds none (the common case costs one walk, no copies)."""
     return _escaped(value) if _holds_surrogate(value) else value
