@@ -24,12 +24,18 @@ def escape_surrogates(value: Any) -> Any:
 
 
 def _holds_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        return not value.isascii() and _SURROGATE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_holds_surrogate(key) or _holds_surrogate(item) for key, item in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(map(_holds_surrogate, value))
+    # A loop, not recursion: this runs for every stored record, and most text is ASCII.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item) is not None:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
     return False
 
 
