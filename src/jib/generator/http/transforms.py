@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from jib._json import loads as load_json
 from jib.errors import MissingDependencyError, ProcessingError
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def _from_json(text: Any) -> Any:
     if isinstance(text, (dict, list)):
         return text  # already parsed: response steps see JSON bodies parsed
     try:
-        return json.loads(text)
+        return load_json(text, what="fromjson: the text")
     except (TypeError, ValueError) as exc:
         raise ProcessingError(f"fromjson: not valid JSON: {truncate(str(text), 200)!r}") from exc
 
@@ -252,7 +253,7 @@ class CompiledJsonPath:
             ProcessingError: the text is not JSON, or the expression matches nothing.
         """
         try:
-            data = json.loads(text)
+            data = load_json(text, what=f"the response read by jsonpath '{self.pattern}'")
         except ValueError as exc:
             raise ProcessingError(
                 f"jsonpath '{self.pattern}' needs a JSON response, got: {truncate(text, 200)!r}"
