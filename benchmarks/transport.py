@@ -38,7 +38,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import peers  # noqa: E402  (a sibling script, not a package)
+import run_all  # noqa: E402
 import transport_clients  # noqa: E402
 import transport_report  # noqa: E402
 
@@ -87,6 +87,33 @@ class Outcome:
     result: dict[str, Any] | None
     skipped: str | None = None
     failed: str | None = None
+
+
+@dataclass
+class Tally:
+    """The clients of one measurement that were skipped or failed, and why."""
+
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def done(self, client: str) -> bool:
+        return client in self.skipped or client in self.failed
+
+    def result(self, what: str, client: str, outcome: Outcome) -> dict[str, Any] | None:
+        """The worker's result; or None, with the skip or failure noted and printed."""
+        if outcome.skipped:
+            self.skipped[client] = outcome.skipped
+            print(f"{what}: skipped ({outcome.skipped})", flush=True)
+        elif outcome.failed or outcome.result is None:
+            self.fail(what, client, outcome.failed or "no result")
+        return None if self.done(client) else outcome.result
+
+    def fail(self, what: str, client: str, why: str) -> None:
+        self.failed[client] = why
+        print(f"{what}: FAILED ({why})", flush=True)
+
+    def summary(self, **measured: Any) -> dict[str, Any]:
+        return {**measured, "skipped": self.skipped, "failed": self.failed}
 
 
 # --- the stub ----------------------------------------------------------------------------------
@@ -176,12 +203,11 @@ def measure_batches(
 ) -> dict[str, Any]:
     """Every client at every concurrency, `repeat` times in turns; medians per cell."""
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    notes: dict[str, str] = {}
-    failures: dict[str, str] = {}
+    tally = Tally()
     for round_ in range(repeat):
         for concurrency in concurrencies:
             for client in clients:
-                if client in notes or client in failures:
+                if tally.done(client):
                     continue
                 count = peer_requests if client in RIGGING_CLIENTS else requests
                 before = stub_get(base, "/stub/stats")
@@ -193,21 +219,15 @@ def measure_batches(
                     f"--concurrency={concurrency}",
                 )
                 after = stub_get(base, "/stub/stats")
-                label = f"{client} C={concurrency} run {round_ + 1}/{repeat}"
-                if outcome.skipped:
-                    notes[client] = outcome.skipped
-                    print(f"{label}: skipped ({outcome.skipped})", flush=True)
+                what = f"{client} C={concurrency} run {round_ + 1}/{repeat}"
+                result = tally.result(what, client, outcome)
+                if result is None:
                     continue
-                if outcome.failed or outcome.result is None:
-                    failures[client] = outcome.failed or "no result"
-                    print(f"{label}: FAILED ({failures[client]})", flush=True)
-                    continue
-                result = outcome.result
                 result["stub_cpu_s"] = after["cpu_s"] - before["cpu_s"]
                 result["stub_requests"] = after["requests"] - before["requests"]
                 runs.setdefault((client, concurrency), []).append(result)
                 print(
-                    f"{label}: {result['cpu_s'] / count * 1e6:,.0f} µs CPU/request, "
+                    f"{what}: {result['cpu_s'] / count * 1e6:,.0f} µs CPU/request, "
                     f"{count / result['wall_s']:,.0f} requests/s, "
                     f"{result['peak_rss_mb']:.0f} MB",
                     flush=True,
@@ -231,39 +251,27 @@ def measure_batches(
                 * 1e6,
             }
         )
-    return {
-        "requests": requests,
-        "peer_requests": peer_requests,
-        "repeat": repeat,
-        "cells": cells,
-        "skipped": notes,
-        "failed": failures,
-    }
+    return tally.summary(requests=requests, peer_requests=peer_requests, repeat=repeat, cells=cells)
 
 
 def measure_streams(base: str, clients: list[str], streams: int) -> dict[str, Any]:
     """Time from the stub sending each slow stream's first chunk to the caller's first delta."""
     rows = []
-    notes: dict[str, str] = {}
-    failures: dict[str, str] = {}
+    tally = Tally()
     for client in clients:
+        what = f"first delta, {client}"
         outcome = run_worker(client, "stream", f"--url={base}", f"--streams={streams}")
-        if outcome.skipped:
-            notes[client] = outcome.skipped
-            print(f"first delta, {client}: skipped ({outcome.skipped})", flush=True)
-            continue
-        if outcome.failed or outcome.result is None:
-            failures[client] = outcome.failed or "no result"
-            print(f"first delta, {client}: FAILED ({failures[client]})", flush=True)
+        result = tally.result(what, client, outcome)
+        if result is None:
             continue
         sent = stub_get(base, "/stub/first-chunks")
         delays = [
             (received - sent[key]) * 1000
-            for key, received in outcome.result["received"].items()
+            for key, received in result["received"].items()
             if key in sent
         ]
         if len(delays) != streams:
-            failures[client] = f"the stub recorded {len(delays)} of {streams} first chunks"
+            tally.fail(what, client, f"the stub recorded {len(delays)} of {streams} first chunks")
             continue
         row = {
             "client": client,
@@ -273,34 +281,26 @@ def measure_streams(base: str, clients: list[str], streams: int) -> dict[str, An
             "max_ms": max(delays),
         }
         rows.append(row)
-        print(
-            f"first delta, {client}: median {row['median_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms",
-            flush=True,
-        )
-    return {"rows": rows, "skipped": notes, "failed": failures}
+        print(f"{what}: median {row['median_ms']:.2f} ms, p95 {row['p95_ms']:.2f} ms", flush=True)
+    return tally.summary(rows=rows)
 
 
 def measure_rss(base: str, clients: list[str], chats: int) -> dict[str, Any]:
     """Peak RSS of one `run_batch` of `chats` chats per jib client."""
     rows = []
-    notes: dict[str, str] = {}
-    failures: dict[str, str] = {}
+    tally = Tally()
     for client in clients:
+        what = f"run_batch RSS, {client}"
         outcome = run_worker(client, "rss", f"--url={base}", f"--chats={chats}")
-        if outcome.skipped:
-            notes[client] = outcome.skipped
-            print(f"run_batch RSS, {client}: skipped ({outcome.skipped})", flush=True)
-        elif outcome.failed or outcome.result is None:
-            failures[client] = outcome.failed or "no result"
-            print(f"run_batch RSS, {client}: FAILED ({failures[client]})", flush=True)
-        else:
-            rows.append({"client": client, **outcome.result})
+        result = tally.result(what, client, outcome)
+        if result is not None:
+            rows.append({"client": client, **result})
             print(
-                f"run_batch RSS, {client}: {outcome.result['peak_rss_mb']:.0f} MB for {chats} "
-                f"chats in {outcome.result['wall_s']:.1f} s",
+                f"{what}: {result['peak_rss_mb']:.0f} MB for {chats} chats in "
+                f"{result['wall_s']:.1f} s",
                 flush=True,
             )
-    return {"rows": rows, "skipped": notes, "failed": failures}
+    return tally.summary(rows=rows)
 
 
 def measure_imports(names: list[str], runs: int, warm_up: bool) -> dict[str, Any]:
@@ -360,28 +360,6 @@ def rigging_version(wanted: bool) -> tuple[str | None, str | None]:
         return None, f"rigging could not be installed into benchmarks/.venv-peers: {exc}"
 
 
-def machine() -> dict[str, Any]:
-    cpu = platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "commit": commit or "unknown",
-        "load_average_at_start": list(os.getloadavg()),
-    }
-
-
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=2000, help="chats per client and run")
@@ -419,8 +397,9 @@ def main(argv: list[str] | None = None) -> int:
         not args.no_rigging and any(c in RIGGING_CLIENTS for c in chosen)
     )
     clients = [c for c in chosen if version or c not in RIGGING_CLIENTS]
+    load_at_start = os.getloadavg()
     result: dict[str, Any] = {
-        "machine": machine(),
+        "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "smoke": args.smoke,
         "rigging_version": version,
         "rigging_note": rigging_note,
@@ -437,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
         result["run_batch_rss"] = measure_rss(base, in_scope, args.rss_chats)
     imports = [name for name in IMPORTS if name != "rigging" or version]
     result["imports"] = measure_imports(imports, args.import_runs, warm_up=not args.smoke)
-    result["machine"]["load_average_at_end"] = list(os.getloadavg())
+    result["machine"] = run_all.machine(load_at_start)
     result["seconds"] = time.time() - started
     result["command"] = "python benchmarks/transport.py" + (
         " " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -222,36 +222,43 @@ def missing_notes(result: dict[str, Any], part: str) -> list[str]:
     return [*notes, ""] if notes else []
 
 
+def section(
+    result: dict[str, Any],
+    part: str,
+    title: str,
+    intro: str,
+    header: list[str],
+    rows: list[list[str]],
+) -> list[str]:
+    """A `##` section: its intro, its table (when any row was measured), its missing clients."""
+    lines = [f"## {title}", "", intro, ""]
+    if rows:
+        lines += [*table(header, rows), ""]
+    return lines + missing_notes(result, part)
+
+
 def first_delta_section(result: dict[str, Any]) -> list[str]:
-    found = result["first_delta"]
     rows = [
         [
             label(row["client"], result),
             str(row["streams"]),
-            number(row["median_ms"], 2),
-            number(row["p95_ms"], 2),
-            number(row["max_ms"], 2),
+            *(number(row[key], 2) for key in ("median_ms", "p95_ms", "max_ms")),
         ]
-        for row in found["rows"]
+        for row in result["first_delta"]["rows"]
     ]
-    lines = [
-        "## Time to the first streamed delta",
-        "",
+    intro = (
         "The stub's `slow-stream` model writes its first chunk at once and the next ones 50 ms "
         "apart; the stub records the `time.monotonic()` at which it wrote the first chunk, the "
         "caller the moment its first non-empty delta arrived (one clock for every process on "
         "Linux). Streams run one after another, after two warm-up streams. Raw aiohttp reading "
         "the server-sent events itself is the floor; `litellm.acompletion(stream=True)` is the "
-        "reference for jib's LiteLLM path.",
-        "",
-    ]
-    if rows:
-        lines += [*table(["client", "streams", "median ms", "p95 ms", "max ms"], rows), ""]
-    return lines + missing_notes(result, "first_delta")
+        "reference for jib's LiteLLM path."
+    )
+    header = ["client", "streams", "median ms", "p95 ms", "max ms"]
+    return section(result, "first_delta", "Time to the first streamed delta", intro, header, rows)
 
 
 def rss_section(result: dict[str, Any]) -> list[str]:
-    found = result["run_batch_rss"]
     rows = [
         [
             label(row["client"], result),
@@ -259,25 +266,22 @@ def rss_section(result: dict[str, Any]) -> list[str]:
             number(row["peak_rss_mb"]),
             number(row["wall_s"], 1),
         ]
-        for row in found["rows"]
+        for row in result["run_batch_rss"]["rows"]
     ]
-    lines = [
-        "## Peak RSS of one large `run_batch`",
-        "",
+    intro = (
         "One `generator.chat().run_batch(prompts)` at the generator's defaults (10 in flight, "
-        "retries on), in a fresh process; peak RSS includes the imports.",
-        "",
-    ]
-    if rows:
-        lines += [*table(["generator", "chats", "peak RSS MB", "wall s"], rows), ""]
-    return lines + missing_notes(result, "run_batch_rss")
+        "retries on), in a fresh process; peak RSS includes the imports."
+    )
+    header = ["generator", "chats", "peak RSS MB", "wall s"]
+    title = "Peak RSS of one large `run_batch`"
+    return section(result, "run_batch_rss", title, intro, header, rows)
 
 
 def import_section(result: dict[str, Any]) -> list[str]:
     found = result["imports"]
     rows = [
         [
-            label(row["name"], result),
+            IMPORT_LABELS.get(row["name"], row["name"]),
             f"`{row['statement']}`",
             number(row["median_ms"]),
             number(row["best_ms"]),
@@ -285,25 +289,16 @@ def import_section(result: dict[str, Any]) -> list[str]:
         for row in found["rows"]
     ]
     runs = found["rows"][0]["runs"] if found["rows"] else 0
-    lines = [
-        "## Cold import",
-        "",
+    intro = (
         f"Wall time of a fresh `python -c STATEMENT`, interpreter start-up included, median of "
-        f"{runs} run(s) taken in turns after a warm-up round.",
-        "",
-    ]
-    if rows:
-        lines += [*table(["library", "statement", "median ms", "best ms"], rows), ""]
-    notes = [f"- {label(n, result)}: {why}" for n, why in found.get("skipped", {}).items()]
-    notes += [f"- {label(n, result)}: **failed**: {why}" for n, why in found["failed"].items()]
-    return lines + ([*notes, ""] if notes else [])
+        f"{runs} run(s) taken in turns (after a warm-up round, except in a smoke run)."
+    )
+    header = ["library", "statement", "median ms", "best ms"]
+    return section(result, "imports", "Cold import", intro, header, rows)
 
 
 def markdown(result: dict[str, Any], chart_name: str, chart_note: str | None) -> str:
     """The whole page."""
-    machine = result["machine"]
-    load = ", ".join(f"{v:.2f}" for v in machine["load_average_at_start"])
-    end = ", ".join(f"{v:.2f}" for v in machine.get("load_average_at_end", []))
     lines = [
         "# Benchmarks: jib against the clients it could be",
         "",
@@ -319,11 +314,7 @@ def markdown(result: dict[str, Any], chart_name: str, chart_note: str | None) ->
             "",
         ]
     lines += [
-        f"- date: {machine['date']}; jib at git {machine['commit']} (working tree)",
-        f"- machine: {machine['cores']} cores ({machine['cpu']}), Python {machine['python']}, "
-        f"{machine['platform']}",
-        f"- load average (1, 5, 15 min) at the start: {load}"
-        + (f"; at the end: {end}" if end else ""),
+        *result["machine"],
         f"- command: `{result['command']}` ({result['seconds'] / 60:.1f} min)",
         "",
     ]
@@ -386,7 +377,7 @@ def write_chart(result: dict[str, Any], path: Path) -> str | None:
     cpu_axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     draw_imports(result, figure.add_subplot(grid[1, 0]))
     draw_first_delta(result, figure.add_subplot(grid[1, 1]))
-    date = result["machine"]["date"]
+    date = result["date"]
     smoke = " — SMOKE RUN, not a measurement" if result.get("smoke") else ""
     figure.suptitle(
         f"jib and its peers against a local OpenAI-compatible stub ({date}){smoke}",
