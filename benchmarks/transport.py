@@ -125,14 +125,13 @@ def stub_server() -> Iterator[str]:
     process = subprocess.Popen(
         [sys.executable, str(STUB), "--port", "0"],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
         text=True,
     )
     try:
         assert process.stdout is not None
         line = process.stdout.readline().strip()
         if not line.startswith("listening on "):
-            raise RuntimeError(f"the stub did not start: {line!r} {process.stderr.read()!r}")
+            raise RuntimeError(f"the stub did not start (it printed {line!r})")
         yield line.removeprefix("listening on ") + "/v1"
     finally:
         process.terminate()
@@ -399,7 +398,6 @@ def main(argv: list[str] | None = None) -> int:
     clients = [c for c in chosen if version or c not in RIGGING_CLIENTS]
     load_at_start = os.getloadavg()
     result: dict[str, Any] = {
-        "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "smoke": args.smoke,
         "rigging_version": version,
         "rigging_note": rigging_note,
@@ -417,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     imports = [name for name in IMPORTS if name != "rigging" or version]
     result["imports"] = measure_imports(imports, args.import_runs, warm_up=not args.smoke)
     result["machine"] = run_all.machine(load_at_start)
+    result["date"] = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
     result["seconds"] = time.time() - started
     result["command"] = "python benchmarks/transport.py" + (
         " " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -57,7 +57,7 @@ class Client:
             await self.close()
 
 
-def messages(prompt: str) -> list[dict[str, str]]:
+def messages(prompt: str) -> list[Any]:
     return [{"role": "user", "content": prompt}]
 
 
@@ -311,7 +311,7 @@ def jib_stream(identifier: str) -> Stream:
 
     if not hasattr(ChatPipeline, "stream"):
         raise Unavailable("jib pipeline.stream(): not available in this checkout")
-    generator = jib.get_generator(identifier)
+    generator: Any = jib.get_generator(identifier)
 
     async def deltas(prompt: str) -> AsyncIterator[str]:
         stream = generator.chat(prompt).stream()
@@ -348,7 +348,7 @@ async def measure_stream(name: str, base: str, streams: int) -> dict[str, Any]:
     try:
         for index in range(-2, streams):  # two warm-up streams first (lazy imports, a connection)
             prompt = f"{name} {run} {index}"
-            text = []
+            text: list[str] = []
             async for delta in deltas(prompt):
                 if delta and not text:
                     received[prompt] = time.monotonic()
