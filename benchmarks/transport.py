@@ -299,7 +299,7 @@ def measure_rss(base: str, clients: list[str], chats: int) -> dict[str, Any]:
                 f"{result['wall_s']:.1f} s",
                 flush=True,
             )
-    return tally.summary(rows=rows)
+    return tally.summary(chats=chats, rows=rows)
 
 
 def measure_imports(names: list[str], runs: int, warm_up: bool) -> dict[str, Any]:

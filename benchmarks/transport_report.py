@@ -134,7 +134,7 @@ def acceptance_rows(result: dict[str, Any]) -> list[list[str]]:
                 rows.append([name, f"{ratio:.2f}×", f"≤ {bound}×", verdict(ratio <= bound)])
     rss = {row["client"]: row for row in result["run_batch_rss"]["rows"]}
     found = rss.get("jib_openai")
-    chats = found["chats"] if found else RSS_CHATS
+    chats = result["run_batch_rss"].get("chats", RSS_CHATS)
     name = f"peak RSS of a {chats:,}-chat `run_batch` on `openai!`"
     if chats != RSS_CHATS:
         name += f" (the issue asks for {RSS_CHATS:,})"
