@@ -7,6 +7,10 @@ JSON each wrote to `benchmarks/results/` and writes a Markdown report: one table
 with jib's figures, the peer's and their ratios, the machine, and the exact commands. The report
 is printed at the end.
 
+`transport.py` (jib's transports against raw aiohttp, httpx, the openai SDK, LiteLLM and rigging)
+runs too; it also writes `docs/benchmarks.md` and its chart, and the report keeps its acceptance
+checks.
+
     python benchmarks/run_all.py [--skip NAME ...] [--report-only] [--timeout 3600]
 
 Not a test: pytest collects only `tests/`, and this file has no `test_` names.
@@ -36,7 +40,7 @@ REPORT = RESULTS / "REPORT.md"
 JIB_PYTHON = ROOT / ".venv" / "bin" / "python"
 # No price-map download by litellm, no model hub traffic: every benchmark runs offline.
 ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-BENCHMARKS = ["import_time", "pipeline_overhead", "local_models", "faults", "peers"]
+BENCHMARKS = ["import_time", "pipeline_overhead", "local_models", "faults", "peers", "transport"]
 
 
 @dataclass
@@ -421,6 +425,24 @@ def faults_section(result: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def transport_section(result: dict[str, Any] | None) -> list[str]:
+    """Issue 11's acceptance checks from `transport.py`; the full tables are in its own page."""
+    lines = ["## Transports against their peers (`transport.py`)", ""]
+    if result is None:
+        return [*lines, "No result.", ""]
+    import transport_report  # a sibling script: on the path when this one runs
+
+    rows = transport_report.acceptance_rows(result)
+    return [
+        *lines,
+        *table(["check", "measured", "bound", "result"], rows),
+        "",
+        "Client CPU per request, requests/s, peak RSS, first streamed delta and import time of "
+        "every client: [docs/benchmarks.md](../../docs/benchmarks.md).",
+        "",
+    ]
+
+
 def report(runs: dict[str, Run], load_at_start: Sequence[float]) -> str:
     """The whole Markdown report."""
     result = {name: run.result for name, run in runs.items()}
@@ -447,6 +469,7 @@ def report(runs: dict[str, Run], load_at_start: Sequence[float]) -> str:
             + (", with no network at all (`unshare -n`)." if peers["network_isolated"] else "."),
             "",
         ]
+    lines += transport_section(result.get("transport"))
     lines += generic_section("local_models", result.get("local_models"))[:-1]
     if result.get("local_models"):
         lines += [

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from jib._unicode import escape_surrogates
 from jib.errors import InvalidGeneratorError, JibError
 from jib.generator.base import Generator
 from jib.identifiers import get_generator
@@ -178,7 +179,8 @@ class Chat(_Record):
 
     def to_json(self) -> str:
         """This chat as JSON text (see `to_dict`)."""
-        text: str = _records().ChatModel.model_validate(self.to_dict()).model_dump_json()
+        data = escape_surrogates(self.to_dict())  # JSON is UTF-8: no lone surrogates
+        text: str = _records().ChatModel.model_validate(data).model_dump_json()
         return text
 
     @classmethod
@@ -269,7 +271,8 @@ class Completion(_Record):
 
     def to_json(self) -> str:
         """This completion as JSON text."""
-        text: str = _records().CompletionModel.model_validate(self.to_dict()).model_dump_json()
+        data = escape_surrogates(self.to_dict())  # JSON is UTF-8: no lone surrogates
+        text: str = _records().CompletionModel.model_validate(data).model_dump_json()
         return text
 
     @classmethod

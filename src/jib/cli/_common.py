@@ -234,7 +234,7 @@ def parse_params(items: Sequence[str] | None) -> GenerateParams:
         if key not in fields:
             valid = ", ".join(name for name in fields)
             fail(f"--param {key!r} is not a generation param; valid keys: {valid}", EXIT_USAGE)
-        values[key] = decode_value(raw, field_kind(fields[key].annotation))
+        values[key] = decode_value(raw, field_kind(fields[key].annotation), what=f"--param {key}")
     try:
         return GenerateParams.model_validate(values)
     except ValidationError as exc:

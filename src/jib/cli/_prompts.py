@@ -13,7 +13,6 @@ in memory whole.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from jib._json import loads as load_json
 from jib.cli._common import EXIT_USAGE, CliError
 from jib.messages import Message, as_messages
 from jib.params import GenerateParams
@@ -79,7 +79,7 @@ class PromptsFile:
     def _parse_json_line(self, text: str, number: int) -> Prompt:
         where = f"{self.path.name} line {number}"
         try:
-            value = json.loads(text)
+            value = load_json(text, what=where, error=lambda message: CliError(message, EXIT_USAGE))
         except ValueError as exc:
             raise CliError(f"{where} is not valid JSON: {exc}", EXIT_USAGE) from None
         params: GenerateParams | None = None

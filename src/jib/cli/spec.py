@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.text import Text
 
+from jib._json import loads as load_json
 from jib.cli._common import (
     EXIT_USAGE,
     ParamOption,
@@ -145,8 +146,8 @@ def render_command(
         parsed: Any = body
         if body is not None:
             try:
-                parsed = json.loads(body)
-            except ValueError:
+                parsed = load_json(body, what="the request body")
+            except (ValueError, ProcessingError):  # not JSON, or too deep to read: as it is
                 parsed = body
         typer.echo(
             json.dumps(
@@ -162,7 +163,9 @@ def render_command(
     if body is not None:
         out_console.print()
         try:
-            shown = json.dumps(json.loads(body), ensure_ascii=False, indent=2)
-        except ValueError:
+            shown = json.dumps(
+                load_json(body, what="the request body"), ensure_ascii=False, indent=2
+            )
+        except (ValueError, ProcessingError):
             shown = body
         out_console.print(Text(shown))

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import Field, PrivateAttr
 
 from jib._concurrency import RateExceedsDeadline, RequestLimiter
+from jib._limits import MAX_DELAY_MS, MAX_WAIT_SECONDS
 from jib._retry import RetryPolicy
 from jib.errors import (
     JibError,
@@ -125,12 +126,14 @@ class RequestGenerator(Generator):
     """
 
     max_connections: int = Field(default=10, ge=1, le=100_000)
-    min_delay_between_requests: float = Field(default=0.0, ge=0, le=3_600_000, allow_inf_nan=False)
+    min_delay_between_requests: float = Field(
+        default=0.0, ge=0, le=MAX_DELAY_MS, allow_inf_nan=False
+    )
     rpm: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     tpm: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     max_retries: int = Field(default=5, ge=0, le=100)
-    retry_backoff: float = Field(default=0.05, ge=0, le=3600, allow_inf_nan=False)
-    max_retry_wait: float = Field(default=60.0, gt=0, le=86_400, allow_inf_nan=False)
+    retry_backoff: float = Field(default=0.05, ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)
+    max_retry_wait: float = Field(default=60.0, gt=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)
 
     default_timeout: ClassVar[float | None] = None
     """Seconds an item may take when its params set no `timeout`; `None` for no budget."""

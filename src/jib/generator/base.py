@@ -54,6 +54,7 @@ class Generator(BaseModel):
         arbitrary_types_allowed=True,
         protected_namespaces=(),
         defer_build=True,
+        allow_inf_nan=False,  # a `nan` wait or timeout never ends, or never starts
     )
 
     model: str

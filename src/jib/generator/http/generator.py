@@ -481,6 +481,8 @@ def _cut_json(spec: HTTPSpec, body: str) -> bool:
         json.loads(body)
     except ValueError:
         return True
+    except RecursionError:  # whole but too deep: the jsonpath step said so already
+        return False
     return False
 
 

@@ -1,16 +1,18 @@
 """`HTTPSpec`: how messages become an HTTP request and a response becomes text.
 
 A spec is data (pydantic models) that can be written as a dict, JSON, YAML or base64 of either.
-It is treated as untrusted input: YAML is read with `yaml.safe_load` only, its size is bounded,
-its templates and patterns are checked for size and compiled once, in a sandbox, when the spec is
-validated (all of them within `COMPILE_SECONDS`), and rendering a request or reading a response
-runs under a budget (`RenderLimits`) that the spec cannot raise.
+It is treated as untrusted input: YAML is read with PyYAML's safe loader only, its size and
+nesting are bounded, header names and values are checked, its templates and patterns are checked
+for size and compiled once, in a sandbox, when the spec is validated (all of them within
+`COMPILE_SECONDS`), and rendering a request or reading a response runs under a budget
+(`RenderLimits`) that the spec cannot raise.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +21,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from jib._json import loads as load_json
 from jib.errors import ProcessingError
 from jib.generator.http._budget import RenderLimits, metered
-from jib.generator.http._loading import load_spec_text
+from jib.generator.http._loading import check_spec_tree, load_spec_text
 from jib.generator.http._regex import MAX_SPEC_REGEX_WEIGHT
 from jib.generator.http.transforms import (
     CompiledJsonPath,
@@ -51,6 +54,25 @@ __all__ = [
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _NO_MATCH = object()
+# RFC 7230 `token`: what a header name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Line breaks (header injection), NUL and the other control characters HTTP/1.1 refuses.
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Set by the HTTP client from the request itself: a spec that sets them can only contradict it
+# (a `Content-Length: 0` with a body), or reroute or hold the connection.
+_CLIENT_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "host",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 
 COMPILE_SECONDS = 1.0
 """Seconds compiling all the templates and patterns of one spec may take (each one is also
@@ -186,7 +208,7 @@ class _Compiled(dict[tuple[str, str], Any]):
 
 
 class _SpecModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class RequestTransform(_SpecModel):
@@ -217,6 +239,32 @@ class RequestSpec(_SpecModel):
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float | None = Field(default=None, gt=0)
     transforms: list[RequestTransform] = Field(default_factory=list)
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        seen: set[str] = set()
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"header name {name!r} is not a valid HTTP header name (letters, digits and "
+                    "!#$%&'*+-.^_`|~ only; no spaces or line breaks)"
+                )
+            lowered = name.lower()
+            if lowered in _CLIENT_HEADERS:
+                raise ValueError(
+                    f"header {name!r} cannot be set by a spec: the HTTP client sets it from the "
+                    "request (remove it from request.headers)"
+                )
+            if lowered in seen:
+                raise ValueError(f"header {name!r} is given twice (names are case-insensitive)")
+            seen.add(lowered)
+            # A template may span lines inside its tags; what it renders is checked per request.
+            if "{{" not in value and "{%" not in value and _HEADER_VALUE_BAD.search(value):
+                raise ValueError(
+                    f"the value of header {name!r} holds a line break or control character"
+                )
+        return headers
 
     @field_validator("method")
     @classmethod
@@ -268,6 +316,8 @@ class HTTPSpec(_SpecModel):
     def _parse_text(cls, data: Any) -> Any:
         if isinstance(data, (str, bytes)):
             return load_spec_text(data)
+        if isinstance(data, Mapping):
+            check_spec_tree(data)  # a dict from code or from decoded JSON: the same bounds
         return data
 
     @model_validator(mode="after")
@@ -417,8 +467,10 @@ class HTTPSpec(_SpecModel):
         headers: dict[str, str] = {}
         for name, template in self.request.headers.items():
             value = self._render(template, variables, f"request.headers[{name!r}]")
-            if "\n" in value or "\r" in value:
-                raise ProcessingError(f"request.headers[{name!r}] rendered a line break")
+            if _HEADER_VALUE_BAD.search(value):
+                raise ProcessingError(
+                    f"request.headers[{name!r}] rendered a line break or control character"
+                )
             if not value.isascii():
                 raise ProcessingError(
                     f"request.headers[{name!r}] rendered characters that are not ASCII; "
@@ -539,7 +591,7 @@ class HTTPSpec(_SpecModel):
             return None
         path: CompiledJsonPath = self._get("jsonpath", self.response.error_path)
         try:
-            values = path.find(json.loads(body))
+            values = path.find(load_json(body, what="the error response"))
         except (ValueError, ProcessingError):
             # Best effort: without it, the error shows the body.
             return None

@@ -24,6 +24,7 @@ from functools import lru_cache
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from jib._json import loads as load_json
 from jib.errors import BudgetExceededError, MissingDependencyError, ProcessingError
 from jib.generator.http._budget import RenderLimits, metered
 from jib.generator.http._regex import CompiledRegex
@@ -72,7 +73,7 @@ def _from_json(text: Any) -> Any:
     if isinstance(text, (dict, list)):
         return text  # already parsed: response steps see JSON bodies parsed
     try:
-        return json.loads(text)
+        return load_json(text, what="fromjson: the text")
     except (TypeError, ValueError) as exc:
         raise ProcessingError(f"fromjson: not valid JSON: {truncate(str(text), 200)!r}") from exc
 
@@ -293,7 +294,7 @@ class CompiledJsonPath:
             BudgetExceededError: a regex filter or a product ran out of its budget.
         """
         try:
-            data = json.loads(text)
+            data = load_json(text, what=f"the response read by jsonpath '{self.pattern}'")
         except ValueError as exc:
             raise ProcessingError(
                 f"jsonpath '{self.pattern}' needs a JSON response, got: {truncate(text, 200)!r}"

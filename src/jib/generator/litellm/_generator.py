@@ -196,8 +196,8 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _cut_body(exc: BaseException) -> bool:
-    """Whether the answer came back but could not be parsed as JSON."""
-    return any(isinstance(error, json.JSONDecodeError) for error in _chain(exc))
+    """Whether the answer came back but could not be parsed as JSON (cut, or nested too deep)."""
+    return any(isinstance(error, (json.JSONDecodeError, RecursionError)) for error in _chain(exc))
 
 
 def _retry_after_in(exc: BaseException) -> float | None:
