@@ -13,15 +13,19 @@ from jib.cli._common import (
     EXIT_FAILED,
     EXIT_USAGE,
     GENERATOR_ENV_VAR,
+    AllowEnvOption,
+    AllowHostOption,
     GeneratorOption,
     ParamOption,
     StoreOption,
+    TrustRemoteCodeOption,
     err_console,
     fail,
     handle_errors,
     open_cli_store,
     parse_params,
     resolve_generators,
+    trust_policy,
 )
 from jib.messages import Message
 
@@ -65,8 +69,15 @@ def chat_command(
         bool, typer.Option("--json", help="Print the whole chat as JSON instead of the answer.")
     ] = False,
     store: StoreOption = None,
+    allow_env: AllowEnvOption = None,
+    allow_host: AllowHostOption = None,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Send one prompt, print the answer, and store the chat.
+
+    With --continue and no ID, the stored conversation's identifier is data: it may not read
+    environment variables beyond provider keys, send your key to a host it chose, or run code,
+    unless --allow-env, --allow-host or --trust-remote-code says so (docs/security.md).
 
     \b
     Example (single-quote identifiers holding ! in bash/zsh):
@@ -98,7 +109,11 @@ def chat_command(
                 if identifiers:
                     model = resolve_generators(identifiers, command="chat")[0]
                 else:
-                    model = resolve_generators([previous.generator_id or ""], command="chat")[0]
+                    model = resolve_generators(
+                        [previous.generator_id or ""],
+                        command="chat",
+                        trusted=trust_policy(allow_env, allow_host, trust_remote_code),
+                    )[0]
                 pipeline = model.chat([*previous.all, Message("user", prompt)]).with_(params)
                 pipeline = pipeline.meta(**previous.metadata, continued_from=previous.id)
             else:

@@ -25,6 +25,7 @@ from jib.storage._query import Filter, FilterArgs, Kind, find_row, run_summaries
 from jib.storage._rows import Record, record_from_row, row_to_dict, rows_to_save
 from jib.storage._schema import SCHEMA_VERSION, records
 from jib.storage._schema import tags as tags_table
+from jib.trust import TrustPolicy
 
 if TYPE_CHECKING:
     import pandas
@@ -34,21 +35,24 @@ __all__ = ["ChatStore", "open_store"]
 _CHUNK = 500
 
 
-def open_store(url: str | Path | None = None) -> ChatStore:
+def open_store(url: str | Path | None = None, *, trusted: bool | TrustPolicy = False) -> ChatStore:
     """Open (creating on first use) the store at `url`.
 
     Args:
         url: a database URL (`sqlite:///PATH`, `postgresql+psycopg://USER@HOST/DB`), a SQLite file
             path, or `None` for the default: `$JIB_STORE`, else a `jib.db` in the user's data
             folder (see `jib.storage.default_store_path`).
+        trusted: how far to trust the stored identifiers when loading records rebuilds their
+            generators: by default they are data (`TrustPolicy.from_env()`; see `jib.trust`);
+            pass a `TrustPolicy` to allow more, or `True` for a store only you write to.
 
     Raises:
         StoreError: the database cannot be reached, or its schema is newer than this jib (or
             at a version this jib has no migration from).
     """
     if url is None:
-        return ChatStore(default_store_url())
-    return ChatStore(to_database_url(str(url)))
+        return ChatStore(default_store_url(), trusted=trusted)
+    return ChatStore(to_database_url(str(url)), trusted=trusted)
 
 
 def _now() -> datetime:
@@ -69,7 +73,8 @@ class ChatStore:
     Use `open_store()` to open one; a store is also a context manager that closes it.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, trusted: bool | TrustPolicy = False) -> None:
+        self._trusted = trusted
         self._engine = create_store_engine(url)
         self._url = redacted_url(self._engine.url)
         self._backend = self._engine.url.get_backend_name()
@@ -251,7 +256,7 @@ class ChatStore:
     ) -> Iterator[Record]:
         """Like `query`, but streamed: records are loaded a chunk at a time."""
         for row in self._rows(Filter(**filters), newest_first=newest_first, limit=limit):
-            yield record_from_row(row, rebuild_generator=rebuild_generator)
+            yield record_from_row(row, rebuild_generator=rebuild_generator, trusted=self._trusted)
 
     def query(
         self,
@@ -267,7 +272,8 @@ class ChatStore:
             newest_first: newest first instead.
             limit: at most this many.
             rebuild_generator: rebuild each record's generator from its identifier (raises
-                `InvalidGeneratorError` for a provider that is not registered here).
+                `InvalidGeneratorError` for a provider that is not registered here, and
+                `UntrustedIdentifierError` for one the store's trust policy refuses).
         """
         return list(
             self.iter_records(
@@ -290,7 +296,8 @@ class ChatStore:
         Raises:
             RecordNotFoundError: no record (or more than one) matches.
         """
-        return record_from_row(self._get_row(record_id), rebuild_generator=rebuild_generator)
+        row = self._get_row(record_id)
+        return record_from_row(row, rebuild_generator=rebuild_generator, trusted=self._trusted)
 
     def get_dict(self, record_id: str) -> dict[str, Any]:
         """One record as a dict (`to_dict` form plus `run`); same lookup as `get`."""

@@ -46,7 +46,7 @@ _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
 
 @dataclass
 class RequestTransformContext:
-    """What request templates (and response Jinja templates) can refer to.
+    """What request templates (and response Jinja templates, all but `api_key`) can refer to.
 
     Attributes:
         content: the content of the last message.
@@ -403,6 +403,9 @@ class HTTPSpec(_SpecModel):
         """
         output = body
         variables = context.to_variables() if context is not None else {}
+        if "api_key" in variables:
+            # What response templates write is stored: they may not read the key.
+            variables["api_key"] = _response_api_key()
         for index, step in enumerate(self.response.transforms):
             if step.type == "jsonpath":
                 path: CompiledJsonPath = self._get("jsonpath", step.pattern)
@@ -429,6 +432,17 @@ class HTTPSpec(_SpecModel):
         if not values:
             return None
         return to_text(values[0] if len(values) == 1 else values)
+
+
+def _response_api_key() -> Any:
+    """`api_key` as response templates see it: undefined, saying why when used."""
+    import jinja2
+
+    return jinja2.StrictUndefined(
+        hint="'api_key' is undefined: response templates cannot read the api key (what they "
+        "write is stored); only request templates can",
+        name="api_key",
+    )
 
 
 def _walk_strings(value: Any, visit: Any) -> None:

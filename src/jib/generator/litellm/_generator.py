@@ -10,7 +10,7 @@ from pydantic import Field, PrivateAttr
 
 from jib._concurrency import RequestLimiter
 from jib.generator.base import Generator
-from jib.generator.litellm._errors import map_litellm_error
+from jib.generator.litellm._errors import litellm_failure
 from jib.generator.litellm._runtime import (
     fix_ollama_stop_reason,
     import_litellm,
@@ -99,11 +99,10 @@ class LiteLLMGenerator(Generator):
             try:
                 return read(await function(**arguments))
             except Exception as exc:
-                secrets = [arguments.get("api_key") or ""]
-                error = map_litellm_error(exc, provider=self.model, secrets=secrets)
-                if error is exc:
-                    raise
-                raise error from exc
+                failure = exc
+            # Raised outside the `except`, so the original (which may quote the key) is not
+            # chained as `__context__`; `litellm_failure` chains a redacted stand-in instead.
+            raise litellm_failure(failure, provider=self.model, secrets=[arguments.get("api_key")])
 
     async def _chat_one(
         self, messages: Sequence[Message], params: GenerateParams
