@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         ProviderTimeoutError,
         RateLimitError,
         ServerError,
+        UntrustedIdentifierError,
     )
     from jib.generator.base import Generator
     from jib.identifiers import get_generator, get_identifier
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from jib.params import GenerateParams
     from jib.pipeline import ChatPipeline, CompletionPipeline, OnFailed
     from jib.registry import register_generator, registered_providers
+    from jib.trust import TrustPolicy
 
 __version__ = "0.1.0"
 
@@ -58,6 +60,7 @@ _EXPORTS: dict[str, str] = {
             "ProviderTimeoutError",
             "RateLimitError",
             "ServerError",
+            "UntrustedIdentifierError",
         ],
         "jib.errors",
     ),
@@ -70,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "GenerateParams": "jib.params",
     **dict.fromkeys(["ChatPipeline", "CompletionPipeline", "OnFailed"], "jib.pipeline"),
     **dict.fromkeys(["register_generator", "registered_providers"], "jib.registry"),
+    "TrustPolicy": "jib.trust",
 }
 
 
@@ -114,6 +118,8 @@ __all__ = [
     "ServerError",
     "StopReason",
     "StoredError",
+    "TrustPolicy",
+    "UntrustedIdentifierError",
     "Usage",
     "__version__",
     "get_generator",

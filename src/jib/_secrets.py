@@ -97,7 +97,7 @@ _SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
 # holding this many characters of a known secret's start or end is masked.
 _FRAGMENT = 6
 _SHORTEST_SECRET = 4
-_WORD_BREAKS = frozenset(" \t\r\n'\",;&?#<>()[]{}")
+_WORD_BREAKS = frozenset(" \t\r\n'\",;:=&?#/<>()[]{}")
 
 # "Bearer …" and "Basic …" anywhere; "Token …" and "Digest …" are common words, so only after
 # a secret name (`Authorization: Token …`, see `_COLON_PAIR`).
@@ -179,8 +179,13 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 def mask_values(text: str, secrets: Iterable[str | None]) -> str:
     """`text` with only the known `secrets` masked (whole, encoded, or a long prefix or suffix
     of one), for text whose `name=value` pairs must stay readable (a rendered request)."""
-    for secret in sorted(_variants(secrets), key=len, reverse=True):
-        text = _mask_value(text, secret)
+    known = sorted(_variants(secrets), key=len, reverse=True)
+    for secret in known:
+        text = text.replace(secret, REDACTED)
+    for secret in known:
+        if len(secret) >= 2 * _FRAGMENT:
+            for fragment in {secret[:_FRAGMENT], secret[-_FRAGMENT:]}:
+                text = _mask_words_holding(text, fragment)
     return text
 
 
@@ -196,15 +201,6 @@ def _variants(secrets: Iterable[str | None]) -> set[str]:
     return found
 
 
-def _mask_value(text: str, secret: str) -> str:
-    text = text.replace(secret, REDACTED)
-    if len(secret) < 2 * _FRAGMENT:
-        return text
-    for fragment in {secret[:_FRAGMENT], secret[-_FRAGMENT:]}:
-        text = _mask_words_holding(text, fragment)
-    return text
-
-
 def _mask_words_holding(text: str, fragment: str) -> str:
     """Mask every word (a run between `_WORD_BREAKS`) that contains `fragment`; linear time."""
     parts: list[str] = []
@@ -217,6 +213,8 @@ def _mask_words_holding(text: str, fragment: str) -> str:
         end = found + len(fragment)
         while end < len(text) and text[end] not in _WORD_BREAKS:
             end += 1
+        if end > found + len(fragment) and text[end - 1] == ".":
+            end -= 1  # the sentence's full stop, not the secret's
         parts.append(text[position:start])
         parts.append(REDACTED)
         position = end

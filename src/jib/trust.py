@@ -204,7 +204,7 @@ class TrustPolicy:
         if sent:
             problems += self._destination_problems(found, " and ".join(sent))
         if problems:
-            shown = redact_identifier(identifier or generator.to_identifier())
+            shown = _shortened(redact_identifier(identifier or generator.to_identifier()))
             raise UntrustedIdentifierError(
                 f"refused to build a generator from {shown!r}, an identifier read from data "
                 f"(a stored chat, a JSONL or ids file): {'; '.join(problems)}. Identifiers you "
@@ -370,6 +370,16 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_SHOWN = 120
+
+
+def _shortened(identifier: str) -> str:
+    # An encoded spec makes identifiers long; its start and end are enough to recognise one.
+    if len(identifier) <= _SHOWN:
+        return identifier
+    return f"{identifier[: _SHOWN - 20]}…{identifier[-19:]}"
 
 
 def _names(values: Iterable[str]) -> frozenset[str]:
