@@ -65,6 +65,11 @@ def assert_no_secret(text: str) -> None:
         assert fragment not in text, text
 
 
+def store_bytes(path: Path) -> bytes:
+    """Every byte of a SQLite store: its file, WAL and shared memory."""
+    return b"".join(p.read_bytes() for p in path.parent.glob(f"{path.name}*"))
+
+
 def chain(error: BaseException) -> list[BaseException]:
     """`error` and every exception reachable from it through `__cause__` and `__context__`."""
     found: list[BaseException] = []
@@ -162,7 +167,7 @@ async def test_partly_masked_keys_are_stored_as_stars_by_litellm_and_http(
 
     messages = [str(error) for error in stored]
     assert all(m.endswith("Incorrect API key provided: ***.") for m in messages), messages
-    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("store.db"))
+    raw = store_bytes(path)
     assert b"Incorrect API key provided: ***" in raw
     for fragment in FRAGMENTS:
         assert fragment.encode() not in raw

@@ -54,9 +54,7 @@ def jib_cli(tmp_path: Path) -> JibRunner:
     """`jib …` in a subprocess with its default store in this test's folder, and the victim's
     secrets in its environment."""
     env = isolated_env(tmp_path)
-    env.update(
-        {"GITHUB_TOKEN": VICTIM_TOKEN, "VICTIM_SECRET": VICTIM_SECRET, "OPENAI_API_KEY": ""}
-    )
+    env.update({"GITHUB_TOKEN": VICTIM_TOKEN, "VICTIM_SECRET": VICTIM_SECRET, "OPENAI_API_KEY": ""})
     return make_runner(env, tmp_path)
 
 
@@ -80,7 +78,8 @@ def http_reproducer(attacker: RunningRecorder) -> str:
 
 def chat_json(generator_id: str, params: dict[str, Any] | None = None) -> str:
     """A stored chat's JSON whose `generator_id` (and params) someone else wrote."""
-    data = Chat(messages=[Message("user", "hi")], generated=[Message("assistant", "hello")]).to_dict()
+    chat = Chat(messages=[Message("user", "hi")], generated=[Message("assistant", "hello")])
+    data = chat.to_dict()
     data["generator_id"] = generator_id
     data["params"] = params
     return json.dumps(data)
@@ -287,7 +286,7 @@ def test_a_stored_chats_params_may_not_move_the_request(attacker: RunningRecorde
         params={"extra": {"base_url": "http://attacker.example/v1"}},
     )
 
-    with pytest.raises(UntrustedIdentifierError, match="attacker.example"):
+    with pytest.raises(UntrustedIdentifierError, match=r"attacker\.example"):
         Chat.from_json(stored)
     assert_nothing_sent(attacker)
 
