@@ -8,18 +8,22 @@ anyone who can write that data, so a generator rebuilt from it is checked agains
 
 - **Environment variables.** `api_key=env:NAME` (and LiteLLM's own `os.environ/NAME`) may read
   only the provider key variables of `DEFAULT_ALLOWED_ENV` and the variables the user allows.
-- **Where secrets go.** A secret of the user's — an `env:` key, or the provider's default key
-  that LiteLLM takes from the environment when the identifier gives none — is only sent to the
-  provider's own host (no `api_base`), to loopback (`localhost`, `127.0.0.0/8`, `::1`), or to a
-  host the user allows. For `http!` that host is the spec URL's (a URL whose host is a template
-  is unknown: only `"*"` allows it); a proxy counts as a destination too.
+- **Where secrets go.** A secret of the user's — an `env:` key, or the provider's key or
+  credentials that LiteLLM takes from the environment — is only sent to the provider's own host
+  (no `api_base`), to loopback (`localhost`, `127.0.0.0/8`, `::1`), or to a host the user
+  allows. For `http!` that host is the spec URL's (a URL whose host is a template is unknown:
+  only `"*"` allows it); a proxy counts as a destination too.
 - **Code.** Options that run code (`trust_remote_code=True`; a class or module to import, such as
   vLLM's `worker_cls`) are refused unless the user allows remote code.
 
-A key written literally in the data (`api_key=sk-…`) is the data's own, not the user's: it goes
-where the data says. Generation params read from data (a JSONL line's `"params"`, a stored chat's
-params) are checked the same way: their `extra` entries may not move the request to another host,
-read other variables, or run code.
+A key written literally in the data (`api_key=sk-…`) is the data's own, not the user's: an
+`http!` spec sends it where the data says. LiteLLM, though, may add credentials of the user's
+own (cloud providers take them from the environment even when a key is given), so a LiteLLM
+identifier from data may point `api_base` only at loopback or at a host the user allows.
+
+Generation params read from data (a JSONL line's `"params"`, a stored chat's params) are checked
+the same way: their `extra` entries may not move the request to another host, read other
+variables, or run code.
 """
 
 from __future__ import annotations
@@ -198,9 +202,10 @@ class TrustPolicy:
         problems = self._code_problems(found)
         problems += [self._env_problem(name) for name in found.env if not self.allows_env(name)]
         sent = [f"the key in environment variable {name}" for name in found.env]
-        if generator.api_key is None and "api_base" in type(generator).model_fields:
-            # LiteLLM falls back to the provider's key variable (OPENAI_API_KEY, ...).
-            sent.append("the provider's default key from your environment")
+        if "api_base" in type(generator).model_fields:
+            # LiteLLM falls back to the provider's key variable (OPENAI_API_KEY, ...), and some
+            # providers add credentials from the environment even when a key is given.
+            sent.append("the provider's key or credentials from your environment")
         if sent:
             problems += self._destination_problems(found, " and ".join(sent))
         if problems:

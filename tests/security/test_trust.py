@@ -215,6 +215,7 @@ def test_allowed_variables_come_from_jib_allow_env(
     [
         "openai/x,api_base=http://attacker.example/v1,api_key=env:OPENAI_API_KEY",
         "openai/x,api_base=http://attacker.example/v1",  # LiteLLM would send OPENAI_API_KEY
+        "openai/x,api_base=http://attacker.example/v1,api_key=sk-the-datas-own-key",
         "openai/x,extra=%7B%22api_base%22%3A%22http%3A//attacker.example/v1%22%7D",
     ],
 )
@@ -249,7 +250,6 @@ def test_an_allowed_host_may_receive_a_provider_key(monkeypatch: pytest.MonkeyPa
         "openai/x,api_base=http://localhost:8000/v1",
         "openai/x,api_base=http://127.0.0.1:8000/v1,api_key=env:OPENAI_API_KEY",
         "openai/x,api_base=http://[::1]:8000/v1",
-        "openai/x,api_base=http://attacker.example/v1,api_key=sk-the-datas-own-key",
         "ollama_chat/qwen3:0.6b,api_base=http://localhost:11434",
     ],
 )
