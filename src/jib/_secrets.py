@@ -13,7 +13,8 @@ secret key still holds a secret.
 `redact(text, secrets)` masks, in this order: the known secret values (and any word holding a
 long prefix or suffix of one, as servers that echo a key "partly masked" do), bearer/basic
 credentials, and the values of secret-named `name=value`, `name: value` and `"name": "value"`
-pairs. `env:NAME` references are not secrets (they name where a key is read from) and stay.
+pairs (those two in the first `PATTERN_WINDOW` characters, so a huge body costs little).
+`env:NAME` references are not secrets (they name where a key is read from) and stay.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from urllib.parse import quote
 
 __all__ = [
     "ENV_REFERENCE_PREFIX",
+    "PATTERN_WINDOW",
     "REDACTED",
     "RedactedError",
     "is_secret_name",
@@ -102,18 +104,22 @@ _WORD_BREAKS = frozenset(" \t\r\n'\",;:=&?#/<>()[]{}")
 # "Bearer …" and "Basic …" anywhere; "Token …" and "Digest …" are common words, so only after
 # a secret name (`Authorization: Token …`, see `_COLON_PAIR`).
 _CREDENTIAL_SCHEME = re.compile(r"\b(Bearer|Basic)(\s+)(?!\*\*\*)[^\s'\",;)\]}>]+", re.IGNORECASE)
-# `name=value` (query strings, identifiers, kwargs reprs), `"name": "value"` (JSON), and
-# `name: value` (headers, prose such as "Incorrect API key: sk-...").
-# Each starts only where a name starts, so a long run of letters is scanned once, not per letter.
-_ASSIGNMENT = re.compile(
-    r"(?<![A-Za-z0-9_.\-])([A-Za-z][A-Za-z0-9_.\-]*)(\s*=\s*)([^\s,&'\"\]\)}]+)"
+# Pairs whose value is masked when the name is a secret one: `name=value` (query strings,
+# identifiers, kwargs reprs), `"name": "value"` (JSON) and `name: value` (headers, prose such as
+# "Incorrect API key: sk-..."). The scan is driven by the separators, found at C speed, and reads
+# each name backwards from its separator (in the reversed text), so ordinary text and large bodies
+# cost little and no character is rescanned per position.
+PATTERN_WINDOW = 64 * 1024
+"""How much of a text `redact` searches for secret-named pairs and bearer credentials."""
+_SEPARATOR = re.compile(r"[=:]")
+_STEM = re.compile(r"key|kye|tok|tkn|sec|scr|pas|pwd|psw|aut|bea|coo|ses|cre|api", re.IGNORECASE)
+_MAX_NAME = 100
+_NAME_REVERSED = re.compile(rf"[ \t]*(\"?)([A-Za-z0-9_.\-]{{1,{_MAX_NAME + 1}}})")
+_ASSIGNED_VALUE = re.compile(r"[ \t]*([^\s,&'\"\]\)}]+)")
+_COLON_VALUE = re.compile(
+    r"[ \t]*((?:(?:Bearer|Basic|Token|Digest)[ \t]+)?)([^\s'\",;)\]}>]+)", re.IGNORECASE
 )
-_JSON_PAIR = re.compile(r"\"([^\"\\]{1,100})\"(\s*:\s*)\"((?:[^\"\\]|\\.)*)\"")
-_COLON_PAIR = re.compile(
-    r"(?<![A-Za-z0-9_\-])([A-Za-z][A-Za-z0-9_\-]*)"
-    r"(:[ \t]*(?:(?:Bearer|Basic|Token|Digest)[ \t]+)?)([^\s'\",;)\]}>]+)",
-    re.IGNORECASE,
-)
+_JSON_VALUE = re.compile(r"[ \t]*\"((?:[^\"\\]|\\.)*)\"")
 # Words that look like a mistyped secret name but are ordinary parameter names.
 _NOT_SECRET_WORDS = frozenset({"tokens", "tokenizer", "tokenize", "keyword", "keywords"})
 
@@ -135,7 +141,7 @@ def is_secret_name(name: str) -> bool:
     return compact.endswith(_SECRET_ENDINGS)
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=4096)
 def looks_like_secret_name(name: str) -> bool:
     """`is_secret_name`, or a near miss of one (`api-key`, `apikye`, `tokn`): for error text.
 
@@ -145,12 +151,32 @@ def looks_like_secret_name(name: str) -> bool:
     if is_secret_name(name):
         return True
     words = _words(name)
-    for candidate in (*words, "".join(words)):
-        if candidate in _NOT_SECRET_WORDS:
+    return any(
+        len(candidate) >= 4 and candidate not in _NOT_SECRET_WORDS and _near_miss(candidate)
+        for candidate in (*words, "".join(words))
+    )
+
+
+def _bigrams(text: str) -> frozenset[str]:
+    return frozenset(text[i : i + 2] for i in range(len(text) - 1))
+
+
+_NEAR = tuple((term, _bigrams(term)) for term in _NEAR_TERMS)
+
+
+def _near_miss(candidate: str) -> bool:
+    """Whether `candidate` is within `_NEAR_CUTOFF` of a secret term (difflib's ratio).
+
+    Two cheap necessary conditions (close lengths, two shared letter pairs) come first, so text
+    full of ordinary words rarely reaches difflib.
+    """
+    grams = _bigrams(candidate)
+    for term, term_grams in _NEAR:
+        if 2 * min(len(candidate), len(term)) < _NEAR_CUTOFF * (len(candidate) + len(term)):
             continue
-        if len(candidate) >= 4 and difflib.get_close_matches(
-            candidate, _NEAR_TERMS, n=1, cutoff=_NEAR_CUTOFF
-        ):
+        if len(grams & term_grams) < 2:
+            continue
+        if difflib.SequenceMatcher(None, candidate, term).ratio() >= _NEAR_CUTOFF:
             return True
     return False
 
@@ -166,14 +192,17 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
         secrets: values known to be secret (an api key, a token); shorter than 4 characters
             they are ignored, as masking them would mask ordinary text.
 
+    Known secrets are masked everywhere; the name-based rules look at the first
+    `PATTERN_WINDOW` characters only, which bounds the work on a huge response body (messages
+    are cut far shorter before anyone sees them).
+
     >>> redact("bad key sk-live-0123456789 (Bearer abc), api_key=xyz", ["sk-live-0123456789"])
     'bad key *** (Bearer ***), api_key=***'
     """
     text = mask_values(text, secrets)
-    text = _CREDENTIAL_SCHEME.sub(rf"\g<1>\g<2>{REDACTED}", text)
-    text = _JSON_PAIR.sub(_masked_pair, text)
-    text = _ASSIGNMENT.sub(_masked_pair, text)
-    return _COLON_PAIR.sub(_masked_pair, text)
+    head, tail = text[:PATTERN_WINDOW], text[PATTERN_WINDOW:]
+    head = _CREDENTIAL_SCHEME.sub(rf"\g<1>\g<2>{REDACTED}", head)
+    return _mask_pairs(head) + tail
 
 
 def mask_values(text: str, secrets: Iterable[str | None]) -> str:
@@ -223,18 +252,52 @@ def _mask_words_holding(text: str, fragment: str) -> str:
     return "".join(parts)
 
 
-def _masked_pair(match: re.Match[str]) -> str:
-    name, separator, value = match.group(1), match.group(2), match.group(3)
-    if (
-        name.lower() == "key"  # too common in prose ("expected 'key=value'") to mean a secret
-        or not value
-        or value.startswith((ENV_REFERENCE_PREFIX, REDACTED))
-        or not looks_like_secret_name(name)
-    ):
-        return match.group(0)
-    if match.re is _JSON_PAIR:
-        return f'"{name}"{separator}"{REDACTED}"'
-    return f"{name}{separator}{REDACTED}"
+def _mask_pairs(text: str) -> str:
+    """Mask the values of secret-named `name=value`, `name: value` and `"name": "value"`."""
+    if _SEPARATOR.search(text) is None:
+        return text
+    reversed_text = text[::-1]
+    pieces: list[str] = []
+    done = 0  # text[:done] is in `pieces`
+    for separator in _SEPARATOR.finditer(text):
+        at = separator.start()
+        if at < done:
+            continue
+        found = _pair_value(text, reversed_text, at)
+        if found is not None:
+            pieces += [text[done : found[0]], REDACTED]
+            done = found[1]
+    if not pieces:
+        return text
+    pieces.append(text[done:])
+    return "".join(pieces)
+
+
+def _pair_value(text: str, reversed_text: str, at: int) -> tuple[int, int] | None:
+    """Where the value to mask is, for the pair whose separator is at `at`, or None."""
+    named = _NAME_REVERSED.match(reversed_text, len(text) - at)
+    if named is None or len(named.group(2)) > _MAX_NAME:
+        return None  # no name, or one longer than any real one
+    name = named.group(2)[::-1]
+    name_start = len(text) - named.end()
+    quoted = named.group(1) == '"'
+    if quoted and (text[at] != ":" or name_start == 0 or text[name_start - 1] != '"'):
+        return None
+    if not name[0].isalpha():
+        return None
+    if text[at] == ":" and not quoted:
+        name = name.rsplit(".", 1)[-1]  # "example.com:443" names no secret; "x.key: v" does
+    if name.lower() == "key" or not _STEM.search(name) or not looks_like_secret_name(name):
+        return None  # a bare "key" is too common in prose ("expected 'key=value'")
+    pattern = _JSON_VALUE if quoted else _ASSIGNED_VALUE if text[at] == "=" else _COLON_VALUE
+    value = pattern.match(text, at + 1)
+    if value is None:
+        return None
+    group = value.lastindex or 1
+    content = value.group(group)
+    if not content or content.startswith((ENV_REFERENCE_PREFIX, REDACTED)):
+        return None
+    return value.start(group), value.end(group)
 
 
 # -- exceptions ---------------------------------------------------------------------------------
