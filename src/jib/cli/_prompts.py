@@ -22,8 +22,10 @@ from pydantic import ValidationError
 
 from jib._json import loads as load_json
 from jib.cli._common import EXIT_USAGE, CliError
+from jib.errors import UntrustedIdentifierError
 from jib.messages import Message, as_messages
 from jib.params import GenerateParams
+from jib.trust import TrustPolicy
 
 __all__ = ["Prompt", "PromptsFile"]
 
@@ -40,13 +42,17 @@ class Prompt:
 class PromptsFile:
     """A prompts file, checked once when opened; iterate it (again) to stream its prompts.
 
+    A line's params are data: `trust` (default: `TrustPolicy.from_env()`) decides whether their
+    `extra` may send the request elsewhere, read a variable or run code (see `jib.trust`).
+
     Raises:
-        CliError: the file is missing or unreadable, has no prompts, or a line is malformed
-            (the message names the line).
+        CliError: the file is missing or unreadable, has no prompts, or a line is malformed or
+            has params `trust` refuses (the message names the line).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, trust: TrustPolicy | None = None) -> None:
         self.path = path
+        self.trust = trust if trust is not None else TrustPolicy.from_env()
         self.jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
         if not path.exists():
             raise CliError(f"prompts file '{path}' not found", EXIT_USAGE)
@@ -104,6 +110,10 @@ class PromptsFile:
                     raise CliError(
                         f"{where}: invalid params ({location}: {first['msg']})", EXIT_USAGE
                     ) from None
+                try:
+                    self.trust.check_params(params, where=where)
+                except UntrustedIdentifierError as exc:
+                    raise CliError(str(exc), EXIT_USAGE) from None
         if isinstance(raw_messages, dict) or not isinstance(raw_messages, (str, list)):
             raise CliError(
                 f"{where}: expected a string, a list of messages, or an object with 'prompt' "

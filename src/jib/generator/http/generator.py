@@ -10,6 +10,7 @@ against the same `max_retries`. httpx is imported on first use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import logging
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, PrivateAttr, field_validator
 
 from jib._retry import retry_after_from
+from jib._secrets import is_secret_name, redact
 from jib.errors import (
     InvalidGeneratorError,
     JibError,
@@ -35,7 +37,7 @@ from jib.generator._requests import RequestGenerator, RetryRequested
 from jib.generator.http._budget import DEFAULT_RENDER_LIMITS, RenderLimits
 from jib.generator.http._hooks import HookResult, run_hook
 from jib.generator.http._pool import LoopClients, ProxyURL, Verify
-from jib.generator.http._transport import looks_secret, safe_headers, send
+from jib.generator.http._transport import safe_headers, send
 from jib.generator.http.factories import json_endpoint_spec, one_body, text_endpoint_spec
 from jib.generator.http.spec import HTTPSpec, PreparedRequest, RequestTransformContext, origin_of
 from jib.generator.http.transforms import truncate
@@ -55,7 +57,6 @@ DEFAULT_TIMEOUT = 60.0
 Hook = Callable[["HTTPGenerator", "httpx.Response"], Awaitable[HookResult] | HookResult]
 """`hook(generator, response)`, called after every response (async or plain)."""
 
-_REDACTED = "***"
 _RUNTIME_FIELDS = frozenset({"state", "hook"})
 # Private attributes bound to event loops, reset in pickled and deep-copied generators.
 _FRESH_RUNTIME: dict[str, Any] = {"_clients": None, "_limiter": None, "_locks": None}
@@ -422,21 +423,15 @@ class HTTPGenerator(RequestGenerator):
                 yield name, value
 
     def _redact(self, text: str) -> str:
-        secrets: list[str] = []
-        try:
-            key = self.get_api_key()
-        except JibError:
-            key = None
-        if key:
-            secrets.append(key)
+        secrets: list[str | None] = []
+        with contextlib.suppress(JibError):  # an unset env: key has nothing to leak
+            secrets.append(self.get_api_key())
         secrets.extend(
             value
             for name, value in self.state.items()
-            if isinstance(value, str) and len(value) >= 8 and looks_secret(str(name))
+            if isinstance(value, str) and len(value) >= 8 and is_secret_name(str(name))
         )
-        for secret in sorted(secrets, key=len, reverse=True):
-            text = text.replace(secret, _REDACTED)
-        return text
+        return redact(text, secrets)
 
     def __getstate__(self) -> dict[Any, Any]:
         # Pools, locks and limiters hold per-event-loop state that cannot be pickled; a copy

@@ -81,7 +81,7 @@ bounded in size, so the last one started ends soon after)."""
 
 @dataclass
 class RequestTransformContext:
-    """What request templates (and response Jinja templates) can refer to.
+    """What request templates (and response Jinja templates, all but `api_key`) can refer to.
 
     Built by the generator for each request; build one yourself to try a spec. `messages` takes
     `Message`s or `{"role", "content"}` dicts, and when `content` and `all_content` are left
@@ -568,6 +568,9 @@ class HTTPSpec(_SpecModel):
         output = body
         matched: Any = _NO_MATCH  # the value the previous (jsonpath) step matched
         variables = context.to_variables() if context is not None else {}
+        if "api_key" in variables:
+            # What response templates write is stored: they may not read the key.
+            variables["api_key"] = _response_api_key()
         for index, step in enumerate(self.response.transforms):
             previous, matched = matched, _NO_MATCH
             if step.type == "jsonpath":
@@ -598,6 +601,17 @@ class HTTPSpec(_SpecModel):
         if not values:
             return None
         return to_text(values[0] if len(values) == 1 else values)
+
+
+def _response_api_key() -> Any:
+    """`api_key` as response templates see it: undefined, saying why when used."""
+    import jinja2
+
+    return jinja2.StrictUndefined(
+        hint="'api_key' is undefined: response templates cannot read the api key (what they "
+        "write is stored); only request templates can",
+        name="api_key",
+    )
 
 
 def _walk_strings(value: Any, visit: Any) -> None:
