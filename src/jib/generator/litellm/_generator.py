@@ -161,6 +161,11 @@ class LiteLLMGenerator(RequestGenerator):
             failure = None
         if failure is not None:
             raise self._error(failure, arguments)
+        if not parts and usage is None:
+            # Nothing streamed and no usage: the server most likely ignored `stream` (LiteLLM
+            # then makes up one empty chunk). Ask again without it; give the answer at once.
+            yield await self.request_message(messages, params)
+            return
         generated = GeneratedMessage(
             Message("assistant", "".join(parts)), normalize_stop_reason(finish_reason), usage, extra
         )

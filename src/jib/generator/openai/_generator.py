@@ -113,6 +113,13 @@ class OpenAIGenerator(RequestGenerator):
             ) as response:
                 if response.status >= 300:
                     raise await self._failure(response)
+                if "text/event-stream" not in response.headers.get("Content-Type", ""):
+                    # A server that ignores `stream` answers the whole completion at once.
+                    raw = await self._read(response)
+                    whole = read_chat(parse_json(raw, self._provider, 200), self._provider)
+                    yield whole.message.content
+                    yield whole
+                    return
                 async for line in response.content:
                     delta = state.feed(line)
                     if delta:
