@@ -1,11 +1,5 @@
-"""One pooled httpx client per event loop, closed when that loop shuts down; how it reaches
-the network (proxy, TLS verification).
-
-httpx clients (like every asyncio resource) belong to the loop that opened their connections,
-so a generator reused across two `asyncio.run` calls needs one client per loop. Each client is
-paired with an async generator the loop finalizes in `shutdown_asyncgens()` (which
-`asyncio.run` calls before closing the loop): its `finally` closes the client, so pooled
-connections are closed on their own loop instead of leaking as unclosed transports.
+"""One pooled client per event loop, closed when that loop shuts down (see `jib._per_loop`);
+how it reaches the network (proxy, TLS verification).
 
 Proxies: the environment's `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY` and `NO_PROXY` apply (and
 `SSL_CERT_FILE`/`SSL_CERT_DIR`), as in curl; a generator's own `proxy` replaces them for every
@@ -15,22 +9,19 @@ into identifiers and stored with every chat, while the environment is not.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import weakref
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator
 
+from jib._per_loop import PerLoop
 from jib.errors import InvalidGeneratorError
 
 if TYPE_CHECKING:
     import ssl
 
+    import aiohttp
     import httpx
 
 __all__ = ["LoopClients", "ProxyURL", "Verify", "check_proxy_url", "read_verify"]
@@ -129,14 +120,13 @@ def _environment_proxies() -> bool:
     )
 
 
-@dataclass
-class _Entry:
-    client: httpx.AsyncClient
-    closer: AsyncGenerator[None, None]
-
-
 class LoopClients:
-    """httpx clients keyed by event loop; each lives until `aclose()` or its loop shuts down."""
+    """One client per event loop; each lives until `aclose()` or its loop shuts down.
+
+    A client is an aiohttp session when requests go straight to the server, or an httpx client
+    when a proxy is in play (the attribute, or the environment's): httpx implements proxies and
+    `NO_PROXY` fully, while aiohttp's pool costs several times less CPU per request.
+    """
 
     def __init__(
         self, max_connections: int, proxy: str | None = None, verify: bool | str = True
@@ -146,8 +136,8 @@ class LoopClients:
         self.max_connections = max_connections
         self.proxy = proxy
         self.verify = verify
-        self._entries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Entry] = (
-            weakref.WeakKeyDictionary()
+        self._clients: PerLoop[httpx.AsyncClient | aiohttp.ClientSession] = PerLoop(
+            self._open, _close, _is_closed
         )
 
     @property
@@ -158,31 +148,26 @@ class LoopClients:
 
     def __len__(self) -> int:
         """How many loops have an open client."""
-        return len(self._entries)
+        return len(self._clients)
 
-    async def get(self) -> httpx.AsyncClient:
+    async def get(self) -> httpx.AsyncClient | aiohttp.ClientSession:
         """The running loop's client, opened on first use."""
-        loop = asyncio.get_running_loop()
-        entry = self._entries.get(loop)
-        if entry is not None and not entry.client.is_closed:
-            return entry.client
-        self._forget_closed_loops()
-        client = self._open()
-        closer = self._close_at_shutdown(loop, client)
-        self._entries[loop] = _Entry(client, closer)
-        # Runs to the `yield` without suspending, so no other task sees a half-made entry; the
-        # first step registers the generator with the loop's `shutdown_asyncgens()`.
-        await closer.__anext__()
-        return client
+        return await self._clients.get()
 
-    def _open(self) -> httpx.AsyncClient:
+    async def aclose(self) -> None:
+        """Close the running loop's client, if it has one (a new one opens on next use)."""
+        await self._clients.aclose()
+
+    def _open(self) -> httpx.AsyncClient | aiohttp.ClientSession:
+        verify = self.verify if isinstance(self.verify, bool) else _trusting(self.verify)
+        if self.proxy is None and not _environment_proxies():
+            return _direct_session(self.max_connections, verify)
         import httpx
 
         limits = httpx.Limits(
             max_connections=self.max_connections,
             max_keepalive_connections=self.max_connections,
         )
-        verify = self.verify if isinstance(self.verify, bool) else _trusting(self.verify)
         try:
             return httpx.AsyncClient(
                 limits=limits,
@@ -190,7 +175,6 @@ class LoopClients:
                 trust_env=True,  # HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE; no .netrc in httpx 0.28
                 proxy=self.proxy,
                 verify=verify,
-                transport=self._direct_transport(limits, verify),
             )
         except ImportError as exc:  # a socks5:// proxy without httpx's socks extra
             where = f"proxy={self.proxy!r}" if self.proxy else "the environment's SOCKS proxy"
@@ -198,50 +182,44 @@ class LoopClients:
                 f"{where} needs the socksio package: pip install 'httpx[socks]'"
             ) from exc
 
-    def _direct_transport(
-        self, limits: httpx.Limits, verify: bool | ssl.SSLContext
-    ) -> httpx.AsyncBaseTransport | None:
-        """aiohttp under httpx when requests go straight to the server, else `None` (httpx's own).
 
-        httpx's connection pool costs several times aiohttp's CPU per request at high
-        concurrency; `httpx_aiohttp` keeps httpx's API (requests, responses, the hook's
-        `httpx.Response`) over aiohttp's pool. A proxy (the attribute, or the environment's,
-        which httpx ignores once a transport is given) keeps httpx's own transport, which
-        implements proxies and `NO_PROXY` fully.
-        """
-        if self.proxy is not None or _environment_proxies():
-            return None
-        from httpx_aiohttp import AiohttpTransport
+def _direct_session(max_connections: int, verify: bool | ssl.SSLContext) -> aiohttp.ClientSession:
+    """An aiohttp session for requests straight to the server (no proxy, no `.netrc`).
 
-        transport: httpx.AsyncBaseTransport = AiohttpTransport(
-            verify=verify, limits=limits, trust_env=True
+    TLS as httpx would do it: the system's certificates (and `SSL_CERT_FILE`/`SSL_CERT_DIR`),
+    none with `verify=False`, or the context for a CA bundle.
+    """
+    import aiohttp
+
+    if verify is True:
+        import ssl
+
+        context: ssl.SSLContext | bool = ssl.create_default_context(
+            cafile=os.environ.get("SSL_CERT_FILE") or None,
+            capath=os.environ.get("SSL_CERT_DIR") or None,
         )
-        return transport
+    else:
+        context = verify
+    connector = aiohttp.TCPConnector(limit=max_connections, ssl=context)
+    return aiohttp.ClientSession(
+        connector=connector,
+        trust_env=False,
+        cookie_jar=aiohttp.CookieJar(unsafe=True),  # cookies kept per client, as httpx does
+    )
 
-    async def aclose(self) -> None:
-        """Close the running loop's client, if it has one (a new one opens on next use)."""
-        entry = self._entries.pop(asyncio.get_running_loop(), None)
-        if entry is not None:
-            await entry.closer.aclose()
 
-    async def _close_at_shutdown(
-        self, loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient
-    ) -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            entry = self._entries.get(loop)
-            if entry is not None and entry.client is client:
-                del self._entries[loop]
-            if not loop.is_closed():
-                await client.aclose()
+async def _close(client: httpx.AsyncClient | aiohttp.ClientSession) -> None:
+    import httpx
 
-    def _forget_closed_loops(self) -> None:
-        # A loop closed without `shutdown_asyncgens()` cannot close its client any more; drop it
-        # so the loop (which its connections reference) can be collected.
-        for loop in [loop for loop in self._entries if loop.is_closed()]:
-            closer = self._entries.pop(loop).closer
-            # Finish the generator here (its `finally` skips the closed loop); left unfinished,
-            # its finalizer would try to schedule `aclose()` on the closed loop and fail.
-            with contextlib.suppress(StopIteration):
-                closer.aclose().send(None)
+    if isinstance(client, httpx.AsyncClient):
+        await client.aclose()
+    else:
+        await client.close()
+
+
+def _is_closed(client: httpx.AsyncClient | aiohttp.ClientSession) -> bool:
+    import httpx
+
+    if isinstance(client, httpx.AsyncClient):
+        return client.is_closed
+    return bool(client.closed)

@@ -13,14 +13,16 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
+from urllib.parse import urljoin
 
 from jib._secrets import REDACTED, is_secret_name
 from jib.errors import ProcessingError
 from jib.generator.http.spec import PreparedRequest, origin_of
 
 if TYPE_CHECKING:
+    import aiohttp
     import httpx
 
 __all__ = ["safe_headers", "send"]
@@ -33,7 +35,7 @@ _BODY_FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transf
 
 
 async def send(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient | aiohttp.ClientSession,
     prepared: PreparedRequest,
     *,
     timeout: float,
@@ -43,100 +45,168 @@ async def send(
 ) -> httpx.Response:
     """Send `prepared`, following redirects, and return the final response with its body read.
 
+    `client` is an aiohttp session for requests that go straight to the server (the fast path),
+    or an httpx client (for proxies, which httpx implements fully). Either way the answer is an
+    `httpx.Response`, as hooks expect.
+
     Redirects that leave the origin keep only harmless headers, so credentials stay with the host
     they were meant for; 303 (and 301/302 after a POST) continue as a GET without a body. A
     redirect that would carry the body to another origin (307/308, or 301/302 after a PUT) is
     not followed: the body may hold the key too. What httpx and httpcore log meanwhile goes
-    through `redact`.
+    through `redact` (aiohttp logs nothing of a request).
 
     Raises:
         ProcessingError: the body is larger than `max_bytes` (reading stops there), or a
             redirect would send the body to another origin.
-        httpx.HTTPError: the transport failed.
+        httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError: the transport failed.
     """
+    import httpx
+
+    hop = (
+        _httpx_hop(client, timeout, max_bytes)
+        if isinstance(client, httpx.AsyncClient)
+        else _aiohttp_hop(client, timeout, max_bytes)
+    )
     _install_log_filter()
     token = _redactor.set(redact)
     try:
-        return await _send(
-            client, prepared, timeout=timeout, max_redirects=max_redirects, max_bytes=max_bytes
-        )
+        return await _follow(hop, prepared, max_redirects=max_redirects)
     finally:
         _redactor.reset(token)
 
 
-async def _send(
-    client: httpx.AsyncClient,
-    prepared: PreparedRequest,
-    *,
-    timeout: float,
-    max_redirects: int,
-    max_bytes: int,
-) -> httpx.Response:
+_NO_AUTO_HEADERS = frozenset({"Content-Type"})
+_Answer = tuple[int, list[tuple[str, str]], bytes | None]
+"""One hop's answer: status, headers, and the body (`None` for a redirect being followed)."""
+_Hop = Callable[
+    [str, str, dict[str, str], "bytes | None", Callable[[int, "str | None"], bool]],
+    Awaitable[_Answer],
+]
+
+
+async def _follow(hop: _Hop, prepared: PreparedRequest, *, max_redirects: int) -> httpx.Response:
+    """The redirect policy, the same over either client (see `send`)."""
     import httpx
 
     method, url, headers = prepared.method, prepared.url, dict(prepared.headers)
-    content = prepared.content
+    content = None if prepared.content is None else prepared.content.encode()
     origin = origin_of(url)
-    for hop in range(max_redirects + 1):
+    for index in range(max_redirects + 1):
+
+        def follows(status: int, location: str | None, last: bool = index == max_redirects) -> bool:
+            return status in _REDIRECT_STATUS and bool(location) and not last
+
+        # Built before sending: httpx checks the URL and headers (a NUL in a host is refused
+        # here, not looked up), and the final response carries it for hooks.
+        request = httpx.Request(method, url, headers=headers, content=content)
+        status, answer_headers, body = await hop(method, url, headers, content, follows)
+        if body is not None:
+            kept = [
+                (name, value)
+                for name, value in answer_headers
+                if name.lower() not in _BODY_FRAMING_HEADERS
+            ]
+            final: httpx.Response = httpx.Response(
+                status, headers=kept, content=body, request=request
+            )
+            return final
+        location = next(value for name, value in answer_headers if name.lower() == "location")
+        url = urljoin(url, location)
+        if status == 303 or (status in (301, 302) and method == "POST"):
+            method, content = "GET", None
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+        if origin_of(url) != origin:
+            if content is not None:
+                raise ProcessingError(
+                    f"{origin} answered {status}, redirecting the {method} request and its "
+                    f"body to {origin_of(url)}, another origin; jib does not send a request "
+                    "body where it was not addressed (it may hold the key). Point request.url "
+                    "at the new location instead"
+                )
+            headers = {
+                name: value
+                for name, value in headers.items()
+                if name.lower() in _CROSS_ORIGIN_SAFE_HEADERS
+            }
+            origin = origin_of(url)
+    raise AssertionError("unreachable: the last hop returns")  # pragma: no cover
+
+
+def _httpx_hop(client: httpx.AsyncClient, timeout: float, max_bytes: int) -> _Hop:
+    import httpx
+
+    async def hop(
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        content: bytes | None,
+        follows: Callable[[int, str | None], bool],
+    ) -> _Answer:
         request = client.build_request(
             method, url, headers=headers, content=content, timeout=httpx.Timeout(timeout)
         )
         response = await client.send(request, stream=True)
         try:
-            location = response.headers.get("location")
-            if response.status_code in _REDIRECT_STATUS and location and hop < max_redirects:
-                url = str(request.url.join(location))
-                if response.status_code == 303 or (
-                    response.status_code in (301, 302) and method == "POST"
-                ):
-                    method, content = "GET", None
-                    headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-                if origin_of(url) != origin:
-                    if content is not None:
-                        raise ProcessingError(
-                            f"{origin} answered {response.status_code}, redirecting the "
-                            f"{method} request and its body to {origin_of(url)}, another origin; "
-                            "jib does not send a request body where it was not addressed (it "
-                            "may hold the key). Point request.url at the new location instead"
-                        )
-                    headers = {
-                        name: value
-                        for name, value in headers.items()
-                        if name.lower() in _CROSS_ORIGIN_SAFE_HEADERS
-                    }
-                    origin = origin_of(url)
-                continue
-            body = await _read_limited(response, max_bytes)
+            items = list(response.headers.multi_items())
+            if follows(response.status_code, response.headers.get("location")):
+                return response.status_code, items, None
+            declared = response.headers.get("content-length")
+            body = await _read_limited(response.aiter_bytes(), declared, max_bytes)
+            return response.status_code, items, body
         finally:
             await response.aclose()
-        kept = [
-            (name, value)
-            for name, value in response.headers.multi_items()
-            if name.lower() not in _BODY_FRAMING_HEADERS
-        ]
-        final: httpx.Response = httpx.Response(
-            response.status_code, headers=kept, content=body, request=request
-        )
-        return final
-    raise AssertionError("unreachable: the last hop returns")  # pragma: no cover
+
+    return hop
 
 
-async def _read_limited(response: httpx.Response, limit: int) -> bytes:
-    declared = response.headers.get("content-length")
+def _aiohttp_hop(session: aiohttp.ClientSession, timeout: float, max_bytes: int) -> _Hop:
+    import aiohttp
+
+    bound = aiohttp.ClientTimeout(total=timeout)
+
+    async def hop(
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        content: bytes | None,
+        follows: Callable[[int, str | None], bool],
+    ) -> _Answer:
+        async with session.request(
+            method,
+            url,
+            headers=headers,
+            data=content,
+            allow_redirects=False,
+            timeout=bound,
+            skip_auto_headers=_NO_AUTO_HEADERS,  # sent only when the spec sets it, as httpx does
+        ) as response:
+            items = list(response.headers.items())
+            if follows(response.status, response.headers.get("Location")):
+                return response.status, items, None
+            declared = response.headers.get("Content-Length")
+            if response.headers.get("Content-Encoding"):
+                declared = None  # the declared length is the compressed one
+            body = await _read_limited(response.content.iter_any(), declared, max_bytes)
+            return response.status, items, body
+
+    return hop
+
+
+async def _read_limited(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ProcessingError(
             f"the response body is {int(declared)} bytes; max_response_bytes={limit}"
         )
-    chunks: list[bytes] = []
+    kept: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise ProcessingError(
                 f"the response body is over max_response_bytes={limit} bytes; stopped reading it"
             )
-        chunks.append(chunk)
-    return b"".join(chunks)
+        kept.append(chunk)
+    return b"".join(kept)
 
 
 def safe_headers(headers: httpx.Headers) -> dict[str, str]:

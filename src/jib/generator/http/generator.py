@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, PrivateAttr, field_validator
 
 from jib._retry import retry_after_from
-from jib._secrets import is_secret_name, redact
+from jib._secrets import is_secret_name, redact, redacted_chain
 from jib.errors import (
     InvalidGeneratorError,
     JibError,
@@ -305,12 +305,12 @@ class HTTPGenerator(RequestGenerator):
             ProviderTimeoutError: no complete answer within `timeout` seconds.
             ProviderConnectionError: the connection failed (retryable) or the URL cannot be
                 sent to (not retryable).
-            ProcessingError: the URL is not one httpx can send, or the body is too large.
+            ProcessingError: the URL cannot be sent, or the body is too large.
         """
         _require_httpx()
+        import aiohttp
         import httpx
 
-        origin = origin_of(prepared.url)
         try:
             sending = send(
                 await self._connections().get(),
@@ -321,30 +321,42 @@ class HTTPGenerator(RequestGenerator):
                 redact=self._redact,
             )
             return await asyncio.wait_for(sending, timeout)
-        except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
-            if _dropped_connection(exc):
-                raise ProviderConnectionError(
-                    self._redact(f"could not reach {origin}: the connection was closed: {exc}"),
-                    provider=self._provider,
-                ) from exc
-            raise ProviderTimeoutError(
+        except (
+            asyncio.TimeoutError,
+            OSError,
+            httpx.TransportError,
+            httpx.InvalidURL,
+            aiohttp.ClientError,
+        ) as exc:
+            failure: Exception = exc
+        # Raised outside the `except`: the transport's exception (its URL may hold the key) is
+        # chained only as a redacted stand-in.
+        error = self._transport_error(failure, origin_of(prepared.url), timeout)
+        raise error from redacted_chain(failure, self._secrets())
+
+    def _transport_error(self, exc: Exception, origin: str, timeout: float) -> JibError:
+        """The jib error for what aiohttp or httpx raised while sending."""
+        import aiohttp
+        import httpx
+
+        if isinstance(exc, (asyncio.TimeoutError, httpx.TimeoutException)):
+            return ProviderTimeoutError(
                 f"no complete answer from {origin} within {timeout}s", provider=self._provider
-            ) from exc
-        except httpx.InvalidURL as exc:
-            raise ProcessingError(
-                self._redact(f"request.url rendered a URL httpx cannot send: {exc}")
-            ) from exc
-        except (httpx.UnsupportedProtocol, httpx.ProxyError) as exc:
-            raise ProviderConnectionError(
+            )
+        if isinstance(exc, (httpx.InvalidURL, aiohttp.InvalidURL)):
+            return ProcessingError(
+                self._redact(f"request.url rendered a URL that cannot be sent: {exc}")
+            )
+        if isinstance(exc, (httpx.UnsupportedProtocol, httpx.ProxyError)):
+            return ProviderConnectionError(
                 self._redact(f"cannot send to {origin}: {exc}"),
                 provider=self._provider,
                 retryable=False,
-            ) from exc
-        except (httpx.TransportError, OSError) as exc:
-            raise ProviderConnectionError(
-                self._redact(f"could not reach {origin}: {type(exc).__name__}: {exc}"),
-                provider=self._provider,
-            ) from exc
+            )
+        return ProviderConnectionError(
+            self._redact(f"could not reach {origin}: {type(exc).__name__}: {exc}"),
+            provider=self._provider,
+        )
 
     def _status_error(
         self, spec: HTTPSpec, response: httpx.Response, note: str = ""
@@ -422,7 +434,7 @@ class HTTPGenerator(RequestGenerator):
             if name not in _RUNTIME_FIELDS:
                 yield name, value
 
-    def _redact(self, text: str) -> str:
+    def _secrets(self) -> list[str | None]:
         secrets: list[str | None] = []
         with contextlib.suppress(JibError):  # an unset env: key has nothing to leak
             secrets.append(self.get_api_key())
@@ -431,7 +443,10 @@ class HTTPGenerator(RequestGenerator):
             for name, value in self.state.items()
             if isinstance(value, str) and len(value) >= 8 and is_secret_name(str(name))
         )
-        return redact(text, secrets)
+        return secrets
+
+    def _redact(self, text: str) -> str:
+        return redact(text, self._secrets())
 
     def __getstate__(self) -> dict[Any, Any]:
         # Pools, locks and limiters hold per-event-loop state that cannot be pickled; a copy
@@ -479,17 +494,3 @@ def _cut_json(spec: HTTPSpec, body: str) -> bool:
     except RecursionError:  # whole but too deep: the jsonpath step said so already
         return False
     return False
-
-
-def _dropped_connection(exc: BaseException) -> bool:
-    """Whether an httpx "timeout" is aiohttp's closed connection in disguise.
-
-    `httpx_aiohttp` maps every aiohttp connection error it has no better name for (a server
-    that hung up, a reset) to `httpx.ConnectTimeout`; the aiohttp error is its cause.
-    """
-    import aiohttp
-
-    cause = exc.__cause__
-    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
-        cause, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)
-    )
