@@ -20,10 +20,12 @@ if TYPE_CHECKING:
         RETRYABLE_ERRORS,
         AuthenticationError,
         BadRequestError,
+        BudgetExceededError,
         ContextLengthError,
         GeneratorWarning,
         InvalidGeneratorError,
         JibError,
+        MalformedResponseError,
         MissingDependencyError,
         ProcessingError,
         ProviderConnectionError,
@@ -33,15 +35,17 @@ if TYPE_CHECKING:
         ServerError,
         UntrustedIdentifierError,
     )
+    from jib.generator._requests import RequestGenerator
     from jib.generator.base import Generator
     from jib.generator.http import HTTPGenerator
     from jib.generator.litellm import LiteLLMGenerator
+    from jib.generator.openai import OpenAIGenerator
     from jib.generator.transformers import TransformersGenerator
     from jib.generator.vllm import VLLMGenerator
     from jib.identifiers import get_generator, get_identifier
     from jib.messages import GeneratedMessage, GeneratedText, Message, Role, StopReason, Usage
     from jib.params import GenerateParams
-    from jib.pipeline import ChatPipeline, CompletionPipeline, OnFailed
+    from jib.pipeline import ChatPipeline, ChatStream, CompletionPipeline, OnFailed
     from jib.registry import register_generator, registered_providers
     from jib.trust import TrustPolicy
 
@@ -54,10 +58,12 @@ _EXPORTS: dict[str, str] = {
             "RETRYABLE_ERRORS",
             "AuthenticationError",
             "BadRequestError",
+            "BudgetExceededError",
             "ContextLengthError",
             "GeneratorWarning",
             "InvalidGeneratorError",
             "JibError",
+            "MalformedResponseError",
             "MissingDependencyError",
             "ProcessingError",
             "ProviderConnectionError",
@@ -70,8 +76,10 @@ _EXPORTS: dict[str, str] = {
         "jib.errors",
     ),
     "Generator": "jib.generator.base",
+    "RequestGenerator": "jib.generator._requests",
     "HTTPGenerator": "jib.generator.http",
     "LiteLLMGenerator": "jib.generator.litellm",
+    "OpenAIGenerator": "jib.generator.openai",
     "TransformersGenerator": "jib.generator.transformers",
     "VLLMGenerator": "jib.generator.vllm",
     **dict.fromkeys(["get_generator", "get_identifier"], "jib.identifiers"),
@@ -80,7 +88,9 @@ _EXPORTS: dict[str, str] = {
         "jib.messages",
     ),
     "GenerateParams": "jib.params",
-    **dict.fromkeys(["ChatPipeline", "CompletionPipeline", "OnFailed"], "jib.pipeline"),
+    **dict.fromkeys(
+        ["ChatPipeline", "ChatStream", "CompletionPipeline", "OnFailed"], "jib.pipeline"
+    ),
     **dict.fromkeys(["register_generator", "registered_providers"], "jib.registry"),
     "TrustPolicy": "jib.trust",
 }
@@ -108,8 +118,10 @@ __all__ = [
     "RETRYABLE_ERRORS",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "Chat",
     "ChatPipeline",
+    "ChatStream",
     "Completion",
     "CompletionPipeline",
     "ContextLengthError",
@@ -122,14 +134,17 @@ __all__ = [
     "InvalidGeneratorError",
     "JibError",
     "LiteLLMGenerator",
+    "MalformedResponseError",
     "Message",
     "MissingDependencyError",
     "OnFailed",
+    "OpenAIGenerator",
     "ProcessingError",
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
     "RateLimitError",
+    "RequestGenerator",
     "Role",
     "ServerError",
     "StopReason",
