@@ -51,6 +51,9 @@ class RecordModel(BaseModel):
     params: GenerateParams | None = None
     stop_reason: StopReason = "unknown"
     usage: UsageModel | None = None
+    latency_ms: float | None = Field(default=None, ge=0)
+    attempts: int | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0)
     failed: bool = False
     error: ErrorModel | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)

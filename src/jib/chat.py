@@ -75,6 +75,9 @@ class _Record:
     params: GenerateParams | None = None
     stop_reason: StopReason = "unknown"
     usage: Usage | None = None
+    latency_ms: float | None = None
+    attempts: int | None = None
+    cost_usd: float | None = None
     failed: bool = False
     error: BaseException | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +102,9 @@ class _Record:
             "params": self.params.model_dump(exclude_none=True) if self.params else None,
             "stop_reason": self.stop_reason,
             "usage": self.usage.to_dict() if self.usage else None,
+            "latency_ms": self.latency_ms,
+            "attempts": self.attempts,
+            "cost_usd": self.cost_usd,
             "failed": self.failed,
             "error": _error_dict(self.error),
             "metadata": self.metadata,
@@ -114,6 +120,9 @@ class Chat(_Record):
         messages: what was sent.
         generated: what the generator answered (empty when `failed`).
         failed / error: whether the generation failed, and with what.
+        latency_ms: how long the request took, in milliseconds, when measured.
+        attempts: how many requests it took (retries included), when counted.
+        cost_usd: what it cost in US dollars, when the price is known.
     """
 
     messages: list[Message] = field(default_factory=list)
@@ -299,6 +308,9 @@ def _common_fields(record: RecordModel, rebuild_generator: bool) -> dict[str, An
         "params": record.params,
         "stop_reason": record.stop_reason,
         "usage": Usage(**record.usage.model_dump()) if record.usage else None,
+        "latency_ms": record.latency_ms,
+        "attempts": record.attempts,
+        "cost_usd": record.cost_usd,
         "failed": record.failed,
         "error": StoredError(record.error.type, record.error.message) if record.error else None,
         "metadata": record.metadata,
