@@ -19,9 +19,15 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def format_ms(milliseconds: float | None) -> str:
-    """`340ms`, `1.2s`, `95s`; `–` when unknown."""
+    """`0.42ms`, `3.1ms`, `340ms`, `1.2s`, `95s`; `–` when unknown."""
     if milliseconds is None:
         return "–"
+    if milliseconds == 0:
+        return "0ms"
+    if milliseconds < 1:
+        return f"{milliseconds:.2f}ms"
+    if milliseconds < 10:
+        return f"{milliseconds:.1f}ms"
     if milliseconds < 1000:
         return f"{milliseconds:.0f}ms"
     seconds = milliseconds / 1000
@@ -38,8 +44,10 @@ def format_cost(usd: float | None) -> str:
         return f"${usd:,.0f}"
     if usd >= 1:
         return f"${usd:.2f}"
+    if usd < 0.000_001:
+        return "<$0.000001"
     digits = max(2, 2 - math.floor(math.log10(usd)))
-    return f"${usd:.{min(digits, 8)}f}"
+    return f"${usd:.{min(digits, 6)}f}"
 
 
 def wrap_identifier(identifier: str, width: int) -> str:

@@ -298,7 +298,8 @@ def _params(value: Any, where: str) -> GenerateParams:
     except ValidationError as exc:
         first = exc.errors()[0]
         location = ".".join(str(part) for part in first["loc"]) or "params"
-        raise CliError(f"{where}: invalid params ({location}: {first['msg']})", EXIT_USAGE) from None
+        problem = f"{location}: {first['msg']}"
+        raise CliError(f"{where}: invalid params ({problem})", EXIT_USAGE) from None
 
 
 def _prompt_id(value: Any, number: int, where: str) -> str:

@@ -1,4 +1,4 @@
-"""`jib run`: every prompt of a dataset against every generator, stored as it goes (the main job)."""
+"""`jib run`: every prompt of a dataset against every generator, stored as it goes."""
 
 from __future__ import annotations
 
