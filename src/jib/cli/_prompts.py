@@ -42,7 +42,8 @@ from jib.storage._rows import PROMPT_ID, SAMPLE_INDEX
 __all__ = ["Prompt", "PromptsFile", "PromptsFormat"]
 
 STDIN = "-"
-_LINE_KEYS = frozenset({"id", "prompt", "messages", "params", "metadata"})
+_LINE_KEYS = frozenset({"id", "messages", "params", "metadata"})
+"""The keys of a JSONL line that are not metadata (with the prompt's own key)."""
 _RESERVED = (PROMPT_ID, SAMPLE_INDEX)
 """Metadata keys `jib run` writes itself; a dataset may not use them."""
 _MAX_ID = 255
