@@ -263,7 +263,6 @@ def run_command(
                 stop_after=stop_after,
                 max_cost=max_cost,
             )
-            total = sum(s.total for s in plan.stats)
             samples = f" × {repeat} samples" if repeat > 1 else ""
             err_console.print(
                 f"run [bold]{escape(run_name)}[/]: {prompts_file.count} prompts{samples} × "
@@ -275,16 +274,11 @@ def run_command(
                 RichReporter(err_console) if use_bars else TextReporter(err_console)
             )
             try:
-                if total:
-                    asyncio.run(
-                        execute(
-                            plan,
-                            chat_store,
-                            reporter,
-                            concurrency=concurrency,
-                            batch_size=batch_size,
-                        )
+                asyncio.run(
+                    execute(
+                        plan, chat_store, reporter, concurrency=concurrency, batch_size=batch_size
                     )
+                )
             except KeyboardInterrupt:
                 _note(f"interrupted: {_resume_hint(chat_store, run_name)}")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
