@@ -9,10 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich import box
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
 from jib.cli._common import (
     EXIT_FAILED,
@@ -29,9 +26,9 @@ from jib.cli._common import (
     parse_params,
     resolve_generators,
 )
-from jib.cli._figures import format_cost, format_ms, percentile, wrap_identifier
 from jib.cli._progress import GeneratorStats, Reporter, RichReporter, TextReporter
 from jib.cli._prompts import PromptsFile, PromptsFormat
+from jib.cli._summary import summary_lines
 from jib.cost import PRICES_ENV_VAR, PriceError, Prices
 from jib.messages import Message, Usage
 
@@ -354,35 +351,9 @@ def _resume_hint(chat_store: ChatStore, run_name: str) -> str:
     return f"{stored}; finish with --run {run_name} --resume"
 
 
-_LABEL_WIDTH = 28
-
-
 def _print_summary(stats: list[GeneratorStats], *, resumed: bool) -> None:
-    table = Table(title="Summary", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("generator", overflow="fold")
-    numbers = ["ok", "failed", *(["skipped"] if resumed else [])]
-    numbers += ["p50", "p95", "tokens in/out", "cost", "time", "chats/s"]
-    for name in numbers:
-        table.add_column(name, justify="right", no_wrap=True)
-    for s in stats:
-        rate = s.rate
-        row: list[str | Text] = [
-            Text(wrap_identifier(s.label, _LABEL_WIDTH)),
-            str(s.ok),
-            Text(str(s.failed), style="red" if s.failed else ""),
-        ]
-        if resumed:
-            row.append(str(s.skipped))
-        row += [
-            format_ms(percentile(s.latencies, 50)),
-            format_ms(percentile(s.latencies, 95)),
-            f"{s.input_tokens:,}/{s.output_tokens:,}",
-            format_cost(s.cost) if s.priced else "–",
-            f"{s.seconds:.1f}s",
-            f"{rate:.1f}" if rate else "–",
-        ]
-        table.add_row(*row)
-    out_console.print(table)
+    for line in summary_lines(stats, resumed=resumed, width=out_console.width):
+        out_console.print(line, soft_wrap=True)
 
 
 def _print_hints(run_name: str, labels: list[str], shown: str) -> None:
