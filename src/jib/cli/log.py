@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -50,7 +51,6 @@ def _when(data: dict[str, Any]) -> str:
     return moment.strftime("%Y-%m-%d %H:%M")
 
 
-_WIDE_WIDTH = 10_000  # --wide: never squeezed to the terminal
 _GAP = 2  # spaces between columns
 _PREVIEW_MIN = 12
 _GENERATOR_MIN = 16
@@ -191,7 +191,14 @@ def log_command(
             return
         table = _log_table(records, out_console.width, wide=wide)
         if wide:
-            out_console.print(table, width=_WIDE_WIDTH, crop=False)
+            # A console as wide as the table: rich never draws wider than its console.
+            needed = table.__rich_measure__(out_console, out_console.options).maximum
+            Console(
+                width=max(needed, out_console.width),
+                highlight=False,
+                force_terminal=out_console.is_terminal,
+                color_system=out_console.color_system,  # type: ignore[arg-type]
+            ).print(table)
         else:
             out_console.print(table)
 
