@@ -172,10 +172,10 @@ def cost_chart(figures: list[GeneratorFigures]) -> str:
             body.append(_row_label(y, item.generator, "no price known"))
             continue
         share = item.cost / highest if highest > 0 else 0.0
-        unpriced = item.chats - item.priced
+        unpriced = item.ok - item.priced
         detail = format_cost(item.cost)
-        if unpriced:
-            detail += f" ({unpriced} chats without a price)"
+        if unpriced > 0:
+            detail += f" ({unpriced} ok chats without a price)"
         body.append(f"<g><title>{escape(item.generator)}: {escape(detail)}</title>")
         body.append(_row_label(y, item.generator, detail))
         body.append(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +85,18 @@ class Comparison:
     def samples(self) -> bool:
         """Whether any prompt has more than one sample."""
         return any(prompt.sample_index for prompt in self.prompts)
+
+    def describe(self) -> str:
+        """`6 prompts × 3 samples × 2 generators`: the shape of the run."""
+        distinct = len({(p.prompt_id, p.prompt if p.prompt_id is None else "") for p in self})
+        samples = 1 + max((p.sample_index for p in self.prompts), default=0)
+        shape = f"{distinct} prompts"
+        if samples > 1:
+            shape += f" × {samples} samples"
+        return f"{shape} × {len(self.generators)} generators"
+
+    def __iter__(self) -> Iterator[ComparedPrompt]:
+        return iter(self.prompts)
 
     def metadata_keys(self) -> list[str]:
         """The metadata keys the prompts carry, in the order first seen."""

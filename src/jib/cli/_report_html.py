@@ -93,10 +93,17 @@ def _summary(comparison: Comparison) -> str:
 
 def _charts(comparison: Comparison) -> str:
     figures = [comparison.figures[g] for g in comparison.generators]
+    cost = (
+        cost_chart(figures)
+        if any(f.priced for f in figures)
+        else '<p class="small">No chat of this run has a known cost. Set prices with '
+        "<code>jib run … --price MODEL=IN,OUT</code> or a <code>$JIB_PRICES</code> file; "
+        "LiteLLM models are priced from LiteLLM's own price map.</p>"
+    )
     charts = (
         ("Success rate", success_chart(figures)),
         ("Latency of successful chats", latency_chart(figures)),
-        ("Cost", cost_chart(figures)),
+        ("Cost", cost),
     )
     return "".join(
         f"<figure><figcaption>{title}</figcaption>{svg}</figure>" for title, svg in charts
@@ -161,8 +168,8 @@ def render_report(comparison: Comparison, *, now: datetime | None = None) -> str
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>jib report: {run}</title><style>{_STYLE}</style></head><body>"
         f"<header><h1>Run <code>{run}</code></h1>"
-        f'<p class="meta">{len(comparison.prompts)} prompts × {len(comparison.generators)} '
-        f"generators · {chats} chats · written {moment} by jib</p></header>"
+        f'<p class="meta">{escape(comparison.describe())} · {chats} chats · written {moment} '
+        "by jib</p></header>"
         f"<h2>Summary</h2>{_summary(comparison)}"
         f'<h2>Charts</h2><div class="charts">{_charts(comparison)}</div>'
         f"<h2>Answers side by side</h2>{_answers(comparison)}"

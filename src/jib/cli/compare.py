@@ -94,8 +94,7 @@ def compare_command(
                 writer(comparison, handle)
         where = str(output) if output else "stdout"
         err_console.print(
-            f"compared {len(comparison.prompts)} prompts × {len(comparison.generators)} "
-            f"generators as {format.value} to {where}",
+            f"compared {comparison.describe()} as {format.value} to {where}",
             markup=False,
             highlight=False,
         )
@@ -119,7 +118,7 @@ def _table(comparison: Comparison) -> Table:
     samples = comparison.samples
     expected = any("expected" in p.metadata for p in comparison.prompts)
     table = Table(
-        title=f"run {comparison.run}: {len(comparison.prompts)} prompts",
+        title=f"run {comparison.run}: {comparison.describe()}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_lines=True,

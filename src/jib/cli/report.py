@@ -43,8 +43,7 @@ def report_command(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(render_report(comparison), encoding="utf-8")
         err_console.print(
-            f"wrote {target} ({len(comparison.prompts)} prompts × {len(comparison.generators)} "
-            "generators)",
+            f"wrote {target} ({comparison.describe()})",
             markup=False,
             highlight=False,
         )
