@@ -140,9 +140,10 @@ def _answers(comparison: Comparison) -> str:
         for i, g in enumerate(comparison.generators)
     ]
     rows = []
+    samples = comparison.samples
     for prompt in comparison.prompts:
         label = prompt.prompt_id or "–"
-        if comparison.samples:
+        if samples:
             label += f" #{prompt.sample_index}"
         cells = [f'<td class="pid mono">{escape(label)}</td>', _prompt_cell(prompt)]
         if expected:
