@@ -190,8 +190,8 @@ def run_command(
             "--max-cost",
             min=0,
             metavar="USD",
-            help="Stop sending requests once this run has spent this much (chats with a known "
-            "cost); what is in flight finishes and is stored. Finish later with --resume.",
+            help="Stop sending requests once this command has spent this much on chats with a "
+            "known cost; what is in flight finishes and is stored. Finish later with --resume.",
             show_default=False,
         ),
     ] = None,
