@@ -90,10 +90,10 @@ class Comparison:
         """`6 prompts × 3 samples × 2 generators`: the shape of the run."""
         distinct = len({(p.prompt_id, p.prompt if p.prompt_id is None else "") for p in self})
         samples = 1 + max((p.sample_index for p in self.prompts), default=0)
-        shape = f"{distinct} prompts"
+        shape = _count(distinct, "prompt")
         if samples > 1:
-            shape += f" × {samples} samples"
-        return f"{shape} × {len(self.generators)} generators"
+            shape += f" × {_count(samples, 'sample')}"
+        return f"{shape} × {_count(len(self.generators), 'generator')}"
 
     def __iter__(self) -> Iterator[ComparedPrompt]:
         return iter(self.prompts)
@@ -104,6 +104,10 @@ class Comparison:
         for prompt in self.prompts:
             keys.update(dict.fromkeys(prompt.metadata))
         return list(keys)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _texts(data: dict[str, Any]) -> tuple[str, str]:
@@ -151,7 +155,7 @@ def compare_records(run: str, records: Iterable[dict[str, Any]]) -> Comparison:
             latency_ms=data.get("latency_ms"),
             cost_usd=data.get("cost_usd"),
         )
-        _count(figures.setdefault(generator, GeneratorFigures(generator)), data)
+        _add(figures.setdefault(generator, GeneratorFigures(generator)), data)
     return Comparison(
         run=run,
         generators=list(figures),
@@ -160,7 +164,7 @@ def compare_records(run: str, records: Iterable[dict[str, Any]]) -> Comparison:
     )
 
 
-def _count(figures: GeneratorFigures, data: dict[str, Any]) -> None:
+def _add(figures: GeneratorFigures, data: dict[str, Any]) -> None:
     if data["failed"]:
         figures.failed += 1
     else:

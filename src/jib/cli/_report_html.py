@@ -46,6 +46,7 @@ table.answers td, table.answers th { overflow-wrap: anywhere; }
 .missing { color: #999; }
 .expected { color: #1d5b79; }
 .pid { white-space: nowrap; }
+.scroll { overflow-x: auto; }
 .small { color: #777; font-size: 12px; }
 dl.md { margin: 6px 0 0; font-size: 12px; color: #555; }
 dl.md dt { display: inline; font-weight: 600; }
@@ -100,9 +101,14 @@ def _charts(comparison: Comparison) -> str:
         "<code>jib run … --price MODEL=IN,OUT</code> or a <code>$JIB_PRICES</code> file; "
         "LiteLLM models are priced from LiteLLM's own price map.</p>"
     )
+    latency = (
+        latency_chart(figures)
+        if any(f.latencies for f in figures)
+        else '<p class="small">No chat of this run succeeded, so there is no latency to show.</p>'
+    )
     charts = (
         ("Success rate", success_chart(figures)),
-        ("Latency of successful chats", latency_chart(figures)),
+        ("Latency of successful chats", latency),
         ("Cost", cost),
     )
     return "".join(
@@ -171,7 +177,7 @@ def render_report(comparison: Comparison, *, now: datetime | None = None) -> str
         f"<header><h1>Run <code>{run}</code></h1>"
         f'<p class="meta">{escape(comparison.describe())} · {chats} chats · written {moment} '
         "by jib</p></header>"
-        f"<h2>Summary</h2>{_summary(comparison)}"
+        f'<h2>Summary</h2><div class="scroll">{_summary(comparison)}</div>'
         f'<h2>Charts</h2><div class="charts">{_charts(comparison)}</div>'
         f"<h2>Answers side by side</h2>{_answers(comparison)}"
         "</body></html>\n"
