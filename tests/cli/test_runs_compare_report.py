@@ -195,3 +195,18 @@ def test_log_wide_shows_every_column_and_whole_identifiers(filled: JibRunner) ->
         "answer",
     ]
     assert all(get_generator(LONG).to_identifier() in line for line in lines[1:])
+
+
+def test_report_of_a_run_with_no_success_and_no_price_says_so(
+    jib: JibRunner, prompts_file: Path, tmp_path: Path
+) -> None:
+    assert jib("run", "always_fail!down", "-f", str(prompts_file), "-r", "down").code == 1
+
+    result = jib("report", "--run", "down")
+
+    assert result.code == 0, result.stderr
+    assert "wrote down.html (8 prompts × 1 generator)" in result.stderr
+    page = (tmp_path / "down.html").read_text(encoding="utf-8")
+    assert "No chat of this run succeeded, so there is no latency to show." in page
+    assert "No chat of this run has a known cost." in page
+    assert page.count("<svg") == 1

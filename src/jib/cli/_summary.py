@@ -82,6 +82,6 @@ def summary_lines(stats: list[GeneratorStats], *, resumed: bool, width: int) -> 
         header, rows = _figures(columns, stats)
     lines += [Text("generator", style="bold"), Text(_INDENT) + header]
     for s, row in zip(stats, rows, strict=True):
-        lines += [Text(line) for line in wrap_identifier(s.label, width).splitlines()]
+        lines += [Text(line) for line in wrap_identifier(s.label, width).split("\n")]
         lines.append(Text(_INDENT) + row)
     return lines
