@@ -31,7 +31,7 @@ def test_jsonl_lines_keep_their_id_and_every_other_key_as_metadata(
         [
             {"id": "q1", "prompt": "2+2?", "expected": "4"},
             {"id": 7, "prompt": "3+3?", "expected": "6", "metadata": {"source": "book", "n": [1]}},
-            {"prompt": "no id here", "category": "misc"},
+            {"prompt": "no id here", "category": "misc", "tags": ["hard"]},
             "a plain string",
         ],
     )
@@ -46,6 +46,8 @@ def test_jsonl_lines_keep_their_id_and_every_other_key_as_metadata(
     assert chats["7"].metadata["expected"] == "6"
     assert chats["3"].metadata["category"] == "misc"
     assert chats["q1"].content == "2+2?"
+    with open_store(default_store) as store:
+        assert [c.id for c in store.query(tag="hard")] == [chats["3"].id]
 
 
 def test_prompt_ids_join_back_in_log_show_and_every_export(
