@@ -1,10 +1,15 @@
 """Run every benchmark, jib against its peers, and write `benchmarks/results/REPORT.md`.
 
-Runs `import_time.py`, `pipeline_overhead.py`, `local_models.py` (when present) and `peers.py`,
+Runs `import_time.py`, `pipeline_overhead.py`, `local_models.py` (when present), `faults.py` and
+`peers.py`,
 one after another, each as a subprocess of jib's venv python from the project root, then reads the
 JSON each wrote to `benchmarks/results/` and writes a Markdown report: one table per benchmark
 with jib's figures, the peer's and their ratios, the machine, and the exact commands. The report
 is printed at the end.
+
+`transport.py` (jib's transports against raw aiohttp, httpx, the openai SDK, LiteLLM and rigging)
+runs too; it also writes `docs/benchmarks.md` and its chart, and the report keeps its acceptance
+checks.
 
     python benchmarks/run_all.py [--skip NAME ...] [--report-only] [--timeout 3600]
 
@@ -35,7 +40,7 @@ REPORT = RESULTS / "REPORT.md"
 JIB_PYTHON = ROOT / ".venv" / "bin" / "python"
 # No price-map download by litellm, no model hub traffic: every benchmark runs offline.
 ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-BENCHMARKS = ["import_time", "pipeline_overhead", "local_models", "peers"]
+BENCHMARKS = ["import_time", "pipeline_overhead", "local_models", "faults", "peers", "transport"]
 
 
 @dataclass
@@ -382,6 +387,62 @@ def generic_section(name: str, result: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
+def faults_section(result: dict[str, Any] | None) -> list[str]:
+    """Remote providers against a failing server: what came back, how fast, how many requests."""
+    lines = ["## Under faults (`faults.py`)", ""]
+    if result is None:
+        return [*lines, "No result.", ""]
+    rows = [
+        [
+            row["provider"],
+            row["mode"],
+            fmt(row["correct"]),
+            fmt(row["failed"]),
+            fmt(row["lost"]),
+            fmt(row["wrong"]),
+            fmt(row["seconds"], 2),
+            str(row["seconds_range"]),
+            fmt(row["requests"]),
+            fmt(row["attempts_recorded"]),
+            ""
+            if row["target"] is None
+            else f"{row['target']}: {'met' if row['meets_target'] else '**not met**'}",
+        ]
+        for row in result["summary"]
+    ]
+    header = ["provider", "mode", "correct", "failed", "lost", "wrong", "seconds", "range"]
+    lines += table([*header, "requests", "attempts recorded", "target"], rows)
+    lines += [
+        "",
+        f"{fmt(result['chats'])} distinct chats against a server on 127.0.0.1 that answers "
+        f"{result['schedule']}; median of {result['repeat']} run(s) each, taking turns. "
+        "`default` is jib with no wrap and default settings; `backoff` wraps the pipeline in "
+        f"`{result['backoff_wrap']}` as the README shows. Correct means the chat's own answer "
+        "(the server echoes a hash of each prompt); lost means no record came back; requests "
+        "are counted by the server, attempts by the records (— when records do not carry them).",
+        "",
+    ]
+    return lines
+
+
+def transport_section(result: dict[str, Any] | None) -> list[str]:
+    """Issue 11's acceptance checks from `transport.py`; the full tables are in its own page."""
+    lines = ["## Transports against their peers (`transport.py`)", ""]
+    if result is None:
+        return [*lines, "No result.", ""]
+    import transport_report  # a sibling script: on the path when this one runs
+
+    rows = transport_report.acceptance_rows(result)
+    return [
+        *lines,
+        *table(["check", "measured", "bound", "result"], rows),
+        "",
+        "Client CPU per request, requests/s, peak RSS, first streamed delta and import time of "
+        "every client: [docs/benchmarks.md](../../docs/benchmarks.md).",
+        "",
+    ]
+
+
 def report(runs: dict[str, Run], load_at_start: Sequence[float]) -> str:
     """The whole Markdown report."""
     result = {name: run.result for name, run in runs.items()}
@@ -408,6 +469,7 @@ def report(runs: dict[str, Run], load_at_start: Sequence[float]) -> str:
             + (", with no network at all (`unshare -n`)." if peers["network_isolated"] else "."),
             "",
         ]
+    lines += transport_section(result.get("transport"))
     lines += generic_section("local_models", result.get("local_models"))[:-1]
     if result.get("local_models"):
         lines += [
@@ -416,6 +478,7 @@ def report(runs: dict[str, Run], load_at_start: Sequence[float]) -> str:
             "(`vs_raw` is each method's time over raw transformers' time).",
             "",
         ]
+    lines += faults_section(result.get("faults"))
     lines += ["## Commands", "", "From the project root, in this order:", ""]
     rows = []
     for run in runs.values():

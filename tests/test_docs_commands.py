@@ -36,7 +36,9 @@ def shell_lines() -> list[str]:
 
 
 def runnable(line: str) -> bool:
-    return line.startswith("jib ") and not any(marker in line for marker in NEEDS_THE_READER)
+    # `echo … | jib …` pipes a prompt into jib, as a reader would.
+    is_jib = line.startswith("jib ") or re.match(r"echo [^|]*\| jib ", line) is not None
+    return is_jib and not any(marker in line for marker in NEEDS_THE_READER)
 
 
 def test_every_shell_line_is_run_or_says_why_not() -> None:

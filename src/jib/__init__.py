@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from jib import generator
     from jib.chat import Chat, Completion, StoredError
     from jib.errors import (
         RETRYABLE_ERRORS,
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
         ServerError,
     )
     from jib.generator.base import Generator
+    from jib.generator.http import HTTPGenerator
+    from jib.generator.litellm import LiteLLMGenerator
+    from jib.generator.transformers import TransformersGenerator
+    from jib.generator.vllm import VLLMGenerator
     from jib.identifiers import get_generator, get_identifier
     from jib.messages import GeneratedMessage, GeneratedText, Message, Role, StopReason, Usage
     from jib.params import GenerateParams
@@ -62,6 +67,10 @@ _EXPORTS: dict[str, str] = {
         "jib.errors",
     ),
     "Generator": "jib.generator.base",
+    "HTTPGenerator": "jib.generator.http",
+    "LiteLLMGenerator": "jib.generator.litellm",
+    "TransformersGenerator": "jib.generator.transformers",
+    "VLLMGenerator": "jib.generator.vllm",
     **dict.fromkeys(["get_generator", "get_identifier"], "jib.identifiers"),
     **dict.fromkeys(
         ["GeneratedMessage", "GeneratedText", "Message", "Role", "StopReason", "Usage"],
@@ -72,8 +81,13 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["register_generator", "registered_providers"], "jib.registry"),
 }
 
+_SUBPACKAGES = frozenset({"generator"})
+"""Subpackages reachable as attributes without importing them: `jib.generator.HTTPGenerator`."""
+
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"jib.{name}")  # the import binds it on this module
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'jib' has no attribute {name!r}")
@@ -83,7 +97,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+    return sorted({*globals(), *_EXPORTS, *_SUBPACKAGES})
 
 
 __all__ = [
@@ -100,8 +114,10 @@ __all__ = [
     "GeneratedText",
     "Generator",
     "GeneratorWarning",
+    "HTTPGenerator",
     "InvalidGeneratorError",
     "JibError",
+    "LiteLLMGenerator",
     "Message",
     "MissingDependencyError",
     "OnFailed",
@@ -114,8 +130,11 @@ __all__ = [
     "ServerError",
     "StopReason",
     "StoredError",
+    "TransformersGenerator",
     "Usage",
+    "VLLMGenerator",
     "__version__",
+    "generator",
     "get_generator",
     "get_identifier",
     "register_generator",

@@ -1,80 +1,213 @@
-"""Request limiting that works across event loops.
+"""The limits a generator puts on its requests: slots in flight, pacing and rate limits.
 
-asyncio primitives bind to the loop that first waits on them, so a generator that kept one
-`asyncio.Semaphore` would fail when reused in a second `asyncio.run`. `RequestLimiter` keeps one
-semaphore and pacing lock per running loop instead.
+One `RequestLimiter` belongs to a generator and is shared by all its copies (`wrap()`,
+`model_copy`), so every pipeline using the generator shares its limits. It holds:
+
+- **slots**: at most `max_connections` requests in flight. The limit adapts: a rate-limited
+  answer (429) halves it, each success raises it by one again, up to `max_connections`. So a
+  burst of 429s slows the whole generator, while one 429 among many successes costs little.
+- **pacing and rate limits**: `min_delay_between_requests` (ms between starts), `rpm`
+  (requests per minute) and `tpm` (tokens per minute), each a token bucket written as GCRA
+  ("generic cell rate algorithm"): a bucket keeps the theoretical time its next unit is free
+  (`tat`) and a request reserves its units up front, so concurrent requests queue fairly with no
+  lock and no polling. `rpm` and `tpm` allow a burst of one second's worth; `tpm` charges an
+  estimate first and settles with the usage the provider reports (a large request may go into
+  debt, which later requests wait out).
+
+asyncio primitives bind to the loop that first waits on them, so the limiter keeps its state per
+running event loop (a generator reused by a second `asyncio.run` gets fresh state) and drops the
+state of closed loops.
+
+Written here rather than taken from a library (aiolimiter): jib needs adaptive slots, token
+costs settled after the fact, reservations checked against a deadline and per-loop state, which
+no small library combines.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["RequestLimiter"]
+__all__ = ["RateExceedsDeadline", "RequestLimiter"]
+
+
+class RateExceedsDeadline(Exception):
+    """Waiting for the pacing or rate limits would take a request past its deadline."""
+
+    def __init__(self, wait: float, reason: str) -> None:
+        self.wait = wait
+        self.reason = reason
+        super().__init__(f"{reason} would delay the request by {wait:.3g}s")
+
+
+@dataclass(slots=True)
+class _Bucket:
+    """One GCRA bucket: `interval` seconds per unit, a burst of `burst` units."""
+
+    interval: float
+    burst: float
+    reason: str
+    tat: float = float("-inf")
+
+    def allowed_at(self, now: float) -> float:
+        return max(now, self.tat - (self.burst - 1.0) * self.interval)
+
+    def charge(self, start: float, units: float) -> None:
+        self.tat = max(self.tat, start) + units * self.interval
 
 
 @dataclass(slots=True)
 class _LoopState:
-    semaphore: asyncio.Semaphore
-    pacing: asyncio.Lock
-    last_start: float = field(default=float("-inf"))
+    limit: float
+    in_flight: int = 0
+    waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
+    buckets: list[_Bucket] = field(default_factory=list)
+    tokens: _Bucket | None = None
 
 
 class RequestLimiter:
-    """At most `max_connections` requests in flight, starts spaced by `min_delay_ms`.
+    """Slots in flight (adaptive), pacing, `rpm` and `tpm` for one generator's requests.
 
-    Safe to share between tasks of one loop and to reuse across loops.
+    Safe to share between the tasks of one loop and to reuse across loops; not thread-safe.
     """
 
-    def __init__(self, max_connections: int, min_delay_ms: float = 0.0) -> None:
+    def __init__(
+        self,
+        max_connections: int,
+        min_delay_ms: float = 0.0,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, not {max_connections}")
-        if min_delay_ms < 0:
+        if not 0 <= min_delay_ms < float("inf"):
             raise ValueError(f"min_delay_between_requests must be >= 0, not {min_delay_ms}")
+        for name, rate in (("rpm", rpm), ("tpm", tpm)):
+            if rate is not None and not 0 < rate < float("inf"):
+                raise ValueError(f"{name} must be a positive number, not {rate}")
         self.max_connections = max_connections
         self.min_delay_ms = min_delay_ms
+        self.rpm = rpm
+        self.tpm = tpm
+        self._clock = clock
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        # The last loop's state, found without a dict lookup (the common case by far). Closed
+        # loops are dropped from `_states` when a new loop first asks.
+        self._last_loop: asyncio.AbstractEventLoop | None = None
+        self._last_state: _LoopState | None = None
 
-    @classmethod
-    def matching(
-        cls, current: RequestLimiter | None, max_connections: int, min_delay_ms: float
-    ) -> RequestLimiter:
-        """`current` if it has these settings, else a new limiter with them.
-
-        Generators keep one limiter (shared by their `wrap()` copies) and call this on each
-        request, so a changed `max_connections` takes effect at once.
-        """
-        if (
-            current is not None
-            and current.max_connections == max_connections
-            and current.min_delay_ms == min_delay_ms
-        ):
-            return current
-        return cls(max_connections, min_delay_ms)
+    @property
+    def settings(self) -> tuple[int, float, float | None, float | None]:
+        """`(max_connections, min_delay_ms, rpm, tpm)`."""
+        return (self.max_connections, self.min_delay_ms, self.rpm, self.tpm)
 
     def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
+        if loop is self._last_loop:
+            return self._last_state  # type: ignore[return-value]
         state = self._states.get(loop)
         if state is None:
-            # A semaphore holds its loop, so weak keys would not free it: drop closed loops here.
+            # Futures hold their loop, so weak keys would not free it: drop closed loops here.
             for closed in [old for old in self._states if old.is_closed()]:
                 del self._states[closed]
-            state = _LoopState(asyncio.Semaphore(self.max_connections), asyncio.Lock())
-            self._states[loop] = state
+            state = self._states[loop] = _LoopState(limit=float(self.max_connections))
+            if self.min_delay_ms > 0:
+                state.buckets.append(
+                    _Bucket(self.min_delay_ms / 1000, 1.0, "min_delay_between_requests")
+                )
+            if self.rpm is not None:
+                state.buckets.append(_Bucket(60.0 / self.rpm, max(1.0, self.rpm / 60), "rpm"))
+            if self.tpm is not None:
+                state.tokens = _Bucket(60.0 / self.tpm, max(1.0, self.tpm / 60), "tpm")
+        self._last_loop, self._last_state = loop, state
         return state
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one request slot for the duration of the block."""
+    # -- slots ---------------------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        """Wait for a request slot. Pair every successful call with one `release`."""
         state = self._state()
-        async with state.semaphore:
-            if self.min_delay_ms > 0:
-                async with state.pacing:
-                    delay = state.last_start + self.min_delay_ms / 1000 - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    state.last_start = time.monotonic()
-            yield
+        if state.in_flight < int(state.limit) and not state.waiters:
+            state.in_flight += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                # The slot was handed over just as this task was cancelled: pass it on.
+                state.in_flight -= 1
+                self._wake(state)
+            else:
+                state.waiters.remove(waiter)
+            raise
+
+    def release(self, *, rate_limited: bool = False, succeeded: bool = False) -> None:
+        """Give a slot back; a rate-limited answer halves the limit, a success grows it."""
+        state = self._state()
+        state.in_flight -= 1
+        if rate_limited:
+            state.limit = max(1.0, state.limit / 2)
+        elif succeeded and state.limit < self.max_connections:
+            state.limit = min(float(self.max_connections), state.limit + 1.0)
+        self._wake(state)
+
+    def _wake(self, state: _LoopState) -> None:
+        while state.waiters and state.in_flight < int(state.limit):
+            waiter = state.waiters.popleft()
+            if not waiter.done():
+                state.in_flight += 1
+                waiter.set_result(None)
+
+    def current_limit(self) -> int:
+        """The adaptive in-flight limit now, on the running loop."""
+        return int(self._state().limit)
+
+    # -- pacing and rates ----------------------------------------------------------------------
+
+    async def pace(self, tokens: int, deadline: float | None) -> None:
+        """Wait until pacing and the rate limits let a request of about `tokens` tokens start.
+
+        Raises:
+            RateExceedsDeadline: the wait would end after `deadline` (a `clock()` time); nothing
+                is reserved then.
+        """
+        state = self._state()
+        if not state.buckets and state.tokens is None:
+            return
+        now = self._clock()
+        start, reason = now, ""
+        for bucket in state.buckets:
+            allowed = bucket.allowed_at(now)
+            if allowed > start:
+                start, reason = allowed, bucket.reason
+        if state.tokens is not None:
+            allowed = state.tokens.allowed_at(now)
+            if allowed > start:
+                start, reason = allowed, state.tokens.reason
+        if deadline is not None and start > deadline:
+            raise RateExceedsDeadline(start - now, f"{reason}={self._setting(reason)}")
+        for bucket in state.buckets:
+            bucket.charge(start, 1.0)
+        if state.tokens is not None:
+            state.tokens.charge(start, float(tokens))
+        if start > now:
+            await asyncio.sleep(start - now)
+
+    def settle_tokens(self, estimated: int, actual: int) -> None:
+        """Correct the `tpm` charge of a finished request by the tokens it really used."""
+        state = self._state()
+        if state.tokens is not None and actual != estimated:
+            state.tokens.tat += (actual - estimated) * state.tokens.interval
+
+    def _setting(self, reason: str) -> str:
+        value = {"min_delay_between_requests": self.min_delay_ms, "rpm": self.rpm}.get(
+            reason, self.tpm
+        )
+        return f"{value:g}"

@@ -51,13 +51,13 @@ class RecordModel(BaseModel):
     params: GenerateParams | None = None
     stop_reason: StopReason = "unknown"
     usage: UsageModel | None = None
-    latency_ms: float | None = Field(default=None, ge=0)
-    attempts: int | None = Field(default=None, ge=0)
-    cost_usd: float | None = Field(default=None, ge=0)
     failed: bool = False
     error: ErrorModel | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
+    attempts: int | None = Field(default=None, ge=0)
+    latency_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     @field_validator("schema_version")
     @classmethod

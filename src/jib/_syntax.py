@@ -12,6 +12,9 @@ Whitespace that is not escaped is not part of a name or value: `gpt-4o, temperat
 `gpt-4o,temperature=0.5`. A value that must start or end with a space writes it as `%20`.
 A `%` not followed by two hex digits stays a literal `%`; write `%25` to be sure. Secrets follow
 the same rules: an api key holding `,` is written with `%2C` (an unescaped `,` ends the value).
+A lone surrogate (`"\ud800"`, or a byte that was not UTF-8 in a command-line argument) is not
+text: one in a value is escaped as its three-byte form (`%ED%A0%80`) and reads back the same,
+but one written raw in an identifier is refused.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
+
+from jib.errors import InvalidGeneratorError
 
 __all__ = [
     "ENV_REFERENCE_PREFIX",
@@ -36,6 +41,7 @@ __all__ = [
 _SPECIAL = frozenset("%,=!;")
 _PROVIDER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _SECRET_KEY_RE = re.compile(
     r"(^|_)(api_?key|key|token|secret|password|passwd|credentials?|auth)$", re.IGNORECASE
 )
@@ -43,8 +49,12 @@ REDACTED = "***"
 ENV_REFERENCE_PREFIX = "env:"
 
 
-class IdentifierSyntaxError(ValueError):
-    """The identifier does not follow the grammar; the message says where."""
+class IdentifierSyntaxError(InvalidGeneratorError):
+    """The identifier does not follow the grammar; the message says where.
+
+    An `InvalidGeneratorError`, so a caller reading one value (`--param`) reports it cleanly;
+    `get_generator` re-raises it with the (redacted) identifier in the message.
+    """
 
 
 @dataclass(slots=True)
@@ -63,7 +73,8 @@ def escape(text: str) -> str:
     out = []
     for ch in text:
         if ch in _SPECIAL or ch.isspace() or not ch.isprintable():
-            out.append("".join(f"%{byte:02X}" for byte in ch.encode("utf-8")))
+            # surrogatepass: a lone surrogate is escaped too, and `unescape` gives it back.
+            out.append("".join(f"%{byte:02X}" for byte in ch.encode("utf-8", "surrogatepass")))
         else:
             out.append(ch)
     return "".join(out)
@@ -74,7 +85,7 @@ def unescape(text: str) -> str:
     if "%" not in text:
         return text
     try:
-        return unquote(text, errors="strict")
+        return unquote(text, errors="surrogatepass")
     except UnicodeDecodeError as exc:
         raise IdentifierSyntaxError(
             f"{text!r} holds a %-escape that is not valid UTF-8; write a literal '%' as %25"
@@ -100,6 +111,13 @@ def parse_identifier(identifier: str) -> ParsedIdentifier:
     if not text:
         raise IdentifierSyntaxError(
             "the identifier is empty; expected '[provider!]model[,key=value]...'"
+        )
+    surrogate = _SURROGATE.search(text)
+    if surrogate is not None:
+        raise IdentifierSyntaxError(
+            f"the character at position {surrogate.start()} is not text ({surrogate.group()!r}: "
+            "a lone surrogate, such as a byte that is not UTF-8 on a command line); write it "
+            "%-escaped"
         )
     head, *parts = text.split(",")
     provider: str | None = None

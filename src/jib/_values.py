@@ -7,7 +7,8 @@ Three kinds of field:
 - list of strings (`stop`): items joined by `;`;
 - anything else (dicts, models, other lists): compact JSON, base64url-encoded so it needs no
   escaping. On reading, plain JSON text is accepted too, and any other string is handed to the
-  field's own validator (an `HTTPSpec` accepts YAML, for example).
+  field's own validator (an `HTTPSpec` accepts YAML, for example). JSON nested deeper than
+  `jib._json.MAX_DEPTH` levels is refused (`IdentifierSyntaxError`), never parsed.
 
 An empty value (`key=`) of a field that accepts `None` means `None`: that is how an identifier
 unsets an optional field whose default is not `None`.
@@ -25,7 +26,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr
 
-from jib._syntax import escape, unescape
+from jib._json import check_depth
+from jib._syntax import IdentifierSyntaxError, escape, unescape
 
 __all__ = [
     "FieldKind",
@@ -131,8 +133,13 @@ def encode_value(value: Any, kind: FieldKind) -> str:
     return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
 
 
-def decode_value(raw: str, kind: FieldKind) -> Any:
-    """Read escaped identifier text `raw` for a field of `kind` (validation is the caller's)."""
+def decode_value(raw: str, kind: FieldKind, *, what: str = "the value") -> Any:
+    """Read escaped identifier text `raw` for a field of `kind` (validation is the caller's).
+
+    Raises:
+        IdentifierSyntaxError: a %-escape is not UTF-8, or the value is JSON nested too deeply
+            (`what` names the value in the message).
+    """
     if kind == "list":
         if raw == "":
             return []
@@ -142,12 +149,14 @@ def decode_value(raw: str, kind: FieldKind) -> Any:
         return text
     stripped = text.strip()
     if stripped[:1] in ("{", "["):
+        check_depth(stripped, what=what, error=IdentifierSyntaxError)
         try:
             return json.loads(stripped)
         except ValueError:
             return text
     decoded = from_base64(stripped)
     if decoded is not None:
+        check_depth(decoded, what=f"{what} (base64-decoded)", error=IdentifierSyntaxError)
         try:
             return json.loads(decoded)
         except ValueError:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from jib._unicode import escape_surrogates
 from jib.errors import InvalidGeneratorError, JibError
 from jib.generator.base import Generator
 from jib.identifiers import get_generator
@@ -75,13 +76,13 @@ class _Record:
     params: GenerateParams | None = None
     stop_reason: StopReason = "unknown"
     usage: Usage | None = None
-    latency_ms: float | None = None
-    attempts: int | None = None
-    cost_usd: float | None = None
     failed: bool = False
     error: BaseException | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    attempts: int | None = None
+    latency_ms: float | None = None
+    cost_usd: float | None = None
     id: str = field(default_factory=lambda: os.urandom(16).hex())
     timestamp: datetime = field(default_factory=_now)
     _generator_id: str | None = None
@@ -102,13 +103,13 @@ class _Record:
             "params": self.params.model_dump(exclude_none=True) if self.params else None,
             "stop_reason": self.stop_reason,
             "usage": self.usage.to_dict() if self.usage else None,
-            "latency_ms": self.latency_ms,
-            "attempts": self.attempts,
-            "cost_usd": self.cost_usd,
             "failed": self.failed,
             "error": _error_dict(self.error),
             "metadata": self.metadata,
             "extra": self.extra,
+            "attempts": self.attempts,
+            "latency_ms": self.latency_ms,
+            "cost_usd": self.cost_usd,
         }
 
 
@@ -120,9 +121,12 @@ class Chat(_Record):
         messages: what was sent.
         generated: what the generator answered (empty when `failed`).
         failed / error: whether the generation failed, and with what.
-        latency_ms: how long the request took, in milliseconds, when measured.
-        attempts: how many requests it took (retries included), when counted.
-        cost_usd: what it cost in US dollars, when the price is known.
+        attempts: requests sent for it, retries included (request-based generators; `None`
+            for local models and when nothing was sent).
+        latency_ms: milliseconds from the first request's start to the answer, retries
+            included (for local models: the batch's time).
+        cost_usd: what it cost in US dollars, when the price is known (`jib run` sets it;
+            see `jib.cost`).
     """
 
     messages: list[Message] = field(default_factory=list)
@@ -179,7 +183,8 @@ class Chat(_Record):
 
     def to_json(self) -> str:
         """This chat as JSON text (see `to_dict`)."""
-        text: str = _records().ChatModel.model_validate(self.to_dict()).model_dump_json()
+        data = escape_surrogates(self.to_dict())  # JSON is UTF-8: no lone surrogates
+        text: str = _records().ChatModel.model_validate(data).model_dump_json()
         return text
 
     @classmethod
@@ -270,7 +275,8 @@ class Completion(_Record):
 
     def to_json(self) -> str:
         """This completion as JSON text."""
-        text: str = _records().CompletionModel.model_validate(self.to_dict()).model_dump_json()
+        data = escape_surrogates(self.to_dict())  # JSON is UTF-8: no lone surrogates
+        text: str = _records().CompletionModel.model_validate(data).model_dump_json()
         return text
 
     @classmethod
@@ -308,13 +314,13 @@ def _common_fields(record: RecordModel, rebuild_generator: bool) -> dict[str, An
         "params": record.params,
         "stop_reason": record.stop_reason,
         "usage": Usage(**record.usage.model_dump()) if record.usage else None,
-        "latency_ms": record.latency_ms,
-        "attempts": record.attempts,
-        "cost_usd": record.cost_usd,
         "failed": record.failed,
         "error": StoredError(record.error.type, record.error.message) if record.error else None,
         "metadata": record.metadata,
         "extra": record.extra,
+        "attempts": record.attempts,
+        "latency_ms": record.latency_ms,
+        "cost_usd": record.cost_usd,
         "id": record.id,
         "timestamp": record.timestamp,
     }

@@ -24,6 +24,7 @@ __all__ = [
     "GeneratorWarning",
     "InvalidGeneratorError",
     "JibError",
+    "MalformedResponseError",
     "MissingDependencyError",
     "ProcessingError",
     "ProviderConnectionError",
@@ -36,7 +37,14 @@ __all__ = [
 
 
 class JibError(Exception):
-    """Root of every exception jib raises on purpose."""
+    """Root of every exception jib raises on purpose.
+
+    Attributes:
+        attempts: for a request that failed, how many times it was sent (retries included);
+            `None` when the failure happened before anything was sent.
+    """
+
+    attempts: int | None = None
 
 
 class InvalidGeneratorError(JibError, ValueError):
@@ -75,9 +83,12 @@ class ProviderError(JibError):
         status_code: the HTTP status code when there was one.
         retryable: whether trying the same request again later may succeed.
         provider: the provider or model that failed, for context.
+        retry_after: seconds the provider asked to wait before retrying (`Retry-After` or
+            `retry-after-ms`), when it said.
     """
 
     retryable: bool = False
+    retry_after: float | None = None
 
     def __init__(
         self,
@@ -86,13 +97,21 @@ class ProviderError(JibError):
         status_code: int | None = None,
         provider: str | None = None,
         retryable: bool | None = None,
+        retry_after: float | None = None,
     ) -> None:
         self.message = message
         self.status_code = status_code
         self.provider = provider
         if retryable is not None:
             self.retryable = retryable
+        if retry_after is not None:
+            self.retry_after = retry_after
         super().__init__(self._describe())
+
+    def add_detail(self, detail: str) -> None:
+        """Append `detail` to the message (e.g. how often the request was tried)."""
+        self.message = f"{self.message} ({detail})"
+        self.args = (self._describe(),)
 
     def _describe(self) -> str:
         parts = []
@@ -107,7 +126,15 @@ class ProviderError(JibError):
         # Keyword-only constructor arguments need help to survive pickling (multiprocessing).
         return (
             _rebuild_provider_error,
-            (type(self), self.message, self.status_code, self.provider, self.retryable),
+            (
+                type(self),
+                self.message,
+                self.status_code,
+                self.provider,
+                self.retryable,
+                self.retry_after,
+                self.attempts,
+            ),
         )
 
 
@@ -117,8 +144,18 @@ def _rebuild_provider_error(
     status_code: int | None,
     provider: str | None,
     retryable: bool,
+    retry_after: float | None = None,
+    attempts: int | None = None,
 ) -> ProviderError:
-    return cls(message, status_code=status_code, provider=provider, retryable=retryable)
+    error = cls(
+        message,
+        status_code=status_code,
+        provider=provider,
+        retryable=retryable,
+        retry_after=retry_after,
+    )
+    error.attempts = attempts
+    return error
 
 
 class RateLimitError(ProviderError):
@@ -146,7 +183,15 @@ class ProviderTimeoutError(ProviderError):
 
 
 class ServerError(ProviderError):
-    """The provider failed on its side (HTTP 5xx): retry later."""
+    """The provider failed on its side (HTTP 5xx, or 409: a conflict such as a lock timeout
+    on the provider's side): retry later."""
+
+    retryable = True
+
+
+class MalformedResponseError(ProviderError):
+    """The provider answered, but not in the form its protocol promises (a cut or invalid JSON
+    body): usually a transient fault of the server or a proxy, so retry."""
 
     retryable = True
 
@@ -162,6 +207,7 @@ RETRYABLE_ERRORS: tuple[type[ProviderError], ...] = (
     ProviderTimeoutError,
     ServerError,
     ProviderConnectionError,
+    MalformedResponseError,
 )
 """The errors worth retrying; pass to `backoff.on_exception` or `tenacity`."""
 
@@ -183,9 +229,16 @@ _CONTEXT_HINTS = (
 
 
 def error_for_status(
-    status_code: int, message: str, *, provider: str | None = None
+    status_code: int,
+    message: str,
+    *,
+    provider: str | None = None,
+    retry_after: float | None = None,
 ) -> ProviderError:
-    """Return the normalized `ProviderError` for an HTTP status code and provider message."""
+    """Return the normalized `ProviderError` for an HTTP status code and provider message.
+
+    `retry_after` is the wait the provider asked for (see `jib._retry.retry_after_from`).
+    """
     lowered = message.lower()
     cls: type[ProviderError]
     if status_code == 429:
@@ -194,7 +247,7 @@ def error_for_status(
         cls = AuthenticationError
     elif status_code in (408, 504):
         cls = ProviderTimeoutError
-    elif status_code >= 500:
+    elif status_code >= 500 or status_code == 409:
         cls = ServerError
     elif status_code == 413 or any(hint in lowered for hint in _CONTEXT_HINTS):
         cls = ContextLengthError
@@ -202,4 +255,4 @@ def error_for_status(
         cls = BadRequestError
     else:
         cls = ProviderError
-    return cls(message, status_code=status_code, provider=provider)
+    return cls(message, status_code=status_code, provider=provider, retry_after=retry_after)

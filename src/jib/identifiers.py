@@ -104,7 +104,7 @@ def _read_value(model: type[BaseModel], key: str, raw: str) -> Any:
         return None
     if key == "api_key":
         return unescape(raw)
-    return decode_value(raw, field_kinds(model)[key])
+    return decode_value(raw, field_kinds(model)[key], what=f"the value of {key!r}")
 
 
 def get_identifier(
@@ -143,6 +143,12 @@ def _validation_error(
     return _invalid(identifier, "; ".join(problems))
 
 
+_SHOWN_CHARS = 200
+
+
 def _invalid(identifier: str, detail: str) -> InvalidGeneratorError:
     # Redacting only here keeps the common, valid path free of the work.
-    return InvalidGeneratorError(f"invalid identifier {redact_identifier(identifier)!r}: {detail}")
+    shown = repr(redact_identifier(identifier))
+    if len(shown) > _SHOWN_CHARS:  # an identifier read from data may be megabytes long
+        shown = f"{shown[:_SHOWN_CHARS]}… ({len(identifier)} characters)"
+    return InvalidGeneratorError(f"invalid identifier {shown}: {detail}")

@@ -139,12 +139,18 @@ _STOP_REASON_ALIASES: dict[str, StopReason] = {
 
 @dataclass(slots=True)
 class GeneratedMessage:
-    """A message a generator produced, with why it stopped and what it cost."""
+    """A message a generator produced, with why it stopped and what it cost.
+
+    `attempts` (requests sent, retries included) and `latency_ms` (from the first request's
+    start to the answer) are filled by request-based generators; `None` elsewhere.
+    """
 
     message: Message
     stop_reason: StopReason = "unknown"
     usage: Usage | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    attempts: int | None = None
+    latency_ms: float | None = None
 
     @property
     def content(self) -> str:
@@ -154,12 +160,17 @@ class GeneratedMessage:
 
 @dataclass(slots=True)
 class GeneratedText:
-    """Text a generator produced by completion, with why it stopped and what it cost."""
+    """Text a generator produced by completion, with why it stopped and what it cost.
+
+    `attempts` and `latency_ms` as for `GeneratedMessage`.
+    """
 
     text: str
     stop_reason: StopReason = "unknown"
     usage: Usage | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    attempts: int | None = None
+    latency_ms: float | None = None
 
 
 def check_batch(kind: str, inputs: Sequence[Any], params: Sequence[Any]) -> None:

@@ -12,14 +12,17 @@ __all__ = ["GenerateParams"]
 class GenerateParams(BaseModel):
     """Sampling parameters for one generation.
 
-    Every field is optional; `None` means "not set, use the provider's default". Provider-specific
-    parameters go in `extra` and are passed through unchanged.
+    Every field is optional; `None` means "not set, use the provider's default". Numbers must be
+    finite (`nan` and `inf` are refused). Provider-specific parameters go in `extra` and are
+    passed through unchanged.
 
     >>> GenerateParams(temperature=0.2).merge_with(GenerateParams(max_tokens=64)).to_dict()
     {'temperature': 0.2, 'max_tokens': 64}
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, defer_build=True, allow_inf_nan=False
+    )
 
     temperature: float | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, gt=0)

@@ -36,6 +36,7 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _sources: dict[str, GeneratorSource] = {
     "litellm": "jib.generator.litellm:LiteLLMGenerator",
     "http": "jib.generator.http:HTTPGenerator",
+    "openai": "jib.generator.openai:OpenAIGenerator",
     "transformers": "jib.generator.transformers:TransformersGenerator",
     "vllm": "jib.generator.vllm:VLLMGenerator",
     # Offline generators from jib.testing, for tests and for trying jib without a model.

@@ -16,7 +16,6 @@ Every generator here records the size of each batch it was called with in `batch
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -24,7 +23,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr
 
 from jib import errors
-from jib._concurrency import RequestLimiter
+from jib.generator._requests import RequestGenerator
 from jib.generator.base import Generator
 from jib.messages import GeneratedMessage, GeneratedText, Message, StopReason, Usage
 from jib.params import GenerateParams
@@ -182,65 +181,54 @@ class AlwaysFailGenerator(_TestGenerator):
         raise _make_error(self.error, self.message)
 
 
-class CallbackGenerator(Generator):
+class CallbackGenerator(RequestGenerator):
     """Answers with whatever `callback(messages, params)` returns (sync or async).
 
-    For text completion the callback gets one user message holding the text. Items of a batch
-    run concurrently, at most `max_connections` at a time; a callback that raises fails only its
-    own item.
+    For text completion the callback gets one user message holding the text. It sits on the
+    request tier like a remote provider: items of a batch run concurrently within the limits
+    (`max_connections`, `rpm`, …), and a callback raising a retryable jib error (say
+    `jib.errors.ServerError("busy", status_code=503)`) is retried up to `max_retries`. A callback
+    that raises fails only its own item. The callback may return a string or a `GeneratedText`.
     """
 
     callback: Callable[..., Any]
-    max_connections: int = Field(default=10, ge=1)
     _batch_sizes: list[int] = PrivateAttr(default_factory=list)
-    _limiters: dict[int, RequestLimiter] = PrivateAttr(default_factory=dict)
-
-    def _limiter(self) -> RequestLimiter:
-        limiter = self._limiters.get(self.max_connections)
-        if limiter is None:
-            limiter = self._limiters[self.max_connections] = RequestLimiter(self.max_connections)
-        return limiter
 
     @property
     def batch_sizes(self) -> list[int]:
         """The size of every batch this generator was called with."""
         return self._batch_sizes
 
-    async def _call(self, messages: list[Message], params: GenerateParams) -> str:
-        async with self._limiter().slot():
-            answer = self.callback(messages, params)
-            if inspect.isawaitable(answer):
-                answer = await answer
-        if not isinstance(answer, str):
-            raise TypeError(f"the callback must return a string, not {type(answer).__name__}")
-        return answer
-
-    async def _gather(
-        self, conversations: Sequence[list[Message]], params: Sequence[GenerateParams]
-    ) -> list[str | BaseException]:
-        self._batch_sizes.append(len(conversations))
-        call = self.wrapped(self._call)
-        return await asyncio.gather(
-            *(call(c, p) for c, p in zip(conversations, params, strict=True)),
-            return_exceptions=True,
-        )
-
     async def generate_messages(
         self, messages: Sequence[Sequence[Message]], params: Sequence[GenerateParams]
     ) -> Sequence[GeneratedMessage | BaseException]:
         """Answer each conversation with the callback."""
-        answers = await self._gather([list(m) for m in messages], params)
-        return [
-            a if isinstance(a, BaseException) else GeneratedMessage(Message("assistant", a), "stop")
-            for a in answers
-        ]
+        self._batch_sizes.append(len(messages))
+        return await super().generate_messages(messages, params)
 
     async def generate_texts(
         self, texts: Sequence[str], params: Sequence[GenerateParams]
     ) -> Sequence[GeneratedText | BaseException]:
         """Complete each text with the callback."""
-        answers = await self._gather([[Message("user", t)] for t in texts], params)
-        return [a if isinstance(a, BaseException) else GeneratedText(a, "stop") for a in answers]
+        self._batch_sizes.append(len(texts))
+        return await super().generate_texts(texts, params)
+
+    async def request_message(
+        self, messages: Sequence[Message], params: GenerateParams
+    ) -> GeneratedText:
+        """Call the callback with the conversation."""
+        answer = self.callback(list(messages), params)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if isinstance(answer, GeneratedText):
+            return answer
+        if not isinstance(answer, str):
+            raise TypeError(f"the callback must return a string, not {type(answer).__name__}")
+        return GeneratedText(answer, "stop")
+
+    async def request_text(self, text: str, params: GenerateParams) -> GeneratedText:
+        """Call the callback with the text as one user message."""
+        return await self.request_message([Message("user", text)], params)
 
 
 def _make_error(name: str, message: str) -> errors.JibError:

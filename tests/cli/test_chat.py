@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from jib.storage import open_store
-from tests.cli.conftest import JibRunner, assert_one_clean_error_line
+from tests.cli.conftest import JibRunner, assert_one_clean_error_line, jib_command
 
 
 def test_chat_prints_the_answer_and_stores_the_chat(jib: JibRunner, default_store: Path) -> None:
@@ -109,3 +110,43 @@ def test_too_many_arguments_is_one_line(jib: JibRunner) -> None:
     result = jib("chat", "echo!demo", "hello", "world")
 
     assert_one_clean_error_line(result, "expected [ID] PROMPT, got 3 arguments")
+
+
+def test_jib_chat_prints_the_answer_as_it_is_generated(
+    jib_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.support.sse_server import FIRST, SECOND, run_stream_server
+
+    with run_stream_server() as server:
+        process = subprocess.Popen(
+            [*jib_command(), "chat", f"openai!sse,api_base={server.url}", "hi"],
+            env=jib_env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            # The first piece arrives while the server still holds the second one back.
+            assert process.stdout.read(len(FIRST)) == FIRST
+            server.state.release.set()
+            rest, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=30)
+    assert process.returncode == 0, stderr
+    assert rest == SECOND + "\n"
+    assert server.state.bodies[0]["stream"] is True
+    assert "stored as" in stderr
+
+
+def test_jib_chat_no_stream_waits_for_the_whole_answer(jib: JibRunner) -> None:
+    from tests.support.sse_server import FIRST, SECOND, run_stream_server
+
+    with run_stream_server() as server:
+        result = jib("chat", "--no-stream", f"openai!sse,api_base={server.url}", "hi")
+    assert result.code == 0, result.stderr
+    assert result.stdout == FIRST + SECOND + "\n"
+    assert "stream" not in server.state.bodies[0]

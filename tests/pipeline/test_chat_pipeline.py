@@ -379,8 +379,9 @@ def test_request_limiter_forgets_closed_event_loops() -> None:
     limiter = RequestLimiter(1)
 
     async def use() -> None:
-        async with limiter.slot():
-            await asyncio.sleep(0)
+        await limiter.acquire()
+        await asyncio.sleep(0)
+        limiter.release()
 
     for _ in range(3):
         asyncio.run(use())

@@ -37,6 +37,9 @@ class JsonHandler(BaseHTTPRequestHandler):
     """Reads JSON request bodies and writes JSON answers, with keep-alive and no access log."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY the body waits for the
+    # client's delayed ACK of the headers (~40 ms per answer), as no real server would.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
@@ -76,13 +79,20 @@ class JsonHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve(handler: type[JsonHandler], state: StateT, port: int = 0) -> Iterator[int]:
+def serve(
+    handler: type[JsonHandler],
+    state: StateT,
+    port: int = 0,
+    *,
+    server_class: type[StatefulServer[StateT]] = StatefulServer,
+) -> Iterator[int]:
     """Serve `handler` with `state` on 127.0.0.1 until the block ends; yields the port.
 
-    `port` 0 takes a free one. The server is shut down and its socket closed on the way out,
-    also when the block fails.
+    `port` 0 takes a free one; `server_class` may be a `StatefulServer` subclass (a larger
+    backlog, say). The server is shut down and its socket closed on the way out, also when the
+    block fails.
     """
-    server = StatefulServer(handler, state, port)
+    server = server_class(handler, state, port)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )

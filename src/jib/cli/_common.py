@@ -13,6 +13,8 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from jib._values import decode_value, field_kind
+from jib.cli._spec_files import expand_spec_file
+from jib.cli._terminal import printable
 from jib.errors import InvalidGeneratorError, JibError, MissingDependencyError
 from jib.generator.base import Generator
 from jib.identifiers import get_generator
@@ -123,8 +125,9 @@ def redact(text: str) -> str:
 
 
 def one_line(message: object) -> str:
-    """`message` as text on one line, secret-looking `key=value` values masked."""
-    return redact(" ".join(str(message).split()))
+    """`message` as text on one line, secret-looking `key=value` values masked and control
+    characters shown as escapes (a server's error text may hold terminal escape sequences)."""
+    return redact(" ".join(printable(str(message)).split()))
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -176,6 +179,9 @@ def resolve_generators(
 ) -> list[Generator]:
     """Build the generators named on the command line, else by `$JIB_GENERATOR`.
 
+    Only for identifiers the user gave: `spec=@path` reads that file. An identifier read from a
+    store goes to `get_generator` directly.
+
     Raises:
         CliError: none given (the message lists example identifiers).
         InvalidGeneratorError: an identifier is not valid.
@@ -188,7 +194,9 @@ def resolve_generators(
     if not chosen:
         typer.echo(f"error: {no_generator_message(command)}", err=True)
         raise typer.Exit(EXIT_USAGE)
-    generators = [get_generator(identifier, params=params) for identifier in chosen]
+    # Identifiers from the user (arguments, options, their environment): `spec=@file` reads the
+    # file, relative to the current directory.
+    generators = [get_generator(expand_spec_file(i), params=params) for i in chosen]
     quiet_litellm(generators)
     return generators
 
@@ -227,7 +235,7 @@ def parse_params(items: Sequence[str] | None) -> GenerateParams:
         if key not in fields:
             valid = ", ".join(name for name in fields)
             fail(f"--param {key!r} is not a generation param; valid keys: {valid}", EXIT_USAGE)
-        values[key] = decode_value(raw, field_kind(fields[key].annotation))
+        values[key] = decode_value(raw, field_kind(fields[key].annotation), what=f"--param {key}")
     try:
         return GenerateParams.model_validate(values)
     except ValidationError as exc:

@@ -34,6 +34,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from jib._json import loads as load_json
 from jib.cli._common import EXIT_USAGE, CliError
 from jib.messages import Message, as_messages
 from jib.params import GenerateParams
@@ -86,7 +87,7 @@ def _sniff(text: str) -> PromptsFormat:
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if first.startswith(("{", "[")):
         try:
-            json.loads(first)
+            load_json(first, what="stdin line 1", error=ValueError)
         except ValueError:
             return PromptsFormat.txt
         return PromptsFormat.jsonl
@@ -196,7 +197,7 @@ class PromptsFile:
     def _json_prompt(self, text: str, number: int) -> Prompt:
         where = f"{self.name} line {number}"
         try:
-            value = json.loads(text)
+            value = load_json(text, what=where, error=lambda message: CliError(message, EXIT_USAGE))
         except ValueError as exc:
             raise CliError(f"{where} is not valid JSON: {exc}", EXIT_USAGE) from None
         if not isinstance(value, dict):

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from jib._syntax import ENV_REFERENCE_PREFIX, REDACTED, is_secret_key
 from jib.cli._common import handle_errors, out_console
+from jib.cli._spec_files import expand_spec_file
 from jib.generator.base import Generator
 from jib.identifiers import get_generator
 from jib.registry import DEFAULT_PROVIDER, provider_name_for
@@ -74,10 +75,11 @@ def id_command(
 ) -> None:
     """Check an identifier and explain it: provider, model, params and generator attributes.
 
-    Secrets are masked. Exits 2 with the reason when the identifier is not valid.
+    Secrets are masked; `spec=@file` reads the spec from that file. Exits 2 with the reason
+    when the identifier is not valid.
     """
     with handle_errors():
-        report = describe_generator(get_generator(identifier))
+        report = describe_generator(get_generator(expand_spec_file(identifier)))
     if json_output:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from jib.cli._common import StoreOption, handle_errors, open_cli_store, out_console
 from jib.cli._figures import format_cost, format_ms
+from jib.cli._terminal import printable_data
 
 __all__ = ["log_command", "show_command"]
 
@@ -189,7 +190,7 @@ def log_command(
                 )
             out_console.print(message, markup=False)
             return
-        table = _log_table(records, out_console.width, wide=wide)
+        table = _log_table(printable_data(records), out_console.width, wide=wide)
         if wide:
             # A console as wide as the table: rich never draws wider than its console.
             needed = table.__rich_measure__(out_console, out_console.options).maximum
@@ -216,6 +217,7 @@ def show_command(
     if json_output:
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
+    data = printable_data(data)  # model and record text never reaches the terminal raw
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold")
     header.add_column()

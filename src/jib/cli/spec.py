@@ -11,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.text import Text
 
+from jib._json import loads as load_json
 from jib.cli._common import (
     EXIT_USAGE,
     ParamOption,
@@ -38,9 +39,10 @@ def _load_source(source: str) -> tuple[HTTPSpec, str, str | None, dict[str, Any]
     from jib.generator.http import HTTPGenerator, HTTPSpec
 
     if source.startswith("http!"):
+        from jib.cli._spec_files import expand_spec_file
         from jib.identifiers import get_generator
 
-        generator = get_generator(source)
+        generator = get_generator(expand_spec_file(source))
         assert isinstance(generator, HTTPGenerator)
         if generator.spec is None:
             fail(f"the identifier has no spec: {generator.to_identifier()!r}", EXIT_USAGE)
@@ -144,8 +146,8 @@ def render_command(
         parsed: Any = body
         if body is not None:
             try:
-                parsed = json.loads(body)
-            except ValueError:
+                parsed = load_json(body, what="the request body")
+            except (ValueError, ProcessingError):  # not JSON, or too deep to read: as it is
                 parsed = body
         typer.echo(
             json.dumps(
@@ -161,7 +163,9 @@ def render_command(
     if body is not None:
         out_console.print()
         try:
-            shown = json.dumps(json.loads(body), ensure_ascii=False, indent=2)
-        except ValueError:
+            shown = json.dumps(
+                load_json(body, what="the request body"), ensure_ascii=False, indent=2
+            )
+        except (ValueError, ProcessingError):
             shown = body
         out_console.print(Text(shown))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
@@ -54,6 +54,7 @@ class Generator(BaseModel):
         arbitrary_types_allowed=True,
         protected_namespaces=(),
         defer_build=True,
+        allow_inf_nan=False,  # a `nan` wait or timeout never ends, or never starts
     )
 
     model: str
@@ -98,6 +99,33 @@ class Generator(BaseModel):
             "generate_texts(). Use a generator that does, or .chat() if it supports chat."
         )
 
+    async def stream_messages(
+        self, messages: Sequence[Message], params: GenerateParams
+    ) -> AsyncIterator[str | GeneratedMessage]:
+        """Generate the next message of one conversation, yielding text as it is generated.
+
+        Yields text deltas (`str`), then the finished `GeneratedMessage` last. This default,
+        for generators that cannot stream, runs a batch of one and yields only the finished
+        message; request-based generators stream when their provider can.
+
+        Raises:
+            The exception the item failed with.
+        """
+        (result,) = await self.generate_messages([messages], [params])
+        if isinstance(result, BaseException):
+            raise result
+        yield result
+
+    @classmethod
+    def supports_chat(cls) -> bool:
+        """Whether this class implements chat (`generate_messages`)."""
+        return cls.generate_messages is not Generator.generate_messages
+
+    @classmethod
+    def supports_text(cls) -> bool:
+        """Whether this class implements text completion (`generate_texts`)."""
+        return cls.generate_texts is not Generator.generate_texts
+
     def load(self) -> Generator:
         """Load local resources (a model in memory). Remote generators have nothing to load."""
         return self
@@ -140,7 +168,7 @@ class Generator(BaseModel):
         Raises:
             NotImplementedError: this generator's class does not implement `generate_messages`.
         """
-        if type(self).generate_messages is Generator.generate_messages:
+        if not self.supports_chat():
             raise NotImplementedError(
                 f"{type(self).__name__} does not support chat: it does not implement "
                 "generate_messages(). Use .complete() if it supports text."
@@ -154,7 +182,7 @@ class Generator(BaseModel):
         Raises:
             NotImplementedError: this generator's class does not implement `generate_texts`.
         """
-        if type(self).generate_texts is Generator.generate_texts:
+        if not self.supports_text():
             raise NotImplementedError(
                 f"{type(self).__name__} does not support text completion: it does not implement "
                 "generate_texts(). Use .chat() if it supports chat."

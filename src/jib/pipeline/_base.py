@@ -8,6 +8,7 @@ the generator per batch (not one per item) and turns each result into a record.
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from collections.abc import Generator as PyGenerator
 from typing import Any, Generic, Literal, TypeVar
@@ -64,6 +65,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         "_input",
         "_maps",
         "_metadata",
+        "_retry",
         "_thens",
         "_watchers",
         "generator",
@@ -84,6 +86,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         self._watchers: tuple[Callable[[list[RecordT]], Any], ...] = ()
         self._metadata: dict[str, Any] = {}
         self._catch: tuple[type[BaseException], ...] = (JibError,)
+        self._retry: dict[str, Any] = {}
 
     # -- what subclasses supply ----------------------------------------------------------------
 
@@ -129,6 +132,40 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         """
         clone = self._copy()
         clone.generator = self.generator.wrap(wrapper)
+        return clone
+
+    def with_retries(
+        self: SelfT,
+        *,
+        max_retries: int | None = None,
+        retry_backoff: float | None = None,
+        max_retry_wait: float | None = None,
+    ) -> SelfT:
+        """A new pipeline that retries failed requests this way (the generator is unchanged).
+
+        Overrides the generator's `max_retries`, `retry_backoff` (seconds) and `max_retry_wait`
+        (seconds) for this pipeline's runs, `run_over` included; limits stay shared with the
+        generator. `with_retries(max_retries=0)` turns jib's retries off, e.g. to leave them
+        to a `wrap()` of your own.
+
+        Raises:
+            TypeError: the generator sends no requests of its own (a local model).
+        """
+        from jib.generator._requests import RequestGenerator  # brings asyncio: load on use
+
+        if not isinstance(self.generator, RequestGenerator):
+            raise TypeError(
+                f"{type(self.generator).__name__} sends no requests, so it has no retries to "
+                "set; wrap() it with a retry decorator instead"
+            )
+        settings: dict[str, Any] = {
+            "max_retries": max_retries,
+            "retry_backoff": retry_backoff,
+            "max_retry_wait": max_retry_wait,
+        }
+        self.generator.with_retries(**settings)  # validates now rather than at run time
+        clone = self._copy()
+        clone._retry = {**self._retry, **{k: v for k, v in settings.items() if v is not None}}
         return clone
 
     def then(self: SelfT, callback: Callable[[RecordT], Any]) -> SelfT:
@@ -251,6 +288,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         params: GenerateParams,
         result: ResultT | None,
         error: BaseException | None,
+        batch_ms: float | None = None,
     ) -> RecordT:
         fields: dict[str, Any] = {
             "generator": generator,
@@ -260,10 +298,14 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         if result is None:
             fields["failed"] = True
             fields["error"] = error
+            if isinstance(error, JibError):
+                fields["attempts"] = error.attempts
         else:
             fields["stop_reason"] = getattr(result, "stop_reason", "unknown")
             fields["usage"] = getattr(result, "usage", None)
             fields["extra"] = getattr(result, "extra", {})
+            fields["attempts"] = getattr(result, "attempts", None)
+            fields["latency_ms"] = getattr(result, "latency_ms", None) or batch_ms
         return self._make_record(input, result, fields)
 
     async def _run(
@@ -272,21 +314,33 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         inputs: list[InputT],
         many_params: Sequence[GenerateParams | None] | None,
         on_failed: OnFailed,
+        generate: Callable[..., Awaitable[Sequence[ResultT | BaseException]]] | None = None,
     ) -> list[RecordT]:
+        """Generate for `inputs` (with `generate` in place of `_generate` when given: a stream),
+        turn results into records, apply callbacks, watchers and the `on_failed` policy."""
         if on_failed not in _ON_FAILED:
             raise ValueError(f"on_failed must be one of {_ON_FAILED}, not {on_failed!r}")
         if not inputs:
             return []
+        sender = generator
+        if self._retry:
+            from jib.generator._requests import RequestGenerator
+
+            if isinstance(generator, RequestGenerator):
+                # Records keep the generator as given: retry settings are how it ran, not what.
+                sender = generator.with_retries(**self._retry)
         base = generator.params.merge_with(self.params)
         if many_params is None:
             params_list = [base] * len(inputs)
         else:
             params_list = [base.merge_with(p) if p is not None else base for p in many_params]
 
+        started = time.perf_counter()
         try:
-            results = await self._generate(generator, inputs, params_list)
+            results = await (generate or self._generate)(sender, inputs, params_list)
         except self._catch as exc:
             results = [exc] * len(inputs)
+        batch_ms = (time.perf_counter() - started) * 1000
         if len(results) != len(inputs):
             raise RuntimeError(
                 f"{type(generator).__name__} returned {len(results)} results for a batch of "
@@ -300,7 +354,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
                     raise result
                 records.append(self._record(generator, item, params, None, result))
             else:
-                records.append(self._record(generator, item, params, result, None))
+                records.append(self._record(generator, item, params, result, None, batch_ms))
 
         if self._thens or self._maps:
             records = await self._apply_callbacks(records, generator, inputs, params_list)

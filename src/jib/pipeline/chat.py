@@ -9,7 +9,8 @@ from jib.chat import Chat
 from jib.generator.base import Generator
 from jib.messages import GeneratedMessage, Message, MessageInput, as_messages
 from jib.params import GenerateParams
-from jib.pipeline._base import Pipeline
+from jib.pipeline._base import OnFailed, Pipeline
+from jib.pipeline._stream import ChatStream
 
 __all__ = ["ChatPipeline"]
 
@@ -50,6 +51,27 @@ class ChatPipeline(Pipeline[list[Message], Chat, GeneratedMessage]):
     def fork(self, messages: MessageInput | Sequence[MessageInput] = ()) -> ChatPipeline:
         """A copy of this pipeline, optionally with more messages, to run separately."""
         return self.add(messages)
+
+    def stream(self, on_failed: OnFailed = "raise") -> ChatStream:
+        """Run once, receiving the answer's text as it is generated.
+
+        >>> import asyncio, jib.testing
+        >>> async def main():
+        ...     stream = jib.testing.EchoGenerator(model="e").chat("hello").stream()
+        ...     deltas = [delta async for delta in stream]
+        ...     return deltas, stream.chat.content
+        >>> asyncio.run(main())
+        (['hello'], 'hello')
+
+        Generators that stream (`openai!`, LiteLLM) give text in pieces; others give the whole
+        answer as one piece. The finished `Chat` (`stream.chat`, or `await stream`) equals the
+        one `run()` would make, and goes through the same callbacks and watchers.
+
+        Args:
+            on_failed: `"raise"` raises a failure from the stream; `"include"` ends the stream
+                and leaves the failed chat in `stream.chat`.
+        """
+        return ChatStream(self, on_failed)
 
     def _normalize_input(self, value: Any) -> list[Message]:
         return as_messages(value)

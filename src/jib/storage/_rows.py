@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from jib._syntax import IdentifierSyntaxError, parse_identifier
+from jib._unicode import escape_surrogates
 from jib.chat import Chat, Completion
 from jib.errors import InvalidGeneratorError
 from jib.registry import DEFAULT_PROVIDER
@@ -45,7 +46,8 @@ SAMPLE_INDEX = "sample_index"
 def input_key(value: Any) -> str:
     """A stable hash of what was sent (a list of message dicts, or a text), for `--resume`."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # surrogatepass: a prompt holding a lone surrogate still has a key (the row is escaped).
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def tags_of(metadata: Mapping[str, Any], extra: Iterable[str] = ()) -> list[str]:
@@ -145,7 +147,7 @@ def record_to_row(
         "cost_usd": data["cost_usd"],
         "attempts": data["attempts"],
     }
-    return row, tag_list
+    return escape_surrogates(row), escape_surrogates(tag_list)
 
 
 def rows_to_save(

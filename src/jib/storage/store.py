@@ -18,6 +18,7 @@ from jib.chat import Chat, Completion
 from jib.storage import _export
 from jib.storage._engine import WRITE, create_store_engine, redacted_url
 from jib.storage._errors import StoreError
+from jib.storage._load import load_record
 from jib.storage._location import default_store_url, to_database_url
 from jib.storage._migrate import current_version, upgrade
 from jib.storage._query import (
@@ -29,7 +30,7 @@ from jib.storage._query import (
     run_summaries,
     stored_results,
 )
-from jib.storage._rows import Record, record_from_row, row_to_dict, rows_to_save
+from jib.storage._rows import Record, row_to_dict, rows_to_save
 from jib.storage._schema import SCHEMA_VERSION, records
 from jib.storage._schema import tags as tags_table
 
@@ -264,7 +265,7 @@ class ChatStore:
     ) -> Iterator[Record]:
         """Like `query`, but streamed: records are loaded a chunk at a time."""
         for row in self._rows(Filter(**filters), newest_first=newest_first, limit=limit):
-            yield record_from_row(row, rebuild_generator=rebuild_generator)
+            yield load_record(row, rebuild_generator=rebuild_generator)
 
     def query(
         self,
@@ -279,8 +280,10 @@ class ChatStore:
         Args:
             newest_first: newest first instead.
             limit: at most this many.
-            rebuild_generator: rebuild each record's generator from its identifier (raises
-                `InvalidGeneratorError` for a provider that is not registered here).
+            rebuild_generator: rebuild each record's generator from its identifier. A record
+                whose generator cannot be rebuilt here (a provider not registered, a value
+                refused) is loaded without it, with a `GeneratorWarning` naming the record and
+                the reason: one bad record never fails the query.
         """
         return list(
             self.iter_records(
@@ -303,7 +306,7 @@ class ChatStore:
         Raises:
             RecordNotFoundError: no record (or more than one) matches.
         """
-        return record_from_row(self._get_row(record_id), rebuild_generator=rebuild_generator)
+        return load_record(self._get_row(record_id), rebuild_generator=rebuild_generator)
 
     def get_dict(self, record_id: str) -> dict[str, Any]:
         """One record as a dict (`to_dict` form plus `run`); same lookup as `get`."""

@@ -6,7 +6,6 @@ import asyncio
 import json
 from typing import Any
 
-import httpx
 import pytest
 
 import jib
@@ -17,8 +16,8 @@ from jib import (
     RateLimitError,
     ServerError,
 )
+from jib.errors import MalformedResponseError
 from jib.generator.http import HTTPGenerator
-from jib.generator.http._retry import RetryPolicy, parse_retry_after
 from tests.generator.http.server import RunningServer
 
 
@@ -94,10 +93,15 @@ async def test_spec_timeout_applies_when_params_set_none(silent_url: str) -> Non
     assert isinstance(await failure(generator), ProviderTimeoutError)
 
 
-async def test_malformed_json_is_a_processing_error(server: RunningServer) -> None:
-    error = await failure(endpoint(f"{server.url}/malformed"))
-    assert isinstance(error, ProcessingError)
-    assert "needs a JSON response" in str(error)
+async def test_malformed_json_is_retried_then_a_retryable_malformed_response_error(
+    server: RunningServer,
+) -> None:
+    error = await failure(endpoint(f"{server.url}/malformed", max_retries=2))
+    assert isinstance(error, MalformedResponseError)
+    assert error.retryable
+    assert error.attempts == 3
+    assert "not the JSON the spec expects" in str(error)
+    assert "gave up after 3 attempts, max_retries=2" in str(error)
 
 
 @pytest.mark.parametrize("path", ["big", "big-stream"])
@@ -189,34 +193,3 @@ async def test_redirect_loop_stops_at_max_redirects(server: RunningServer) -> No
     error = await failure(generator)
     assert isinstance(error, jib.ProviderError)
     assert error.status_code == 307
-
-
-def test_retry_after_accepts_seconds_and_dates() -> None:
-    assert parse_retry_after("3") == 3.0
-    assert parse_retry_after("-1") == 0.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after(None) is None
-
-
-def test_backoff_doubles_with_jitter_and_is_capped() -> None:
-    policy = RetryPolicy(max_retries=5, backoff=1.0, max_wait=5.0)
-    for attempt, full in ((1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (5, 5.0)):
-        delays = [policy.backoff_delay(attempt) for _ in range(50)]
-        assert all(full / 2 <= delay <= full for delay in delays), (attempt, delays)
-    assert policy.can_retry(4) and not policy.can_retry(5)
-
-
-@pytest.mark.parametrize(
-    ("status", "retry_after", "expected"),
-    [(503, "2", 2.0), (429, "0", 0.0), (502, "60", None), (500, "1", None), (404, None, None)],
-)
-def test_status_delay_retries_transient_statuses_only(
-    status: int, retry_after: str | None, expected: float | None
-) -> None:
-    policy = RetryPolicy(max_retries=3, backoff=0.0, max_wait=10.0)
-    headers = {} if retry_after is None else {"Retry-After": retry_after}
-    response = httpx.Response(status, headers=headers)
-    assert policy.status_delay(response, 1) == expected
-    note = policy.refusal_note(response)
-    assert ("exceeds max_retry_wait=10s" in note) == (status == 502)

@@ -16,6 +16,7 @@ import jib
 from jib import InvalidGeneratorError, ProcessingError
 from jib.generator.http import HTTPGenerator, HTTPSpec
 from tests.generator.http.server import RunningServer
+from tests.support.forward_proxy import run_forward_proxy
 
 API_KEY = "sk-live-0123456789abcdef"
 
@@ -213,35 +214,48 @@ def _capture_http_logs(caplog: pytest.LogCaptureFixture, level: int) -> None:
     caplog.set_level(level, logger="httpcore")
 
 
+@pytest.mark.parametrize("route", ["direct", "proxy"])
 async def test_debug_logs_of_a_failing_request_hold_no_secrets(
-    server: RunningServer, caplog: pytest.LogCaptureFixture
+    server: RunningServer, caplog: pytest.LogCaptureFixture, route: str
 ) -> None:
-    # The key travels in a header and in the query string, where httpx would log it.
-    generator = _secret_generator(
-        f"{server.url}/leak?status=503&key={{{{ api_key }}}}&t={{{{ state.access_token }}}}",
-        max_retries=1,
-    )
-    _capture_http_logs(caplog, logging.DEBUG)
-    chat = await generator.chat("x").run(on_failed="include")
+    # Direct requests go through aiohttp (under httpx), which logs nothing of them; through a
+    # proxy, httpx's own transport sends them, and httpcore traces every step at DEBUG.
+    with run_forward_proxy() as proxy:
+        # The key travels in a header and in the query string, where httpx would log it.
+        generator = _secret_generator(
+            f"{server.url}/leak?status=503&key={{{{ api_key }}}}&t={{{{ state.access_token }}}}",
+            max_retries=1,
+            proxy=proxy.url if route == "proxy" else None,
+        )
+        _capture_http_logs(caplog, logging.DEBUG)
+        chat = await generator.chat("x").run(on_failed="include")
     assert isinstance(chat.error, jib.ServerError)
     assert [r["query"] for r in server.state.requests] == [
         f"status=503&key={API_KEY}&t=tok-state-secret-123"
     ] * 2
     logged = caplog.text
     assert "HTTP Request: POST" in logged  # httpx logged the request ...
-    assert "receive_response_headers" in logged  # ... and httpcore its DEBUG trace
+    if route == "proxy":
+        assert "receive_response_headers" in logged  # ... and httpcore its DEBUG trace
     assert API_KEY not in logged
     assert "tok-state-secret-123" not in logged
     assert all(API_KEY not in record.getMessage() for record in caplog.records)
 
 
+@pytest.mark.parametrize("route", ["direct", "proxy"])
 async def test_debug_logs_hold_no_secret_response_headers(
-    server: RunningServer, caplog: pytest.LogCaptureFixture
+    server: RunningServer, caplog: pytest.LogCaptureFixture, route: str
 ) -> None:
-    generator = HTTPGenerator.for_json_endpoint(f"{server.url}/headers", request_body={})
-    _capture_http_logs(caplog, logging.DEBUG)
-    await generator.chat("x")
-    assert "x-request-id" in caplog.text.lower()
+    with run_forward_proxy() as proxy:
+        generator = HTTPGenerator.for_json_endpoint(
+            f"{server.url}/headers",
+            request_body={},
+            proxy=proxy.url if route == "proxy" else None,
+        )
+        _capture_http_logs(caplog, logging.DEBUG)
+        await generator.chat("x")
+    if route == "proxy":
+        assert "x-request-id" in caplog.text.lower()  # httpcore logged the headers
     for secret in ("secret-cookie", "secret-token", "secret-authorization"):
         assert secret not in caplog.text
 

@@ -1,8 +1,8 @@
 """Failures through LiteLLMGenerator arrive as jib's normalized provider errors.
 
 The fault server answers chosen HTTP errors in OpenAI's JSON shape; the Ollama-protocol server
-answers them in Ollama's. `max_retries=0` turns off the OpenAI SDK's own retries, so each test
-sees one request per item.
+answers them in Ollama's. `max_retries=0` turns off jib's retries (LiteLLM's and the OpenAI
+SDK's own are always off), so each test sees one request per item.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from tests.support.ollama_server import RunningOllama
 from tests.support.openai_server import free_port
 
 SECRET = "sk-live-abcdef0123456789secret"
-NO_RETRY = jib.GenerateParams(extra={"max_retries": 0})
 
 CASES = [
     ("fail:401", jib.AuthenticationError, 401, False),
@@ -31,7 +30,7 @@ CASES = [
 
 
 def _generator(server: RunningFaultServer, key: str = SECRET) -> jib.Generator:
-    return jib.get_generator(f"openai/stub,api_base={server.url},api_key={key}")
+    return jib.get_generator(f"openai/stub,api_base={server.url},api_key={key},max_retries=0")
 
 
 @pytest.mark.parametrize(("prompt", "error_type", "status", "retryable"), CASES)
@@ -42,7 +41,7 @@ async def test_http_errors_become_normalized_jib_errors(
     status: int,
     retryable: bool,
 ) -> None:
-    chat = await _generator(fault_server).chat(prompt, NO_RETRY).run(on_failed="include")
+    chat = await _generator(fault_server).chat(prompt).run(on_failed="include")
 
     assert chat.failed
     assert type(chat.error) is error_type
@@ -56,14 +55,14 @@ async def test_http_errors_become_normalized_jib_errors(
 
 async def test_errors_are_raised_with_on_failed_raise(fault_server: RunningFaultServer) -> None:
     with pytest.raises(jib.RateLimitError, match="Rate limit reached") as caught:
-        await _generator(fault_server).chat("fail:429", NO_RETRY).run()
+        await _generator(fault_server).chat("fail:429").run()
 
     assert caught.value.retryable
 
 
 async def test_context_length_error_is_a_bad_request(fault_server: RunningFaultServer) -> None:
     with pytest.raises(jib.BadRequestError, match="maximum context length"):
-        await _generator(fault_server).chat("fail:400-context", NO_RETRY).run()
+        await _generator(fault_server).chat("fail:400-context").run()
 
 
 async def test_batch_with_on_failed_include_keeps_every_other_result(
@@ -71,9 +70,7 @@ async def test_batch_with_on_failed_include_keeps_every_other_result(
 ) -> None:
     prompts = ["first", "fail:401", "second", "fail:429", "fail:400-context", "fail:500", "third"]
 
-    chats = (
-        await _generator(fault_server).chat(params=NO_RETRY).run_batch(prompts, on_failed="include")
-    )
+    chats = await _generator(fault_server).chat().run_batch(prompts, on_failed="include")
 
     assert [chat.content for chat in chats if not chat.failed] == ["first", "second", "third"]
     assert [type(chat.error) for chat in chats if chat.failed] == [
@@ -85,11 +82,7 @@ async def test_batch_with_on_failed_include_keeps_every_other_result(
 
 
 async def test_batch_with_on_failed_skip_drops_failures(fault_server: RunningFaultServer) -> None:
-    chats = (
-        await _generator(fault_server)
-        .chat(params=NO_RETRY)
-        .run_batch(["ok", "fail:500"], on_failed="skip")
-    )
+    chats = await _generator(fault_server).chat().run_batch(["ok", "fail:500"], on_failed="skip")
 
     assert [chat.content for chat in chats] == ["ok"]
 
@@ -102,7 +95,7 @@ async def test_api_key_never_appears_in_errors_records_reprs_or_logs(
     generator = _generator(fault_server)
     caplog.set_level(logging.DEBUG)  # LiteLLM logs its requests at DEBUG
 
-    chat = await generator.chat("fail:401", NO_RETRY).run(on_failed="include")
+    chat = await generator.chat("fail:401").run(on_failed="include")
 
     # The server did get the key, and echoed it back in its error message.
     assert fault_server.state.headers[0]["authorization"] == f"Bearer {SECRET}"
@@ -153,10 +146,13 @@ async def test_missing_environment_key_fails_with_a_clear_error(
 
 async def test_unreachable_server_is_a_retryable_connection_error() -> None:
     generator = LiteLLMGenerator(
-        model="openai/stub", api_base=f"http://127.0.0.1:{free_port()}/v1", api_key=SECRET
+        model="openai/stub",
+        api_base=f"http://127.0.0.1:{free_port()}/v1",
+        api_key=SECRET,
+        max_retries=0,
     )
 
-    chat = await generator.chat("hello", NO_RETRY).run(on_failed="include")
+    chat = await generator.chat("hello").run(on_failed="include")
 
     assert type(chat.error) is jib.ProviderConnectionError
     assert chat.error.retryable
@@ -167,7 +163,7 @@ async def test_slow_server_past_timeout_is_a_retryable_timeout(
     fault_server: RunningFaultServer,
 ) -> None:
     fault_server.state.reset(delay=2.0)
-    params = jib.GenerateParams(timeout=0.3, extra={"max_retries": 0})
+    params = jib.GenerateParams(timeout=0.3)
 
     chat = await _generator(fault_server).chat("hello", params).run(on_failed="include")
 
@@ -200,7 +196,7 @@ async def test_ollama_errors_are_classified_by_http_status(
 
 
 async def test_answer_without_choices_is_a_provider_error(fault_server: RunningFaultServer) -> None:
-    chat = await _generator(fault_server).chat("fail:no-choices", NO_RETRY).run(on_failed="include")
+    chat = await _generator(fault_server).chat("fail:no-choices").run(on_failed="include")
 
     assert type(chat.error) is jib.ProviderError
     assert not chat.error.retryable

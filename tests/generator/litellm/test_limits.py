@@ -114,11 +114,10 @@ async def test_backoff_wrapper_retries_one_request_on_normalized_rate_limit(
     fault_server: RunningFaultServer,
 ) -> None:
     retry = backoff.on_exception(backoff.constant, jib.RETRYABLE_ERRORS, max_tries=4, interval=0)
-    # max_retries=0 turns off the OpenAI SDK's own retries, so every attempt is jib's.
-    generator = _generator(fault_server, ",max_connections=1").wrap(retry)
-    params = jib.GenerateParams(extra={"max_retries": 0})
+    # max_retries=0 turns jib's own retries off, leaving them to the wrapper.
+    generator = _generator(fault_server, ",max_connections=1,max_retries=0").wrap(retry)
 
-    chats = await generator.chat(params=params).run_batch(["steady", "flaky:2:a"])
+    chats = await generator.chat().run_batch(["steady", "flaky:2:a"])
 
     assert [chat.failed for chat in chats] == [False, False]
     assert chats[1].content == "flaky:2:a"

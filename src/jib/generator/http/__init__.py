@@ -10,6 +10,7 @@
 True
 """
 
+from jib.generator.http._hooks import HookAction
 from jib.generator.http.generator import DEFAULT_TIMEOUT, Hook, HookResult, HTTPGenerator
 from jib.generator.http.spec import (
     HTTPSpec,
@@ -27,6 +28,7 @@ __all__ = [
     "HTTPGenerator",
     "HTTPSpec",
     "Hook",
+    "HookAction",
     "HookResult",
     "PreparedRequest",
     "RequestSpec",

@@ -1,15 +1,17 @@
 """`HTTPGenerator` (`http!`): any HTTP endpoint as a generator, described by an `HTTPSpec`.
 
-The endpoint is an unreliable peer, so every request has a timeout, transient failures (connection
-errors, 429, 502/503/504) are retried with exponential backoff and jitter (honouring
-`Retry-After`) up to `max_retries`, bodies are read up to `max_response_bytes`, and credentials
-are not forwarded when a redirect leaves the origin. httpx is imported on first use.
+The endpoint is an unreliable peer, so every request has a timeout, bodies are read up to
+`max_response_bytes`, and credentials are not forwarded when a redirect leaves the origin.
+Limits and retries (connection errors, timeouts, cut JSON bodies, 408/409/429/5xx, with
+`Retry-After` honoured) are the request tier's (`RequestGenerator`); a hook's "retry" counts
+against the same `max_retries`. httpx is imported on first use.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -17,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, PrivateAttr, field_validator
 
-from jib._concurrency import RequestLimiter
+from jib._retry import retry_after_from
 from jib.errors import (
     JibError,
+    MalformedResponseError,
     MissingDependencyError,
     ProcessingError,
     ProviderConnectionError,
@@ -27,14 +30,14 @@ from jib.errors import (
     ProviderTimeoutError,
     error_for_status,
 )
-from jib.generator.base import Generator
-from jib.generator.http._pool import LoopClients
-from jib.generator.http._retry import HookResult, RetryPolicy, run_hook
+from jib.generator._requests import RequestGenerator, RetryRequested
+from jib.generator.http._hooks import HookResult, run_hook
+from jib.generator.http._pool import LoopClients, ProxyURL, Verify
 from jib.generator.http._transport import looks_secret, safe_headers, send
 from jib.generator.http.factories import json_endpoint_spec, one_body, text_endpoint_spec
 from jib.generator.http.spec import HTTPSpec, PreparedRequest, RequestTransformContext, origin_of
 from jib.generator.http.transforms import truncate
-from jib.messages import GeneratedMessage, GeneratedText, Message, check_batch
+from jib.messages import GeneratedMessage, GeneratedText, Message
 from jib.params import GenerateParams
 
 if TYPE_CHECKING:
@@ -56,7 +59,7 @@ _RUNTIME_FIELDS = frozenset({"state", "hook"})
 _FRESH_RUNTIME: dict[str, Any] = {"_clients": None, "_limiter": None, "_locks": None}
 
 
-class HTTPGenerator(Generator):
+class HTTPGenerator(RequestGenerator):
     """Wraps any HTTP endpoint: `spec` says how to build the request and read the response.
 
     Attributes:
@@ -65,33 +68,33 @@ class HTTPGenerator(Generator):
             Not written to identifiers and not part of equality.
         hook: `async hook(generator, response) -> "retry" | "continue" | "raise" | None`, called
             after every response; "retry" sends the request again (rendered anew, so a
-            refreshed `state` applies). Not written to identifiers.
-        max_connections: requests in flight at once.
-        min_delay_between_requests: milliseconds between request starts.
-        max_retries: retries per request, for transient failures and hook retries together.
-        retry_backoff: seconds of the first backoff delay; it doubles per retry, with jitter.
-        max_retry_wait: the longest single wait; a `Retry-After` beyond it fails at once.
+            refreshed `state` applies), counted against `max_retries`. Not written to
+            identifiers.
         max_response_bytes: larger response bodies fail with `ProcessingError`.
         max_redirects: redirects followed per request.
+        proxy: send every request through this proxy (`http://127.0.0.1:8080` for Burp or
+            mitmproxy), instead of the environment's `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`.
+            Credentials belong in the environment, not here (they would be stored).
+        verify: verify TLS certificates (`True`), don't (`False`), or trust the CA bundle at
+            this path (an interception proxy's certificate).
+        (and the limits and retry settings of `RequestGenerator`: `max_connections`,
+        `min_delay_between_requests`, `rpm`, `tpm`, `max_retries`, `retry_backoff`,
+        `max_retry_wait`)
     """
 
     spec: HTTPSpec | None = None
     state: dict[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
     # Typed loosely so the model builds without importing httpx; see `Hook` for the signature.
     hook: Callable[..., Any] | None = Field(default=None, repr=False, exclude=True)
-    max_connections: int = Field(default=10, ge=1)
-    min_delay_between_requests: float = Field(default=0.0, ge=0)
-    max_retries: int = Field(default=3, ge=0, le=100)
-    retry_backoff: float = Field(default=0.5, ge=0)
-    max_retry_wait: float = Field(default=60.0, gt=0)
     max_response_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_redirects: int = Field(default=5, ge=0, le=30)
+    proxy: ProxyURL = None
+    verify: Verify = True
 
     _clients: LoopClients | None = PrivateAttr(default=None)
     _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = PrivateAttr(
         default=None
     )
-    _limiter: RequestLimiter | None = PrivateAttr(default=None)
 
     @field_validator("state", mode="before")
     @classmethod
@@ -195,44 +198,24 @@ class HTTPGenerator(Generator):
         )
         return cls(model=model, api_key=api_key, spec=spec, state=state, hook=hook, **kwargs)
 
-    # -- generation ----------------------------------------------------------------------------
+    # -- one request -------------------------------------------------------------------------
 
-    async def generate_messages(
-        self,
-        messages: Sequence[Sequence[Message]],
-        params: Sequence[GenerateParams],
-    ) -> Sequence[GeneratedMessage | BaseException]:
-        """Send one request per conversation; the parsed response is the assistant message."""
-        check_batch("generate_messages", messages, params)
+    def request_timeout(self, params: GenerateParams) -> float:
+        """The params' `timeout`, else the spec's, else `DEFAULT_TIMEOUT` seconds."""
+        spec_timeout = self.spec.request.timeout if self.spec is not None else None
+        return params.timeout or spec_timeout or DEFAULT_TIMEOUT
 
-        async def one(conversation: Sequence[Message], item: GenerateParams) -> GeneratedMessage:
-            context = self._context(conversation, item)
-            text, extra = await self._call(context, item)
-            return GeneratedMessage(Message("assistant", text), extra=extra)
+    async def request_message(
+        self, messages: Sequence[Message], params: GenerateParams
+    ) -> GeneratedMessage:
+        """Send one conversation; the parsed response is the assistant message."""
+        text, extra = await self._call(self._context(messages, params), params)
+        return GeneratedMessage(Message("assistant", text), extra=extra)
 
-        return await self._gather(one(*pair) for pair in zip(messages, params, strict=True))
-
-    async def generate_texts(
-        self,
-        texts: Sequence[str],
-        params: Sequence[GenerateParams],
-    ) -> Sequence[GeneratedText | BaseException]:
-        """Send one request per text (as a single user message); the parsed response is the text."""
-        check_batch("generate_texts", texts, params)
-
-        async def one(text: str, item: GenerateParams) -> GeneratedText:
-            context = self._context([Message("user", text)], item)
-            answer, extra = await self._call(context, item)
-            return GeneratedText(answer, extra=extra)
-
-        return await self._gather(one(*pair) for pair in zip(texts, params, strict=True))
-
-    async def _gather(self, calls: Iterator[Awaitable[Any]]) -> list[Any]:
-        results = await asyncio.gather(*calls, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result
-        return list(results)
+    async def request_text(self, text: str, params: GenerateParams) -> GeneratedText:
+        """Send one text (as a single user message); the parsed response is the text."""
+        answer, extra = await self._call(self._context([Message("user", text)], params), params)
+        return GeneratedText(answer, extra=extra)
 
     def _context(
         self, conversation: Sequence[Message], params: GenerateParams
@@ -248,126 +231,97 @@ class HTTPGenerator(Generator):
     async def _call(
         self, context: RequestTransformContext, params: GenerateParams
     ) -> tuple[str, dict[str, Any]]:
+        """One attempt: render, send, let the hook decide, check the status, parse.
+
+        Retries are the request tier's: failures raise the normalized errors (marked
+        retryable or not), and a hook's "retry" raises `RetryRequested`.
+        """
         spec = self.spec
         if spec is None:
             raise ProcessingError(
                 "this HTTPGenerator has no spec: assign .spec or use "
                 "HTTPGenerator.for_json_endpoint()/for_text_endpoint()"
             )
-        timeout = params.timeout or spec.request.timeout or DEFAULT_TIMEOUT
-        response = await self.wrapped(self._request)(spec, context, timeout)
+        # Rendered per attempt, so a hook that refreshed `state` changes the retry.
+        prepared = spec.build_request(context)
+        response = await self._send(prepared, self.request_timeout(params))
+        decision = await run_hook(self.hook, self, response, self._redact)
+        valid = response.status_code in spec.response.valid_status_codes
+        if decision == "retry":
+            logger.info("HTTP %s: the hook asked for a retry", origin_of(prepared.url))
+            final: JibError = (
+                ProcessingError(
+                    f"the hook asked to retry, but max_retries={self.max_retries} is reached"
+                )
+                if valid
+                else self._status_error(spec, response)
+            )
+            raise RetryRequested(final)
+        if decision == "raise" or not valid:
+            raise self._status_error(spec, response)
         text = response.text
-        if spec.needs_worker_thread:
-            answer = await asyncio.to_thread(spec.parse_response_body, text, context)
-        else:
-            answer = spec.parse_response_body(text, context)
+        try:
+            if spec.needs_worker_thread:
+                answer = await asyncio.to_thread(spec.parse_response_body, text, context)
+            else:
+                answer = spec.parse_response_body(text, context)
+        except ProcessingError as exc:
+            if _cut_json(spec, text):
+                raise MalformedResponseError(
+                    f"the response is not the JSON the spec expects: {truncate(text, 200)!r}",
+                    status_code=response.status_code,
+                    provider=self._provider,
+                ) from exc
+            raise
         extra = {"status_code": response.status_code, "headers": safe_headers(response.headers)}
         return answer, extra
 
-    # -- one request, with retries -------------------------------------------------------------
-
-    async def _request(
-        self, spec: HTTPSpec, context: RequestTransformContext, timeout: float
-    ) -> httpx.Response:
-        """Send the request until it succeeds or fails for good; return the valid response."""
-        _require_httpx()
-        import httpx
-
-        policy = RetryPolicy(self.max_retries, self.retry_backoff, self.max_retry_wait)
-        attempt = 0
-        while True:
-            # Rendered per attempt, so a hook that refreshed `state` changes the retry.
-            prepared = spec.build_request(context)
-            origin = origin_of(prepared.url)
-            try:
-                response = await self._send(prepared, timeout)
-            except (httpx.TransportError, OSError) as exc:
-                if isinstance(exc, (httpx.UnsupportedProtocol, httpx.ProxyError)):
-                    raise ProviderConnectionError(
-                        self._redact(f"cannot send to {origin}: {exc}"), provider=self._provider
-                    ) from exc
-                if not policy.can_retry(attempt):
-                    raise ProviderConnectionError(
-                        self._redact(
-                            f"could not reach {origin} after {attempt + 1} attempts: "
-                            f"{type(exc).__name__}: {exc}"
-                        ),
-                        provider=self._provider,
-                    ) from exc
-                attempt += 1
-                delay = policy.backoff_delay(attempt)
-                logger.info(
-                    "HTTP %s: %s; retry %d/%d in %.2fs",
-                    origin,
-                    type(exc).__name__,
-                    attempt,
-                    self.max_retries,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-
-            decision = await run_hook(self.hook, self, response, self._redact)
-            valid = response.status_code in spec.response.valid_status_codes
-            if decision == "retry":
-                if policy.can_retry(attempt):
-                    attempt += 1
-                    logger.info("HTTP %s: hook asked for a retry", origin)
-                    continue
-                if valid:
-                    raise ProcessingError(
-                        f"the hook asked to retry after {attempt + 1} attempts; "
-                        f"max_retries={self.max_retries} is reached"
-                    )
-            if decision == "raise":
-                raise self._status_error(spec, response)
-            if valid:
-                return response
-            if not policy.can_retry(attempt):
-                raise self._status_error(spec, response)
-            wait = policy.status_delay(response, attempt + 1)
-            if wait is None:
-                raise self._status_error(spec, response, policy.refusal_note(response))
-            attempt += 1
-            logger.info(
-                "HTTP %s: status %d; retry %d/%d in %.2fs",
-                origin,
-                response.status_code,
-                attempt,
-                self.max_retries,
-                wait,
-            )
-            await asyncio.sleep(wait)
-
     async def _send(self, prepared: PreparedRequest, timeout: float) -> httpx.Response:
-        """One attempt (redirects included), holding a request slot, bounded by `timeout`.
+        """Send once (redirects included), bounded by `timeout`.
 
         Raises:
             ProviderTimeoutError: no complete answer within `timeout` seconds.
+            ProviderConnectionError: the connection failed (retryable) or the URL cannot be
+                sent to (not retryable).
             ProcessingError: the URL is not one httpx can send, or the body is too large.
-            httpx.TransportError, OSError: the connection failed (the caller may retry).
         """
+        _require_httpx()
         import httpx
 
+        origin = origin_of(prepared.url)
         try:
-            async with self._request_limiter().slot():
-                sending = send(
-                    await self._connections().get(),
-                    prepared,
-                    timeout=timeout,
-                    max_redirects=self.max_redirects,
-                    max_bytes=self.max_response_bytes,
-                    redact=self._redact,
-                )
-                return await asyncio.wait_for(sending, timeout)
+            sending = send(
+                await self._connections().get(),
+                prepared,
+                timeout=timeout,
+                max_redirects=self.max_redirects,
+                max_bytes=self.max_response_bytes,
+                redact=self._redact,
+            )
+            return await asyncio.wait_for(sending, timeout)
         except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+            if _dropped_connection(exc):
+                raise ProviderConnectionError(
+                    self._redact(f"could not reach {origin}: the connection was closed: {exc}"),
+                    provider=self._provider,
+                ) from exc
             raise ProviderTimeoutError(
-                f"no complete answer from {origin_of(prepared.url)} within {timeout}s",
-                provider=self._provider,
+                f"no complete answer from {origin} within {timeout}s", provider=self._provider
             ) from exc
         except httpx.InvalidURL as exc:
             raise ProcessingError(
                 self._redact(f"request.url rendered a URL httpx cannot send: {exc}")
+            ) from exc
+        except (httpx.UnsupportedProtocol, httpx.ProxyError) as exc:
+            raise ProviderConnectionError(
+                self._redact(f"cannot send to {origin}: {exc}"),
+                provider=self._provider,
+                retryable=False,
+            ) from exc
+        except (httpx.TransportError, OSError) as exc:
+            raise ProviderConnectionError(
+                self._redact(f"could not reach {origin}: {type(exc).__name__}: {exc}"),
+                provider=self._provider,
             ) from exc
 
     def _status_error(
@@ -377,7 +331,10 @@ class HTTPGenerator(Generator):
         message = spec.extract_error(body) or body.strip() or "(empty body)"
         # Redact before truncating: a cut could leave part of a secret that no longer matches.
         return error_for_status(
-            response.status_code, truncate(self._redact(message)) + note, provider=self._provider
+            response.status_code,
+            truncate(self._redact(message)) + note,
+            provider=self._provider,
+            retry_after=retry_after_from(response.headers),
         )
 
     # -- runtime resources ---------------------------------------------------------------------
@@ -404,16 +361,11 @@ class HTTPGenerator(Generator):
 
     def _connections(self) -> LoopClients:
         clients = self._clients
-        if clients is None or clients.max_connections != self.max_connections:
-            # Clients made for an older `max_connections` close with their loops.
-            clients = self._clients = LoopClients(self.max_connections)
+        settings = (self.max_connections, self.proxy, self.verify)
+        if clients is None or clients.settings != settings:
+            # Clients made for older settings close with their loops.
+            clients = self._clients = LoopClients(*settings)
         return clients
-
-    def _request_limiter(self) -> RequestLimiter:
-        self._limiter = RequestLimiter.matching(
-            self._limiter, self.max_connections, self.min_delay_between_requests
-        )
-        return self._limiter
 
     async def aclose(self) -> None:
         """Close the connection pool of the running event loop (a new one opens on next use).
@@ -489,7 +441,7 @@ class HTTPGenerator(Generator):
         theirs = {k: v for k, v in other.__dict__.items() if k not in _RUNTIME_FIELDS}
         return mine == theirs
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _require_httpx() -> None:
@@ -497,3 +449,31 @@ def _require_httpx() -> None:
         import httpx  # noqa: F401
     except ImportError as exc:  # pragma: no cover - httpx is a core dependency
         raise MissingDependencyError("httpx", "http", "The HTTP generator") from exc
+
+
+def _cut_json(spec: HTTPSpec, body: str) -> bool:
+    """Whether `body` should have been JSON for the spec's first step, and is not."""
+    steps = spec.response.transforms
+    if not steps or steps[0].type != "jsonpath":
+        return False
+    try:
+        json.loads(body)
+    except ValueError:
+        return True
+    except RecursionError:  # whole but too deep: the jsonpath step said so already
+        return False
+    return False
+
+
+def _dropped_connection(exc: BaseException) -> bool:
+    """Whether an httpx "timeout" is aiohttp's closed connection in disguise.
+
+    `httpx_aiohttp` maps every aiohttp connection error it has no better name for (a server
+    that hung up, a reset) to `httpx.ConnectTimeout`; the aiohttp error is its cause.
+    """
+    import aiohttp
+
+    cause = exc.__cause__
+    return isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
+        cause, (aiohttp.ServerTimeoutError, asyncio.TimeoutError)
+    )

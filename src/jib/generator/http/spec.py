@@ -1,14 +1,16 @@
 """`HTTPSpec`: how messages become an HTTP request and a response becomes text.
 
 A spec is data (pydantic models) that can be written as a dict, JSON, YAML or base64 of either.
-It is treated as untrusted input: YAML is read with `yaml.safe_load` only, its size is bounded,
-and its templates are compiled once, in a sandbox, when the spec is validated.
+It is treated as untrusted input: YAML is read with PyYAML's safe loader only, its size and
+nesting are bounded, header names and values are checked, and its templates are compiled once,
+in a sandbox, when the spec is validated.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,8 +18,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from jib._json import loads as load_json
 from jib.errors import ProcessingError
-from jib.generator.http._loading import load_spec_text
+from jib.generator.http._loading import check_spec_tree, load_spec_text
 from jib.generator.http.transforms import (
     CompiledJsonPath,
     CompiledRegex,
@@ -25,6 +28,8 @@ from jib.generator.http.transforms import (
     compile_jsonpath,
     compile_regex,
     fill_json_template,
+    match_text,
+    parse_json_container,
     render_jinja,
     to_text,
 )
@@ -42,11 +47,39 @@ __all__ = [
 ]
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+_NO_MATCH = object()
+# RFC 7230 `token`: what a header name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Line breaks (header injection), NUL and the other control characters HTTP/1.1 refuses.
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Set by the HTTP client from the request itself: a spec that sets them can only contradict it
+# (a `Content-Length: 0` with a body), or reroute or hold the connection.
+_CLIENT_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "host",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
 
 
 @dataclass
 class RequestTransformContext:
     """What request templates (and response Jinja templates) can refer to.
+
+    Built by the generator for each request; build one yourself to try a spec. `messages` takes
+    `Message`s or `{"role", "content"}` dicts, and when `content` and `all_content` are left
+    empty they (and `role`) are taken from the messages:
+
+    >>> context = RequestTransformContext(messages=[{"role": "user", "content": "hi"}])
+    >>> context.content, context.role
+    ('hi', 'user')
 
     Attributes:
         content: the content of the last message.
@@ -57,9 +90,12 @@ class RequestTransformContext:
         params: the generation params of this call, as a dict.
         all_content: the contents of all messages joined by newlines.
         role: the role of the last message.
+
+    Raises:
+        ProcessingError: a message is neither a `Message` nor a `{"role", "content"}` dict.
     """
 
-    content: str
+    content: str = ""
     messages: list[Message] = field(default_factory=list)
     api_key: str | None = field(default=None, repr=False)
     model: str = ""
@@ -67,6 +103,14 @@ class RequestTransformContext:
     params: dict[str, Any] = field(default_factory=dict)
     all_content: str = ""
     role: str = "user"
+
+    def __post_init__(self) -> None:
+        if any(not isinstance(message, Message) for message in self.messages):
+            self.messages = [_as_message(item, index) for index, item in enumerate(self.messages)]
+        if self.messages and not self.content and not self.all_content:
+            last = self.messages[-1]
+            self.content, self.role = last.content, last.role
+            self.all_content = "\n".join(message.content for message in self.messages)
 
     @classmethod
     def from_messages(
@@ -105,6 +149,13 @@ class RequestTransformContext:
         if self.api_key is not None:
             variables["api_key"] = self.api_key
         return variables
+
+
+def _as_message(item: Any, index: int) -> Message:
+    try:
+        return Message.from_any(item)
+    except (TypeError, ValueError) as exc:
+        raise ProcessingError(f"RequestTransformContext.messages[{index}]: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -147,7 +198,7 @@ class _Compiled(dict[tuple[str, str], Any]):
 
 
 class _SpecModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class RequestTransform(_SpecModel):
@@ -178,6 +229,32 @@ class RequestSpec(_SpecModel):
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: float | None = Field(default=None, gt=0)
     transforms: list[RequestTransform] = Field(default_factory=list)
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        seen: set[str] = set()
+        for name, value in headers.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"header name {name!r} is not a valid HTTP header name (letters, digits and "
+                    "!#$%&'*+-.^_`|~ only; no spaces or line breaks)"
+                )
+            lowered = name.lower()
+            if lowered in _CLIENT_HEADERS:
+                raise ValueError(
+                    f"header {name!r} cannot be set by a spec: the HTTP client sets it from the "
+                    "request (remove it from request.headers)"
+                )
+            if lowered in seen:
+                raise ValueError(f"header {name!r} is given twice (names are case-insensitive)")
+            seen.add(lowered)
+            # A template may span lines inside its tags; what it renders is checked per request.
+            if "{{" not in value and "{%" not in value and _HEADER_VALUE_BAD.search(value):
+                raise ValueError(
+                    f"the value of header {name!r} holds a line break or control character"
+                )
+        return headers
 
     @field_validator("method")
     @classmethod
@@ -227,6 +304,8 @@ class HTTPSpec(_SpecModel):
     def _parse_text(cls, data: Any) -> Any:
         if isinstance(data, (str, bytes)):
             return load_spec_text(data)
+        if isinstance(data, Mapping):
+            check_spec_tree(data)  # a dict from code or from decoded JSON: the same bounds
         return data
 
     @model_validator(mode="after")
@@ -336,8 +415,10 @@ class HTTPSpec(_SpecModel):
         headers: dict[str, str] = {}
         for name, template in self.request.headers.items():
             value = self._render(template, variables, f"request.headers[{name!r}]")
-            if "\n" in value or "\r" in value:
-                raise ProcessingError(f"request.headers[{name!r}] rendered a line break")
+            if _HEADER_VALUE_BAD.search(value):
+                raise ProcessingError(
+                    f"request.headers[{name!r}] rendered a line break or control character"
+                )
             if not value.isascii():
                 raise ProcessingError(
                     f"request.headers[{name!r}] rendered characters that are not ASCII; "
@@ -395,23 +476,30 @@ class HTTPSpec(_SpecModel):
         """Run the response transforms over `body`; with none, the body is the answer.
 
         Each step sees the previous output as `result`, `data` and `output` (Jinja steps also see
-        the request context).
+        the request context). A Jinja step sees it parsed, as the seed's system does: after a
+        `jsonpath` step, the value it matched (a list for several matches, so
+        `{{ result | join('') }}` joins them); after the body or another step, a JSON object or
+        array is parsed (`{{ result.reply }}`) and other text stays text.
 
         Raises:
             ProcessingError: the body is not what a step expects (not JSON), a pattern matches
                 nothing (the error names it), or a regex runs too long.
         """
         output = body
+        matched: Any = _NO_MATCH  # the value the previous (jsonpath) step matched
         variables = context.to_variables() if context is not None else {}
         for index, step in enumerate(self.response.transforms):
+            previous, matched = matched, _NO_MATCH
             if step.type == "jsonpath":
                 path: CompiledJsonPath = self._get("jsonpath", step.pattern)
-                output = path.apply(output)
+                matched = path.extract(output)
+                output = match_text(matched)
             elif step.type == "regex":
                 pattern: CompiledRegex = self._get("regex", step.pattern)
                 output = pattern.apply(output)
             else:
-                step_variables = {**variables, "result": output, "data": output, "output": output}
+                seen = parse_json_container(output) if previous is _NO_MATCH else previous
+                step_variables = {**variables, "result": seen, "data": seen, "output": seen}
                 output = self._render(
                     step.pattern, step_variables, f"response.transforms[{index}] (jinja)"
                 )
@@ -423,8 +511,8 @@ class HTTPSpec(_SpecModel):
             return None
         path: CompiledJsonPath = self._get("jsonpath", self.response.error_path)
         try:
-            values = path.find(json.loads(body))
-        except ValueError:
+            values = path.find(load_json(body, what="the error response"))
+        except (ValueError, ProcessingError):
             return None
         if not values:
             return None

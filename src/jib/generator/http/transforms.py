@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from jib._json import loads as load_json
 from jib.errors import MissingDependencyError, ProcessingError
 
 if TYPE_CHECKING:
@@ -36,7 +37,9 @@ __all__ = [
     "compile_jsonpath",
     "compile_regex",
     "fill_json_template",
+    "match_text",
     "now",
+    "parse_json_container",
     "render_jinja",
     "to_text",
     "truncate",
@@ -72,9 +75,11 @@ def to_text(value: Any) -> str:
 # -- Jinja ---------------------------------------------------------------------------------------
 
 
-def _from_json(text: str) -> Any:
+def _from_json(text: Any) -> Any:
+    if isinstance(text, (dict, list)):
+        return text  # already parsed: response steps see JSON bodies parsed
     try:
-        return json.loads(text)
+        return load_json(text, what="fromjson: the text")
     except (TypeError, ValueError) as exc:
         raise ProcessingError(f"fromjson: not valid JSON: {truncate(str(text), 200)!r}") from exc
 
@@ -233,11 +238,22 @@ class CompiledJsonPath:
     def apply(self, text: str) -> str:
         """Extract from JSON `text`: one match gives that value, several a JSON list.
 
+        A match that is not a string is written as JSON the way the seed's system writes it
+        (`[1, 2]`, `{"a": 1}`).
+
+        Raises:
+            ProcessingError: the text is not JSON, or the expression matches nothing.
+        """
+        return match_text(self.extract(text))
+
+    def extract(self, text: str) -> Any:
+        """Like `apply`, but the matched value itself (the list of values for several matches).
+
         Raises:
             ProcessingError: the text is not JSON, or the expression matches nothing.
         """
         try:
-            data = json.loads(text)
+            data = load_json(text, what=f"the response read by jsonpath '{self.pattern}'")
         except ValueError as exc:
             raise ProcessingError(
                 f"jsonpath '{self.pattern}' needs a JSON response, got: {truncate(text, 200)!r}"
@@ -248,7 +264,28 @@ class CompiledJsonPath:
                 f"jsonpath '{self.pattern}' matched nothing in the response: "
                 f"{truncate(text, 200)!r}"
             )
-        return to_text(values[0] if len(values) == 1 else values)
+        return values[0] if len(values) == 1 else values
+
+
+def match_text(value: Any) -> str:
+    """What a `jsonpath` step writes for the value it matched: a string as it is, anything
+    else as JSON the way the seed's system writes it (`[1, 2]`, `{"a": 1}`)."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def parse_json_container(text: str) -> Any:
+    """`text` parsed when it is a JSON object or array, else `text` itself.
+
+    What a `jinja` response step sees as `result` after a step that wrote text: a body such as
+    `{"reply": "hi"}` can be read as `{{ result.reply }}`. Other JSON (`"hi"`, `42`, `true`)
+    stays text, so `{{ result }}` renders what the previous step wrote.
+    """
+    if text.lstrip()[:1] not in ("{", "["):
+        return text
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
 
 
 def compile_jsonpath(pattern: str) -> CompiledJsonPath:

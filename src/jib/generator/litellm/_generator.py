@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, PrivateAttr
-
-from jib._concurrency import RequestLimiter
-from jib.generator.base import Generator
+from jib._retry import retry_after_from
+from jib.errors import MalformedResponseError, ProviderError
+from jib.generator._requests import RequestGenerator
 from jib.generator.litellm._errors import map_litellm_error
 from jib.generator.litellm._runtime import (
     fix_ollama_stop_reason,
@@ -18,65 +17,54 @@ from jib.generator.litellm._runtime import (
     to_generated_text,
     warn_if_truncated,
 )
-from jib.messages import GeneratedMessage, GeneratedText, Message, check_batch
+from jib.messages import GeneratedMessage, GeneratedText, Message, Usage, normalize_stop_reason
 from jib.params import GenerateParams
 
 __all__ = ["LiteLLMGenerator"]
 
 ResultT = TypeVar("ResultT")
 
+_NO_HIDDEN_RETRIES = {"max_retries": 0, "num_retries": 0}
+"""LiteLLM's own retries and the OpenAI client's under it, switched off: jib retries, and
+counts every attempt."""
 
-class LiteLLMGenerator(Generator):
+
+class LiteLLMGenerator(RequestGenerator):
     """A generator that sends each request through `litellm.acompletion` / `atext_completion`.
 
     Every `GenerateParams` field is passed to LiteLLM, `extra` entries included (they may also
-    carry LiteLLM's own arguments, such as `max_retries` or `num_ctx` for Ollama). Parameters a
-    provider does not support are dropped rather than failing the call (`drop_params=True` on
-    each call; set `extra={"drop_params": False}` to be told instead).
+    carry LiteLLM's own arguments, such as `num_ctx` for Ollama). Parameters a provider does not
+    support are dropped rather than failing the call (`drop_params=True` on each call; set
+    `extra={"drop_params": False}` to be told instead).
 
-    The items of one batch run concurrently, at most `max_connections` at a time, their starts
-    spaced by `min_delay_between_requests` milliseconds. Wrappers (`wrap`) apply to each request.
-    Failures come back as jib's `ProviderError` family, with LiteLLM's exception as the cause.
+    Requests go through jib's request tier (`RequestGenerator`): at most `max_connections` in
+    flight, `rpm`/`tpm` limits, and transient failures retried by jib (LiteLLM's and the OpenAI
+    client's own hidden retries are switched off, so every attempt is counted). Failures come
+    back as jib's `ProviderError` family, with LiteLLM's exception as the cause.
 
     Attributes:
         api_base: the server's base URL, for self-hosted and proxy endpoints.
-        max_connections: the most requests in flight at once, per event loop.
-        min_delay_between_requests: milliseconds between the starts of two requests.
+        (and the limits and retry settings of `RequestGenerator`)
     """
 
     api_base: str | None = None
-    max_connections: int = Field(default=10, ge=1)
-    min_delay_between_requests: float = Field(default=0.0, ge=0)
 
-    _limiter: RequestLimiter | None = PrivateAttr(default=None)
-
-    def model_post_init(self, context: Any, /) -> None:
-        """Create the request limiter now, so copies made by `wrap()` share it."""
-        self._request_limiter()
-
-    def _request_limiter(self) -> RequestLimiter:
-        self._limiter = RequestLimiter.matching(
-            self._limiter, self.max_connections, self.min_delay_between_requests
-        )
-        return self._limiter
-
-    def __getstate__(self) -> dict[Any, Any]:
-        # The limiter holds per-event-loop state that cannot be pickled; a copy makes its own.
-        state = super().__getstate__()
-        private = state.get("__pydantic_private__")
-        if private:
-            state["__pydantic_private__"] = {**private, "_limiter": None}
-        return state
+    default_timeout: ClassVar[float | None] = 600.0
 
     def load(self) -> LiteLLMGenerator:
         """Import LiteLLM now rather than at the first request."""
         import_litellm()
         return self
 
+    def before_batch(self) -> None:
+        """A missing LiteLLM fails the whole batch, once, saying what to install."""
+        import_litellm()
+
     # -- requests ------------------------------------------------------------------------------
 
     def _request_arguments(self, params: GenerateParams) -> dict[str, Any]:
         arguments: dict[str, Any] = {"model": self.model, "drop_params": True}
+        arguments.update(_NO_HIDDEN_RETRIES)
         api_key = self.get_api_key()
         if api_key is not None:
             arguments["api_key"] = api_key
@@ -91,23 +79,37 @@ class LiteLLMGenerator(Generator):
         read: Callable[[Any], ResultT],
         **arguments: Any,
     ) -> ResultT:
-        """One LiteLLM call in a limiter slot, its response `read`; a failure becomes a jib error.
+        """One LiteLLM call, its response `read`; a failure becomes a jib error."""
+        try:
+            return read(await function(**arguments))
+        except Exception as exc:
+            error = self._error(exc, arguments)
+            if error is exc:
+                raise
+            raise error from exc
 
-        Mapping here, inside the `wrap()`ped call, lets a retry wrapper match jib's errors.
-        """
-        async with self._request_limiter().slot():
-            try:
-                return read(await function(**arguments))
-            except Exception as exc:
-                secrets = [arguments.get("api_key") or ""]
-                error = map_litellm_error(exc, provider=self.model, secrets=secrets)
-                if error is exc:
-                    raise
-                raise error from exc
+    def _error(self, exc: Exception, arguments: dict[str, Any]) -> Exception:
+        """The jib error for what a LiteLLM call raised (`exc` itself when it is not LiteLLM's)."""
+        secrets = [arguments.get("api_key") or ""]
+        error = map_litellm_error(exc, provider=self.model, secrets=secrets)
+        if error is exc:
+            return exc
+        if _cut_body(exc):
+            # LiteLLM reports a body it could not parse as a 500 of its own making.
+            error = MalformedResponseError(
+                f"the server's answer is not valid JSON: {error.message}"
+                if isinstance(error, ProviderError)
+                else str(error),
+                provider=self.model,
+            )
+        if isinstance(error, ProviderError) and error.retry_after is None:
+            error.retry_after = _retry_after_in(exc)
+        return error
 
-    async def _chat_one(
+    async def request_message(
         self, messages: Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
+        """Send one conversation to `litellm.acompletion`."""
         litellm = import_litellm()
         generated = await self._request(
             litellm.acompletion,
@@ -119,7 +121,49 @@ class LiteLLMGenerator(Generator):
         warn_if_truncated(self.model, (m.content for m in messages), generated.usage)
         return generated
 
-    async def _text_one(self, text: str, params: GenerateParams) -> GeneratedText:
+    async def request_message_stream(
+        self, messages: Sequence[Message], params: GenerateParams
+    ) -> AsyncIterator[str | GeneratedMessage]:
+        """Stream one conversation through `litellm.acompletion(stream=True)`."""
+        litellm = import_litellm()
+        arguments = self._request_arguments(params)
+        arguments["stream"] = True
+        arguments.setdefault("stream_options", {"include_usage": True})
+        parts: list[str] = []
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        extra: dict[str, Any] = {}
+        try:
+            response = await litellm.acompletion(
+                messages=[message.to_dict() for message in messages], **arguments
+            )
+            async for chunk in response:
+                chunk_usage = _usage_of(chunk)
+                if chunk_usage is not None:
+                    usage = chunk_usage
+                if getattr(chunk, "id", None):
+                    extra["response_id"] = chunk.id
+                choices = getattr(chunk, "choices", None) or []
+                if not choices:
+                    continue
+                choice = choices[0]
+                if getattr(choice, "finish_reason", None):
+                    finish_reason = choice.finish_reason
+                delta = getattr(getattr(choice, "delta", None), "content", None)
+                if delta:
+                    parts.append(delta)
+                    yield delta
+        except Exception as exc:
+            raise self._error(exc, arguments) from exc
+        generated = GeneratedMessage(
+            Message("assistant", "".join(parts)), normalize_stop_reason(finish_reason), usage, extra
+        )
+        fix_ollama_stop_reason(self.model, generated, params.max_tokens)
+        warn_if_truncated(self.model, (m.content for m in messages), generated.usage)
+        yield generated
+
+    async def request_text(self, text: str, params: GenerateParams) -> GeneratedText:
+        """Send one text to `litellm.atext_completion`."""
         litellm = import_litellm()
         generated = await self._request(
             litellm.atext_completion,
@@ -131,38 +175,38 @@ class LiteLLMGenerator(Generator):
         warn_if_truncated(self.model, [text], generated.usage)
         return generated
 
-    async def _run_batch(
-        self,
-        one: Callable[[Any, GenerateParams], Awaitable[ResultT]],
-        inputs: Sequence[Any],
-        params: Sequence[GenerateParams],
-    ) -> list[ResultT | BaseException]:
-        """Run `one` (wrapped) on every item concurrently; each failure is that item's result.
 
-        Provider failures are already jib errors; anything else (a wrapper's own exception, a
-        bug) is left as it is, for the pipeline's `catch()` to judge. Cancellation propagates.
-        """
-        import_litellm()  # a missing package fails the whole batch, once, with what to install
-        call = self.wrapped(one)
-        results = await asyncio.gather(
-            *(call(item, item_params) for item, item_params in zip(inputs, params, strict=True)),
-            return_exceptions=True,
+def _usage_of(chunk: Any) -> Usage | None:
+    usage = getattr(chunk, "usage", None)
+    if usage is None:
+        return None
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion = int(getattr(usage, "completion_tokens", 0) or 0)
+    total = int(getattr(usage, "total_tokens", 0) or prompt + completion)
+    return Usage(prompt, completion, total)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def _cut_body(exc: BaseException) -> bool:
+    """Whether the answer came back but could not be parsed as JSON (cut, or nested too deep)."""
+    return any(isinstance(error, (json.JSONDecodeError, RecursionError)) for error in _chain(exc))
+
+
+def _retry_after_in(exc: BaseException) -> float | None:
+    """The `Retry-After` of the response behind a LiteLLM exception (or its causes), if any."""
+    for error in _chain(exc):
+        headers = getattr(error, "litellm_response_headers", None) or getattr(
+            getattr(error, "response", None), "headers", None
         )
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
-                raise result
-        return results
-
-    async def generate_messages(
-        self, messages: Sequence[Sequence[Message]], params: Sequence[GenerateParams]
-    ) -> Sequence[GeneratedMessage | BaseException]:
-        """Send each conversation to `litellm.acompletion`, concurrently within the limits."""
-        check_batch("generate_messages", messages, params)
-        return await self._run_batch(self._chat_one, messages, params)
-
-    async def generate_texts(
-        self, texts: Sequence[str], params: Sequence[GenerateParams]
-    ) -> Sequence[GeneratedText | BaseException]:
-        """Send each text to `litellm.atext_completion`, concurrently within the limits."""
-        check_batch("generate_texts", texts, params)
-        return await self._run_batch(self._text_one, texts, params)
+        wait = retry_after_from(headers) if headers is not None else None
+        if wait is not None:
+            return wait
+    return None

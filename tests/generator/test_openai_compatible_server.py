@@ -1,7 +1,8 @@
-"""LiteLLMGenerator end to end against `transformers serve`, a real OpenAI-compatible server.
+"""Remote generators end to end against `transformers serve`, a real OpenAI-compatible server.
 
-Both LiteLLM prefixes for self-hosted OpenAI-style servers are exercised: `openai/` (with an api
-key, as any OpenAI-compatible endpoint) and `hosted_vllm/` (vLLM's prefix, same protocol).
+Three routes to the same server, through the same tests: LiteLLM's `openai/` prefix (with an api
+key, as any OpenAI-compatible endpoint) and `hosted_vllm/` prefix (vLLM's, same protocol), and
+jib's native `openai!` generator.
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ import pytest
 
 import jib
 from jib.generator.litellm import LiteLLMGenerator
+from jib.generator.openai import OpenAIGenerator
 from tests.support.openai_server import RunningServer
 
 pytestmark = pytest.mark.slow
 
-PREFIXES = ["openai", "hosted_vllm"]
+PREFIXES = ["openai", "hosted_vllm", "openai!"]
 
 
 def _identifier(server: RunningServer, prefix: str, extra: str = "") -> str:
-    key = ",api_key=sk-local" if prefix == "openai" else ""
-    return f"{prefix}/{server.model},api_base={server.url}{key}{extra}"
+    key = ",api_key=sk-local" if prefix.startswith("openai") else ""
+    route = prefix if prefix.endswith("!") else f"{prefix}/"
+    return f"{route}{server.model},api_base={server.url}{key}{extra}"
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
@@ -92,15 +95,39 @@ async def test_complete_returns_text_with_usage_and_stop_reason(
     assert completion.usage.input_tokens == 4
 
 
+@pytest.mark.parametrize(
+    ("prefix", "cls"), [("openai", LiteLLMGenerator), ("openai!", OpenAIGenerator)]
+)
 async def test_chat_record_round_trips_through_json_and_rebuilds_the_generator(
-    openai_server: RunningServer,
+    openai_server: RunningServer, prefix: str, cls: type[jib.Generator]
 ) -> None:
-    generator = jib.get_generator(_identifier(openai_server, "openai", ",max_tokens=2"))
+    generator = jib.get_generator(_identifier(openai_server, prefix, ",max_tokens=2"))
 
     chat = await generator.chat("hello").run()
     restored = jib.Chat.from_json(chat.to_json())
 
     assert restored.content == chat.content
     assert "sk-local" not in chat.to_json()
-    assert isinstance(restored.generator, LiteLLMGenerator)
+    assert isinstance(restored.generator, cls)
     assert restored.generator.api_base == openai_server.url
+
+
+@pytest.mark.parametrize("prefix", ["openai", "openai!"])
+async def test_a_streamed_chat_equals_the_run_one(
+    openai_server: RunningServer, prefix: str
+) -> None:
+    # The tiny random model is deterministic with greedy decoding: both answers can be compared.
+    generator = jib.get_generator(_identifier(openai_server, prefix, ",max_tokens=6,temperature=0"))
+
+    ran = await generator.chat("the quick brown fox").run()
+    stream = generator.chat("the quick brown fox").stream()
+    deltas = [delta async for delta in stream]
+    streamed = stream.chat
+
+    assert len(deltas) > 1  # the text came in pieces
+    assert "".join(deltas) == streamed.content == ran.content
+    assert streamed.stop_reason == ran.stop_reason == "length"
+    assert streamed.usage is not None and ran.usage is not None
+    assert streamed.usage.output_tokens == ran.usage.output_tokens == 6
+    assert streamed.attempts == 1
+    assert streamed.to_dict()["generated"] == ran.to_dict()["generated"]

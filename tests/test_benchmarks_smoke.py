@@ -1,0 +1,166 @@
+"""The transport benchmark runs: its stub speaks OpenAI's protocol, and `--smoke` completes.
+
+The figures themselves are not tested (ratios are not timed tests); the smoke run only has to
+measure or skip every client, fail none, and write its JSON and its page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = ROOT / "benchmarks"
+ANSWER = "Hello from the stub."
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[str]:
+    """The benchmark stub in its own process; its base URL (without /v1)."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(BENCHMARKS / "openai_stub.py"),
+            "--port",
+            "0",
+            "--chunk-delay-ms",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("listening on http://127.0.0.1:"), line
+        yield line.removeprefix("listening on ")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def events(text: str) -> list[str]:
+    return [line.removeprefix("data: ") for line in text.split("\n\n") if line]
+
+
+def test_stub_answers_chat_and_text_completions_as_json(stub: str) -> None:
+    chat = httpx.post(f"{stub}/v1/chat/completions", json={"model": "m", "messages": []}).json()
+    text = httpx.post(f"{stub}/v1/completions", json={"model": "m", "prompt": "hi"}).json()
+
+    assert chat["choices"][0]["message"] == {"role": "assistant", "content": ANSWER}
+    assert chat["choices"][0]["finish_reason"] == "stop"
+    assert chat["usage"] == {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
+    assert chat["model"] == "m"
+    assert text["choices"][0]["text"] == ANSWER
+    assert text["object"] == "text_completion"
+
+
+def test_stub_streams_server_sent_events_with_usage_and_done(stub: str) -> None:
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    response = httpx.post(f"{stub}/v1/chat/completions", json=body)
+
+    assert response.headers["content-type"] == "text/event-stream"
+    sent = events(response.text)
+    assert sent[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in sent[:-1]]
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+    assert content == ANSWER
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["total_tokens"] == 9
+
+
+def test_stub_streams_text_completions_without_usage_unless_asked(stub: str) -> None:
+    body = {"model": "m", "prompt": "hi", "stream": True}
+    sent = events(httpx.post(f"{stub}/v1/completions", json=body).text)
+
+    chunks = [json.loads(event) for event in sent[:-1]]
+    assert "".join(chunk["choices"][0]["text"] for chunk in chunks) == ANSWER
+    assert all("usage" not in chunk for chunk in chunks)
+
+
+def test_stub_records_when_it_sent_a_slow_streams_first_chunk(stub: str) -> None:
+    body = {"model": "slow-stream", "messages": [{"role": "user", "content": "key 1"}]}
+    with httpx.stream(
+        "POST", f"{stub}/v1/chat/completions", json={**body, "stream": True}
+    ) as response:
+        lines = response.iter_lines()
+        first = next(lines)
+        received = time.monotonic()
+        rest = list(lines)
+
+    sent = httpx.get(f"{stub}/stub/first-chunks").json()
+    assert json.loads(first.removeprefix("data: "))["choices"][0]["delta"]["content"] == "Hello"
+    assert "data: [DONE]" in rest
+    assert 0 <= received - sent["key 1"] < 5
+    assert httpx.post(f"{stub}/stub/reset").json() == {"reset": True}
+    assert httpx.get(f"{stub}/stub/first-chunks").json() == {}
+
+
+def test_stub_rejects_what_it_cannot_answer_with_openai_style_errors(stub: str) -> None:
+    missing = httpx.get(f"{stub}/v1/models")
+    wrong_method = httpx.get(f"{stub}/v1/chat/completions")
+    not_json = httpx.post(f"{stub}/v1/chat/completions", content=b"{nope")
+    not_object = httpx.post(f"{stub}/v1/chat/completions", content=b"[1, 2]")
+
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == "no route GET /v1/models"
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["message"] == "/v1/chat/completions takes POST, not GET"
+    for response in (not_json, not_object):
+        assert response.status_code == 400
+        assert response.json()["error"]["message"] == "the request body is not a JSON object"
+
+
+def test_stub_asks_for_a_content_length_on_chunked_bodies(stub: str) -> None:
+    def chunked() -> Iterator[bytes]:
+        yield b'{"model": "m"}'
+
+    response = httpx.post(f"{stub}/v1/chat/completions", content=chunked())
+
+    assert response.status_code == 411
+    assert response.json()["error"]["message"] == (
+        "send the request body with a Content-Length header"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_smoke_run_measures_or_skips_every_client_and_writes_its_json(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "transport.py"), "--smoke", "--out-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=850,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "transport_smoke.json").read_text())
+    batch = result["batch"]
+    assert batch["failed"] == {}
+    measured = {cell["client"] for cell in batch["cells"]}
+    assert {"raw_aiohttp", "httpx", "openai_sdk", "litellm", "jib_litellm", "jib_http"} <= measured
+    assert "jib_openai" in measured | set(batch["skipped"])
+    assert result["first_delta"]["failed"] == {}
+    assert result["run_batch_rss"]["failed"] == {}
+    assert result["imports"]["failed"] == {}
+    page = (tmp_path / "transport_smoke.md").read_text()
+    assert "## Acceptance (issue 11)" in page
+    assert "```python" not in page
