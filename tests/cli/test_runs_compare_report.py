@@ -210,3 +210,17 @@ def test_report_of_a_run_with_no_success_and_no_price_says_so(
     assert "No chat of this run succeeded, so there is no latency to show." in page
     assert "No chat of this run has a known cost." in page
     assert page.count("<svg") == 1
+
+
+def test_compare_and_runs_never_send_control_characters_to_the_terminal(
+    jib: JibRunner, prompts_file: Path
+) -> None:
+    assert jib("run", "fixed!x,text=a%1B[2Jb", "-f", str(prompts_file), "-r", "esc\x07").code == 0
+
+    compared = jib("compare", "--run", "esc\x07")
+    runs = jib("runs")
+
+    assert compared.code == 0, compared.stderr
+    assert "\x1b" not in compared.stdout and "a\\x1b[2Jb" in compared.stdout
+    assert "\x07" not in runs.stdout + compared.stdout
+    assert "esc\\x07" in runs.stdout

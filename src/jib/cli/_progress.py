@@ -20,6 +20,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from jib.cli._terminal import printable
+
 __all__ = ["GeneratorStats", "RichReporter", "TextReporter"]
 
 
@@ -139,8 +141,8 @@ class RichReporter:
         self._progress.update(task, completed=stats.done, failed=stats.failed)
 
     def note(self, text: str) -> None:
-        """Print `text` above the bars."""
-        self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        """Print `text` above the bars (control characters shown as escapes)."""
+        self._progress.console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
 
     def stop(self) -> None:
         """Leave the final bars on screen."""
@@ -186,8 +188,8 @@ class TextReporter:
         )
 
     def note(self, text: str) -> None:
-        """Print `text` as a line of its own."""
-        self._print(text)
+        """Print `text` as a line of its own (control characters shown as escapes)."""
+        self._print(printable(text))
 
     def stop(self) -> None:
         """Nothing to clean up."""

@@ -24,6 +24,7 @@ from jib.cli._common import (
 )
 from jib.cli._comparison import Answer, ComparedPrompt, Comparison, compare_records
 from jib.cli._figures import wrap_identifier
+from jib.cli._terminal import printable
 
 __all__ = ["CompareFormat", "compare_command", "load_comparison"]
 
@@ -109,16 +110,16 @@ def _cell(answer: Answer | None) -> Text:
     if answer is None:
         return Text("–", style="dim")
     if answer.failed:
-        return Text(f"failed: {answer.error or 'unknown error'}", style="red")
+        return Text(printable(f"failed: {answer.error or 'unknown error'}"), style="red")
     text = answer.text if len(answer.text) <= _CELL else answer.text[: _CELL - 1] + "…"
-    return Text(text)
+    return Text(printable(text))
 
 
 def _table(comparison: Comparison) -> Table:
     samples = comparison.samples
     expected = any("expected" in p.metadata for p in comparison.prompts)
     table = Table(
-        title=f"run {comparison.run}: {comparison.describe()}",
+        title=printable(f"run {comparison.run}: {comparison.describe()}"),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_lines=True,
@@ -129,11 +130,12 @@ def _table(comparison: Comparison) -> Table:
     if expected:
         table.add_column("expected", ratio=1, overflow="fold")
     for generator in comparison.generators:
-        table.add_column(wrap_identifier(generator, 24), ratio=2, overflow="fold")
+        table.add_column(printable(wrap_identifier(generator, 24)), ratio=2, overflow="fold")
     for prompt in comparison.prompts:
-        row = [Text(_prompt_label(prompt, samples)), Text(prompt.prompt)]
+        row = [Text(printable(_prompt_label(prompt, samples))), Text(printable(prompt.prompt))]
         if expected:
-            row.append(Text(_plain(prompt.metadata.get("expected", "")), style="cyan"))
+            shown = printable(_plain(prompt.metadata.get("expected", "")))
+            row.append(Text(shown, style="cyan"))
         row += [_cell(prompt.answers.get(generator)) for generator in comparison.generators]
         table.add_row(*row)
     return table

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from jib.cli._common import StoreOption, handle_errors, open_cli_store, out_console
 from jib.cli._figures import format_cost, wrap_identifier
+from jib.cli._terminal import printable
 
 __all__ = ["runs_command"]
 
@@ -59,10 +60,12 @@ def _table(runs: list[dict[str, Any]]) -> Table:
     for name in ("chats", "failed", "cost"):
         table.add_column(name, justify="right", no_wrap=True)
     for run in runs:
-        generators = "\n".join(wrap_identifier(g, _GENERATOR_WIDTH) for g in run["generators"])
+        generators = "\n".join(
+            printable(wrap_identifier(g, _GENERATOR_WIDTH)) for g in run["generators"]
+        )
         failed = run["failed"]
         table.add_row(
-            Text(run["run"]),
+            Text(printable(run["run"])),
             run["last"].strftime("%Y-%m-%d %H:%M") if run["last"] else "–",
             Text(generators or "–"),
             str(run["records"]),
