@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         ProviderTimeoutError,
         RateLimitError,
         ServerError,
+        UntrustedIdentifierError,
     )
     from jib.generator.base import Generator
     from jib.generator.http import HTTPGenerator
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from jib.params import GenerateParams
     from jib.pipeline import ChatPipeline, CompletionPipeline, OnFailed
     from jib.registry import register_generator, registered_providers
+    from jib.trust import TrustPolicy
 
 __version__ = "0.1.0"
 
@@ -63,6 +65,7 @@ _EXPORTS: dict[str, str] = {
             "ProviderTimeoutError",
             "RateLimitError",
             "ServerError",
+            "UntrustedIdentifierError",
         ],
         "jib.errors",
     ),
@@ -79,6 +82,7 @@ _EXPORTS: dict[str, str] = {
     "GenerateParams": "jib.params",
     **dict.fromkeys(["ChatPipeline", "CompletionPipeline", "OnFailed"], "jib.pipeline"),
     **dict.fromkeys(["register_generator", "registered_providers"], "jib.registry"),
+    "TrustPolicy": "jib.trust",
 }
 
 _SUBPACKAGES = frozenset({"generator"})
@@ -131,6 +135,8 @@ __all__ = [
     "StopReason",
     "StoredError",
     "TransformersGenerator",
+    "TrustPolicy",
+    "UntrustedIdentifierError",
     "Usage",
     "VLLMGenerator",
     "__version__",

@@ -2,7 +2,7 @@
 
 This module knows nothing of generators or field types. It splits an identifier into its parts,
 joins parts back into an identifier, escapes and unescapes text, and redacts secrets from an
-identifier for error messages.
+identifier for error messages (which keys are secret is `jib._secrets`' call).
 
 Escaping is percent-encoding (as in URLs) of the characters the grammar uses (`%` `,` `=` `!` `;`),
 whitespace and unprintable characters, so any string survives a round trip while ordinary
@@ -19,22 +19,22 @@ but one written raw in an identifier is refused.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from jib._secrets import ENV_REFERENCE_PREFIX, REDACTED, looks_like_secret_name
 from jib.errors import InvalidGeneratorError
 
 __all__ = [
-    "ENV_REFERENCE_PREFIX",
-    "REDACTED",
     "IdentifierSyntaxError",
     "ParsedIdentifier",
     "escape",
     "format_identifier",
-    "is_secret_key",
     "parse_identifier",
     "redact_identifier",
+    "secret_values",
     "unescape",
 ]
 
@@ -42,11 +42,6 @@ _SPECIAL = frozenset("%,=!;")
 _PROVIDER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_SECRET_KEY_RE = re.compile(
-    r"(^|_)(api_?key|key|token|secret|password|passwd|credentials?|auth)$", re.IGNORECASE
-)
-REDACTED = "***"
-ENV_REFERENCE_PREFIX = "env:"
 
 
 class IdentifierSyntaxError(InvalidGeneratorError):
@@ -80,21 +75,22 @@ def escape(text: str) -> str:
     return "".join(out)
 
 
-def unescape(text: str) -> str:
-    """Undo `escape`: decode `%XX` sequences (UTF-8)."""
+def unescape(text: str, *, secret: bool = False) -> str:
+    """Undo `escape`: decode `%XX` sequences (UTF-8).
+
+    Raises:
+        IdentifierSyntaxError: a `%XX` sequence is not UTF-8; the message quotes `text` unless
+            it is a `secret`.
+    """
     if "%" not in text:
         return text
     try:
         return unquote(text, errors="surrogatepass")
     except UnicodeDecodeError as exc:
+        what = "the secret value" if secret else repr(text)
         raise IdentifierSyntaxError(
-            f"{text!r} holds a %-escape that is not valid UTF-8; write a literal '%' as %25"
-        ) from exc
-
-
-def is_secret_key(key: str) -> bool:
-    """True for keys whose values are secrets (`api_key`, `token`, `password`, ...)."""
-    return bool(_SECRET_KEY_RE.search(key))
+            f"{what} holds a %-escape that is not valid UTF-8; write a literal '%' as %25"
+        ) from (None if secret else exc)
 
 
 def parse_identifier(identifier: str) -> ParsedIdentifier:
@@ -144,7 +140,7 @@ def parse_identifier(identifier: str) -> ParsedIdentifier:
     previous_key = ""
     for part in parts:
         if "=" not in part:
-            if is_secret_key(previous_key):
+            if looks_like_secret_name(previous_key):
                 # Most likely the rest of a key holding a ',': never echo it.
                 what = f"the part after {previous_key!r}"
             else:
@@ -157,7 +153,9 @@ def parse_identifier(identifier: str) -> ParsedIdentifier:
         key = key.strip()
         if not _KEY_RE.match(key):
             shown = (
-                f"the key after {previous_key!r}" if is_secret_key(previous_key) else f"key {key!r}"
+                f"the key after {previous_key!r}"
+                if looks_like_secret_name(previous_key)
+                else f"key {key!r}"
             )
             raise IdentifierSyntaxError(
                 f"{shown} at position {position} is not a valid name; expected letters, "
@@ -182,21 +180,48 @@ def format_identifier(provider: str | None, model: str, items: list[tuple[str, s
 
 
 def redact_identifier(identifier: object) -> str:
-    """`identifier` as text with every secret value replaced by `***` (env references kept)."""
+    """`identifier` as text with every secret value replaced by `***` (env references kept).
+
+    Keys that only look like secret ones (`api-key`, `bearer`, `apikye`) count too: a mistyped
+    key still holds a secret.
+    """
     if not isinstance(identifier, str):
         return f"<{type(identifier).__name__}>"
     head, *parts = identifier.split(",")
     redacted = [head]
+    for part, secret in _secret_parts(parts):
+        if secret is None:
+            redacted.append(part)
+        elif secret:
+            key = part.partition("=")[0]
+            redacted.append(f"{key}={REDACTED}")
+    return ",".join(redacted)
+
+
+def secret_values(identifier: str) -> list[str]:
+    """The secret values written in `identifier`, as written and unescaped (to mask in text)."""
+    values: list[str] = []
+    for part, secret in _secret_parts(identifier.split(",")[1:]):
+        if secret:
+            value = part.partition("=")[2].strip()
+            values.append(value)
+            with contextlib.suppress(UnicodeDecodeError):
+                values.append(unquote(value, errors="strict"))
+    return values
+
+
+def _secret_parts(parts: list[str]) -> list[tuple[str, bool | None]]:
+    """Each part with True (a secret `key=value`), False (the rest of one), or None (not one)."""
+    marked: list[tuple[str, bool | None]] = []
     in_secret = False
     for part in parts:
         key, sep, value = part.partition("=")
         if not sep or (in_secret and not _KEY_RE.match(key.strip())):
             # A part that is not `key=value` right after a secret is most likely the rest of it.
-            if not in_secret:
-                redacted.append(part)
+            marked.append((part, False if in_secret else None))
             continue
-        in_secret = is_secret_key(key.strip()) and not value.strip().startswith(
+        in_secret = looks_like_secret_name(key.strip()) and not value.strip().startswith(
             ENV_REFERENCE_PREFIX
         )
-        redacted.append(f"{key}={REDACTED}" if in_secret else part)
-    return ",".join(redacted)
+        marked.append((part, True if in_secret else None))
+    return marked

@@ -1,7 +1,8 @@
 """`Chat` and `Completion`: the records a pipeline run produces, and their JSON form.
 
 Records are dataclasses (one is made per item on the hot path). Their JSON form is checked by
-pydantic models when loaded, and loading rebuilds the generator from the stored identifier.
+pydantic models when loaded, and loading rebuilds the generator from the stored identifier. A
+stored identifier is data, not code: it is rebuilt untrusted (see `jib.trust`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from jib.generator.base import Generator
 from jib.identifiers import get_generator
 from jib.messages import Message, MessageInput, StopReason, Usage, as_messages
 from jib.params import GenerateParams
+from jib.trust import TrustPolicy, policy_for
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -188,29 +190,54 @@ class Chat(_Record):
         return text
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, rebuild_generator: bool = True) -> Chat:
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        *,
+        rebuild_generator: bool = True,
+        trusted: bool | TrustPolicy = False,
+    ) -> Chat:
         """Load a chat from `to_dict` output, rebuilding its generator from the identifier.
+
+        Args:
+            data: what `to_dict` returned (or the same read back from JSON).
+            rebuild_generator: rebuild the generator from the stored identifier.
+            trusted: how far to trust that identifier. By default it is data: it may not read
+                environment variables beyond the provider key ones, send your secrets to a
+                host it chose, or run code (see `jib.trust`); `TrustPolicy.from_env()` applies.
+                Pass a `TrustPolicy` to allow more, or `True` for a chat you made yourself.
 
         Raises:
             pydantic.ValidationError: the data is not a chat, or was written by a newer jib
                 (its `schema_version` is above `jib._records.SCHEMA_VERSION`).
+            UntrustedIdentifierError: the identifier wants what `trusted` does not allow (the
+                message says how to allow it).
             InvalidGeneratorError: the generator cannot be rebuilt (pass
                 `rebuild_generator=False` to load the chat without it).
         """
-        return cls._from_record(_records().ChatModel.model_validate(data), rebuild_generator)
+        record = _records().ChatModel.model_validate(data)
+        return cls._from_record(record, rebuild_generator, trusted)
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, rebuild_generator: bool = True) -> Chat:
+    def from_json(
+        cls,
+        text: str | bytes,
+        *,
+        rebuild_generator: bool = True,
+        trusted: bool | TrustPolicy = False,
+    ) -> Chat:
         """Load a chat from `to_json` output (see `from_dict`)."""
         record = _records().ChatModel.model_validate_json(text)
-        return cls._from_record(record, rebuild_generator)
+        return cls._from_record(record, rebuild_generator, trusted)
 
     @classmethod
-    def _from_record(cls, record: ChatModel, rebuild_generator: bool) -> Chat:
+    def _from_record(
+        cls, record: ChatModel, rebuild_generator: bool, trusted: bool | TrustPolicy
+    ) -> Chat:
         return cls(
             messages=[Message(m.role, m.content) for m in record.messages],
             generated=[Message(m.role, m.content) for m in record.generated],
-            **_common_fields(record, rebuild_generator),
+            **_common_fields(record, rebuild_generator, trusted),
         )
 
     def __repr__(self) -> str:
@@ -280,23 +307,37 @@ class Completion(_Record):
         return text
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, rebuild_generator: bool = True) -> Completion:
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        *,
+        rebuild_generator: bool = True,
+        trusted: bool | TrustPolicy = False,
+    ) -> Completion:
         """Load a completion from `to_dict` output (see `Chat.from_dict`)."""
         record = _records().CompletionModel.model_validate(data)
-        return cls._from_record(record, rebuild_generator)
+        return cls._from_record(record, rebuild_generator, trusted)
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, rebuild_generator: bool = True) -> Completion:
-        """Load a completion from `to_json` output."""
+    def from_json(
+        cls,
+        text: str | bytes,
+        *,
+        rebuild_generator: bool = True,
+        trusted: bool | TrustPolicy = False,
+    ) -> Completion:
+        """Load a completion from `to_json` output (see `Chat.from_dict`)."""
         record = _records().CompletionModel.model_validate_json(text)
-        return cls._from_record(record, rebuild_generator)
+        return cls._from_record(record, rebuild_generator, trusted)
 
     @classmethod
-    def _from_record(cls, record: CompletionModel, rebuild_generator: bool) -> Completion:
+    def _from_record(
+        cls, record: CompletionModel, rebuild_generator: bool, trusted: bool | TrustPolicy
+    ) -> Completion:
         return cls(
             text=record.text,
             generated=record.generated,
-            **_common_fields(record, rebuild_generator),
+            **_common_fields(record, rebuild_generator, trusted),
         )
 
     def __repr__(self) -> str:
@@ -304,10 +345,16 @@ class Completion(_Record):
         return f"Completion(id={self.id!r}, generator={self.generator_id!r}, {state})"
 
 
-def _common_fields(record: RecordModel, rebuild_generator: bool) -> dict[str, Any]:
+def _common_fields(
+    record: RecordModel, rebuild_generator: bool, trusted: bool | TrustPolicy
+) -> dict[str, Any]:
     generator = None
     if rebuild_generator and record.generator_id:
         generator = get_generator(record.generator_id)
+        policy = policy_for(trusted)
+        if policy is not None:
+            # Checked with the stored params: they go with the generator when continuing.
+            policy.check_generator(generator, identifier=record.generator_id, params=record.params)
     return {
         "generator": generator,
         "_generator_id": record.generator_id,

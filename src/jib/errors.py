@@ -4,7 +4,10 @@ The hierarchy answers "what can I do about it?":
 
 - `JibError` is the root; catch it to catch everything jib raises on purpose.
 - `InvalidGeneratorError`: the configuration is wrong (identifier, attribute, value). Fix the input.
-- `ProcessingError`: a spec or transform could not be applied to a request or a response.
+  `UntrustedIdentifierError`, one kind of it: an identifier read back from data (a stored chat,
+  a JSONL or ids file) asks for what only the user may choose; the message says how to allow it.
+- `ProcessingError`: a spec or transform could not be applied to a request or a response;
+  `BudgetExceededError` when it wanted more time, steps or memory than its budget.
 - `ProviderError` and its subclasses: the model provider failed. Each carries `retryable`,
   `status_code` and the provider's own `message`, so a retry policy is one line:
 
@@ -20,6 +23,7 @@ __all__ = [
     "RETRYABLE_ERRORS",
     "AuthenticationError",
     "BadRequestError",
+    "BudgetExceededError",
     "ContextLengthError",
     "GeneratorWarning",
     "InvalidGeneratorError",
@@ -32,6 +36,7 @@ __all__ = [
     "ProviderTimeoutError",
     "RateLimitError",
     "ServerError",
+    "UntrustedIdentifierError",
     "error_for_status",
 ]
 
@@ -55,6 +60,26 @@ class InvalidGeneratorError(JibError, ValueError):
     """
 
 
+class UntrustedIdentifierError(InvalidGeneratorError):
+    """An identifier read from data wants what only the user may allow: to read an environment
+    variable, to send a secret to a host the data chose, or to run code.
+
+    The message names each problem and how to allow it (a `jib.trust.TrustPolicy`, the
+    `JIB_ALLOW_ENV` / `JIB_ALLOW_HOSTS` variables, or the CLI's `--allow-env`, `--allow-host` and
+    `--trust-remote-code`). Identifiers the user writes (code, command line) are not checked.
+
+    Attributes:
+        problems: one line per refused option, each ending with how to allow it.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        self.problems = problems
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.problems))
+
+
 class MissingDependencyError(JibError, ImportError):
     """An optional package a provider needs is not installed; the message names the extra."""
 
@@ -73,6 +98,14 @@ class MissingDependencyError(JibError, ImportError):
 
 class ProcessingError(JibError):
     """A spec, template or transform could not be applied (bad spec, response not as expected)."""
+
+
+class BudgetExceededError(ProcessingError):
+    """A template, JSONPath or regex of a spec wanted more time, steps or memory than its budget.
+
+    Specs are data, so their work is bounded; the message names the limit that was hit and how
+    to raise it in code (`HTTPGenerator.render_limits`).
+    """
 
 
 class ProviderError(JibError):

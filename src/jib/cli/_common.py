@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -12,6 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from jib._secrets import redact
 from jib._values import decode_value, field_kind
 from jib.cli._spec_files import expand_spec_file
 from jib.cli._terminal import printable
@@ -19,6 +19,7 @@ from jib.errors import InvalidGeneratorError, JibError, MissingDependencyError
 from jib.generator.base import Generator
 from jib.identifiers import get_generator
 from jib.params import GenerateParams
+from jib.trust import ALLOW_ENV_VARIABLE, ALLOW_HOSTS_VARIABLE, TrustPolicy
 
 if TYPE_CHECKING:
     from jib.storage import ChatStore
@@ -28,10 +29,13 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "GENERATOR_ENV_VAR",
+    "AllowEnvOption",
+    "AllowHostOption",
     "CliError",
     "GeneratorOption",
     "ParamOption",
     "StoreOption",
+    "TrustRemoteCodeOption",
     "err_console",
     "fail",
     "handle_errors",
@@ -41,6 +45,7 @@ __all__ = [
     "quiet_litellm",
     "require_run",
     "resolve_generators",
+    "trust_policy",
 ]
 
 EXIT_FAILED = 1
@@ -104,6 +109,43 @@ ParamOption = Annotated[
     ),
 ]
 
+AllowEnvOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-env",
+        metavar="NAME",
+        help="Let identifiers read from data (a stored chat, a JSONL file) read environment "
+        f"variable NAME as their key (repeatable; also ${ALLOW_ENV_VARIABLE}).",
+        show_default=False,
+    ),
+]
+AllowHostOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-host",
+        metavar="HOST",
+        help="Let identifiers and params read from data send your keys to HOST (repeatable; "
+        f"also ${ALLOW_HOSTS_VARIABLE}). The provider's own host and loopback are allowed.",
+        show_default=False,
+    ),
+]
+TrustRemoteCodeOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Let identifiers read from data run model code (trust_remote_code=True).",
+    ),
+]
+
+
+def trust_policy(
+    allow_env: Sequence[str] | None, allow_host: Sequence[str] | None, remote_code: bool
+) -> TrustPolicy:
+    """What data may do: `$JIB_ALLOW_ENV` / `$JIB_ALLOW_HOSTS`, plus the command's options."""
+    return TrustPolicy.from_env().allowing(
+        env=allow_env or (), hosts=allow_host or (), remote_code=remote_code
+    )
+
 
 class CliError(Exception):
     """An error to report as one `error: …` line and an exit code."""
@@ -113,19 +155,8 @@ class CliError(Exception):
         self.code = code
 
 
-_SECRET_ASSIGNMENT = re.compile(
-    r"((?:api_?key|token|secret|password|passwd)[A-Za-z0-9_]*=)(?!env:|\*\*\*)[^,\s'\"]+",
-    re.IGNORECASE,
-)
-
-
-def redact(text: str) -> str:
-    """`text` with the values of secret-looking `key=value` pairs masked (env: references kept)."""
-    return _SECRET_ASSIGNMENT.sub(r"\1***", text)
-
-
 def one_line(message: object) -> str:
-    """`message` as text on one line, secret-looking `key=value` values masked and control
+    """`message` as text on one line, secrets masked (see `jib._secrets.redact`) and control
     characters shown as escapes (a server's error text may hold terminal escape sequences)."""
     return redact(" ".join(printable(str(message)).split()))
 
@@ -175,28 +206,42 @@ def no_generator_message(command: str) -> str:
 
 
 def resolve_generators(
-    identifiers: Sequence[str], *, command: str, params: GenerateParams | None = None
+    identifiers: Sequence[str],
+    *,
+    command: str,
+    params: GenerateParams | None = None,
+    trusted: bool | TrustPolicy = True,
 ) -> list[Generator]:
     """Build the generators named on the command line, else by `$JIB_GENERATOR`.
 
-    Only for identifiers the user gave: `spec=@path` reads that file. An identifier read from a
-    store goes to `get_generator` directly.
+    Identifiers the user gave (`trusted=True`, the default): `spec=@path` reads that file,
+    relative to the current directory. For identifiers read from data (a stored chat's), pass a
+    trust policy: they go to `get_generator` as they are, checked by it. `$JIB_GENERATOR` is the
+    user's own, so always trusted.
 
     Raises:
         CliError: none given (the message lists example identifiers).
         InvalidGeneratorError: an identifier is not valid.
+        UntrustedIdentifierError: an identifier from data wants what `trusted` does not allow.
     """
     chosen = [i for i in identifiers if i.strip()]
     if not chosen:
         from_env = os.environ.get(GENERATOR_ENV_VAR, "").strip()
         if from_env:
-            chosen = [from_env]
+            chosen, trusted = [from_env], True
     if not chosen:
         typer.echo(f"error: {no_generator_message(command)}", err=True)
         raise typer.Exit(EXIT_USAGE)
     # Identifiers from the user (arguments, options, their environment): `spec=@file` reads the
-    # file, relative to the current directory.
-    generators = [get_generator(expand_spec_file(i), params=params) for i in chosen]
+    # file, relative to the current directory. Identifiers from data are never expanded.
+    generators = [
+        get_generator(
+            expand_spec_file(identifier) if trusted is True else identifier,
+            params=params,
+            trusted=trusted,
+        )
+        for identifier in chosen
+    ]
     quiet_litellm(generators)
     return generators
 

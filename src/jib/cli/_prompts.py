@@ -36,9 +36,11 @@ from pydantic import ValidationError
 
 from jib._json import loads as load_json
 from jib.cli._common import EXIT_USAGE, CliError
+from jib.errors import UntrustedIdentifierError
 from jib.messages import Message, as_messages
 from jib.params import GenerateParams
 from jib.storage._rows import PROMPT_ID, SAMPLE_INDEX
+from jib.trust import TrustPolicy
 
 __all__ = ["Prompt", "PromptsFile", "PromptsFormat"]
 
@@ -101,10 +103,14 @@ class PromptsFile:
         path: the file, or `Path("-")` for stdin.
         format: the format; default: from the suffix (see the module docs).
         column: the column (CSV) or key (JSONL) holding the prompt.
+        trust: decides whether a line's params (data) may send the request elsewhere, read a
+            variable or run code through their `extra` (default: `TrustPolicy.from_env()`; see
+            `jib.trust`).
 
     Raises:
-        CliError: the file is missing or unreadable, has no prompts, a line is malformed or
-            repeats an id (the message names the line), or `column` does not fit the file.
+        CliError: the file is missing or unreadable, has no prompts, a line is malformed,
+            repeats an id or has params `trust` refuses (the message names the line), or
+            `column` does not fit the file.
     """
 
     def __init__(
@@ -114,8 +120,10 @@ class PromptsFile:
         format: PromptsFormat | None = None,
         column: str | None = None,
         stdin: IO[str] | None = None,
+        trust: TrustPolicy | None = None,
     ) -> None:
         self.path = path
+        self.trust = trust if trust is not None else TrustPolicy.from_env()
         self._text: str | None = None
         if str(path) == STDIN:
             self.name = "stdin"
@@ -220,9 +228,23 @@ class PromptsFile:
             _prompt_id(value.get("id"), number, where),
             number,
             messages,
-            _params(value["params"], where) if "params" in value else None,
+            self._params(value["params"], where) if "params" in value else None,
             _metadata({**own, **others}, where),
         )
+
+    def _params(self, value: Any, where: str) -> GenerateParams:
+        try:
+            params = GenerateParams.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            location = ".".join(str(part) for part in first["loc"]) or "params"
+            problem = f"{location}: {first['msg']}"
+            raise CliError(f"{where}: invalid params ({problem})", EXIT_USAGE) from None
+        try:
+            self.trust.check_params(params, where=where)
+        except UntrustedIdentifierError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+        return params
 
     def _csv_prompts(self, handle: IO[str]) -> Iterator[Prompt]:
         reader = csv.reader(handle)
@@ -292,16 +314,6 @@ def _messages(value: Any, where: str) -> list[Message]:
     if not messages:
         raise CliError(f"{where}: the conversation has no messages", EXIT_USAGE)
     return messages
-
-
-def _params(value: Any, where: str) -> GenerateParams:
-    try:
-        return GenerateParams.model_validate(value)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        location = ".".join(str(part) for part in first["loc"]) or "params"
-        problem = f"{location}: {first['msg']}"
-        raise CliError(f"{where}: invalid params ({problem})", EXIT_USAGE) from None
 
 
 def _prompt_id(value: Any, number: int, where: str) -> str:

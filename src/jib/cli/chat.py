@@ -22,8 +22,11 @@ from jib.cli._common import (
     EXIT_FAILED,
     EXIT_USAGE,
     GENERATOR_ENV_VAR,
+    AllowEnvOption,
+    AllowHostOption,
     ParamOption,
     StoreOption,
+    TrustRemoteCodeOption,
     err_console,
     fail,
     handle_errors,
@@ -32,6 +35,7 @@ from jib.cli._common import (
     parse_params,
     quiet_litellm,
     resolve_generators,
+    trust_policy,
 )
 from jib.cli._terminal import printable
 from jib.generator.base import Generator
@@ -41,6 +45,7 @@ from jib.registry import registered_providers
 
 if TYPE_CHECKING:
     from jib.storage import ChatStore
+    from jib.trust import TrustPolicy
 
 __all__ = ["ChatUsage", "chat_command", "looks_like_identifier"]
 
@@ -154,15 +159,17 @@ def _identifiers_and_prompt(
     return [], piped
 
 
-def _stored_generator(previous: Chat) -> Generator:
+def _stored_generator(previous: Chat, trusted: TrustPolicy) -> Generator:
     """The generator a stored chat was made with, rebuilt from its identifier.
 
     The identifier is data read from the store, not something the user typed: it goes to
-    `get_generator` as it is (no `spec=@file`).
+    `get_generator` as it is (no `spec=@file`), under the trust policy the user's flags set.
 
     Raises:
         CliError: the chat has no identifier.
         InvalidGeneratorError: the identifier is not valid here.
+        UntrustedIdentifierError: it asks for what the policy does not allow (the message says
+            which flag allows it).
     """
     if not previous.generator_id:
         fail(
@@ -170,7 +177,7 @@ def _stored_generator(previous: Chat) -> Generator:
             f'jib chat --cid {previous.id[:12]} ID "PROMPT"',
             EXIT_USAGE,
         )
-    generator = get_generator(previous.generator_id)
+    generator = get_generator(previous.generator_id, trusted=trusted)
     quiet_litellm([generator])
     return generator
 
@@ -266,8 +273,15 @@ def chat_command(
         ),
     ] = False,
     store: StoreOption = None,
+    allow_env: AllowEnvOption = None,
+    allow_host: AllowHostOption = None,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Send one prompt, print the answer, and store the chat.
+
+    With --continue and no ID, the stored conversation's identifier is data: it may not read
+    environment variables beyond provider keys, send your key to a host it chose, or run code,
+    unless --allow-env, --allow-host or --trust-remote-code says so (docs/security.md).
 
     \b
     Examples (single-quote identifiers holding ! in bash/zsh):
@@ -297,7 +311,11 @@ def chat_command(
                 messages = list(previous.all)
                 metadata = {**previous.metadata, "continued_from": previous.id}
             if previous is not None and not identifiers:
-                models = [_stored_generator(previous)]
+                models = [
+                    _stored_generator(
+                        previous, trust_policy(allow_env, allow_host, trust_remote_code)
+                    )
+                ]
             else:
                 models = resolve_generators(identifiers, command="chat")
             messages.append(Message("user", prompt))

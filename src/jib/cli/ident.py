@@ -10,7 +10,7 @@ from pydantic import BaseModel, SecretStr
 from rich.table import Table
 from rich.text import Text
 
-from jib._syntax import ENV_REFERENCE_PREFIX, REDACTED, is_secret_key
+from jib._secrets import ENV_REFERENCE_PREFIX, REDACTED, is_secret_name
 from jib.cli._common import handle_errors, out_console
 from jib.cli._spec_files import expand_spec_file
 from jib.generator.base import Generator
@@ -21,7 +21,7 @@ __all__ = ["describe_generator", "id_command"]
 
 
 def _shown(name: str, value: Any) -> Any:
-    if isinstance(value, SecretStr) or name == "api_key" or is_secret_key(name):
+    if isinstance(value, SecretStr) or name == "api_key" or is_secret_name(name):
         raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         return raw if raw.startswith(ENV_REFERENCE_PREFIX) else REDACTED
     if isinstance(value, BaseModel):

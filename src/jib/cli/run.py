@@ -15,9 +15,12 @@ from jib.cli._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    AllowEnvOption,
+    AllowHostOption,
     GeneratorOption,
     ParamOption,
     StoreOption,
+    TrustRemoteCodeOption,
     err_console,
     fail,
     handle_errors,
@@ -25,6 +28,7 @@ from jib.cli._common import (
     out_console,
     parse_params,
     resolve_generators,
+    trust_policy,
 )
 from jib.cli._progress import GeneratorStats, Reporter, RichReporter, TextReporter
 from jib.cli._prompts import PromptsFile, PromptsFormat
@@ -204,6 +208,9 @@ def run_command(
         ),
     ] = None,
     store: StoreOption = None,
+    allow_env: AllowEnvOption = None,
+    allow_host: AllowHostOption = None,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Run every prompt of a dataset against every generator, storing each chat as it finishes.
 
@@ -230,7 +237,12 @@ def run_command(
         params = parse_params(param)
         prices = _prices(price)
         generators = resolve_generators([*(identifiers or []), *(generator or [])], command="run")
-        prompts_file = PromptsFile(prompts, format=prompts_format, column=column)
+        prompts_file = PromptsFile(
+            prompts,
+            format=prompts_format,
+            column=column,
+            trust=trust_policy(allow_env, allow_host, trust_remote_code),
+        )
         run_name = run or _default_run_name()
         if max_cost is not None:
             _warn_unpriced(generators, prices)

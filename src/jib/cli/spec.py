@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +11,7 @@ from pydantic import ValidationError
 from rich.text import Text
 
 from jib._json import loads as load_json
+from jib._secrets import REDACTED, is_secret_name, mask_values
 from jib.cli._common import (
     EXIT_USAGE,
     ParamOption,
@@ -30,8 +30,6 @@ __all__ = ["render_command"]
 
 KEY_PLACEHOLDER = "<api_key>"
 """What `api_key` renders as when no key is given, so you can see where the key would go."""
-MASK = "***"
-_SECRET_HEADER = re.compile(r"authorization|api[-_]?key|token|secret|password|cookie", re.I)
 
 
 def _load_source(source: str) -> tuple[HTTPSpec, str, str | None, dict[str, Any]]:
@@ -69,18 +67,12 @@ def _load_source(source: str) -> tuple[HTTPSpec, str, str | None, dict[str, Any]
     )
 
 
-def _mask(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, MASK)
-    return text
-
-
 def _mask_header(name: str, value: str, secrets: list[str]) -> str:
-    masked = _mask(value, secrets)
-    if masked != value or KEY_PLACEHOLDER in value or not _SECRET_HEADER.search(name):
+    masked = mask_values(value, secrets)
+    if masked != value or KEY_PLACEHOLDER in value or not is_secret_name(name):
         return masked
     scheme, space, _ = value.partition(" ")
-    return f"{scheme} {MASK}" if space and scheme.isalpha() else MASK
+    return f"{scheme} {REDACTED}" if space and scheme.isalpha() else REDACTED
 
 
 def render_command(
@@ -106,7 +98,7 @@ def render_command(
         typer.Option(
             "--api-key",
             metavar="KEY",
-            help=f"The key templates see (masked as {MASK} in the output). "
+            help=f"The key templates see (masked as {REDACTED} in the output). "
             f"Default: the identifier's, else the placeholder {KEY_PLACEHOLDER}.",
             show_default=False,
         ),
@@ -139,9 +131,9 @@ def render_command(
         except ProcessingError as exc:
             fail(f"the spec cannot render this request: {exc}", EXIT_USAGE)
     secrets = [key] if key else []
-    url = _mask(request.url, secrets)
+    url = mask_values(request.url, secrets)
     headers = {name: _mask_header(name, value, secrets) for name, value in request.headers.items()}
-    body = None if request.content is None else _mask(request.content, secrets)
+    body = None if request.content is None else mask_values(request.content, secrets)
     if json_output:
         parsed: Any = body
         if body is not None:

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
-from jib._syntax import ENV_REFERENCE_PREFIX, REDACTED, escape, format_identifier, is_secret_key
+from jib._secrets import ENV_REFERENCE_PREFIX, REDACTED, is_secret_name
+from jib._syntax import escape, format_identifier
 from jib._values import encode_value, field_kinds, optional_fields
 from jib.errors import InvalidGeneratorError
 from jib.messages import GeneratedMessage, GeneratedText, Message, MessageInput
@@ -250,7 +251,7 @@ class Generator(BaseModel):
                 if default is not None and name in optional_fields(type(self)):
                     yield name, ""
                 continue
-            secret = name == "api_key" or is_secret_key(name) or isinstance(value, SecretStr)
+            secret = name == "api_key" or is_secret_name(name) or isinstance(value, SecretStr)
             if secret:
                 raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
                 if include_secrets or raw.startswith(ENV_REFERENCE_PREFIX):
@@ -268,7 +269,7 @@ class Generator(BaseModel):
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
-            if name is not None and name != "api_key" and is_secret_key(name):
+            if name is not None and name != "api_key" and is_secret_name(name):
                 yield name, REDACTED
             elif name == "params" and isinstance(value, GenerateParams) and value.is_empty():
                 continue

@@ -20,12 +20,17 @@ from pydantic import ValidationError
 from jib.chat import Chat, Completion
 from jib.errors import GeneratorWarning, JibError
 from jib.storage._rows import Record, row_to_dict
+from jib.trust import TrustPolicy
 
 __all__ = ["load_record"]
 
 
-def load_record(row: Mapping[str, Any], *, rebuild_generator: bool) -> Record:
+def load_record(
+    row: Mapping[str, Any], *, rebuild_generator: bool, trusted: bool | TrustPolicy = False
+) -> Record:
     """The record a row holds, its generator rebuilt when asked and possible (see module docs).
+
+    `trusted` is the trust policy for its identifier (see `Chat.from_dict`).
 
     Raises:
         pydantic.ValidationError: the row is not a record this jib can read (other than by its
@@ -33,15 +38,17 @@ def load_record(row: Mapping[str, Any], *, rebuild_generator: bool) -> Record:
     """
     data = row_to_dict(row)
     try:
-        return _from_dict(data, rebuild_generator)
+        return _from_dict(data, rebuild_generator, trusted)
     except ValidationError as exc:
-        return _from_dict(_without_invalid_params(data, exc), rebuild_generator)
+        return _from_dict(_without_invalid_params(data, exc), rebuild_generator, trusted)
 
 
-def _from_dict(data: dict[str, Any], rebuild_generator: bool) -> Record:
+def _from_dict(
+    data: dict[str, Any], rebuild_generator: bool, trusted: bool | TrustPolicy
+) -> Record:
     record_class = Chat if data["kind"] == "chat" else Completion
     try:
-        return record_class.from_dict(data, rebuild_generator=rebuild_generator)
+        return record_class.from_dict(data, rebuild_generator=rebuild_generator, trusted=trusted)
     except JibError as exc:
         if not rebuild_generator:
             raise

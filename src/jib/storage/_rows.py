@@ -1,9 +1,11 @@
 """Turning records into rows and rows back into records, through the records' own dict form.
 
 A row is `Chat.to_dict()` / `Completion.to_dict()` spread over the columns of `jib_records`;
-loading puts the dict back together and hands it to `from_dict`, which rebuilds the generator.
-The metadata keys `prompt_id` and `sample_index` (which `jib run` sets, and a pipeline can set
-with `.meta(...)`) are copied into columns of their own, so a run joins back to its dataset.
+loading puts the dict back together and hands it to `from_dict`, which rebuilds the generator
+(untrusted by default: a store is data anyone with write access may have planted; see
+`jib.trust`). The metadata keys `prompt_id` and `sample_index` (which `jib run` sets, and a
+pipeline can set with `.meta(...)`) are copied into columns of their own, so a run joins back to
+its dataset.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from jib._secrets import redact
 from jib._syntax import IdentifierSyntaxError, parse_identifier
 from jib._unicode import escape_surrogates
 from jib.chat import Chat, Completion
 from jib.errors import InvalidGeneratorError
 from jib.registry import DEFAULT_PROVIDER
+from jib.trust import TrustPolicy
 
 __all__ = [
     "PROMPT_ID",
@@ -34,8 +38,6 @@ __all__ = [
 
 Record = Chat | Completion
 """What the store holds: a chat or a completion."""
-
-_REDACTED = "***"
 
 PROMPT_ID = "prompt_id"
 """The metadata key naming the dataset prompt a record answers (a string or an integer)."""
@@ -93,7 +95,7 @@ def _secret_of(record: Record) -> str | None:
         secret = generator.get_api_key()
     except InvalidGeneratorError:  # env:NAME of a variable that is not set: nothing to leak
         return None
-    return secret if secret and len(secret) >= 4 else None
+    return secret or None
 
 
 def record_to_row(
@@ -102,8 +104,8 @@ def record_to_row(
     """The `jib_records` row of `record` and its tags.
 
     Explicit `extra_tags` are added to the stored `metadata["tags"]`, so a loaded record shows
-    them. The generator's api key is masked in the stored error message, should a provider have
-    echoed it.
+    them. Secrets are masked in the stored error message (the generator's api key, whole or in
+    part, should a provider have echoed it, and any secret-looking `key=value`).
     """
     data = record.to_dict()
     metadata = dict(data["metadata"])
@@ -115,9 +117,8 @@ def record_to_row(
     usage = data["usage"] or {}
     error = data["error"]
     error_message = error["message"] if error else None
-    secret = _secret_of(record)
-    if secret and error_message:
-        error_message = error_message.replace(secret, _REDACTED)
+    if error_message:
+        error_message = redact(error_message, [_secret_of(record)])
     row = {
         "id": data["id"],
         "kind": data["kind"],
@@ -222,9 +223,11 @@ def row_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
-def record_from_row(row: Mapping[str, Any], *, rebuild_generator: bool) -> Record:
-    """Load the record a row holds (see `Chat.from_dict` for what `rebuild_generator` does)."""
+def record_from_row(
+    row: Mapping[str, Any], *, rebuild_generator: bool, trusted: bool | TrustPolicy = False
+) -> Record:
+    """Load the record a row holds (see `Chat.from_dict` for `rebuild_generator` and `trusted`)."""
     data = row_to_dict(row)
     if data["kind"] == "chat":
-        return Chat.from_dict(data, rebuild_generator=rebuild_generator)
-    return Completion.from_dict(data, rebuild_generator=rebuild_generator)
+        return Chat.from_dict(data, rebuild_generator=rebuild_generator, trusted=trusted)
+    return Completion.from_dict(data, rebuild_generator=rebuild_generator, trusted=trusted)

@@ -33,6 +33,7 @@ from jib.storage._query import (
 from jib.storage._rows import Record, row_to_dict, rows_to_save
 from jib.storage._schema import SCHEMA_VERSION, records
 from jib.storage._schema import tags as tags_table
+from jib.trust import TrustPolicy
 
 if TYPE_CHECKING:
     import pandas
@@ -42,21 +43,24 @@ __all__ = ["ChatStore", "open_store"]
 _CHUNK = 500
 
 
-def open_store(url: str | Path | None = None) -> ChatStore:
+def open_store(url: str | Path | None = None, *, trusted: bool | TrustPolicy = False) -> ChatStore:
     """Open (creating on first use) the store at `url`.
 
     Args:
         url: a database URL (`sqlite:///PATH`, `postgresql+psycopg://USER@HOST/DB`), a SQLite file
             path, or `None` for the default: `$JIB_STORE`, else a `jib.db` in the user's data
             folder (see `jib.storage.default_store_path`).
+        trusted: how far to trust the stored identifiers when loading records rebuilds their
+            generators: by default they are data (`TrustPolicy.from_env()`; see `jib.trust`);
+            pass a `TrustPolicy` to allow more, or `True` for a store only you write to.
 
     Raises:
         StoreError: the database cannot be reached, or its schema is newer than this jib (or
             at a version this jib has no migration from).
     """
     if url is None:
-        return ChatStore(default_store_url())
-    return ChatStore(to_database_url(str(url)))
+        return ChatStore(default_store_url(), trusted=trusted)
+    return ChatStore(to_database_url(str(url)), trusted=trusted)
 
 
 def _now() -> datetime:
@@ -77,7 +81,8 @@ class ChatStore:
     Use `open_store()` to open one; a store is also a context manager that closes it.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, trusted: bool | TrustPolicy = False) -> None:
+        self._trusted = trusted
         self._engine = create_store_engine(url)
         self._url = redacted_url(self._engine.url)
         self._backend = self._engine.url.get_backend_name()
@@ -265,7 +270,7 @@ class ChatStore:
     ) -> Iterator[Record]:
         """Like `query`, but streamed: records are loaded a chunk at a time."""
         for row in self._rows(Filter(**filters), newest_first=newest_first, limit=limit):
-            yield load_record(row, rebuild_generator=rebuild_generator)
+            yield load_record(row, rebuild_generator=rebuild_generator, trusted=self._trusted)
 
     def query(
         self,
@@ -280,10 +285,11 @@ class ChatStore:
         Args:
             newest_first: newest first instead.
             limit: at most this many.
-            rebuild_generator: rebuild each record's generator from its identifier. A record
-                whose generator cannot be rebuilt here (a provider not registered, a value
-                refused) is loaded without it, with a `GeneratorWarning` naming the record and
-                the reason: one bad record never fails the query.
+            rebuild_generator: rebuild each record's generator from its identifier, under the
+                store's trust policy. A record whose generator cannot be rebuilt here (a provider
+                not registered, a value refused, an identifier the trust policy refuses) is
+                loaded without it, with a `GeneratorWarning` naming the record and the reason:
+                one bad record never fails the query, and nothing it asks for is run or sent.
         """
         return list(
             self.iter_records(
@@ -306,7 +312,8 @@ class ChatStore:
         Raises:
             RecordNotFoundError: no record (or more than one) matches.
         """
-        return load_record(self._get_row(record_id), rebuild_generator=rebuild_generator)
+        row = self._get_row(record_id)
+        return load_record(row, rebuild_generator=rebuild_generator, trusted=self._trusted)
 
     def get_dict(self, record_id: str) -> dict[str, Any]:
         """One record as a dict (`to_dict` form plus `run`); same lookup as `get`."""

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 import jib
-from jib.generator.litellm._errors import map_litellm_error, redact
+from jib._secrets import redact
+from jib.generator.litellm._errors import map_litellm_error
 from jib.generator.litellm._runtime import import_litellm
 
 litellm = import_litellm()  # as jib imports it: with the bundled cost map, offline

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import jib
+from jib._secrets import RedactedError
 from jib.generator.litellm import LiteLLMGenerator
 from tests.support.fault_server import RunningFaultServer
 from tests.support.ollama_server import RunningOllama
@@ -49,7 +50,10 @@ async def test_http_errors_become_normalized_jib_errors(
     assert chat.error.status_code == status
     assert chat.error.retryable is retryable
     assert chat.error.provider == "openai/stub"
-    assert type(chat.error.__cause__).__module__.startswith("litellm")
+    # The cause stands in for LiteLLM's exception, its text redacted (tests/security).
+    cause = chat.error.__cause__
+    assert isinstance(cause, RedactedError)
+    assert cause.type_name.startswith("litellm.")
     assert len(fault_server.state.requests) == 1
 
 

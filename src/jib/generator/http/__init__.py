@@ -10,6 +10,7 @@
 True
 """
 
+from jib.generator.http._budget import RenderLimits
 from jib.generator.http._hooks import HookAction
 from jib.generator.http.generator import DEFAULT_TIMEOUT, Hook, HookResult, HTTPGenerator
 from jib.generator.http.spec import (
@@ -31,6 +32,7 @@ __all__ = [
     "HookAction",
     "HookResult",
     "PreparedRequest",
+    "RenderLimits",
     "RequestSpec",
     "RequestTransform",
     "RequestTransformContext",

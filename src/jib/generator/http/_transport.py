@@ -16,18 +16,18 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from jib._secrets import REDACTED, is_secret_name
 from jib.errors import ProcessingError
 from jib.generator.http.spec import PreparedRequest, origin_of
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["looks_secret", "safe_headers", "send"]
+__all__ = ["safe_headers", "send"]
 
 _REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 # Headers kept when a redirect leaves the origin; every other header may carry credentials.
 _CROSS_ORIGIN_SAFE_HEADERS = frozenset({"accept", "accept-language", "content-type", "user-agent"})
-_SECRET_HEADER_WORDS = ("auth", "cookie", "token", "key", "secret", "session", "password")
 # Dropped from the response handed on: the body is already decoded and measured.
 _BODY_FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
@@ -44,11 +44,14 @@ async def send(
     """Send `prepared`, following redirects, and return the final response with its body read.
 
     Redirects that leave the origin keep only harmless headers, so credentials stay with the host
-    they were meant for; 303 (and 301/302 after a POST) continue as a GET without a body. What
-    httpx and httpcore log meanwhile goes through `redact`.
+    they were meant for; 303 (and 301/302 after a POST) continue as a GET without a body. A
+    redirect that would carry the body to another origin (307/308, or 301/302 after a PUT) is
+    not followed: the body may hold the key too. What httpx and httpcore log meanwhile goes
+    through `redact`.
 
     Raises:
-        ProcessingError: the body is larger than `max_bytes` (reading stops there).
+        ProcessingError: the body is larger than `max_bytes` (reading stops there), or a
+            redirect would send the body to another origin.
         httpx.HTTPError: the transport failed.
     """
     _install_log_filter()
@@ -89,6 +92,13 @@ async def _send(
                     method, content = "GET", None
                     headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
                 if origin_of(url) != origin:
+                    if content is not None:
+                        raise ProcessingError(
+                            f"{origin} answered {response.status_code}, redirecting the "
+                            f"{method} request and its body to {origin_of(url)}, another origin; "
+                            "jib does not send a request body where it was not addressed (it "
+                            "may hold the key). Point request.url at the new location instead"
+                        )
                     headers = {
                         name: value
                         for name, value in headers.items()
@@ -129,20 +139,13 @@ async def _read_limited(response: httpx.Response, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def looks_secret(name: str) -> bool:
-    """Whether a header or state key name suggests a credential (cookie, token, key, …)."""
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_HEADER_WORDS)
-
-
 def safe_headers(headers: httpx.Headers) -> dict[str, str]:
     """Response headers without credentials (`Set-Cookie`, `Authorization`, tokens, keys…)."""
-    return {name: value for name, value in headers.items() if not looks_secret(name)}
+    return {name: value for name, value in headers.items() if not is_secret_name(name)}
 
 
 # -- logging ------------------------------------------------------------------------------------
 
-_REDACTED = "***"
 _HEADER_PAIR = re.compile(r"\(b'([^']*)', b'(?:[^'\\]|\\.)*'\)")
 _LIBRARY_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2")
 _redactor: contextvars.ContextVar[Callable[[str], str] | None] = contextvars.ContextVar(
@@ -172,8 +175,8 @@ class _RedactingFilter(logging.Filter):
         message = _HEADER_PAIR.sub(
             lambda pair: (
                 pair.group(0)
-                if not looks_secret(pair.group(1))
-                else f"(b'{pair.group(1)}', b'{_REDACTED}')"
+                if not is_secret_name(pair.group(1))
+                else f"(b'{pair.group(1)}', b'{REDACTED}')"
             ),
             message,
         )

@@ -10,6 +10,7 @@ against the same `max_retries`. httpx is imported on first use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import logging
@@ -20,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, PrivateAttr, field_validator
 
 from jib._retry import retry_after_from
+from jib._secrets import is_secret_name, redact
 from jib.errors import (
+    InvalidGeneratorError,
     JibError,
     MalformedResponseError,
     MissingDependencyError,
@@ -31,9 +34,10 @@ from jib.errors import (
     error_for_status,
 )
 from jib.generator._requests import RequestGenerator, RetryRequested
+from jib.generator.http._budget import DEFAULT_RENDER_LIMITS, RenderLimits
 from jib.generator.http._hooks import HookResult, run_hook
 from jib.generator.http._pool import LoopClients, ProxyURL, Verify
-from jib.generator.http._transport import looks_secret, safe_headers, send
+from jib.generator.http._transport import safe_headers, send
 from jib.generator.http.factories import json_endpoint_spec, one_body, text_endpoint_spec
 from jib.generator.http.spec import HTTPSpec, PreparedRequest, RequestTransformContext, origin_of
 from jib.generator.http.transforms import truncate
@@ -53,7 +57,6 @@ DEFAULT_TIMEOUT = 60.0
 Hook = Callable[["HTTPGenerator", "httpx.Response"], Awaitable[HookResult] | HookResult]
 """`hook(generator, response)`, called after every response (async or plain)."""
 
-_REDACTED = "***"
 _RUNTIME_FIELDS = frozenset({"state", "hook"})
 # Private attributes bound to event loops, reset in pickled and deep-copied generators.
 _FRESH_RUNTIME: dict[str, Any] = {"_clients": None, "_limiter": None, "_locks": None}
@@ -77,6 +80,9 @@ class HTTPGenerator(RequestGenerator):
             Credentials belong in the environment, not here (they would be stored).
         verify: verify TLS certificates (`True`), don't (`False`), or trust the CA bundle at
             this path (an interception proxy's certificate).
+        render_limits: the budget (`RenderLimits`: seconds, size, steps) of rendering one
+            request and of reading one response; a request's timeout lowers its seconds. Set in
+            code only: it is not a field, so neither identifiers nor specs can raise it.
         (and the limits and retry settings of `RequestGenerator`: `max_connections`,
         `min_delay_between_requests`, `rpm`, `tpm`, `max_retries`, `retry_backoff`,
         `max_retry_wait`)
@@ -95,6 +101,20 @@ class HTTPGenerator(RequestGenerator):
     _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = PrivateAttr(
         default=None
     )
+    _render_limits: RenderLimits = PrivateAttr(default=DEFAULT_RENDER_LIMITS)
+
+    @property
+    def render_limits(self) -> RenderLimits:
+        """The budget of rendering one request and of reading one response (see the class)."""
+        return self._render_limits
+
+    @render_limits.setter
+    def render_limits(self, limits: RenderLimits) -> None:
+        if not isinstance(limits, RenderLimits):
+            raise InvalidGeneratorError(
+                f"render_limits must be a RenderLimits, not {type(limits).__name__}"
+            )
+        self._render_limits = limits
 
     @field_validator("state", mode="before")
     @classmethod
@@ -242,9 +262,11 @@ class HTTPGenerator(RequestGenerator):
                 "this HTTPGenerator has no spec: assign .spec or use "
                 "HTTPGenerator.for_json_endpoint()/for_text_endpoint()"
             )
+        timeout = self.request_timeout(params)
+        limits = self.render_limits.within(timeout)
         # Rendered per attempt, so a hook that refreshed `state` changes the retry.
-        prepared = spec.build_request(context)
-        response = await self._send(prepared, self.request_timeout(params))
+        prepared = spec.build_request(context, limits)
+        response = await self._send(prepared, timeout)
         decision = await run_hook(self.hook, self, response, self._redact)
         valid = response.status_code in spec.response.valid_status_codes
         if decision == "retry":
@@ -262,9 +284,9 @@ class HTTPGenerator(RequestGenerator):
         text = response.text
         try:
             if spec.needs_worker_thread:
-                answer = await asyncio.to_thread(spec.parse_response_body, text, context)
+                answer = await asyncio.to_thread(spec.parse_response_body, text, context, limits)
             else:
-                answer = spec.parse_response_body(text, context)
+                answer = spec.parse_response_body(text, context, limits)
         except ProcessingError as exc:
             if _cut_json(spec, text):
                 raise MalformedResponseError(
@@ -401,21 +423,15 @@ class HTTPGenerator(RequestGenerator):
                 yield name, value
 
     def _redact(self, text: str) -> str:
-        secrets: list[str] = []
-        try:
-            key = self.get_api_key()
-        except JibError:
-            key = None
-        if key:
-            secrets.append(key)
+        secrets: list[str | None] = []
+        with contextlib.suppress(JibError):  # an unset env: key has nothing to leak
+            secrets.append(self.get_api_key())
         secrets.extend(
             value
             for name, value in self.state.items()
-            if isinstance(value, str) and len(value) >= 8 and looks_secret(str(name))
+            if isinstance(value, str) and len(value) >= 8 and is_secret_name(str(name))
         )
-        for secret in sorted(secrets, key=len, reverse=True):
-            text = text.replace(secret, _REDACTED)
-        return text
+        return redact(text, secrets)
 
     def __getstate__(self) -> dict[Any, Any]:
         # Pools, locks and limiters hold per-event-loop state that cannot be pickled; a copy

@@ -2,8 +2,10 @@
 
 A spec is data (pydantic models) that can be written as a dict, JSON, YAML or base64 of either.
 It is treated as untrusted input: YAML is read with PyYAML's safe loader only, its size and
-nesting are bounded, header names and values are checked, and its templates are compiled once,
-in a sandbox, when the spec is validated.
+nesting are bounded, header names and values are checked, its templates and patterns are checked
+for size and compiled once, in a sandbox, when the spec is validated (all of them within
+`COMPILE_SECONDS`), and rendering a request or reading a response runs under a budget
+(`RenderLimits`) that the spec cannot raise.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 from jib._json import loads as load_json
 from jib.errors import ProcessingError
+from jib.generator.http._budget import RenderLimits, metered
 from jib.generator.http._loading import check_spec_tree, load_spec_text
+from jib.generator.http._regex import MAX_SPEC_REGEX_WEIGHT
 from jib.generator.http.transforms import (
     CompiledJsonPath,
     CompiledRegex,
@@ -37,6 +42,7 @@ from jib.messages import Message
 from jib.params import GenerateParams
 
 __all__ = [
+    "COMPILE_SECONDS",
     "HTTPSpec",
     "PreparedRequest",
     "RequestSpec",
@@ -68,10 +74,14 @@ _CLIENT_HEADERS = frozenset(
     }
 )
 
+COMPILE_SECONDS = 1.0
+"""Seconds compiling all the templates and patterns of one spec may take (each one is also
+bounded in size, so the last one started ends soon after)."""
+
 
 @dataclass
 class RequestTransformContext:
-    """What request templates (and response Jinja templates) can refer to.
+    """What request templates (and response Jinja templates, all but `api_key`) can refer to.
 
     Built by the generator for each request; build one yourself to try a spec. `messages` takes
     `Message`s or `{"role", "content"}` dicts, and when `content` and `all_content` are left
@@ -288,6 +298,8 @@ class HTTPSpec(_SpecModel):
     response: ResponseSpec = Field(default_factory=ResponseSpec)
 
     _compiled: _Compiled = PrivateAttr(default_factory=_Compiled)
+    _compile_deadline: float | None = PrivateAttr(default=None)
+    _regex_weight: int = PrivateAttr(default=0)
 
     def __eq__(self, other: object) -> bool:
         # Compiled templates are a cache, not part of the spec's value.
@@ -313,6 +325,8 @@ class HTTPSpec(_SpecModel):
         # Compile every template and pattern now: syntax errors surface at assignment, and
         # requests reuse the compiled forms.
         self._compiled = _Compiled()
+        self._compile_deadline = time.monotonic() + COMPILE_SECONDS
+        self._regex_weight = 0
         where = "request"
         try:
             where = "request.url"
@@ -334,6 +348,8 @@ class HTTPSpec(_SpecModel):
                 self._get("jsonpath", self.response.error_path)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from exc
+        finally:
+            self._compile_deadline = None
         return self
 
     def _precompile_string(self, text: str) -> None:
@@ -344,14 +360,34 @@ class HTTPSpec(_SpecModel):
         key = (kind, source)
         compiled = self._compiled.get(key)
         if compiled is None:
+            deadline = self._compile_deadline
+            if deadline is not None and time.monotonic() > deadline:
+                raise ValueError(
+                    f"compiling the spec's templates and patterns took longer than "
+                    f"{COMPILE_SECONDS:g}s; the spec is too large"
+                )
             if kind == "jinja":
                 compiled = compile_jinja(source)
             elif kind == "jsonpath":
                 compiled = compile_jsonpath(source)
+                self._count_regex_weight(sum(regex.weight for regex in compiled.regexes))
             else:
                 compiled = compile_regex(source)
+                self._count_regex_weight(compiled.weight)
             self._compiled[key] = compiled
         return compiled
+
+    def _count_regex_weight(self, weight: int) -> None:
+        # Compiled patterns stay in memory with the spec, so their total is bounded too (when
+        # the spec is validated; a copy compiling again on first use holds the same patterns).
+        if self._compile_deadline is None:
+            return
+        self._regex_weight += weight
+        if self._regex_weight > MAX_SPEC_REGEX_WEIGHT:
+            raise ValueError(
+                f"the spec's regexes hold {self._regex_weight:,} items once their counted "
+                f"repeats are unrolled; the limit for a spec is {MAX_SPEC_REGEX_WEIGHT:,}"
+            )
 
     def _render(self, source: str, variables: Mapping[str, Any], where: str) -> str:
         return render_jinja(self._get("jinja", source), variables, where)
@@ -384,14 +420,23 @@ class HTTPSpec(_SpecModel):
     @property
     def needs_worker_thread(self) -> bool:
         """True when parsing responses runs regexes, which are best kept off the event loop."""
-        return any(step.type == "regex" for step in self.response.transforms)
+        return any(
+            step.type == "regex"
+            or (step.type == "jsonpath" and self._get("jsonpath", step.pattern).regexes)
+            for step in self.response.transforms
+        )
 
-    def make_url(self, context: RequestTransformContext) -> str:
-        """Render the URL template.
+    def make_url(self, context: RequestTransformContext, limits: RenderLimits | None = None) -> str:
+        """Render the URL template (within `limits`, the defaults when `None`).
 
         Raises:
             ProcessingError: a template fails, or the result is not an http(s) URL.
+            BudgetExceededError: rendering ran out of time, steps or size.
         """
+        with metered(limits):
+            return self._url(context)
+
+    def _url(self, context: RequestTransformContext) -> str:
         url = self._render(self.request.url, context.to_variables(), "request.url").strip()
         if not url.lower().startswith(("http://", "https://")):
             raise ProcessingError(f"request.url must render to an http(s) URL, got {url!r}")
@@ -404,13 +449,20 @@ class HTTPSpec(_SpecModel):
             raise ProcessingError("request.url rendered a URL without a host")
         return url
 
-    def make_headers(self, context: RequestTransformContext) -> dict[str, str]:
-        """Render the header templates.
+    def make_headers(
+        self, context: RequestTransformContext, limits: RenderLimits | None = None
+    ) -> dict[str, str]:
+        """Render the header templates (within `limits`, the defaults when `None`).
 
         Raises:
             ProcessingError: a template fails, renders a line break (header injection) or
                 characters that are not ASCII (the value itself is not shown: it may be a key).
+            BudgetExceededError: rendering ran out of time, steps or size.
         """
+        with metered(limits):
+            return self._headers(context)
+
+    def _headers(self, context: RequestTransformContext) -> dict[str, str]:
         variables = context.to_variables()
         headers: dict[str, str] = {}
         for name, template in self.request.headers.items():
@@ -427,13 +479,21 @@ class HTTPSpec(_SpecModel):
             headers[name] = value
         return headers
 
-    def make_request_body(self, context: RequestTransformContext) -> str | None:
+    def make_request_body(
+        self, context: RequestTransformContext, limits: RenderLimits | None = None
+    ) -> str | None:
         """Run the request transforms; `None` when there are none (no body is sent).
 
         Each step sees the previous step's output as `result`, `data` and `output`. A `json` step
-        gives an object, written as JSON text.
+        gives an object, written as JSON text. All steps share one budget from `limits` (the
+        defaults when `None`).
+
+        Raises:
+            ProcessingError: a template fails.
+            BudgetExceededError: rendering ran out of time, steps or size.
         """
-        body = self._body(context)
+        with metered(limits):
+            body = self._body(context)
         return None if body is None else to_text(body)
 
     def _body(self, context: RequestTransformContext) -> Any:
@@ -454,40 +514,63 @@ class HTTPSpec(_SpecModel):
                 output = fill_json_template(step.pattern, step_variables, render)
         return output
 
-    def build_request(self, context: RequestTransformContext) -> PreparedRequest:
+    def build_request(
+        self, context: RequestTransformContext, limits: RenderLimits | None = None
+    ) -> PreparedRequest:
         """The whole request: method, URL, headers and body.
 
         A body made by a `json` step gets `Content-Type: application/json` unless the spec's
-        headers set a content type.
+        headers set a content type. All templates share one budget from `limits` (the defaults
+        when `None`; a generator passes its `render_limits` lowered to the request timeout).
+
+        Raises:
+            ProcessingError: a template fails or renders something a request cannot carry.
+            BudgetExceededError: rendering ran out of time, steps or size.
         """
-        headers = self.make_headers(context)
-        body = self._body(context)
-        content = None if body is None else to_text(body)
+        with metered(limits):
+            headers = self.make_headers(context)
+            body = self._body(context)
+            content = None if body is None else to_text(body)
+            url = self.make_url(context)
         if content is not None and not any(name.lower() == "content-type" for name in headers):
             last = self.request.transforms[-1].type if self.request.transforms else "jinja"
             headers["Content-Type"] = (
                 "application/json" if last == "json" else "text/plain; charset=utf-8"
             )
-        return PreparedRequest(self.request.method, self.make_url(context), headers, content)
+        return PreparedRequest(self.request.method, url, headers, content)
 
     # -- responses -----------------------------------------------------------------------------
 
-    def parse_response_body(self, body: str, context: RequestTransformContext | None = None) -> str:
+    def parse_response_body(
+        self,
+        body: str,
+        context: RequestTransformContext | None = None,
+        limits: RenderLimits | None = None,
+    ) -> str:
         """Run the response transforms over `body`; with none, the body is the answer.
 
         Each step sees the previous output as `result`, `data` and `output` (Jinja steps also see
         the request context). A Jinja step sees it parsed, as the seed's system does: after a
         `jsonpath` step, the value it matched (a list for several matches, so
         `{{ result | join('') }}` joins them); after the body or another step, a JSON object or
-        array is parsed (`{{ result.reply }}`) and other text stays text.
+        array is parsed (`{{ result.reply }}`) and other text stays text. All steps share one
+        budget from `limits` (the defaults when `None`): regexes match with the time left in it.
 
         Raises:
-            ProcessingError: the body is not what a step expects (not JSON), a pattern matches
-                nothing (the error names it), or a regex runs too long.
+            ProcessingError: the body is not what a step expects (not JSON), or a pattern matches
+                nothing (the error names it).
+            BudgetExceededError: a regex ran too long, or a step ran out of its budget.
         """
+        with metered(limits):
+            return self._parse(body, context)
+
+    def _parse(self, body: str, context: RequestTransformContext | None) -> str:
         output = body
         matched: Any = _NO_MATCH  # the value the previous (jsonpath) step matched
         variables = context.to_variables() if context is not None else {}
+        if "api_key" in variables:
+            # What response templates write is stored: they may not read the key.
+            variables["api_key"] = _response_api_key()
         for index, step in enumerate(self.response.transforms):
             previous, matched = matched, _NO_MATCH
             if step.type == "jsonpath":
@@ -513,10 +596,22 @@ class HTTPSpec(_SpecModel):
         try:
             values = path.find(load_json(body, what="the error response"))
         except (ValueError, ProcessingError):
+            # Best effort: without it, the error shows the body.
             return None
         if not values:
             return None
         return to_text(values[0] if len(values) == 1 else values)
+
+
+def _response_api_key() -> Any:
+    """`api_key` as response templates see it: undefined, saying why when used."""
+    import jinja2
+
+    return jinja2.StrictUndefined(
+        hint="'api_key' is undefined: response templates cannot read the api key (what they "
+        "write is stored); only request templates can",
+        name="api_key",
+    )
 
 
 def _walk_strings(value: Any, visit: Any) -> None:

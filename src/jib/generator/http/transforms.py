@@ -4,11 +4,12 @@ and regular expressions.
 Specs are untrusted input (they travel inside identifiers, files and databases), so:
 
 - templates render in Jinja's immutable sandbox, with a strict undefined (a missing variable is an
-  error, never an empty string) and bounds on `*` and `**` so one expression cannot eat the
-  memory or the CPU;
-- regular expressions run with the `regex` package's timeout, so a pattern that backtracks
-  catastrophically fails with `ProcessingError` instead of hanging;
-- every failure is a `ProcessingError` that names the pattern or template at fault.
+  error, never an empty string), metered by a budget of time, steps and size (`_sandbox`,
+  `_budget`); templates too large to compile quickly are refused;
+- regular expressions (regex steps and JSONPath `=~`/`sub()`) are measured before they are
+  compiled and run with a timeout taken from the budget (`_regex`, `_jsonpath`);
+- every failure is a `ProcessingError` that names the pattern or template at fault, a
+  `BudgetExceededError` when a budget ran out.
 
 jinja2, jsonpath-ng and regex are imported on first use, not by `import jib`.
 """
@@ -16,21 +17,27 @@ jinja2, jsonpath-ng and regex are imported on first use, not by `import jib`.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from jib._json import loads as load_json
-from jib.errors import MissingDependencyError, ProcessingError
+from jib.errors import BudgetExceededError, MissingDependencyError, ProcessingError
+from jib.generator.http._budget import RenderLimits, metered
+from jib.generator.http._regex import CompiledRegex
+from jib.generator.http._text import to_text, truncate
 
 if TYPE_CHECKING:
     import jinja2
 
+    from jib.generator.http._sandbox import BudgetedSandbox
+
 __all__ = [
-    "REGEX_TIMEOUT",
+    "MAX_TEMPLATE_LENGTH",
+    "MAX_TEMPLATE_TOKENS",
     "CompiledJsonPath",
     "CompiledRegex",
     "compile_jinja",
@@ -45,31 +52,18 @@ __all__ = [
     "truncate",
 ]
 
-REGEX_TIMEOUT = 1.0
-"""Seconds a response regex may run before it fails with `ProcessingError`."""
+MAX_TEMPLATE_LENGTH = 100_000
+"""The longest template accepted, in characters."""
+MAX_TEMPLATE_TOKENS = 10_000
+"""The most Jinja tokens (names, operators, literals, text runs) a template may hold: compiling
+takes tens of microseconds per token."""
 
-_MAX_REPEAT = 1_000_000
-_MAX_EXPONENT = 1_000
 _VARIABLE_RE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)$")
 
 
 def now() -> _dt.datetime:
     """The current time in UTC, timezone-aware; available as `now()` in every template."""
     return _dt.datetime.now(_dt.timezone.utc)
-
-
-def truncate(text: str, limit: int = 500) -> str:
-    """`text` cut to `limit` characters, marking how much was left out."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… [{len(text) - limit} more characters]"
-
-
-def to_text(value: Any) -> str:
-    """A transform result as text: strings as they are, anything else as compact JSON."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 # -- Jinja ---------------------------------------------------------------------------------------
@@ -85,62 +79,60 @@ def _from_json(text: Any) -> Any:
 
 
 @lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
+def _environment() -> BudgetedSandbox:
     try:
-        import jinja2
-        from jinja2.exceptions import SecurityError
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
+        from jib.generator.http._sandbox import make_environment
     except ImportError as exc:  # pragma: no cover - jinja2 is a core dependency
         raise MissingDependencyError("jinja2", "http", "The HTTP generator") from exc
-
-    class _BoundedSandbox(ImmutableSandboxedEnvironment):
-        """The immutable sandbox, with `*` and `**` bounded so templates stay cheap."""
-
-        intercepted_binops = frozenset({"*", "**"})
-
-        def call_binop(
-            self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any
-        ) -> Any:
-            if operator == "**":
-                if isinstance(right, (int, float)) and abs(right) > _MAX_EXPONENT:
-                    raise SecurityError(f"exponent {right} is larger than {_MAX_EXPONENT}")
-                return left**right
-            if operator == "*":
-                for sized, count in ((left, right), (right, left)):
-                    if (
-                        isinstance(sized, (str, list, tuple))
-                        and isinstance(count, int)
-                        and len(sized) * count > _MAX_REPEAT
-                    ):
-                        raise SecurityError(f"repeating a value to over {_MAX_REPEAT} items")
-                return left * right
-            return super().call_binop(context, operator, left, right)
-
-    env = _BoundedSandbox(undefined=jinja2.StrictUndefined, autoescape=False)
-    env.globals["now"] = now
-    env.filters["fromjson"] = _from_json
-    return env
+    return make_environment(globals={"now": now}, filters={"fromjson": _from_json})
 
 
 def compile_jinja(source: str) -> jinja2.Template:
-    """Compile a template in the sandbox.
+    """Compile a template in the budgeted sandbox.
 
     Raises:
-        ValueError: the template has a syntax error (pydantic turns it into a validation error
-            that names the field).
+        ValueError: the template has a syntax error, or is too large or too deeply nested to
+            compile quickly (pydantic turns it into a validation error that names the field).
     """
     import jinja2
 
+    if len(source) > MAX_TEMPLATE_LENGTH:
+        raise ValueError(
+            f"the template is {len(source):,} characters long; the limit is {MAX_TEMPLATE_LENGTH:,}"
+        )
+    environment = _environment()
     try:
-        return _environment().from_string(source)
+        # Every token takes a character at least, so short templates need no counting.
+        if len(source) > MAX_TEMPLATE_TOKENS:
+            tokens = environment.lex(source)
+            if next(islice(tokens, MAX_TEMPLATE_TOKENS, None), None) is not None:
+                raise ValueError(
+                    f"the template {truncate(source, 100)!r} holds more than "
+                    f"{MAX_TEMPLATE_TOKENS:,} tokens (names, operators, literals, text runs); "
+                    "split it or simplify it"
+                )
+        return environment.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
         raise ValueError(f"invalid Jinja template {truncate(source, 100)!r}: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError(
+            f"invalid Jinja template {truncate(source, 100)!r}: it nests too deeply"
+        ) from exc
 
 
-def render_jinja(template: jinja2.Template, variables: Mapping[str, Any], where: str) -> str:
+def render_jinja(
+    template: jinja2.Template,
+    variables: Mapping[str, Any],
+    where: str,
+    limits: RenderLimits | None = None,
+) -> str:
     """Render a compiled template; failures become `ProcessingError` naming `where`.
 
+    The render runs under the active budget, or a new one from `limits` (the defaults when
+    `None`).
+
     Raises:
+        BudgetExceededError: the render ran out of time, steps or size.
         ProcessingError: a variable is missing, the sandbox blocked an operation, or the template
             raised.
     """
@@ -148,13 +140,24 @@ def render_jinja(template: jinja2.Template, variables: Mapping[str, Any], where:
     from jinja2.exceptions import SecurityError
 
     try:
-        return template.render(variables)
+        with metered(limits) as budget:
+            text = template.render(variables)
+            budget.check_time()
+            return text
+    except BudgetExceededError as exc:
+        raise BudgetExceededError(f"{where}: template blocked by the sandbox: {exc}") from exc
     except SecurityError as exc:
         raise ProcessingError(f"{where}: template blocked by the sandbox: {exc}") from exc
     except jinja2.UndefinedError as exc:
         raise ProcessingError(f"{where}: missing template variable: {exc}") from exc
     except ProcessingError as exc:
         raise ProcessingError(f"{where}: {exc}") from exc
+    except RecursionError as exc:
+        raise ProcessingError(f"{where}: template failed: its calls nest too deeply") from exc
+    except MemoryError as exc:
+        raise BudgetExceededError(
+            f"{where}: template blocked by the sandbox: out of memory"
+        ) from exc
     except Exception as exc:
         raise ProcessingError(f"{where}: template failed: {type(exc).__name__}: {exc}") from exc
 
@@ -217,25 +220,61 @@ def _lookup(variables: Mapping[str, Any], path: str) -> Any:
 
 
 class CompiledJsonPath:
-    """A parsed JSONPath expression applied to JSON text."""
+    """A parsed JSONPath expression applied to JSON text, its regexes and products bounded."""
 
     def __init__(self, pattern: str) -> None:
-        """Parse `pattern`; raises `ValueError` when it is not a valid JSONPath."""
+        """Parse `pattern`; raises `ValueError` when it is not a valid, affordable JSONPath."""
         try:
             from jsonpath_ng.ext.parser import parse
+
+            from jib.generator.http._jsonpath import MAX_JSONPATH_LENGTH, bounded, regexes
         except ImportError as exc:  # pragma: no cover - jsonpath-ng is a core dependency
             raise MissingDependencyError("jsonpath-ng", "http", "The HTTP generator") from exc
         self.pattern = pattern
+        if len(pattern) > MAX_JSONPATH_LENGTH:
+            raise ValueError(
+                f"the JSONPath is {len(pattern):,} characters long; the limit is "
+                f"{MAX_JSONPATH_LENGTH:,}"
+            )
         try:
-            self._path = parse(pattern)
+            parsed = parse(pattern)
+        except RecursionError as exc:
+            raise ValueError(
+                f"invalid JSONPath {truncate(pattern, 100)!r}: it nests too deeply"
+            ) from exc
         except Exception as exc:
             raise ValueError(f"invalid JSONPath {pattern!r}: {exc}") from exc
+        try:
+            self._path = bounded(parsed)
+        except RecursionError as exc:
+            raise ValueError(
+                f"invalid JSONPath {truncate(pattern, 100)!r}: it nests too deeply"
+            ) from exc
+        except ValueError as exc:
+            raise ValueError(f"JSONPath {pattern!r}: {exc}") from exc
+        self.regexes = regexes(self._path)
+        """The regexes the path matches with (`=~` filters, `sub()` calls)."""
 
-    def find(self, data: Any) -> list[Any]:
-        """Every value the expression matches in already-parsed data."""
-        return [match.value for match in self._path.find(data)]
+    def find(self, data: Any, limits: RenderLimits | None = None) -> list[Any]:
+        """Every value the expression matches in already-parsed data.
 
-    def apply(self, text: str) -> str:
+        Runs under the active budget, or a new one from `limits` (the defaults when `None`).
+
+        Raises:
+            BudgetExceededError: a regex filter or a product ran out of its budget.
+            ProcessingError: the data nests too deeply to walk.
+        """
+        try:
+            with metered(limits):
+                return [match.value for match in self._path.find(data)]
+        except BudgetExceededError as exc:
+            raise BudgetExceededError(f"jsonpath '{self.pattern}': {exc}") from exc
+        except RecursionError as exc:
+            raise ProcessingError(
+                f"jsonpath '{self.pattern}': the data nests too deeply to search"
+            ) from exc
+
+    def apply(self, text: str, limits: RenderLimits | None = None) -> str:
         """Extract from JSON `text`: one match gives that value, several a JSON list.
 
         A match that is not a string is written as JSON the way the seed's system writes it
@@ -243,14 +282,16 @@ class CompiledJsonPath:
 
         Raises:
             ProcessingError: the text is not JSON, or the expression matches nothing.
+            BudgetExceededError: a regex filter or a product ran out of its budget.
         """
-        return match_text(self.extract(text))
+        return match_text(self.extract(text, limits))
 
-    def extract(self, text: str) -> Any:
+    def extract(self, text: str, limits: RenderLimits | None = None) -> Any:
         """Like `apply`, but the matched value itself (the list of values for several matches).
 
         Raises:
             ProcessingError: the text is not JSON, or the expression matches nothing.
+            BudgetExceededError: a regex filter or a product ran out of its budget.
         """
         try:
             data = load_json(text, what=f"the response read by jsonpath '{self.pattern}'")
@@ -258,7 +299,7 @@ class CompiledJsonPath:
             raise ProcessingError(
                 f"jsonpath '{self.pattern}' needs a JSON response, got: {truncate(text, 200)!r}"
             ) from exc
-        values = self.find(data)
+        values = self.find(data, limits)
         if not values:
             raise ProcessingError(
                 f"jsonpath '{self.pattern}' matched nothing in the response: "
@@ -289,52 +330,14 @@ def parse_json_container(text: str) -> Any:
 
 
 def compile_jsonpath(pattern: str) -> CompiledJsonPath:
-    """Parse a JSONPath expression (raises `ValueError` when invalid)."""
+    """Parse a JSONPath expression (raises `ValueError` when invalid or too expensive)."""
     return CompiledJsonPath(pattern)
 
 
 # -- regular expressions -------------------------------------------------------------------------
 
 
-class CompiledRegex:
-    """A compiled regular expression that searches with a timeout."""
-
-    def __init__(self, pattern: str) -> None:
-        """Compile `pattern`; raises `ValueError` when it is not a valid expression."""
-        try:
-            # Through importlib: the package ships no type stubs.
-            regex: Any = importlib.import_module("regex")
-        except ImportError as exc:  # pragma: no cover - regex comes with jib's dependencies
-            raise MissingDependencyError("regex", "http", "A regex response transform") from exc
-        self.pattern = pattern
-        try:
-            self._compiled = regex.compile(pattern)
-        except regex.error as exc:
-            raise ValueError(f"invalid regex {pattern!r}: {exc}") from exc
-
-    def apply(self, text: str, timeout: float = REGEX_TIMEOUT) -> str:
-        """The first group of the first match, or the whole match when there is no group.
-
-        Raises:
-            ProcessingError: nothing matched, or matching took longer than `timeout` seconds.
-        """
-        try:
-            match = self._compiled.search(text, timeout=timeout, concurrent=True)
-        except TimeoutError as exc:
-            raise ProcessingError(
-                f"regex '{self.pattern}' took longer than {timeout}s on a {len(text)}-character "
-                "response (catastrophic backtracking?); simplify the pattern"
-            ) from exc
-        if match is None:
-            raise ProcessingError(
-                f"regex '{self.pattern}' matched nothing in the response: {truncate(text, 200)!r}"
-            )
-        if self._compiled.groups:
-            group = match.group(1)
-            return "" if group is None else str(group)
-        return str(match.group(0))
-
-
 def compile_regex(pattern: str) -> CompiledRegex:
-    """Compile a regular expression (raises `ValueError` when invalid)."""
+    """Check and compile a regular expression (raises `ValueError` when invalid or too
+    expensive to compile)."""
     return CompiledRegex(pattern)

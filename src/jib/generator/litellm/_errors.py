@@ -4,6 +4,9 @@ LiteLLM raises its own classes (mostly subclasses of the `openai` SDK's), and no
 the HTTP status calls for: some 429s from self-hosted servers arrive as `APIConnectionError`
 (whose `status_code` is always 500). So the HTTP status the server really sent wins when one can
 be found on the exception or its causes; the LiteLLM class decides only when there is none.
+
+LiteLLM's and the SDK's exceptions can quote the api key (a 401 echoing it back), so they are
+not chained under jib's error: a redacted stand-in of each is (`jib._secrets.redacted_chain`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from jib._syntax import REDACTED
+from jib._secrets import redact, redacted_chain
 from jib.errors import (
     ContextLengthError,
     JibError,
@@ -21,29 +24,12 @@ from jib.errors import (
     error_for_status,
 )
 
-__all__ = ["map_litellm_error", "redact"]
+__all__ = ["litellm_failure", "map_litellm_error"]
 
 MAX_MESSAGE_LENGTH = 1000
 _STATUS_IN_TEXT = re.compile(
     r"(?:status(?:[ _]code)?|error code|http)[\s:=\"']*([1-5]\d\d)\b", re.I
 )
-_BEARER = re.compile(r"(Bearer\s+)\S+", re.I)
-# A secret echoed back partly masked ("sk-abc1****wxyz") is still a secret's fragment: drop any
-# word holding this many characters of a known secret's start or end.
-_FRAGMENT = 6
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret, bearer token, and word holding a secret's fragment masked."""
-    text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
-    for secret in secrets:
-        if len(secret) < 4:
-            continue
-        text = text.replace(secret, REDACTED)
-        if len(secret) >= 2 * _FRAGMENT:
-            head, tail = re.escape(secret[:_FRAGMENT]), re.escape(secret[-_FRAGMENT:])
-            text = re.sub(rf"[^\s'\",]*(?:{head}|{tail})[^\s'\",]*", REDACTED, text)
-    return text
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -105,7 +91,7 @@ def _status_in_text(exc: BaseException) -> int | None:
     return None
 
 
-def _message(exc: BaseException, secrets: Iterable[str]) -> str:
+def _message(exc: BaseException, secrets: list[str]) -> str:
     text = str(exc) or type(exc).__name__
     text = redact(text, secrets)
     if len(text) > MAX_MESSAGE_LENGTH:
@@ -113,18 +99,40 @@ def _message(exc: BaseException, secrets: Iterable[str]) -> str:
     return text
 
 
-def map_litellm_error(exc: BaseException, *, provider: str, secrets: Iterable[str]) -> JibError:
+def litellm_failure(
+    exc: BaseException, *, provider: str, secrets: Iterable[str | None]
+) -> BaseException:
+    """What to raise for an exception a LiteLLM call raised: jib's error, caused by a redacted
+    stand-in of `exc` and its chain (or `exc` itself, when it already is a jib error).
+
+    Raise it outside the `except` block that caught `exc`: inside, Python would chain `exc`
+    itself as the error's `__context__`, key and all.
+    """
+    known = [secret for secret in secrets if secret]
+    error = map_litellm_error(exc, provider=provider, secrets=known)
+    if error is exc:
+        return exc
+    error.__cause__ = redacted_chain(exc, known)
+    error.__suppress_context__ = True
+    return error
+
+
+def map_litellm_error(
+    exc: BaseException, *, provider: str, secrets: Iterable[str | None]
+) -> JibError:
     """The jib error for an exception a LiteLLM call raised; the caller chains `exc` as cause.
 
     Args:
         exc: what LiteLLM (or the SDK or transport under it) raised.
         provider: the model string, for the error's context.
         secrets: values to keep out of the message (the api key).
+
+    Prefer `litellm_failure`, which also keeps the key out of the chained causes.
     """
     if isinstance(exc, JibError):
         return exc
-    secrets = [s for s in secrets if s]
-    message = _message(exc, secrets)
+    known = [s for s in secrets if s]
+    message = _message(exc, known)
     if any("ContextWindowExceededError" in _names(error) for error in _chain(exc)):
         return ContextLengthError(
             message, status_code=_server_status(exc) or 400, provider=provider

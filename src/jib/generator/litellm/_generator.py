@@ -9,7 +9,7 @@ from typing import Any, ClassVar, TypeVar
 from jib._retry import retry_after_from
 from jib.errors import MalformedResponseError, ProviderError
 from jib.generator._requests import RequestGenerator
-from jib.generator.litellm._errors import map_litellm_error
+from jib.generator.litellm._errors import litellm_failure
 from jib.generator.litellm._runtime import (
     fix_ollama_stop_reason,
     import_litellm,
@@ -83,25 +83,27 @@ class LiteLLMGenerator(RequestGenerator):
         try:
             return read(await function(**arguments))
         except Exception as exc:
-            error = self._error(exc, arguments)
-            if error is exc:
-                raise
-            raise error from exc
+            failure = exc
+        raise self._error(failure, arguments)
 
-    def _error(self, exc: Exception, arguments: dict[str, Any]) -> Exception:
-        """The jib error for what a LiteLLM call raised (`exc` itself when it is not LiteLLM's)."""
-        secrets = [arguments.get("api_key") or ""]
-        error = map_litellm_error(exc, provider=self.model, secrets=secrets)
+    def _error(self, exc: Exception, arguments: dict[str, Any]) -> BaseException:
+        """What to raise for an exception a LiteLLM call raised: jib's error, its cause a
+        redacted stand-in of `exc` (raise it outside the `except`, so `exc` is not chained as
+        `__context__`, key and all); `exc` itself when it is not LiteLLM's."""
+        error = litellm_failure(exc, provider=self.model, secrets=[arguments.get("api_key")])
         if error is exc:
             return exc
         if _cut_body(exc):
             # LiteLLM reports a body it could not parse as a 500 of its own making.
-            error = MalformedResponseError(
+            malformed = MalformedResponseError(
                 f"the server's answer is not valid JSON: {error.message}"
                 if isinstance(error, ProviderError)
                 else str(error),
                 provider=self.model,
             )
+            malformed.__cause__ = error.__cause__
+            malformed.__suppress_context__ = True
+            error = malformed
         if isinstance(error, ProviderError) and error.retry_after is None:
             error.retry_after = _retry_after_in(exc)
         return error
@@ -154,7 +156,11 @@ class LiteLLMGenerator(RequestGenerator):
                     parts.append(delta)
                     yield delta
         except Exception as exc:
-            raise self._error(exc, arguments) from exc
+            failure: Exception | None = exc
+        else:
+            failure = None
+        if failure is not None:
+            raise self._error(failure, arguments)
         generated = GeneratedMessage(
             Message("assistant", "".join(parts)), normalize_stop_reason(finish_reason), usage, extra
         )

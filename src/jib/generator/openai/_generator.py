@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, PrivateAttr
 
 from jib._per_loop import PerLoop
+from jib._secrets import redact, redacted_chain
 from jib.errors import (
     InvalidGeneratorError,
     MissingDependencyError,
@@ -26,7 +27,6 @@ from jib.generator.openai._protocol import (
     parse_json,
     read_chat,
     read_text,
-    redact,
     text_body,
 )
 from jib.messages import GeneratedMessage, GeneratedText, Message
@@ -120,7 +120,11 @@ class OpenAIGenerator(RequestGenerator):
                     if state.done:
                         break
         except aiohttp.ClientError as exc:
-            raise self._connection_error(exc) from exc
+            failure: Exception | None = exc
+        else:
+            failure = None
+        if failure is not None:
+            raise self._connection_error(failure) from redacted_chain(failure, self._secrets())
         if not state.done and state.finish_reason is None:
             raise ProviderConnectionError(
                 "the stream ended before the answer was finished", provider=self._provider
@@ -146,11 +150,18 @@ class OpenAIGenerator(RequestGenerator):
                 raw = await self._read(response)
                 return response.status, parse_json(raw, self._provider, response.status)
         except aiohttp.ClientError as exc:
-            raise self._connection_error(exc) from exc
+            failure: Exception = exc
         except asyncio.TimeoutError as exc:  # aiohttp's socket timeouts
-            raise ProviderTimeoutError(
+            failure = exc
+        # Raised outside the `except`: what aiohttp raised is chained only as a redacted
+        # stand-in (see jib._secrets.redacted_chain).
+        if isinstance(failure, asyncio.TimeoutError):
+            error: Exception = ProviderTimeoutError(
                 f"no answer from {self._origin}", provider=self._provider
-            ) from exc
+            )
+        else:
+            error = self._connection_error(failure)
+        raise error from redacted_chain(failure, self._secrets())
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         length = response.content_length

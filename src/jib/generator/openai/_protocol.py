@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jib._retry import retry_after_from
-from jib._syntax import REDACTED
+from jib._secrets import redact
 from jib.errors import MalformedResponseError, ProviderError, error_for_status
 from jib.messages import (
     GeneratedMessage,
@@ -138,14 +138,6 @@ def read_text(data: Any, provider: str, status: int = 200) -> GeneratedText:
         _usage(data),
         extra,
     )
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with each secret (4+ characters) replaced by the redaction marker."""
-    for secret in secrets:
-        if len(secret) >= 4:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 def error_from_response(
