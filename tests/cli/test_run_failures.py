@@ -97,7 +97,7 @@ def test_a_generator_failing_authentication_again_and_again_stops_while_others_g
     assert_one_clean_error_line(
         result,
         f"{broken} stopped after 5 failures in a row with AuthenticationError",
-        "fix it, then finish with --run s --resume --retry-failed",
+        "; fix that, then finish with --run s --resume --retry-failed",
     )
     assert "(the other generators go on)" in result.stderr
     with open_store(default_store) as store:

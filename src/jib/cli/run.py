@@ -338,7 +338,7 @@ def _finish(plan: RunPlan) -> None:
         )
     for s in stats:
         if s.stopped:
-            problems.append(f"{s.stopped}: fix it, then {resume_hint} --retry-failed")
+            problems.append(f"{s.stopped}; fix that, then {resume_hint} --retry-failed")
     if plan.halted:
         left = sum(s.total - s.done for s in stats)
         problems.append(f"stopped at {plan.halted} with {left} chats not run; {resume_hint}")
