@@ -57,6 +57,7 @@ class RecordModel(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
     attempts: int | None = Field(default=None, ge=0)
     latency_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     @field_validator("schema_version")
     @classmethod

@@ -84,6 +84,7 @@ class _Record:
     extra: dict[str, Any] = field(default_factory=dict)
     attempts: int | None = None
     latency_ms: float | None = None
+    cost_usd: float | None = None
     id: str = field(default_factory=lambda: os.urandom(16).hex())
     timestamp: datetime = field(default_factory=_now)
     _generator_id: str | None = None
@@ -110,6 +111,7 @@ class _Record:
             "extra": self.extra,
             "attempts": self.attempts,
             "latency_ms": self.latency_ms,
+            "cost_usd": self.cost_usd,
         }
 
 
@@ -125,6 +127,8 @@ class Chat(_Record):
             for local models and when nothing was sent).
         latency_ms: milliseconds from the first request's start to the answer, retries
             included (for local models: the batch's time).
+        cost_usd: what it cost in US dollars, when the price is known (`jib run` sets it;
+            see `jib.cost`).
     """
 
     messages: list[Message] = field(default_factory=list)
@@ -363,6 +367,7 @@ def _common_fields(
         "extra": record.extra,
         "attempts": record.attempts,
         "latency_ms": record.latency_ms,
+        "cost_usd": record.cost_usd,
         "id": record.id,
         "timestamp": record.timestamp,
     }

@@ -70,9 +70,17 @@ def isolated_env(folder: Path) -> dict[str, str]:
 
 
 def make_runner(env: dict[str, str], cwd: Path) -> JibRunner:
-    """A function running `jib ARGS…` in a subprocess in `cwd`, bounded by a timeout."""
+    """A function running `jib ARGS…` in a subprocess in `cwd`, bounded by a timeout.
 
-    def run(*args: str, env_update: dict[str, str] | None = None, timeout: float = 120) -> Result:
+    `stdin="…"` feeds that text to the process; by default it reads an empty stdin.
+    """
+
+    def run(
+        *args: str,
+        env_update: dict[str, str] | None = None,
+        timeout: float = 120,
+        stdin: str | None = None,
+    ) -> Result:
         completed = subprocess.run(
             [*jib_command(), *args],
             capture_output=True,
@@ -80,7 +88,7 @@ def make_runner(env: dict[str, str], cwd: Path) -> JibRunner:
             env={**env, **(env_update or {})},
             cwd=cwd,
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            **({"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}),
         )
         return Result(completed.returncode, completed.stdout, completed.stderr)
 

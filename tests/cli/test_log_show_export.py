@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -53,7 +54,14 @@ def test_log_on_a_narrow_terminal_keeps_status_prompt_and_answer(filled: JibRunn
 
     assert result.code == 0
     lines = result.stdout.rstrip("\n").splitlines()
-    assert lines[0].split() == ["id", "generator", "status", "prompt", "answer"]
+    assert re.split(r"\s{2,}", lines[0].strip()) == [
+        "id",
+        "prompt id",
+        "generator",
+        "status",
+        "prompt",
+        "answer",
+    ]
     assert all(len(line) <= 80 for line in lines)
     assert all("always_fail!down" in line and "failed  " in line for line in lines[1:])
     assert all("ServerError" in line for line in lines[1:])

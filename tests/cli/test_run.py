@@ -184,7 +184,6 @@ def test_missing_prompts_option_is_one_line(jib: JibRunner) -> None:
         ("\n\n", "has no prompts"),
         ('"ok"\n{"prompt": 1\n', "p.jsonl line 2 is not valid JSON"),
         ('{"prompt": "x", "messages": []}\n', "line 1: give exactly one of 'prompt' or 'messages'"),
-        ('{"text": "x"}\n', "line 1: unknown key(s) ['text']"),
         ('{"prompt": "x", "params": {"temperature": "hot"}}\n', "line 1: invalid params"),
         ('[{"role": "robot", "content": "x"}]\n', "line 1: message role must be one of"),
         ("42\n", "line 1: expected a string, a list of messages"),

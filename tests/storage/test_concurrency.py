@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from jib.storage import ChatStore
+from jib.storage import SCHEMA_VERSION, ChatStore
 
 WRITER = r"""
 import sys, time
@@ -67,4 +67,4 @@ def test_writers_creating_a_new_store_at_once_agree_on_one_schema(
 
     with open_store(store_url) as store:
         assert store.count() == 15
-        assert store.schema_version == 1
+        assert store.schema_version == SCHEMA_VERSION

@@ -14,10 +14,21 @@ from jib.storage import FLAT_COLUMNS, ChatStore
 from jib.testing import AlwaysFailGenerator, EchoGenerator
 
 
+def timed(chats: list[Chat]) -> list[Chat]:
+    for chat in chats:
+        chat.latency_ms, chat.cost_usd, chat.attempts = 12.5, 0.001, 1
+    return chats
+
+
 @pytest.fixture
 async def run_store(store: ChatStore) -> ChatStore:
     echo = EchoGenerator(model="demo").chat([{"role": "system", "content": "sys"}])
-    await echo.meta(tags=["t"]).watch(store.watch(run="exp")).run_batch(['a, "quoted"', "b\nc"])
+    await (
+        echo.meta(tags=["t"], prompt_id="p1", sample_index=0)
+        .map(timed)
+        .watch(store.watch(run="exp"))
+        .run_batch(['a, "quoted"', "b\nc"])
+    )
     await (
         AlwaysFailGenerator(model="down", message="boom")
         .chat()
@@ -62,6 +73,10 @@ def test_csv_has_a_header_and_one_row_per_record(run_store: ChatStore, tmp_path:
     assert rows[2]["error_message"] == "[test] HTTP 500: boom"
     assert json.loads(rows[0]["messages"])[0] == {"role": "system", "content": "sys"}
     assert json.loads(rows[0]["tags"]) == ["t"]
+    assert [r["prompt_id"] for r in rows] == ["p1", "p1", ""]
+    assert [r["sample_index"] for r in rows] == ["0", "0", ""]
+    assert [r["latency_ms"] for r in rows[:2]] == ["12.5", "12.5"]
+    assert [r["cost_usd"] for r in rows] == ["0.001", "0.001", ""]
 
 
 def test_parquet_keeps_types(run_store: ChatStore, tmp_path: Path) -> None:
@@ -75,6 +90,10 @@ def test_parquet_keeps_types(run_store: ChatStore, tmp_path: Path) -> None:
     assert table.column_names == list(FLAT_COLUMNS)
     assert table.column("failed").to_pylist() == [False, False, True]
     assert table.column("total_tokens").to_pylist() == [4, 4, None]
+    assert table.column("prompt_id").to_pylist() == ["p1", "p1", None]
+    assert table.column("sample_index").to_pylist() == [0, 0, None]
+    assert table.column("cost_usd").to_pylist() == [0.001, 0.001, None]
+    assert table.column("attempts").to_pylist() == [1, 1, None]
     assert str(table.schema.field("timestamp").type) == "timestamp[us, tz=UTC]"
 
 
@@ -93,4 +112,7 @@ def test_dataframe_has_one_row_per_record(run_store: ChatStore) -> None:
     assert str(frame["timestamp"].dt.tz) == "UTC"
     assert frame["failed"].tolist() == [False, False, True]
     assert frame["output_tokens"].isna().tolist() == [False, False, True]
+    assert frame["prompt_id"].tolist()[:2] == ["p1", "p1"]
+    assert frame["prompt_id"].isna().tolist() == [False, False, True]
+    assert str(frame["sample_index"].dtype) == "Int64"
     assert frame["messages"][0][-1] == {"role": "user", "content": 'a, "quoted"'}

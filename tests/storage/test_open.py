@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, text, update
 
-from jib import Chat
+from jib import Chat, Message
 from jib.storage import (
     SCHEMA_VERSION,
     StoreError,
@@ -168,3 +168,68 @@ def test_a_store_at_a_version_with_no_migration_is_refused(store_url: str) -> No
 
     with pytest.raises(StoreError, match="schema version 0 and this jib has no migration from it"):
         open_store(store_url)
+
+
+VERSION_2_COLUMNS = ("prompt_id", "sample_index", "latency_ms", "cost_usd", "attempts")
+
+
+def make_version_1_store(url: str) -> Chat:
+    """A database as jib wrote it at schema version 1, holding one chat; return that chat."""
+    from sqlalchemy import Column, Index, MetaData, Table, insert
+
+    from jib.storage._rows import record_to_row
+    from jib.storage._schema import records, tags
+
+    old = MetaData()
+    columns = [
+        Column(
+            c.name,
+            c.type,
+            nullable=c.nullable,
+            primary_key=c.primary_key,
+            unique=c.unique,
+            autoincrement=c.autoincrement,
+        )
+        for c in records.columns
+        if c.name not in VERSION_2_COLUMNS
+    ]
+    old_records = Table(records.name, old, *columns)
+    for index in records.indexes:
+        if index.name != "ix_jib_records_run_prompt":
+            Index(index.name, *(old_records.c[c.name] for c in index.columns))
+    tags.to_metadata(old)
+    schema_version.to_metadata(old)
+    chat = Chat(messages=[Message("user", "from version 1")], metadata={"prompt_id": "q1"})
+    row, _ = record_to_row(chat, run="old", extra_tags=[], stored_at=chat.timestamp)
+    engine = create_engine(to_database_url(url))
+    with engine.begin() as connection:
+        old.create_all(connection)
+        connection.execute(insert(schema_version).values(version=1))
+        connection.execute(
+            insert(old_records), {k: v for k, v in row.items() if k not in VERSION_2_COLUMNS}
+        )
+    engine.dispose()
+    return chat
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_records(store_url: str) -> None:
+    chat = make_version_1_store(store_url)
+
+    with open_store(store_url) as store:
+        assert store.schema_version == SCHEMA_VERSION == 2
+        [old] = list(store.iter_dicts(run="old"))
+        store.save(Chat(latency_ms=5.0, cost_usd=0.5, metadata={"prompt_id": "q2"}), run="new")
+        [new] = list(store.iter_dicts(run="new"))
+
+    assert old["id"] == chat.id and old["messages"][0]["content"] == "from version 1"
+    assert (old["prompt_id"], old["latency_ms"], old["cost_usd"], old["attempts"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert (new["prompt_id"], new["latency_ms"], new["cost_usd"]) == ("q2", 5.0, 0.5)
+    engine = create_engine(to_database_url(store_url))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM jib_schema_version")).scalar() == 1
+    engine.dispose()

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from jib import Chat, Message
+from jib.errors import RateLimitError
 from jib.storage import ChatStore
 from jib.testing import AlwaysFailGenerator, EchoGenerator, FixedGenerator
 
@@ -125,18 +126,44 @@ def test_last_on_an_empty_store_is_none(store: ChatStore) -> None:
     assert store.last() is None
 
 
-def test_stored_keys_count_each_prompt_per_generator(store: ChatStore) -> None:
+def test_stored_results_list_each_record_of_a_run_with_its_prompt_id(store: ChatStore) -> None:
     from jib.storage import input_key
 
     echo = EchoGenerator(model="demo")
     same = [Chat(generator=echo, messages=[Message("user", "same")]) for _ in range(2)]
-    store.save([*same, Chat(generator=echo, messages=[Message("user", "other")])], run="r")
+    failed = Chat(
+        generator=echo,
+        messages=[Message("user", "other")],
+        failed=True,
+        error=RateLimitError("slow down", status_code=429),
+        metadata={"prompt_id": "q7", "sample_index": 2},
+    )
+    store.save([*same, failed], run="r")
+    store.save(Chat(generator=echo), run="elsewhere")
 
-    keys = store.stored_keys("r")
+    results = store.stored_results("r")
 
-    assert keys[("echo!demo", input_key([{"role": "user", "content": "same"}]))] == 2
-    assert sum(keys.values()) == 3
-    assert store.stored_keys("nothing") == {}
+    assert [r.id for r in results] == [c.id for c in [*same, failed]]
+    assert results[0].generator_id == "echo!demo"
+    assert results[0].input_key == input_key([{"role": "user", "content": "same"}])
+    assert (results[0].prompt_id, results[0].sample_index, results[0].failed) == (None, None, False)
+    assert (results[2].prompt_id, results[2].sample_index) == ("q7", 2)
+    assert (results[2].failed, results[2].error_type) == (True, "RateLimitError")
+    assert store.stored_results("nothing") == []
+
+
+def test_saving_a_replacement_deletes_what_it_replaces_in_one_go(store: ChatStore) -> None:
+    failure = Chat(failed=True, error=RuntimeError("down"), metadata={"tags": ["old"]})
+    keep = Chat()
+    store.save([failure, keep], run="r")
+
+    store.save(Chat(metadata={"prompt_id": "1"}), run="r", tags=["new"], replacing=[failure.id])
+
+    assert failure.id not in {c.id for c in store.query(run="r")}
+    assert store.count(run="r") == 2
+    assert store.count(failed=True) == 0
+    assert store.count(tag="old") == 0
+    assert store.count(tag="new") == 1
 
 
 def test_runs_summarize_each_run_newest_first(filled: ChatStore) -> None:
@@ -147,3 +174,13 @@ def test_runs_summarize_each_run_newest_first(filled: ChatStore) -> None:
     ]
     assert summary[1]["first"] == T0
     assert summary[1]["last"] == T0 + timedelta(minutes=2)
+    assert summary[1]["generators"] == ["echo!demo", "fixed!demo,text=ok"]
+    assert (summary[1]["cost_usd"], summary[1]["priced"]) == (None, 0)
+
+
+def test_runs_sum_the_known_costs(store: ChatStore) -> None:
+    store.save([Chat(cost_usd=0.25), Chat(cost_usd=0.5), Chat()], run="priced")
+
+    [summary] = store.runs()
+
+    assert (summary["cost_usd"], summary["priced"], summary["records"]) == (0.75, 2, 3)

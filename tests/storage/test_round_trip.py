@@ -23,7 +23,15 @@ def full_chat() -> Chat:
         generated=[Message("assistant", "» Héllo, wörld! 👋")],
         stop_reason="length",
         usage=Usage(5, 3),
-        metadata={"tags": ["eval", "ünïcode"], "nested": {"a": [1, 2.5, None]}},
+        latency_ms=123.5,
+        attempts=2,
+        cost_usd=0.00042,
+        metadata={
+            "tags": ["eval", "ünïcode"],
+            "nested": {"a": [1, 2.5, None]},
+            "prompt_id": "q-7",
+            "sample_index": 3,
+        },
         extra={"provider_field": "x"},
         timestamp=datetime(2025, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc),
     )
@@ -39,6 +47,7 @@ def test_chat_with_every_field_round_trips(store: ChatStore) -> None:
     assert loaded.to_dict() == chat.to_dict()
     assert loaded.timestamp == chat.timestamp
     assert loaded.usage == Usage(5, 3, 8)
+    assert (loaded.latency_ms, loaded.attempts, loaded.cost_usd) == (123.5, 2, 0.00042)
     assert loaded.params == chat.params
     # The identifier carries the params the chat was made with, so the rebuilt generator has them.
     assert loaded.generator == chat.generator.model_copy(update={"params": chat.params})
@@ -173,3 +182,16 @@ def test_delete_removes_records_and_their_tags(store: ChatStore) -> None:
     assert store.delete([chat.id, "missing"]) == 1
     assert store.count() == 0
     assert store.count(tag="eval") == 0
+
+
+def test_prompt_id_and_sample_index_are_columns_of_the_record_dict(store: ChatStore) -> None:
+    numbered = Chat(metadata={"prompt_id": 12, "sample_index": 1})
+    odd = Chat(metadata={"prompt_id": {"not": "an id"}, "sample_index": True})
+    store.save([numbered, odd, Chat()], run="r")
+
+    dicts = {d["id"]: d for d in store.iter_dicts(run="r")}
+
+    assert (dicts[numbered.id]["prompt_id"], dicts[numbered.id]["sample_index"]) == ("12", 1)
+    assert (dicts[odd.id]["prompt_id"], dicts[odd.id]["sample_index"]) == (None, None)
+    assert dicts[odd.id]["metadata"] == odd.metadata
+    assert Chat.from_dict(dicts[numbered.id]).metadata == numbered.metadata

@@ -10,10 +10,13 @@ import typer
 
 from jib.cli._common import EXIT_FAILED, one_line
 from jib.cli.chat import ChatUsage, chat_command
+from jib.cli.compare import compare_command
 from jib.cli.export import export_command
 from jib.cli.ident import id_command
 from jib.cli.log import log_command, show_command
+from jib.cli.report import report_command
 from jib.cli.run import run_command
+from jib.cli.runs import runs_command
 from jib.cli.spec import render_command
 
 __all__ = ["app", "main"]
@@ -34,6 +37,9 @@ app.command("log")(log_command)
 app.command("show")(show_command)
 app.command("export")(export_command)
 app.command("id")(id_command)
+app.command("runs")(runs_command)
+app.command("compare")(compare_command)
+app.command("report")(report_command)
 
 spec_app = typer.Typer(
     help="Work with HTTP specs (the `spec` of http! generators).",

@@ -43,6 +43,7 @@ __all__ = [
     "out_console",
     "parse_params",
     "quiet_litellm",
+    "require_run",
     "resolve_generators",
     "trust_policy",
 ]
@@ -294,3 +295,13 @@ def open_cli_store(location: str | None) -> ChatStore:
     from jib.storage import open_store
 
     return open_store(location)
+
+
+def require_run(chat_store: ChatStore, run: str) -> None:
+    """Stop with a clear error when the store holds no record of `run`.
+
+    Raises:
+        CliError: no such run (the message names the store and how to list the runs).
+    """
+    if chat_store.count(run=run) == 0:
+        fail(f"no run named {run!r} in {chat_store.url} (see the runs with `jib runs`)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from rich.console import Console
@@ -20,23 +20,38 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from jib.cli._terminal import printable
+
 __all__ = ["GeneratorStats", "RichReporter", "TextReporter"]
 
 
 @dataclass(slots=True)
 class GeneratorStats:
-    """What one generator of a run has done so far."""
+    """What one generator of a run has done so far.
+
+    `latencies` holds the latency of each successful chat (ms); `cost` sums the known costs and
+    `priced` counts the chats that had one. `retrying` counts stored failures this run re-runs,
+    `kept_failed` the stored failures it leaves alone (not retryable), `stopped` says why the
+    generator was stopped early, if it was.
+    """
 
     label: str
     total: int
     skipped: int = 0
+    retrying: int = 0
+    kept_failed: int = 0
     ok: int = 0
     failed: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    latencies: list[float] = field(default_factory=list)
+    cost: float = 0.0
+    priced: int = 0
+    failures_in_a_row: int = 0
     started: float | None = None
     finished: float | None = None
     first_error: str | None = None
+    stopped: str | None = None
 
     @property
     def done(self) -> int:
@@ -65,6 +80,9 @@ class Reporter(Protocol):
 
     def update(self, index: int) -> None:
         """Generator `index` finished some records."""
+
+    def note(self, text: str) -> None:
+        """Say something that happened during the run (a generator stopped, say)."""
 
     def stop(self) -> None:
         """The run ended (finished or interrupted)."""
@@ -122,6 +140,10 @@ class RichReporter:
         self._progress.start_task(task)
         self._progress.update(task, completed=stats.done, failed=stats.failed)
 
+    def note(self, text: str) -> None:
+        """Print `text` above the bars (control characters shown as escapes)."""
+        self._progress.console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
+
     def stop(self) -> None:
         """Leave the final bars on screen."""
         self._progress.stop()
@@ -140,8 +162,13 @@ class TextReporter:
         """Say what will run."""
         self._stats = stats
         for s in stats:
-            skipped = f" ({s.skipped} already stored, skipped)" if s.skipped else ""
-            self._print(f"{s.label}: {s.total} to run{skipped}")
+            notes = []
+            if s.skipped:
+                notes.append(f"{s.skipped} already stored, skipped")
+            if s.retrying:
+                notes.append(f"{s.retrying} failed before, run again")
+            shown = f" ({'; '.join(notes)})" if notes else ""
+            self._print(f"{s.label}: {s.total} to run{shown}")
 
     def update(self, index: int) -> None:
         """A line for generator `index`, if the last one is old enough or it is done."""
@@ -159,6 +186,10 @@ class TextReporter:
         self._print(
             f"{stats.label}: {stats.done}/{stats.total} done, {stats.failed} failed{rate_text}{eta}"
         )
+
+    def note(self, text: str) -> None:
+        """Print `text` as a line of its own (control characters shown as escapes)."""
+        self._print(printable(text))
 
     def stop(self) -> None:
         """Nothing to clean up."""

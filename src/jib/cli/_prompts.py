@@ -1,22 +1,36 @@
-"""Reading a prompts file: `.txt` (one prompt per line) or `.jsonl` (one conversation per line).
+"""Reading a prompts dataset: `.txt`, `.jsonl` or `.csv`, from a file or from stdin (`-`).
 
-A `.jsonl` line is one of:
+- `.txt`: one prompt per line.
+- `.jsonl`: one prompt per line, as one of
+  - a string: one user message;
+  - a list of messages (`{"role": …, "content": …}` objects or strings);
+  - an object with `"prompt"` (a string) or `"messages"` (a list as above), and optionally
+    `"id"` (a string or an integer), `"params"` (generation params for this line only, e.g.
+    `{"temperature": 0.7}`), `"metadata"` (an object) and any other keys (`"expected"`,
+    `"category"`, …), which are kept in the chat's metadata along with `"metadata"`'s own.
+    With `column`, the prompt is read from that key instead of `"prompt"`.
+- `.csv`: a header row, then one prompt per row, read from the `column` column, else the column
+  named `prompt`, else the only column. A column named `id` names the prompt; every other column
+  is kept in the chat's metadata (as text).
 
-- a string: one user message;
-- a list of messages (`{"role": …, "content": …}` objects or strings);
-- an object with `"prompt"` (a string) or `"messages"` (a list as above), and optionally
-  `"params"` (generation params for this line only, e.g. `{"temperature": 0.7}`).
-
-Blank lines are skipped in both formats. Files are read lazily, so a large file is never held
-in memory whole.
+Every prompt has an id, unique in the file: its `id`, else its line number (for a CSV row, the
+line it starts on). `jib run` stores it with each chat (metadata key `prompt_id`). The format
+comes from the file's suffix (anything else is text), or for stdin from its first line (`{` or
+`[` starting a JSON value: JSONL; else text), unless given. Blank lines are skipped. Files are
+read lazily, so a large file is never held in memory whole; stdin is read once and kept.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pydantic import ValidationError
 
@@ -25,54 +39,144 @@ from jib.cli._common import EXIT_USAGE, CliError
 from jib.errors import UntrustedIdentifierError
 from jib.messages import Message, as_messages
 from jib.params import GenerateParams
+from jib.storage._rows import PROMPT_ID, SAMPLE_INDEX
 from jib.trust import TrustPolicy
 
-__all__ = ["Prompt", "PromptsFile"]
+__all__ = ["Prompt", "PromptsFile", "PromptsFormat"]
+
+STDIN = "-"
+_LINE_KEYS = frozenset({"id", "messages", "params", "metadata"})
+"""The keys of a JSONL line that are not metadata (with the prompt's own key)."""
+_RESERVED = (PROMPT_ID, SAMPLE_INDEX)
+"""Metadata keys `jib run` writes itself; a dataset may not use them."""
+_MAX_ID = 255
+
+
+class PromptsFormat(str, Enum):
+    """The formats a prompts dataset can be in."""
+
+    txt = "txt"
+    jsonl = "jsonl"
+    csv = "csv"
 
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """One prompt of the file: its line number, messages, and params of its own (if any)."""
+    """One prompt of the dataset: its id and line, messages, params and metadata of its own."""
 
+    id: str
     line: int
     messages: list[Message]
     params: GenerateParams | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_system(self) -> bool:
+        """Whether the prompt brings a system message of its own."""
+        return any(message.role == "system" for message in self.messages)
+
+
+def _format_of(path: Path) -> PromptsFormat:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return PromptsFormat.jsonl
+    if suffix == ".csv":
+        return PromptsFormat.csv
+    return PromptsFormat.txt
+
+
+def _sniff(text: str) -> PromptsFormat:
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if first.startswith(("{", "[")):
+        try:
+            load_json(first, what="stdin line 1", error=ValueError)
+        except ValueError:
+            return PromptsFormat.txt
+        return PromptsFormat.jsonl
+    return PromptsFormat.txt
 
 
 class PromptsFile:
-    """A prompts file, checked once when opened; iterate it (again) to stream its prompts.
+    """A prompts dataset, checked once when opened; iterate it (again) to stream its prompts.
 
-    A line's params are data: `trust` (default: `TrustPolicy.from_env()`) decides whether their
-    `extra` may send the request elsewhere, read a variable or run code (see `jib.trust`).
+    Args:
+        path: the file, or `Path("-")` for stdin.
+        format: the format; default: from the suffix (see the module docs).
+        column: the column (CSV) or key (JSONL) holding the prompt.
+        trust: decides whether a line's params (data) may send the request elsewhere, read a
+            variable or run code through their `extra` (default: `TrustPolicy.from_env()`; see
+            `jib.trust`).
 
     Raises:
-        CliError: the file is missing or unreadable, has no prompts, or a line is malformed or
-            has params `trust` refuses (the message names the line).
+        CliError: the file is missing or unreadable, has no prompts, a line is malformed,
+            repeats an id or has params `trust` refuses (the message names the line), or
+            `column` does not fit the file.
     """
 
-    def __init__(self, path: Path, trust: TrustPolicy | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        format: PromptsFormat | None = None,
+        column: str | None = None,
+        stdin: IO[str] | None = None,
+        trust: TrustPolicy | None = None,
+    ) -> None:
         self.path = path
         self.trust = trust if trust is not None else TrustPolicy.from_env()
-        self.jsonl = path.suffix.lower() in (".jsonl", ".ndjson")
-        if not path.exists():
-            raise CliError(f"prompts file '{path}' not found", EXIT_USAGE)
-        if not path.is_file():
-            raise CliError(f"prompts file '{path}' is not a file", EXIT_USAGE)
-        self.count = sum(1 for _ in self)
-        if self.count == 0:
-            raise CliError(f"prompts file '{path}' has no prompts", EXIT_USAGE)
+        self._text: str | None = None
+        if str(path) == STDIN:
+            self.name = "stdin"
+            self._text = self._read_stdin(stdin or sys.stdin)
+            self.format = format or _sniff(self._text)
+        else:
+            self.name = path.name
+            if not path.exists():
+                raise CliError(f"prompts file '{path}' not found", EXIT_USAGE)
+            if not path.is_file():
+                raise CliError(f"prompts file '{path}' is not a file", EXIT_USAGE)
+            self.format = format or _format_of(path)
+        if column is not None and self.format is PromptsFormat.txt:
+            raise CliError(
+                f"--column picks the prompt of a .csv or .jsonl dataset; {self.name} is read as "
+                "text (one prompt per line; give --prompts-format if it is not)",
+                EXIT_USAGE,
+            )
+        self.column = column
+        self.count = self._check()
+
+    @property
+    def label(self) -> str:
+        """How the dataset is named in hints: its path, or `-` for stdin."""
+        return STDIN if self._text is not None else self.path.as_posix()
+
+    def _read_stdin(self, stream: IO[str]) -> str:
+        try:
+            return stream.read()
+        except UnicodeDecodeError as exc:
+            raise CliError(f"stdin is not UTF-8 text: {exc.reason}", EXIT_USAGE) from None
+
+    def _check(self) -> int:
+        seen: dict[str, int] = {}
+        for prompt in self:
+            first = seen.setdefault(prompt.id, prompt.line)
+            if first != prompt.line:
+                raise CliError(
+                    f"{self.name} line {prompt.line}: id {prompt.id!r} is already the id of line "
+                    f"{first}; every prompt needs its own id",
+                    EXIT_USAGE,
+                )
+        if not seen:
+            raise CliError(f"prompts file '{self.label}' has no prompts", EXIT_USAGE)
+        return len(seen)
 
     def __iter__(self) -> Iterator[Prompt]:
         try:
-            with open(self.path, encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    text = line.rstrip("\r\n")
-                    if not text.strip():
-                        continue
-                    if self.jsonl:
-                        yield self._parse_json_line(text, number)
-                    else:
-                        yield Prompt(number, [Message("user", text)])
+            with self._open() as handle:
+                if self.format is PromptsFormat.csv:
+                    yield from self._csv_prompts(handle)
+                else:
+                    yield from self._line_prompts(handle)
         except UnicodeDecodeError as exc:
             raise CliError(
                 f"prompts file '{self.path}' is not UTF-8 text: {exc.reason}", EXIT_USAGE
@@ -82,48 +186,157 @@ class PromptsFile:
                 f"cannot read prompts file '{self.path}': {exc.strerror}", EXIT_USAGE
             ) from None
 
-    def _parse_json_line(self, text: str, number: int) -> Prompt:
-        where = f"{self.path.name} line {number}"
+    def _open(self) -> IO[str]:
+        if self._text is not None:
+            return io.StringIO(self._text, newline=None)
+        # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first line.
+        return open(self.path, encoding="utf-8-sig", newline="")
+
+    def _line_prompts(self, handle: IO[str]) -> Iterator[Prompt]:
+        for number, line in enumerate(handle, start=1):
+            text = line.rstrip("\r\n")
+            if not text.strip():
+                continue
+            if self.format is PromptsFormat.jsonl:
+                yield self._json_prompt(text, number)
+            else:
+                yield Prompt(str(number), number, [Message("user", text)])
+
+    def _json_prompt(self, text: str, number: int) -> Prompt:
+        where = f"{self.name} line {number}"
         try:
             value = load_json(text, what=where, error=lambda message: CliError(message, EXIT_USAGE))
         except ValueError as exc:
             raise CliError(f"{where} is not valid JSON: {exc}", EXIT_USAGE) from None
-        params: GenerateParams | None = None
-        raw_messages: Any = value
-        if isinstance(value, dict):
-            unknown = set(value) - {"prompt", "messages", "params"}
-            if unknown:
-                raise CliError(
-                    f"{where}: unknown key(s) {sorted(unknown)}; expected 'prompt' or "
-                    "'messages', and optionally 'params'",
-                    EXIT_USAGE,
-                )
-            if ("prompt" in value) == ("messages" in value):
-                raise CliError(f"{where}: give exactly one of 'prompt' or 'messages'", EXIT_USAGE)
-            raw_messages = value.get("messages", value.get("prompt"))
-            if "params" in value:
-                try:
-                    params = GenerateParams.model_validate(value["params"])
-                except ValidationError as exc:
-                    first = exc.errors()[0]
-                    location = ".".join(str(part) for part in first["loc"]) or "params"
-                    raise CliError(
-                        f"{where}: invalid params ({location}: {first['msg']})", EXIT_USAGE
-                    ) from None
-                try:
-                    self.trust.check_params(params, where=where)
-                except UntrustedIdentifierError as exc:
-                    raise CliError(str(exc), EXIT_USAGE) from None
-        if isinstance(raw_messages, dict) or not isinstance(raw_messages, (str, list)):
+        if not isinstance(value, dict):
+            return Prompt(str(number), number, _messages(value, where))
+        column = self.column or "prompt"
+        if (column in value) == ("messages" in value):
+            raise CliError(f"{where}: give exactly one of '{column}' or 'messages'", EXIT_USAGE)
+        messages = _messages(value["messages"] if "messages" in value else value[column], where)
+        own = value.get("metadata", {})
+        if not isinstance(own, dict):
+            raise CliError(f"{where}: 'metadata' must be an object", EXIT_USAGE)
+        others = {k: v for k, v in value.items() if k not in _LINE_KEYS and k != column}
+        both = sorted(set(own) & set(others))
+        if both:
             raise CliError(
-                f"{where}: expected a string, a list of messages, or an object with 'prompt' "
-                "or 'messages'",
+                f"{where}: {both} given both as key(s) of the line and in its 'metadata'",
                 EXIT_USAGE,
             )
+        return Prompt(
+            _prompt_id(value.get("id"), number, where),
+            number,
+            messages,
+            self._params(value["params"], where) if "params" in value else None,
+            _metadata({**own, **others}, where),
+        )
+
+    def _params(self, value: Any, where: str) -> GenerateParams:
         try:
-            messages = as_messages(raw_messages)
-        except (TypeError, ValueError) as exc:
-            raise CliError(f"{where}: {exc}", EXIT_USAGE) from None
-        if not messages:
-            raise CliError(f"{where}: the conversation has no messages", EXIT_USAGE)
-        return Prompt(number, messages, params)
+            params = GenerateParams.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            location = ".".join(str(part) for part in first["loc"]) or "params"
+            problem = f"{location}: {first['msg']}"
+            raise CliError(f"{where}: invalid params ({problem})", EXIT_USAGE) from None
+        try:
+            self.trust.check_params(params, where=where)
+        except UntrustedIdentifierError as exc:
+            raise CliError(str(exc), EXIT_USAGE) from None
+        return params
+
+    def _csv_prompts(self, handle: IO[str]) -> Iterator[Prompt]:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return
+        header = [name.strip() for name in header]
+        where = f"{self.name} line 1"
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated or "" in header:
+            problem = f"repeats {repeated}" if repeated else "has an empty column name"
+            raise CliError(f"{where}: the header row {problem}", EXIT_USAGE)
+        column = self._csv_column(header, where)
+        end = reader.line_num
+        for row in reader:
+            number, end = end + 1, reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            where = f"{self.name} line {number}"
+            if len(row) != len(header):
+                raise CliError(
+                    f"{where}: {len(row)} fields, but the header has {len(header)}", EXIT_USAGE
+                )
+            cells = dict(zip(header, row, strict=True))
+            prompt = cells.pop(column)
+            if not prompt.strip():
+                raise CliError(f"{where}: the prompt (column {column!r}) is empty", EXIT_USAGE)
+            raw_id = cells.pop("id", "").strip() if column != "id" else ""
+            yield Prompt(
+                _prompt_id(raw_id or None, number, where),
+                number,
+                [Message("user", prompt)],
+                None,
+                _metadata(cells, where),
+            )
+
+    def _csv_column(self, header: list[str], where: str) -> str:
+        if self.column is not None:
+            if self.column not in header:
+                raise CliError(
+                    f"{where}: no column {self.column!r} (--column); the columns are {header}",
+                    EXIT_USAGE,
+                )
+            return self.column
+        if "prompt" in header:
+            return "prompt"
+        if len(header) == 1:
+            return header[0]
+        raise CliError(
+            f"{where}: which column holds the prompt? None is named 'prompt'; pick one of "
+            f"{header} with --column NAME",
+            EXIT_USAGE,
+        )
+
+
+def _messages(value: Any, where: str) -> list[Message]:
+    if isinstance(value, dict) or not isinstance(value, (str, list)):
+        raise CliError(
+            f"{where}: expected a string, a list of messages, or an object with 'prompt' or "
+            "'messages'",
+            EXIT_USAGE,
+        )
+    try:
+        messages = as_messages(value)
+    except (TypeError, ValueError) as exc:
+        raise CliError(f"{where}: {exc}", EXIT_USAGE) from None
+    if not messages:
+        raise CliError(f"{where}: the conversation has no messages", EXIT_USAGE)
+    return messages
+
+
+def _prompt_id(value: Any, number: int, where: str) -> str:
+    if value is None:
+        return str(number)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise CliError(
+            f"{where}: 'id' must be a string or an integer, not {json.dumps(value)}", EXIT_USAGE
+        )
+    text = str(value)
+    if not text.strip() or len(text) > _MAX_ID:
+        raise CliError(
+            f"{where}: 'id' must be 1 to {_MAX_ID} characters, not {len(text)}", EXIT_USAGE
+        )
+    return text
+
+
+def _metadata(values: dict[str, Any], where: str) -> dict[str, Any]:
+    reserved = sorted(set(values) & set(_RESERVED))
+    if reserved:
+        raise CliError(
+            f"{where}: {reserved} is set by jib run itself (the line's id and sample number); "
+            "name the key differently",
+            EXIT_USAGE,
+        )
+    return values

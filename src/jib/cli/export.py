@@ -16,6 +16,7 @@ from jib.cli._common import (
     fail,
     handle_errors,
     open_cli_store,
+    require_run,
 )
 
 __all__ = ["ExportFormat", "export_command"]
@@ -75,6 +76,8 @@ def export_command(
         if chosen is ExportFormat.parquet and output is None:
             fail("parquet is binary: give a file with --output FILE.parquet", EXIT_USAGE)
         with open_cli_store(store) as chat_store:
+            if run is not None:
+                require_run(chat_store, run)
             writer = {
                 ExportFormat.jsonl: chat_store.export_jsonl,
                 ExportFormat.csv: chat_store.export_csv,

@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from jib.cli._common import StoreOption, handle_errors, open_cli_store, out_console
+from jib.cli._figures import format_cost, format_ms
 from jib.cli._terminal import printable_data
 
 __all__ = ["log_command", "show_command"]
@@ -38,6 +40,13 @@ def _params_text(params: dict[str, Any] | None) -> str:
     return json.dumps(shown, ensure_ascii=False) if shown else "–"
 
 
+def _dataset_rows(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """The prompt id and sample index of a record that came from a dataset."""
+    if data.get("prompt_id") is None:
+        return []
+    return [("prompt id", data["prompt_id"]), ("sample", str(data.get("sample_index") or 0))]
+
+
 def _when(data: dict[str, Any]) -> str:
     moment = datetime.fromisoformat(data["timestamp"])
     return moment.strftime("%Y-%m-%d %H:%M")
@@ -45,7 +54,10 @@ def _when(data: dict[str, Any]) -> str:
 
 _GAP = 2  # spaces between columns
 _PREVIEW_MIN = 12
-_OPTIONAL = ("tokens", "run", "time (UTC)")
+_GENERATOR_MIN = 16
+_WIDE_PREVIEW = 60
+_FLEXIBLE = ("generator", "prompt", "answer")
+_OPTIONAL = ("cost", "latency", "tokens", "run", "time (UTC)", "prompt id")
 """Columns left out, in this order, when the terminal is too narrow for every column."""
 
 
@@ -57,41 +69,63 @@ def _log_cells(data: dict[str, Any]) -> dict[str, Text]:
         Text("failed", style="red") if data["failed"] else Text(data["stop_reason"], style="green")
     )
     usage = data["usage"] or {}
+    prompt_id = data.get("prompt_id")
+    if prompt_id is not None and data.get("sample_index"):
+        prompt_id = f"{prompt_id}#{data['sample_index']}"
     return {
         "id": Text(data["id"][:12]),
         "time (UTC)": Text(_when(data)),
         "run": Text(_preview(data["run"] or "–", 24)),
-        "generator": Text(_preview(data["generator_id"] or "–", 40)),
+        "prompt id": Text(_preview(prompt_id or "–", 16)),
+        "generator": Text(data["generator_id"] or "–"),
         "status": status,
         "tokens": Text(str(usage.get("total_tokens", "–")), justify="right"),
-        "prompt": Text(_preview(prompt)),
-        "answer": Text(_preview(answer)),
+        "latency": Text(format_ms(data.get("latency_ms")), justify="right"),
+        "cost": Text(format_cost(data.get("cost_usd")), justify="right"),
+        "prompt": Text(" ".join(prompt.split())),
+        "answer": Text(" ".join(answer.split())),
     }
 
 
-def _log_table(records: list[dict[str, Any]], width: int) -> Table:
-    """Recent records as a table at most `width` wide.
+def _log_table(records: list[dict[str, Any]], width: int, *, wide: bool = False) -> Table:
+    """Recent records as a table at most `width` wide (unless `wide`).
 
-    Every column is shown whole except the prompt and answer previews, which share what is left;
-    on a narrow terminal the `_OPTIONAL` columns are left out first.
+    The id, status and the `_OPTIONAL` columns are shown whole; the generator, prompt and answer
+    share what is left, cut with an ellipsis. On a narrow terminal the `_OPTIONAL` columns are
+    left out first. `wide` shows every column and longer previews, whatever the width.
     """
     rows = [_log_cells(data) for data in records]
     names = list(rows[0])
     widths = {name: max(len(name), *(row[name].cell_len for row in rows)) for name in names}
-    fixed = [name for name in names if name not in ("prompt", "answer")]
+    fixed = [name for name in names if name not in _FLEXIBLE]
+    if wide:
+        flexible = {
+            "generator": widths["generator"],
+            "prompt": min(widths["prompt"], _WIDE_PREVIEW),
+            "answer": min(widths["answer"], _WIDE_PREVIEW),
+        }
+    else:
+        generator_min = min(widths["generator"], _GENERATOR_MIN)
 
-    def spare() -> int:
-        return width - sum(widths[name] for name in fixed) - _GAP * (len(fixed) + 1)
+        def spare() -> int:
+            used = sum(widths[name] for name in fixed) + _GAP * (len(fixed) + len(_FLEXIBLE) - 1)
+            return width - used
 
-    for name in _OPTIONAL:
-        if spare() >= 2 * _PREVIEW_MIN:
-            break
-        fixed.remove(name)
-    preview = max(_PREVIEW_MIN, spare() // 2)
-    shown = [name for name in names if name in fixed or name in ("prompt", "answer")]
-    table = Table(box=None, pad_edge=False, padding=(0, _GAP // 2))
+        for name in _OPTIONAL:
+            if spare() >= generator_min + 2 * _PREVIEW_MIN:
+                break
+            fixed.remove(name)
+        generator = max(generator_min, min(widths["generator"], spare() // 3))
+        preview = max(_PREVIEW_MIN, (spare() - generator) // 2)
+        flexible = {
+            "generator": generator,
+            "prompt": min(preview, widths["prompt"]),
+            "answer": min(preview, widths["answer"]),
+        }
+    shown = [name for name in names if name in fixed or name in _FLEXIBLE]
+    table = Table(box=None, pad_edge=False, padding=(0, _GAP // 2), expand=False)
     for name in shown:
-        column_width = min(preview, widths[name]) if name in ("prompt", "answer") else widths[name]
+        column_width = flexible.get(name, widths[name])
         table.add_column(name, width=column_width, no_wrap=True, overflow="ellipsis")
     for row in rows:
         table.add_row(*(row[name] for name in shown))
@@ -121,9 +155,17 @@ def log_command(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print a JSON array of the records instead of a table.")
     ] = False,
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            "-w",
+            help="Every column, whole identifiers and longer previews, however wide the terminal.",
+        ),
+    ] = False,
     store: StoreOption = None,
 ) -> None:
-    """List the most recent stored chats, newest first."""
+    """List the most recent stored chats, newest first, fitted to the terminal's width."""
     with handle_errors(), open_cli_store(store) as chat_store:
         records = list(
             chat_store.iter_dicts(
@@ -148,7 +190,18 @@ def log_command(
                 )
             out_console.print(message, markup=False)
             return
-        out_console.print(_log_table(printable_data(records), out_console.width))
+        table = _log_table(printable_data(records), out_console.width, wide=wide)
+        if wide:
+            # A console as wide as the table: rich never draws wider than its console.
+            needed = table.__rich_measure__(out_console, out_console.options).maximum
+            Console(
+                width=max(needed, out_console.width),
+                highlight=False,
+                force_terminal=out_console.is_terminal,
+                color_system=out_console.color_system,  # type: ignore[arg-type]
+            ).print(table)
+        else:
+            out_console.print(table)
 
 
 def show_command(
@@ -174,6 +227,7 @@ def show_command(
         ("id", data["id"]),
         ("time", data["timestamp"]),
         ("run", data["run"] or "–"),
+        *_dataset_rows(data),
         ("generator", data["generator_id"] or "–"),
         ("params", _params_text(data["params"])),
         ("status", status),
@@ -186,6 +240,12 @@ def show_command(
                 f"{usage['total_tokens']} total",
             )
         )
+    if data.get("latency_ms") is not None:
+        rows.append(("latency", format_ms(data["latency_ms"])))
+    if data.get("attempts") is not None:
+        rows.append(("attempts", str(data["attempts"])))
+    if data.get("cost_usd") is not None:
+        rows.append(("cost", format_cost(data["cost_usd"])))
     if data["error"]:
         rows.append(("error", f"{data['error']['type']}: {data['error']['message']}"))
     if data["metadata"]:

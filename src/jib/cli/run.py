@@ -1,15 +1,15 @@
-"""`jib run`: every prompt of a file against every generator, stored as it goes (the main job)."""
+"""`jib run`: every prompt of a dataset against every generator, stored as it goes."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from jib.cli._common import (
     EXIT_FAILED,
@@ -31,15 +31,21 @@ from jib.cli._common import (
     trust_policy,
 )
 from jib.cli._progress import GeneratorStats, Reporter, RichReporter, TextReporter
-from jib.cli._prompts import PromptsFile
-from jib.messages import Message
+from jib.cli._prompts import PromptsFile, PromptsFormat
+from jib.cli._summary import summary_lines
+from jib.cost import PRICES_ENV_VAR, PriceError, Prices
+from jib.messages import Message, Usage
 
 if TYPE_CHECKING:
+    from jib.cli._runner import RunPlan
+    from jib.generator.base import Generator
     from jib.storage import ChatStore
 
 __all__ = ["run_command"]
 
 OFFLINE_PROVIDERS = ("echo!", "fixed!", "fail!", "always_fail!")
+STOP_AFTER = 5
+"""Default of `--stop-after`: authentication/bad-request failures in a row that stop a generator."""
 
 
 def _default_run_name() -> str:
@@ -62,8 +68,28 @@ def run_command(
             "--prompts",
             "-f",
             metavar="FILE",
-            help="Prompts file: .txt (one prompt per line) or .jsonl (one conversation per "
-            'line: "text", [messages], or {"prompt"|"messages": …, "params": {…}}).',
+            help="The dataset, - for stdin: .txt (one prompt per line), .jsonl (one per line: "
+            '"text", [messages], or {"prompt"|"messages": …, "id": …, "params": {…}, other '
+            "keys kept as metadata}) or .csv (a header row; see --column).",
+            show_default=False,
+        ),
+    ] = None,
+    prompts_format: Annotated[
+        PromptsFormat | None,
+        typer.Option(
+            "--prompts-format",
+            help="txt, jsonl or csv. Default: from the file's suffix; for stdin, jsonl when the "
+            "first line is a JSON object or list, else txt.",
+            show_default=False,
+        ),
+    ] = None,
+    column: Annotated[
+        str | None,
+        typer.Option(
+            "--column",
+            metavar="NAME",
+            help="The column (.csv) or key (.jsonl) holding the prompt. Default: 'prompt', or a "
+            "CSV's only column. Other columns are kept as metadata; 'id' names the prompt.",
             show_default=False,
         ),
     ] = None,
@@ -78,11 +104,40 @@ def run_command(
             show_default=False,
         ),
     ] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag",
+            "-t",
+            metavar="TAG",
+            help="A tag stored with every chat (repeatable); filter with jib log/export --tag.",
+            show_default=False,
+        ),
+    ] = None,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            "--repeat",
+            min=1,
+            metavar="N",
+            help="Samples per prompt and generator, each stored with its sample index (0…N-1).",
+        ),
+    ] = 1,
     resume: Annotated[
         bool,
         typer.Option(
             "--resume",
-            help="Skip the prompts this --run already stored (per generator), run the rest.",
+            help="Finish --run NAME: skip what it stored (per generator, prompt id and sample) "
+            "and run the rest, including chats that failed with a retryable error (rate limit, "
+            "timeout, server or connection error), whose new chat replaces the failure.",
+        ),
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="With --resume: also run again every other stored failure (authentication, "
+            "bad request, …), e.g. once the key is fixed.",
         ),
     ] = False,
     concurrency: Annotated[
@@ -104,10 +159,46 @@ def run_command(
     system: Annotated[
         str | None,
         typer.Option(
-            "--system", "-s", metavar="TEXT", help="A system message sent before every prompt."
+            "--system",
+            "-s",
+            metavar="TEXT",
+            help="A system message sent before every prompt that has none of its own (a "
+            "dataset line's own system message wins; the two are never both sent).",
         ),
     ] = None,
     param: ParamOption = None,
+    stop_after: Annotated[
+        int,
+        typer.Option(
+            "--stop-after",
+            min=0,
+            metavar="N",
+            help="Stop a generator after N authentication or bad-request failures in a row; "
+            "the other generators go on (0: never stop).",
+        ),
+    ] = STOP_AFTER,
+    price: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--price",
+            metavar="MODEL=IN,OUT",
+            help="US dollars per million input and output tokens for a model, e.g. "
+            f"'echo!demo=0.15,0.60' (repeatable; also a file of such lines in ${PRICES_ENV_VAR}). "
+            "LiteLLM models default to LiteLLM's bundled prices.",
+            show_default=False,
+        ),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option(
+            "--max-cost",
+            min=0,
+            metavar="USD",
+            help="Stop sending requests once this command has spent this much on chats with a "
+            "known cost; what is in flight finishes and is stored. Finish later with --resume.",
+            show_default=False,
+        ),
+    ] = None,
     progress: Annotated[
         bool | None,
         typer.Option(
@@ -121,12 +212,13 @@ def run_command(
     allow_host: AllowHostOption = None,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
-    """Run every prompt of a file against every generator, storing each chat as it finishes.
+    """Run every prompt of a dataset against every generator, storing each chat as it finishes.
 
     A live progress bar shows rate and ETA; failed chats are stored as failures and the run goes
-    on; a summary table follows. Exit status: 0 when every chat succeeded, 1 when some failed
-    or the store could not be written (finish with --resume), 2 on bad input, 130 when
-    interrupted (finish with --resume).
+    on; a summary table follows (ok/failed, p50/p95 latency, tokens and cost per generator).
+    Exit status: 0 when every chat succeeded, 1 when some failed, a generator was stopped,
+    --max-cost was reached or the store could not be written (finish with --resume), 2 on bad
+    input, 130 when interrupted (finish with --resume).
 
     \b
     Example (single-quote identifiers holding ! in bash/zsh):
@@ -134,38 +226,55 @@ def run_command(
     """
     with handle_errors():
         if prompts is None:
-            fail("missing --prompts FILE (a .txt file, one prompt per line, or .jsonl)", EXIT_USAGE)
+            fail(
+                "missing --prompts FILE (.txt, one prompt per line; .jsonl; .csv; or - for stdin)",
+                EXIT_USAGE,
+            )
         if resume and not run:
-            fail("--resume needs --run NAME: the run to finish (see `jib log`)", EXIT_USAGE)
+            fail("--resume needs --run NAME: the run to finish (see `jib runs`)", EXIT_USAGE)
+        if retry_failed and not resume:
+            fail("--retry-failed goes with --resume --run NAME (the run to finish)", EXIT_USAGE)
         params = parse_params(param)
+        prices = _prices(price)
         generators = resolve_generators([*(identifiers or []), *(generator or [])], command="run")
-        prompts_file = PromptsFile(prompts, trust_policy(allow_env, allow_host, trust_remote_code))
+        prompts_file = PromptsFile(
+            prompts,
+            format=prompts_format,
+            column=column,
+            trust=trust_policy(allow_env, allow_host, trust_remote_code),
+        )
         run_name = run or _default_run_name()
+        if max_cost is not None:
+            _warn_unpriced(generators, prices)
 
-        from jib.cli._runner import execute, plan_run
+        from jib.cli._runner import ResumeIndex, execute, plan_run
         from jib.storage import StoreError
 
         with open_cli_store(store) as chat_store:
-            keys = chat_store.stored_keys(run_name) if resume else None
-            if resume and not keys:  # most often a mistyped run name
-                err_console.print(
-                    f"note: run {run_name} has nothing stored in {chat_store.url} yet, so every "
-                    "prompt runs (see the run names with `jib log`)",
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
-                )
+            index = None
+            if resume:
+                index = ResumeIndex(chat_store.stored_results(run_name), retry_failed=retry_failed)
+                if not index:  # most often a mistyped run name
+                    _note(
+                        f"note: run {run_name} has nothing stored in {chat_store.url} yet, so "
+                        "every prompt runs (see the run names with `jib runs`)"
+                    )
             plan = plan_run(
                 generators,
                 prompts_file,
                 system=[Message("system", system)] if system else [],
                 params=params,
                 run=run_name,
-                resume_keys=keys,
+                resume=index,
+                repeat=repeat,
+                tags=tag or [],
+                prices=prices,
+                stop_after=stop_after,
+                max_cost=max_cost,
             )
-            total = sum(s.total for s in plan.stats)
+            samples = f" × {repeat} samples" if repeat > 1 else ""
             err_console.print(
-                f"run [bold]{escape(run_name)}[/]: {prompts_file.count} prompts × "
+                f"run [bold]{escape(run_name)}[/]: {prompts_file.count} prompts{samples} × "
                 f"{len(generators)} generator(s) → {escape(chat_store.url)}",
                 highlight=False,
             )
@@ -174,36 +283,73 @@ def run_command(
                 RichReporter(err_console) if use_bars else TextReporter(err_console)
             )
             try:
-                if total:
-                    asyncio.run(
-                        execute(
-                            plan,
-                            chat_store,
-                            reporter,
-                            concurrency=concurrency,
-                            batch_size=batch_size,
-                        )
+                asyncio.run(
+                    execute(
+                        plan, chat_store, reporter, concurrency=concurrency, batch_size=batch_size
                     )
-            except KeyboardInterrupt:
-                err_console.print(
-                    f"interrupted: {_resume_hint(chat_store, run_name)}",
-                    markup=False,
-                    soft_wrap=True,
                 )
+            except KeyboardInterrupt:
+                _note(f"interrupted: {_resume_hint(chat_store, run_name)}")
                 raise typer.Exit(EXIT_INTERRUPTED) from None
             except StoreError as exc:  # storing a chunk failed: stop, say what is kept
                 fail(f"{exc}; {_resume_hint(chat_store, run_name)}", EXIT_FAILED)
         _print_summary(plan.stats, resumed=resume)
-        _print_hints(run_name, [s.label for s in plan.stats], prompts)
-        failed = sum(s.failed for s in plan.stats)
-        if failed:
-            done = sum(s.done for s in plan.stats)
-            first = next(s.first_error for s in plan.stats if s.first_error)
-            fail(
-                f"{failed} of {done} chats failed (first: {first}); see "
-                f"`jib log --run {run_name} --failed`",
-                EXIT_FAILED,
-            )
+        _print_hints(run_name, [s.label for s in plan.stats], prompts_file.label)
+        _finish(plan)
+
+
+def _note(text: str) -> None:
+    err_console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _prices(items: list[str] | None) -> Prices:
+    """`$JIB_PRICES`'s prices overridden by `--price` options."""
+    try:
+        prices = Prices()
+        path = os.environ.get(PRICES_ENV_VAR, "").strip()
+        if path:
+            prices = Prices.from_file(path)
+        return prices.merged(Prices.parse(items or ()))
+    except PriceError as exc:
+        fail(str(exc), EXIT_USAGE)
+
+
+def _warn_unpriced(generators: list[Generator], prices: Prices) -> None:
+    unpriced = [g for g in generators if prices.cost(g, Usage(1, 1)) is None]
+    if unpriced:
+        names = ", ".join(g.to_identifier() for g in unpriced)
+        _note(
+            f"note: --max-cost counts only chats with a known cost, and {names} has none: set "
+            "one with --price MODEL=IN,OUT"
+        )
+
+
+def _finish(plan: RunPlan) -> None:
+    """The last line and the exit status: what failed, stopped or was left to run."""
+    stats = plan.stats
+    resume_hint = f"finish with --run {plan.run} --resume"
+    problems: list[str] = []
+    failed = sum(s.failed for s in stats)
+    if failed:
+        first = next(s.first_error for s in stats if s.first_error)
+        problems.append(
+            f"{failed} of {sum(s.done for s in stats)} chats failed (first: {first}); see "
+            f"`jib log --run {plan.run} --failed`"
+        )
+    for s in stats:
+        if s.stopped:
+            problems.append(f"{s.stopped}; fix that, then {resume_hint} --retry-failed")
+    if plan.halted:
+        left = sum(s.total - s.done for s in stats)
+        problems.append(f"stopped at {plan.halted} with {left} chats not run; {resume_hint}")
+    kept = sum(s.kept_failed for s in stats)
+    if kept:
+        _note(
+            f"note: {kept} stored failures were not retried (their errors are not retryable); "
+            "run them again with --resume --retry-failed"
+        )
+    if problems:
+        fail("; ".join(problems), EXIT_FAILED)
 
 
 def _resume_hint(chat_store: ChatStore, run_name: str) -> str:
@@ -218,46 +364,19 @@ def _resume_hint(chat_store: ChatStore, run_name: str) -> str:
 
 
 def _print_summary(stats: list[GeneratorStats], *, resumed: bool) -> None:
-    table = Table(title="Summary", title_justify="left")
-    table.add_column("generator", overflow="fold")
-    table.add_column("ok", justify="right")
-    table.add_column("failed", justify="right")
-    if resumed:
-        table.add_column("skipped", justify="right")
-    table.add_column("input tokens", justify="right")
-    table.add_column("output tokens", justify="right")
-    table.add_column("time", justify="right")
-    table.add_column("chats/s", justify="right")
-    for s in stats:
-        rate = s.rate
-        row = [s.label, str(s.ok), f"[red]{s.failed}[/]" if s.failed else "0"]
-        if resumed:
-            row.append(str(s.skipped))
-        row += [
-            f"{s.input_tokens:,}",
-            f"{s.output_tokens:,}",
-            f"{s.seconds:.1f}s",
-            f"{rate:.1f}" if rate else "–",
-        ]
-        table.add_row(*row)
-    out_console.print(table)
+    for line in summary_lines(stats, resumed=resumed, width=out_console.width):
+        out_console.print(line, soft_wrap=True)
 
 
-def _print_hints(run_name: str, labels: list[str], prompts: Path) -> None:
-    shown = prompts.as_posix()
-    err_console.print(
-        f"See the chats: jib log --run {run_name}  ·  export: "
-        f"jib export --run {run_name} --format csv -o {run_name}.csv",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
+def _print_hints(run_name: str, labels: list[str], shown: str) -> None:
+    _note(
+        f"See the chats: jib log --run {run_name}  ·  side by side: jib compare --run "
+        f"{run_name}  ·  report: jib report --run {run_name} -o {run_name}.html"
     )
     if labels and all(label.startswith(OFFLINE_PROVIDERS) for label in labels):
-        err_console.print(
+        shown = "FILE" if shown == "-" else shown
+        _note(
             "This run used an offline test generator. Swap in a real model, e.g.:\n"
             f"  jib run openai/gpt-4o-mini --prompts {shown}    (key from OPENAI_API_KEY)\n"
-            f'  jib run "ollama_chat/qwen3:0.6b,api_base=http://localhost:11434" --prompts {shown}',
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+            f'  jib run "ollama_chat/qwen3:0.6b,api_base=http://localhost:11434" --prompts {shown}'
         )

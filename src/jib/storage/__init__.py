@@ -23,7 +23,7 @@ from jib.storage._location import (
     default_store_url,
     to_database_url,
 )
-from jib.storage._query import Filter, FilterArgs
+from jib.storage._query import Filter, FilterArgs, StoredResult
 from jib.storage._rows import Record, input_key
 from jib.storage._schema import SCHEMA_VERSION
 from jib.storage.store import ChatStore, open_store
@@ -38,6 +38,7 @@ __all__ = [
     "Record",
     "RecordNotFoundError",
     "StoreError",
+    "StoredResult",
     "default_store_path",
     "default_store_url",
     "input_key",

@@ -38,6 +38,8 @@ FLAT_COLUMNS = (
     "id",
     "kind",
     "run",
+    "prompt_id",
+    "sample_index",
     "timestamp",
     "generator_id",
     "prompt",
@@ -49,6 +51,9 @@ FLAT_COLUMNS = (
     "input_tokens",
     "output_tokens",
     "total_tokens",
+    "latency_ms",
+    "cost_usd",
+    "attempts",
     "tags",
     "params",
     "metadata",
@@ -87,6 +92,8 @@ def flat_row(data: dict[str, Any]) -> dict[str, Any]:
         "id": data["id"],
         "kind": data["kind"],
         "run": data.get("run"),
+        "prompt_id": data.get("prompt_id"),
+        "sample_index": data.get("sample_index"),
         "timestamp": data["timestamp"],
         "generator_id": data["generator_id"],
         "prompt": prompt,
@@ -98,6 +105,9 @@ def flat_row(data: dict[str, Any]) -> dict[str, Any]:
         "input_tokens": usage.get("input_tokens"),
         "output_tokens": usage.get("output_tokens"),
         "total_tokens": usage.get("total_tokens"),
+        "latency_ms": data.get("latency_ms"),
+        "cost_usd": data.get("cost_usd"),
+        "attempts": data.get("attempts"),
         "tags": tags_of(data["metadata"]),
         "params": data["params"],
         "metadata": data["metadata"],
@@ -167,6 +177,8 @@ def write_parquet(records: Iterable[dict[str, Any]], destination: Destination) -
             ("id", pa.string()),
             ("kind", pa.string()),
             ("run", pa.string()),
+            ("prompt_id", pa.string()),
+            ("sample_index", pa.int64()),
             ("timestamp", pa.timestamp("us", tz="UTC")),
             ("generator_id", pa.string()),
             ("prompt", pa.string()),
@@ -178,6 +190,9 @@ def write_parquet(records: Iterable[dict[str, Any]], destination: Destination) -
             ("input_tokens", pa.int64()),
             ("output_tokens", pa.int64()),
             ("total_tokens", pa.int64()),
+            ("latency_ms", pa.float64()),
+            ("cost_usd", pa.float64()),
+            ("attempts", pa.int64()),
             *((name, pa.string()) for name in _NESTED),
         ]
     )
@@ -218,6 +233,6 @@ def to_dataframe(records: Iterable[dict[str, Any]]) -> pandas.DataFrame:
 
     frame = pandas.DataFrame([flat_row(data) for data in records], columns=list(FLAT_COLUMNS))
     frame["timestamp"] = pandas.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
-    for name in ("input_tokens", "output_tokens", "total_tokens"):
+    for name in ("sample_index", "input_tokens", "output_tokens", "total_tokens", "attempts"):
         frame[name] = frame[name].astype("Int64")
     return frame

@@ -1,5 +1,5 @@
 """Reading queries: record filters (what `ChatStore.query`, `count`, `export_*` and `jib log`
-select by), lookup by id or id prefix, and per-run summaries."""
+select by), lookup by id or id prefix, per-run summaries, and what a run holds (for resuming)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ from typing_extensions import TypedDict
 from jib.storage._errors import RecordNotFoundError
 from jib.storage._schema import records, tags
 
-__all__ = ["Filter", "FilterArgs", "Kind", "find_row", "run_summaries"]
+__all__ = [
+    "Filter",
+    "FilterArgs",
+    "Kind",
+    "StoredResult",
+    "find_row",
+    "run_summaries",
+    "stored_results",
+]
 
 _MIN_PREFIX = 4
 _HEX = frozenset("0123456789abcdef")
@@ -127,7 +135,7 @@ def find_row(connection: Connection, record_id: str) -> dict[str, Any]:
 
 
 def run_summaries(connection: Connection) -> list[dict[str, Any]]:
-    """One summary per run, newest first: `run`, `records`, `failed`, `first`, `last`."""
+    """One summary per run, newest first (see `ChatStore.runs` for the keys)."""
     c = records.c
     statement = (
         select(
@@ -136,21 +144,78 @@ def run_summaries(connection: Connection) -> list[dict[str, Any]]:
             func.sum(cast(c.failed, Integer)).label("failed"),
             func.min(c.timestamp).label("first"),
             func.max(c.timestamp).label("last"),
+            func.sum(c.cost_usd).label("cost_usd"),
+            func.count(c.cost_usd).label("priced"),
         )
         .where(c.run.is_not(None))
         .group_by(c.run)
         .order_by(func.max(c.timestamp).desc())
     )
-    return [
+    summaries = [
         {
             "run": row.run,
             "records": int(row.records),
             "failed": int(row.failed or 0),
             "first": _as_utc(row.first),
             "last": _as_utc(row.last),
+            "generators": [],
+            "cost_usd": None if row.cost_usd is None else float(row.cost_usd),
+            "priced": int(row.priced or 0),
         }
         for row in connection.execute(statement)
     ]
+    by_run = {summary["run"]: summary for summary in summaries}
+    generators = (
+        select(c.run, c.generator_id)
+        .where(c.run.is_not(None), c.generator_id.is_not(None))
+        .group_by(c.run, c.generator_id)
+        .order_by(func.min(c.seq))
+    )
+    for run, generator_id in connection.execute(generators):
+        by_run[run]["generators"].append(generator_id)
+    return summaries
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """One stored record of a run, as `jib run --resume` sees it.
+
+    Attributes:
+        id: the record's id.
+        generator_id: the identifier of the generator that made it.
+        prompt_id / sample_index: where in its dataset it came from (`None` for records stored
+            without them, by a jib before version 2 of the schema or by a pipeline of your own).
+        input_key: the hash of what was sent (`jib.storage.input_key`).
+        failed / error_type: whether it failed, and the name of the error's class.
+    """
+
+    id: str
+    generator_id: str | None
+    prompt_id: str | None
+    sample_index: int | None
+    input_key: str
+    failed: bool
+    error_type: str | None
+
+
+def stored_results(connection: Connection, run: str) -> list[StoredResult]:
+    """Every record of `run` as a `StoredResult`, in insertion order."""
+    c = records.c
+    statement = (
+        select(
+            c.id,
+            c.generator_id,
+            c.prompt_id,
+            c.sample_index,
+            c.input_key,
+            c.failed,
+            c.error_type,
+        )
+        .where(c.run == run)
+        .order_by(c.seq)
+    )
+    result = connection.execution_options(yield_per=1000).execute(statement)
+    return [StoredResult(*row) for row in result]
 
 
 def _as_utc(value: Any) -> datetime | None:

@@ -3,7 +3,9 @@
 A row is `Chat.to_dict()` / `Completion.to_dict()` spread over the columns of `jib_records`;
 loading puts the dict back together and hands it to `from_dict`, which rebuilds the generator
 (untrusted by default: a store is data anyone with write access may have planted; see
-`jib.trust`).
+`jib.trust`). The metadata keys `prompt_id` and `sample_index` (which `jib run` sets, and a
+pipeline can set with `.meta(...)`) are copied into columns of their own, so a run joins back to
+its dataset.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from jib.registry import DEFAULT_PROVIDER
 from jib.trust import TrustPolicy
 
 __all__ = [
+    "PROMPT_ID",
+    "SAMPLE_INDEX",
     "Record",
     "input_key",
     "record_from_row",
@@ -34,6 +38,11 @@ __all__ = [
 
 Record = Chat | Completion
 """What the store holds: a chat or a completion."""
+
+PROMPT_ID = "prompt_id"
+"""The metadata key naming the dataset prompt a record answers (a string or an integer)."""
+SAMPLE_INDEX = "sample_index"
+"""The metadata key numbering the samples of one prompt (0, 1, …)."""
 
 
 def input_key(value: Any) -> str:
@@ -53,6 +62,18 @@ def tags_of(metadata: Mapping[str, Any], extra: Iterable[str] = ()) -> list[str]
         found.extend(str(item) for item in value)
     found.extend(extra)
     return list(dict.fromkeys(tag for tag in found if tag))
+
+
+def _prompt_id(metadata: Mapping[str, Any]) -> str | None:
+    value = metadata.get(PROMPT_ID)
+    if value is None or isinstance(value, bool):
+        return None
+    return str(value) if isinstance(value, (str, int)) else None
+
+
+def _sample_index(metadata: Mapping[str, Any]) -> int | None:
+    value = metadata.get(SAMPLE_INDEX)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _provider_and_model(generator_id: str | None) -> tuple[str | None, str | None]:
@@ -121,6 +142,11 @@ def record_to_row(
         "meta": metadata,
         "extra": data["extra"],
         "record_version": data["schema_version"],
+        "prompt_id": _prompt_id(metadata),
+        "sample_index": _sample_index(metadata),
+        "latency_ms": data["latency_ms"],
+        "cost_usd": data["cost_usd"],
+        "attempts": data["attempts"],
     }
     return escape_surrogates(row), escape_surrogates(tag_list)
 
@@ -154,7 +180,11 @@ def rows_to_save(
 
 
 def row_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The record dict (`to_dict` form) a row holds, plus its `run`."""
+    """The record dict (`to_dict` form) a row holds, plus its `run`, `prompt_id` and `sample_index`.
+
+    The prompt id and sample index are also in the metadata they were read from; at the top level
+    they are columns of every export, so results join back to their dataset.
+    """
     usage = None
     if row["input_tokens"] is not None:
         usage = {
@@ -170,11 +200,16 @@ def row_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         "id": row["id"],
         "kind": row["kind"],
         "run": row["run"],
+        "prompt_id": row["prompt_id"],
+        "sample_index": row["sample_index"],
         "timestamp": row["timestamp"].isoformat(),
         "generator_id": row["generator_id"],
         "params": row["params"],
         "stop_reason": row["stop_reason"],
         "usage": usage,
+        "latency_ms": row["latency_ms"],
+        "attempts": row["attempts"],
+        "cost_usd": row["cost_usd"],
         "failed": row["failed"],
         "error": error,
         "metadata": row["meta"],

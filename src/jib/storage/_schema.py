@@ -17,6 +17,9 @@ refused with a `StoreError` (a test keeps `MIGRATIONS` complete).
 A database newer than this code is refused with a `StoreError` telling the user to upgrade jib.
 A schema change therefore ships as: new columns/tables in `tables`, `SCHEMA_VERSION` + 1, and a
 function in `MIGRATIONS` that changes an existing database the same way.
+
+Versions: 1, the first schema; 2 adds `prompt_id`, `sample_index` (where a record of a run came
+from in its dataset), `latency_ms`, `cost_usd` and `attempts`, all nullable.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -39,14 +43,15 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "metadata", "records", "schema_version", "tags"]
 
-SCHEMA_VERSION = 1
-"""The schema version this code reads and writes."""
+SCHEMA_VERSION = 2
+"""The schema version this code reads and writes (the history is in `MIGRATIONS`)."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -108,7 +113,14 @@ records = Table(
     Column("meta", _JSON, nullable=False),
     Column("extra", _JSON, nullable=False),
     Column("record_version", Integer, nullable=False),
+    # Version 2: where a record of a run came from, and what it took.
+    Column("prompt_id", String(255), nullable=True),
+    Column("sample_index", Integer, nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Column("cost_usd", Float, nullable=True),
+    Column("attempts", Integer, nullable=True),
     Index("ix_jib_records_run_input", "run", "input_key"),
+    Index("ix_jib_records_run_prompt", "run", "prompt_id", "sample_index"),
     Index("ix_jib_records_timestamp", "timestamp"),
     Index("ix_jib_records_model", "model"),
     Index("ix_jib_records_failed", "failed"),
@@ -124,5 +136,33 @@ tags = Table(
 
 Migration = Callable[[Connection], Any]
 
-MIGRATIONS: dict[int, Migration] = {}
+
+def _add_columns(connection: Connection, table: Table, names: list[str]) -> None:
+    """`ALTER TABLE … ADD COLUMN` for each of `names`, typed as `table` declares them."""
+    preparer = connection.dialect.identifier_preparer
+    for name in names:
+        column = table.c[name]
+        kind = column.type.compile(dialect=connection.dialect)
+        connection.execute(
+            text(
+                f"ALTER TABLE {preparer.format_table(table)} "
+                f"ADD COLUMN {preparer.format_column(column)} {kind}"
+            )
+        )
+
+
+def _to_version_2(connection: Connection) -> None:
+    """Version 1 → 2: the prompt id and sample index of a run's records, latency, cost, attempts.
+
+    Every new column is nullable, so existing records keep their meaning (unknown).
+    """
+    _add_columns(
+        connection,
+        records,
+        ["prompt_id", "sample_index", "latency_ms", "cost_usd", "attempts"],
+    )
+    next(i for i in records.indexes if i.name == "ix_jib_records_run_prompt").create(connection)
+
+
+MIGRATIONS: dict[int, Migration] = {1: _to_version_2}
 """`MIGRATIONS[v](connection)` upgrades a database from version `v` to `v + 1`."""

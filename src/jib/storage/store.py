@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -22,7 +21,15 @@ from jib.storage._errors import StoreError
 from jib.storage._load import load_record
 from jib.storage._location import default_store_url, to_database_url
 from jib.storage._migrate import current_version, upgrade
-from jib.storage._query import Filter, FilterArgs, Kind, find_row, run_summaries
+from jib.storage._query import (
+    Filter,
+    FilterArgs,
+    Kind,
+    StoredResult,
+    find_row,
+    run_summaries,
+    stored_results,
+)
 from jib.storage._rows import Record, row_to_dict, rows_to_save
 from jib.storage._schema import SCHEMA_VERSION, records
 from jib.storage._schema import tags as tags_table
@@ -162,6 +169,7 @@ class ChatStore:
         *,
         run: str | None = None,
         tags: Sequence[str] = (),
+        replacing: Iterable[str] = (),
     ) -> int:
         """Store chats/completions in one transaction; return how many.
 
@@ -171,12 +179,14 @@ class ChatStore:
             items: one record or several.
             run: the run they belong to; default: each record's `metadata["run"]`, if any.
             tags: tags added to each record's `metadata["tags"]` (queryable with `tag=`).
+            replacing: ids of stored records these replace (a retried failure, say): they are
+                deleted in the same transaction.
         """
         batch = [items] if isinstance(items, (Chat, Completion)) else list(items)
         if not batch:
             return 0
         rows, tag_rows = rows_to_save(batch, run=run, tags=tags, stored_at=_now())
-        ids = list(rows)
+        ids = list(dict.fromkeys([*rows, *replacing]))
         with self._write() as connection:
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
@@ -194,10 +204,13 @@ class ChatStore:
         *,
         run: str | None = None,
         tags: Sequence[str] = (),
+        replacing: Iterable[str] = (),
     ) -> int:
         """`save` in a worker thread, so the event loop keeps running."""
         batch = [items] if isinstance(items, (Chat, Completion)) else list(items)
-        return await asyncio.to_thread(self.save, batch, run=run, tags=tags)
+        return await asyncio.to_thread(
+            self.save, batch, run=run, tags=tags, replacing=list(replacing)
+        )
 
     def watch(
         self, *, run: str | None = None, tags: Sequence[str] = ()
@@ -323,26 +336,21 @@ class ChatStore:
         )
         return found[0] if found else None
 
-    def stored_keys(self, run: str) -> Counter[tuple[str | None, str]]:
-        """How many records of `run` each (generator identifier, input hash) pair has.
+    def stored_results(self, run: str) -> list[StoredResult]:
+        """What `run` holds, one entry per record: enough for `jib run --resume` to plan.
 
-        `jib run --resume` skips that many occurrences of each prompt; the input hash is
-        `jib.storage.input_key` of the messages (as dicts) or the text sent.
+        Streamed from the database a chunk at a time; each entry is a few short strings.
         """
-        c = records.c
-        statement = (
-            select(c.generator_id, c.input_key, func.count())
-            .where(c.run == run)
-            .group_by(c.generator_id, c.input_key)
-        )
-        counts: Counter[tuple[str | None, str]] = Counter()
         with self._read() as connection:
-            for generator_id, key, stored in connection.execute(statement):
-                counts[(generator_id, key)] = int(stored)
-        return counts
+            return stored_results(connection, run)
 
     def runs(self) -> list[dict[str, Any]]:
-        """One summary per run: `run`, `records`, `failed`, `first` and `last` timestamps."""
+        """One summary per run, newest first.
+
+        Each is a dict: `run`, `records`, `failed`, `first` and `last` timestamps, `generators`
+        (the generator identifiers, in the order they first appear), `cost_usd` (the sum of the
+        known costs, `None` when no record has one) and `priced` (how many records have a cost).
+        """
         with self._read() as connection:
             return run_summaries(connection)
 

@@ -1,0 +1,184 @@
+"""`jib compare`: a run's answers side by side, one row per prompt, one column per generator."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from jib.cli._common import (
+    StoreOption,
+    err_console,
+    handle_errors,
+    open_cli_store,
+    out_console,
+    require_run,
+)
+from jib.cli._comparison import Answer, ComparedPrompt, Comparison, compare_records
+from jib.cli._figures import wrap_identifier
+from jib.cli._terminal import printable
+
+__all__ = ["CompareFormat", "compare_command", "load_comparison"]
+
+_CELL = 400
+"""Characters of an answer shown in the terminal table (the exports keep it all)."""
+
+
+class CompareFormat(str, Enum):
+    """The formats `jib compare` writes."""
+
+    table = "table"
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+def load_comparison(store: str | None, run: str) -> Comparison:
+    """The comparison of `run` in the store at `store` (default store when `None`).
+
+    Raises:
+        CliError: the store holds no such run.
+    """
+    with open_cli_store(store) as chat_store:
+        require_run(chat_store, run)
+        return compare_records(run, chat_store.iter_dicts(run=run))
+
+
+def compare_command(
+    run: Annotated[
+        str, typer.Option("--run", "-r", metavar="NAME", help="The run to compare (see jib runs).")
+    ],
+    format: Annotated[
+        CompareFormat,
+        typer.Option(
+            "--format",
+            "-F",
+            help="table (for the terminal), csv (a spreadsheet: an answer and an error column "
+            "per generator) or jsonl (one prompt per line with every answer).",
+        ),
+    ] = CompareFormat.table,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="File to write csv or jsonl to. Default: stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """Show each prompt of a run with every generator's answer side by side.
+
+    Rows are the run's prompts (by prompt id, then sample); columns its generators. A prompt's
+    `expected` metadata, when the dataset has one, is shown next to the answers.
+    """
+    with handle_errors():
+        comparison = load_comparison(store, run)
+        if format is CompareFormat.table:
+            out_console.print(_table(comparison))
+            return
+        writer = _write_csv if format is CompareFormat.csv else _write_jsonl
+        if output is None:
+            writer(comparison, sys.stdout)
+        else:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            with open(output, "w", encoding="utf-8", newline="") as handle:
+                writer(comparison, handle)
+        where = str(output) if output else "stdout"
+        err_console.print(
+            f"compared {comparison.describe()} as {format.value} to {where}",
+            markup=False,
+            highlight=False,
+        )
+
+
+def _prompt_label(prompt: ComparedPrompt, samples: bool) -> str:
+    label = prompt.prompt_id or "–"
+    return f"{label}#{prompt.sample_index}" if samples else label
+
+
+def _cell(answer: Answer | None) -> Text:
+    if answer is None:
+        return Text("–", style="dim")
+    if answer.failed:
+        return Text(printable(f"failed: {answer.error or 'unknown error'}"), style="red")
+    text = answer.text if len(answer.text) <= _CELL else answer.text[: _CELL - 1] + "…"
+    return Text(printable(text))
+
+
+def _table(comparison: Comparison) -> Table:
+    samples = comparison.samples
+    expected = any("expected" in p.metadata for p in comparison.prompts)
+    table = Table(
+        title=printable(f"run {comparison.run}: {comparison.describe()}"),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_lines=True,
+        pad_edge=False,
+    )
+    table.add_column("id", no_wrap=True)
+    table.add_column("prompt", ratio=2, overflow="fold")
+    if expected:
+        table.add_column("expected", ratio=1, overflow="fold")
+    for generator in comparison.generators:
+        table.add_column(printable(wrap_identifier(generator, 24)), ratio=2, overflow="fold")
+    for prompt in comparison.prompts:
+        row = [Text(printable(_prompt_label(prompt, samples))), Text(printable(prompt.prompt))]
+        if expected:
+            shown = printable(_plain(prompt.metadata.get("expected", "")))
+            row.append(Text(shown, style="cyan"))
+        row += [_cell(prompt.answers.get(generator)) for generator in comparison.generators]
+        table.add_row(*row)
+    return table
+
+
+def _plain(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _write_csv(comparison: Comparison, handle: IO[str]) -> None:
+    keys = comparison.metadata_keys()
+    header = ["prompt_id", "sample_index", "prompt", *keys]
+    for generator in comparison.generators:
+        header += [generator, f"{generator} error"]
+    writer = csv.writer(handle)
+    writer.writerow(header)
+    for prompt in comparison.prompts:
+        row: list[Any] = [prompt.prompt_id, prompt.sample_index, prompt.prompt]
+        row += [_plain(prompt.metadata[key]) if key in prompt.metadata else "" for key in keys]
+        for generator in comparison.generators:
+            answer = prompt.answers.get(generator)
+            row += ["", ""] if answer is None else [answer.text, answer.error or ""]
+        writer.writerow(row)
+
+
+def _write_jsonl(comparison: Comparison, handle: IO[str]) -> None:
+    for prompt in comparison.prompts:
+        line = {
+            "run": comparison.run,
+            "prompt_id": prompt.prompt_id,
+            "sample_index": prompt.sample_index,
+            "prompt": prompt.prompt,
+            "metadata": prompt.metadata,
+            "answers": {
+                generator: {
+                    "id": answer.record_id,
+                    "text": answer.text,
+                    "failed": answer.failed,
+                    "error": answer.error,
+                    "latency_ms": answer.latency_ms,
+                    "cost_usd": answer.cost_usd,
+                }
+                for generator, answer in prompt.answers.items()
+            },
+        }
+        handle.write(json.dumps(line, ensure_ascii=False) + "\n")
