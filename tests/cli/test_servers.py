@@ -106,3 +106,21 @@ def test_chat_against_transformers_serve(
         [chat] = store.query()
     assert not chat.failed
     assert chat.usage is not None and chat.usage.output_tokens > 0
+
+
+def test_a_chat_retried_by_jib_shows_its_attempts(
+    jib: JibRunner, fault_server: RunningFaultServer
+) -> None:
+    # The server answers 429 twice, then the prompt; jib retries by default.
+    identifier = f"openai/test-model,api_base={fault_server.url},api_key={SECRET}"
+
+    chat = jib("chat", "--no-stream", "--json", identifier, "flaky:2:cli")
+    shown = jib("show", chat.json()["id"])
+
+    assert chat.code == 0, chat.stderr
+    assert chat.json()["generated"][0]["content"] == "flaky:2:cli"
+    assert chat.json()["attempts"] == 3
+    assert shown.code == 0, shown.stderr
+    assert [line.split() for line in shown.stdout.splitlines() if "attempts" in line] == [
+        ["attempts", "3"]
+    ]
