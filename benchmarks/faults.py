@@ -4,7 +4,7 @@ The scenario of issue 10: 300 distinct chats against a server (tests/support/fau
 started here on 127.0.0.1, in a thread of this process) that answers 503 to every 5th request,
 429 with `Retry-After: 1` to every 13th and drops the connection (a TCP reset) of every 29th,
 counting by arrival (a request that is two of these gets the first listed). For each remote
-provider — the LiteLLM `openai/` path and `http!` (`HTTPGenerator.for_json_endpoint`) — it runs
+provider — the LiteLLM `openai/` path, `openai!` and `http!` (`HTTPGenerator.for_json_endpoint`) — it runs
 the batch two ways:
 
 - `default`: jib as a user gets it, no wrap, default settings;
@@ -21,8 +21,8 @@ attempts the records account for (when records carry `attempts`). It prints a ta
 
     python benchmarks/faults.py [--chats 300] [--repeat 1]
 
-Targets (issue 10): 300 of 300 correct by default, with no wrap, in at most 3 s on `http!` (the
-`Retry-After` of 1 s is the floor) and at most 5 s on the LiteLLM path.
+Targets (issues 10 and 11): 300 of 300 correct by default, with no wrap, in at most 3 s on
+`http!` and `openai!` (the `Retry-After` of 1 s is the floor) and at most 5 s on the LiteLLM path.
 """
 
 from __future__ import annotations
@@ -55,13 +55,14 @@ from tests.support.fault_injection import (  # noqa: E402
 
 import jib  # noqa: E402
 from jib.errors import RETRYABLE_ERRORS  # noqa: E402
-from jib.generator.http import HTTPGenerator  # noqa: E402
+from jib.generator.http import HTTPGenerator
+from jib.generator.openai import OpenAIGenerator  # noqa: E402
 
 SCHEDULE = Every([(5, Fault.error(503)), (13, Fault.rate_limit(retry_after=1)), (29, Fault.drop())])
 SCHEDULE_TEXT = (
     "503 every 5th request, 429 + Retry-After: 1 every 13th, connection dropped every 29th"
 )
-TARGET_SECONDS = {"litellm": 5.0, "http": 3.0}
+TARGET_SECONDS = {"litellm": 5.0, "openai": 3.0, "http": 3.0}
 BACKOFF_TRIES = 5
 
 
@@ -69,6 +70,13 @@ def litellm_generator(server: RunningFaultInjection) -> jib.Generator:
     """The LiteLLM `openai/` path, default settings."""
     return jib.get_generator(
         f"openai/fault-model,api_base={server.openai_base},api_key=sk-benchmark"
+    )
+
+
+def openai_generator(server: RunningFaultInjection) -> jib.Generator:
+    """jib's native `openai!` generator, default settings."""
+    return jib.get_generator(
+        f"openai!fault-model,api_base={server.openai_base},api_key=sk-benchmark"
     )
 
 
@@ -81,6 +89,7 @@ def http_generator(server: RunningFaultInjection) -> jib.Generator:
 
 PROVIDERS: dict[str, Callable[[RunningFaultInjection], jib.Generator]] = {
     "litellm": litellm_generator,
+    "openai": openai_generator,
     "http": http_generator,
 }
 
@@ -107,7 +116,7 @@ async def one_run(
         crashed = f"{type(exc).__name__}: {exc}"[:300]
     seconds = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
-    if isinstance(generator, HTTPGenerator):
+    if isinstance(generator, (HTTPGenerator, OpenAIGenerator)):
         await generator.aclose()
 
     answered = [r for r in records if not r.failed]

@@ -6,6 +6,7 @@ that sends requests of its own:
 
 - `litellm`: the LiteLLM `openai/` path, built from an identifier, on `/v1/chat/completions`
   and `/v1/completions`;
+- `openai`: jib's native `openai!` generator, from an identifier, on the same routes;
 - `http`: `HTTPGenerator.for_json_endpoint` on the plain JSON endpoint `/plain`;
 - `callback`: `jib.testing.CallbackGenerator` whose callback posts to `/plain` with httpx and
   raises jib's errors, as a user's own client code would.
@@ -32,8 +33,8 @@ from jib.params import GenerateParams
 from jib.testing import CallbackGenerator
 from tests.support.fault_injection import RunningFaultInjection, run_fault_injection
 
-PROVIDERS = ["litellm", "http", "callback"]
-WITH_HEADERS = ["litellm", "http"]
+PROVIDERS = ["litellm", "openai", "http", "callback"]
+WITH_HEADERS = ["litellm", "openai", "http"]
 """Providers whose errors carry the response's headers (`Retry-After`); a callback's do not."""
 
 
@@ -96,15 +97,20 @@ class Remote:
         self.provider = provider
         self.server = server
         self._http: list[HTTPGenerator] = []
+        self._pooled: list[Any] = []
         self._callbacks: list[PlainCallback] = []
 
     def generator(self, **attributes: Any) -> jib.Generator:
         """A generator of this provider with these attributes (`max_retries=2`, …)."""
-        if self.provider == "litellm":
+        if self.provider in ("litellm", "openai"):
             settings = "".join(f",{name}={value}" for name, value in attributes.items())
-            return jib.get_generator(
-                f"openai/fault-model,api_base={self.server.openai_base},api_key=sk-test{settings}"
+            route = "openai/" if self.provider == "litellm" else "openai!"
+            generator = jib.get_generator(
+                f"{route}fault-model,api_base={self.server.openai_base},api_key=sk-test{settings}"
             )
+            if self.provider == "openai":
+                self._pooled.append(generator)
+            return generator
         if self.provider == "http":
             generator = HTTPGenerator.for_json_endpoint(
                 self.server.plain_url,
@@ -120,7 +126,7 @@ class Remote:
 
     async def aclose(self) -> None:
         """Close the connection pools this remote's generators opened on the running loop."""
-        for generator in self._http:
+        for generator in [*self._http, *self._pooled]:
             await generator.aclose()
         for callback in self._callbacks:
             await callback.aclose()
