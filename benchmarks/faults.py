@@ -4,8 +4,8 @@ The scenario of issue 10: 300 distinct chats against a server (tests/support/fau
 started here on 127.0.0.1, in a thread of this process) that answers 503 to every 5th request,
 429 with `Retry-After: 1` to every 13th and drops the connection (a TCP reset) of every 29th,
 counting by arrival (a request that is two of these gets the first listed). For each remote
-provider — the LiteLLM `openai/` path, `openai!` and `http!` (`HTTPGenerator.for_json_endpoint`) — it runs
-the batch two ways:
+provider — the LiteLLM `openai/` path, `openai!` and `http!`
+(`HTTPGenerator.for_json_endpoint`) — it runs the batch two ways:
 
 - `default`: jib as a user gets it, no wrap, default settings;
 - `backoff`: the same, wrapped as the README shows,
@@ -55,7 +55,7 @@ from tests.support.fault_injection import (  # noqa: E402
 
 import jib  # noqa: E402
 from jib.errors import RETRYABLE_ERRORS  # noqa: E402
-from jib.generator.http import HTTPGenerator
+from jib.generator.http import HTTPGenerator  # noqa: E402
 from jib.generator.openai import OpenAIGenerator  # noqa: E402
 
 SCHEDULE = Every([(5, Fault.error(503)), (13, Fault.rate_limit(retry_after=1)), (29, Fault.drop())])
