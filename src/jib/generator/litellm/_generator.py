@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from jib._retry import retry_after_from
 from jib.errors import MalformedResponseError, ProviderError
 from jib.generator._requests import RequestGenerator
-from jib.generator.litellm._errors import litellm_failure
+from jib.generator.litellm._errors import _chain, litellm_failure
 from jib.generator.litellm._runtime import (
     fix_ollama_stop_reason,
     import_litellm,
@@ -195,15 +195,6 @@ def _usage_of(chunk: Any) -> Usage | None:
     completion = int(getattr(usage, "completion_tokens", 0) or 0)
     total = int(getattr(usage, "total_tokens", 0) or prompt + completion)
     return Usage(prompt, completion, total)
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
 
 
 def _cut_body(exc: BaseException) -> bool:
