@@ -9,6 +9,7 @@ into identifiers and stored with every chat, while the environment is not.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
@@ -215,6 +216,9 @@ async def _close(client: httpx.AsyncClient | aiohttp.ClientSession) -> None:
         await client.aclose()
     else:
         await client.close()
+        # Closing a transport finishes on the loop's next turn; `asyncio.run` closes the loop
+        # right after this, which would leave the sockets open ("unclosed transport").
+        await asyncio.sleep(0)
 
 
 def _is_closed(client: httpx.AsyncClient | aiohttp.ClientSession) -> bool:

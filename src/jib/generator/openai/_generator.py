@@ -297,6 +297,9 @@ def _open_session() -> aiohttp.ClientSession:
 
 async def _close_session(session: aiohttp.ClientSession) -> None:
     await session.close()
+    # Closing a transport finishes on the loop's next turn; `asyncio.run` closes the loop right
+    # after this, which would leave the sockets open ("unclosed transport").
+    await asyncio.sleep(0)
 
 
 def _is_closed(session: aiohttp.ClientSession) -> bool:
