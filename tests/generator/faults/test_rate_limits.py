@@ -7,6 +7,7 @@ so the spacing the generator promises is measured where it matters: at the serve
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -39,11 +40,19 @@ async def test_rpm_spreads_request_starts_across_pipelines_and_copies(
     faults.state.reset()
     prompts = [f"paced {i}" for i in range(60)]
 
-    batches = await asyncio.gather(
-        generator.chat().run_batch(prompts[:20]),
-        generator.chat().wrap(passthrough).run_batch(prompts[20:40]),  # a copy of the generator
-        generator.chat().with_retries(max_retries=1).run_batch(prompts[40:]),  # another copy
-    )
+    # The server runs in this process and timestamps arrivals: a garbage collection of the
+    # suite's large heap would freeze it and the client together for a few hundred ms, and the
+    # requests sent meanwhile would be stamped as one burst. Keep collections out of the run.
+    gc.collect()
+    gc.disable()
+    try:
+        batches = await asyncio.gather(
+            generator.chat().run_batch(prompts[:20]),
+            generator.chat().wrap(passthrough).run_batch(prompts[20:40]),  # a copy
+            generator.chat().with_retries(max_retries=1).run_batch(prompts[40:]),  # another
+        )
+    finally:
+        gc.enable()
 
     assert [chat.content for batch in batches for chat in batch] == list(map(answer_for, prompts))
     starts = faults.state.starts()
