@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 __all__ = ["RateExceedsDeadline", "RequestLimiter"]
@@ -37,19 +36,24 @@ __all__ = ["RateExceedsDeadline", "RequestLimiter"]
 class RateExceedsDeadline(Exception):
     """Waiting for the pacing or rate limits would take a request past its deadline."""
 
-    def __init__(self, wait: float, reason: str) -> None:
+    def __init__(self, wait: float, setting: str) -> None:
         self.wait = wait
-        self.reason = reason
-        super().__init__(f"{reason} would delay the request by {wait:.3g}s")
+        self.setting = setting
+        super().__init__(f"{setting} would delay the request by {wait:.3g}s")
 
 
 @dataclass(slots=True)
 class _Bucket:
-    """One GCRA bucket: `interval` seconds per unit, a burst of `burst` units."""
+    """One GCRA bucket: `interval` seconds per unit, a burst of `burst` units.
+
+    A request costs one unit, or its tokens when `per_token` (the `tpm` bucket). `setting` names
+    the limit for messages (`rpm=60`).
+    """
 
     interval: float
     burst: float
-    reason: str
+    setting: str
+    per_token: bool = False
     tat: float = float("-inf")
 
     def allowed_at(self, now: float) -> float:
@@ -65,7 +69,6 @@ class _LoopState:
     in_flight: int = 0
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     buckets: list[_Bucket] = field(default_factory=list)
-    tokens: _Bucket | None = None
 
 
 class RequestLimiter:
@@ -80,8 +83,6 @@ class RequestLimiter:
         min_delay_ms: float = 0.0,
         rpm: float | None = None,
         tpm: float | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, not {max_connections}")
@@ -94,7 +95,6 @@ class RequestLimiter:
         self.min_delay_ms = min_delay_ms
         self.rpm = rpm
         self.tpm = tpm
-        self._clock = clock
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
         # The last loop's state, found without a dict lookup (the common case by far). Closed
         # loops are dropped from `_states` when a new loop first asks.
@@ -117,13 +117,13 @@ class RequestLimiter:
                 del self._states[closed]
             state = self._states[loop] = _LoopState(limit=float(self.max_connections))
             if self.min_delay_ms > 0:
-                state.buckets.append(
-                    _Bucket(self.min_delay_ms / 1000, 1.0, "min_delay_between_requests")
-                )
-            if self.rpm is not None:
-                state.buckets.append(_Bucket(60.0 / self.rpm, max(1.0, self.rpm / 60), "rpm"))
-            if self.tpm is not None:
-                state.tokens = _Bucket(60.0 / self.tpm, max(1.0, self.tpm / 60), "tpm")
+                setting = f"min_delay_between_requests={self.min_delay_ms:g}"
+                state.buckets.append(_Bucket(self.min_delay_ms / 1000, 1.0, setting))
+            for name, rate in (("rpm", self.rpm), ("tpm", self.tpm)):
+                if rate is not None:
+                    bucket = _Bucket(60.0 / rate, max(1.0, rate / 60), f"{name}={rate:g}")
+                    bucket.per_token = name == "tpm"
+                    state.buckets.append(bucket)
         self._last_loop, self._last_state = loop, state
         return state
 
@@ -175,39 +175,27 @@ class RequestLimiter:
         """Wait until pacing and the rate limits let a request of about `tokens` tokens start.
 
         Raises:
-            RateExceedsDeadline: the wait would end after `deadline` (a `clock()` time); nothing
-                is reserved then.
+            RateExceedsDeadline: the wait would end after `deadline` (a `time.monotonic()`
+                time); nothing is reserved then.
         """
         state = self._state()
-        if not state.buckets and state.tokens is None:
+        if not state.buckets:
             return
-        now = self._clock()
-        start, reason = now, ""
+        now = time.monotonic()
+        start, setting = now, ""
         for bucket in state.buckets:
             allowed = bucket.allowed_at(now)
             if allowed > start:
-                start, reason = allowed, bucket.reason
-        if state.tokens is not None:
-            allowed = state.tokens.allowed_at(now)
-            if allowed > start:
-                start, reason = allowed, state.tokens.reason
+                start, setting = allowed, bucket.setting
         if deadline is not None and start > deadline:
-            raise RateExceedsDeadline(start - now, f"{reason}={self._setting(reason)}")
+            raise RateExceedsDeadline(start - now, setting)
         for bucket in state.buckets:
-            bucket.charge(start, 1.0)
-        if state.tokens is not None:
-            state.tokens.charge(start, float(tokens))
+            bucket.charge(start, float(tokens) if bucket.per_token else 1.0)
         if start > now:
             await asyncio.sleep(start - now)
 
     def settle_tokens(self, estimated: int, actual: int) -> None:
         """Correct the `tpm` charge of a finished request by the tokens it really used."""
-        state = self._state()
-        if state.tokens is not None and actual != estimated:
-            state.tokens.tat += (actual - estimated) * state.tokens.interval
-
-    def _setting(self, reason: str) -> str:
-        value = {"min_delay_between_requests": self.min_delay_ms, "rpm": self.rpm}.get(
-            reason, self.tpm
-        )
-        return f"{value:g}"
+        for bucket in self._state().buckets:
+            if bucket.per_token:
+                bucket.tat += (actual - estimated) * bucket.interval

@@ -42,12 +42,12 @@ from jib.errors import (
 from jib.generator.base import Generator
 from jib.messages import GeneratedMessage, GeneratedText, Message, check_batch
 from jib.params import GenerateParams
+from jib.registry import provider_name_for
 
 __all__ = ["RequestGenerator", "RetryRequested"]
 
 logger = logging.getLogger("jib.requests")
 
-ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT", GeneratedMessage, GeneratedText)
 
 if sys.version_info >= (3, 11):
@@ -98,10 +98,11 @@ class _Attempts:
         self.count = 0
         self.started: float | None = None
 
-    def latency_ms(self) -> float | None:
-        if self.started is None:
-            return None
-        return (time.monotonic() - self.started) * 1000
+    def stamp(self, result: GeneratedMessage | GeneratedText) -> None:
+        """Write the attempts and the latency (from the first attempt's start) onto `result`."""
+        result.attempts = self.count
+        if self.started is not None:
+            result.latency_ms = (time.monotonic() - self.started) * 1000
 
 
 class RequestGenerator(Generator):
@@ -259,8 +260,7 @@ class RequestGenerator(Generator):
         except JibError as error:
             _annotate(error, attempts)
             raise
-        result.attempts = attempts.count
-        result.latency_ms = attempts.latency_ms()
+        attempts.stamp(result)
         return result
 
     async def _with_retries(
@@ -343,8 +343,7 @@ class RequestGenerator(Generator):
                 run.end(succeeded=False)
                 raise
             run.end(succeeded=True, result=final)
-            final.attempts = attempts.count
-            final.latency_ms = attempts.latency_ms()
+            attempts.stamp(final)
             yield final
             return
 
@@ -398,7 +397,8 @@ class RequestGenerator(Generator):
 
     @property
     def _provider_label(self) -> str:
-        return self.to_identifier(short=True) if _registered(type(self)) else self.model
+        registered = provider_name_for(type(self)) is not None
+        return self.to_identifier(short=True) if registered else self.model
 
     def __getstate__(self) -> dict[Any, Any]:
         # The limiter holds per-event-loop state that cannot be pickled; a copy makes its own.
@@ -459,7 +459,7 @@ class _Run:
         except RateExceedsDeadline as exc:
             self.limiter.release()
             raise ProviderTimeoutError(
-                f"{exc.reason} would delay this request by {exc.wait:.3g}s, past its "
+                f"{exc.setting} would delay this request by {exc.wait:.3g}s, past its "
                 f"timeout of {self.timeout:g}s; raise the timeout or the limit",
                 provider=self.generator._provider_label,
                 retryable=False,
@@ -523,12 +523,6 @@ def _annotate(error: BaseException, attempts: _Attempts) -> None:
 
 
 _TIER_FIELDS = frozenset(RequestGenerator.model_fields) - frozenset(Generator.model_fields)
-
-
-def _registered(cls: type[Generator]) -> bool:
-    from jib.registry import provider_name_for
-
-    return provider_name_for(cls) is not None
 
 
 def _as_message(answer: GeneratedMessage | GeneratedText | str) -> GeneratedMessage:

@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextvars
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
+from jib._bodies import read_limited
 from jib._secrets import REDACTED, is_secret_name
 from jib.errors import ProcessingError
 from jib.generator.http.spec import PreparedRequest, origin_of
@@ -151,7 +152,7 @@ def _httpx_hop(client: httpx.AsyncClient, timeout: float, max_bytes: int) -> _Ho
             if follows(response.status_code, response.headers.get("location")):
                 return response.status_code, items, None
             declared = response.headers.get("content-length")
-            body = await _read_limited(response.aiter_bytes(), declared, max_bytes)
+            body = await read_limited(response.aiter_bytes(), declared, max_bytes)
             return response.status_code, items, body
         finally:
             await response.aclose()
@@ -186,27 +187,10 @@ def _aiohttp_hop(session: aiohttp.ClientSession, timeout: float, max_bytes: int)
             declared = response.headers.get("Content-Length")
             if response.headers.get("Content-Encoding"):
                 declared = None  # the declared length is the compressed one
-            body = await _read_limited(response.content.iter_any(), declared, max_bytes)
+            body = await read_limited(response.content.iter_any(), declared, max_bytes)
             return response.status, items, body
 
     return hop
-
-
-async def _read_limited(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ProcessingError(
-            f"the response body is {int(declared)} bytes; max_response_bytes={limit}"
-        )
-    kept: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > limit:
-            raise ProcessingError(
-                f"the response body is over max_response_bytes={limit} bytes; stopped reading it"
-            )
-        kept.append(chunk)
-    return b"".join(kept)
 
 
 def safe_headers(headers: httpx.Headers) -> dict[str, str]:

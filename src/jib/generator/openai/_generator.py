@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr
 
+from jib._bodies import read_limited
 from jib._per_loop import PerLoop
 from jib._secrets import redact, redacted_chain
 from jib.errors import (
     InvalidGeneratorError,
     MissingDependencyError,
-    ProcessingError,
     ProviderConnectionError,
     ProviderTimeoutError,
 )
@@ -171,23 +171,9 @@ class OpenAIGenerator(RequestGenerator):
         raise error from redacted_chain(failure, self._secrets())
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
-        length = response.content_length
-        if length is not None and length > self.max_response_bytes:
-            raise ProcessingError(
-                f"the answer is {length} bytes, over max_response_bytes={self.max_response_bytes}"
-            )
-        if length is not None and "Content-Encoding" not in response.headers:
-            return await response.read()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > self.max_response_bytes:
-                raise ProcessingError(
-                    f"the answer is over max_response_bytes={self.max_response_bytes}"
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+        encoded = "Content-Encoding" in response.headers
+        declared = None if encoded else response.headers.get("Content-Length")
+        return await read_limited(response.content.iter_any(), declared, self.max_response_bytes)
 
     async def _failure(self, response: aiohttp.ClientResponse) -> Exception:
         raw = await response.content.read(64 * 1024)
