@@ -35,11 +35,11 @@ if TYPE_CHECKING:
         ServerError,
         UntrustedIdentifierError,
     )
-    from jib.generator._requests import RequestGenerator
     from jib.generator.base import Generator
     from jib.generator.http import HTTPGenerator
     from jib.generator.litellm import LiteLLMGenerator
     from jib.generator.openai import OpenAIGenerator
+    from jib.generator.remote import RequestGenerator
     from jib.generator.transformers import TransformersGenerator
     from jib.generator.vllm import VLLMGenerator
     from jib.identifiers import get_generator, get_identifier
@@ -76,7 +76,7 @@ _EXPORTS: dict[str, str] = {
         "jib.errors",
     ),
     "Generator": "jib.generator.base",
-    "RequestGenerator": "jib.generator._requests",
+    "RequestGenerator": "jib.generator.remote",
     "HTTPGenerator": "jib.generator.http",
     "LiteLLMGenerator": "jib.generator.litellm",
     "OpenAIGenerator": "jib.generator.openai",

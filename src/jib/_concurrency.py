@@ -30,6 +30,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from jib._per_loop import RuntimeResource
+
 __all__ = ["RateExceedsDeadline", "RequestLimiter"]
 
 
@@ -71,7 +73,7 @@ class _LoopState:
     buckets: list[_Bucket] = field(default_factory=list)
 
 
-class RequestLimiter:
+class RequestLimiter(RuntimeResource):
     """Slots in flight (adaptive), pacing, `rpm` and `tpm` for one generator's requests.
 
     Safe to share between the tasks of one loop and to reuse across loops; not thread-safe.
@@ -144,7 +146,7 @@ class RequestLimiter:
                 # The slot was handed over just as this task was cancelled: pass it on.
                 state.in_flight -= 1
                 self._wake(state)
-            else:
+            elif waiter in state.waiters:  # `_wake` drops waiters cancelled before their turn
                 state.waiters.remove(waiter)
             raise
 

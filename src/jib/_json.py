@@ -1,4 +1,5 @@
-"""Reading JSON that comes from data (identifiers, specs, responses, prompt files), bounded.
+"""Reading JSON that comes from data or off the wire (identifiers, specs, answers, prompt files),
+bounded: the one loader jib uses for JSON it did not write itself.
 
 Python's `json` module recurses once per level of nesting, so `'[' * 100000` raises a bare
 `RecursionError` — and data nested a few hundred levels deep parses, only to blow the stack of
@@ -38,7 +39,7 @@ def nesting_depth(text: str) -> int:
 
 
 def check_depth(
-    text: str,
+    text: str | bytes,
     *,
     what: str,
     error: Callable[[str], Exception] = ProcessingError,
@@ -50,7 +51,11 @@ def check_depth(
         error: (`ProcessingError` unless given) the text is nested too deeply; the message
             names `what` (e.g. `"the response body"`) and the limit.
     """
-    if text.count("[") + text.count("{") <= limit:
+    if isinstance(text, bytes):
+        if text.count(b"[") + text.count(b"{") <= limit:
+            return
+        text = text.decode("utf-8", "replace")
+    elif text.count("[") + text.count("{") <= limit:
         return
     depth = nesting_depth(text)
     if depth > limit:
@@ -61,13 +66,14 @@ def check_depth(
 
 
 def loads(
-    text: str,
+    text: str | bytes,
     *,
     what: str,
     error: Callable[[str], Exception] = ProcessingError,
     limit: int = MAX_DEPTH,
 ) -> Any:
-    """Parse JSON `text` read from data, refusing nesting deeper than `limit` (see `check_depth`).
+    """Parse JSON `text` (or UTF-8 bytes) read from data or off the wire, refusing nesting deeper
+    than `limit` (see `check_depth`).
 
     Raises:
         error: the text is nested too deeply (`ProcessingError` unless given).

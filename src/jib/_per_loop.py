@@ -16,9 +16,21 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["PerLoop"]
+__all__ = ["LoopLocks", "PerLoop", "RuntimeResource"]
 
 T = TypeVar("T")
+
+
+class RuntimeResource:
+    """Marks runtime state bound to this process (and often its event loops): connection pools,
+    limiters, locks, a loaded model and its worker thread.
+
+    `Generator` treats a private attribute holding one the same way everywhere: copies made in
+    this process (`copy.copy`, `copy.deepcopy`, `model_copy(deep=True)`, `wrap()`) share it, and
+    a pickled copy (another process) starts with a fresh one (the attribute's default).
+    """
+
+    __slots__ = ()
 
 
 @dataclass
@@ -27,7 +39,7 @@ class _Entry(Generic[T]):
     closer: AsyncGenerator[None, None]
 
 
-class PerLoop(Generic[T]):
+class PerLoop(RuntimeResource, Generic[T]):
     """Resources keyed by event loop; each lives until `aclose()` or its loop shuts down.
 
     Args:
@@ -95,3 +107,24 @@ class PerLoop(Generic[T]):
             # its finalizer would try to schedule `aclose()` on the closed loop and fail.
             with contextlib.suppress(StopIteration):
                 closer.aclose().send(None)
+
+
+class LoopLocks(RuntimeResource):
+    """One `asyncio.Lock` per event loop (a lock binds to the loop that first waits on it)."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self) -> asyncio.Lock:
+        """The running loop's lock."""
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            # A lock that was waited on references its loop, which would keep the weak key
+            # alive: drop the locks of closed loops.
+            for closed in [other for other in self._locks if other.is_closed()]:
+                del self._locks[closed]
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock

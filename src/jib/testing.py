@@ -23,8 +23,8 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr
 
 from jib import errors
-from jib.generator._requests import RequestGenerator
 from jib.generator.base import Generator
+from jib.generator.remote import RequestGenerator
 from jib.messages import GeneratedMessage, GeneratedText, Message, StopReason, Usage
 from jib.params import GenerateParams
 

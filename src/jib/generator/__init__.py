@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 from jib.generator.base import Generator, Wrapper
 
 if TYPE_CHECKING:
-    from jib.generator._requests import RequestGenerator
     from jib.generator.http import HookAction, HTTPGenerator
     from jib.generator.litellm import LiteLLMGenerator
     from jib.generator.openai import OpenAIGenerator
+    from jib.generator.remote import RequestGenerator
     from jib.generator.transformers import TransformersGenerator
     from jib.generator.vllm import VLLMGenerator
 
 _LAZY_EXPORTS: dict[str, str] = {
-    "RequestGenerator": "jib.generator._requests",
+    "RequestGenerator": "jib.generator.remote",
     "HTTPGenerator": "jib.generator.http",
     "HookAction": "jib.generator.http",
     "LiteLLMGenerator": "jib.generator.litellm",

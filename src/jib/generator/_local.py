@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from pydantic import PrivateAttr
 
+from jib._per_loop import RuntimeResource
 from jib.errors import (
     BadRequestError,
     ContextLengthError,
@@ -74,7 +75,7 @@ _CONTEXT_HINTS = (
 )
 
 
-class LocalResource(Generic[T]):
+class LocalResource(RuntimeResource, Generic[T]):
     """A loaded model (or engine), the lock that guards it and the one thread that runs it.
 
     A generator keeps one in a private attribute; `Generator.wrap()` copies share it, so loading

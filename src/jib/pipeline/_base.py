@@ -151,7 +151,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         Raises:
             TypeError: the generator sends no requests of its own (a local model).
         """
-        from jib.generator._requests import RequestGenerator  # brings asyncio: load on use
+        from jib.generator.remote import RequestGenerator  # brings asyncio: load on use
 
         if not isinstance(self.generator, RequestGenerator):
             raise TypeError(
@@ -324,7 +324,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
             return []
         sender = generator
         if self._retry:
-            from jib.generator._requests import RequestGenerator
+            from jib.generator.remote import RequestGenerator
 
             if isinstance(generator, RequestGenerator):
                 # Records keep the generator as given: retry settings are how it ran, not what.

@@ -366,14 +366,13 @@ async def test_templates_are_compiled_once_per_spec(
 
 def test_pools_close_when_their_event_loop_shuts_down(server: RunningServer) -> None:
     generator = chat_endpoint(server)
-    clients: list[aiohttp.ClientSession] = []  # requests go straight to the server: aiohttp
+    clients: list[Any] = []
 
     async def run(text: str) -> str:
         chat = await generator.chat(text)
-        client = await generator._connections().get()
-        assert isinstance(client, aiohttp.ClientSession)
+        client = await generator.wire._clients.get()
         clients.append(client)
-        assert len(generator._connections()) == 1  # one pooled client for this loop
+        assert len(generator.wire) == 1  # one pooled client for this loop
         return chat.content
 
     gc.collect()  # leftovers of earlier tests (other libraries' clients) warn now, not below
@@ -385,7 +384,7 @@ def test_pools_close_when_their_event_loop_shuts_down(server: RunningServer) -> 
     first, second = clients
     assert first is not second
     assert first.closed and second.closed
-    assert len(generator._connections()) == 0  # nothing kept for the closed loops
+    assert len(generator.wire) == 0  # nothing kept for the closed loops
     assert [w.message for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
@@ -395,9 +394,9 @@ async def test_concurrent_requests_share_one_capped_pool(server: RunningServer) 
     assert [c.content for c in completions] == ["done"] * 12
     ports = {r["client_port"] for r in server.state.requests}
     assert 1 <= len(ports) <= 3  # kept-alive connections reused, never more than the cap
-    assert len(generator._connections()) == 1
+    assert len(generator.wire) == 1
     await generator.aclose()
-    assert len(generator._connections()) == 0
+    assert len(generator.wire) == 0
 
 
 async def test_cancelled_batch_leaves_no_tasks_and_the_pool_usable(
@@ -410,7 +409,7 @@ async def test_cancelled_batch_leaves_no_tasks_and_the_pool_usable(
     batch = asyncio.create_task(generator.complete("").run_batch(["a", "b", "c", "d"]))
     await asyncio.sleep(0.3)
     assert not batch.done()  # stuck on a server that never answers
-    client = await generator._connections().get()
+    client = await generator.wire._clients.get()
     batch.cancel()
     with pytest.raises(asyncio.CancelledError):
         await batch
@@ -422,8 +421,8 @@ async def test_cancelled_batch_leaves_no_tasks_and_the_pool_usable(
         generator.complete("").run_batch(["e", "f", "g"]), timeout=10
     )
     assert [c.content for c in completions] == ["done"] * 3
-    assert await generator._connections().get() is client
-    assert isinstance(client, aiohttp.ClientSession) and not client.closed
+    assert await generator.wire._clients.get() is client
+    assert not client.closed
 
 
 async def test_used_generator_pickles_and_deep_copies(server: RunningServer) -> None:

@@ -294,7 +294,7 @@ async def test_non_ascii_header_value_fails_without_showing_it(server: RunningSe
 
 @pytest.mark.parametrize(
     ("host", "message"),
-    [("127.0.0.1:99999", "invalid URL"), ("a\x00b", "URL that cannot be sent")],
+    [("127.0.0.1:99999", "invalid URL"), ("a\x00b", "control character")],
 )
 async def test_url_that_cannot_be_sent_is_a_processing_error(host: str, message: str) -> None:
     generator = _secret_generator("http://{{ state.host }}/{{ api_key }}", max_retries=0)

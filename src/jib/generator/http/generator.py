@@ -1,46 +1,42 @@
 """`HTTPGenerator` (`http!`): any HTTP endpoint as a generator, described by an `HTTPSpec`.
 
-The endpoint is an unreliable peer, so every request has a timeout, bodies are read up to
-`max_response_bytes`, and credentials are not forwarded when a redirect leaves the origin.
-Limits and retries (connection errors, timeouts, cut JSON bodies, 408/409/429/5xx, with
-`Retry-After` honoured) are the request tier's (`RequestGenerator`); a hook's "retry" counts
-against the same `max_retries`. httpx is imported on first use.
+The endpoint is an unreliable peer, so every request has a timeout (`DEFAULT_TIMEOUT` unless the
+params or the spec say otherwise), bodies are read up to `max_response_bytes`, and credentials
+are not forwarded when a redirect leaves the origin (the wire's rules, `jib._wire`). Limits and
+retries (connection errors, timeouts, cut JSON bodies, 408/409/429/5xx, with `Retry-After`
+honoured) are the request tier's (`RequestGenerator`); a hook's "retry" counts against the same
+`max_retries`. httpx is imported only to hand hooks an `httpx.Response`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import copy
 import json
 import logging
-import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr, field_validator
 
+from jib._per_loop import LoopLocks
 from jib._retry import retry_after_from
-from jib._secrets import is_secret_name, redact, redacted_chain
+from jib._secrets import is_secret_name, redact
+from jib._wire import WireRequest, WireResponse
 from jib.errors import (
     InvalidGeneratorError,
     JibError,
     MalformedResponseError,
-    MissingDependencyError,
     ProcessingError,
-    ProviderConnectionError,
     ProviderError,
-    ProviderTimeoutError,
     error_for_status,
 )
-from jib.generator._requests import RequestGenerator, RetryRequested
+from jib.generator._wired import WiredGenerator
 from jib.generator.http._budget import DEFAULT_RENDER_LIMITS, RenderLimits
 from jib.generator.http._hooks import HookResult, run_hook
-from jib.generator.http._pool import LoopClients, ProxyURL, Verify
-from jib.generator.http._transport import safe_headers, send
 from jib.generator.http.factories import json_endpoint_spec, one_body, text_endpoint_spec
-from jib.generator.http.spec import HTTPSpec, PreparedRequest, RequestTransformContext, origin_of
+from jib.generator.http.spec import HTTPSpec, RequestTransformContext, origin_of
 from jib.generator.http.transforms import truncate
+from jib.generator.remote import RetryRequested
 from jib.messages import GeneratedMessage, GeneratedText, Message
 from jib.params import GenerateParams
 
@@ -58,11 +54,9 @@ Hook = Callable[["HTTPGenerator", "httpx.Response"], Awaitable[HookResult] | Hoo
 """`hook(generator, response)`, called after every response (async or plain)."""
 
 _RUNTIME_FIELDS = frozenset({"state", "hook"})
-# Private attributes bound to event loops, reset in pickled and deep-copied generators.
-_FRESH_RUNTIME: dict[str, Any] = {"_clients": None, "_limiter": None, "_locks": None}
 
 
-class HTTPGenerator(RequestGenerator):
+class HTTPGenerator(WiredGenerator):
     """Wraps any HTTP endpoint: `spec` says how to build the request and read the response.
 
     Attributes:
@@ -73,34 +67,24 @@ class HTTPGenerator(RequestGenerator):
             after every response; "retry" sends the request again (rendered anew, so a
             refreshed `state` applies), counted against `max_retries`. Not written to
             identifiers.
-        max_response_bytes: larger response bodies fail with `ProcessingError`.
-        max_redirects: redirects followed per request.
-        proxy: send every request through this proxy (`http://127.0.0.1:8080` for Burp or
-            mitmproxy), instead of the environment's `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`.
-            Credentials belong in the environment, not here (they would be stored).
-        verify: verify TLS certificates (`True`), don't (`False`), or trust the CA bundle at
-            this path (an interception proxy's certificate).
         render_limits: the budget (`RenderLimits`: seconds, size, steps) of rendering one
             request and of reading one response; a request's timeout lowers its seconds. Set in
             code only: it is not a field, so neither identifiers nor specs can raise it.
-        (and the limits and retry settings of `RequestGenerator`: `max_connections`,
-        `min_delay_between_requests`, `rpm`, `tpm`, `max_retries`, `retry_backoff`,
-        `max_retry_wait`)
+        (and `proxy`, `verify`, `max_response_bytes`, `max_redirects` of `WiredGenerator`:
+        the wire keeps cookies for `http!`, per event loop; and the limits and retry settings
+        of `RequestGenerator`: `max_connections`, `min_delay_between_requests`, `rpm`, `tpm`,
+        `max_retries`, `retry_backoff`, `max_retry_wait`)
     """
 
     spec: HTTPSpec | None = None
     state: dict[str, Any] = Field(default_factory=dict, repr=False, exclude=True)
     # Typed loosely so the model builds without importing httpx; see `Hook` for the signature.
     hook: Callable[..., Any] | None = Field(default=None, repr=False, exclude=True)
-    max_response_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
-    max_redirects: int = Field(default=5, ge=0, le=30)
-    proxy: ProxyURL = None
-    verify: Verify = True
 
-    _clients: LoopClients | None = PrivateAttr(default=None)
-    _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] | None = PrivateAttr(
-        default=None
-    )
+    default_timeout: ClassVar[float | None] = DEFAULT_TIMEOUT
+    keeps_cookies: ClassVar[bool] = True
+
+    _locks: LoopLocks = PrivateAttr(default_factory=LoopLocks)
     _render_limits: RenderLimits = PrivateAttr(default=DEFAULT_RENDER_LIMITS)
 
     @property
@@ -262,13 +246,16 @@ class HTTPGenerator(RequestGenerator):
                 "this HTTPGenerator has no spec: assign .spec or use "
                 "HTTPGenerator.for_json_endpoint()/for_text_endpoint()"
             )
-        timeout = self.request_timeout(params)
-        limits = self.render_limits.within(timeout)
+        limits = self.render_limits.within(self.request_timeout(params))
         # Rendered per attempt, so a hook that refreshed `state` changes the retry.
         prepared = spec.build_request(context, limits)
-        response = await self._send(prepared, timeout)
-        decision = await run_hook(self.hook, self, response, self._redact)
-        valid = response.status_code in spec.response.valid_status_codes
+        body = None if prepared.content is None else prepared.content.encode()
+        request = WireRequest(prepared.method, prepared.url, prepared.headers, body)
+        response = await self.wire.send(request, self)
+        decision = None
+        if self.hook is not None:
+            decision = await run_hook(self.hook, self, _for_hook(response), self._redact)
+        valid = response.status in spec.response.valid_status_codes
         if decision == "retry":
             logger.info("HTTP %s: the hook asked for a retry", origin_of(prepared.url))
             final: JibError = (
@@ -289,85 +276,24 @@ class HTTPGenerator(RequestGenerator):
                 answer = spec.parse_response_body(text, context, limits)
         except ProcessingError as exc:
             if _cut_json(spec, text):
+                shown = truncate(self._redact(text), 200)
                 raise MalformedResponseError(
-                    f"the response is not the JSON the spec expects: {truncate(text, 200)!r}",
-                    status_code=response.status_code,
-                    provider=self._provider,
+                    f"the response is not the JSON the spec expects: {shown!r}",
+                    status_code=response.status,
+                    provider=self.wire_label,
                 ) from exc
             raise
-        extra = {"status_code": response.status_code, "headers": safe_headers(response.headers)}
+        extra = {"status_code": response.status, "headers": _safe_headers(response)}
         return answer, extra
 
-    async def _send(self, prepared: PreparedRequest, timeout: float) -> httpx.Response:
-        """Send once (redirects included), bounded by `timeout`.
-
-        Raises:
-            ProviderTimeoutError: no complete answer within `timeout` seconds.
-            ProviderConnectionError: the connection failed (retryable) or the URL cannot be
-                sent to (not retryable).
-            ProcessingError: the URL cannot be sent, or the body is too large.
-        """
-        _require_httpx()
-        import aiohttp
-        import httpx
-
-        try:
-            sending = send(
-                await self._connections().get(),
-                prepared,
-                timeout=timeout,
-                max_redirects=self.max_redirects,
-                max_bytes=self.max_response_bytes,
-                redact=self._redact,
-            )
-            return await asyncio.wait_for(sending, timeout)
-        except (
-            asyncio.TimeoutError,
-            OSError,
-            httpx.TransportError,
-            httpx.InvalidURL,
-            aiohttp.ClientError,
-        ) as exc:
-            failure: Exception = exc
-        # Raised outside the `except`: the transport's exception (its URL may hold the key) is
-        # chained only as a redacted stand-in.
-        error = self._transport_error(failure, origin_of(prepared.url), timeout)
-        raise error from redacted_chain(failure, self._secrets())
-
-    def _transport_error(self, exc: Exception, origin: str, timeout: float) -> JibError:
-        """The jib error for what aiohttp or httpx raised while sending."""
-        import aiohttp
-        import httpx
-
-        if isinstance(exc, (asyncio.TimeoutError, httpx.TimeoutException)):
-            return ProviderTimeoutError(
-                f"no complete answer from {origin} within {timeout}s", provider=self._provider
-            )
-        if isinstance(exc, (httpx.InvalidURL, aiohttp.InvalidURL)):
-            return ProcessingError(
-                self._redact(f"request.url rendered a URL that cannot be sent: {exc}")
-            )
-        if isinstance(exc, (httpx.UnsupportedProtocol, httpx.ProxyError)):
-            return ProviderConnectionError(
-                self._redact(f"cannot send to {origin}: {exc}"),
-                provider=self._provider,
-                retryable=False,
-            )
-        return ProviderConnectionError(
-            self._redact(f"could not reach {origin}: {type(exc).__name__}: {exc}"),
-            provider=self._provider,
-        )
-
-    def _status_error(
-        self, spec: HTTPSpec, response: httpx.Response, note: str = ""
-    ) -> ProviderError:
+    def _status_error(self, spec: HTTPSpec, response: WireResponse) -> ProviderError:
         body = response.text
         message = spec.extract_error(body) or body.strip() or "(empty body)"
         # Redact before truncating: a cut could leave part of a secret that no longer matches.
         return error_for_status(
-            response.status_code,
-            truncate(self._redact(message)) + note,
-            provider=self._provider,
+            response.status,
+            truncate(self._redact(message)),
+            provider=self.wire_label,
             retry_after=retry_after_from(response.headers),
         )
 
@@ -379,46 +305,11 @@ class HTTPGenerator(RequestGenerator):
 
         A hook that refreshes a token takes it, checks whether another request already
         refreshed (compare `response.request.headers` with `state`), refreshes if not, and
-        returns "retry".
+        returns "retry". Copies of the generator share it.
         """
-        loop = asyncio.get_running_loop()
-        if self._locks is None:
-            self._locks = weakref.WeakKeyDictionary()
-        lock = self._locks.get(loop)
-        if lock is None:
-            # A lock that was waited on references its loop, which would keep the weak key
-            # alive: drop the locks of closed loops.
-            for closed in [other for other in self._locks if other.is_closed()]:
-                del self._locks[closed]
-            lock = self._locks[loop] = asyncio.Lock()
-        return lock
-
-    def _connections(self) -> LoopClients:
-        clients = self._clients
-        settings = (self.max_connections, self.proxy, self.verify)
-        if clients is None or clients.settings != settings:
-            # Clients made for older settings close with their loops.
-            clients = self._clients = LoopClients(*settings)
-        return clients
-
-    async def aclose(self) -> None:
-        """Close the connection pool of the running event loop (a new one opens on next use).
-
-        Optional: pools also close when their event loop shuts down (as `asyncio.run` does).
-        """
-        if self._clients is not None:
-            await self._clients.aclose()
-
-    def unload(self) -> HTTPGenerator:
-        """Forget connection pools; their connections close when their event loops shut down."""
-        self._clients = None
-        return self
+        return self._locks.get()
 
     # -- identifiers, secrets, equality --------------------------------------------------------
-
-    @property
-    def _provider(self) -> str:
-        return f"http!{self.model}"
 
     def identifier_value(self, name: str, value: Any) -> str:
         """The spec is written as base64 of its YAML; other attributes as usual."""
@@ -434,10 +325,10 @@ class HTTPGenerator(RequestGenerator):
             if name not in _RUNTIME_FIELDS:
                 yield name, value
 
-    def _secrets(self) -> list[str | None]:
-        secrets: list[str | None] = []
-        with contextlib.suppress(JibError):  # an unset env: key has nothing to leak
-            secrets.append(self.get_api_key())
+    def wire_secrets(self) -> list[str | None]:
+        """The key and the secret-named `state` values (tokens, cookies): kept out of errors
+        and logs."""
+        secrets = list(super().wire_secrets())
         secrets.extend(
             value
             for name, value in self.state.items()
@@ -446,23 +337,7 @@ class HTTPGenerator(RequestGenerator):
         return secrets
 
     def _redact(self, text: str) -> str:
-        return redact(text, self._secrets())
-
-    def __getstate__(self) -> dict[Any, Any]:
-        # Pools, locks and limiters hold per-event-loop state that cannot be pickled; a copy
-        # makes its own.
-        state = super().__getstate__()
-        private = state.get("__pydantic_private__")
-        if private:
-            state["__pydantic_private__"] = {**private, **_FRESH_RUNTIME}
-        return state
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> HTTPGenerator:
-        copied = self.model_copy()
-        object.__setattr__(copied, "__dict__", copy.deepcopy(self.__dict__, memo))
-        private = self.__pydantic_private__ or {}
-        object.__setattr__(copied, "__pydantic_private__", {**private, **_FRESH_RUNTIME})
-        return copied
+        return redact(text, self.wire_secrets())
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
@@ -475,11 +350,28 @@ class HTTPGenerator(RequestGenerator):
     __hash__ = None  # type: ignore[assignment]
 
 
-def _require_httpx() -> None:
-    try:
-        import httpx  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - httpx is a core dependency
-        raise MissingDependencyError("httpx", "http", "The HTTP generator") from exc
+def _for_hook(response: WireResponse) -> httpx.Response:
+    """The response as hooks receive it: an `httpx.Response`, body read, request attached."""
+    import httpx
+
+    sent = response.request
+    request = httpx.Request(sent.method, sent.url, headers=dict(sent.headers), content=sent.body)
+    kept = [
+        (name, value)
+        for name, value in response.header_pairs()
+        if name.lower() not in _BODY_FRAMING_HEADERS
+    ]
+    return httpx.Response(response.status, headers=kept, content=response.body, request=request)
+
+
+# Dropped from the response handed to hooks: the body is already decoded and measured.
+_BODY_FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+def _safe_headers(response: WireResponse) -> dict[str, str]:
+    """Response headers without credentials (`Set-Cookie`, `Authorization`, tokens, keys…)."""
+    headers: Mapping[str, str] = response.headers
+    return {name: value for name, value in headers.items() if not is_secret_name(name)}
 
 
 def _cut_json(spec: HTTPSpec, body: str) -> bool:

@@ -6,18 +6,20 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
+from pydantic import Field
+
 from jib._retry import retry_after_from
-from jib.errors import MalformedResponseError, ProviderError
-from jib.generator._requests import RequestGenerator
+from jib._wire import DEFAULT_MAX_RESPONSE_BYTES
+from jib.errors import JibError, MalformedResponseError, ProviderError
 from jib.generator.litellm._errors import _chain, litellm_failure
 from jib.generator.litellm._runtime import (
     fix_ollama_stop_reason,
     import_litellm,
-    to_generated_message,
-    to_generated_text,
     warn_if_truncated,
 )
-from jib.messages import GeneratedMessage, GeneratedText, Message, Usage, normalize_stop_reason
+from jib.generator.openai._protocol import StreamState, read_chat, read_text
+from jib.generator.remote import RequestGenerator, StreamNotHonoured
+from jib.messages import GeneratedMessage, GeneratedText, Message
 from jib.params import GenerateParams
 
 __all__ = ["LiteLLMGenerator"]
@@ -40,14 +42,19 @@ class LiteLLMGenerator(RequestGenerator):
     Requests go through jib's request tier (`RequestGenerator`): at most `max_connections` in
     flight, `rpm`/`tpm` limits, and transient failures retried by jib (LiteLLM's and the OpenAI
     client's own hidden retries are switched off, so every attempt is counted). Failures come
-    back as jib's `ProviderError` family, with LiteLLM's exception as the cause.
+    back as jib's `ProviderError` family, with LiteLLM's exception as the cause. Answers are
+    read by the same reader as `openai!`'s (LiteLLM answers in OpenAI's shape for every
+    provider), so usage, stop reasons, logprobs and malformed answers mean the same on both.
 
     Attributes:
         api_base: the server's base URL, for self-hosted and proxy endpoints.
+        max_response_bytes: the most answer text a stream may add up to (see
+            docs/providers/litellm.md for what else it bounds).
         (and the limits and retry settings of `RequestGenerator`)
     """
 
     api_base: str | None = None
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, gt=0)
 
     default_timeout: ClassVar[float | None] = 600.0
 
@@ -76,14 +83,16 @@ class LiteLLMGenerator(RequestGenerator):
     async def _request(
         self,
         function: Callable[..., Awaitable[Any]],
-        read: Callable[[Any], ResultT],
+        read: Callable[[Any, str], ResultT],
         **arguments: Any,
     ) -> ResultT:
         """One LiteLLM call, its response `read`; a failure becomes a jib error."""
         try:
-            return read(await function(**arguments))
+            response = await function(**arguments)
         except Exception as exc:
             failure = exc
+        else:
+            return read(_plain(response), self._provider_label)
         raise self._error(failure, arguments)
 
     def _error(self, exc: Exception, arguments: dict[str, Any]) -> BaseException:
@@ -115,7 +124,7 @@ class LiteLLMGenerator(RequestGenerator):
         litellm = import_litellm()
         generated = await self._request(
             litellm.acompletion,
-            to_generated_message,
+            read_chat,
             messages=[message.to_dict() for message in messages],
             **self._request_arguments(params),
         )
@@ -131,44 +140,29 @@ class LiteLLMGenerator(RequestGenerator):
         arguments = self._request_arguments(params)
         arguments["stream"] = True
         arguments.setdefault("stream_options", {"include_usage": True})
-        parts: list[str] = []
-        finish_reason: str | None = None
-        usage: Usage | None = None
-        extra: dict[str, Any] = {}
+        state = StreamState(self._provider_label, self.max_response_bytes)
         try:
             response = await litellm.acompletion(
                 messages=[message.to_dict() for message in messages], **arguments
             )
             async for chunk in response:
-                chunk_usage = _usage_of(chunk)
-                if chunk_usage is not None:
-                    usage = chunk_usage
-                if getattr(chunk, "id", None):
-                    extra["response_id"] = chunk.id
-                choices = getattr(chunk, "choices", None) or []
-                if not choices:
-                    continue
-                choice = choices[0]
-                if getattr(choice, "finish_reason", None):
-                    finish_reason = choice.finish_reason
-                delta = getattr(getattr(choice, "delta", None), "content", None)
+                delta = state.feed_chunk(_plain(chunk))
                 if delta:
-                    parts.append(delta)
                     yield delta
+        except JibError:
+            raise
         except Exception as exc:
             failure: Exception | None = exc
         else:
             failure = None
         if failure is not None:
             raise self._error(failure, arguments)
-        if not parts and usage is None:
-            # Nothing streamed and no usage: the server most likely ignored `stream` (LiteLLM
-            # then makes up one empty chunk). Ask again without it; give the answer at once.
-            yield await self.request_message(messages, params)
-            return
-        generated = GeneratedMessage(
-            Message("assistant", "".join(parts)), normalize_stop_reason(finish_reason), usage, extra
-        )
+        if not state.parts and state.usage is None:
+            # Nothing streamed and no usage: the server most likely ignored `stream`, and
+            # LiteLLM made up one empty chunk in place of its answer. The request tier asks
+            # again without streaming.
+            raise StreamNotHonoured
+        generated = state.message()
         fix_ollama_stop_reason(self.model, generated, params.max_tokens)
         warn_if_truncated(self.model, (m.content for m in messages), generated.usage)
         yield generated
@@ -178,7 +172,7 @@ class LiteLLMGenerator(RequestGenerator):
         litellm = import_litellm()
         generated = await self._request(
             litellm.atext_completion,
-            to_generated_text,
+            read_text,
             prompt=text,
             **self._request_arguments(params),
         )
@@ -187,14 +181,10 @@ class LiteLLMGenerator(RequestGenerator):
         return generated
 
 
-def _usage_of(chunk: Any) -> Usage | None:
-    usage = getattr(chunk, "usage", None)
-    if usage is None:
-        return None
-    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
-    completion = int(getattr(usage, "completion_tokens", 0) or 0)
-    total = int(getattr(usage, "total_tokens", 0) or prompt + completion)
-    return Usage(prompt, completion, total)
+def _plain(response: Any) -> Any:
+    """LiteLLM's response object as the plain OpenAI-shaped dict it stands for."""
+    dump = getattr(response, "model_dump", None)
+    return dump() if callable(dump) else response
 
 
 def _cut_body(exc: BaseException) -> bool:

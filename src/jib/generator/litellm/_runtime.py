@@ -1,4 +1,6 @@
-"""LiteLLM at run time: importing it quietly offline, reading its responses, spotting truncation.
+"""LiteLLM at run time: importing it quietly offline, Ollama's stop reasons, spotting truncation.
+
+Its answers are read by the one OpenAI reader (`jib.generator.openai._protocol`).
 
 Kept apart from the generator class so the class reads as configuration and flow.
 """
@@ -10,18 +12,15 @@ import sys
 import warnings
 from collections.abc import Iterable
 from types import ModuleType
-from typing import Any
 
 from jib.errors import GeneratorWarning, MissingDependencyError
-from jib.messages import GeneratedMessage, GeneratedText, Message, Usage, normalize_stop_reason
+from jib.messages import GeneratedMessage, GeneratedText, Usage
 
 __all__ = [
     "COST_MAP_SETTING",
     "OLLAMA_PREFIXES",
     "fix_ollama_stop_reason",
     "import_litellm",
-    "to_generated_message",
-    "to_generated_text",
     "warn_if_truncated",
 ]
 
@@ -56,75 +55,6 @@ def import_litellm() -> ModuleType:
     except ImportError as exc:
         raise MissingDependencyError("litellm", "litellm", "LiteLLMGenerator") from exc
     return litellm
-
-
-def _get(obj: Any, name: str) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
-def _usage(response: Any) -> Usage | None:
-    usage = _get(response, "usage")
-    if usage is None:
-        return None
-    input_tokens = _get(usage, "prompt_tokens") or 0
-    output_tokens = _get(usage, "completion_tokens") or 0
-    total_tokens = _get(usage, "total_tokens") or 0
-    return Usage(int(input_tokens), int(output_tokens), int(total_tokens))
-
-
-def _first_choice(response: Any) -> Any:
-    choices = _get(response, "choices") or []
-    if not choices:
-        raise ValueError("the response has no choices")
-    return choices[0]
-
-
-def _response_extra(response: Any) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    for name in ("id", "model"):
-        value = _get(response, name)
-        if value is not None:
-            extra[f"response_{name}" if name == "id" else name] = value
-    return extra
-
-
-def to_generated_message(response: Any) -> GeneratedMessage:
-    """A `GeneratedMessage` from a LiteLLM `ModelResponse`.
-
-    `extra` holds the response id and model, and `reasoning_content` / `tool_calls` when the
-    model sent them.
-    """
-    choice = _first_choice(response)
-    message = _get(choice, "message")
-    content = _get(message, "content") or ""
-    extra = _response_extra(response)
-    reasoning = _get(message, "reasoning_content")
-    if reasoning:
-        extra["reasoning_content"] = reasoning
-    tool_calls = _get(message, "tool_calls")
-    if tool_calls:
-        extra["tool_calls"] = [
-            call.model_dump() if hasattr(call, "model_dump") else call for call in tool_calls
-        ]
-    return GeneratedMessage(
-        Message("assistant", str(content)),
-        normalize_stop_reason(_get(choice, "finish_reason")),
-        _usage(response),
-        extra,
-    )
-
-
-def to_generated_text(response: Any) -> GeneratedText:
-    """A `GeneratedText` from a LiteLLM `TextCompletionResponse`."""
-    choice = _first_choice(response)
-    return GeneratedText(
-        str(_get(choice, "text") or ""),
-        normalize_stop_reason(_get(choice, "finish_reason")),
-        _usage(response),
-        _response_extra(response),
-    )
 
 
 def fix_ollama_stop_reason(

@@ -1,18 +1,30 @@
 """The OpenAI wire protocol: request bodies, answers, errors and server-sent events.
 
-Pure functions over dicts and bytes, nothing sent from here, so the generator reads as flow and
+The one reader of OpenAI-shaped answers: `openai!` feeds it the JSON it receives, and the
+LiteLLM path feeds it LiteLLM's responses as plain dicts (LiteLLM answers in OpenAI's shape for
+every provider). So usage, stop reasons, logprobs, tool calls, "no choices" and cut streams mean
+the same thing whichever provider fetched them.
+
+Reading is strict about shape and lenient about absence: a missing field takes its default (no
+usage, `unknown` stop reason, empty content), while a field of the wrong kind — usage that is not a
+count, a message that is not an object, no choices at all — is a `MalformedResponseError` for that
+item (retryable: a cut or garbled answer is usually a transient fault of a server or a proxy). No
+other exception leaves this module.
+
+Pure functions over dicts and bytes, nothing sent from here, so the generators read as flow and
 these read as the protocol.
 """
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from jib import _json
 from jib._retry import retry_after_from
 from jib._secrets import redact
+from jib._wire.models import too_large
 from jib.errors import MalformedResponseError, ProviderError, error_for_status
 from jib.messages import (
     GeneratedMessage,
@@ -61,47 +73,120 @@ def text_body(model: str, text: str, params: GenerateParams) -> dict[str, Any]:
     return body
 
 
-def parse_json(raw: bytes, provider: str, status: int) -> Any:
-    """The answer's JSON.
+def parse_json(raw: bytes, provider: str, status: int = 200) -> Any:
+    """The answer's JSON (depth-bounded, as all JSON jib reads).
 
     Raises:
-        MalformedResponseError: it is not JSON (a cut body, a proxy's HTML page): retryable.
+        MalformedResponseError: it is not JSON (a cut body, a proxy's HTML page) or is nested
+            absurdly deep: retryable.
     """
+
+    def malformed(reason: str) -> MalformedResponseError:
+        return MalformedResponseError(reason, status_code=status, provider=provider)
+
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        shown = raw[:200].decode("utf-8", "replace")
-        raise MalformedResponseError(
-            f"the answer is not valid JSON: {shown!r}", status_code=status, provider=provider
-        ) from exc
+        return _json.loads(raw, what="the answer", error=malformed)
+    except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        pass
+    shown = raw[:200].decode("utf-8", "replace")
+    raise malformed(f"the answer is not valid JSON: {shown!r}")
 
 
-def _usage(data: Mapping[str, Any]) -> Usage | None:
-    usage = data.get("usage")
-    if not isinstance(usage, Mapping):
-        return None
-    prompt = int(usage.get("prompt_tokens") or 0)
-    completion = int(usage.get("completion_tokens") or 0)
-    return Usage(prompt, completion, int(usage.get("total_tokens") or prompt + completion))
+# -- answers ------------------------------------------------------------------------------------
 
 
-def _first_choice(data: Any, provider: str, status: int) -> Mapping[str, Any]:
-    choices = data.get("choices") if isinstance(data, Mapping) else None
-    if not choices or not isinstance(choices[0], Mapping):
-        raise MalformedResponseError(
-            "the answer has no choices", status_code=status, provider=provider
+class _Reader:
+    """Reads one answer's fields; a field of the wrong kind is a `MalformedResponseError`."""
+
+    __slots__ = ("provider", "status")
+
+    def __init__(self, provider: str, status: int) -> None:
+        self.provider = provider
+        self.status = status
+
+    def malformed(self, what: str) -> MalformedResponseError:
+        return MalformedResponseError(
+            f"the answer is not in the OpenAI format: {what}",
+            status_code=self.status,
+            provider=self.provider,
         )
-    first: Mapping[str, Any] = choices[0]
-    return first
+
+    def mapping(self, value: Any, what: str) -> Mapping[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.malformed(f"{what} is a {type(value).__name__}, not an object")
+        return value
+
+    def first_choice(self, data: Any) -> Mapping[str, Any]:
+        choices = self.mapping(data, "the answer").get("choices")
+        if not choices or not isinstance(choices, list):
+            raise self.malformed("it has no choices")
+        return self.mapping(choices[0], "the first choice")
+
+    def text(self, value: Any, what: str) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):  # content as parts: [{"type": "text", "text": "…"}]
+            return "".join(
+                self.text(self.mapping(part, what).get("text"), what)
+                for part in value
+                if isinstance(part, Mapping) and part.get("type", "text") == "text"
+            )
+        raise self.malformed(f"{what} is a {type(value).__name__}, not text")
+
+    def stop_reason(self, choice: Mapping[str, Any]) -> str | None:
+        reason = choice.get("finish_reason")
+        if reason is None or isinstance(reason, str):
+            return reason
+        raise self.malformed(f"finish_reason is a {type(reason).__name__}, not text")
+
+    def count(self, value: Any, what: str) -> int:
+        if value is None:
+            return 0
+        if isinstance(value, bool):
+            raise self.malformed(f"{what} is {value!r}, not a count")
+        if isinstance(value, int):
+            number = value
+        elif _integral(value):
+            number = int(value)
+        else:
+            raise self.malformed(f"{what} is {_shown(value)}, not a count")
+        if not 0 <= number < 2**63:
+            raise self.malformed(f"{what} is {number}, not a count")
+        return number
+
+    def usage(self, data: Mapping[str, Any]) -> Usage | None:
+        usage = data.get("usage")
+        if usage is None:
+            return None
+        usage = self.mapping(usage, "usage")
+        prompt = self.count(usage.get("prompt_tokens"), "usage.prompt_tokens")
+        completion = self.count(usage.get("completion_tokens"), "usage.completion_tokens")
+        total = self.count(usage.get("total_tokens"), "usage.total_tokens")
+        return Usage(prompt, completion, total or prompt + completion)
+
+    def extra(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if data.get("id") is not None:
+            extra["response_id"] = data["id"]
+        if data.get("model") is not None:
+            extra["model"] = data["model"]
+        return extra
 
 
-def _extra(data: Mapping[str, Any]) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    if data.get("id") is not None:
-        extra["response_id"] = data["id"]
-    if data.get("model") is not None:
-        extra["model"] = data["model"]
-    return extra
+def _integral(value: Any) -> bool:
+    """A whole number written as a float (`12.0`) or as digits (`"12"`)."""
+    if isinstance(value, float):
+        return math.isfinite(value) and value.is_integer()
+    return isinstance(value, str) and value.isdigit() and len(value) < 20
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def read_chat(data: Any, provider: str, status: int = 200) -> GeneratedMessage:
@@ -109,33 +194,44 @@ def read_chat(data: Any, provider: str, status: int = 200) -> GeneratedMessage:
 
     `extra` holds the response id and model, and `tool_calls`, `reasoning_content` and
     `logprobs` when the server sent them.
+
+    Raises:
+        MalformedResponseError: the answer is not shaped as a chat completion.
     """
-    choice = _first_choice(data, provider, status)
-    message = choice.get("message") or {}
-    extra = _extra(data)
-    for name in ("tool_calls", "reasoning_content"):
-        if message.get(name):
-            extra[name] = message[name]
+    reader = _Reader(provider, status)
+    choice = reader.first_choice(data)
+    message = reader.mapping(choice.get("message"), "the message")
+    extra = reader.extra(data)
+    if message.get("tool_calls"):
+        extra["tool_calls"] = message["tool_calls"]
+    reasoning = reader.text(message.get("reasoning_content"), "reasoning_content")
+    if reasoning:
+        extra["reasoning_content"] = reasoning
     if choice.get("logprobs") is not None:
         extra["logprobs"] = choice["logprobs"]
     return GeneratedMessage(
-        Message("assistant", str(message.get("content") or "")),
-        normalize_stop_reason(choice.get("finish_reason")),
-        _usage(data),
+        Message("assistant", reader.text(message.get("content"), "the message's content")),
+        normalize_stop_reason(reader.stop_reason(choice)),
+        reader.usage(data),
         extra,
     )
 
 
 def read_text(data: Any, provider: str, status: int = 200) -> GeneratedText:
-    """A `GeneratedText` from a text completion."""
-    choice = _first_choice(data, provider, status)
-    extra = _extra(data)
+    """A `GeneratedText` from a text completion.
+
+    Raises:
+        MalformedResponseError: the answer is not shaped as a text completion.
+    """
+    reader = _Reader(provider, status)
+    choice = reader.first_choice(data)
+    extra = reader.extra(data)
     if choice.get("logprobs") is not None:
         extra["logprobs"] = choice["logprobs"]
     return GeneratedText(
-        str(choice.get("text") or ""),
-        normalize_stop_reason(choice.get("finish_reason")),
-        _usage(data),
+        reader.text(choice.get("text"), "the choice's text"),
+        normalize_stop_reason(reader.stop_reason(choice)),
+        reader.usage(data),
         extra,
     )
 
@@ -145,15 +241,25 @@ def error_from_response(
     raw: bytes,
     headers: Mapping[str, str],
     provider: str,
-    secrets: Iterable[str],
+    secrets: Iterable[str | None],
 ) -> ProviderError:
     """The normalized error for a failed answer: OpenAI's `{"error": {"message", "type",
     "code"}}` when the body has it, else the body's text; the key never in it."""
-    message = ""
+    message = _error_message(raw)
+    message = redact(message, secrets)
+    if len(message) > _MAX_ERROR_LENGTH:
+        message = message[: _MAX_ERROR_LENGTH - 3] + "..."
+    return error_for_status(
+        status, message, provider=provider, retry_after=retry_after_from(headers)
+    )
+
+
+def _error_message(raw: bytes) -> str:
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
+        data = _json.loads(raw, what="the error body", error=ValueError)
+    except ValueError:
         data = None
+    message = ""
     if isinstance(data, Mapping):
         error = data.get("error")
         if isinstance(error, Mapping):
@@ -165,61 +271,83 @@ def error_from_response(
             message = error
         elif isinstance(data.get("message"), str):
             message = data["message"]
-    if not message:
-        message = raw.decode("utf-8", "replace").strip() or "(empty body)"
-    message = redact(message, secrets)
-    if len(message) > _MAX_ERROR_LENGTH:
-        message = message[: _MAX_ERROR_LENGTH - 3] + "..."
-    return error_for_status(
-        status, message, provider=provider, retry_after=retry_after_from(headers)
-    )
+    return message or raw.decode("utf-8", "replace").strip() or "(empty body)"
 
 
-@dataclass
+# -- streams ------------------------------------------------------------------------------------
+
+
 class StreamState:
-    """What a stream of chat (or text) completion chunks has said so far."""
+    """What a stream of chat (or text) completion chunks has said so far.
 
-    provider: str
-    parts: list[str] = field(default_factory=list)
-    finish_reason: str | None = None
-    usage: Usage | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    done: bool = False
+    Feed it the lines of a server-sent event stream (`feed`) or chunks already parsed
+    (`feed_chunk`, LiteLLM's); it keeps at most `limit` bytes of answer text.
+    """
+
+    def __init__(self, provider: str, limit: int) -> None:
+        self.provider = provider
+        self.limit = limit
+        self.parts: list[str] = []
+        self.kept = 0
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.extra: dict[str, Any] = {}
+        self.done = False
+        self._reader = _Reader(provider, 200)
 
     def feed(self, line: bytes) -> str | None:
         """Read one line of the event stream; return the text delta it carried, if any.
 
         Raises:
-            MalformedResponseError: an event's data is not JSON.
+            MalformedResponseError: an event's data is not a JSON chunk of the stream.
+            ProviderError: the stream carried an error event.
+            ProcessingError: the answer grew past `limit`.
         """
-        line = line.strip()
         if not line.startswith(b"data:"):
             return None  # blank separators, comments, `event:`/`id:` fields
         payload = line[5:].strip()
         if payload == b"[DONE]":
             self.done = True
             return None
-        chunk = parse_json(payload, self.provider, 200)
-        if not isinstance(chunk, Mapping):
-            return None
-        if isinstance(chunk.get("error"), Mapping):
+        chunk = parse_json(payload, self.provider)
+        if isinstance(chunk, Mapping) and isinstance(chunk.get("error"), Mapping):
             raise error_from_response(500, payload, {}, self.provider, ())
-        self.extra.update(_extra(chunk))
-        usage = _usage(chunk)
+        return self.feed_chunk(chunk)
+
+    def feed_chunk(self, chunk: Any) -> str | None:
+        """Read one parsed chunk; return the text delta it carried, if any (raises as `feed`)."""
+        reader = self._reader
+        chunk = reader.mapping(chunk, "a stream chunk")
+        self.extra.update(reader.extra(chunk))
+        usage = reader.usage(chunk)
         if usage is not None:
             self.usage = usage
-        choices = chunk.get("choices") or []
-        if not choices or not isinstance(choices[0], Mapping):
+        choices = chunk.get("choices")
+        if not choices:
             return None
-        choice = choices[0]
-        if choice.get("finish_reason"):
-            self.finish_reason = choice["finish_reason"]
+        if not isinstance(choices, list):
+            raise reader.malformed("a stream chunk's choices are not a list")
+        choice = reader.mapping(choices[0], "a stream chunk's choice")
+        reason = reader.stop_reason(choice)
+        if reason:
+            self.finish_reason = reason
         delta = choice.get("delta")
-        text = delta.get("content") if isinstance(delta, Mapping) else choice.get("text")
-        if text:
-            self.parts.append(str(text))
-            return str(text)
-        return None
+        if delta is not None:
+            text = reader.text(reader.mapping(delta, "a delta").get("content"), "a delta")
+        else:
+            text = reader.text(choice.get("text"), "a chunk's text")
+        if not text:
+            return None
+        self.kept += len(text)
+        if self.kept > self.limit:
+            raise too_large(self.limit)
+        self.parts.append(text)
+        return text
+
+    @property
+    def finished(self) -> bool:
+        """Whether the stream said it was over (`[DONE]`, or a finish reason)."""
+        return self.done or self.finish_reason is not None
 
     def message(self) -> GeneratedMessage:
         """The whole answer, as the non-streamed call would have returned it."""

@@ -12,7 +12,8 @@ remote provider needs, once:
 - the request `timeout` as the budget of one item: attempts, backoff and pacing waits all fit in
   it (queueing behind the batch's other items for a slot does not count);
 - the user's `wrap()` around each item's request (retries included, so `backoff` stacks on top);
-- counting attempts and latency onto each result, or onto the error an item failed with;
+- counting attempts and latency onto each result, and attempts onto the error an item failed
+  with;
 - plain-string answers turned into `GeneratedMessage` / `GeneratedText` in one place.
 
 Local models keep the batch path of `Generator`: they gain from seeing a whole batch at once.
@@ -44,7 +45,7 @@ from jib.messages import GeneratedMessage, GeneratedText, Message, check_batch
 from jib.params import GenerateParams
 from jib.registry import provider_name_for
 
-__all__ = ["RequestGenerator", "RetryRequested"]
+__all__ = ["RequestGenerator", "RetryRequested", "StreamNotHonoured"]
 
 logger = logging.getLogger("jib.requests")
 
@@ -75,6 +76,12 @@ else:  # pragma: no cover - Python 3.10
                     handle.cancel()
 
         return bounded()
+
+
+class StreamNotHonoured(Exception):
+    """Raised by `request_message_stream` before any delta when the server answered without
+    streaming and that answer cannot be read from here (LiteLLM hides it): the request tier then
+    sends the request once more, plainly, as a counted attempt of its own."""
 
 
 class RetryRequested(JibError):
@@ -299,23 +306,31 @@ class RequestGenerator(Generator):
         """Stream one conversation's answer: text deltas, then the finished message.
 
         Within the same limits, timeout budget and attempt counting as a batch; a failure is
-        retried only before the first delta (text already given out cannot be taken back).
-        `wrap()` wrappers do not apply to streams.
+        retried only before the first delta (text already given out cannot be taken back). When
+        the provider reports that the server ignored `stream` (`StreamNotHonoured`), the next
+        attempt is a plain request. `wrap()` wrappers do not apply to streams: a wrapper takes a
+        coroutine function, and a stream is not one.
         """
         if not self.supports_chat():
             await self.request_message([], GenerateParams())  # raises NotImplementedError
         self.before_batch()
         attempts = _Attempts()
         run = _Run(self, self._request_limiter(), messages, params, attempts)
+        streaming = True
         while True:
             await run.begin()
             given_out = False
             final: GeneratedMessage | None = None
+            pieces = (
+                self.request_message_stream(messages, params)
+                if streaming
+                else _whole(self.request_message(messages, params))
+            )
             try:
                 async with _timeout_after(
                     None if run.deadline is None else max(0.0, run.deadline - time.monotonic())
                 ):
-                    async for piece in self.request_message_stream(messages, params):
+                    async for piece in pieces:
                         if isinstance(piece, str):
                             if piece:
                                 given_out = True
@@ -327,6 +342,10 @@ class RequestGenerator(Generator):
                         "the stream ended without a finished answer",
                         provider=self._provider_label,
                     )
+            except StreamNotHonoured:
+                run.end(succeeded=True)
+                streaming = False
+                continue
             except (TimeoutError, JibError) as raised:
                 error = run.timed_out() if isinstance(raised, TimeoutError) else raised
                 if given_out:
@@ -399,14 +418,6 @@ class RequestGenerator(Generator):
     def _provider_label(self) -> str:
         registered = provider_name_for(type(self)) is not None
         return self.to_identifier(short=True) if registered else self.model
-
-    def __getstate__(self) -> dict[Any, Any]:
-        # The limiter holds per-event-loop state that cannot be pickled; a copy makes its own.
-        state = super().__getstate__()
-        private = state.get("__pydantic_private__")
-        if private:
-            state["__pydantic_private__"] = {**private, "_limiter": None}
-        return state
 
 
 class _Run:
@@ -515,6 +526,10 @@ class _Run:
             delay,
         )
         await asyncio.sleep(delay)
+
+
+async def _whole(answer: Awaitable[Any]) -> AsyncIterator[Any]:
+    yield await answer
 
 
 def _annotate(error: BaseException, attempts: _Attempts) -> None:

@@ -1,0 +1,71 @@
+"""Reading a response body without trusting the server about its size.
+
+One rule for every body the wire reads: a declared length over the limit fails before anything is
+read, and reading stops as soon as the bytes received (decompressed) pass the limit, so a lying
+or compressed-bomb answer costs at most the limit. A stream read line by line (server-sent
+events, NDJSON) holds at most one line, and a line may not pass the limit either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from jib.errors import ProcessingError
+
+__all__ = ["read_limited", "split_lines"]
+
+
+async def read_limited(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
+    """The body from `chunks`, at most `limit` bytes.
+
+    Args:
+        chunks: the body as it arrives (already decompressed).
+        declared: the `Content-Length` header, when it counts the same bytes (not compressed).
+        limit: `max_response_bytes`.
+
+    Raises:
+        ProcessingError: the body is (or says it is) larger than `limit`.
+    """
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProcessingError(
+            f"the response body is {int(declared)} bytes; max_response_bytes={limit}"
+        )
+    kept: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise ProcessingError(
+                f"the response body is over max_response_bytes={limit} bytes; stopped reading it"
+            )
+        kept.append(chunk)
+    return b"".join(kept)
+
+
+async def split_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The lines of a streamed body, without their `\\n` or `\\r\\n`; the last one even if it
+    has no line break.
+
+    Raises:
+        ProcessingError: a line is longer than `limit` bytes (reading stops there).
+    """
+    pending = bytearray()
+    async for chunk in chunks:
+        pending += chunk
+        start = 0
+        while True:
+            end = pending.find(b"\n", start)
+            if end < 0:
+                break
+            line = bytes(pending[start:end])
+            yield line[:-1] if line.endswith(b"\r") else line
+            start = end + 1
+        if start:
+            del pending[:start]
+        if len(pending) > limit:
+            raise ProcessingError(
+                f"a line of the streamed answer is over max_response_bytes={limit} bytes; "
+                "stopped reading it"
+            )
+    if pending:
+        yield bytes(pending[:-1] if pending.endswith(b"\r") else pending)

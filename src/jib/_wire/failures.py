@@ -1,0 +1,78 @@
+"""The one mapping from transport failures (aiohttp's, httpx's, the OS's) to jib errors.
+
+| what happened | jib error | retried |
+|---|---|---|
+| refused, reset, dropped, DNS, TLS, body cut short, proxy down | `ProviderConnectionError` | yes |
+| the server's answer is not HTTP | `MalformedResponseError` | yes |
+| a socket timeout of the client library | `ProviderTimeoutError` | yes |
+| the request cannot be sent as built (bad URL or header) | `ProcessingError` | no |
+| the proxy refused the tunnel | `ProviderConnectionError` | no |
+
+Too-large bodies and refused redirects are raised as `ProcessingError` where they are found
+(`bodies`, `redirects`). Every message is cut to the origin and passed through the caller's
+redaction: a URL may carry the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from jib.errors import (
+    JibError,
+    MalformedResponseError,
+    ProcessingError,
+    ProviderConnectionError,
+    ProviderTimeoutError,
+)
+
+__all__ = ["TRANSPORT_FAILURES", "transport_error"]
+
+
+def _failure_types() -> tuple[type[BaseException], ...]:
+    import aiohttp
+    import httpx
+
+    return (asyncio.TimeoutError, OSError, ValueError, aiohttp.ClientError, httpx.HTTPError)
+
+
+TRANSPORT_FAILURES = _failure_types
+"""The exception types a send may raise from below jib (called: the libraries load lazily)."""
+
+
+def transport_error(
+    exc: BaseException, origin: str, *, provider: str, redact: Callable[[str], str]
+) -> JibError:
+    """The jib error for `exc`, raised by aiohttp, httpx or the OS while sending to `origin`."""
+    import aiohttp
+    import httpx
+
+    detail = redact(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, (asyncio.TimeoutError, httpx.TimeoutException)):
+        return ProviderTimeoutError(f"no answer from {origin} ({detail})", provider=provider)
+    if isinstance(
+        exc, (aiohttp.InvalidURL, httpx.InvalidURL, httpx.UnsupportedProtocol)
+    ) or _refused_value(exc):
+        return ProcessingError(f"the request to {origin} cannot be sent as built: {detail}")
+    if isinstance(exc, httpx.ProxyError):
+        return ProviderConnectionError(
+            f"the proxy refused to carry the request to {origin}: {detail}",
+            provider=provider,
+            retryable=False,
+        )
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return MalformedResponseError(
+            f"the answer from {origin} is not valid HTTP: {detail}", provider=provider
+        )
+    if isinstance(exc, (aiohttp.ClientPayloadError, httpx.ReadError, httpx.RemoteProtocolError)):
+        return ProviderConnectionError(
+            f"the connection to {origin} closed before the whole answer arrived ({detail})",
+            provider=provider,
+        )
+    return ProviderConnectionError(f"could not reach {origin}: {detail}", provider=provider)
+
+
+def _refused_value(exc: BaseException) -> bool:
+    # aiohttp and the socket layer refuse header values with line breaks, and hosts with NUL or
+    # other unprintable characters, with a plain ValueError (UnicodeError for a bad IDNA host).
+    return isinstance(exc, ValueError) and not isinstance(exc, OSError)

@@ -1,0 +1,158 @@
+"""The two ways the wire moves bytes: an aiohttp session (straight to the server, the fast
+path) and an httpx client (through a proxy, which httpx implements fully, `NO_PROXY` included).
+
+Each sends one hop (no redirects) and hands back a `WireResponse` whose body is still to be
+read. Nothing else differs between them: TLS, cookies, bounds and failures are set or read the
+same way for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Protocol
+
+from jib._wire.models import WireRequest, WireResponse
+from jib._wire.settings import WireSettings, environment_proxies, tls_context
+from jib.errors import InvalidGeneratorError
+
+if TYPE_CHECKING:
+    import aiohttp
+    import httpx
+
+__all__ = ["Transport", "open_transport"]
+
+# aiohttp adds `Content-Type: application/octet-stream` to a bytes body; httpx adds none. Sent
+# only when the request sets it, on both.
+_NO_AUTO_HEADERS = frozenset({"Content-Type"})
+
+
+class Transport(Protocol):
+    """One event loop's client."""
+
+    async def hop(self, request: WireRequest, limit: int) -> WireResponse:
+        """Send `request` (no redirects followed); the body is left to read."""
+
+    async def aclose(self) -> None:
+        """Close the client and its connections."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client was closed."""
+
+
+def open_transport(settings: WireSettings) -> Transport:
+    """The client for `settings`: httpx when a proxy is in play (the setting, or the
+    environment's), else aiohttp."""
+    if settings.proxy is None and not environment_proxies():
+        return _Aiohttp(settings)
+    return _Httpx(settings)
+
+
+class _Aiohttp:
+    def __init__(self, settings: WireSettings) -> None:
+        import aiohttp
+
+        # The request tier bounds requests in flight; the connector only pools (limit=0: no
+        # second cap). No timeouts here either: the tier cancels an attempt at its deadline.
+        connector = aiohttp.TCPConnector(
+            limit=0, ttl_dns_cache=300, ssl=tls_context(settings.verify)
+        )
+        jar: aiohttp.abc.AbstractCookieJar = (
+            aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            trust_env=False,  # proxies go through httpx; no .netrc
+            cookie_jar=jar,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+
+    async def hop(self, request: WireRequest, limit: int) -> WireResponse:
+        response = await self._session.request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            data=request.body,
+            allow_redirects=False,
+            skip_auto_headers=_NO_AUTO_HEADERS,
+        )
+        headers = response.headers
+        # A compressed body's declared length is not the length read.
+        declared = None if "Content-Encoding" in headers else headers.get("Content-Length")
+
+        async def release() -> None:
+            response.release()  # closes the connection instead when the body was not all read
+
+        return WireResponse(
+            response.status,
+            headers,
+            request,
+            chunks=response.content.iter_any(),
+            close=release,
+            pairs=lambda: list(headers.items()),
+            declared_length=declared,
+            limit=limit,
+        )
+
+    async def aclose(self) -> None:
+        await self._session.close()
+        # Closing a transport finishes on the loop's next turn; `asyncio.run` closes the loop
+        # right after this, which would leave the sockets open ("unclosed transport").
+        await asyncio.sleep(0)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._session.closed)
+
+
+class _Httpx:
+    def __init__(self, settings: WireSettings) -> None:
+        import http.cookiejar
+
+        import httpx
+
+        cookies = None
+        if not settings.cookies:
+            refuse_all = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
+            cookies = httpx.Cookies(http.cookiejar.CookieJar(policy=refuse_all))
+        try:
+            self._client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+                timeout=httpx.Timeout(None),
+                follow_redirects=False,  # the wire follows them, by its own policy
+                trust_env=True,  # HTTP(S)_PROXY, ALL_PROXY, NO_PROXY; no .netrc in httpx 0.28
+                proxy=settings.proxy,
+                verify=tls_context(settings.verify),
+                cookies=cookies,
+            )
+        except ImportError as exc:  # a socks5:// proxy without httpx's socks extra
+            where = f"proxy={settings.proxy!r}" if settings.proxy else "the environment's proxy"
+            raise InvalidGeneratorError(
+                f"{where} needs the socksio package: pip install 'httpx[socks]'"
+            ) from exc
+
+    async def hop(self, request: WireRequest, limit: int) -> WireResponse:
+        client: httpx.AsyncClient = self._client
+        built = client.build_request(
+            request.method, request.url, headers=request.headers, content=request.body
+        )
+        response = await client.send(built, stream=True)
+        headers = response.headers
+        declared = None if "content-encoding" in headers else headers.get("content-length")
+        return WireResponse(
+            response.status_code,
+            headers,
+            request,
+            chunks=response.aiter_bytes(),
+            close=response.aclose,
+            pairs=headers.multi_items,
+            declared_length=declared,
+            limit=limit,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._client.is_closed)

@@ -1,0 +1,99 @@
+"""`WiredGenerator`: the base of the providers that send over jib's own wire (`openai!`, `http!`).
+
+It adds the wire's settings to the request tier — the same fields, meanings and defaults on every
+such provider — and the one place a generator keeps its `Wire` (shared by its copies, fresh in a
+pickled one, rebuilt when a setting changes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from typing import ClassVar
+
+from pydantic import Field, PrivateAttr
+
+from jib._wire import (
+    DEFAULT_MAX_REDIRECTS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    ProxyURL,
+    Verify,
+    Wire,
+    WireSettings,
+)
+from jib.errors import JibError
+from jib.generator.remote import RequestGenerator
+
+__all__ = ["WiredGenerator"]
+
+
+class WiredGenerator(RequestGenerator):
+    """A `RequestGenerator` whose requests go over jib's wire (`jib._wire`).
+
+    Attributes:
+        proxy: send every request through this proxy (`http://127.0.0.1:8080` for Burp or
+            mitmproxy) instead of the environment's `HTTP_PROXY`/`HTTPS_PROXY`/`ALL_PROXY` (which
+            apply otherwise, with `NO_PROXY`). Credentials belong in the environment, not here:
+            attributes are stored with every chat.
+        verify: verify TLS certificates (`True`: the system's, or `SSL_CERT_FILE`), don't
+            (`False`), or trust the CA bundle (PEM) at this path: a private CA, an interception
+            proxy's certificate.
+        max_response_bytes: the largest answer read: a body after decompression, one line of a
+            stream, or what a stream's deltas add up to. Larger answers fail with
+            `ProcessingError`.
+        max_redirects: redirects followed per request (credentials and bodies never follow a
+            redirect to another origin).
+        (and the limits and retry settings of `RequestGenerator`)
+    """
+
+    proxy: ProxyURL = None
+    verify: Verify = True
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, gt=0)
+    max_redirects: int = Field(default=DEFAULT_MAX_REDIRECTS, ge=0, le=30)
+
+    keeps_cookies: ClassVar[bool] = False
+    """Whether the wire keeps the cookies servers set (per event loop), as a browser would."""
+
+    _wire: Wire | None = PrivateAttr(default=None)
+
+    @property
+    def wire(self) -> Wire:
+        """The wire this generator sends over; a copy whose settings changed gets its own."""
+        settings = WireSettings(
+            self.proxy,
+            self.verify,
+            self.max_response_bytes,
+            self.max_redirects,
+            self.keeps_cookies,
+        )
+        wire = self._wire
+        if wire is None or wire.settings != settings:
+            # Clients made for older settings close with their event loops.
+            wire = self._wire = Wire(settings)
+        return wire
+
+    @property
+    def wire_label(self) -> str:
+        """The provider, as errors name it."""
+        return self._provider_label
+
+    def wire_secrets(self) -> Sequence[str | None]:
+        """The secrets requests may carry, kept out of errors and logs: the api key."""
+        with contextlib.suppress(JibError):  # an unset env: key has nothing to leak
+            return [self.get_api_key()]
+        return []
+
+    async def aclose(self) -> None:
+        """Close the running event loop's connections (new ones open on next use).
+
+        Optional: connections also close when their event loop shuts down (as `asyncio.run`
+        does).
+        """
+        if self._wire is not None:
+            await self._wire.aclose()
+
+    def unload(self) -> WiredGenerator:
+        """Forget the connection pools; their connections close when their event loops shut
+        down."""
+        self._wire = None
+        return self
