@@ -112,9 +112,7 @@ def http_answer(
 
 def sse_answer(events: list[Any], *, done: bool = True) -> bytes:
     """A server-sent event stream (closed after it): each event as a `data:` line of JSON."""
-    head = (
-        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
-    ).encode()
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
     body = b"".join(f"data: {json.dumps(event)}\n\n".encode() for event in events)
     return head + body + (b"data: [DONE]\n\n" if done else b"")
 

@@ -11,7 +11,6 @@ import pickle
 import warnings
 from typing import Any
 
-import aiohttp
 import httpx
 import pytest
 
