@@ -102,17 +102,22 @@ class LiteLLMGenerator(RequestGenerator):
         error = litellm_failure(exc, provider=self.model, secrets=[arguments.get("api_key")])
         if error is exc:
             return exc
+        # LiteLLM reports a body it could not parse, and a stream cut short, as a 500 of its own
+        # making: they are what openai! calls them.
+        replacement: ProviderError | None = None
         if _cut_body(exc):
-            # LiteLLM reports a body it could not parse as a 500 of its own making.
-            malformed = MalformedResponseError(
+            replacement = MalformedResponseError(
                 f"the server's answer is not valid JSON: {error.message}"
                 if isinstance(error, ProviderError)
                 else str(error),
                 provider=self.model,
             )
-            malformed.__cause__ = error.__cause__
-            malformed.__suppress_context__ = True
-            error = malformed
+        elif _cut_stream(exc):
+            replacement = StreamState(self._provider_label, 0).cut()
+        if replacement is not None:
+            replacement.__cause__ = error.__cause__
+            replacement.__suppress_context__ = True
+            error = replacement
         if isinstance(error, ProviderError) and error.retry_after is None:
             error.retry_after = _retry_after_in(exc)
         return error
@@ -190,6 +195,11 @@ def _plain(response: Any) -> Any:
 def _cut_body(exc: BaseException) -> bool:
     """Whether the answer came back but could not be parsed as JSON (cut, or nested too deep)."""
     return any(isinstance(error, (json.JSONDecodeError, RecursionError)) for error in _chain(exc))
+
+
+def _cut_stream(exc: BaseException) -> bool:
+    """Whether LiteLLM saw a stream end before it said it was over."""
+    return any("Stream ended before a finish_reason" in str(error) for error in _chain(exc))
 
 
 def _retry_after_in(exc: BaseException) -> float | None:

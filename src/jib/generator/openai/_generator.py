@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
 from jib._wire import WireRequest, WireResponse
-from jib.errors import InvalidGeneratorError, ProviderConnectionError
+from jib.errors import InvalidGeneratorError
 from jib.generator._wired import WiredGenerator
 from jib.generator.openai._protocol import (
     StreamState,
@@ -105,10 +105,6 @@ class OpenAIGenerator(WiredGenerator):
                     yield delta
                 if state.done:
                     break
-        if not state.finished:
-            raise ProviderConnectionError(
-                "the stream ended before the answer was finished", provider=self.wire_label
-            )
         yield state.message()
 
     # -- one request, one answer ---------------------------------------------------------------

@@ -25,7 +25,12 @@ from jib import _json
 from jib._retry import retry_after_from
 from jib._secrets import redact
 from jib._wire.models import too_large
-from jib.errors import MalformedResponseError, ProviderError, error_for_status
+from jib.errors import (
+    MalformedResponseError,
+    ProviderConnectionError,
+    ProviderError,
+    error_for_status,
+)
 from jib.messages import (
     GeneratedMessage,
     GeneratedText,
@@ -36,6 +41,7 @@ from jib.messages import (
 from jib.params import GenerateParams
 
 __all__ = [
+    "STREAM_CUT",
     "StreamState",
     "chat_body",
     "error_from_response",
@@ -44,6 +50,9 @@ __all__ = [
     "read_text",
     "text_body",
 ]
+
+STREAM_CUT = "the stream ended before the answer was finished"
+"""What a stream cut short is called, whichever provider read it."""
 
 _NOT_IN_BODY = frozenset({"timeout"})
 _MAX_ERROR_LENGTH = 1000
@@ -349,8 +358,19 @@ class StreamState:
         """Whether the stream said it was over (`[DONE]`, or a finish reason)."""
         return self.done or self.finish_reason is not None
 
+    def cut(self) -> ProviderConnectionError:
+        """The error for a stream that ended before it said it was over (retryable, though
+        only before the first delta was given out)."""
+        return ProviderConnectionError(STREAM_CUT, provider=self.provider)
+
     def message(self) -> GeneratedMessage:
-        """The whole answer, as the non-streamed call would have returned it."""
+        """The whole answer, as the non-streamed call would have returned it.
+
+        Raises:
+            ProviderConnectionError: the stream ended before it said it was over.
+        """
+        if not self.finished:
+            raise self.cut()
         return GeneratedMessage(
             Message("assistant", "".join(self.parts)),
             normalize_stop_reason(self.finish_reason),

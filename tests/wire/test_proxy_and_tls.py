@@ -1,11 +1,12 @@
-"""`http!` through an interception proxy: the environment's HTTP(S)_PROXY/NO_PROXY, the `proxy=`
-and `verify=` attributes, against a real forwarding proxy and a real TLS server on 127.0.0.1."""
+"""`openai!` and `http!` through an interception proxy: the environment's HTTP(S)_PROXY/NO_PROXY,
+the `proxy=` and `verify=` attributes, against a real forwarding proxy and a real TLS server on
+127.0.0.1. Both providers send through the one wire, so every test here runs on both."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,9 @@ from pydantic import ValidationError
 
 import jib
 from jib import InvalidGeneratorError, ProcessingError, ProviderConnectionError
+from jib.generator._wired import WiredGenerator
 from jib.generator.http import HTTPGenerator
+from jib.generator.openai import OpenAIGenerator
 from tests.generator.http.server import RunningServer
 from tests.support.forward_proxy import TLS_DIR, RunningProxy, run_forward_proxy, serve_https
 
@@ -56,10 +59,24 @@ def chat_endpoint(url: str, **kwargs: Any) -> HTTPGenerator:
     )
 
 
+def openai_endpoint(url: str, **kwargs: Any) -> OpenAIGenerator:
+    return OpenAIGenerator(model="m", api_base=f"{url}/v1", **kwargs)
+
+
+Build = Callable[..., WiredGenerator]
+
+
+@pytest.fixture(params=[openai_endpoint, chat_endpoint], ids=["openai!", "http!"])
+def build(request: pytest.FixtureRequest) -> Build:
+    """Builds a generator for a server's base URL, on each provider that sends over the wire."""
+    built: Build = request.param
+    return built
+
+
 async def test_proxy_attribute_sends_the_request_through_the_proxy(
-    server: RunningServer, proxy: RunningProxy
+    build: Build, server: RunningServer, proxy: RunningProxy
 ) -> None:
-    generator = chat_endpoint(server.url, proxy=proxy.url)
+    generator = build(server.url, proxy=proxy.url)
 
     chat = await generator.chat("through Burp")
 
@@ -69,37 +86,37 @@ async def test_proxy_attribute_sends_the_request_through_the_proxy(
 
 
 async def test_proxy_and_verify_survive_the_identifier(
-    server: RunningServer, proxy: RunningProxy
+    build: Build, server: RunningServer, proxy: RunningProxy
 ) -> None:
-    identifier = chat_endpoint(server.url, proxy=proxy.url, verify=False).to_identifier()
+    identifier = build(server.url, proxy=proxy.url, verify=False).to_identifier()
     assert f",proxy={proxy.url}" in identifier
     assert ",verify=False" in identifier
 
     rebuilt = jib.get_generator(identifier)
-    assert isinstance(rebuilt, HTTPGenerator)
+    assert isinstance(rebuilt, WiredGenerator)
     assert (rebuilt.proxy, rebuilt.verify) == (proxy.url, False)
     assert (await rebuilt.chat("again")).content == "You said: again"
     assert len(proxy.log.requests) == 1
 
 
 async def test_http_proxy_from_the_environment_is_used(
-    server: RunningServer, proxy: RunningProxy, monkeypatch: pytest.MonkeyPatch
+    build: Build, server: RunningServer, proxy: RunningProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
 
-    chat = await chat_endpoint(server.url).chat("from the environment")
+    chat = await build(server.url).chat("from the environment")
 
     assert chat.content == "You said: from the environment"
     assert proxy.log.requests == [("POST", f"{server.url}/v1/chat/completions")]
 
 
 async def test_no_proxy_sends_matching_hosts_directly(
-    server: RunningServer, proxy: RunningProxy, monkeypatch: pytest.MonkeyPatch
+    build: Build, server: RunningServer, proxy: RunningProxy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "example.org,127.0.0.1")
 
-    chat = await chat_endpoint(server.url).chat("direct")
+    chat = await build(server.url).chat("direct")
 
     assert chat.content == "You said: direct"
     assert proxy.log.requests == []
@@ -107,20 +124,24 @@ async def test_no_proxy_sends_matching_hosts_directly(
 
 
 async def test_proxy_attribute_wins_over_the_environment(
-    server: RunningServer, proxy: RunningProxy, closed_url: str, monkeypatch: pytest.MonkeyPatch
+    build: Build,
+    server: RunningServer,
+    proxy: RunningProxy,
+    closed_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", closed_url)  # would fail: nothing listens there
 
-    chat = await chat_endpoint(server.url, proxy=proxy.url).chat("mine")
+    chat = await build(server.url, proxy=proxy.url).chat("mine")
 
     assert chat.content == "You said: mine"
     assert len(proxy.log.requests) == 1
 
 
 async def test_a_proxy_that_is_down_is_a_connection_error(
-    server: RunningServer, closed_url: str
+    build: Build, server: RunningServer, closed_url: str
 ) -> None:
-    generator = chat_endpoint(server.url, proxy=closed_url, max_retries=0, api_key="sk-proxy-1")
+    generator = build(server.url, proxy=closed_url, max_retries=0, api_key="sk-proxy-1")
 
     chat = await generator.chat("x").run(on_failed="include")
 
@@ -189,55 +210,59 @@ async def test_logs_through_the_proxy_hold_no_key(
 # -- TLS verification ----------------------------------------------------------------------------
 
 
-async def test_an_unknown_certificate_is_refused_by_default(https_url: str) -> None:
-    chat = await chat_endpoint(https_url, max_retries=0).chat("x").run(on_failed="include")
+async def test_an_unknown_certificate_is_refused_by_default(build: Build, https_url: str) -> None:
+    chat = await build(https_url, max_retries=0).chat("x").run(on_failed="include")
 
     assert isinstance(chat.error, ProviderConnectionError)
     assert "CERTIFICATE_VERIFY_FAILED" in str(chat.error)
 
 
-async def test_verify_false_accepts_any_certificate(https_url: str) -> None:
-    generator = jib.get_generator(chat_endpoint(https_url).to_identifier() + ",verify=false")
+async def test_verify_false_accepts_any_certificate(build: Build, https_url: str) -> None:
+    generator = jib.get_generator(build(https_url).to_identifier() + ",verify=false")
 
     assert (await generator.chat("insecure")).content == "TLS: insecure"
 
 
-async def test_verify_with_a_ca_bundle_trusts_that_ca(https_url: str) -> None:
-    generator = chat_endpoint(https_url, verify=CA_BUNDLE)
+async def test_verify_with_a_ca_bundle_trusts_that_ca(build: Build, https_url: str) -> None:
+    generator = build(https_url, verify=CA_BUNDLE)
 
     assert (await generator.chat("trusted")).content == "TLS: trusted"
 
 
 async def test_ssl_cert_file_from_the_environment_is_trusted(
-    https_url: str, monkeypatch: pytest.MonkeyPatch
+    build: Build, https_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", CA_BUNDLE)
 
-    assert (await chat_endpoint(https_url).chat("env CA")).content == "TLS: env CA"
+    assert (await build(https_url).chat("env CA")).content == "TLS: env CA"
 
 
 async def test_https_goes_through_the_proxy_as_a_connect_tunnel(
-    https_url: str, proxy: RunningProxy
+    build: Build, https_url: str, proxy: RunningProxy
 ) -> None:
-    generator = chat_endpoint(https_url, proxy=proxy.url, verify=CA_BUNDLE)
+    generator = build(https_url, proxy=proxy.url, verify=CA_BUNDLE)
 
     assert (await generator.chat("tunnelled")).content == "TLS: tunnelled"
     assert proxy.log.requests == [("CONNECT", https_url.removeprefix("https://"))]
 
 
-async def test_a_missing_ca_bundle_is_a_clear_error(https_url: str, tmp_path: Path) -> None:
+async def test_a_missing_ca_bundle_is_a_clear_error(
+    build: Build, https_url: str, tmp_path: Path
+) -> None:
     missing = tmp_path / "nowhere.pem"
-    chat = await chat_endpoint(https_url, verify=str(missing)).chat("x").run(on_failed="include")
+    chat = await build(https_url, verify=str(missing)).chat("x").run(on_failed="include")
 
     assert isinstance(chat.error, InvalidGeneratorError)
     assert f"verify='{missing}': no such CA bundle file" in str(chat.error)
 
 
-async def test_a_ca_bundle_that_is_not_pem_is_a_clear_error(https_url: str, tmp_path: Path) -> None:
+async def test_a_ca_bundle_that_is_not_pem_is_a_clear_error(
+    build: Build, https_url: str, tmp_path: Path
+) -> None:
     bogus = tmp_path / "ca.pem"
     bogus.write_text("not a certificate")
 
-    chat = await chat_endpoint(https_url, verify=str(bogus)).chat("x").run(on_failed="include")
+    chat = await build(https_url, verify=str(bogus)).chat("x").run(on_failed="include")
 
     assert isinstance(chat.error, InvalidGeneratorError)
     assert "cannot be used as a CA bundle" in str(chat.error)
