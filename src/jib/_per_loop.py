@@ -14,9 +14,9 @@ import contextlib
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["LoopLocks", "PerLoop", "RuntimeResource"]
+__all__ = ["LoopLocks", "PerLoop", "RuntimeCache", "RuntimeResource"]
 
 T = TypeVar("T")
 
@@ -31,6 +31,11 @@ class RuntimeResource:
     """
 
     __slots__ = ()
+
+
+class RuntimeCache(dict[str, Any], RuntimeResource):
+    """Values worked out once and reused per request (a label, a request's headers): shared by
+    in-process copies, never pickled (it may hold a key read from the environment)."""
 
 
 @dataclass

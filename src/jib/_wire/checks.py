@@ -20,8 +20,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
-def check_sendable(request: WireRequest) -> None:
-    """Refuse a request whose URL or headers cannot be sent as they are.
+def check_sendable(request: WireRequest, known_good_url: str | None = None) -> None:
+    """Refuse a request whose URL or headers cannot be sent as they are (a URL equal to
+    `known_good_url`, checked before, is not checked again).
 
     Raises:
         ProcessingError: the URL is not an absolute http(s) URL with a host (and a valid port),
@@ -29,9 +30,12 @@ def check_sendable(request: WireRequest) -> None:
             break or NUL. The message shows the URL's origin only.
     """
     url = request.url
-    reason = _url_problem(url)
+    reason = None if url == known_good_url else _url_problem(url)
     if reason is None:
-        reason = _header_problem(request)
+        for name, value in request.headers.items():
+            reason = _header_problem(name, value)
+            if reason is not None:
+                break
     if reason is not None:
         raise ProcessingError(f"a request to {origin_of(url)!r} cannot be sent: {reason}")
 
@@ -54,10 +58,9 @@ def _url_problem(url: str) -> str | None:
     return None
 
 
-def _header_problem(request: WireRequest) -> str | None:
-    for name, value in request.headers.items():
-        if not _TOKEN.fullmatch(name):
-            return f"the header name {name[:40]!r} is not a valid HTTP token"
-        if "\r" in value or "\n" in value or "\0" in value:
-            return f"the value of header {name!r} holds a line break or a NUL"
+def _header_problem(name: str, value: str) -> str | None:
+    if not _TOKEN.fullmatch(name):
+        return f"the header name {name[:40]!r} is not a valid HTTP token"
+    if "\r" in value or "\n" in value or "\0" in value:
+        return f"the value of header {name!r} holds a line break or a NUL"
     return None

@@ -64,13 +64,19 @@ class _RedactingFilter(logging.Filter):
 _log_filter = _RedactingFilter()
 
 
+_installed = False
+
+
 @contextlib.contextmanager
 def redacting_library_logs(redact: Callable[[str], str]) -> Iterator[None]:
     """Within this block (and the tasks it starts), httpx/httpcore records pass `redact`."""
-    for name in _LIBRARY_LOGGERS:
-        logger = logging.getLogger(name)
-        if _log_filter not in logger.filters:
-            logger.addFilter(_log_filter)
+    global _installed
+    if not _installed:
+        for name in _LIBRARY_LOGGERS:
+            logger = logging.getLogger(name)
+            if _log_filter not in logger.filters:
+                logger.addFilter(_log_filter)
+        _installed = True
     token = _redactor.set(redact)
     try:
         yield

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from jib._wire.bodies import read_limited, split_lines
@@ -42,8 +42,9 @@ class WireResponse:
     """A response whose body is read on demand, never past `max_response_bytes`.
 
     `Wire.send` returns one with its body read (`.body`); `Wire.stream` one to read with
-    `lines()` or `read()`. Either way the connection is released when the body is read or
-    `aclose()` is called.
+    `Wire.read_lines()` or `Wire.read()`. Either way the connection is released when the body is
+    read or `aclose()` is called. Each transport subclasses it with how its library hands over
+    the body's bytes (`_chunks`), the headers as sent (`header_pairs`) and the release.
 
     Attributes:
         status: the HTTP status code.
@@ -52,17 +53,7 @@ class WireResponse:
         body: the body, once read (`b""` before).
     """
 
-    __slots__ = (
-        "_chunks",
-        "_close",
-        "_declared",
-        "_limit",
-        "_pairs",
-        "body",
-        "headers",
-        "request",
-        "status",
-    )
+    __slots__ = ("_declared", "_limit", "body", "headers", "request", "status")
 
     def __init__(
         self,
@@ -70,9 +61,6 @@ class WireResponse:
         headers: Headers,
         request: WireRequest,
         *,
-        chunks: AsyncIterator[bytes],
-        close: Callable[[], Awaitable[None]],
-        pairs: Callable[[], list[tuple[str, str]]],
         declared_length: str | None,
         limit: int,
     ) -> None:
@@ -80,9 +68,6 @@ class WireResponse:
         self.headers = headers
         self.request = request
         self.body = b""
-        self._chunks = chunks
-        self._close = close
-        self._pairs = pairs
         self._declared = declared_length
         self._limit = limit
 
@@ -93,7 +78,11 @@ class WireResponse:
 
     def header_pairs(self) -> list[tuple[str, str]]:
         """Every header as sent, repeated names (`Set-Cookie`) included."""
-        return self._pairs()
+        return list(self.headers.items())
+
+    def _chunks(self) -> AsyncIterator[bytes]:
+        """The body's bytes as they arrive, decompressed."""
+        raise NotImplementedError
 
     async def read(self) -> bytes:
         """The whole body (decompressed), at most `max_response_bytes`; releases the connection.
@@ -102,7 +91,7 @@ class WireResponse:
             ProcessingError: the body is (or says it is) larger than `max_response_bytes`.
         """
         try:
-            self.body = await read_limited(self._chunks, self._declared, self._limit)
+            self.body = await read_limited(self._chunks(), self._declared, self._limit)
         finally:
             await self.aclose()
         return self.body
@@ -113,7 +102,7 @@ class WireResponse:
         Raises:
             ProcessingError: a line is longer than `max_response_bytes`.
         """
-        async for line in split_lines(self._chunks, self._limit):
+        async for line in split_lines(self._chunks(), self._limit):
             yield line
 
     @property
@@ -124,7 +113,7 @@ class WireResponse:
 
     async def aclose(self) -> None:
         """Release the connection (reading the rest of the body is not needed)."""
-        await self._close()
+        raise NotImplementedError
 
 
 def _charset(content_type: str | None) -> str:

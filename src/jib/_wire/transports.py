@@ -9,6 +9,7 @@ same way for both.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
 from jib._wire.models import WireRequest, WireResponse
@@ -28,6 +29,9 @@ _NO_AUTO_HEADERS = frozenset({"Content-Type"})
 
 class Transport(Protocol):
     """One event loop's client."""
+
+    logs_requests: bool
+    """Whether the client library logs requests (then the wire redacts its logs)."""
 
     async def hop(self, request: WireRequest, limit: int) -> WireResponse:
         """Send `request` (no redirects followed); the body is left to read."""
@@ -49,6 +53,8 @@ def open_transport(settings: WireSettings) -> Transport:
 
 
 class _Aiohttp:
+    logs_requests = False
+
     def __init__(self, settings: WireSettings) -> None:
         import aiohttp
 
@@ -76,23 +82,7 @@ class _Aiohttp:
             allow_redirects=False,
             skip_auto_headers=_NO_AUTO_HEADERS,
         )
-        headers = response.headers
-        # A compressed body's declared length is not the length read.
-        declared = None if "Content-Encoding" in headers else headers.get("Content-Length")
-
-        async def release() -> None:
-            response.release()  # closes the connection instead when the body was not all read
-
-        return WireResponse(
-            response.status,
-            headers,
-            request,
-            chunks=response.content.iter_any(),
-            close=release,
-            pairs=lambda: list(headers.items()),
-            declared_length=declared,
-            limit=limit,
-        )
+        return _AiohttpResponse(response, request, limit)
 
     async def aclose(self) -> None:
         await self._session.close()
@@ -106,6 +96,8 @@ class _Aiohttp:
 
 
 class _Httpx:
+    logs_requests = True
+
     def __init__(self, settings: WireSettings) -> None:
         import http.cookiejar
 
@@ -137,18 +129,7 @@ class _Httpx:
             request.method, request.url, headers=request.headers, content=request.body
         )
         response = await client.send(built, stream=True)
-        headers = response.headers
-        declared = None if "content-encoding" in headers else headers.get("content-length")
-        return WireResponse(
-            response.status_code,
-            headers,
-            request,
-            chunks=response.aiter_bytes(),
-            close=response.aclose,
-            pairs=headers.multi_items,
-            declared_length=declared,
-            limit=limit,
-        )
+        return _HttpxResponse(response, request, limit)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -156,3 +137,41 @@ class _Httpx:
     @property
     def closed(self) -> bool:
         return bool(self._client.is_closed)
+
+
+class _AiohttpResponse(WireResponse):
+    __slots__ = ("_response",)
+
+    def __init__(self, response: aiohttp.ClientResponse, request: WireRequest, limit: int) -> None:
+        headers = response.headers
+        # A compressed body's declared length is not the length read.
+        declared = None if "Content-Encoding" in headers else headers.get("Content-Length")
+        super().__init__(response.status, headers, request, declared_length=declared, limit=limit)
+        self._response = response
+
+    def _chunks(self) -> AsyncIterator[bytes]:
+        return self._response.content.iter_any()
+
+    async def aclose(self) -> None:
+        self._response.release()  # closes the connection instead when the body was not all read
+
+
+class _HttpxResponse(WireResponse):
+    __slots__ = ("_response",)
+
+    def __init__(self, response: httpx.Response, request: WireRequest, limit: int) -> None:
+        headers = response.headers
+        declared = None if "content-encoding" in headers else headers.get("content-length")
+        super().__init__(
+            response.status_code, headers, request, declared_length=declared, limit=limit
+        )
+        self._response = response
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        return self._response.headers.multi_items()
+
+    def _chunks(self) -> AsyncIterator[bytes]:
+        return self._response.aiter_bytes()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from jib._per_loop import PerLoop, RuntimeResource
@@ -20,6 +20,7 @@ from jib.errors import JibError
 __all__ = ["Sender", "Wire"]
 
 T = TypeVar("T")
+_NO_LOGS = contextlib.nullcontext()
 
 
 class Sender(Protocol):
@@ -48,6 +49,10 @@ class Wire(RuntimeResource):
         self._clients: PerLoop[Transport] = PerLoop(
             lambda: open_transport(settings), _close, _is_closed
         )
+        # The last URL and headers that passed `check_sendable` (a provider sends the same ones
+        # again and again).
+        self._good_url: str | None = None
+        self._good_headers: Mapping[str, str] | None = None
 
     def __len__(self) -> int:
         """How many event loops have an open client."""
@@ -62,21 +67,37 @@ class Wire(RuntimeResource):
             ProviderConnectionError, ProviderTimeoutError, MalformedResponseError: the transport
                 failed (see `jib._wire.failures`).
         """
-        with redacting_library_logs(lambda text: redact(text, sender.wire_secrets())):
-            response = await _guarded(self._exchange(request), request.url, sender)
-            await _guarded(response.read(), response.url, sender)
-        return response
+        client = await self._clients.get()
+        logs = (
+            redacting_library_logs(lambda text: redact(text, sender.wire_secrets()))
+            if client.logs_requests
+            else _NO_LOGS
+        )
+        with logs:
+            try:
+                self._check(request)
+                response = await client.hop(request, self.settings.max_response_bytes)
+                if response.status in REDIRECT_STATUS and response.headers.get("Location"):
+                    response = await self._follow(client, response)
+                await response.read()
+                return response
+            except JibError:
+                raise
+            except TRANSPORT_FAILURES() as exc:  # evaluated only when something was raised
+                failure: BaseException = exc
+        raise _mapped(failure, request.url, sender)
 
     @contextlib.asynccontextmanager
     async def stream(self, request: WireRequest, sender: Sender) -> AsyncIterator[WireResponse]:
         """Send `request` and give the response with its body unread, to read with
-        `read_lines()` (or `response.read()`); the connection is released on exit.
+        `read_lines()` or `read()`; the connection is released on exit.
 
         Raises:
             as `send`.
         """
+        client = await self._clients.get()
         with redacting_library_logs(lambda text: redact(text, sender.wire_secrets())):
-            response = await _guarded(self._exchange(request), request.url, sender)
+            response = await _guarded(self._exchange(client, request), request.url, sender)
             try:
                 yield response
             finally:
@@ -97,19 +118,31 @@ class Wire(RuntimeResource):
         """`response`'s whole body (at most `max_response_bytes`), failures mapped as in `send`."""
         return await _guarded(response.read(), response.url, sender)
 
-    async def _exchange(self, request: WireRequest) -> WireResponse:
-        client = await self._clients.get()
+    async def _exchange(self, client: Transport, request: WireRequest) -> WireResponse:
+        self._check(request)
+        response = await client.hop(request, self.settings.max_response_bytes)
+        if response.status in REDIRECT_STATUS and response.headers.get("Location"):
+            response = await self._follow(client, response)
+        return response
+
+    async def _follow(self, client: Transport, response: WireResponse) -> WireResponse:
+        """Follow `response`'s redirect, and the next, by the policy, up to `max_redirects`."""
         limit = self.settings.max_response_bytes
         for _ in range(self.settings.max_redirects):
-            check_sendable(request)
-            response = await client.hop(request, limit)
             location = response.headers.get("Location")
             if response.status not in REDIRECT_STATUS or not location:
                 return response
             await response.aclose()
-            request = next_request(request, response.status, location)
-        check_sendable(request)
-        return await client.hop(request, limit)
+            request = next_request(response.request, response.status, location)
+            self._check(request)
+            response = await client.hop(request, limit)
+        return response
+
+    def _check(self, request: WireRequest) -> None:
+        if request.url == self._good_url and request.headers is self._good_headers:
+            return
+        check_sendable(request, self._good_url)
+        self._good_url, self._good_headers = request.url, request.headers
 
     async def aclose(self) -> None:
         """Close the running loop's client, if it has one (a new one opens on next use)."""
@@ -124,8 +157,13 @@ async def _guarded(work: Awaitable[T], url: str, sender: Sender) -> T:
         raise
     except TRANSPORT_FAILURES() as exc:  # evaluated only when something was raised
         failure: BaseException = exc
-    # Raised outside the `except`: the library's exception (its URL or headers may hold the key)
-    # is chained only as a redacted stand-in.
+    raise _mapped(failure, url, sender)
+
+
+def _mapped(failure: BaseException, url: str, sender: Sender) -> JibError:
+    """The jib error for `failure`, its cause a redacted stand-in: raise it outside the
+    `except` that caught `failure` (whose URL or headers may hold the key), so that is not
+    chained as the context."""
     secrets = sender.wire_secrets()
     error = transport_error(
         failure,
@@ -133,7 +171,9 @@ async def _guarded(work: Awaitable[T], url: str, sender: Sender) -> T:
         provider=sender.wire_label,
         redact=lambda text: redact(text, secrets),
     )
-    raise error from redacted_chain(failure, secrets)
+    error.__cause__ = redacted_chain(failure, secrets)
+    error.__suppress_context__ = True
+    return error
 
 
 async def _close(transport: Transport) -> None:

@@ -59,17 +59,26 @@ class WiredGenerator(RequestGenerator):
     @property
     def wire(self) -> Wire:
         """The wire this generator sends over; a copy whose settings changed gets its own."""
-        settings = WireSettings(
-            self.proxy,
-            self.verify,
-            self.max_response_bytes,
-            self.max_redirects,
-            self.keeps_cookies,
+        wire: Wire | None = self._runtime["_wire"]
+        if wire is not None:
+            made_for = wire.settings
+            if (
+                made_for.max_response_bytes == self.max_response_bytes
+                and made_for.proxy == self.proxy
+                and made_for.verify == self.verify
+                and made_for.max_redirects == self.max_redirects
+            ):
+                return wire
+        # Clients made for older settings close with their event loops.
+        wire = self._wire = Wire(
+            WireSettings(
+                self.proxy,
+                self.verify,
+                self.max_response_bytes,
+                self.max_redirects,
+                self.keeps_cookies,
+            )
         )
-        wire = self._wire
-        if wire is None or wire.settings != settings:
-            # Clients made for older settings close with their event loops.
-            wire = self._wire = Wire(settings)
         return wire
 
     @property

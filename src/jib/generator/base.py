@@ -158,7 +158,7 @@ class Generator(BaseModel):
         Providers call this around each underlying request so a retry wrapper retries one
         request, not a whole batch.
         """
-        for wrapper in self._wrappers:
+        for wrapper in self._runtime["_wrappers"]:
             call = wrapper(call)
         return call
 
@@ -267,6 +267,14 @@ class Generator(BaseModel):
     def identifier_value(self, name: str, value: Any) -> str:
         """Write attribute `name` for an identifier; override to encode a field specially."""
         return encode_value(value, field_kinds(type(self))[name])
+
+    @property
+    def _runtime(self) -> dict[str, Any]:
+        """The private attributes, for code that reads them per request: `self._name` goes
+        through pydantic's `__getattr__` after a failed lookup, which costs microseconds."""
+        private = self.__pydantic_private__
+        assert private is not None  # set at construction (and by unpickling)
+        return private
 
     # -- python protocol -----------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from pydantic import Field, PrivateAttr
 
 from jib._concurrency import RateExceedsDeadline, RequestLimiter
 from jib._limits import MAX_DELAY_MS, MAX_WAIT_SECONDS
+from jib._per_loop import RuntimeCache
 from jib._retry import RetryPolicy
 from jib.errors import (
     JibError,
@@ -147,6 +148,7 @@ class RequestGenerator(Generator):
     """Seconds an item may take when its params set no `timeout`; `None` for no budget."""
 
     _limiter: RequestLimiter | None = PrivateAttr(default=None)
+    _cache: RuntimeCache = PrivateAttr(default_factory=RuntimeCache)
 
     def model_post_init(self, context: Any, /) -> None:
         """Create the limiter now, so every copy (`wrap()`, `model_copy`) shares it."""
@@ -416,8 +418,17 @@ class RequestGenerator(Generator):
 
     @property
     def _provider_label(self) -> str:
+        """`provider!model` (the model alone for the default provider or an unregistered
+        class), as errors name it; worked out once per model."""
+        model = self.model
+        cache: RuntimeCache = self._runtime["_cache"]
+        known: tuple[str, str] | None = cache.get("label")
+        if known is not None and known[0] is model:
+            return known[1]
         registered = provider_name_for(type(self)) is not None
-        return self.to_identifier(short=True) if registered else self.model
+        label = self.to_identifier(short=True) if registered else model
+        cache["label"] = (model, label)
+        return label
 
 
 class _Run:

@@ -68,13 +68,15 @@ class OpenAIGenerator(WiredGenerator):
         """One chat completion."""
         request = self._post("/chat/completions", chat_body(self.model, messages, params), _JSON)
         response = await self.wire.send(request, self)
-        return read_chat(self._answer(response), self.wire_label, response.status)
+        label = self.wire_label
+        return read_chat(self._answer(response, label), label, response.status)
 
     async def request_text(self, text: str, params: GenerateParams) -> GeneratedText:
         """One text completion."""
         request = self._post("/completions", text_body(self.model, text, params), _JSON)
         response = await self.wire.send(request, self)
-        return read_text(self._answer(response), self.wire_label, response.status)
+        label = self.wire_label
+        return read_text(self._answer(response, label), label, response.status)
 
     async def request_message_stream(
         self, messages: Sequence[Message], params: GenerateParams
@@ -95,7 +97,8 @@ class OpenAIGenerator(WiredGenerator):
                 "Content-Type", ""
             ):
                 await wire.read(response, self)
-                whole = read_chat(self._answer(response), self.wire_label, response.status)
+                label = self.wire_label
+                whole = read_chat(self._answer(response, label), label, response.status)
                 yield whole.message.content
                 yield whole
                 return
@@ -113,17 +116,13 @@ class OpenAIGenerator(WiredGenerator):
         url = self.api_base.rstrip("/") + path
         return WireRequest("POST", url, self._headers(headers), json.dumps(body).encode())
 
-    def _answer(self, response: WireResponse) -> Any:
+    def _answer(self, response: WireResponse, label: str) -> Any:
         """The answer's JSON, or the normalized error its status stands for."""
         if response.status >= 300:
             raise error_from_response(
-                response.status,
-                response.body,
-                response.headers,
-                self.wire_label,
-                self.wire_secrets(),
+                response.status, response.body, response.headers, label, self.wire_secrets()
             )
-        return parse_json(response.body, self.wire_label, response.status)
+        return parse_json(response.body, label, response.status)
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -144,9 +143,17 @@ class OpenAIGenerator(WiredGenerator):
         key = self._key()
         if key is None:
             return base
+        # The same headers object while the key stays the same: the wire checks a request's
+        # headers once, not per request.
+        cache = self._runtime["_cache"]
+        known: tuple[str, dict[str, str], dict[str, str]] | None = cache.get("headers")
+        if known is not None and known[0] == key and known[1] is base:
+            return known[2]
         if not key.isprintable():
             raise InvalidGeneratorError(
                 "the api key holds a line break or another unprintable character (read from a "
                 "file with its trailing newline?); it cannot be sent in a header"
             )
-        return {**base, "Authorization": f"Bearer {key}"}
+        headers = {**base, "Authorization": f"Bearer {key}"}
+        cache["headers"] = (key, base, headers)
+        return headers

@@ -90,15 +90,17 @@ def parse_json(raw: bytes, provider: str, status: int = 200) -> Any:
             absurdly deep: retryable.
     """
 
-    def malformed(reason: str) -> MalformedResponseError:
-        return MalformedResponseError(reason, status_code=status, provider=provider)
-
     try:
-        return _json.loads(raw, what="the answer", error=malformed)
+        return _json.loads(raw, what="the answer", error=_TooDeep)
+    except _TooDeep as exc:
+        reason = str(exc)
     except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
-        pass
-    shown = raw[:200].decode("utf-8", "replace")
-    raise malformed(f"the answer is not valid JSON: {shown!r}")
+        reason = f"the answer is not valid JSON: {raw[:200].decode('utf-8', 'replace')!r}"
+    raise MalformedResponseError(reason, status_code=status, provider=provider)
+
+
+class _TooDeep(Exception):
+    """The answer nests deeper than `jib._json` reads."""
 
 
 # -- answers ------------------------------------------------------------------------------------
@@ -120,24 +122,30 @@ class _Reader:
             provider=self.provider,
         )
 
+    # Each check tries the exact type JSON gives first (`type(x) is dict`): this runs per answer,
+    # and an `isinstance` against an abstract class costs several times more.
+
     def mapping(self, value: Any, what: str) -> Mapping[str, Any]:
+        if type(value) is dict or isinstance(value, Mapping):
+            return value
         if value is None:
             return {}
-        if not isinstance(value, Mapping):
-            raise self.malformed(f"{what} is a {type(value).__name__}, not an object")
-        return value
+        raise self.malformed(f"{what} is a {type(value).__name__}, not an object")
 
     def first_choice(self, data: Any) -> Mapping[str, Any]:
-        choices = self.mapping(data, "the answer").get("choices")
-        if not choices or not isinstance(choices, list):
+        if type(data) is not dict:
+            data = self.mapping(data, "the answer")
+        choices = data.get("choices")
+        if not choices or type(choices) is not list:
             raise self.malformed("it has no choices")
-        return self.mapping(choices[0], "the first choice")
+        choice = choices[0]
+        return choice if type(choice) is dict else self.mapping(choice, "the first choice")
 
     def text(self, value: Any, what: str) -> str:
+        if type(value) is str:
+            return value
         if value is None:
             return ""
-        if isinstance(value, str):
-            return value
         if isinstance(value, list):  # content as parts: [{"type": "text", "text": "…"}]
             return "".join(
                 self.text(self.mapping(part, what).get("text"), what)
@@ -148,11 +156,13 @@ class _Reader:
 
     def stop_reason(self, choice: Mapping[str, Any]) -> str | None:
         reason = choice.get("finish_reason")
-        if reason is None or isinstance(reason, str):
+        if reason is None or type(reason) is str:
             return reason
         raise self.malformed(f"finish_reason is a {type(reason).__name__}, not text")
 
     def count(self, value: Any, what: str) -> int:
+        if type(value) is int and 0 <= value < 2**63:
+            return value
         if value is None:
             return 0
         if isinstance(value, bool):
@@ -171,10 +181,21 @@ class _Reader:
         usage = data.get("usage")
         if usage is None:
             return None
-        usage = self.mapping(usage, "usage")
-        prompt = self.count(usage.get("prompt_tokens"), "usage.prompt_tokens")
-        completion = self.count(usage.get("completion_tokens"), "usage.completion_tokens")
-        total = self.count(usage.get("total_tokens"), "usage.total_tokens")
+        if type(usage) is not dict:
+            usage = self.mapping(usage, "usage")
+        prompt = usage.get("prompt_tokens")
+        completion = usage.get("completion_tokens")
+        total = usage.get("total_tokens")
+        if not (
+            type(prompt) is int
+            and type(completion) is int
+            and type(total) is int
+            and min(prompt, completion, total) >= 0
+            and max(prompt, completion, total) < 2**63
+        ):
+            prompt = self.count(prompt, "usage.prompt_tokens")
+            completion = self.count(completion, "usage.completion_tokens")
+            total = self.count(total, "usage.total_tokens")
         return Usage(prompt, completion, total or prompt + completion)
 
     def extra(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -207,19 +228,28 @@ def read_chat(data: Any, provider: str, status: int = 200) -> GeneratedMessage:
     Raises:
         MalformedResponseError: the answer is not shaped as a chat completion.
     """
+    # The usual shape is read with a type test per field; a field of another kind goes to the
+    # reader's method, which reads it or says what is wrong.
     reader = _Reader(provider, status)
     choice = reader.first_choice(data)
-    message = reader.mapping(choice.get("message"), "the message")
+    message = choice.get("message")
+    if type(message) is not dict:
+        message = reader.mapping(message, "the message")
+    content = message.get("content")
+    if type(content) is not str:
+        content = reader.text(content, "the message's content")
     extra = reader.extra(data)
     if message.get("tool_calls"):
         extra["tool_calls"] = message["tool_calls"]
-    reasoning = reader.text(message.get("reasoning_content"), "reasoning_content")
-    if reasoning:
-        extra["reasoning_content"] = reasoning
+    reasoning = message.get("reasoning_content")
+    if reasoning is not None:
+        reasoning = reader.text(reasoning, "reasoning_content")
+        if reasoning:
+            extra["reasoning_content"] = reasoning
     if choice.get("logprobs") is not None:
         extra["logprobs"] = choice["logprobs"]
     return GeneratedMessage(
-        Message("assistant", reader.text(message.get("content"), "the message's content")),
+        Message("assistant", content),
         normalize_stop_reason(reader.stop_reason(choice)),
         reader.usage(data),
         extra,
@@ -319,7 +349,11 @@ class StreamState:
             self.done = True
             return None
         chunk = parse_json(payload, self.provider)
-        if isinstance(chunk, Mapping) and isinstance(chunk.get("error"), Mapping):
+        if (
+            type(chunk) is dict
+            and chunk.get("error") is not None
+            and isinstance(chunk["error"], dict)
+        ):
             raise error_from_response(500, payload, {}, self.provider, ())
         return self.feed_chunk(chunk)
 
@@ -334,7 +368,7 @@ class StreamState:
         choices = chunk.get("choices")
         if not choices:
             return None
-        if not isinstance(choices, list):
+        if type(choices) is not list:
             raise reader.malformed("a stream chunk's choices are not a list")
         choice = reader.mapping(choices[0], "a stream chunk's choice")
         reason = reader.stop_reason(choice)
