@@ -103,6 +103,9 @@ class RequestLimiter(RuntimeResource):
         self._last_loop: asyncio.AbstractEventLoop | None = None
         self._last_state: _LoopState | None = None
 
+    def _fresh_arguments(self) -> tuple[int, float, float | None, float | None]:
+        return (self.max_connections, self.min_delay_ms, self.rpm, self.tpm)
+
     @property
     def settings(self) -> tuple[int, float, float | None, float | None]:
         """`(max_connections, min_delay_ms, rpm, tpm)`."""

@@ -14,7 +14,10 @@ import contextlib
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["LoopLocks", "PerLoop", "RuntimeCache", "RuntimeResource"]
 
@@ -22,15 +25,26 @@ T = TypeVar("T")
 
 
 class RuntimeResource:
-    """Marks runtime state bound to this process (and often its event loops): connection pools,
-    limiters, locks, a loaded model and its worker thread.
+    """Runtime state bound to this process (and often its event loops): connection pools,
+    limiters, locks, caches, a loaded model and its worker thread.
 
-    `Generator` treats a private attribute holding one the same way everywhere: copies made in
-    this process (`copy.copy`, `copy.deepcopy`, `model_copy(deep=True)`, `wrap()`) share it, and
-    a pickled copy (another process) starts with a fresh one (the attribute's default).
+    One rule for all of them, so a generator holding some copies the same way everywhere: copies
+    made in this process (`copy.copy`, `copy.deepcopy`, `model_copy(deep=True)`, `wrap()`)
+    share the resource, and a pickled copy (another process) gets a fresh one, made from
+    `_fresh_arguments()`.
     """
 
     __slots__ = ()
+
+    def _fresh_arguments(self) -> tuple[Any, ...]:
+        """What the class is called with to make the fresh resource a pickled copy gets."""
+        return ()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), self._fresh_arguments())
 
 
 class RuntimeCache(dict[str, Any], RuntimeResource):
@@ -44,7 +58,7 @@ class _Entry(Generic[T]):
     closer: AsyncGenerator[None, None]
 
 
-class PerLoop(RuntimeResource, Generic[T]):
+class PerLoop(Generic[T]):
     """Resources keyed by event loop; each lives until `aclose()` or its loop shuts down.
 
     Args:

@@ -54,6 +54,9 @@ class Wire(RuntimeResource):
         self._good_url: str | None = None
         self._good_headers: Mapping[str, str] | None = None
 
+    def _fresh_arguments(self) -> tuple[WireSettings]:
+        return (self.settings,)
+
     def __len__(self) -> int:
         """How many event loops have an open client."""
         return len(self._clients)

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr
 
-from jib._per_loop import RuntimeResource
 from jib._secrets import ENV_REFERENCE_PREFIX, REDACTED, is_secret_name
 from jib._syntax import escape, format_identifier
 from jib._values import encode_value, field_kinds, optional_fields
@@ -19,8 +18,6 @@ from jib.params import GenerateParams
 from jib.registry import DEFAULT_PROVIDER, provider_name_for
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
-
     from jib.pipeline.chat import ChatPipeline
     from jib.pipeline.completion import CompletionPipeline
 
@@ -277,30 +274,6 @@ class Generator(BaseModel):
         return private
 
     # -- python protocol -----------------------------------------------------------------------
-
-    def __getstate__(self) -> dict[Any, Any]:
-        # Runtime resources (pools, limiters, locks, a loaded model) belong to this process: a
-        # pickled copy starts with fresh ones, made as the attribute's default makes them.
-        state = super().__getstate__()
-        private = state.get("__pydantic_private__")
-        if private:
-            attributes = type(self).__private_attributes__
-            state["__pydantic_private__"] = {
-                name: (
-                    attributes[name].get_default() if isinstance(value, RuntimeResource) else value
-                )
-                for name, value in private.items()
-            }
-        return state
-
-    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
-        # A deep copy in this process shares the runtime resources, like `wrap()` and
-        # `model_copy()` do: the limits are the provider's, and pools and locks cannot be copied.
-        memo = {} if memo is None else memo
-        for value in (self.__pydantic_private__ or {}).values():
-            if isinstance(value, RuntimeResource):
-                memo[id(value)] = value
-        return super().__deepcopy__(memo)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for name, value in super().__repr_args__():
