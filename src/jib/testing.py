@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr
 
@@ -93,6 +93,10 @@ class _TestGenerator(Generator):
     async def _answer(self, text: str, params: GenerateParams) -> str:
         raise NotImplementedError
 
+    # -- what these providers say about themselves (see `Generator`) ---------------------------
+
+    offline: ClassVar[bool] = True
+
     async def _one(self, text: str, prompt_tokens: int, params: GenerateParams) -> GeneratedText:
         self._state["calls"] += 1
         answer = await self._answer(text, params)
@@ -144,6 +148,8 @@ class EchoGenerator(_TestGenerator):
     async def _answer(self, text: str, params: GenerateParams) -> str:
         return self.prefix + text
 
+    inert_options: ClassVar[frozenset[str]] = frozenset({"prefix"})
+
 
 class FixedGenerator(_TestGenerator):
     """Always answers `text`."""
@@ -152,6 +158,8 @@ class FixedGenerator(_TestGenerator):
 
     async def _answer(self, text: str, params: GenerateParams) -> str:
         return self.text
+
+    inert_options: ClassVar[frozenset[str]] = frozenset({"text"})
 
 
 class FailingGenerator(_TestGenerator):
@@ -170,6 +178,8 @@ class FailingGenerator(_TestGenerator):
             raise _make_error(self.error, f"injected failure {failures + 1} of {self.fail_times}")
         return text
 
+    inert_options: ClassVar[frozenset[str]] = frozenset({"fail_times", "error"})
+
 
 class AlwaysFailGenerator(_TestGenerator):
     """Fails every item with `error` (a jib error class name)."""
@@ -179,6 +189,8 @@ class AlwaysFailGenerator(_TestGenerator):
 
     async def _answer(self, text: str, params: GenerateParams) -> str:
         raise _make_error(self.error, self.message)
+
+    inert_options: ClassVar[frozenset[str]] = frozenset({"error", "message"})
 
 
 class CallbackGenerator(RequestGenerator):

@@ -16,10 +16,11 @@ import json
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr, field_validator
 
+from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._retry import retry_after_from
 from jib._secrets import is_secret_name, redact, redacted_chain
 from jib.errors import (
@@ -473,6 +474,20 @@ class HTTPGenerator(RequestGenerator):
         return mine == theirs
 
     __hash__ = None  # type: ignore[assignment]
+
+    # -- what this provider says about itself (see `Generator`) --------------------------------
+
+    endpoint_field: ClassVar[str | None] = "spec"
+    inert_options: ClassVar[frozenset[str]] = REQUEST_LIMIT_OPTIONS | {"max_redirects"}
+
+    def secret_destinations(self) -> list[tuple[str, str]]:
+        """The spec's URL (a template's output: its templates may hold the key) and the proxy."""
+        destinations = []
+        if self.spec is not None:
+            destinations.append(("the spec's request.url", self.spec.request.url))
+        if self.proxy is not None:
+            destinations.append(("proxy", str(self.proxy)))
+        return destinations
 
 
 def _require_httpx() -> None:

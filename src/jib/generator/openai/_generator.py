@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, PrivateAttr
 
 from jib._bodies import read_limited
+from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._per_loop import PerLoop
 from jib._secrets import redact, redacted_chain
 from jib.errors import (
@@ -257,6 +258,29 @@ class OpenAIGenerator(RequestGenerator):
         if private:
             state["__pydantic_private__"] = {**private, "_sessions": None}
         return state
+
+    # -- what this provider says about itself (see `Generator`) --------------------------------
+
+    endpoint_field: ClassVar[str | None] = "api_base"
+    ambient_credentials: ClassVar[bool] = True  # OPENAI_API_KEY, when no key is given
+    inert_options: ClassVar[frozenset[str]] = REQUEST_LIMIT_OPTIONS | {
+        "stream_usage",
+        *(
+            f"extra.{name}"
+            for name in (
+                "logit_bias",
+                "logprobs",
+                "min_p",
+                "parallel_tool_calls",
+                "reasoning_effort",
+                "repetition_penalty",
+                "response_format",
+                "tool_choice",
+                "tools",
+                "top_logprobs",
+            )
+        ),
+    }
 
 
 def _import_aiohttp() -> Any:
