@@ -280,7 +280,7 @@ class TrustPolicy:
         problems = []
         for key, value in extra.items():
             option = f"{EXTRA_PREFIX}{key}"
-            found.scan(str(key), value)
+            found.scan(str(key), value, option)
             if not self._may_set(cls, option):
                 problems.append(self._option_problem(cls, option))
         return problems
@@ -288,8 +288,8 @@ class TrustPolicy:
     @staticmethod
     def _option_problem(cls: type[Generator], option: str) -> str:
         return (
-            f"it sets {option}, which {cls.__name__} does not accept from data (only the model, "
-            "the sampling params, the endpoint and the inert options docs/security.md lists); "
+            f"it sets {option}, which {cls.__name__} does not accept from data (it takes the "
+            "model, sampling params, endpoint and the inert options listed in docs/security.md); "
             f"allow it with --allow-option {option}, {ALLOW_OPTIONS_VARIABLE}={option}, or "
             f"TrustPolicy(allow_options={{{option!r}}})"
         )
@@ -353,22 +353,24 @@ class _Findings:
         self.env: list[str] = []
         self.code: list[str] = []
 
-    def scan(self, name: str, value: Any, depth: int = 0) -> None:
+    def scan(self, name: str, value: Any, path: str | None = None, depth: int = 0) -> None:
+        """Note what `value` (of key `name`, shown as `path`) reads and runs."""
+        path = path or name
         if depth > _MAX_DEPTH or value is None or isinstance(value, BaseModel):
             return  # a spec (a BaseModel) is checked through its generator's destinations
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
         if isinstance(value, Mapping):
             for key, item in value.items():
-                self.scan(str(key), item, depth + 1)
+                self.scan(str(key), item, f"{path}.{key}", depth + 1)
             return
         if isinstance(value, (list, tuple)):
             for item in value:
-                self.scan(name, item, depth + 1)
+                self.scan(name, item, path, depth + 1)
             return
         if _runs_code(name, value):
             shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
-            self.code.append(f"{name}={shown}")
+            self.code.append(f"{path}={shown}")
         if isinstance(value, str):
             variable = _env_reference(name, value)
             if variable and variable not in self.env:
