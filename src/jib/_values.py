@@ -163,7 +163,11 @@ def encode_value(value: Any, kind: FieldKind) -> str:
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json", exclude_defaults=True)
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: JSON's `\ud800` escape reads back the same
+        encoded = json.dumps(value, separators=(",", ":"), sort_keys=True).encode("ascii")
+    return base64.urlsafe_b64encode(encoded).decode("ascii").rstrip("=")
 
 
 def decode_value(raw: str, kind: FieldKind, *, what: str = "the value") -> Any:

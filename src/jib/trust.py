@@ -223,9 +223,10 @@ class TrustPolicy:
                 continue
             if value == info.get_default(call_default_factory=True):
                 continue  # what the provider does anyway
-            found.scan(name, value)  # even when refused: the message lists every allowance
-            if name not in ("api_key", cls.endpoint_field) and not self._may_set(cls, name):
-                problems.append(self._option_problem(cls, name))
+            if name in ("api_key", cls.endpoint_field):
+                found.scan(name, value)
+            else:
+                problems += self._option_problems(cls, name, value, found)
         for extra in (generator.params.extra, params.extra if params is not None else {}):
             problems += self._extra_problems(cls, extra, found)
         problems += self._code_problems(found)
@@ -269,20 +270,26 @@ class TrustPolicy:
                 tuple(problems),
             )
 
-    def _may_set(self, cls: type[Generator], option: str) -> bool:
+    def _option_problems(
+        self, cls: type[Generator], option: str, value: Any, found: _Findings
+    ) -> list[str]:
+        """Refuse `option` unless its provider declares it inert or the policy allows it; note
+        what its value reads and runs (even when refused: the message lists every allowance)."""
         key = option.removeprefix(EXTRA_PREFIX)
-        # Code options are the remote-code switch's to allow (see `_code_problems`).
-        return option in cls.inert_options or _is_code_option(key) or self.allows_option(option)
+        code_options = len(found.code)
+        found.scan(key, value, option)
+        if option in cls.inert_options or self.allows_option(option):
+            return []
+        if _is_code_option(key) and (self.allow_remote_code or len(found.code) > code_options):
+            return []  # the remote-code switch allows it, or its refusal already names it
+        return [self._option_problem(cls, option)]
 
     def _extra_problems(
         self, cls: type[Generator], extra: Mapping[str, Any], found: _Findings
     ) -> list[str]:
         problems = []
         for key, value in extra.items():
-            option = f"{EXTRA_PREFIX}{key}"
-            found.scan(str(key), value, option)
-            if not self._may_set(cls, option):
-                problems.append(self._option_problem(cls, option))
+            problems += self._option_problems(cls, f"{EXTRA_PREFIX}{key}", value, found)
         return problems
 
     @staticmethod
