@@ -96,6 +96,7 @@ class _TestGenerator(Generator):
     # -- what these providers say about themselves (see `Generator`) ---------------------------
 
     offline: ClassVar[bool] = True
+    inert_options: ClassVar[frozenset[str]] = frozenset({"extra.*"})  # `extra` is ignored
 
     async def _one(self, text: str, prompt_tokens: int, params: GenerateParams) -> GeneratedText:
         self._state["calls"] += 1
@@ -148,7 +149,7 @@ class EchoGenerator(_TestGenerator):
     async def _answer(self, text: str, params: GenerateParams) -> str:
         return self.prefix + text
 
-    inert_options: ClassVar[frozenset[str]] = frozenset({"prefix"})
+    inert_options: ClassVar[frozenset[str]] = _TestGenerator.inert_options | {"prefix"}
 
 
 class FixedGenerator(_TestGenerator):
@@ -159,7 +160,7 @@ class FixedGenerator(_TestGenerator):
     async def _answer(self, text: str, params: GenerateParams) -> str:
         return self.text
 
-    inert_options: ClassVar[frozenset[str]] = frozenset({"text"})
+    inert_options: ClassVar[frozenset[str]] = _TestGenerator.inert_options | {"text"}
 
 
 class FailingGenerator(_TestGenerator):
@@ -178,7 +179,7 @@ class FailingGenerator(_TestGenerator):
             raise _make_error(self.error, f"injected failure {failures + 1} of {self.fail_times}")
         return text
 
-    inert_options: ClassVar[frozenset[str]] = frozenset({"fail_times", "error"})
+    inert_options: ClassVar[frozenset[str]] = _TestGenerator.inert_options | {"fail_times", "error"}
 
 
 class AlwaysFailGenerator(_TestGenerator):
@@ -190,7 +191,7 @@ class AlwaysFailGenerator(_TestGenerator):
     async def _answer(self, text: str, params: GenerateParams) -> str:
         raise _make_error(self.error, self.message)
 
-    inert_options: ClassVar[frozenset[str]] = frozenset({"error", "message"})
+    inert_options: ClassVar[frozenset[str]] = _TestGenerator.inert_options | {"error", "message"}
 
 
 class CallbackGenerator(RequestGenerator):

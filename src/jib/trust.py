@@ -54,6 +54,7 @@ __all__ = [
     "ALLOW_ENV_VARIABLE",
     "ALLOW_HOSTS_VARIABLE",
     "ALLOW_OPTIONS_VARIABLE",
+    "ANY_EXTRA",
     "DEFAULT_ALLOWED_ENV",
     "EXTRA_PREFIX",
     "TrustPolicy",
@@ -107,6 +108,8 @@ ANY_OPTION = "*"
 except for reading variables, sending secrets and running code)."""
 EXTRA_PREFIX = "extra."
 """How an option names a `params.extra` key: `extra.num_ctx`."""
+ANY_EXTRA = f"{EXTRA_PREFIX}*"
+"""In `Generator.inert_options`: every `params.extra` key (a provider that ignores them)."""
 
 _LITELLM_ENV_PREFIX = "os.environ/"
 _CODE_SUFFIXES = ("_cls", "_class", "_module")
@@ -236,6 +239,7 @@ class TrustPolicy:
             sent.append("the provider's key or credentials from your environment")
         if sent:
             problems += self._destination_problems(generator, " and ".join(sent))
+        problems = list(dict.fromkeys(problems))  # a stored chat's params repeat its identifier's
         if problems:
             shown = _shortened(redact_identifier(identifier or generator.to_identifier()))
             raise UntrustedIdentifierError(
@@ -279,6 +283,8 @@ class TrustPolicy:
         code_options = len(found.code)
         found.scan(key, value, option)
         if option in cls.inert_options or self.allows_option(option):
+            return []
+        if option.startswith(EXTRA_PREFIX) and ANY_EXTRA in cls.inert_options:
             return []
         if _is_code_option(key) and (self.allow_remote_code or len(found.code) > code_options):
             return []  # the remote-code switch allows it, or its refusal already names it

@@ -33,7 +33,7 @@ from jib.generator.base import Generator
 from jib.generator.http import HTTPSpec, RequestTransformContext
 from jib.registry import resolve_provider
 from jib.storage import ChatStore, input_key, open_store
-from jib.trust import EXTRA_PREFIX
+from jib.trust import ANY_EXTRA, EXTRA_PREFIX
 from tests.security.recording_server import RunningRecorder, run_recorder
 
 FUZZ = settings(
@@ -417,6 +417,8 @@ def assert_only_what_is_declared_or_allowed(generator: Generator, policy: TrustP
     cls = type(generator)
     declared = {"api_key", cls.endpoint_field, *cls.inert_options, *policy.allow_options}
     for option in set_options(generator) - declared:
+        if ANY_EXTRA in cls.inert_options and option.startswith(EXTRA_PREFIX):
+            continue  # a provider that ignores `extra`
         # Left: only code options, and only with remote code allowed.
         key = option.removeprefix(EXTRA_PREFIX)
         assert policy.allow_remote_code and key == "trust_remote_code", option
@@ -447,6 +449,8 @@ def test_dataset_params_carry_no_extra_key_the_generator_does_not_declare(
     params = GenerateParams(extra=extra)
     policy = TrustPolicy(allow_options=allowed)
     declared = {*type(generator).inert_options, *allowed}
+    if ANY_EXTRA in declared:
+        declared |= {f"{EXTRA_PREFIX}{key}" for key in extra}
     try:
         policy.check_params(params, generator=generator, where="data line 1")
     except UntrustedIdentifierError as refused:

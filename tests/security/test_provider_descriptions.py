@@ -18,7 +18,7 @@ from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._secrets import is_secret_name
 from jib.generator.base import Generator
 from jib.registry import resolve_provider
-from jib.trust import EXTRA_PREFIX
+from jib.trust import ANY_EXTRA, EXTRA_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "jib"
@@ -116,7 +116,10 @@ def _documented_table() -> dict[str, tuple[str, set[str]]]:
         options = set(re.findall(r"`([^`]+)`", attributes))
         if "request limits" in attributes:
             options |= REQUEST_LIMIT_OPTIONS
-        options |= {f"{EXTRA_PREFIX}{key}" for key in re.findall(r"`([^`]+)`", extra)}
+        if extra.startswith("any"):
+            options.add(ANY_EXTRA)
+        else:
+            options |= {f"{EXTRA_PREFIX}{key}" for key in re.findall(r"`([^`]+)`", extra)}
         rows[name.strip("`")] = (endpoint.strip("`"), options)
     return rows
 

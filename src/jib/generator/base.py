@@ -58,8 +58,9 @@ class Generator(BaseModel):
       from the environment even when no key is given (a key variable, cloud credentials).
     - `offline`: whether it never reaches the network (the test generators of `jib.testing`).
     - `inert_options`: what data may set besides the model, the sampling params and the
-      endpoint: attribute names, and `extra.NAME` for `params.extra` keys. Everything else
-      read from data is refused unless the user allows it (`TrustPolicy(allow_options=...)`).
+      endpoint: attribute names, and `extra.NAME` for `params.extra` keys (`extra.*` for a
+      provider that ignores `extra`). Everything else read from data is refused unless the user
+      allows it (`TrustPolicy(allow_options=...)`).
 
     and may override `secret_destinations()` (where secrets go besides the provider's own host)
     and `list_price()` (what a call costs at the provider's published prices).
