@@ -322,8 +322,13 @@ def test_a_stored_chats_params_may_not_move_the_request(attacker: RunningRecorde
     assert_nothing_sent(attacker)
 
 
+@pytest.mark.parametrize("one_at_a_time", [[], ["--concurrency", "1"]])
 def test_jsonl_params_may_not_move_the_request_and_the_other_lines_run(
-    attacker: RunningRecorder, jib_cli: JibRunner, tmp_path: Path, cli_store: Path
+    attacker: RunningRecorder,
+    jib_cli: JibRunner,
+    tmp_path: Path,
+    cli_store: Path,
+    one_at_a_time: list[str],
 ) -> None:
     prompts = tmp_path / "prompts.jsonl"
     lines = [
@@ -334,7 +339,9 @@ def test_jsonl_params_may_not_move_the_request_and_the_other_lines_run(
     prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
     identifier = f"openai/x,api_base={attacker.origin}/v1,api_key=sk-local"
 
-    result = jib_cli("run", identifier, "-f", str(prompts), "--no-progress", "--run", "r")
+    run = ("run", identifier, "-f", str(prompts), "--no-progress", "--run", "r", *one_at_a_time)
+
+    result = jib_cli(*run)
 
     assert result.code == 1, result.stderr
     assert "--allow-option extra.api_base" in result.stderr

@@ -308,6 +308,7 @@ def _with_refused(
             params=base.merge_with(item.prompt.params),
             failed=True,
             error=item.refused,
+            latency_ms=0.0,
         )
         for item in chunk
     ]
@@ -343,8 +344,12 @@ async def execute(
                 else None
             )
             started = time.perf_counter()
-            answered = await pipelines[index].run_batch(
-                [item.messages for item in sent], many_params, on_failed="include"
+            answered = (
+                await pipelines[index].run_batch(
+                    [item.messages for item in sent], many_params, on_failed="include"
+                )
+                if sent
+                else []
             )
             chunk_ms = (time.perf_counter() - started) * 1000
             records = _with_refused(plan, index, chunk, answered)
