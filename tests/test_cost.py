@@ -46,13 +46,12 @@ def test_unknown_price_or_usage_is_none() -> None:
 
 
 def test_litellm_models_are_priced_from_the_bundled_map_without_the_network() -> None:
-    from jib.generator.litellm._runtime import import_litellm
-
-    litellm = import_litellm()  # as jib imports it: the bundled map, nothing downloaded
+    generator = get_generator("openai/gpt-4o-mini").load()  # LiteLLM as jib imports it
+    litellm = sys.modules["litellm"]  # the bundled map, nothing downloaded
     entry = litellm.model_cost["gpt-4o-mini"]
     expected = 2_000 * entry["input_cost_per_token"] + 500 * entry["output_cost_per_token"]
 
-    cost = Prices().cost(get_generator("openai/gpt-4o-mini"), USAGE)
+    cost = Prices().cost(generator, USAGE)
 
     assert cost == pytest.approx(expected)
     assert cost is not None and cost > 0
@@ -63,6 +62,21 @@ def test_a_litellm_model_missing_from_the_map_has_no_cost() -> None:
 
     assert Prices().cost(generator, USAGE) is None
     assert Prices.parse(["openai/my-own-model=1,2"]).cost(generator, USAGE) == pytest.approx(0.003)
+
+
+class MeteredGenerator(EchoGenerator):
+    """A provider that publishes its prices: $1 per million input and $2 per million output."""
+
+    def list_price(self, usage: Usage) -> float | None:
+        return (usage.input_tokens * 1 + usage.output_tokens * 2) / 1_000_000
+
+
+def test_a_provider_prices_its_own_calls_and_a_price_you_set_wins() -> None:
+    generator = MeteredGenerator(model="demo")
+
+    assert Prices().cost(generator, USAGE) == pytest.approx(0.003)
+    assert Prices.parse(["demo=0,0"]).cost(generator, USAGE) == 0
+    assert EchoGenerator(model="demo").list_price(USAGE) is None
 
 
 def test_pricing_other_generators_never_imports_litellm() -> None:

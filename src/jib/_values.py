@@ -12,6 +12,10 @@ Three kinds of field:
 
 An empty value (`key=`) of a field that accepts `None` means `None`: that is how an identifier
 unsets an optional field whose default is not `None`.
+
+Booleans follow one strict rule wherever they are read from text or data (`read_bool`): `true`
+or `false`, in any case. `1`, `yes` or `on` are not booleans: a bool field refuses them, and the
+trust check (`jib.trust`) counts such a value of a code option as switched on.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from jib._syntax import IdentifierSyntaxError, escape, unescape
 
 __all__ = [
     "FieldKind",
+    "bool_fields",
     "decode_value",
     "encode_value",
     "field_kind",
     "field_kinds",
     "from_base64",
     "optional_fields",
+    "read_bool",
 ]
 
 FieldKind = Literal["scalar", "list", "complex"]
@@ -77,6 +83,33 @@ def optional_fields(model: type[BaseModel]) -> frozenset[str]:
     return frozenset(
         name for name, info in model.model_fields.items() if _accepts_none(info.annotation)
     )
+
+
+@functools.lru_cache(maxsize=256)
+def bool_fields(model: type[BaseModel]) -> frozenset[str]:
+    """The fields of a pydantic model class whose type is `bool` (or `bool | None`)."""
+    return frozenset(
+        name
+        for name, info in model.model_fields.items()
+        if _strip_optional(info.annotation) is bool
+    )
+
+
+def read_bool(value: Any, *, what: str = "the value") -> bool:
+    """The one rule for a boolean read from data: `True`/`False`, or `true`/`false` in any case.
+
+    >>> read_bool("True"), read_bool(False)
+    (True, False)
+
+    Raises:
+        IdentifierSyntaxError: anything else (`1`, `"yes"`, `"on"`, `""`); `what` names it.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:37]}..."
+    raise IdentifierSyntaxError(f"{what} must be true or false, not {shown}")
 
 
 def _accepts_none(annotation: Any) -> bool:
@@ -130,7 +163,11 @@ def encode_value(value: Any, kind: FieldKind) -> str:
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json", exclude_defaults=True)
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
-    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: JSON's `\ud800` escape reads back the same
+        encoded = json.dumps(value, separators=(",", ":"), sort_keys=True).encode("ascii")
+    return base64.urlsafe_b64encode(encoded).decode("ascii").rstrip("=")
 
 
 def decode_value(raw: str, kind: FieldKind, *, what: str = "the value") -> Any:

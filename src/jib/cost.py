@@ -10,10 +10,11 @@ Prices are per million tokens, input then output, and written `MODEL=IN,OUT`:
 0.00045
 
 `MODEL` is matched against a generator's `provider!model` (`echo!demo`, `http!my-endpoint`),
-then its bare model (`gpt-4o-mini`, `openai/gpt-4o-mini`). A price you set wins. Without one, a
-`LiteLLMGenerator`'s cost comes from the price map LiteLLM ships with (read from disk, never
-downloaded: jib sets `LITELLM_LOCAL_MODEL_COST_MAP`); LiteLLM is imported only for such a
-generator. Anything else has no known cost: `None`, never a guess.
+then its bare model (`gpt-4o-mini`, `openai/gpt-4o-mini`). A price you set wins. Without one,
+the generator is asked (`Generator.list_price`): a `LiteLLMGenerator` prices a call from the
+price map LiteLLM ships with (read from disk, never downloaded: jib sets
+`LITELLM_LOCAL_MODEL_COST_MAP`), importing LiteLLM only then. Anything else has no known cost:
+`None`, never a guess.
 
 A prices file (`Prices.from_file`, the `jib` command line's `$JIB_PRICES`) holds one `MODEL=IN,OUT`
 per line; blank lines and lines starting with `#` are skipped.
@@ -25,9 +26,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from jib.errors import JibError, MissingDependencyError
+from jib.errors import JibError
 from jib.generator.base import Generator
 from jib.messages import Usage
 from jib.registry import provider_name_for
@@ -139,28 +139,4 @@ class Prices:
         price = self.price_of(generator)
         if price is not None:
             return price.cost(usage)
-        return litellm_cost(generator, usage)
-
-
-def litellm_cost(generator: Generator, usage: Usage) -> float | None:
-    """The cost LiteLLM's bundled price map gives, for a `LiteLLMGenerator`; else `None`."""
-    from jib.generator.litellm import LiteLLMGenerator
-
-    if not isinstance(generator, LiteLLMGenerator):
-        return None
-    from jib.generator.litellm._runtime import import_litellm
-
-    try:
-        litellm: Any = import_litellm()
-    except MissingDependencyError:
-        return None
-    try:
-        input_cost, output_cost = litellm.cost_per_token(
-            model=generator.model,
-            prompt_tokens=usage.input_tokens,
-            completion_tokens=usage.output_tokens,
-        )
-    except Exception:  # LiteLLM raises its own errors for a model its map does not price
-        return None
-    total = float(input_cost) + float(output_cost)
-    return total if math.isfinite(total) and total >= 0 else None
+        return generator.list_price(usage)

@@ -61,12 +61,14 @@ class InvalidGeneratorError(JibError, ValueError):
 
 
 class UntrustedIdentifierError(InvalidGeneratorError):
-    """An identifier read from data wants what only the user may allow: to read an environment
-    variable, to send a secret to a host the data chose, or to run code.
+    """An identifier or params read from data want what only the user may allow: to set an
+    option their provider does not declare inert, to read an environment variable, to send a
+    secret to a host the data chose, or to run code.
 
     The message names each problem and how to allow it (a `jib.trust.TrustPolicy`, the
-    `JIB_ALLOW_ENV` / `JIB_ALLOW_HOSTS` variables, or the CLI's `--allow-env`, `--allow-host` and
-    `--trust-remote-code`). Identifiers the user writes (code, command line) are not checked.
+    `JIB_ALLOW_ENV` / `JIB_ALLOW_HOSTS` / `JIB_ALLOW_OPTIONS` variables, or the CLI's
+    `--allow-env`, `--allow-host`, `--allow-option` and `--trust-remote-code`). Identifiers the
+    user writes (code, command line) are not checked.
 
     Attributes:
         problems: one line per refused option, each ending with how to allow it.

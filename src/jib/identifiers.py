@@ -25,7 +25,7 @@ from jib._syntax import (
     secret_values,
     unescape,
 )
-from jib._values import decode_value, field_kinds, optional_fields
+from jib._values import bool_fields, decode_value, field_kinds, optional_fields, read_bool
 from jib.errors import InvalidGeneratorError
 from jib.generator.base import Generator
 from jib.params import GenerateParams
@@ -57,8 +57,9 @@ def get_generator(
             `TrustPolicy` saying what it may do (see `jib.trust`).
 
     Raises:
-        UntrustedIdentifierError: an untrusted identifier reads an environment variable, sends a
-            secret to a host, or sets an option that runs code, which the policy does not allow.
+        UntrustedIdentifierError: an untrusted identifier sets an option its provider does not
+            declare inert, reads an environment variable, sends a secret to a host, or sets an
+            option that runs code, which the policy does not allow.
         InvalidGeneratorError: the identifier is malformed, names an unknown provider or key, or
             a value has the wrong type. The message names the part at fault; secrets are masked.
     """
@@ -124,6 +125,8 @@ def _read_value(model: type[BaseModel], key: str, raw: str) -> Any:
         return None
     if key == "api_key":
         return unescape(raw, secret=True)
+    if key in bool_fields(model):
+        return read_bool(unescape(raw), what=f"the value of {key!r}")
     return decode_value(raw, field_kinds(model)[key], what=f"the value of {key!r}")
 
 

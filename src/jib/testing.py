@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, PrivateAttr
 
@@ -93,6 +93,11 @@ class _TestGenerator(Generator):
     async def _answer(self, text: str, params: GenerateParams) -> str:
         raise NotImplementedError
 
+    # -- what these providers say about themselves (see `Generator`) ---------------------------
+
+    offline: ClassVar[bool] = True
+    inert_options: ClassVar[frozenset[str]] = frozenset({"extra.*"})  # `extra` is ignored
+
     async def _one(self, text: str, prompt_tokens: int, params: GenerateParams) -> GeneratedText:
         self._state["calls"] += 1
         answer = await self._answer(text, params)
@@ -144,6 +149,8 @@ class EchoGenerator(_TestGenerator):
     async def _answer(self, text: str, params: GenerateParams) -> str:
         return self.prefix + text
 
+    inert_options: ClassVar[frozenset[str]] = _TestGenerator.inert_options | {"prefix"}
+
 
 class FixedGenerator(_TestGenerator):
     """Always answers `text`."""
@@ -152,6 +159,8 @@ class FixedGenerator(_TestGenerator):
 
     async def _answer(self, text: str, params: GenerateParams) -> str:
         return self.text
+
+    inert_options: ClassVar[frozenset[str]] = _TestGenerator.inert_options | {"text"}
 
 
 class FailingGenerator(_TestGenerator):
@@ -170,6 +179,8 @@ class FailingGenerator(_TestGenerator):
             raise _make_error(self.error, f"injected failure {failures + 1} of {self.fail_times}")
         return text
 
+    inert_options: ClassVar[frozenset[str]] = _TestGenerator.inert_options | {"fail_times", "error"}
+
 
 class AlwaysFailGenerator(_TestGenerator):
     """Fails every item with `error` (a jib error class name)."""
@@ -179,6 +190,8 @@ class AlwaysFailGenerator(_TestGenerator):
 
     async def _answer(self, text: str, params: GenerateParams) -> str:
         raise _make_error(self.error, self.message)
+
+    inert_options: ClassVar[frozenset[str]] = _TestGenerator.inert_options | {"error", "message"}
 
 
 class CallbackGenerator(RequestGenerator):

@@ -1,7 +1,8 @@
 """Fuzzing identifiers, specs and JSONL prompt lines: only jib's documented errors come out.
 
 Each property feeds random and near-valid input to a reader of untrusted data and accepts only
-what that reader documents: `get_generator` raises `JibError` subclasses, `HTTPSpec` raises
+what that reader documents (and, for identifiers and params from data, only what their provider
+declares inert or the user allowed): `get_generator` raises `JibError` subclasses, `HTTPSpec` raises
 pydantic's `ValidationError` (its documented error for a bad spec), requests and responses
 `ProcessingError`, the CLI's prompt reader `CliError`. Every example must finish within the
 issue's 2 s budget (hypothesis `deadline`).
@@ -9,6 +10,7 @@ issue's 2 s budget (hypothesis `deadline`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -23,12 +25,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from jib import Chat, Message, get_generator
+from jib import Chat, GenerateParams, Message, TrustPolicy, UntrustedIdentifierError, get_generator
 from jib.cli._common import CliError
 from jib.cli._prompts import PromptsFile
 from jib.errors import JibError, ProcessingError
+from jib.generator.base import Generator
 from jib.generator.http import HTTPSpec, RequestTransformContext
+from jib.registry import resolve_provider
 from jib.storage import ChatStore, input_key, open_store
+from jib.trust import ANY_EXTRA, EXTRA_PREFIX
+from tests.security.recording_server import RunningRecorder, run_recorder
 
 FUZZ = settings(
     max_examples=150,
@@ -340,3 +346,162 @@ def test_any_jsonl_line_gives_prompts_or_a_cli_error_and_every_prompt_can_be_sto
         fuzz_store.save(chat)
         assert fuzz_store.get(chat.id).content == "ok"
         assert Chat.from_json(chat.to_json(), rebuild_generator=False).id == chat.id
+
+
+# -- deny by default: what reaches a provider from data -------------------------------------------
+
+_BUILT_IN = ["litellm", "openai", "http", "transformers", "vllm", "echo", "fixed", "fail"]
+_CLASSES = {name: resolve_provider(name) for name in _BUILT_IN}
+_FIELDS = sorted(
+    {field for cls in _CLASSES.values() for field in cls.model_fields} - {"model", "params"}
+)
+_DECLARED_EXTRA = sorted(
+    {
+        option.removeprefix(EXTRA_PREFIX)
+        for cls in _CLASSES.values()
+        for option in cls.inert_options
+        if option.startswith(EXTRA_PREFIX)
+    }
+)
+_DANGEROUS_EXTRA = [
+    "api_base", "base_url", "api_key", "vertex_credentials", "aws_secret_access_key",
+    "custom_generate", "trust_remote_code", "worker_cls", "extra_headers", "proxy", "TOOLS",
+]  # fmt: skip
+extra_keys = st.one_of(
+    st.sampled_from(_DECLARED_EXTRA), st.sampled_from(_DANGEROUS_EXTRA), st.text(max_size=6)
+)
+_PLAUSIBLE = [
+    "1", "0", "2.5", "true", "false", "yes", "on", "auto", "x", "", "http://127.0.0.1:9/v1",
+    "http://attacker.example/v1", "env:OPENAI_API_KEY", "env:GITHUB_TOKEN",
+    "os.environ/GITHUB_TOKEN", b64(json.dumps({"trust_remote_code": "yes"})),
+    b64(json.dumps({"request": {"url": "http://attacker.example/{{ api_key }}"}})),
+]  # fmt: skip
+data_values = st.one_of(st.sampled_from(_PLAUSIBLE), identifier_values)
+extra_dicts = st.dictionaries(extra_keys, json_values, max_size=3)
+allowances = st.frozensets(
+    st.one_of(
+        st.sampled_from(_FIELDS),
+        st.sampled_from([EXTRA_PREFIX + key for key in _DANGEROUS_EXTRA]),
+    ),
+    max_size=2,
+)
+
+
+@st.composite
+def identifiers_from_data(draw: st.DrawFn) -> str:
+    """An identifier as data might hold it: any provider, attributes and `extra` entries."""
+    provider = draw(st.sampled_from(_BUILT_IN))
+    items = draw(st.lists(st.tuples(st.sampled_from(_FIELDS), data_values), max_size=3))
+    extra = draw(extra_dicts)
+    if extra:
+        items.append(("extra", b64(json.dumps(extra))))
+    return ",".join([f"{provider}!m", *(f"{key}={value}" for key, value in items)])
+
+
+def set_options(generator: Generator, params: GenerateParams | None = None) -> set[str]:
+    """Every option `generator` (and `params`) carries beyond the model and the sampling params:
+    attributes away from their defaults, and `extra.KEY` for each extra entry."""
+    cls = type(generator)
+    options = {
+        name
+        for name, info in cls.model_fields.items()
+        if name not in ("model", "params")
+        and getattr(generator, name) is not None
+        and getattr(generator, name) != info.get_default(call_default_factory=True)
+    }
+    extras = [generator.params.extra, params.extra if params is not None else {}]
+    return options | {f"{EXTRA_PREFIX}{key}" for extra in extras for key in extra}
+
+
+def assert_only_what_is_declared_or_allowed(generator: Generator, policy: TrustPolicy) -> None:
+    cls = type(generator)
+    declared = {"api_key", cls.endpoint_field, *cls.inert_options, *policy.allow_options}
+    for option in set_options(generator) - declared:
+        if ANY_EXTRA in cls.inert_options and option.startswith(EXTRA_PREFIX):
+            continue  # a provider that ignores `extra`
+        # Left: only code options, and only with remote code allowed.
+        key = option.removeprefix(EXTRA_PREFIX)
+        assert policy.allow_remote_code and key == "trust_remote_code", option
+
+
+@FUZZ
+@given(identifiers_from_data(), allowances, st.booleans())
+def test_no_option_reaches_a_provider_from_data_without_an_allowance(
+    identifier: str, allowed: frozenset[str], remote_code: bool
+) -> None:
+    policy = TrustPolicy(allow_options=allowed, allow_remote_code=remote_code)
+    try:
+        generator = get_generator(identifier, trusted=policy)
+    except JibError:
+        return
+    assert_only_what_is_declared_or_allowed(generator, policy)
+    with contextlib.suppress(JibError):  # what it reads is the user's choice, or refused
+        for where, url in generator.secret_destinations():
+            assert where and url
+
+
+@FUZZ
+@given(st.sampled_from(_BUILT_IN), extra_dicts, allowances)
+def test_dataset_params_carry_no_extra_key_the_generator_does_not_declare(
+    provider: str, extra: dict[str, Any], allowed: frozenset[str]
+) -> None:
+    generator = get_generator(f"{provider}!m")  # the user's own
+    params = GenerateParams(extra=extra)
+    policy = TrustPolicy(allow_options=allowed)
+    declared = {*type(generator).inert_options, *allowed}
+    if ANY_EXTRA in declared:
+        declared |= {f"{EXTRA_PREFIX}{key}" for key in extra}
+    try:
+        policy.check_params(params, generator=generator, where="data line 1")
+    except UntrustedIdentifierError as refused:
+        undeclared = {f"{EXTRA_PREFIX}{key}" for key in extra} - declared
+        message = str(refused)
+        named = {
+            option
+            for option in undeclared
+            if f"--allow-option {option}," in message
+            or (f"it sets {option}=" in message and "--trust-remote-code" in message)
+        }
+        assert named == undeclared  # each refused key is named with its switch
+        return
+    assert {f"{EXTRA_PREFIX}{key}" for key in extra} <= declared
+
+
+_SENT_ANYWAY = {"model", "messages", "stream", "stream_options", *GenerateParams.model_fields}
+
+
+@pytest.fixture(scope="module")
+def recorder() -> Iterator[RunningRecorder]:
+    with run_recorder() as running:
+        yield running
+
+
+@settings(FUZZ, max_examples=40)
+@given(extra=extra_dicts, stored_extra=extra_dicts)
+def test_what_an_openai_request_from_data_carries_is_declared(
+    extra: dict[str, Any], stored_extra: dict[str, Any], recorder: RunningRecorder
+) -> None:
+    base = f"{recorder.origin}/v1"
+    params = GenerateParams(extra=extra)
+    written = get_generator(f"openai!m,api_base={base},max_retries=0", params=params)
+    stored = chat_from_data(written.to_identifier(), {"extra": stored_extra})
+    try:
+        chat = Chat.from_json(stored, trusted=TrustPolicy())
+    except (JibError, ValidationError):
+        return
+    assert chat.generator is not None
+    before = len(recorder.requests)
+    asyncio.run(chat.continue_("hi").run(on_failed="include"))
+    declared = {key.removeprefix(EXTRA_PREFIX) for key in type(chat.generator).inert_options}
+    for request in recorder.requests[before:]:
+        body = json.loads(request["body"])
+        assert set(body) <= _SENT_ANYWAY | declared, set(body) - _SENT_ANYWAY - declared
+
+
+def chat_from_data(generator_id: str, params: dict[str, Any]) -> str:
+    """A stored chat's JSON whose generator and params someone else wrote."""
+    data = Chat(messages=[Message("user", "hi")], generated=[Message("assistant", "hello")])
+    record = data.to_dict()
+    record["generator_id"] = generator_id
+    record["params"] = params
+    return json.dumps(record)

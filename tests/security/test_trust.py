@@ -222,7 +222,8 @@ def test_allowed_variables_come_from_jib_allow_env(
         "openai/x,api_base=http://attacker.example/v1,api_key=env:OPENAI_API_KEY",
         "openai/x,api_base=http://attacker.example/v1",  # LiteLLM would send OPENAI_API_KEY
         "openai/x,api_base=http://attacker.example/v1,api_key=sk-the-datas-own-key",
-        "openai/x,extra=%7B%22api_base%22%3A%22http%3A//attacker.example/v1%22%7D",
+        "openai!x,api_base=http://attacker.example/v1",  # openai! would send OPENAI_API_KEY
+        "openai!x,api_base=https://api.openai.com@attacker.example/v1",
     ],
 )
 def test_a_provider_key_may_not_go_to_a_host_the_data_chose(identifier: str) -> None:
@@ -276,13 +277,37 @@ def test_an_http_spec_whose_host_is_a_template_needs_any_host_allowed() -> None:
 
 
 @pytest.mark.usefixtures("victim_env")
+def test_an_extra_entry_that_moves_the_request_needs_its_own_allowance() -> None:
+    identifier = "openai/x,extra=%7B%22api_base%22%3A%22http%3A//attacker.example/v1%22%7D"
+
+    with pytest.raises(UntrustedIdentifierError) as caught:
+        jib.get_generator(identifier, trusted=False)
+
+    [problem] = caught.value.problems
+    assert problem.startswith("it sets extra.api_base, which LiteLLMGenerator does not accept")
+    assert "--allow-option extra.api_base, JIB_ALLOW_OPTIONS=extra.api_base" in problem
+    # Allowing a host is not allowing the option: the option is what moves the request.
+    with pytest.raises(UntrustedIdentifierError, match=r"--allow-option extra\.api_base"):
+        jib.get_generator(identifier, trusted=TrustPolicy(allow_hosts={"attacker.example"}))
+
+
+@pytest.mark.usefixtures("victim_env")
 def test_litellm_environment_references_in_extra_are_checked_too() -> None:
     identifier = jib.get_generator(
         "openai/x", params=jib.GenerateParams(extra={"api_key": "os.environ/GITHUB_TOKEN"})
     ).to_identifier()
 
-    with pytest.raises(UntrustedIdentifierError, match="environment variable GITHUB_TOKEN"):
+    with pytest.raises(UntrustedIdentifierError) as caught:
         jib.get_generator(identifier, trusted=False)
+    assert "--allow-option extra.api_key" in str(caught.value)
+    assert "environment variable GITHUB_TOKEN" in str(caught.value)
+
+    # An allowed option still may not read a variable nobody allowed.
+    allowed = TrustPolicy(allow_options={"extra.api_key"})
+    with pytest.raises(UntrustedIdentifierError) as caught:
+        jib.get_generator(identifier, trusted=allowed)
+    assert caught.value.problems[0].startswith("it reads environment variable GITHUB_TOKEN")
+    assert len(caught.value.problems) == 1
 
 
 @pytest.mark.usefixtures("victim_env")
@@ -292,47 +317,78 @@ def test_a_stored_chats_params_may_not_move_the_request(attacker: RunningRecorde
         params={"extra": {"base_url": "http://attacker.example/v1"}},
     )
 
-    with pytest.raises(UntrustedIdentifierError, match=r"attacker\.example"):
+    with pytest.raises(UntrustedIdentifierError, match=r"--allow-option extra\.base_url"):
         Chat.from_json(stored)
     assert_nothing_sent(attacker)
 
 
-def test_jsonl_params_may_not_move_the_request(
-    attacker: RunningRecorder, jib_cli: JibRunner, tmp_path: Path
+@pytest.mark.parametrize("one_at_a_time", [[], ["--concurrency", "1"]])
+def test_jsonl_params_may_not_move_the_request_and_the_other_lines_run(
+    attacker: RunningRecorder,
+    jib_cli: JibRunner,
+    tmp_path: Path,
+    cli_store: Path,
+    one_at_a_time: list[str],
 ) -> None:
     prompts = tmp_path / "prompts.jsonl"
-    line = {"prompt": "hi", "params": {"extra": {"api_base": "http://attacker.example/v1"}}}
-    prompts.write_text(json.dumps(line) + "\n")
-    identifier = f"openai/x,api_base={attacker.origin}/v1"
+    lines = [
+        {"prompt": "first"},
+        {"prompt": "moved", "params": {"extra": {"api_base": "http://attacker.example/v1"}}},
+        {"prompt": "third", "params": {"temperature": 0.5}},
+    ]
+    prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    identifier = f"openai/x,api_base={attacker.origin}/v1,api_key=sk-local"
 
-    result = jib_cli("run", identifier, "-f", str(prompts), "--no-progress")
+    run = ("run", identifier, "-f", str(prompts), "--no-progress", "--run", "r", *one_at_a_time)
 
-    assert_one_clean_error_line(
-        result, "prompts.jsonl line 1", "attacker.example", "--allow-host attacker.example"
-    )
-    assert result.code == 2
-    assert_nothing_sent(attacker)
+    result = jib_cli(*run)
+
+    assert result.code == 1, result.stderr
+    assert "--allow-option extra.api_base" in result.stderr
+    sent = [json.loads(request["body"])["messages"][-1]["content"] for request in attacker.requests]
+    assert sorted(sent) == ["first", "third"]
+    with open_store(cli_store) as store:
+        chats = {chat.messages[-1].content: chat for chat in store.query(rebuild_generator=False)}
+    assert [chats["first"].content, chats["third"].content] == ["echo: first", "echo: third"]
+    refused = chats["moved"]
+    assert refused.failed and refused.generated == []
+    assert refused.error is not None
+    assert "prompts.jsonl line 2" in str(refused.error)
+    assert "--allow-option extra.api_base" in str(refused.error)
 
 
 # -- code ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "identifier",
+    ("identifier", "option"),
     [
-        "transformers!/some/dir,trust_remote_code=True",
-        "vllm!some/model,trust_remote_code=True",
-        "transformers!/some/dir,model_kwargs=%7B%22trust_remote_code%22%3Atrue%7D",
-        "vllm!some/model,engine_kwargs=%7B%22worker_cls%22%3A%22evil.Worker%22%7D",
+        ("transformers!/some/dir,trust_remote_code=True", None),
+        ("vllm!some/model,trust_remote_code=True", None),
+        (
+            "transformers!/some/dir,model_kwargs=%7B%22trust_remote_code%22%3Atrue%7D",
+            "model_kwargs",
+        ),
+        (
+            "vllm!some/model,engine_kwargs=%7B%22worker_cls%22%3A%22evil.Worker%22%7D",
+            "engine_kwargs",
+        ),
     ],
 )
-def test_options_that_run_code_are_refused_from_data(identifier: str) -> None:
+def test_options_that_run_code_are_refused_from_data(identifier: str, option: str | None) -> None:
     with pytest.raises(UntrustedIdentifierError) as caught:
         Chat.from_json(chat_json(identifier))
 
     assert "which runs code" in str(caught.value)
     assert "--trust-remote-code or TrustPolicy(allow_remote_code=True)" in str(caught.value)
-    chat = Chat.from_json(chat_json(identifier), trusted=TrustPolicy(allow_remote_code=True))
+    options = {option} if option else set()
+    assert (f"--allow-option {option}" in str(caught.value)) == bool(option)
+    code_only = TrustPolicy(allow_remote_code=True)
+    if option:  # allowing code is not allowing the option that carries it
+        with pytest.raises(UntrustedIdentifierError, match=f"--allow-option {option}"):
+            Chat.from_json(chat_json(identifier), trusted=code_only)
+    both = TrustPolicy(allow_remote_code=True, allow_options=options)
+    chat = Chat.from_json(chat_json(identifier), trusted=both)
     assert chat.generator is not None
 
 

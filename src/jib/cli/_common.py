@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -19,7 +20,12 @@ from jib.errors import InvalidGeneratorError, JibError, MissingDependencyError
 from jib.generator.base import Generator
 from jib.identifiers import get_generator
 from jib.params import GenerateParams
-from jib.trust import ALLOW_ENV_VARIABLE, ALLOW_HOSTS_VARIABLE, TrustPolicy
+from jib.trust import (
+    ALLOW_ENV_VARIABLE,
+    ALLOW_HOSTS_VARIABLE,
+    ALLOW_OPTIONS_VARIABLE,
+    TrustPolicy,
+)
 
 if TYPE_CHECKING:
     from jib.storage import ChatStore
@@ -31,6 +37,7 @@ __all__ = [
     "GENERATOR_ENV_VAR",
     "AllowEnvOption",
     "AllowHostOption",
+    "AllowOptionOption",
     "CliError",
     "GeneratorOption",
     "ParamOption",
@@ -129,6 +136,17 @@ AllowHostOption = Annotated[
         show_default=False,
     ),
 ]
+AllowOptionOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-option",
+        metavar="NAME",
+        help="Let identifiers and params read from data set option NAME (an attribute such as "
+        "model_kwargs, or extra.KEY for a params.extra key) beyond the inert options of its "
+        f"provider (repeatable; also ${ALLOW_OPTIONS_VARIABLE}).",
+        show_default=False,
+    ),
+]
 TrustRemoteCodeOption = Annotated[
     bool,
     typer.Option(
@@ -139,11 +157,18 @@ TrustRemoteCodeOption = Annotated[
 
 
 def trust_policy(
-    allow_env: Sequence[str] | None, allow_host: Sequence[str] | None, remote_code: bool
+    allow_env: Sequence[str] | None,
+    allow_host: Sequence[str] | None,
+    remote_code: bool,
+    allow_option: Sequence[str] | None = None,
 ) -> TrustPolicy:
-    """What data may do: `$JIB_ALLOW_ENV` / `$JIB_ALLOW_HOSTS`, plus the command's options."""
+    """What data may do: `$JIB_ALLOW_ENV` / `$JIB_ALLOW_HOSTS` / `$JIB_ALLOW_OPTIONS`, plus the
+    command's options."""
     return TrustPolicy.from_env().allowing(
-        env=allow_env or (), hosts=allow_host or (), remote_code=remote_code
+        env=allow_env or (),
+        hosts=allow_host or (),
+        options=allow_option or (),
+        remote_code=remote_code,
     )
 
 
@@ -253,14 +278,16 @@ def quiet_litellm(generators: Sequence[Generator]) -> None:
     about to run (importing litellm takes a while), and only by the CLI: a library user keeps
     LiteLLM's own settings.
     """
-    if not any(type(g).__module__.startswith("jib.generator.litellm") for g in generators):
+    provider = sys.modules.get("jib.generator.litellm")  # not imported: no LiteLLM generator
+    chosen = provider.LiteLLMGenerator if provider is not None else None
+    litellm_generators = [g for g in generators if chosen is not None and isinstance(g, chosen)]
+    if not litellm_generators:
         return
-    from jib.generator.litellm._runtime import import_litellm
-
     try:
-        litellm: Any = import_litellm()  # offline-safe: no price-map download
+        litellm_generators[0].load()  # imports litellm as jib does: no price-map download
     except MissingDependencyError:  # the generator reports the missing extra when it runs
         return
+    litellm: Any = sys.modules["litellm"]
     litellm.suppress_debug_info = True
 
 

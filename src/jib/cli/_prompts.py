@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -41,6 +41,9 @@ from jib.messages import Message, as_messages
 from jib.params import GenerateParams
 from jib.storage._rows import PROMPT_ID, SAMPLE_INDEX
 from jib.trust import TrustPolicy
+
+if TYPE_CHECKING:
+    from jib.generator.base import Generator
 
 __all__ = ["Prompt", "PromptsFile", "PromptsFormat"]
 
@@ -103,14 +106,13 @@ class PromptsFile:
         path: the file, or `Path("-")` for stdin.
         format: the format; default: from the suffix (see the module docs).
         column: the column (CSV) or key (JSONL) holding the prompt.
-        trust: decides whether a line's params (data) may send the request elsewhere, read a
-            variable or run code through their `extra` (default: `TrustPolicy.from_env()`; see
-            `jib.trust`).
+        trust: decides which `extra` keys of a line's params (data) a generator may be sent,
+            and that they read no variable and run no code (default: `TrustPolicy.from_env()`;
+            see `refusal` and `jib.trust`).
 
     Raises:
-        CliError: the file is missing or unreadable, has no prompts, a line is malformed,
-            repeats an id or has params `trust` refuses (the message names the line), or
-            `column` does not fit the file.
+        CliError: the file is missing or unreadable, has no prompts, a line is malformed or
+            repeats an id (the message names the line), or `column` does not fit the file.
     """
 
     def __init__(
@@ -240,11 +242,22 @@ class PromptsFile:
             location = ".".join(str(part) for part in first["loc"]) or "params"
             problem = f"{location}: {first['msg']}"
             raise CliError(f"{where}: invalid params ({problem})", EXIT_USAGE) from None
-        try:
-            self.trust.check_params(params, where=where)
-        except UntrustedIdentifierError as exc:
-            raise CliError(str(exc), EXIT_USAGE) from None
         return params
+
+    def refusal(self, prompt: Prompt, generator: Generator) -> UntrustedIdentifierError | None:
+        """Why `prompt`'s own params (data) may not go to `generator`, or None if they may.
+
+        `trust` decides, asking `generator` which `extra` keys its provider accepts from data.
+        """
+        if prompt.params is None:
+            return None
+        try:
+            self.trust.check_params(
+                prompt.params, generator=generator, where=f"{self.name} line {prompt.line}"
+            )
+        except UntrustedIdentifierError as exc:
+            return exc
+        return None
 
     def _csv_prompts(self, handle: IO[str]) -> Iterator[Prompt]:
         reader = csv.reader(handle)

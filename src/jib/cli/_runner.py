@@ -73,6 +73,8 @@ class WorkItem:
     sample: int
     messages: list[Message]
     replacing: str | None = None
+    refused: errors.UntrustedIdentifierError | None = None
+    """Why the prompt's own params may not go to this generator: recorded as its failure."""
 
 
 class ResumeIndex:
@@ -155,9 +157,10 @@ def _work(plan: RunPlan, index: int, stats: GeneratorStats | None = None) -> Ite
     legacy = resume.legacy() if resume else Counter()
     for prompt in plan.prompts:
         sent = _sent(plan, prompt)
+        refused = plan.prompts.refusal(prompt, generator)
         if not resume:
             for sample in range(plan.repeat):
-                yield WorkItem(prompt, sample, sent)
+                yield WorkItem(prompt, sample, sent, refused=refused)
             continue
         identifier = shared_identifier
         if prompt.params is not None:
@@ -171,13 +174,13 @@ def _work(plan: RunPlan, index: int, stats: GeneratorStats | None = None) -> Ite
                     if stats:
                         stats.skipped += 1
                     continue
-                yield WorkItem(prompt, sample, sent)
+                yield WorkItem(prompt, sample, sent, refused=refused)
             elif stored.input_key != key or (
                 stored.failed and (resume.retry_failed or retryable(stored.error_type))
             ):
                 if stats and stored.failed:
                     stats.retrying += 1
-                yield WorkItem(prompt, sample, sent, replacing=stored.id)
+                yield WorkItem(prompt, sample, sent, replacing=stored.id, refused=refused)
             elif stats:
                 stats.skipped += 1
                 stats.kept_failed += stored.failed
@@ -288,6 +291,29 @@ def _tally(plan: RunPlan, index: int, records: list[Chat], reporter: Reporter) -
         reporter.note(f"{plan.halted}: no new requests are sent")
 
 
+def _with_refused(
+    plan: RunPlan, index: int, chunk: list[WorkItem], answered: list[Chat]
+) -> list[Chat]:
+    """The chunk's records in order: the answers, and a failed chat for each refused item
+    (nothing was sent for it)."""
+    generator = plan.generators[index]
+    base = generator.params.merge_with(plan.params)
+    answers = iter(answered)
+    return [
+        next(answers)
+        if item.refused is None
+        else Chat(
+            messages=list(item.messages),
+            generator=generator,
+            params=base.merge_with(item.prompt.params),
+            failed=True,
+            error=item.refused,
+            latency_ms=0.0,
+        )
+        for item in chunk
+    ]
+
+
 async def execute(
     plan: RunPlan,
     store: ChatStore,
@@ -311,16 +337,22 @@ async def execute(
             stats = plan.stats[index]
             if stats.started is None:
                 stats.started = time.monotonic()
+            sent = [item for item in chunk if item.refused is None]
             many_params = (
-                [item.prompt.params for item in chunk]
-                if any(item.prompt.params for item in chunk)
+                [item.prompt.params for item in sent]
+                if any(item.prompt.params for item in sent)
                 else None
             )
             started = time.perf_counter()
-            records = await pipelines[index].run_batch(
-                [item.messages for item in chunk], many_params, on_failed="include"
+            answered = (
+                await pipelines[index].run_batch(
+                    [item.messages for item in sent], many_params, on_failed="include"
+                )
+                if sent
+                else []
             )
             chunk_ms = (time.perf_counter() - started) * 1000
+            records = _with_refused(plan, index, chunk, answered)
             for item, record in zip(chunk, records, strict=True):
                 _annotate(record, item, chunk_ms, plan.prices)
             await store.asave(

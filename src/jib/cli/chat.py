@@ -24,6 +24,7 @@ from jib.cli._common import (
     GENERATOR_ENV_VAR,
     AllowEnvOption,
     AllowHostOption,
+    AllowOptionOption,
     ParamOption,
     StoreOption,
     TrustRemoteCodeOption,
@@ -275,6 +276,7 @@ def chat_command(
     store: StoreOption = None,
     allow_env: AllowEnvOption = None,
     allow_host: AllowHostOption = None,
+    allow_option: AllowOptionOption = None,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Send one prompt, print the answer, and store the chat.
@@ -313,7 +315,8 @@ def chat_command(
             if previous is not None and not identifiers:
                 models = [
                     _stored_generator(
-                        previous, trust_policy(allow_env, allow_host, trust_remote_code)
+                        previous,
+                        trust_policy(allow_env, allow_host, trust_remote_code, allow_option),
                     )
                 ]
             else:

@@ -17,6 +17,7 @@ from jib.cli._common import (
     EXIT_USAGE,
     AllowEnvOption,
     AllowHostOption,
+    AllowOptionOption,
     GeneratorOption,
     ParamOption,
     StoreOption,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = ["run_command"]
 
-OFFLINE_PROVIDERS = ("echo!", "fixed!", "fail!", "always_fail!")
 STOP_AFTER = 5
 """Default of `--stop-after`: authentication/bad-request failures in a row that stop a generator."""
 
@@ -210,6 +210,7 @@ def run_command(
     store: StoreOption = None,
     allow_env: AllowEnvOption = None,
     allow_host: AllowHostOption = None,
+    allow_option: AllowOptionOption = None,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Run every prompt of a dataset against every generator, storing each chat as it finishes.
@@ -241,7 +242,7 @@ def run_command(
             prompts,
             format=prompts_format,
             column=column,
-            trust=trust_policy(allow_env, allow_host, trust_remote_code),
+            trust=trust_policy(allow_env, allow_host, trust_remote_code, allow_option),
         )
         run_name = run or _default_run_name()
         if max_cost is not None:
@@ -294,7 +295,7 @@ def run_command(
             except StoreError as exc:  # storing a chunk failed: stop, say what is kept
                 fail(f"{exc}; {_resume_hint(chat_store, run_name)}", EXIT_FAILED)
         _print_summary(plan.stats, resumed=resume)
-        _print_hints(run_name, [s.label for s in plan.stats], prompts_file.label)
+        _print_hints(run_name, plan.generators, prompts_file.label)
         _finish(plan)
 
 
@@ -368,12 +369,12 @@ def _print_summary(stats: list[GeneratorStats], *, resumed: bool) -> None:
         out_console.print(line, soft_wrap=True)
 
 
-def _print_hints(run_name: str, labels: list[str], shown: str) -> None:
+def _print_hints(run_name: str, generators: list[Generator], shown: str) -> None:
     _note(
         f"See the chats: jib log --run {run_name}  ·  side by side: jib compare --run "
         f"{run_name}  ·  report: jib report --run {run_name} -o {run_name}.html"
     )
-    if labels and all(label.startswith(OFFLINE_PROVIDERS) for label in labels):
+    if generators and all(type(generator).offline for generator in generators):
         shown = "FILE" if shown == "-" else shown
         _note(
             "This run used an offline test generator. Swap in a real model, e.g.:\n"

@@ -92,6 +92,13 @@ class WiredGenerator(RequestGenerator):
             return [self.get_api_key()]
         return []
 
+    def secret_destinations(self) -> list[tuple[str, str]]:
+        """The endpoint (see `Generator`), and the proxy: it sees every request."""
+        destinations = super().secret_destinations()
+        if self.proxy is not None:
+            destinations.append(("proxy", str(self.proxy)))
+        return destinations
+
     async def aclose(self) -> None:
         """Close the running event loop's connections (new ones open on next use).
 

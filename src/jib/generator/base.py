@@ -13,7 +13,7 @@ from jib._secrets import ENV_REFERENCE_PREFIX, REDACTED, is_secret_name
 from jib._syntax import escape, format_identifier
 from jib._values import encode_value, field_kinds, optional_fields
 from jib.errors import InvalidGeneratorError
-from jib.messages import GeneratedMessage, GeneratedText, Message, MessageInput
+from jib.messages import GeneratedMessage, GeneratedText, Message, MessageInput, Usage
 from jib.params import GenerateParams
 from jib.registry import DEFAULT_PROVIDER, provider_name_for
 
@@ -47,6 +47,23 @@ class Generator(BaseModel):
     A generator may be used from many tasks and reused across event loops (`asyncio.run` after
     `asyncio.run`), but it is not thread-safe: do not share one between threads that each run
     their own loop, and do not change its attributes while a batch is running.
+
+    A provider describes itself, so that trust checks (`jib.trust`), prices (`jib.cost`) and the
+    command line ask it instead of guessing from field names. A subclass sets, in one block at
+    the end of its class body:
+
+    - `endpoint_field`: the attribute naming where requests go (`api_base`); its default is the
+      provider's own host. Data may set it, subject to the host rule of `jib.trust`.
+    - `ambient_credentials`: whether requests may carry credentials of the user's own taken
+      from the environment even when no key is given (a key variable, cloud credentials).
+    - `offline`: whether it never reaches the network (the test generators of `jib.testing`).
+    - `inert_options`: what data may set besides the model, the sampling params and the
+      endpoint: attribute names, and `extra.NAME` for `params.extra` keys (`extra.*` for a
+      provider that ignores `extra`). Everything else read from data is refused unless the user
+      allows it (`TrustPolicy(allow_options=...)`).
+
+    and may override `secret_destinations()` (where secrets go besides the provider's own host)
+    and `list_price()` (what a call costs at the provider's published prices).
     """
 
     model_config = ConfigDict(
@@ -66,6 +83,39 @@ class Generator(BaseModel):
 
     _chat_pipeline_factory: ClassVar[Callable[..., Any] | None] = None
     _completion_pipeline_factory: ClassVar[Callable[..., Any] | None] = None
+
+    # -- what a provider says about itself (see the class docstring) ---------------------------
+
+    endpoint_field: ClassVar[str | None] = None
+    """The attribute naming where requests go; its default is the provider's own host."""
+    ambient_credentials: ClassVar[bool] = False
+    """Whether requests may carry the user's credentials from the environment unasked."""
+    offline: ClassVar[bool] = False
+    """Whether this generator never reaches the network."""
+    inert_options: ClassVar[frozenset[str]] = frozenset()
+    """What data may set besides the model, sampling params and endpoint (`extra.NAME`: a
+    `params.extra` key)."""
+
+    def secret_destinations(self) -> list[tuple[str, str]]:
+        """Where this generator sends the key, beyond its provider's own host: (what, URL) pairs.
+
+        The default: the endpoint field's value, unless it is unset or its default (the
+        provider's own host; `jib.trust` also counts any URL on that host as the provider's).
+        """
+        name = type(self).endpoint_field
+        value = getattr(self, name) if name is not None else None
+        if name is None or not isinstance(value, str) or not value:
+            return []
+        if value == type(self).model_fields[name].get_default(call_default_factory=True):
+            return []
+        return [(name, value)]
+
+    def list_price(self, usage: Usage) -> float | None:
+        """What a call with `usage` costs at the provider's published prices, in US dollars.
+
+        `None` (the default) when the provider publishes none that jib knows: never a guess.
+        """
+        return None
 
     # -- what subclasses implement -------------------------------------------------------------
 

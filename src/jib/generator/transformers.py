@@ -204,6 +204,33 @@ class TransformersGenerator(LocalGenerator):
             lambda cancelled: generate_padded(self._loaded(), chunk, cancelled)
         )
 
+    # -- what this provider says about itself (see `Generator`) --------------------------------
+
+    ambient_credentials: ClassVar[bool] = True  # HF_TOKEN, for gated models
+    # Not inert: `trust_remote_code` (the remote-code switch's), `model_kwargs` (anything),
+    # `attn_implementation` (a Hub kernel repository runs its code), `extra.custom_generate`.
+    inert_options: ClassVar[frozenset[str]] = frozenset(
+        {
+            "batch_size",
+            "device_map",
+            "torch_dtype",
+            "revision",
+            *(
+                f"extra.{name}"
+                for name in (
+                    "do_sample",
+                    "length_penalty",
+                    "min_new_tokens",
+                    "min_p",
+                    "no_repeat_ngram_size",
+                    "num_beams",
+                    "repetition_penalty",
+                    "typical_p",
+                )
+            ),
+        }
+    )
+
 
 def _dtype_keyword(transformers: Any) -> str:
     """`dtype` since transformers 4.56; `torch_dtype` before."""

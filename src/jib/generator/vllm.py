@@ -234,6 +234,20 @@ class VLLMGenerator(LocalGenerator):
 
         return await run_batches(prepared, [ready] if ready else [], self.wrapped(call), _PROVIDER)
 
+    # -- what this provider says about itself (see `Generator`) --------------------------------
+
+    ambient_credentials: ClassVar[bool] = True  # HF_TOKEN, for gated models
+    # `trust_remote_code` is the remote-code switch's; `engine_kwargs` may hold anything.
+    inert_options: ClassVar[frozenset[str]] = frozenset(
+        {
+            *_ENGINE_FIELDS,
+            "extra.logprobs",
+            "extra.min_p",
+            "extra.min_tokens",
+            "extra.repetition_penalty",
+        }
+    )
+
 
 def _request(
     engine: _Engine, prompt: str | list[dict[str, str]], params: GenerateParams

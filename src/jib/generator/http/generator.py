@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr, field_validator
 
+from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._per_loop import LoopLocks
 from jib._retry import retry_after_from
 from jib._secrets import is_secret_name, redact
@@ -348,6 +349,18 @@ class HTTPGenerator(WiredGenerator):
         return mine == theirs
 
     __hash__ = None  # type: ignore[assignment]
+
+    # -- what this provider says about itself (see `Generator`) --------------------------------
+
+    endpoint_field: ClassVar[str | None] = "spec"
+    inert_options: ClassVar[frozenset[str]] = REQUEST_LIMIT_OPTIONS | {"max_redirects"}
+
+    def secret_destinations(self) -> list[tuple[str, str]]:
+        """The spec's URL (a template's output: its templates may hold the key) and the proxy."""
+        destinations = super().secret_destinations()
+        if self.spec is not None:
+            destinations.insert(0, ("the spec's request.url", self.spec.request.url))
+        return destinations
 
 
 def _for_hook(response: WireResponse) -> httpx.Response:

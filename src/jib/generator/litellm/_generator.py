@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field
 
+from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._retry import retry_after_from
 from jib._wire import DEFAULT_MAX_RESPONSE_BYTES
-from jib.errors import JibError, MalformedResponseError, ProviderError
+from jib.errors import JibError, MalformedResponseError, MissingDependencyError, ProviderError
 from jib.generator.litellm._errors import _chain, litellm_failure
 from jib.generator.litellm._runtime import (
     fix_ollama_stop_reason,
@@ -19,7 +21,7 @@ from jib.generator.litellm._runtime import (
 )
 from jib.generator.openai._protocol import StreamState, read_chat, read_text
 from jib.generator.remote import RequestGenerator, StreamNotHonoured
-from jib.messages import GeneratedMessage, GeneratedText, Message
+from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
 from jib.params import GenerateParams
 
 __all__ = ["LiteLLMGenerator"]
@@ -184,6 +186,46 @@ class LiteLLMGenerator(RequestGenerator):
         fix_ollama_stop_reason(self.model, generated, params.max_tokens)
         warn_if_truncated(self.model, [text], generated.usage)
         return generated
+
+    # -- what this provider says about itself (see `Generator`) --------------------------------
+
+    endpoint_field: ClassVar[str | None] = "api_base"
+    # Hosted providers take keys and cloud credentials from the environment, even with api_key.
+    ambient_credentials: ClassVar[bool] = True
+    inert_options: ClassVar[frozenset[str]] = REQUEST_LIMIT_OPTIONS | {
+        f"extra.{name}"
+        for name in (
+            "drop_params",
+            "logit_bias",
+            "logprobs",
+            "min_p",
+            "num_ctx",
+            "parallel_tool_calls",
+            "reasoning_effort",
+            "repetition_penalty",
+            "response_format",
+            "tool_choice",
+            "tools",
+            "top_logprobs",
+        )
+    }
+
+    def list_price(self, usage: Usage) -> float | None:
+        """The cost LiteLLM's bundled price map gives (read from disk, never downloaded)."""
+        try:
+            litellm: Any = import_litellm()
+        except MissingDependencyError:
+            return None
+        try:
+            input_cost, output_cost = litellm.cost_per_token(
+                model=self.model,
+                prompt_tokens=usage.input_tokens,
+                completion_tokens=usage.output_tokens,
+            )
+        except Exception:  # LiteLLM raises its own errors for a model its map does not price
+            return None
+        total = float(input_cost) + float(output_cost)
+        return total if math.isfinite(total) and total >= 0 else None
 
 
 def _plain(response: Any) -> Any:

@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
 
+from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._wire import WireRequest, WireResponse
 from jib.errors import InvalidGeneratorError
 from jib.generator._wired import WiredGenerator
@@ -157,3 +158,26 @@ class OpenAIGenerator(WiredGenerator):
         headers = {**base, "Authorization": f"Bearer {key}"}
         cache["headers"] = (key, base, headers)
         return headers
+
+    # -- what this provider says about itself (see `Generator`) --------------------------------
+
+    endpoint_field: ClassVar[str | None] = "api_base"
+    ambient_credentials: ClassVar[bool] = True  # OPENAI_API_KEY, when no key is given
+    inert_options: ClassVar[frozenset[str]] = REQUEST_LIMIT_OPTIONS | {
+        "stream_usage",
+        *(
+            f"extra.{name}"
+            for name in (
+                "logit_bias",
+                "logprobs",
+                "min_p",
+                "parallel_tool_calls",
+                "reasoning_effort",
+                "repetition_penalty",
+                "response_format",
+                "tool_choice",
+                "tools",
+                "top_logprobs",
+            )
+        ),
+    }
