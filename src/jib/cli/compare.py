@@ -142,7 +142,7 @@ def _table(comparison: Comparison) -> Table:
     samples = comparison.samples
     expected = any("expected" in p.metadata for p in comparison.prompts)
     table = Table(
-        title=Text(printable(f"run {comparison.run}: {comparison.describe()}")),
+        title=Text(printable(f"run {comparison.run}: {comparison.describe()}"), "table.title"),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_lines=True,

@@ -83,7 +83,7 @@ def decode_row(raw: Mapping[str, Any], backend: str) -> dict[str, Any]:
         except (TypeError, ValueError, RecursionError) as exc:
             if column.name == "params":
                 warnings.warn(
-                    f"{label}: its stored params cannot be read ({exc}) and were dropped",
+                    f"{label}: its stored params column {exc}; the params were dropped",
                     GeneratorWarning,
                     stacklevel=4,
                 )
