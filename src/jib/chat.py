@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
@@ -518,7 +518,14 @@ _SHOWN_VALUE = 40
 """Characters of a dropped param's value shown in the warning."""
 
 
-def _checked(data: Any, kind: Kind | None, label: str) -> tuple[RecordModel, list[str]]:
+def _label(data: Any, stored: bool, position: str | None) -> Callable[[], str]:
+    """How messages name the record (worked out only when a message needs it)."""
+    return lambda: _records().record_label(data, stored=stored, position=position)
+
+
+def _checked(
+    data: Any, kind: Kind | None, label: Callable[[], str]
+) -> tuple[RecordModel, list[str]]:
     """The validated model of `data` and the params dropped from it (a `GeneratorWarning` says
     which: they stopped being valid).
 
@@ -529,11 +536,11 @@ def _checked(data: Any, kind: Kind | None, label: str) -> tuple[RecordModel, lis
     try:
         model, dropped = records.record_model(data, kind)
     except records.RecordProblem as exc:
-        raise UnreadableRecordError(label, str(exc), records.record_id_of(data)) from None
+        raise UnreadableRecordError(label(), str(exc), records.record_id_of(data)) from None
     if dropped:
         shown = ", ".join(f"{name}={data['params'][name]!r:.{_SHOWN_VALUE}}" for name in dropped)
         warnings.warn(
-            f"{label}: its stored params {shown} are not valid any more and were dropped",
+            f"{label()}: its stored params {shown} are not valid any more and were dropped",
             GeneratorWarning,
             stacklevel=4,
         )
@@ -550,8 +557,7 @@ def check_record_dict(
     Raises:
         UnreadableRecordError: it is not a record this jib can read.
     """
-    label = _records().record_label(data, stored=stored, position=position)
-    _, dropped = _checked(data, kind, label)
+    _, dropped = _checked(data, kind, _label(data, stored, position))
     if not dropped:
         return dict(data)
     return {**data, "params": {k: v for k, v in data["params"].items() if k not in dropped}}
@@ -572,7 +578,7 @@ def load_record(
     Raises:
         UnreadableRecordError: `data` is not a record this jib can read.
     """
-    label = _records().record_label(data, stored=stored, position=position)
+    label = _label(data, stored, position)
     model, _ = _checked(data, kind, label)
     generator = None
     if rebuild_generator:
@@ -580,7 +586,7 @@ def load_record(
             generator = _rebuilt_generator(model, trusted)
         except JibError as exc:
             warnings.warn(
-                f"{label}: loaded without its generator, which cannot be rebuilt: {exc}",
+                f"{label()}: loaded without its generator, which cannot be rebuilt: {exc}",
                 GeneratorWarning,
                 stacklevel=3,
             )

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -74,25 +74,29 @@ def decode_row(raw: Mapping[str, Any], backend: str) -> dict[str, Any]:
     Raises:
         UnreadableRecordError: a column holds what its type cannot be (the message names it).
     """
-    label = row_label(raw)
     row: dict[str, Any] = {}
-    for column in records.c:
-        value = raw[column.name]
+    for name, nullable, decode in _DECODERS:
+        value = raw[name]
+        if value is None:
+            if not nullable:
+                raise UnreadableRecordError(row_label(raw), f"its {name} column is empty", _id(raw))
+            row[name] = None
+            continue
         try:
-            row[column.name] = _decoded(value, column.type, backend)
+            row[name] = decode(value, backend)
         except (TypeError, ValueError, RecursionError) as exc:
-            if column.name == "params":
+            if name == "params":
                 warnings.warn(
-                    f"{label}: its stored params column {exc}; the params were dropped",
+                    f"{row_label(raw)}: its stored params column {exc}; the params were dropped",
                     GeneratorWarning,
                     stacklevel=4,
                 )
-                row[column.name] = None
+                row[name] = None
                 continue
-            name = _SHOWN_NAMES.get(column.name, column.name)
-            raise UnreadableRecordError(label, f"its {name} column {exc}", _id(raw)) from None
-        if value is None and not column.nullable:
-            raise UnreadableRecordError(label, f"its {column.name} column is empty", _id(raw))
+            shown = _SHOWN_NAMES.get(name, name)
+            raise UnreadableRecordError(
+                row_label(raw), f"its {shown} column {exc}", _id(raw)
+            ) from None
     return row
 
 
@@ -101,31 +105,9 @@ def _id(raw: Mapping[str, Any]) -> str | None:
     return record_id if isinstance(record_id, str) else None
 
 
-def _decoded(value: Any, kind: Any, backend: str) -> Any:
-    """`value` as a column of type `kind` holds it (`TypeError`/`ValueError` say what is wrong)."""
-    if value is None:
-        return None
-    if isinstance(kind, JSON):
-        return _json(value, backend)
-    if isinstance(kind, UTCDateTime):
-        return _timestamp(value)
-    if isinstance(kind, Boolean):
-        if isinstance(value, bool) or value in (0, 1):
-            return bool(value)
-        raise TypeError("is not true or false")
-    if isinstance(kind, Integer):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise TypeError("is not a whole number")
-    if isinstance(kind, Float):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise TypeError("is not a number")
-    if isinstance(kind, (String, Text)):
-        if isinstance(value, str):
-            return value
-        raise TypeError("is not text")
-    raise TypeError(f"has a type this jib does not read ({type(kind).__name__})")
+Decoder = Callable[[Any, str], Any]
+"""Decodes a column's non-null value (and the backend's name); `TypeError`/`ValueError` say
+what is wrong with it."""
 
 
 def _json(value: Any, backend: str) -> Any:
@@ -140,7 +122,7 @@ def _json(value: Any, backend: str) -> Any:
         raise ValueError("is JSON nested too deeply to read") from None
 
 
-def _timestamp(value: Any) -> datetime:
+def _timestamp(value: Any, _backend: str) -> datetime:
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
@@ -151,6 +133,50 @@ def _timestamp(value: Any) -> datetime:
     if value.tzinfo is None:  # SQLite keeps UTC without a zone
         return value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
+
+
+def _flag(value: Any, _backend: str) -> bool:
+    if isinstance(value, bool) or value in (0, 1):
+        return bool(value)
+    raise TypeError("is not true or false")
+
+
+def _whole(value: Any, _backend: str) -> int:
+    if type(value) is int:
+        return value
+    raise TypeError("is not a whole number")
+
+
+def _number(value: Any, _backend: str) -> float:
+    if type(value) in (int, float):
+        return float(value)
+    raise TypeError("is not a number")
+
+
+def _text(value: Any, _backend: str) -> str:
+    if type(value) is str:
+        return value
+    raise TypeError("is not text")
+
+
+def _decoder(kind: Any) -> Decoder:
+    """How a column of type `kind` is decoded."""
+    for declared, decoder in (
+        (JSON, _json),
+        (UTCDateTime, _timestamp),
+        (Boolean, _flag),
+        (Integer, _whole),
+        (Float, _number),
+        (String, _text),
+    ):
+        if isinstance(kind, declared):
+            return decoder
+    raise TypeError(f"no decoder for a column of type {type(kind).__name__}")  # pragma: no cover
+
+
+_DECODERS: tuple[tuple[str, bool, Decoder], ...] = tuple(
+    (column.name, bool(column.nullable), _decoder(column.type)) for column in records.c
+)
 
 
 # -- the same rules in SQL -------------------------------------------------------------------------

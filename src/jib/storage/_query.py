@@ -151,53 +151,57 @@ def run_summaries(connection: Connection) -> list[dict[str, Any]]:
     in `records` and `unreadable`, and left out of every other figure.
     """
     c = records.c
-    readable = readable_condition(connection.dialect.name)
-
-    def of_readable(value: Any) -> Any:
-        return case((readable, value))  # NULL for an unreadable row: aggregates skip it
-
-    last = func.max(of_readable(c.timestamp))
-    statement = (
+    readable = readable_condition(connection.dialect.name)  # looked at once per row, below
+    figures = (
         select(
             c.run,
-            func.count().label("records"),
-            func.sum(case((readable, 0), else_=1)).label("unreadable"),
-            func.sum(case((and_(readable, c.failed.is_(True)), 1), else_=0)).label("failed"),
-            func.min(of_readable(c.timestamp)).label("first"),
-            last.label("last"),
-            func.sum(of_readable(c.cost_usd)).label("cost_usd"),
-            func.count(of_readable(c.cost_usd)).label("priced"),
+            func.count().label("readable"),
+            func.sum(case((c.failed.is_(True), 1), else_=0)).label("failed"),
+            func.min(c.timestamp).label("first"),
+            func.max(c.timestamp).label("last"),
+            func.sum(c.cost_usd).label("cost_usd"),
+            func.count(c.cost_usd).label("priced"),
         )
-        .where(c.run.is_not(None))
+        .where(c.run.is_not(None), readable)
         .group_by(c.run)
-        .order_by(last.desc().nulls_last())
     )
-    summaries: list[dict[str, Any]] = [
-        {
-            "run": row.run,
-            "records": int(row.records),
-            "unreadable": int(row.unreadable or 0),
-            "failed": int(row.failed or 0),
-            "first": _as_utc(row.first),
-            "last": _as_utc(row.last),
-            "generators": [],
-            "cost_usd": None if row.cost_usd is None else float(row.cost_usd),
-            "priced": int(row.priced or 0),
-        }
-        for row in connection.execute(statement)
-        if isinstance(row.run, str)  # SQLite keeps anything in any column
-    ]
-    by_run = {summary["run"]: summary for summary in summaries}
+    by_run = {row.run: row for row in connection.execute(figures)}
+    totals = select(c.run, func.count().label("records")).where(c.run.is_not(None)).group_by(c.run)
+    summaries: list[dict[str, Any]] = []
+    for run, count in connection.execute(totals):
+        if not isinstance(run, str):  # SQLite keeps anything in any column
+            continue
+        row = by_run.get(run)
+        summaries.append(
+            {
+                "run": run,
+                "records": int(count),
+                "unreadable": int(count) - (int(row.readable) if row else 0),
+                "failed": int(row.failed or 0) if row else 0,
+                "first": _as_utc(row.first) if row else None,
+                "last": _as_utc(row.last) if row else None,
+                "generators": [],
+                "cost_usd": None if row is None or row.cost_usd is None else float(row.cost_usd),
+                "priced": int(row.priced or 0) if row else 0,
+            }
+        )
+    summaries.sort(key=_newest_first)
+    listed = {summary["run"]: summary for summary in summaries}
     generators = (
         select(c.run, c.generator_id)
-        .where(c.run.is_not(None), c.generator_id.is_not(None), readable)
+        .where(c.run.is_not(None), c.generator_id.is_not(None))
         .group_by(c.run, c.generator_id)
         .order_by(func.min(c.seq))
     )
     for run, generator_id in connection.execute(generators):
-        if run in by_run:
-            by_run[run]["generators"].append(generator_id)
+        if run in listed and isinstance(generator_id, str):
+            listed[run]["generators"].append(generator_id)
     return summaries
+
+
+def _newest_first(summary: dict[str, Any]) -> tuple[bool, float]:
+    last = summary["last"]
+    return (last is None, -last.timestamp() if last is not None else 0.0)
 
 
 @dataclass(frozen=True, slots=True)
