@@ -94,7 +94,10 @@ class CompletionModel(RecordModel):
 
 # -- reading a record that may be broken ---------------------------------------------------------
 
-_MODELS: dict[str, type[RecordModel]] = {"chat": ChatModel, "completion": CompletionModel}
+AnyRecordModel = ChatModel | CompletionModel
+"""A stored chat or completion."""
+
+_MODELS: dict[str, type[AnyRecordModel]] = {"chat": ChatModel, "completion": CompletionModel}
 _SHOWN_PROBLEMS = 2
 
 
@@ -103,7 +106,7 @@ class RecordProblem(ValueError):
     what was expected, never the values)."""
 
 
-def record_model(data: Any, kind: str | None = None) -> tuple[RecordModel, list[str]]:
+def record_model(data: Any, kind: str | None = None) -> tuple[AnyRecordModel, list[str]]:
     """The validated model of a record dict, and the names of the stored params left out of it.
 
     Params are not part of what a record *is*: those that stopped being valid (`nan` before

@@ -33,7 +33,13 @@ from jib.trust import TrustPolicy, policy_for
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from jib._records import ChatModel, CompletionModel, JsonLinesSource, RecordModel
+    from jib._records import (
+        AnyRecordModel,
+        ChatModel,
+        CompletionModel,
+        JsonLinesSource,
+        RecordModel,
+    )
     from jib.pipeline.chat import ChatPipeline
     from jib.pipeline.completion import CompletionPipeline
 
@@ -323,10 +329,15 @@ class Chat(_Record):
     def _from_record(
         cls, record: ChatModel, rebuild_generator: bool, trusted: bool | TrustPolicy
     ) -> Chat:
+        generator = _rebuilt_generator(record, trusted) if rebuild_generator else None
+        return cls._from_model(record, generator)
+
+    @classmethod
+    def _from_model(cls, record: ChatModel, generator: Generator | None) -> Chat:
         return cls(
             messages=[Message(m.role, m.content) for m in record.messages],
             generated=[Message(m.role, m.content) for m in record.generated],
-            **_common_fields(record, rebuild_generator, trusted),
+            **_fields(record, generator),
         )
 
     def __repr__(self) -> str:
@@ -445,11 +456,12 @@ class Completion(_Record):
     def _from_record(
         cls, record: CompletionModel, rebuild_generator: bool, trusted: bool | TrustPolicy
     ) -> Completion:
-        return cls(
-            text=record.text,
-            generated=record.generated,
-            **_common_fields(record, rebuild_generator, trusted),
-        )
+        generator = _rebuilt_generator(record, trusted) if rebuild_generator else None
+        return cls._from_model(record, generator)
+
+    @classmethod
+    def _from_model(cls, record: CompletionModel, generator: Generator | None) -> Completion:
+        return cls(text=record.text, generated=record.generated, **_fields(record, generator))
 
     def __repr__(self) -> str:
         state = "failed" if self.failed else self.stop_reason
@@ -479,13 +491,6 @@ def _rebuilt_generator(record: RecordModel, trusted: bool | TrustPolicy) -> Gene
             f"the stored identifier cannot be rebuilt: building it raised {type(exc).__name__}"
         ) from exc
     return generator
-
-
-def _common_fields(
-    record: RecordModel, rebuild_generator: bool, trusted: bool | TrustPolicy
-) -> dict[str, Any]:
-    generator = _rebuilt_generator(record, trusted) if rebuild_generator else None
-    return _fields(record, generator)
 
 
 def _fields(record: RecordModel, generator: Generator | None) -> dict[str, Any]:
@@ -525,7 +530,7 @@ def _label(data: Any, stored: bool, position: str | None) -> Callable[[], str]:
 
 def _checked(
     data: Any, kind: Kind | None, label: Callable[[], str]
-) -> tuple[RecordModel, list[str]]:
+) -> tuple[AnyRecordModel, list[str]]:
     """The validated model of `data` and the params dropped from it (a `GeneratorWarning` says
     which: they stopped being valid).
 
@@ -590,14 +595,9 @@ def load_record(
                 GeneratorWarning,
                 stacklevel=3,
             )
-    if isinstance(model, _records().ChatModel):
-        return Chat(
-            messages=[Message(m.role, m.content) for m in model.messages],
-            generated=[Message(m.role, m.content) for m in model.generated],
-            **_fields(model, generator),
-        )
-    assert isinstance(model, _records().CompletionModel)
-    return Completion(text=model.text, generated=model.generated, **_fields(model, generator))
+    if model.kind == "chat":
+        return Chat._from_model(model, generator)
+    return Completion._from_model(model, generator)
 
 
 def warn_unreadable(error: UnreadableRecordError, *, stacklevel: int = 2) -> None:
