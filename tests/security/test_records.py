@@ -435,6 +435,19 @@ def test_log_skips_and_counts_an_unreadable_record(
     assert [data["id"] for data in as_json.json()] == [record.id for record in reversed(good)]
 
 
+def test_log_of_only_unreadable_records_says_so(cli: JibRunner, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'only-bad.db'}"
+    with open_store(url) as store:
+        bad = good_chat("bad", "1")
+        store.save(bad)
+    corrupt(url, bad.id, "meta", "{planted")
+
+    result = cli("log", "--store", url)
+
+    assert_noted(result, bad)
+    assert result.stdout.strip() == f"No stored chat that can be read matches in {url}."
+
+
 def test_show_names_an_unreadable_record_and_shows_the_others(
     cli: JibRunner, cli_store: tuple[str, list[Chat], Chat]
 ) -> None:
