@@ -3,18 +3,27 @@
 Records are dataclasses (one is made per item on the hot path). Their JSON form is checked by
 pydantic models when loaded, and loading rebuilds the generator from the stored identifier. A
 stored identifier is data, not code: it is rebuilt untrusted (see `jib.trust`).
+
+Loading many records (`Chat.from_dicts`, `Chat.from_jsonl`, a store's `query`) follows one rule:
+one bad record never spoils the rest. A record that cannot be read at all (not JSON, not a
+record, a field of the wrong type, written by a newer jib) is skipped with an
+`UnreadableRecordWarning` naming it and saying why; a record whose generator cannot be rebuilt
+here (a provider not registered, an identifier the trust policy refuses, a spec that does not
+compile) loads without it, with a `GeneratorWarning`; stored params that stopped being valid are
+dropped, with a `GeneratorWarning`. Loading one record (`from_dict`, `from_json`) raises instead.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from jib._unicode import escape_surrogates
-from jib.errors import InvalidGeneratorError, JibError
+from jib.errors import GeneratorWarning, InvalidGeneratorError, JibError
 from jib.generator.base import Generator
 from jib.identifiers import get_generator
 from jib.messages import Message, MessageInput, StopReason, Usage, as_messages
@@ -24,11 +33,27 @@ from jib.trust import TrustPolicy, policy_for
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from jib._records import ChatModel, CompletionModel, RecordModel
+    from jib._records import (
+        AnyRecordModel,
+        ChatModel,
+        CompletionModel,
+        JsonLinesSource,
+        RecordModel,
+    )
     from jib.pipeline.chat import ChatPipeline
     from jib.pipeline.completion import CompletionPipeline
 
-__all__ = ["Chat", "Completion", "StoredError"]
+__all__ = [
+    "Chat",
+    "Completion",
+    "Record",
+    "StoredError",
+    "UnreadableRecordError",
+    "UnreadableRecordWarning",
+    "check_record_dict",
+    "load_record",
+    "warn_unreadable",
+]
 
 
 def _records() -> ModuleType:
@@ -49,6 +74,38 @@ class StoredError(JibError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.type_name, self.message))
+
+
+class UnreadableRecordError(JibError, ValueError):
+    """A record cannot be loaded: its data is not a chat or completion this jib can read.
+
+    Attributes:
+        what: the record, as messages name it (`stored chat 0a1b…`, `record (line 3)`).
+        reason: why, by field (never the stored values).
+        record_id: the record's id, when its data has one.
+    """
+
+    def __init__(self, what: str, reason: str, record_id: str | None = None) -> None:
+        self.what = what
+        self.reason = reason
+        self.record_id = record_id
+        super().__init__(f"{what} cannot be read: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.what, self.reason, self.record_id))
+
+
+class UnreadableRecordWarning(GeneratorWarning):
+    """A record that cannot be loaded was skipped, and the rest of the batch or store loaded.
+
+    The message names the record (its id, or its line) and says why; `record_id` and `reason`
+    hold the same (`record_id` is `None` when not even the id can be read).
+    """
+
+    def __init__(self, message: str, record_id: str | None = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.record_id = record_id
+        self.reason = reason
 
 
 def _now() -> datetime:
@@ -231,13 +288,56 @@ class Chat(_Record):
         return cls._from_record(record, rebuild_generator, trusted)
 
     @classmethod
+    def from_dicts(
+        cls,
+        items: Iterable[Any],
+        *,
+        rebuild_generator: bool = True,
+        trusted: bool | TrustPolicy = False,
+    ) -> list[Chat]:
+        """Load many chats (e.g. the array `jib log --json` prints); one bad item never fails
+        the rest.
+
+        An item that is not a chat this jib can read is skipped with an
+        `UnreadableRecordWarning` naming it (its id, else its place: `item 3`) and saying why.
+        A chat whose generator cannot be rebuilt (see `from_dict` for `trusted`) loads without
+        it, with a `GeneratorWarning`; `chat.generator_id` keeps the identifier.
+        """
+        return _load_all(_records().numbered(items), "chat", rebuild_generator, trusted)
+
+    @classmethod
+    def from_jsonl(
+        cls,
+        source: JsonLinesSource,
+        *,
+        rebuild_generator: bool = True,
+        trusted: bool | TrustPolicy = False,
+    ) -> list[Chat]:
+        """Load the chats of JSON Lines (what `jib export` and `store.export_jsonl` write), as
+        `from_dicts` does: a bad line is skipped with a warning naming it (`line 3`).
+
+        Args:
+            source: the text of the lines (a `str` is text, not a file name), a `Path`, or
+                lines (an open file).
+
+        Lines holding completions are skipped as not chats (load them with
+        `Completion.from_jsonl`).
+        """
+        return _load_all(_records().json_lines(source), "chat", rebuild_generator, trusted)
+
+    @classmethod
     def _from_record(
         cls, record: ChatModel, rebuild_generator: bool, trusted: bool | TrustPolicy
     ) -> Chat:
+        generator = _rebuilt_generator(record, trusted) if rebuild_generator else None
+        return cls._from_model(record, generator)
+
+    @classmethod
+    def _from_model(cls, record: ChatModel, generator: Generator | None) -> Chat:
         return cls(
             messages=[Message(m.role, m.content) for m in record.messages],
             generated=[Message(m.role, m.content) for m in record.generated],
-            **_common_fields(record, rebuild_generator, trusted),
+            **_fields(record, generator),
         )
 
     def __repr__(self) -> str:
@@ -331,30 +431,69 @@ class Completion(_Record):
         return cls._from_record(record, rebuild_generator, trusted)
 
     @classmethod
+    def from_dicts(
+        cls,
+        items: Iterable[Any],
+        *,
+        rebuild_generator: bool = True,
+        trusted: bool | TrustPolicy = False,
+    ) -> list[Completion]:
+        """Load many completions; one bad item never fails the rest (see `Chat.from_dicts`)."""
+        return _load_all(_records().numbered(items), "completion", rebuild_generator, trusted)
+
+    @classmethod
+    def from_jsonl(
+        cls,
+        source: JsonLinesSource,
+        *,
+        rebuild_generator: bool = True,
+        trusted: bool | TrustPolicy = False,
+    ) -> list[Completion]:
+        """Load the completions of JSON Lines; a bad line is skipped (see `Chat.from_jsonl`)."""
+        return _load_all(_records().json_lines(source), "completion", rebuild_generator, trusted)
+
+    @classmethod
     def _from_record(
         cls, record: CompletionModel, rebuild_generator: bool, trusted: bool | TrustPolicy
     ) -> Completion:
-        return cls(
-            text=record.text,
-            generated=record.generated,
-            **_common_fields(record, rebuild_generator, trusted),
-        )
+        generator = _rebuilt_generator(record, trusted) if rebuild_generator else None
+        return cls._from_model(record, generator)
+
+    @classmethod
+    def _from_model(cls, record: CompletionModel, generator: Generator | None) -> Completion:
+        return cls(text=record.text, generated=record.generated, **_fields(record, generator))
 
     def __repr__(self) -> str:
         state = "failed" if self.failed else self.stop_reason
         return f"Completion(id={self.id!r}, generator={self.generator_id!r}, {state})"
 
 
-def _common_fields(
-    record: RecordModel, rebuild_generator: bool, trusted: bool | TrustPolicy
-) -> dict[str, Any]:
-    generator = None
-    if rebuild_generator and record.generator_id:
+def _rebuilt_generator(record: RecordModel, trusted: bool | TrustPolicy) -> Generator | None:
+    """The generator of a stored record, rebuilt from its identifier under the trust policy.
+
+    Raises:
+        UntrustedIdentifierError: the identifier wants what `trusted` does not allow.
+        InvalidGeneratorError: it cannot be rebuilt here (any failure of a provider or library
+            while building it becomes one: a stored record is data).
+    """
+    if not record.generator_id:
+        return None
+    try:
         generator = get_generator(record.generator_id)
         policy = policy_for(trusted)
         if policy is not None:
             # Checked with the stored params: they go with the generator when continuing.
             policy.check_generator(generator, identifier=record.generator_id, params=record.params)
+    except JibError:
+        raise
+    except Exception as exc:  # not a jib error: a library's own, with text we do not control
+        raise InvalidGeneratorError(
+            f"the stored identifier cannot be rebuilt: building it raised {type(exc).__name__}"
+        ) from exc
+    return generator
+
+
+def _fields(record: RecordModel, generator: Generator | None) -> dict[str, Any]:
     return {
         "generator": generator,
         "_generator_id": record.generator_id,
@@ -371,3 +510,124 @@ def _common_fields(
         "id": record.id,
         "timestamp": record.timestamp,
     }
+
+
+# -- loading many records: one bad record never spoils the rest -----------------------------------
+
+Record = Chat | Completion
+"""A chat or a completion."""
+
+Kind = Literal["chat", "completion"]
+
+_SHOWN_VALUE = 40
+"""Characters of a dropped param's value shown in the warning."""
+
+
+def _label(data: Any, stored: bool, position: str | None) -> Callable[[], str]:
+    """How messages name the record (worked out only when a message needs it)."""
+    return lambda: _records().record_label(data, stored=stored, position=position)
+
+
+def _checked(
+    data: Any, kind: Kind | None, label: Callable[[], str]
+) -> tuple[AnyRecordModel, list[str]]:
+    """The validated model of `data` and the params dropped from it (a `GeneratorWarning` says
+    which: they stopped being valid).
+
+    Raises:
+        UnreadableRecordError: `data` is not a record (of `kind`, when given).
+    """
+    records = _records()
+    try:
+        model, dropped = records.record_model(data, kind)
+    except records.RecordProblem as exc:
+        raise UnreadableRecordError(label(), str(exc), records.record_id_of(data)) from None
+    if dropped:
+        shown = ", ".join(f"{name}={data['params'][name]!r:.{_SHOWN_VALUE}}" for name in dropped)
+        warnings.warn(
+            f"{label()}: its stored params {shown} are not valid any more and were dropped",
+            GeneratorWarning,
+            stacklevel=4,
+        )
+    return model, dropped
+
+
+def check_record_dict(
+    data: Any, *, kind: Kind | None = None, stored: bool = False, position: str | None = None
+) -> dict[str, Any]:
+    """`data` checked to be a record dict (`to_dict` form), params no longer valid dropped.
+
+    Keys beyond the record's own (a store adds `run`, `prompt_id`, `sample_index`) are kept.
+
+    Raises:
+        UnreadableRecordError: it is not a record this jib can read.
+    """
+    _, dropped = _checked(data, kind, _label(data, stored, position))
+    if not dropped:
+        return dict(data)
+    return {**data, "params": {k: v for k, v in data["params"].items() if k not in dropped}}
+
+
+def load_record(
+    data: Any,
+    *,
+    kind: Kind | None = None,
+    rebuild_generator: bool = True,
+    trusted: bool | TrustPolicy = False,
+    stored: bool = False,
+    position: str | None = None,
+) -> Record:
+    """Load one record of a batch: a generator that cannot be rebuilt is left out, with a
+    `GeneratorWarning` saying why (its `generator_id` keeps the identifier).
+
+    Raises:
+        UnreadableRecordError: `data` is not a record this jib can read.
+    """
+    label = _label(data, stored, position)
+    model, _ = _checked(data, kind, label)
+    generator = None
+    if rebuild_generator:
+        try:
+            generator = _rebuilt_generator(model, trusted)
+        except JibError as exc:
+            warnings.warn(
+                f"{label()}: loaded without its generator, which cannot be rebuilt: {exc}",
+                GeneratorWarning,
+                stacklevel=3,
+            )
+    if model.kind == "chat":
+        return Chat._from_model(model, generator)
+    return Completion._from_model(model, generator)
+
+
+def warn_unreadable(error: UnreadableRecordError, *, stacklevel: int = 2) -> None:
+    """Say that the record `error` is about was skipped (an `UnreadableRecordWarning`)."""
+    message = f"{error.what} cannot be read and was skipped: {error.reason}"
+    warnings.warn(
+        UnreadableRecordWarning(message, error.record_id, error.reason), stacklevel=stacklevel + 1
+    )
+
+
+def _load_all(
+    items: Iterable[tuple[str, Any]],
+    kind: Kind,
+    rebuild_generator: bool,
+    trusted: bool | TrustPolicy,
+) -> list[Any]:
+    loaded = []
+    for position, data in items:
+        try:
+            if isinstance(data, _records().RecordProblem):
+                raise UnreadableRecordError(f"record ({position})", str(data))
+            loaded.append(
+                load_record(
+                    data,
+                    kind=kind,
+                    rebuild_generator=rebuild_generator,
+                    trusted=trusted,
+                    position=position,
+                )
+            )
+        except UnreadableRecordError as exc:
+            warn_unreadable(exc, stacklevel=3)
+    return loaded

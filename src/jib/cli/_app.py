@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
+from typing import TextIO
 
 import typer
 
@@ -50,8 +52,22 @@ spec_app.command("render")(render_command)
 app.add_typer(spec_app, name="spec")
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A warning as one `warning: …` line on stderr: its text is data (a stored record's id, a
+    server's words), so secrets are masked and control characters escaped, as in errors."""
+    print(f"warning: {one_line(message)}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the `jib` command line (the console script's entry point)."""
+    warnings.showwarning = _show_warning
     try:
         app(args=argv, prog_name="jib")
     except SystemExit:

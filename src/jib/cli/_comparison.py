@@ -80,6 +80,8 @@ class Comparison:
     generators: list[str]
     prompts: list[ComparedPrompt]
     figures: dict[str, GeneratorFigures]
+    unreadable: int = 0
+    """Stored records of the run skipped because they cannot be read."""
 
     @property
     def samples(self) -> bool:
@@ -87,13 +89,17 @@ class Comparison:
         return any(prompt.sample_index for prompt in self.prompts)
 
     def describe(self) -> str:
-        """`6 prompts × 3 samples × 2 generators`: the shape of the run."""
+        """`6 prompts × 3 samples × 2 generators`: the shape of the run (and how many records
+        could not be read, if any: `… · 1 unreadable record skipped`)."""
         distinct = len({(p.prompt_id, p.prompt if p.prompt_id is None else "") for p in self})
         samples = 1 + max((p.sample_index for p in self.prompts), default=0)
         shape = _count(distinct, "prompt")
         if samples > 1:
             shape += f" × {_count(samples, 'sample')}"
-        return f"{shape} × {_count(len(self.generators), 'generator')}"
+        shape = f"{shape} × {_count(len(self.generators), 'generator')}"
+        if self.unreadable:
+            shape += f" · {_count(self.unreadable, 'unreadable record')} skipped"
+        return shape
 
     def __iter__(self) -> Iterator[ComparedPrompt]:
         return iter(self.prompts)

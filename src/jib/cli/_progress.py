@@ -129,7 +129,8 @@ class RichReporter:
         """Show a bar per generator."""
         self._stats = stats
         self._tasks = [
-            self._progress.add_task(s.label, total=s.total, failed=0, start=False) for s in stats
+            self._progress.add_task(printable(s.label), total=s.total, failed=0, start=False)
+            for s in stats
         ]
         self._progress.start()
 
@@ -168,7 +169,7 @@ class TextReporter:
             if s.retrying:
                 notes.append(f"{s.retrying} failed before, run again")
             shown = f" ({'; '.join(notes)})" if notes else ""
-            self._print(f"{s.label}: {s.total} to run{shown}")
+            self._print(f"{printable(s.label)}: {s.total} to run{shown}")
 
     def update(self, index: int) -> None:
         """A line for generator `index`, if the last one is old enough or it is done."""
@@ -184,7 +185,8 @@ class TextReporter:
         if rate and not finished:
             eta = f", eta {int((stats.total - stats.done) / rate)}s"
         self._print(
-            f"{stats.label}: {stats.done}/{stats.total} done, {stats.failed} failed{rate_text}{eta}"
+            f"{printable(stats.label)}: {stats.done}/{stats.total} done, {stats.failed} failed"
+            f"{rate_text}{eta}"
         )
 
     def note(self, text: str) -> None:

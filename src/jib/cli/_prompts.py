@@ -18,6 +18,12 @@ line it starts on). `jib run` stores it with each chat (metadata key `prompt_id`
 comes from the file's suffix (anything else is text), or for stdin from its first line (`{` or
 `[` starting a JSON value: JSONL; else text), unless given. Blank lines are skipped. Files are
 read lazily, so a large file is never held in memory whole; stdin is read once and kept.
+
+A line may hold at most `max_line` characters (`DEFAULT_MAX_LINE`: 16 MiB of plain text; `jib
+run --max-line-mib N` changes it), and so may a CSV field: a longer one is refused with an error
+naming the file and line, read no further than the limit (a line is never held whole first).
+The CSV reader's field limit is process-wide state of Python's `csv` module; reading a CSV
+dataset sets it to `max_line`.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import csv
 import io
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -53,6 +60,10 @@ _LINE_KEYS = frozenset({"id", "messages", "params", "metadata"})
 _RESERVED = (PROMPT_ID, SAMPLE_INDEX)
 """Metadata keys `jib run` writes itself; a dataset may not use them."""
 _MAX_ID = 255
+
+MIB = 2**20
+DEFAULT_MAX_LINE = 16 * MIB
+"""The most characters a dataset line (or CSV field) may hold by default: 16 MiB of ASCII."""
 
 
 class PromptsFormat(str, Enum):
@@ -89,7 +100,7 @@ def _format_of(path: Path) -> PromptsFormat:
 
 
 def _sniff(text: str) -> PromptsFormat:
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first = next((line.strip() for line in io.StringIO(text) if line.strip()), "")
     if first.startswith(("{", "[")):
         try:
             load_json(first, what="stdin line 1", error=ValueError)
@@ -109,10 +120,12 @@ class PromptsFile:
         trust: decides which `extra` keys of a line's params (data) a generator may be sent,
             and that they read no variable and run no code (default: `TrustPolicy.from_env()`;
             see `refusal` and `jib.trust`).
+        max_line: the most characters a line or CSV field may hold (see the module docs).
 
     Raises:
-        CliError: the file is missing or unreadable, has no prompts, a line is malformed or
-            repeats an id (the message names the line), or `column` does not fit the file.
+        CliError: the file is missing or unreadable, has no prompts, a line is malformed, too
+            long or repeats an id (the message names the line), or `column` does not fit the
+            file.
     """
 
     def __init__(
@@ -123,7 +136,13 @@ class PromptsFile:
         column: str | None = None,
         stdin: IO[str] | None = None,
         trust: TrustPolicy | None = None,
+        max_line: int = DEFAULT_MAX_LINE,
     ) -> None:
+        if max_line < 1:
+            raise CliError(
+                f"the line limit must be at least 1 character, not {max_line}", EXIT_USAGE
+            )
+        self.max_line = max_line
         self.path = path
         self.trust = trust if trust is not None else TrustPolicy.from_env()
         self._text: str | None = None
@@ -194,8 +213,25 @@ class PromptsFile:
         # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the first line.
         return open(self.path, encoding="utf-8-sig", newline="")
 
+    def _lines(self, handle: IO[str]) -> Iterator[str]:
+        """The lines of `handle`, each read no further than the limit.
+
+        Raises:
+            CliError: a line is longer than `max_line`.
+        """
+        number = 0
+        while line := handle.readline(self.max_line + 1):
+            number += 1
+            if len(line) > self.max_line and not line.endswith(("\n", "\r")):
+                raise CliError(
+                    f"{self.name} line {number} is longer than {_size(self.max_line)}, the "
+                    "limit for a line of a dataset (raise it with --max-line-mib)",
+                    EXIT_USAGE,
+                )
+            yield line
+
     def _line_prompts(self, handle: IO[str]) -> Iterator[Prompt]:
-        for number, line in enumerate(handle, start=1):
+        for number, line in enumerate(self._lines(handle), start=1):
             text = line.rstrip("\r\n")
             if not text.strip():
                 continue
@@ -260,13 +296,27 @@ class PromptsFile:
         return None
 
     def _csv_prompts(self, handle: IO[str]) -> Iterator[Prompt]:
-        reader = csv.reader(handle)
+        csv.field_size_limit(self.max_line)  # process-wide (see the module docs)
+        reader = csv.reader(self._lines(handle))
+        try:
+            yield from self._csv_rows(reader)
+        except csv.Error as exc:
+            where = f"{self.name} line {reader.line_num}"
+            if "field larger than field limit" in str(exc):
+                raise CliError(
+                    f"{where}: a field is longer than {_size(self.max_line)}, the limit for a "
+                    "field of a dataset (raise it with --max-line-mib)",
+                    EXIT_USAGE,
+                ) from None
+            raise CliError(f"{where} is not valid CSV: {exc}", EXIT_USAGE) from None
+
+    def _csv_rows(self, reader: Any) -> Iterator[Prompt]:
         header = next(reader, None)
         if header is None:
             return
         header = [name.strip() for name in header]
         where = f"{self.name} line 1"
-        repeated = sorted({name for name in header if header.count(name) > 1})
+        repeated = sorted(name for name, count in Counter(header).items() if count > 1)
         if repeated or "" in header:
             problem = f"repeats {repeated}" if repeated else "has an empty column name"
             raise CliError(f"{where}: the header row {problem}", EXIT_USAGE)
@@ -298,7 +348,8 @@ class PromptsFile:
         if self.column is not None:
             if self.column not in header:
                 raise CliError(
-                    f"{where}: no column {self.column!r} (--column); the columns are {header}",
+                    f"{where}: no column {self.column!r} (--column); the columns are "
+                    f"{_listed(header)}",
                     EXIT_USAGE,
                 )
             return self.column
@@ -308,9 +359,26 @@ class PromptsFile:
             return header[0]
         raise CliError(
             f"{where}: which column holds the prompt? None is named 'prompt'; pick one of "
-            f"{header} with --column NAME",
+            f"{_listed(header)} with --column NAME",
             EXIT_USAGE,
         )
+
+
+_LISTED = 20
+
+
+def _listed(names: list[str]) -> str:
+    """`['a', 'b']`, or the first names and how many there are in all."""
+    if len(names) <= _LISTED:
+        return repr(names)
+    return f"{names[:_LISTED]!r} … ({len(names):,} in all)"
+
+
+def _size(characters: int) -> str:
+    """`16 MiB (16,777,216 characters)`, or just the count when it is not whole MiB."""
+    if characters % MIB == 0:
+        return f"{characters // MIB} MiB ({characters:,} characters)"
+    return f"{characters:,} characters"
 
 
 def _messages(value: Any, where: str) -> list[Message]:

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from jib.cli._figures import format_cost, format_ms, percentile, wrap_identifier
 from jib.cli._progress import GeneratorStats
+from jib.cli._terminal import printable
 
 __all__ = ["summary_lines"]
 
@@ -68,12 +69,13 @@ def summary_lines(stats: list[GeneratorStats], *, resumed: bool, width: int) -> 
     """The lines of the summary of `stats`, at most `width` wide where the content allows."""
     columns = _columns(resumed)
     header, rows = _figures(columns, stats)
-    label_width = max(len("generator"), *(len(s.label) for s in stats))
+    labels = [printable(s.label) for s in stats]  # identifiers may come from data (a store)
+    label_width = max(len("generator"), *(len(label) for label in labels))
     lines = [Text("Summary", style="bold")]
     if label_width + len(_GAP) + header.cell_len <= width:
         lines.append(Text("generator".ljust(label_width) + _GAP, style="bold") + header)
-        for s, row in zip(stats, rows, strict=True):
-            lines.append(Text(s.label.ljust(label_width) + _GAP) + row)
+        for label, row in zip(labels, rows, strict=True):
+            lines.append(Text(label.ljust(label_width) + _GAP) + row)
         return lines
     for name in _OPTIONAL:
         if len(_INDENT) + header.cell_len <= width:
@@ -81,7 +83,7 @@ def summary_lines(stats: list[GeneratorStats], *, resumed: bool, width: int) -> 
         columns = [c for c in columns if c.name != name]
         header, rows = _figures(columns, stats)
     lines += [Text("generator", style="bold"), Text(_INDENT) + header]
-    for s, row in zip(stats, rows, strict=True):
-        lines += [Text(line) for line in wrap_identifier(s.label, width).split("\n")]
+    for label, row in zip(labels, rows, strict=True):
+        lines += [Text(line) for line in wrap_identifier(label, width).split("\n")]
         lines.append(Text(_INDENT) + row)
     return lines

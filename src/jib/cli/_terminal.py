@@ -2,10 +2,15 @@
 
 A model's answer, a stored record or a server's error message is data: `\\x1b[2J` in it would
 clear the user's screen and `\\x1b]0;…\\x07` retitle the window (or worse, on terminals that take
-more escape sequences). Every command that prints such text in plain form passes it through
-`printable`, which shows each control character as a visible escape (`\\x1b`) instead of
-sending it to the terminal. Newlines and tabs are kept; `--json` output is escaped by JSON
-itself and keeps the exact text.
+more escape sequences), and a right-to-left override (U+202E) would show text in another order
+than it is. Every command that prints such text in plain form passes it through `printable`,
+which shows each control character as a visible escape (`\\x1b`, `\\u202e`) instead of sending
+it to the terminal. Newlines and tabs are kept; `--json` output is escaped by JSON itself and
+keeps the exact text.
+
+Data is never read as Rich markup either (`[link=…]` would make a clickable link, `[bold]`
+restyle the screen): it reaches Rich as a `rich.text.Text` (never parsed as markup) — table
+titles, column headers and panel titles included — or through `print(…, markup=False)`.
 """
 
 from __future__ import annotations
@@ -15,21 +20,25 @@ from typing import Any
 
 __all__ = ["printable", "printable_data"]
 
-# C0 controls except tab and newline, DEL, and the C1 controls (U+0080-U+009F: U+009B is a
-# one-character CSI on terminals that read C1 codes).
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 controls except tab and newline, DEL, the C1 controls (U+0080-U+009F: U+009B is a
+# one-character CSI on terminals that read C1 codes), and the bidirectional controls: marks
+# (U+200E/F, U+061C), embeddings and overrides (U+202A-U+202E) and isolates (U+2066-U+2069).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def _visible(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def printable(text: str) -> str:
-    r"""`text` with control characters shown as `\xNN` escapes (newline and tab kept; a
-    Windows line end is a newline).
+    r"""`text` with control characters shown as `\xNN` (or `\uNNNN`) escapes (newline and tab
+    kept; a Windows line end is a newline).
 
     >>> printable("ok\x1b[2J\x1b]0;PWNED\x07 done\r\n")
     'ok\\x1b[2J\\x1b]0;PWNED\\x07 done\n'
+    >>> printable("invoice_\u202etxt.exe")
+    'invoice_\\u202etxt.exe'
     """
     if _CONTROL.search(text) is None:
         return text

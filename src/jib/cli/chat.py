@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.text import Text
 from typer.core import TyperCommand
 
 from jib._syntax import IdentifierSyntaxError, parse_identifier
@@ -38,6 +39,7 @@ from jib.cli._common import (
     resolve_generators,
     trust_policy,
 )
+from jib.cli._skipped import counting_unreadable
 from jib.cli._terminal import printable
 from jib.generator.base import Generator
 from jib.identifiers import get_generator
@@ -309,7 +311,8 @@ def chat_command(
             metadata: dict[str, Any] = {}
             previous = None
             if chat_store is not None and continuing:
-                previous = _previous_chat(chat_store, cid)
+                with counting_unreadable(err_console):
+                    previous = _previous_chat(chat_store, cid)
                 messages = list(previous.all)
                 metadata = {**previous.metadata, "continued_from": previous.id}
             if previous is not None and not identifiers:
@@ -337,7 +340,7 @@ def chat_command(
 
 
 def _previous_chat(chat_store: ChatStore, cid: str | None) -> Chat:
-    """The stored chat to continue: the one `cid` names, else the last one.
+    """The stored chat to continue: the one `cid` names, else the last one that can be read.
 
     Raises:
         CliError: nothing is stored, or `cid` names a completion.
@@ -377,7 +380,7 @@ def _print(
     if stored and not json_output:
         ids = ", ".join(record.id[:12] for record in records)
         err_console.print(
-            f"[dim]stored as {ids} (jib show {records[0].id[:12]})[/]", highlight=False
+            Text(f"stored as {ids} (jib show {records[0].id[:12]})", style="dim"), highlight=False
         )
     failed = [record for record in records if record.failed]
     if failed and not several:

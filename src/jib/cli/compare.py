@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
+from collections.abc import Callable
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -15,8 +16,10 @@ from rich.table import Table
 from rich.text import Text
 
 from jib.cli._common import (
+    EXIT_USAGE,
     StoreOption,
     err_console,
+    fail,
     handle_errors,
     open_cli_store,
     out_console,
@@ -24,7 +27,9 @@ from jib.cli._common import (
 )
 from jib.cli._comparison import Answer, ComparedPrompt, Comparison, compare_records
 from jib.cli._figures import wrap_identifier
+from jib.cli._skipped import counting_unreadable
 from jib.cli._terminal import printable
+from jib.storage._csv import CsvWriter
 
 __all__ = ["CompareFormat", "compare_command", "load_comparison"]
 
@@ -43,12 +48,17 @@ class CompareFormat(str, Enum):
 def load_comparison(store: str | None, run: str) -> Comparison:
     """The comparison of `run` in the store at `store` (default store when `None`).
 
+    Records that cannot be read are skipped, counted in `Comparison.unreadable` and named in a
+    note on stderr.
+
     Raises:
         CliError: the store holds no such run.
     """
-    with open_cli_store(store) as chat_store:
+    with open_cli_store(store) as chat_store, counting_unreadable(err_console) as skipped:
         require_run(chat_store, run)
-        return compare_records(run, chat_store.iter_dicts(run=run))
+        comparison = compare_records(run, chat_store.iter_dicts(run=run))
+        comparison.unreadable = skipped.count
+        return comparison
 
 
 def compare_command(
@@ -74,6 +84,15 @@ def compare_command(
             show_default=False,
         ),
     ] = None,
+    raw_csv: Annotated[
+        bool,
+        typer.Option(
+            "--raw-csv",
+            help="With --format csv: write cells exactly as stored. By default a cell a "
+            "spreadsheet would run as a formula (starting with = + - @, a tab or a carriage "
+            "return) gets a leading ' (docs/security.md).",
+        ),
+    ] = False,
     store: StoreOption = None,
 ) -> None:
     """Show each prompt of a run with every generator's answer side by side.
@@ -82,11 +101,15 @@ def compare_command(
     `expected` metadata, when the dataset has one, is shown next to the answers.
     """
     with handle_errors():
+        if raw_csv and format is not CompareFormat.csv:
+            fail(f"--raw-csv is for --format csv, not {format.value}", EXIT_USAGE)
         comparison = load_comparison(store, run)
         if format is CompareFormat.table:
             out_console.print(_table(comparison))
             return
-        writer = _write_csv if format is CompareFormat.csv else _write_jsonl
+        writer: Callable[[Comparison, IO[str]], None] = _write_jsonl
+        if format is CompareFormat.csv:
+            writer = partial(_write_csv, escape_formulas=not raw_csv)
         if output is None:
             writer(comparison, sys.stdout)
         else:
@@ -119,7 +142,7 @@ def _table(comparison: Comparison) -> Table:
     samples = comparison.samples
     expected = any("expected" in p.metadata for p in comparison.prompts)
     table = Table(
-        title=printable(f"run {comparison.run}: {comparison.describe()}"),
+        title=Text(printable(f"run {comparison.run}: {comparison.describe()}"), "table.title"),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_lines=True,
@@ -130,7 +153,8 @@ def _table(comparison: Comparison) -> Table:
     if expected:
         table.add_column("expected", ratio=1, overflow="fold")
     for generator in comparison.generators:
-        table.add_column(printable(wrap_identifier(generator, 24)), ratio=2, overflow="fold")
+        header = Text(printable(wrap_identifier(generator, 24)))
+        table.add_column(header, ratio=2, overflow="fold")
     for prompt in comparison.prompts:
         row = [Text(printable(_prompt_label(prompt, samples))), Text(printable(prompt.prompt))]
         if expected:
@@ -145,12 +169,12 @@ def _plain(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _write_csv(comparison: Comparison, handle: IO[str]) -> None:
+def _write_csv(comparison: Comparison, handle: IO[str], *, escape_formulas: bool = True) -> None:
     keys = comparison.metadata_keys()
     header = ["prompt_id", "sample_index", "prompt", *keys]
     for generator in comparison.generators:
         header += [generator, f"{generator} error"]
-    writer = csv.writer(handle)
+    writer = CsvWriter(handle, escape_formulas=escape_formulas)
     writer.writerow(header)
     for prompt in comparison.prompts:
         row: list[Any] = [prompt.prompt_id, prompt.sample_index, prompt.prompt]

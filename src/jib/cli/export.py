@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,10 @@ from jib.cli._common import (
     open_cli_store,
     require_run,
 )
+from jib.cli._skipped import counting_unreadable
+
+if TYPE_CHECKING:
+    from jib.storage import FilterArgs
 
 __all__ = ["ExportFormat", "export_command"]
 
@@ -63,9 +67,21 @@ def export_command(
     tag: Annotated[
         str | None, typer.Option("--tag", "-t", metavar="TAG", help="Only this tag.")
     ] = None,
+    raw_csv: Annotated[
+        bool,
+        typer.Option(
+            "--raw-csv",
+            help="Write CSV cells exactly as stored. By default a cell a spreadsheet would run "
+            "as a formula (starting with = + - @, a tab or a carriage return) gets a leading ' "
+            "(docs/security.md).",
+        ),
+    ] = False,
     store: StoreOption = None,
 ) -> None:
-    """Export stored chats: JSON Lines (loadable with Chat.from_dict), CSV or Parquet."""
+    """Export stored chats: JSON Lines (loadable with Chat.from_jsonl), CSV or Parquet.
+
+    A stored record that cannot be read is skipped; a note on stderr counts and names it.
+    """
     with handle_errors():
         chosen = format
         if chosen is None:
@@ -75,15 +91,23 @@ def export_command(
             )
         if chosen is ExportFormat.parquet and output is None:
             fail("parquet is binary: give a file with --output FILE.parquet", EXIT_USAGE)
-        with open_cli_store(store) as chat_store:
+        if raw_csv and chosen is not ExportFormat.csv:
+            fail(f"--raw-csv is for --format csv, not {chosen.value}", EXIT_USAGE)
+        with open_cli_store(store) as chat_store, counting_unreadable(err_console) as skipped:
             if run is not None:
                 require_run(chat_store, run)
-            writer = {
-                ExportFormat.jsonl: chat_store.export_jsonl,
-                ExportFormat.csv: chat_store.export_csv,
-                ExportFormat.parquet: chat_store.export_parquet,
-            }[chosen]
             destination = output if output is not None else sys.stdout
-            count = writer(destination, run=run, failed=failed, model=model, tag=tag)
-        where = str(output) if output else "stdout"
-        err_console.print(f"exported {count} records as {chosen.value} to {where}", markup=False)
+            filters: FilterArgs = {"run": run, "failed": failed, "model": model, "tag": tag}
+            if chosen is ExportFormat.csv:
+                count = chat_store.export_csv(destination, escape_formulas=not raw_csv, **filters)
+            elif chosen is ExportFormat.parquet:
+                count = chat_store.export_parquet(destination, **filters)
+            else:
+                count = chat_store.export_jsonl(destination, **filters)
+            where = str(output) if output else "stdout"
+            unreadable = f" ({skipped.summary()})" if skipped.count else ""
+            err_console.print(
+                f"exported {count} records as {chosen.value} to {where}{unreadable}",
+                markup=False,
+                highlight=False,
+            )

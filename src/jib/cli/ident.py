@@ -13,6 +13,7 @@ from rich.text import Text
 from jib._secrets import ENV_REFERENCE_PREFIX, REDACTED, is_secret_name
 from jib.cli._common import handle_errors, out_console
 from jib.cli._spec_files import expand_spec_file
+from jib.cli._terminal import printable_data
 from jib.generator.base import Generator
 from jib.identifiers import get_generator
 from jib.registry import DEFAULT_PROVIDER, provider_name_for
@@ -83,6 +84,7 @@ def id_command(
     if json_output:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
+    report = printable_data(report)  # an identifier copied from data may hold escapes
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()

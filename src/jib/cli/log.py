@@ -12,8 +12,15 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from jib.cli._common import StoreOption, handle_errors, open_cli_store, out_console
+from jib.cli._common import (
+    StoreOption,
+    err_console,
+    handle_errors,
+    open_cli_store,
+    out_console,
+)
 from jib.cli._figures import format_cost, format_ms
+from jib.cli._skipped import counting_unreadable
 from jib.cli._terminal import printable_data
 
 __all__ = ["log_command", "show_command"]
@@ -165,8 +172,15 @@ def log_command(
     ] = False,
     store: StoreOption = None,
 ) -> None:
-    """List the most recent stored chats, newest first, fitted to the terminal's width."""
-    with handle_errors(), open_cli_store(store) as chat_store:
+    """List the most recent stored chats, newest first, fitted to the terminal's width.
+
+    A stored record that cannot be read is skipped; a note on stderr counts and names it.
+    """
+    with (
+        handle_errors(),
+        open_cli_store(store) as chat_store,
+        counting_unreadable(err_console) as skipped,
+    ):
         records = list(
             chat_store.iter_dicts(
                 newest_first=True,
@@ -181,7 +195,9 @@ def log_command(
             typer.echo(json.dumps(records, ensure_ascii=False, indent=2))
             return
         if not records:
-            if run or failed or model or tag:
+            if skipped.count:
+                message = f"No stored chat that can be read matches in {chat_store.url}."
+            elif run or failed or model or tag:
                 message = f"No stored chats match in {chat_store.url}."
             else:
                 message = (
@@ -211,7 +227,10 @@ def show_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
     store: StoreOption = None,
 ) -> None:
-    """Show one stored conversation with its generator, params, usage and status."""
+    """Show one stored conversation with its generator, params, usage and status.
+
+    A record that cannot be read is an error that says why.
+    """
     with handle_errors(), open_cli_store(store) as chat_store:
         data = chat_store.get_dict(record_id)
     if json_output:
@@ -259,7 +278,7 @@ def show_command(
             out_console.print(
                 Panel(
                     Text(message["content"]),
-                    title=role,
+                    title=Text(role),
                     title_align="left",
                     border_style=_ROLE_STYLES.get(role, "white"),
                     expand=False,

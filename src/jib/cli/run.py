@@ -32,7 +32,7 @@ from jib.cli._common import (
     trust_policy,
 )
 from jib.cli._progress import GeneratorStats, Reporter, RichReporter, TextReporter
-from jib.cli._prompts import PromptsFile, PromptsFormat
+from jib.cli._prompts import DEFAULT_MAX_LINE, MIB, PromptsFile, PromptsFormat
 from jib.cli._summary import summary_lines
 from jib.cost import PRICES_ENV_VAR, PriceError, Prices
 from jib.messages import Message, Usage
@@ -93,6 +93,16 @@ def run_command(
             show_default=False,
         ),
     ] = None,
+    max_line_mib: Annotated[
+        int,
+        typer.Option(
+            "--max-line-mib",
+            min=1,
+            metavar="N",
+            help="The longest line (and CSV field) of the dataset, in MiB of text; a longer one "
+            "is refused with an error naming its line.",
+        ),
+    ] = DEFAULT_MAX_LINE // MIB,
     generator: GeneratorOption = None,
     run: Annotated[
         str | None,
@@ -243,6 +253,7 @@ def run_command(
             format=prompts_format,
             column=column,
             trust=trust_policy(allow_env, allow_host, trust_remote_code, allow_option),
+            max_line=max_line_mib * MIB,
         )
         run_name = run or _default_run_name()
         if max_cost is not None:

@@ -10,7 +10,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from jib.cli._common import StoreOption, handle_errors, open_cli_store, out_console
+from jib.cli._common import StoreOption, err_console, handle_errors, open_cli_store, out_console
 from jib.cli._figures import format_cost, wrap_identifier
 from jib.cli._terminal import printable
 
@@ -28,7 +28,11 @@ def runs_command(
     ] = False,
     store: StoreOption = None,
 ) -> None:
-    """List the stored runs, newest first: when, generators, chats, failed and cost."""
+    """List the stored runs, newest first: when, generators, chats, failed and cost.
+
+    Stored records that cannot be read are counted in an `unreadable` column (shown when there
+    are any) and left out of the other figures but `chats`.
+    """
     with handle_errors(), open_cli_store(store) as chat_store:
         runs = chat_store.runs()[:number]
         if json_output:
@@ -42,6 +46,13 @@ def runs_command(
             )
             return
         out_console.print(_table(runs))
+        if any(run["unreadable"] for run in runs):
+            err_console.print(
+                "note: some stored records cannot be read; `jib log --run NAME` names them "
+                "(docs/storage.md)",
+                markup=False,
+                highlight=False,
+            )
 
 
 def _jsonable(run: dict[str, Any]) -> dict[str, Any]:
@@ -53,23 +64,27 @@ def _jsonable(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _table(runs: list[dict[str, Any]]) -> Table:
+    unreadable = any(run["unreadable"] for run in runs)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("run", overflow="fold")
     table.add_column("last (UTC)", no_wrap=True)
     table.add_column("generators", overflow="fold")
-    for name in ("chats", "failed", "cost"):
+    for name in ("chats", "failed", "cost", *(("unreadable",) if unreadable else ())):
         table.add_column(name, justify="right", no_wrap=True)
     for run in runs:
         generators = "\n".join(
             printable(wrap_identifier(g, _GENERATOR_WIDTH)) for g in run["generators"]
         )
         failed = run["failed"]
-        table.add_row(
+        cells: list[Text | str] = [
             Text(printable(run["run"])),
             run["last"].strftime("%Y-%m-%d %H:%M") if run["last"] else "–",
             Text(generators or "–"),
             str(run["records"]),
             Text(str(failed), style="red" if failed else ""),
             format_cost(run["cost_usd"]) if run["priced"] else "–",
-        )
+        ]
+        if unreadable:
+            cells.append(Text(str(run["unreadable"]), style="red" if run["unreadable"] else ""))
+        table.add_row(*cells)
     return table

@@ -20,6 +20,7 @@ from jib.cli._common import (
     out_console,
     parse_params,
 )
+from jib.cli._terminal import printable
 from jib.errors import ProcessingError
 from jib.messages import Message
 
@@ -149,9 +150,9 @@ def render_command(
             )
         )
         return
-    out_console.print(Text(f"{request.method} {url}", style="bold"))
+    out_console.print(Text(printable(f"{request.method} {url}"), style="bold"))
     for name, value in headers.items():
-        out_console.print(Text(f"{name}: {value}"))
+        out_console.print(Text(printable(f"{name}: {value}")))
     if body is not None:
         out_console.print()
         try:
@@ -160,4 +161,4 @@ def render_command(
             )
         except (ValueError, ProcessingError):
             shown = body
-        out_console.print(Text(shown))
+        out_console.print(Text(printable(shown)))

@@ -15,6 +15,7 @@ path or a database URL) overrides it. The schema and its migration story are des
 `jib.storage._schema`. This package imports SQLAlchemy; `import jib` does not import it.
 """
 
+from jib.chat import UnreadableRecordError, UnreadableRecordWarning
 from jib.storage._errors import RecordNotFoundError, StoreError
 from jib.storage._export import FLAT_COLUMNS
 from jib.storage._location import (
@@ -39,6 +40,8 @@ __all__ = [
     "RecordNotFoundError",
     "StoreError",
     "StoredResult",
+    "UnreadableRecordError",
+    "UnreadableRecordWarning",
     "default_store_path",
     "default_store_url",
     "input_key",

@@ -7,7 +7,6 @@ imported only by the writers that need them.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from jib.errors import MissingDependencyError
+from jib.storage._csv import CsvWriter
 from jib.storage._rows import tags_of
 
 if TYPE_CHECKING:
@@ -140,17 +140,23 @@ def write_jsonl(records: Iterable[dict[str, Any]], destination: Destination) -> 
     return count
 
 
-def write_csv(records: Iterable[dict[str, Any]], destination: Destination) -> int:
-    """Write a CSV with a header and `FLAT_COLUMNS`; nested values as JSON. Return the count."""
+def write_csv(
+    records: Iterable[dict[str, Any]], destination: Destination, *, escape_formulas: bool = True
+) -> int:
+    """Write a CSV with a header and `FLAT_COLUMNS`; nested values as JSON. Return the count.
+
+    Text cells a spreadsheet would run as a formula get a leading `'` unless `escape_formulas`
+    is false (see `jib.storage._csv`).
+    """
     count = 0
     with _opened(destination, "w") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FLAT_COLUMNS)
-        writer.writeheader()
+        writer = CsvWriter(handle, escape_formulas=escape_formulas)
+        writer.writerow(FLAT_COLUMNS)
         for data in records:
             row = flat_row(data)
             for name in _NESTED:
                 row[name] = _json(row[name])
-            writer.writerow(row)
+            writer.writerow(row[name] for name in FLAT_COLUMNS)
             count += 1
     return count
 

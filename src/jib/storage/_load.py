@@ -1,77 +1,80 @@
 """Loading stored records so that one bad row never breaks a query.
 
 A store is shared data: any writer (another jib version, another user, a hand-edited row) may
-leave a record whose generator cannot be rebuilt here — an identifier for a provider not
-registered in this process, a value refused by the trust rules for identifiers read from data,
-JSON nested too deeply — or whose params were valid for an older jib (`nan` before floats had
-to be finite). Such a record still loads: its generator is left unset (its `generator_id` keeps
-the stored identifier, so `get_generator(record.generator_id)` shows the reason again), the
-invalid params are dropped, and a `GeneratorWarning` names the record and the reason.
+leave a row this jib cannot read. Every reading method follows the rule of `jib.chat`:
+
+- a row that is not a record this jib can read (a column that does not decode, see
+  `jib.storage._decode`; a record missing fields or written by a newer jib) is *unreadable*: the
+  methods that read many (`query`, `iter_records`, `iter_dicts`, the exports, `last`) skip it with
+  an `UnreadableRecordWarning` naming its id and saying why; `get` and `get_dict` raise
+  `UnreadableRecordError`;
+- a record whose generator cannot be rebuilt here (a provider not registered in this process,
+  an identifier the trust policy refuses, a spec that does not compile) still loads: its
+  generator is left unset (its `generator_id` keeps the identifier, so
+  `get_generator(record.generator_id)` shows the reason again), with a `GeneratorWarning`;
+- stored params that are not valid any more (`nan` before floats had to be finite) are dropped,
+  with a `GeneratorWarning`.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
-from jib.chat import Chat, Completion
-from jib.errors import GeneratorWarning, JibError
+from jib.chat import UnreadableRecordError, check_record_dict, load_record, warn_unreadable
+from jib.storage._decode import decode_row
 from jib.storage._rows import Record, row_to_dict
 from jib.trust import TrustPolicy
 
-__all__ = ["load_record"]
+__all__ = ["readable_dicts", "readable_records", "stored_dict", "stored_record"]
 
 
-def load_record(
-    row: Mapping[str, Any], *, rebuild_generator: bool, trusted: bool | TrustPolicy = False
-) -> Record:
-    """The record a row holds, its generator rebuilt when asked and possible (see module docs).
-
-    `trusted` is the trust policy for its identifier (see `Chat.from_dict`).
+def stored_dict(raw: Mapping[str, Any], backend: str) -> dict[str, Any]:
+    """The record dict a raw row holds (`row_to_dict` form), checked.
 
     Raises:
-        pydantic.ValidationError: the row is not a record this jib can read (other than by its
-            params), e.g. one written by a newer jib.
+        UnreadableRecordError: the row is not a record this jib can read.
     """
-    data = row_to_dict(row)
-    try:
-        return _from_dict(data, rebuild_generator, trusted)
-    except ValidationError as exc:
-        return _from_dict(_without_invalid_params(data, exc), rebuild_generator, trusted)
+    return check_record_dict(row_to_dict(decode_row(raw, backend)), stored=True)
 
 
-def _from_dict(
-    data: dict[str, Any], rebuild_generator: bool, trusted: bool | TrustPolicy
+def stored_record(
+    raw: Mapping[str, Any], backend: str, *, rebuild_generator: bool, trusted: bool | TrustPolicy
 ) -> Record:
-    record_class = Chat if data["kind"] == "chat" else Completion
-    try:
-        return record_class.from_dict(data, rebuild_generator=rebuild_generator, trusted=trusted)
-    except JibError as exc:
-        if not rebuild_generator:
-            raise
-        _warn(data, f"loaded without its generator, which cannot be rebuilt: {exc}")
-        return record_class.from_dict(data, rebuild_generator=False)
+    """The record a raw row holds, its generator rebuilt when asked and possible.
+
+    Raises:
+        UnreadableRecordError: the row is not a record this jib can read.
+    """
+    data = row_to_dict(decode_row(raw, backend))
+    return load_record(data, rebuild_generator=rebuild_generator, trusted=trusted, stored=True)
 
 
-def _without_invalid_params(data: dict[str, Any], exc: ValidationError) -> dict[str, Any]:
-    """`data` without the stored params `exc` refuses; `exc` itself when anything else is wrong."""
-    params = data.get("params")
-    if not isinstance(params, dict):
-        raise exc
-    invalid: set[str] = set()
-    for error in exc.errors():
-        location = error["loc"]
-        if len(location) < 2 or location[0] != "params" or location[1] not in params:
-            raise exc
-        invalid.add(str(location[1]))
-    shown = ", ".join(f"{name}={params[name]!r}" for name in sorted(invalid))
-    _warn(data, f"its stored params {shown} are not valid any more and were dropped")
-    return {**data, "params": {k: v for k, v in params.items() if k not in invalid}}
+def readable_dicts(rows: Iterable[Mapping[str, Any]], backend: str) -> Iterator[dict[str, Any]]:
+    """`stored_dict` of each row; an unreadable one is skipped with a warning."""
+    for raw in rows:
+        try:
+            data = stored_dict(raw, backend)
+        except UnreadableRecordError as exc:
+            warn_unreadable(exc, stacklevel=3)
+            continue
+        yield data
 
 
-def _warn(data: Mapping[str, Any], what: str) -> None:
-    # stacklevel: the caller of the store method (query, get, iter_records) sees the warning.
-    warnings.warn(f"stored {data['kind']} {data['id']}: {what}", GeneratorWarning, stacklevel=5)
+def readable_records(
+    rows: Iterable[Mapping[str, Any]],
+    backend: str,
+    *,
+    rebuild_generator: bool,
+    trusted: bool | TrustPolicy,
+) -> Iterator[Record]:
+    """`stored_record` of each row; an unreadable one is skipped with a warning."""
+    for raw in rows:
+        try:
+            record = stored_record(
+                raw, backend, rebuild_generator=rebuild_generator, trusted=trusted
+            )
+        except UnreadableRecordError as exc:
+            warn_unreadable(exc, stacklevel=3)
+            continue
+        yield record

@@ -3,13 +3,15 @@ select by), lookup by id or id prefix, per-run summaries, and what a run holds (
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Connection, Integer, Select, and_, cast, exists, func, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, case, exists, func, select
 from typing_extensions import TypedDict
 
+from jib.storage._decode import readable_condition
 from jib.storage._errors import RecordNotFoundError
 from jib.storage._schema import records, tags
 
@@ -111,18 +113,26 @@ class FilterArgs(TypedDict, total=False):
     kind: Kind | None
 
 
-def find_row(connection: Connection, record_id: str) -> dict[str, Any]:
+def find_row(
+    connection: Connection,
+    record_id: str,
+    *,
+    columns: Sequence[Any] = (records,),
+) -> dict[str, Any]:
     """The row of the record with this id, or with a unique id prefix of 4+ characters.
+
+    `columns` are what is selected (default: every column, typed).
 
     Raises:
         RecordNotFoundError: no record (or more than one) matches.
     """
     wanted = record_id.strip().lower()
-    row = connection.execute(select(records).where(records.c.id == wanted)).mappings().first()
+    exact = select(*columns).where(records.c.id == wanted)
+    row = connection.execute(exact).mappings().first()
     if row is not None:
         return dict(row)
     if len(wanted) >= _MIN_PREFIX and set(wanted) <= _HEX:
-        statement = select(records).where(records.c.id.startswith(wanted)).limit(2)
+        statement = select(*columns).where(records.c.id.startswith(wanted)).limit(2)
         matches = connection.execute(statement).mappings().all()
         if len(matches) == 1:
             return dict(matches[0])
@@ -135,36 +145,48 @@ def find_row(connection: Connection, record_id: str) -> dict[str, Any]:
 
 
 def run_summaries(connection: Connection) -> list[dict[str, Any]]:
-    """One summary per run, newest first (see `ChatStore.runs` for the keys)."""
+    """One summary per run, newest first (see `ChatStore.runs` for the keys).
+
+    Rows that cannot be read (as far as the database can tell: `readable_condition`) are counted
+    in `records` and `unreadable`, and left out of every other figure.
+    """
     c = records.c
-    statement = (
+    readable = readable_condition(connection.dialect.name)  # looked at once per row, below
+    figures = (
         select(
             c.run,
-            func.count().label("records"),
-            func.sum(cast(c.failed, Integer)).label("failed"),
+            func.count().label("readable"),
+            func.sum(case((c.failed.is_(True), 1), else_=0)).label("failed"),
             func.min(c.timestamp).label("first"),
             func.max(c.timestamp).label("last"),
             func.sum(c.cost_usd).label("cost_usd"),
             func.count(c.cost_usd).label("priced"),
         )
-        .where(c.run.is_not(None))
+        .where(c.run.is_not(None), readable)
         .group_by(c.run)
-        .order_by(func.max(c.timestamp).desc())
     )
-    summaries = [
-        {
-            "run": row.run,
-            "records": int(row.records),
-            "failed": int(row.failed or 0),
-            "first": _as_utc(row.first),
-            "last": _as_utc(row.last),
-            "generators": [],
-            "cost_usd": None if row.cost_usd is None else float(row.cost_usd),
-            "priced": int(row.priced or 0),
-        }
-        for row in connection.execute(statement)
-    ]
-    by_run = {summary["run"]: summary for summary in summaries}
+    by_run = {row.run: row for row in connection.execute(figures)}
+    totals = select(c.run, func.count().label("records")).where(c.run.is_not(None)).group_by(c.run)
+    summaries: list[dict[str, Any]] = []
+    for run, count in connection.execute(totals):
+        if not isinstance(run, str):  # SQLite keeps anything in any column
+            continue
+        row = by_run.get(run)
+        summaries.append(
+            {
+                "run": run,
+                "records": int(count),
+                "unreadable": int(count) - (int(row.readable) if row else 0),
+                "failed": int(row.failed or 0) if row else 0,
+                "first": _as_utc(row.first) if row else None,
+                "last": _as_utc(row.last) if row else None,
+                "generators": [],
+                "cost_usd": None if row is None or row.cost_usd is None else float(row.cost_usd),
+                "priced": int(row.priced or 0) if row else 0,
+            }
+        )
+    summaries.sort(key=_newest_first)
+    listed = {summary["run"]: summary for summary in summaries}
     generators = (
         select(c.run, c.generator_id)
         .where(c.run.is_not(None), c.generator_id.is_not(None))
@@ -172,8 +194,14 @@ def run_summaries(connection: Connection) -> list[dict[str, Any]]:
         .order_by(func.min(c.seq))
     )
     for run, generator_id in connection.execute(generators):
-        by_run[run]["generators"].append(generator_id)
+        if run in listed and isinstance(generator_id, str):
+            listed[run]["generators"].append(generator_id)
     return summaries
+
+
+def _newest_first(summary: dict[str, Any]) -> tuple[bool, float]:
+    last = summary["last"]
+    return (last is None, -last.timestamp() if last is not None else 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +227,10 @@ class StoredResult:
 
 
 def stored_results(connection: Connection, run: str) -> list[StoredResult]:
-    """Every record of `run` as a `StoredResult`, in insertion order."""
+    """Every record of `run` as a `StoredResult`, in insertion order.
+
+    A row that cannot be read (`readable_condition`) is left out: resuming runs its prompt again.
+    """
     c = records.c
     statement = (
         select(
@@ -211,7 +242,7 @@ def stored_results(connection: Connection, run: str) -> list[StoredResult]:
             c.failed,
             c.error_type,
         )
-        .where(c.run == run)
+        .where(c.run == run, readable_condition(connection.dialect.name))
         .order_by(c.seq)
     )
     result = connection.execution_options(yield_per=1000).execute(statement)
@@ -221,7 +252,10 @@ def stored_results(connection: Connection, run: str) -> list[StoredResult]:
 def _as_utc(value: Any) -> datetime | None:
     if value is None:
         return None
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        return None
     if not isinstance(moment, datetime):
         return None
     # SQLite aggregates lose the column type: the value comes back as naive UTC text.

@@ -22,14 +22,12 @@ from jib._unicode import escape_surrogates
 from jib.chat import Chat, Completion
 from jib.errors import InvalidGeneratorError
 from jib.registry import DEFAULT_PROVIDER
-from jib.trust import TrustPolicy
 
 __all__ = [
     "PROMPT_ID",
     "SAMPLE_INDEX",
     "Record",
     "input_key",
-    "record_from_row",
     "record_to_row",
     "row_to_dict",
     "rows_to_save",
@@ -221,13 +219,3 @@ def row_to_dict(row: Mapping[str, Any]) -> dict[str, Any]:
         data["text"] = row["input"]
     data["generated"] = row["generated"]
     return data
-
-
-def record_from_row(
-    row: Mapping[str, Any], *, rebuild_generator: bool, trusted: bool | TrustPolicy = False
-) -> Record:
-    """Load the record a row holds (see `Chat.from_dict` for `rebuild_generator` and `trusted`)."""
-    data = row_to_dict(row)
-    if data["kind"] == "chat":
-        return Chat.from_dict(data, rebuild_generator=rebuild_generator, trusted=trusted)
-    return Completion.from_dict(data, rebuild_generator=rebuild_generator, trusted=trusted)

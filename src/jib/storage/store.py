@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,9 +16,10 @@ from typing_extensions import Unpack
 
 from jib.chat import Chat, Completion
 from jib.storage import _export
+from jib.storage._decode import RAW_COLUMNS
 from jib.storage._engine import WRITE, create_store_engine, redacted_url
 from jib.storage._errors import StoreError
-from jib.storage._load import load_record
+from jib.storage._load import readable_dicts, readable_records, stored_dict, stored_record
 from jib.storage._location import default_store_url, to_database_url
 from jib.storage._migrate import current_version, upgrade
 from jib.storage._query import (
@@ -30,7 +31,7 @@ from jib.storage._query import (
     run_summaries,
     stored_results,
 )
-from jib.storage._rows import Record, row_to_dict, rows_to_save
+from jib.storage._rows import Record, rows_to_save
 from jib.storage._schema import SCHEMA_VERSION, records
 from jib.storage._schema import tags as tags_table
 from jib.trust import TrustPolicy
@@ -243,7 +244,9 @@ class ChatStore:
     def _rows(
         self, filter: Filter, *, newest_first: bool = False, limit: int | None = None
     ) -> Iterator[dict[str, Any]]:
+        """Raw rows (see `jib.storage._decode`), streamed a chunk at a time."""
         statement = filter.select(newest_first=newest_first, limit=limit)
+        statement = statement.with_only_columns(*RAW_COLUMNS)
         with self._read() as connection:
             result = connection.execution_options(yield_per=_CHUNK).execute(statement)
             for row in result.mappings():
@@ -256,9 +259,13 @@ class ChatStore:
         limit: int | None = None,
         **filters: Unpack[FilterArgs],
     ) -> Iterator[dict[str, Any]]:
-        """Stored records as dicts (`to_dict` form plus `run`), streamed in chunks."""
-        for row in self._rows(Filter(**filters), newest_first=newest_first, limit=limit):
-            yield row_to_dict(row)
+        """Stored records as dicts (`to_dict` form plus `run`), streamed in chunks.
+
+        A record that cannot be read is skipped with an `UnreadableRecordWarning` naming it (see
+        `query`); with `limit`, it still counts towards the limit.
+        """
+        rows = self._rows(Filter(**filters), newest_first=newest_first, limit=limit)
+        yield from readable_dicts(rows, self._backend)
 
     def iter_records(
         self,
@@ -269,8 +276,25 @@ class ChatStore:
         **filters: Unpack[FilterArgs],
     ) -> Iterator[Record]:
         """Like `query`, but streamed: records are loaded a chunk at a time."""
-        for row in self._rows(Filter(**filters), newest_first=newest_first, limit=limit):
-            yield load_record(row, rebuild_generator=rebuild_generator, trusted=self._trusted)
+        return self._records(
+            Filter(**filters),
+            newest_first=newest_first,
+            limit=limit,
+            rebuild_generator=rebuild_generator,
+        )
+
+    def _records(
+        self,
+        filter: Filter,
+        *,
+        newest_first: bool = False,
+        limit: int | None = None,
+        rebuild_generator: bool = True,
+    ) -> Generator[Record, None, None]:
+        rows = self._rows(filter, newest_first=newest_first, limit=limit)
+        yield from readable_records(
+            rows, self._backend, rebuild_generator=rebuild_generator, trusted=self._trusted
+        )
 
     def query(
         self,
@@ -282,14 +306,19 @@ class ChatStore:
     ) -> list[Record]:
         """Load the records matching `filters` (see `Filter`), oldest first.
 
+        One bad record never fails the query: a record that cannot be read (a column that is
+        not what its type says, a record written by a newer jib) is skipped with an
+        `UnreadableRecordWarning` naming its id and saying why; with `limit`, it still counts
+        towards the limit.
+
         Args:
             newest_first: newest first instead.
             limit: at most this many.
             rebuild_generator: rebuild each record's generator from its identifier, under the
                 store's trust policy. A record whose generator cannot be rebuilt here (a provider
-                not registered, a value refused, an identifier the trust policy refuses) is
-                loaded without it, with a `GeneratorWarning` naming the record and the reason:
-                one bad record never fails the query, and nothing it asks for is run or sent.
+                not registered, a value refused, an identifier the trust policy refuses, a spec
+                that does not compile) is loaded without it, with a `GeneratorWarning` naming the
+                record and the reason; nothing it asks for is run or sent.
         """
         return list(
             self.iter_records(
@@ -309,32 +338,46 @@ class ChatStore:
     def get(self, record_id: str, *, rebuild_generator: bool = True) -> Record:
         """Load one record by id, or by a unique prefix of at least 4 characters of its id.
 
+        A generator that cannot be rebuilt is left out, with a warning (see `query`).
+
         Raises:
             RecordNotFoundError: no record (or more than one) matches.
+            UnreadableRecordError: the record cannot be read (the message says why).
         """
-        row = self._get_row(record_id)
-        return load_record(row, rebuild_generator=rebuild_generator, trusted=self._trusted)
+        return stored_record(
+            self._get_row(record_id),
+            self._backend,
+            rebuild_generator=rebuild_generator,
+            trusted=self._trusted,
+        )
 
     def get_dict(self, record_id: str) -> dict[str, Any]:
-        """One record as a dict (`to_dict` form plus `run`); same lookup as `get`."""
-        return row_to_dict(self._get_row(record_id))
+        """One record as a dict (`to_dict` form plus `run`); same lookup as `get`.
+
+        Raises:
+            RecordNotFoundError: no record (or more than one) matches.
+            UnreadableRecordError: the record cannot be read (the message says why).
+        """
+        return stored_dict(self._get_row(record_id), self._backend)
 
     def _get_row(self, record_id: str) -> dict[str, Any]:
         with self._read() as connection:
-            return find_row(connection, record_id)
+            return find_row(connection, record_id, columns=RAW_COLUMNS)
 
     def last(
         self, *, kind: Kind = "chat", failed: bool | None = False, rebuild_generator: bool = True
     ) -> Record | None:
-        """The newest stored record of `kind` (by default only successful ones), or `None`."""
-        found = self.query(
-            kind=kind,
-            failed=failed,
-            newest_first=True,
-            limit=1,
-            rebuild_generator=rebuild_generator,
+        """The newest readable record of `kind` (by default only successful ones), or `None`.
+
+        Newer records that cannot be read are skipped, each with an `UnreadableRecordWarning`.
+        """
+        found = self._records(
+            Filter(kind=kind, failed=failed), newest_first=True, rebuild_generator=rebuild_generator
         )
-        return found[0] if found else None
+        try:
+            return next(found, None)
+        finally:
+            found.close()  # the rest is never read: give the connection back now
 
     def stored_results(self, run: str) -> list[StoredResult]:
         """What `run` holds, one entry per record: enough for `jib run --resume` to plan.
@@ -347,9 +390,11 @@ class ChatStore:
     def runs(self) -> list[dict[str, Any]]:
         """One summary per run, newest first.
 
-        Each is a dict: `run`, `records`, `failed`, `first` and `last` timestamps, `generators`
-        (the generator identifiers, in the order they first appear), `cost_usd` (the sum of the
-        known costs, `None` when no record has one) and `priced` (how many records have a cost).
+        Each is a dict: `run`, `records` (every stored row of the run), `unreadable` (rows that
+        cannot be read, as far as the database can tell; they are left out of the other
+        figures), `failed`, `first` and `last` timestamps, `generators` (the generator
+        identifiers, in the order they first appear), `cost_usd` (the sum of the known costs,
+        `None` when no record has one) and `priced` (how many records have a cost).
         """
         with self._read() as connection:
             return run_summaries(connection)
@@ -360,9 +405,21 @@ class ChatStore:
         """Write matching records as JSON Lines (loadable by `Chat.from_dict`); return count."""
         return _export.write_jsonl(self.iter_dicts(**filters), destination)
 
-    def export_csv(self, destination: _export.Destination, **filters: Unpack[FilterArgs]) -> int:
-        """Write matching records as CSV (`jib.storage.FLAT_COLUMNS`); return the count."""
-        return _export.write_csv(self.iter_dicts(**filters), destination)
+    def export_csv(
+        self,
+        destination: _export.Destination,
+        *,
+        escape_formulas: bool = True,
+        **filters: Unpack[FilterArgs],
+    ) -> int:
+        """Write matching records as CSV (`jib.storage.FLAT_COLUMNS`); return the count.
+
+        A text cell a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a
+        tab or a carriage return) gets a leading `'`, unless `escape_formulas` is false.
+        """
+        return _export.write_csv(
+            self.iter_dicts(**filters), destination, escape_formulas=escape_formulas
+        )
 
     def export_parquet(
         self, destination: _export.Destination, **filters: Unpack[FilterArgs]
