@@ -181,10 +181,13 @@ async def test_a_malformed_answer_is_the_same_error_on_both(
 
 async def test_a_cut_stream_is_the_same_error_on_both(stub: ScriptedServer) -> None:
     for generator in generators(stub, "cut stream").values():
-        stream = generator.chat("hi").stream()
-        deltas = []
+        deltas: list[str] = []
         with pytest.raises(jib.ProviderConnectionError, match="stream ended before the answer"):
-            async for delta in stream:
-                deltas.append(delta)
+            await _read_into(deltas, generator.chat("hi").stream())
         # Given out as they came (LiteLLM holds one chunk back); the end is what failed.
         assert deltas in (["Hi"], ["Hi", "!"])
+
+
+async def _read_into(deltas: list[str], stream: Any) -> None:
+    async for delta in stream:
+        deltas.append(delta)
