@@ -1,34 +1,51 @@
-"""JSONPath from specs, bounded: regex filters, `sub()` and `*` go through jib's guarded versions.
+"""JSONPath from specs, bounded: every value visited or selected is counted, regexes and
+arithmetic go through jib's guarded versions.
 
-jsonpath-ng's extensions match `=~` and `sub(/…/, …)` with the standard `re` module, which has no
-timeout (`$[?(@.a =~ '(a+)+$')]` doubles its time per character), and `*` multiplies whatever it
-finds (`$.a * $.b` on `{"a": "x", "b": 1000000000}` builds a gigabyte). `bounded()` rewrites a
-parsed path so regexes are checked before compiling and matched with the time left in the active
-budget, and products are charged to it before they are built.
+jsonpath-ng walks eagerly, in lists: `$..a..a..a` on a 2 KB answer nested 300 levels deep selects
+millions of values, and `$..*` on a large body builds one Python object per value before
+anything can look at them. `bounded()` rewrites a parsed path so that, against the active budget
+(`_budget`):
 
-jsonpath-ng is imported with this module, which `transforms` imports on first use.
+- every step of the path counts one step per call, plus `SELECTED_STEPS` per value it selects
+  (each selected value is a Python object of about 250 bytes until the step ends);
+- steps that fan out (`*`, `[*]`, slices, `[?…]` filters, `keys`, `sorted`, `split`) count the
+  values they are about to look at before making them;
+- `..` walks the data one value at a time, counting each, instead of listing every value first;
+- regexes (`=~` filters, `sub()`) are checked before compiling and matched with the time left;
+- `*` and `+` charge what they would build (`$.a * $.b` on `{"a": "x", "b": 1000000000}` is a
+  gigabyte), and `str()` charges the text it writes.
+
+What a JSONPath step writes is charged by `transforms` (`match_text`). jsonpath-ng is imported
+with this module, which `transforms` imports on first use.
 """
 
 from __future__ import annotations
 
-import operator
+import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from jsonpath_ng import DatumInContext, JSONPath
 from jsonpath_ng.ext.arithmetic import Operation
-from jsonpath_ng.ext.filter import Expression
-from jsonpath_ng.ext.string import Sub
+from jsonpath_ng.ext.filter import Expression, Filter
+from jsonpath_ng.ext.iterable import Keys, SortedThis
+from jsonpath_ng.ext.string import Split, Str, Sub
+from jsonpath_ng.jsonpath import Descendants, Fields, Index, Slice, Wildcard
 
-from jib.errors import BudgetExceededError
-from jib.generator.http._budget import current_budget
+from jib.generator.http._budget import Budget, current_budget
+from jib.generator.http._estimates import check_bits, measured
 from jib.generator.http._regex import CompiledRegex
 
-__all__ = ["MAX_JSONPATH_LENGTH", "bounded", "regexes"]
+__all__ = ["MAX_JSONPATH_LENGTH", "SELECTED_STEPS", "bounded", "regexes"]
 
 MAX_JSONPATH_LENGTH = 10_000
 """The longest JSONPath accepted, in characters."""
 
-_MAX_INT_BITS = 65_536
+SELECTED_STEPS = 4
+"""Steps (`RenderLimits.max_steps`) a JSONPath counts per value it selects: a selected value
+is held as an object of about 250 bytes, so the default million steps hold at most 60 MB."""
+
+_FIELD_PATH: Callable[[Any], JSONPath] = getattr(Fields, "_compliant_constructor", Fields)
 
 
 class _RegexFilter(Expression):
@@ -59,47 +76,138 @@ class _BoundedSub:
         return self.regex.sub(replacement, text)
 
 
-def _bounded_multiply(left: Any, right: Any) -> Any:
-    budget = current_budget()
-    for sequence, count in ((left, right), (right, left)):
-        if isinstance(sequence, (str, list)) and isinstance(count, int):
-            budget.charge(len(sequence) * max(count, 0), "jsonpath '*'")
-            return operator.mul(left, right)
-    if isinstance(left, int) and isinstance(right, int):
-        bits = left.bit_length() + right.bit_length()
-        if bits > _MAX_INT_BITS:
-            raise BudgetExceededError(
-                f"jsonpath '*' would make a number of about {bits:,} bits; "
-                f"the limit is {_MAX_INT_BITS:,}"
-            )
-    return operator.mul(left, right)
+class _BoundedDescendants(Descendants):
+    """`left..right`, walking the data one value at a time and counting each one visited.
+
+    jsonpath-ng's own walk makes an object for every child of a value before visiting the
+    first; this one makes each when it is reached, so a wide array costs its count in steps,
+    not its size in memory at once.
+    """
+
+    def find(self, datum: Any) -> list[DatumInContext]:
+        budget = current_budget()
+        right_find = self.right.find
+        matches: list[DatumInContext] = []
+        pending: list[Iterator[DatumInContext]] = [iter(self.left.find(datum))]
+        while pending:
+            node = next(pending[-1], None)
+            if node is None:
+                pending.pop()
+                continue
+            budget.step()
+            matches.extend(right_find(node))
+            value = node.value
+            if isinstance(value, list):
+                pending.append(_children_of_list(node, value))
+            elif isinstance(value, dict):
+                pending.append(_children_of_dict(node, value))
+        return matches
+
+
+def _children_of_list(node: DatumInContext, value: list[Any]) -> Iterator[DatumInContext]:
+    for index, child in enumerate(value):
+        yield DatumInContext(child, context=node, path=Index(index))
+
+
+def _children_of_dict(node: DatumInContext, value: dict[Any, Any]) -> Iterator[DatumInContext]:
+    for field, child in value.items():
+        yield DatumInContext(child, context=node, path=_FIELD_PATH(field))
+
+
+def _bounded_operation(symbol: str, apply: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    what = f"jsonpath '{symbol}'"
+
+    def operation(left: Any, right: Any) -> Any:
+        budget = current_budget()
+        if symbol == "*":
+            for sequence, count in ((left, right), (right, left)):
+                if isinstance(sequence, (str, list)) and isinstance(count, int):
+                    budget.charge(measured(sequence, budget) * max(count, 0), what)
+                    return apply(left, right)
+            if isinstance(left, int) and isinstance(right, int):
+                check_bits(left.bit_length() + right.bit_length(), what)
+        elif isinstance(left, (str, list)) and type(left) is type(right):
+            budget.charge(measured(left, budget) + measured(right, budget), what)
+        return apply(left, right)
+
+    return operation
+
+
+def _fan_out(node: JSONPath, value: Any) -> int:
+    """How many values `node` looks at in `value` before selecting any (0 when it does not)."""
+    if isinstance(node, Split):
+        if not isinstance(value, str):
+            return 0
+        chars = getattr(node, "chars", None)
+        parts = value.count(chars) + 1 if isinstance(chars, str) and chars else len(value)
+        return parts
+    if not isinstance(value, (list, dict)):
+        return 0
+    if isinstance(node, SortedThis):
+        # Sorting compares about n·log2(n) pairs.
+        return len(value) * max(1, math.ceil(math.log2(len(value) + 1)))
+    if isinstance(node, (Wildcard, Slice, Filter, Keys)) or (
+        isinstance(node, Fields) and "*" in node.fields
+    ):
+        return len(value)
+    return 0
+
+
+def _metered(node: JSONPath) -> None:
+    """Make `node.find` count its call, its fan-out and what it selects (see the module)."""
+    original: Callable[[Any], list[DatumInContext]] = node.find
+    writes_text = isinstance(node, Str)
+
+    def find(datum: Any) -> list[DatumInContext]:
+        budget = current_budget()
+        value = datum.value if isinstance(datum, DatumInContext) else datum
+        budget.step(1 + _fan_out(node, value))
+        if writes_text:
+            _charge_text(budget, value)
+        found = original(datum)
+        budget.step(SELECTED_STEPS * len(found))
+        return found
+
+    # An attribute of the instance shadows the class's method, also for calls from its parents.
+    setattr(node, "find", find)  # noqa: B010 - mypy refuses assigning to a method
+
+
+def _charge_text(budget: Budget, value: Any) -> None:
+    budget.charge(measured(value, budget), "jsonpath str()")
 
 
 def bounded(path: JSONPath) -> JSONPath:
-    """`path` with its `=~` filters, `sub()` calls and `*` operations replaced by bounded ones.
+    """`path` rewritten to run within the active budget (see the module docstring).
 
     Raises:
         ValueError: a regex in the path is invalid or too expensive.
     """
     if isinstance(path, Expression) and path.op == "=~" and isinstance(path.value, str):
-        return _RegexFilter(bounded(path.target), path.value)
+        path = _RegexFilter(path.target, path.value)
+    elif isinstance(path, Descendants) and not isinstance(path, _BoundedDescendants):
+        path = _BoundedDescendants(path.left, path.right)
     if isinstance(path, Sub) and not isinstance(path.regex, _BoundedSub):
         # `Sub.find` only calls `self.regex.sub(replacement, text)`.
         setattr(path, "regex", _BoundedSub(path.expr))  # noqa: B010
-    if isinstance(path, Operation) and path.op_symbol == "*":
-        path.op = _bounded_multiply
-    for name, value in vars(path).items():
+    if isinstance(path, Operation) and path.op_symbol in ("*", "+"):
+        path.op = _bounded_operation(path.op_symbol, path.op)
+    for name, value in list(vars(path).items()):
         if isinstance(value, JSONPath):
             setattr(path, name, bounded(value))
         elif isinstance(value, list):
-            value[:] = [bounded(item) if isinstance(item, JSONPath) else item for item in value]
+            value[:] = [_bounded_item(item) for item in value]
         elif isinstance(value, tuple):
-            setattr(
-                path,
-                name,
-                tuple(bounded(item) if isinstance(item, JSONPath) else item for item in value),
-            )
+            setattr(path, name, tuple(_bounded_item(item) for item in value))
+    _metered(path)
     return path
+
+
+def _bounded_item(item: Any) -> Any:
+    if isinstance(item, JSONPath):
+        return bounded(item)
+    if isinstance(item, tuple):  # `sorted`'s (expression, reverse) pairs
+        return tuple(_bounded_item(part) for part in item)
+    return item
 
 
 def regexes(path: JSONPath) -> list[CompiledRegex]:
@@ -114,5 +222,7 @@ def regexes(path: JSONPath) -> list[CompiledRegex]:
             found.append(node.regex.regex)
         for value in vars(node).values():
             items = value if isinstance(value, (list, tuple)) else [value]
-            stack.extend(item for item in items if isinstance(item, JSONPath))
+            for item in items:
+                parts = item if isinstance(item, tuple) else (item,)
+                stack.extend(part for part in parts if isinstance(part, JSONPath))
     return found

@@ -6,6 +6,11 @@ nesting are bounded, header names and values are checked, its templates and patt
 for size and compiled once, in a sandbox, when the spec is validated (all of them within
 `COMPILE_SECONDS`), and rendering a request or reading a response runs under a budget
 (`RenderLimits`) that the spec cannot raise.
+
+What a spec's errors say is stored with failed chats, so they carry no data (see `transforms`),
+and the request's secrets (`RequestTransformContext.secrets`) are masked in them, in every
+encoding `jib._secrets` knows. Response templates write what is stored, so they see neither
+`api_key` nor the secret-named keys of `state` (`hidden_from_responses`).
 """
 
 from __future__ import annotations
@@ -14,21 +19,23 @@ import base64
 import json
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from jib._json import loads as load_json
-from jib.errors import ProcessingError
+from jib._secrets import is_secret_name, mask_values
+from jib.errors import BudgetExceededError, ProcessingError
 from jib.generator.http._budget import RenderLimits, metered
 from jib.generator.http._loading import check_spec_tree, load_spec_text
 from jib.generator.http._regex import MAX_SPEC_REGEX_WEIGHT
 from jib.generator.http.transforms import (
     CompiledJsonPath,
     CompiledRegex,
+    CompileError,
     compile_jinja,
     compile_jsonpath,
     compile_regex,
@@ -50,7 +57,10 @@ __all__ = [
     "RequestTransformContext",
     "ResponseSpec",
     "ResponseTransform",
+    "hidden_from_responses",
 ]
+
+T = TypeVar("T")
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _NO_MATCH = object()
@@ -159,6 +169,24 @@ class RequestTransformContext:
         if self.api_key is not None:
             variables["api_key"] = self.api_key
         return variables
+
+    def secrets(self) -> list[str]:
+        """The values error messages must not show: the api key and the values of `state`'s
+        secret-named keys (`jib._secrets.is_secret_name`), at any depth."""
+        found = [self.api_key] if self.api_key else []
+        stack: list[tuple[Any, int]] = [(self.state, 0)]
+        while stack:
+            value, depth = stack.pop()
+            if depth > _MAX_STATE_DEPTH:
+                continue
+            items = value.items() if isinstance(value, Mapping) else enumerate(value)
+            for key, item in items:
+                if isinstance(item, str):
+                    if isinstance(key, str) and is_secret_name(key):
+                        found.append(item)
+                elif isinstance(item, (Mapping, list, tuple)):
+                    stack.append((item, depth + 1))
+        return found
 
 
 def _as_message(item: Any, index: int) -> Message:
@@ -419,12 +447,10 @@ class HTTPSpec(_SpecModel):
 
     @property
     def needs_worker_thread(self) -> bool:
-        """True when parsing responses runs regexes, which are best kept off the event loop."""
-        return any(
-            step.type == "regex"
-            or (step.type == "jsonpath" and self._get("jsonpath", step.pattern).regexes)
-            for step in self.response.transforms
-        )
+        """True when parsing responses runs regexes or JSONPaths: they may work up to their
+        budget's time (a JSONPath on a large body, a slow match), which is best spent off the
+        event loop."""
+        return any(step.type in ("regex", "jsonpath") for step in self.response.transforms)
 
     def make_url(self, context: RequestTransformContext, limits: RenderLimits | None = None) -> str:
         """Render the URL template (within `limits`, the defaults when `None`).
@@ -434,17 +460,28 @@ class HTTPSpec(_SpecModel):
             BudgetExceededError: rendering ran out of time, steps or size.
         """
         with metered(limits):
-            return self._url(context)
+            return _masked(context, lambda: self._url(context))
 
     def _url(self, context: RequestTransformContext) -> str:
         url = self._render(self.request.url, context.to_variables(), "request.url").strip()
         if not url.lower().startswith(("http://", "https://")):
-            raise ProcessingError(f"request.url must render to an http(s) URL, got {url!r}")
+            # What it rendered is not shown: a URL template can render the key.
+            raise ProcessingError(
+                f"request.url must render to an http(s) URL; it rendered a {len(url):,}-character "
+                "text that does not start with http:// or https://"
+            )
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - raises ValueError when the port is out of range
-        except ValueError as exc:
-            raise ProcessingError(f"request.url rendered an invalid URL: {exc}") from exc
+        except ValueError:
+            valid = False
+        else:
+            valid = True
+        if not valid:
+            raise ProcessingError(
+                "request.url rendered an invalid URL (its port is not a number from 0 to 65535, "
+                "or its IPv6 address is malformed)"
+            )
         if not parts.hostname:
             raise ProcessingError("request.url rendered a URL without a host")
         return url
@@ -460,7 +497,7 @@ class HTTPSpec(_SpecModel):
             BudgetExceededError: rendering ran out of time, steps or size.
         """
         with metered(limits):
-            return self._headers(context)
+            return _masked(context, lambda: self._headers(context))
 
     def _headers(self, context: RequestTransformContext) -> dict[str, str]:
         variables = context.to_variables()
@@ -493,7 +530,7 @@ class HTTPSpec(_SpecModel):
             BudgetExceededError: rendering ran out of time, steps or size.
         """
         with metered(limits):
-            body = self._body(context)
+            body = _masked(context, lambda: self._body(context))
         return None if body is None else to_text(body)
 
     def _body(self, context: RequestTransformContext) -> Any:
@@ -529,7 +566,7 @@ class HTTPSpec(_SpecModel):
         """
         with metered(limits):
             headers = self.make_headers(context)
-            body = self._body(context)
+            body = _masked(context, lambda: self._body(context))
             content = None if body is None else to_text(body)
             url = self.make_url(context)
         if content is not None and not any(name.lower() == "content-type" for name in headers):
@@ -562,15 +599,20 @@ class HTTPSpec(_SpecModel):
             BudgetExceededError: a regex ran too long, or a step ran out of its budget.
         """
         with metered(limits):
-            return self._parse(body, context)
+            if context is None:
+                return self._parse(body, None)
+            return _masked(context, lambda: self._parse(body, context))
 
     def _parse(self, body: str, context: RequestTransformContext | None) -> str:
         output = body
         matched: Any = _NO_MATCH  # the value the previous (jsonpath) step matched
         variables = context.to_variables() if context is not None else {}
+        # What response templates write is stored: they may not read the key or the secrets
+        # in `state`.
         if "api_key" in variables:
-            # What response templates write is stored: they may not read the key.
             variables["api_key"] = _response_api_key()
+        if "state" in variables:
+            variables["state"] = hidden_from_responses(variables["state"])
         for index, step in enumerate(self.response.transforms):
             previous, matched = matched, _NO_MATCH
             if step.type == "jsonpath":
@@ -601,6 +643,72 @@ class HTTPSpec(_SpecModel):
         if not values:
             return None
         return to_text(values[0] if len(values) == 1 else values)
+
+
+_MAX_STATE_DEPTH = 32
+
+
+def _masked(context: RequestTransformContext, run: Callable[[], T]) -> T:
+    """`run()`, its `ProcessingError`s re-raised with the context's secrets masked.
+
+    The errors carry no data by design; this is the second line, for a secret a spec wrote
+    into a template or pattern itself.
+    """
+    try:
+        return run()
+    except ProcessingError as exc:
+        failure = exc
+    message = str(failure)
+    masked = mask_values(message, context.secrets())
+    if masked == message:
+        raise failure
+    error_type = type(failure)
+    error = error_type(masked) if error_type in _PLAIN_ERRORS else ProcessingError(masked)
+    raise error from failure.__cause__
+
+
+_PLAIN_ERRORS: tuple[type[ProcessingError], ...] = (
+    ProcessingError,
+    BudgetExceededError,
+    CompileError,
+)
+
+
+def hidden_from_responses(state: Mapping[str, Any]) -> dict[str, Any]:
+    """`state` as response templates see it: every secret-named key (`access_token`,
+    `session`, `X-Api-Key`…: `jib._secrets.is_secret_name`) hidden, at any depth.
+
+    A hidden key stays listed but its value is undefined, and using it says why. Nesting
+    deeper than 32 levels is hidden whole.
+    """
+    return cast("dict[str, Any]", _hide(state, 0, "state"))
+
+
+def _hide(value: Any, depth: int, where: str) -> Any:
+    if isinstance(value, Mapping):
+        if depth > _MAX_STATE_DEPTH:
+            return _hidden(where, "it nests too deeply to be checked for secrets")
+        return {
+            key: _hidden(f"{where}[{key!r}]", "its name marks it as a secret")
+            if isinstance(key, str) and is_secret_name(key)
+            else _hide(item, depth + 1, f"{where}[{key!r}]")
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        if depth > _MAX_STATE_DEPTH:
+            return _hidden(where, "it nests too deeply to be checked for secrets")
+        return [_hide(item, depth + 1, f"{where}[{index}]") for index, item in enumerate(value)]
+    return value
+
+
+def _hidden(where: str, why: str) -> Any:
+    from jib.generator.http._sandbox import SpecUndefined
+
+    return SpecUndefined(
+        hint=f"{where} is hidden from response templates: {why} (what response templates "
+        "write is stored); only request templates can read it",
+        name=where,
+    )
 
 
 def _response_api_key() -> Any:
