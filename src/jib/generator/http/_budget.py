@@ -29,6 +29,7 @@ from jib.errors import BudgetExceededError, InvalidGeneratorError
 
 __all__ = [
     "DEFAULT_RENDER_LIMITS",
+    "HELD_VALUE_STEPS",
     "Budget",
     "RenderLimits",
     "about",
@@ -78,6 +79,12 @@ class RenderLimits:
         if timeout >= self.seconds:
             return self
         return RenderLimits(timeout, self.max_size, self.max_steps)
+
+
+HELD_VALUE_STEPS = 4
+"""Steps (`RenderLimits.max_steps`) counted for each value a step holds in memory while it runs
+(a value a JSONPath selects, an array or object of a parsed body): each is a Python object of
+about 100 to 250 bytes, so the default million steps hold at most about 60 MB of them."""
 
 
 def about(number: int) -> str:

@@ -30,9 +30,19 @@ from jsonpath_ng.ext.arithmetic import Operation
 from jsonpath_ng.ext.filter import Expression, Filter
 from jsonpath_ng.ext.iterable import Keys, SortedThis
 from jsonpath_ng.ext.string import Split, Str, Sub
-from jsonpath_ng.jsonpath import Descendants, Fields, Index, Slice, Wildcard
+from jsonpath_ng.jsonpath import (
+    Child,
+    Descendants,
+    Fields,
+    Index,
+    Slice,
+    Where,
+    Wildcard,
+    _Intersect,
+    _Union,
+)
 
-from jib.generator.http._budget import Budget, current_budget
+from jib.generator.http._budget import HELD_VALUE_STEPS, Budget, current_budget
 from jib.generator.http._estimates import check_bits, measured
 from jib.generator.http._regex import CompiledRegex
 
@@ -41,7 +51,7 @@ __all__ = ["MAX_JSONPATH_LENGTH", "SELECTED_STEPS", "bounded", "regexes"]
 MAX_JSONPATH_LENGTH = 10_000
 """The longest JSONPath accepted, in characters."""
 
-SELECTED_STEPS = 4
+SELECTED_STEPS = HELD_VALUE_STEPS
 """Steps (`RenderLimits.max_steps`) a JSONPath counts per value it selects: a selected value
 is held as an object of about 250 bytes, so the default million steps hold at most 60 MB."""
 
@@ -153,10 +163,15 @@ def _fan_out(node: JSONPath, value: Any) -> int:
     return 0
 
 
+# Steps that pass on what their parts selected: those values are counted once, by the parts.
+_PASSING_ON = (Child, Descendants, Where, _Union, _Intersect)
+
+
 def _metered(node: JSONPath) -> None:
     """Make `node.find` count its call, its fan-out and what it selects (see the module)."""
     original: Callable[[Any], list[DatumInContext]] = node.find
     writes_text = isinstance(node, Str)
+    selected_steps = 0 if isinstance(node, _PASSING_ON) else SELECTED_STEPS
 
     def find(datum: Any) -> list[DatumInContext]:
         budget = current_budget()
@@ -165,7 +180,7 @@ def _metered(node: JSONPath) -> None:
         if writes_text:
             _charge_text(budget, value)
         found = original(datum)
-        budget.step(SELECTED_STEPS * len(found))
+        budget.step(selected_steps * len(found))
         return found
 
     # An attribute of the instance shadows the class's method, also for calls from its parents.

@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from jib._json import loads as load_json
 from jib._secrets import is_secret_name, mask_values
 from jib.errors import BudgetExceededError, ProcessingError
 from jib.generator.http._budget import RenderLimits, metered
@@ -36,10 +35,12 @@ from jib.generator.http.transforms import (
     CompiledJsonPath,
     CompiledRegex,
     CompileError,
+    NotJSONError,
     compile_jinja,
     compile_jsonpath,
     compile_regex,
     fill_json_template,
+    load_budgeted_json,
     match_text,
     parse_json_container,
     render_jinja,
@@ -594,8 +595,9 @@ class HTTPSpec(_SpecModel):
         budget from `limits` (the defaults when `None`): regexes match with the time left in it.
 
         Raises:
-            ProcessingError: the body is not what a step expects (not JSON), or a pattern matches
-                nothing (the error names it).
+            NotJSONError: the first step is a `jsonpath` step and the body is not JSON.
+            ProcessingError: the body is not what a step expects, or a pattern matches nothing
+                (the error names it).
             BudgetExceededError: a regex ran too long, or a step ran out of its budget.
         """
         with metered(limits):
@@ -617,7 +619,7 @@ class HTTPSpec(_SpecModel):
             previous, matched = matched, _NO_MATCH
             if step.type == "jsonpath":
                 path: CompiledJsonPath = self._get("jsonpath", step.pattern)
-                matched = path.extract(output)
+                matched = _extract(path, output, first=index == 0)
                 output = match_text(matched)
             elif step.type == "regex":
                 pattern: CompiledRegex = self._get("regex", step.pattern)
@@ -636,9 +638,10 @@ class HTTPSpec(_SpecModel):
             return None
         path: CompiledJsonPath = self._get("jsonpath", self.response.error_path)
         try:
-            values = path.find(load_json(body, what="the error response"))
+            with metered(None):  # the default budget: this runs on the event loop
+                values = path.find(load_budgeted_json(body, "the error response"))
         except (ValueError, ProcessingError):
-            # Best effort: without it, the error shows the body.
+            # Best effort: without it, the error shows the body (redacted by the generator).
             return None
         if not values:
             return None
@@ -671,7 +674,20 @@ _PLAIN_ERRORS: tuple[type[ProcessingError], ...] = (
     ProcessingError,
     BudgetExceededError,
     CompileError,
+    NotJSONError,
 )
+
+
+def _extract(path: CompiledJsonPath, text: str, *, first: bool) -> Any:
+    """`path.extract(text)`; a `NotJSONError` only from the first step, whose text is the body
+    (the generator treats a body that is not JSON as a cut answer, to retry)."""
+    try:
+        return path.extract(text)
+    except NotJSONError as exc:
+        if first:
+            raise
+        failure = ProcessingError(str(exc))
+    raise failure
 
 
 def hidden_from_responses(state: Mapping[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, cast
 from jib._json import loads as load_json
 from jib._secrets import RedactedError
 from jib.errors import BudgetExceededError, MissingDependencyError, ProcessingError
-from jib.generator.http._budget import RenderLimits, current_budget, metered
+from jib.generator.http._budget import HELD_VALUE_STEPS, RenderLimits, current_budget, metered
 from jib.generator.http._regex import CompiledRegex
 from jib.generator.http._text import scrubbed, text_size, to_text, truncate
 
@@ -51,10 +51,12 @@ __all__ = [
     "CompileError",
     "CompiledJsonPath",
     "CompiledRegex",
+    "NotJSONError",
     "compile_jinja",
     "compile_jsonpath",
     "compile_regex",
     "fill_json_template",
+    "load_budgeted_json",
     "match_text",
     "now",
     "parse_json_container",
@@ -72,6 +74,12 @@ takes tens of microseconds per token."""
 _VARIABLE_RE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)$")
 # Exceptions whose messages describe types and operations, not values: shown, scrubbed.
 _DESCRIBED = (TypeError, ZeroDivisionError, IndexError, OverflowError)
+
+
+class NotJSONError(ProcessingError):
+    """A `jsonpath` step was given text that is not JSON (the message says where it stops
+    being JSON, not what it holds). From the first step, the response body itself was not
+    JSON: a cut or garbled answer."""
 
 
 class CompileError(ProcessingError, ValueError):
@@ -96,7 +104,7 @@ def _from_json(text: Any) -> Any:
     if not isinstance(text, str):
         raise ProcessingError(f"fromjson: needs text, not {type(text).__name__}")
     try:
-        return load_json(text, what="fromjson: the text")
+        return load_budgeted_json(text, "fromjson: the text")
     except ValueError as exc:
         failure = _not_json(exc)
     raise ProcessingError(f"fromjson: not valid JSON ({failure})")
@@ -352,14 +360,25 @@ class CompiledJsonPath:
                 product ran out of its budget.
             ProcessingError: the data nests too deeply to walk.
         """
+        return self._find_taking([data], limits)
+
+    def _find_taking(self, box: list[Any], limits: RenderLimits | None) -> list[Any]:
+        """`find` on the data in `box`, taken out of it: a failure's traceback keeps the frames
+        it passed through, and must not keep a large parsed body alive with them."""
+        data = box.pop()
+        failure: ProcessingError
         try:
             with metered(limits):
                 return [match.value for match in self._path.find(data)]
         except BudgetExceededError as exc:
-            raise BudgetExceededError(f"jsonpath '{self.pattern}': {exc}") from exc
+            # Not chained: its traceback holds every value the walk had selected.
+            failure = BudgetExceededError(f"jsonpath '{self.pattern}': {exc}")
         except RecursionError:
-            pass
-        raise ProcessingError(f"jsonpath '{self.pattern}': the data nests too deeply to search")
+            failure = ProcessingError(
+                f"jsonpath '{self.pattern}': the data nests too deeply to search"
+            )
+        del data
+        raise failure
 
     def apply(self, text: str, limits: RenderLimits | None = None) -> str:
         """Extract from JSON `text`: one match gives that value, several a JSON list.
@@ -377,29 +396,63 @@ class CompiledJsonPath:
     def extract(self, text: str, limits: RenderLimits | None = None) -> Any:
         """Like `apply`, but the matched value itself (the list of values for several matches).
 
-        Errors describe the text (its length, where it stops being JSON), never quote it.
+        Parsing the text is charged first (`load_budgeted_json`). Errors describe the text
+        (its length, where it stops being JSON), never quote it.
 
         Raises:
-            ProcessingError: the text is not JSON, or the expression matches nothing.
-            BudgetExceededError: the path ran out of its budget.
+            NotJSONError: the text is not JSON.
+            ProcessingError: the expression matches nothing.
+            BudgetExceededError: parsing or the path ran out of its budget.
         """
-        failure: str | None = None
-        try:
-            data = load_json(text, what=f"the response read by jsonpath '{self.pattern}'")
-        except ValueError as exc:
-            failure = _not_json(exc)
-        if failure is not None:
-            raise ProcessingError(
-                f"jsonpath '{self.pattern}' needs a JSON response; the response "
-                f"({_length(text)}) is not JSON: {failure}"
-            )
-        values = self.find(data, limits)
+        with metered(limits):
+            box = [self._load(text)]
+            kind = _kind_of(box[0])
+            values = self._find_taking(box, None)
         if not values:
             raise ProcessingError(
-                f"jsonpath '{self.pattern}' matched nothing in the response "
-                f"({_kind_of(data)}, {_length(text)})"
+                f"jsonpath '{self.pattern}' matched nothing in the response ({kind}, "
+                f"{_length(text)})"
             )
         return values[0] if len(values) == 1 else values
+
+    def _load(self, text: str) -> Any:
+        failure: ProcessingError
+        try:
+            return load_budgeted_json(text, f"the response read by jsonpath '{self.pattern}'")
+        except BudgetExceededError as exc:
+            failure = BudgetExceededError(f"jsonpath '{self.pattern}': {exc}")
+        except ValueError as exc:
+            failure = NotJSONError(
+                f"jsonpath '{self.pattern}' needs a JSON response; the response "
+                f"({_length(text)}) is not JSON: {_not_json(exc)}"
+            )
+        raise failure
+
+
+def load_budgeted_json(text: str, what: str) -> Any:
+    """Parse JSON `text` read from data, its parsing charged to the active budget first.
+
+    Every array and object a body holds is a Python object of about 100 to 250 bytes once
+    parsed, so each `{` or `[` counts `HELD_VALUE_STEPS` steps (`RenderLimits.max_steps`)
+    before parsing: a 10 MB body of ten-character objects is refused instead of taking
+    hundreds of megabytes. Scalars are not counted (numbers and strings cost about what their
+    text does).
+
+    Raises:
+        BudgetExceededError: the body holds too many arrays and objects.
+        ProcessingError: it nests deeper than `jib._json.MAX_DEPTH`.
+        ValueError: it is not JSON (`json.JSONDecodeError`, or a number too long to read).
+    """
+    containers = text.count("{") + text.count("[")
+    if containers:
+        budget = current_budget()
+        try:
+            budget.step(HELD_VALUE_STEPS * containers)
+        except BudgetExceededError as exc:
+            raise BudgetExceededError(
+                f"reading {what} ({containers:,} arrays and objects): {exc}"
+            ) from None
+    return load_json(text, what=what)
 
 
 def _not_json(exc: ValueError) -> str:
@@ -447,8 +500,10 @@ def parse_json_container(text: str) -> Any:
     if text.lstrip()[:1] not in ("{", "["):
         return text
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
+        return load_budgeted_json(text, "the text a jinja step reads")
+    except (ValueError, ProcessingError) as exc:
+        if isinstance(exc, BudgetExceededError):
+            raise
         return text
 
 
