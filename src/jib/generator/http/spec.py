@@ -10,7 +10,7 @@ for size and compiled once, in a sandbox, when the spec is validated (all of the
 What a spec's errors say is stored with failed chats, so they carry no data (see `transforms`),
 and the request's secrets (`RequestTransformContext.secrets`) are masked in them, in every
 encoding `jib._secrets` knows. Response templates write what is stored, so they see neither
-`api_key` nor the secret-named keys of `state` (`hidden_from_responses`).
+`api_key` nor the secret-named keys of `state` (`_exposure`).
 """
 
 from __future__ import annotations
@@ -19,22 +19,26 @@ import base64
 import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from jib._secrets import is_secret_name, mask_values
-from jib.errors import BudgetExceededError, ProcessingError
+from jib.errors import ProcessingError
 from jib.generator.http._budget import RenderLimits, metered
+from jib.generator.http._exposure import (
+    hidden_api_key,
+    hidden_from_responses,
+    masked_errors,
+    secrets_of,
+)
 from jib.generator.http._loading import check_spec_tree, load_spec_text
 from jib.generator.http._regex import MAX_SPEC_REGEX_WEIGHT
 from jib.generator.http.transforms import (
     CompiledJsonPath,
     CompiledRegex,
-    CompileError,
     NotJSONError,
     compile_jinja,
     compile_jsonpath,
@@ -58,10 +62,7 @@ __all__ = [
     "RequestTransformContext",
     "ResponseSpec",
     "ResponseTransform",
-    "hidden_from_responses",
 ]
-
-T = TypeVar("T")
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 _NO_MATCH = object()
@@ -174,20 +175,7 @@ class RequestTransformContext:
     def secrets(self) -> list[str]:
         """The values error messages must not show: the api key and the values of `state`'s
         secret-named keys (`jib._secrets.is_secret_name`), at any depth."""
-        found = [self.api_key] if self.api_key else []
-        stack: list[tuple[Any, int]] = [(self.state, 0)]
-        while stack:
-            value, depth = stack.pop()
-            if depth > _MAX_STATE_DEPTH:
-                continue
-            items = value.items() if isinstance(value, Mapping) else enumerate(value)
-            for key, item in items:
-                if isinstance(item, str):
-                    if isinstance(key, str) and is_secret_name(key):
-                        found.append(item)
-                elif isinstance(item, (Mapping, list, tuple)):
-                    stack.append((item, depth + 1))
-        return found
+        return secrets_of(self.api_key, self.state)
 
 
 def _as_message(item: Any, index: int) -> Message:
@@ -461,7 +449,7 @@ class HTTPSpec(_SpecModel):
             BudgetExceededError: rendering ran out of time, steps or size.
         """
         with metered(limits):
-            return _masked(context, lambda: self._url(context))
+            return masked_errors(context.secrets, lambda: self._url(context))
 
     def _url(self, context: RequestTransformContext) -> str:
         url = self._render(self.request.url, context.to_variables(), "request.url").strip()
@@ -498,7 +486,7 @@ class HTTPSpec(_SpecModel):
             BudgetExceededError: rendering ran out of time, steps or size.
         """
         with metered(limits):
-            return _masked(context, lambda: self._headers(context))
+            return masked_errors(context.secrets, lambda: self._headers(context))
 
     def _headers(self, context: RequestTransformContext) -> dict[str, str]:
         variables = context.to_variables()
@@ -531,7 +519,7 @@ class HTTPSpec(_SpecModel):
             BudgetExceededError: rendering ran out of time, steps or size.
         """
         with metered(limits):
-            body = _masked(context, lambda: self._body(context))
+            body = masked_errors(context.secrets, lambda: self._body(context))
         return None if body is None else to_text(body)
 
     def _body(self, context: RequestTransformContext) -> Any:
@@ -567,7 +555,7 @@ class HTTPSpec(_SpecModel):
         """
         with metered(limits):
             headers = self.make_headers(context)
-            body = _masked(context, lambda: self._body(context))
+            body = masked_errors(context.secrets, lambda: self._body(context))
             content = None if body is None else to_text(body)
             url = self.make_url(context)
         if content is not None and not any(name.lower() == "content-type" for name in headers):
@@ -603,7 +591,7 @@ class HTTPSpec(_SpecModel):
         with metered(limits):
             if context is None:
                 return self._parse(body, None)
-            return _masked(context, lambda: self._parse(body, context))
+            return masked_errors(context.secrets, lambda: self._parse(body, context))
 
     def _parse(self, body: str, context: RequestTransformContext | None) -> str:
         output = body
@@ -612,7 +600,7 @@ class HTTPSpec(_SpecModel):
         # What response templates write is stored: they may not read the key or the secrets
         # in `state`.
         if "api_key" in variables:
-            variables["api_key"] = _response_api_key()
+            variables["api_key"] = hidden_api_key()
         if "state" in variables:
             variables["state"] = hidden_from_responses(variables["state"])
         for index, step in enumerate(self.response.transforms):
@@ -648,36 +636,6 @@ class HTTPSpec(_SpecModel):
         return to_text(values[0] if len(values) == 1 else values)
 
 
-_MAX_STATE_DEPTH = 32
-
-
-def _masked(context: RequestTransformContext, run: Callable[[], T]) -> T:
-    """`run()`, its `ProcessingError`s re-raised with the context's secrets masked.
-
-    The errors carry no data by design; this is the second line, for a secret a spec wrote
-    into a template or pattern itself.
-    """
-    try:
-        return run()
-    except ProcessingError as exc:
-        failure = exc
-    message = str(failure)
-    masked = mask_values(message, context.secrets())
-    if masked == message:
-        raise failure
-    error_type = type(failure)
-    error = error_type(masked) if error_type in _PLAIN_ERRORS else ProcessingError(masked)
-    raise error from failure.__cause__
-
-
-_PLAIN_ERRORS: tuple[type[ProcessingError], ...] = (
-    ProcessingError,
-    BudgetExceededError,
-    CompileError,
-    NotJSONError,
-)
-
-
 def _extract(path: CompiledJsonPath, text: str, *, first: bool) -> Any:
     """`path.extract(text)`; a `NotJSONError` only from the first step, whose text is the body
     (the generator treats a body that is not JSON as a cut answer, to retry)."""
@@ -688,54 +646,6 @@ def _extract(path: CompiledJsonPath, text: str, *, first: bool) -> Any:
             raise
         failure = ProcessingError(str(exc))
     raise failure
-
-
-def hidden_from_responses(state: Mapping[str, Any]) -> dict[str, Any]:
-    """`state` as response templates see it: every secret-named key (`access_token`,
-    `session`, `X-Api-Key`…: `jib._secrets.is_secret_name`) hidden, at any depth.
-
-    A hidden key stays listed but its value is undefined, and using it says why. Nesting
-    deeper than 32 levels is hidden whole.
-    """
-    return cast("dict[str, Any]", _hide(state, 0, "state"))
-
-
-def _hide(value: Any, depth: int, where: str) -> Any:
-    if isinstance(value, Mapping):
-        if depth > _MAX_STATE_DEPTH:
-            return _hidden(where, "it nests too deeply to be checked for secrets")
-        return {
-            key: _hidden(f"{where}[{key!r}]", "its name marks it as a secret")
-            if isinstance(key, str) and is_secret_name(key)
-            else _hide(item, depth + 1, f"{where}[{key!r}]")
-            for key, item in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        if depth > _MAX_STATE_DEPTH:
-            return _hidden(where, "it nests too deeply to be checked for secrets")
-        return [_hide(item, depth + 1, f"{where}[{index}]") for index, item in enumerate(value)]
-    return value
-
-
-def _hidden(where: str, why: str) -> Any:
-    from jib.generator.http._sandbox import SpecUndefined
-
-    return SpecUndefined(
-        hint=f"{where} is hidden from response templates: {why} (what response templates "
-        "write is stored); only request templates can read it",
-        name=where,
-    )
-
-
-def _response_api_key() -> Any:
-    """`api_key` as response templates see it: undefined, saying why when used."""
-    import jinja2
-
-    return jinja2.StrictUndefined(
-        hint="'api_key' is undefined: response templates cannot read the api key (what they "
-        "write is stored); only request templates can",
-        name="api_key",
-    )
 
 
 def _walk_strings(value: Any, visit: Any) -> None:

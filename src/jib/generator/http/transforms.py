@@ -207,10 +207,13 @@ def render_jinja(
             return text
     except Exception as exc:
         failure: BaseException = exc
-    # Raised outside the `except`: the original (its message may quote data) is not chained.
+    # Raised outside the `except`: the original (its message may quote data) is not chained,
+    # nor its traceback, whose frames hold what the template built (an error is stored with its
+    # chat). The message names the template's line.
     error = _render_error(failure, where, names)
-    stand_in = RedactedError(_type_name(failure), str(error)).with_traceback(failure.__traceback__)
-    raise error from stand_in
+    cause = RedactedError(_type_name(failure), str(error))
+    del failure
+    raise error from cause
 
 
 def _render_error(exc: BaseException, where: str, names: frozenset[object]) -> ProcessingError:
