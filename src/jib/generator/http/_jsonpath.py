@@ -6,11 +6,14 @@ millions of values, and `$..*` on a large body builds one Python object per valu
 anything can look at them. `bounded()` rewrites a parsed path so that, against the active budget
 (`_budget`):
 
-- every step of the path counts one step per call, plus `SELECTED_STEPS` per value it selects
-  (each selected value is a Python object of about 250 bytes until the step ends);
+- every step of the path that can select many values counts one step per call, plus
+  `SELECTED_STEPS` per value it selects (each selected value is a Python object of about 250
+  bytes until the step ends); `$`, `@`, `.name`, `[0]` and `a.b` select no more than the path
+  names for each value a counted step selected, and are not metered;
 - steps that fan out (`*`, `[*]`, slices, `[?…]` filters, `keys`, `sorted`, `split`) count the
   values they are about to look at before making them;
-- `..` walks the data one value at a time, counting each, instead of listing every value first;
+- `..` walks the data one value at a time, counting each and what it selects there, instead of
+  listing every value first;
 - regexes (`=~` filters, `sub()`) are checked before compiling and matched with the time left;
 - `*` and `+` charge what they would build (`$.a * $.b` on `{"a": "x", "b": 1000000000}` is a
   gigabyte), and `str()` charges the text it writes.
@@ -35,7 +38,9 @@ from jsonpath_ng.jsonpath import (
     Descendants,
     Fields,
     Index,
+    Root,
     Slice,
+    This,
     Where,
     Wildcard,
     _Intersect,
@@ -97,6 +102,8 @@ class _BoundedDescendants(Descendants):
     def find(self, datum: Any) -> list[DatumInContext]:
         budget = current_budget()
         right_find = self.right.find
+        # What the right side selects is counted here unless it counts it itself.
+        selected_steps = 0 if _counts_itself(self.right) else SELECTED_STEPS
         matches: list[DatumInContext] = []
         pending: list[Iterator[DatumInContext]] = [iter(self.left.find(datum))]
         while pending:
@@ -104,8 +111,9 @@ class _BoundedDescendants(Descendants):
             if node is None:
                 pending.pop()
                 continue
-            budget.step()
-            matches.extend(right_find(node))
+            found = right_find(node)
+            budget.step(1 + selected_steps * len(found))
+            matches.extend(found)
             value = node.value
             if isinstance(value, list):
                 pending.append(_children_of_list(node, value))
@@ -143,44 +151,71 @@ def _bounded_operation(symbol: str, apply: Callable[[Any, Any], Any]) -> Callabl
     return operation
 
 
-def _fan_out(node: JSONPath, value: Any) -> int:
-    """How many values `node` looks at in `value` before selecting any (0 when it does not)."""
-    if isinstance(node, Split):
-        if not isinstance(value, str):
-            return 0
-        chars = getattr(node, "chars", None)
-        parts = value.count(chars) + 1 if isinstance(chars, str) and chars else len(value)
-        return parts
+def _split_parts(node: JSONPath, value: Any) -> int:
+    """How many parts `split()` makes of `value`."""
+    if not isinstance(value, str):
+        return 0
+    chars = getattr(node, "chars", None)
+    return value.count(chars) + 1 if isinstance(chars, str) and chars else len(value)
+
+
+def _sort_pairs(node: JSONPath, value: Any) -> int:
+    """About how many pairs sorting `value` compares: n·log2(n)."""
     if not isinstance(value, (list, dict)):
         return 0
+    return len(value) * max(1, math.ceil(math.log2(len(value) + 1)))
+
+
+def _children(node: JSONPath, value: Any) -> int:
+    return len(value) if isinstance(value, (list, dict)) else 0
+
+
+def _fan_out(node: JSONPath) -> Callable[[JSONPath, Any], int] | None:
+    """How to count the values `node` looks at before selecting any, or `None` if it does not
+    look at more than it selects."""
+    if isinstance(node, Split):
+        return _split_parts
     if isinstance(node, SortedThis):
-        # Sorting compares about n·log2(n) pairs.
-        return len(value) * max(1, math.ceil(math.log2(len(value) + 1)))
+        return _sort_pairs
     if isinstance(node, (Wildcard, Slice, Filter, Keys)) or (
         isinstance(node, Fields) and "*" in node.fields
     ):
-        return len(value)
-    return 0
+        return _children
+    return None
 
 
 # Steps that pass on what their parts selected: those values are counted once, by the parts.
 _PASSING_ON = (Child, Descendants, Where, _Union, _Intersect)
+# Steps left unmetered: each call selects at most as many values as the path names (`$`, `@`,
+# `.name`, `[0]`), for a value some counted step selected; and `a.b`, which only passes on what
+# `b` selects for each of `a`'s. Metering them would cost more than what they do.
+_UNMETERED: tuple[type[JSONPath], ...] = (Root, This, Index, Child)
+
+
+def _counts_itself(node: JSONPath) -> bool:
+    """Whether `node` counts what it selects (it was metered)."""
+    return "find" in vars(node)
 
 
 def _metered(node: JSONPath) -> None:
     """Make `node.find` count its call, its fan-out and what it selects (see the module)."""
+    if type(node) in _UNMETERED or (type(node) is Fields and "*" not in node.fields):
+        return
     original: Callable[[Any], list[DatumInContext]] = node.find
-    writes_text = isinstance(node, Str)
     selected_steps = 0 if isinstance(node, _PASSING_ON) else SELECTED_STEPS
+    fan_out = _fan_out(node)
+    writes_text = isinstance(node, Str)
 
     def find(datum: Any) -> list[DatumInContext]:
         budget = current_budget()
-        value = datum.value if isinstance(datum, DatumInContext) else datum
-        budget.step(1 + _fan_out(node, value))
-        if writes_text:
-            _charge_text(budget, value)
+        if fan_out is not None or writes_text:
+            value = datum.value if isinstance(datum, DatumInContext) else datum
+            if fan_out is not None:
+                budget.step(fan_out(node, value))
+            if writes_text:
+                _charge_text(budget, value)
         found = original(datum)
-        budget.step(selected_steps * len(found))
+        budget.step(1 + selected_steps * len(found))
         return found
 
     # An attribute of the instance shadows the class's method, also for calls from its parents.

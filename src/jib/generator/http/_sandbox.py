@@ -39,7 +39,6 @@ import functools
 import re
 import types
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from contextvars import ContextVar
 from string import Formatter
 from typing import Any, cast
@@ -63,11 +62,11 @@ from jib.generator.http import _estimates as estimates
 from jib.generator.http._budget import Budget, current_budget
 
 __all__ = [
+    "SOURCE_NAMES",
     "BudgetedSandbox",
     "SpecTemplate",
     "SpecUndefined",
     "make_environment",
-    "source_names",
     "written_names",
 ]
 
@@ -81,7 +80,9 @@ _PICKING_METHODS = frozenset({"get", "pop", "setdefault"})
 
 # -- names a template writes ---------------------------------------------------------------------
 
-_SOURCE_NAMES: ContextVar[frozenset[object]] = ContextVar("jib_template_names", default=frozenset())
+SOURCE_NAMES: ContextVar[frozenset[object]] = ContextVar("jib_template_names", default=frozenset())
+"""The names the template being rendered wrote (`written_names`): what `SpecUndefined` may
+quote. `render_jinja` sets it around each render."""
 
 
 class SpecTemplate(jinja2.Template):
@@ -103,16 +104,6 @@ def written_names(template: nodes.Template) -> frozenset[object]:
     return frozenset(names)
 
 
-@contextmanager
-def source_names(names: frozenset[object]) -> Iterator[None]:
-    """Let `SpecUndefined` quote these names (the template being rendered wrote them)."""
-    token = _SOURCE_NAMES.set(names)
-    try:
-        yield
-    finally:
-        _SOURCE_NAMES.reset(token)
-
-
 class SpecUndefined(jinja2.StrictUndefined):
     """Jinja's strict undefined, quoting a missing name only when the template wrote it.
 
@@ -127,7 +118,7 @@ class SpecUndefined(jinja2.StrictUndefined):
         if self._undefined_hint:
             return self._undefined_hint
         name = self._undefined_name
-        written = _SOURCE_NAMES.get()
+        written = SOURCE_NAMES.get()
         try:
             shown = name in written
         except TypeError:  # unhashable: a computed list or dict

@@ -197,16 +197,19 @@ def render_jinja(
         ProcessingError: a variable is missing, the sandbox blocked an operation, or the template
             raised.
     """
-    from jib.generator.http._sandbox import source_names
+    from jib.generator.http._sandbox import SOURCE_NAMES
 
     names: frozenset[object] = getattr(template, "source_names", frozenset())
+    token = SOURCE_NAMES.set(names)
     try:
-        with metered(limits) as budget, source_names(names):
+        with metered(limits) as budget:
             text = template.render(variables)
             budget.check_time()
             return text
     except Exception as exc:
         failure: BaseException = exc
+    finally:
+        SOURCE_NAMES.reset(token)
     # Raised outside the `except`: the original (its message may quote data) is not chained,
     # nor its traceback, whose frames hold what the template built (an error is stored with its
     # chat). The message names the template's line.
