@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from jsonpath_ng import DatumInContext, JSONPath
+from jsonpath_ng import jsonpath as _parsed
 from jsonpath_ng.ext.arithmetic import Operation
 from jsonpath_ng.ext.filter import Expression, Filter
 from jsonpath_ng.ext.iterable import Keys, SortedThis
@@ -42,7 +43,6 @@ from jsonpath_ng.jsonpath import (
     Slice,
     This,
     Where,
-    Wildcard,
     _Intersect,
     _Union,
 )
@@ -60,7 +60,14 @@ SELECTED_STEPS = HELD_VALUE_STEPS
 """Steps (`RenderLimits.max_steps`) a JSONPath counts per value it selects: a selected value
 is held as an object of about 250 bytes, so the default million steps hold at most 60 MB."""
 
+# jsonpath-ng before 1.8 writes `*` as `Fields('*')` and `[*]` as `Slice()`, with no `Wildcard`.
 _FIELD_PATH: Callable[[Any], JSONPath] = getattr(Fields, "_compliant_constructor", Fields)
+_FAN_OUT_STEPS: tuple[type[JSONPath], ...] = (
+    Slice,
+    Filter,
+    Keys,
+    *((_parsed.Wildcard,) if hasattr(_parsed, "Wildcard") else ()),
+)
 
 
 class _RegexFilter(Expression):
@@ -177,9 +184,7 @@ def _fan_out(node: JSONPath) -> Callable[[JSONPath, Any], int] | None:
         return _split_parts
     if isinstance(node, SortedThis):
         return _sort_pairs
-    if isinstance(node, (Wildcard, Slice, Filter, Keys)) or (
-        isinstance(node, Fields) and "*" in node.fields
-    ):
+    if isinstance(node, _FAN_OUT_STEPS) or (isinstance(node, Fields) and "*" in node.fields):
         return _children
     return None
 
