@@ -10,27 +10,31 @@ words (`_`, `-`, `.`, spaces and camelCase), so `max_tokens` and `tokenizer` are
 For error text only, near misses count too (`api-key`, `apikye`, `bearer`, `tokn`): a mistyped
 secret key still holds a secret.
 
-`redact(text, secrets)` masks, in this order: the known secret values (and any word holding a
-long prefix or suffix of one, as servers that echo a key "partly masked" do), bearer/basic
-credentials, and the values of secret-named `name=value`, `name: value` and `"name": "value"`
-pairs (those two in the first `PATTERN_WINDOW` characters, so a huge body costs little).
-`env:NAME` references are not secrets (they name where a key is read from) and stay.
+`redact(text, secrets)` masks, in this order: the known secret values in every form a server
+or a template is likely to echo them (see `encoded_forms`), any word holding a long prefix or
+suffix of one (servers echo a key "partly masked"), bearer/basic credentials, and the values of
+secret-named `name=value`, `name: value` and `"name": "value"` pairs (those two in the first
+`PATTERN_WINDOW` characters, so a huge body costs little). `env:NAME` references are not secrets
+(they name where a key is read from) and stay.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import functools
 import itertools
 import re
 from collections.abc import Iterable, Iterator
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 __all__ = [
     "ENV_REFERENCE_PREFIX",
     "PATTERN_WINDOW",
     "REDACTED",
     "RedactedError",
+    "encoded_forms",
     "is_secret_name",
     "looks_like_secret_name",
     "mask_values",
@@ -99,6 +103,8 @@ _SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
 # holding this many characters of a known secret's start or end is masked.
 _FRAGMENT = 6
 _SHORTEST_SECRET = 4
+# Encoded forms shorter than this are not masked: they would match ordinary text.
+_SHORTEST_ENCODED = 8
 _WORD_BREAKS = frozenset(" \t\r\n'\",;:=&?#/<>()[]{}")
 
 # "Bearer …" and "Basic …" anywhere; "Token …" and "Digest …" are common words, so only after
@@ -206,28 +212,69 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 
 
 def mask_values(text: str, secrets: Iterable[str | None]) -> str:
-    """`text` with only the known `secrets` masked (whole, encoded, or a long prefix or suffix
-    of one), for text whose `name=value` pairs must stay readable (a rendered request)."""
-    known = sorted(_variants(secrets), key=len, reverse=True)
-    for secret in known:
-        text = text.replace(secret, REDACTED)
-    for secret in known:
+    """`text` with only the known `secrets` masked (in any of their `encoded_forms`, or a long
+    prefix or suffix of one), for text whose `name=value` pairs must stay readable (a rendered
+    request)."""
+    plain: set[str] = set()
+    encoded: set[str] = set()
+    for secret in secrets:
+        if secret and len(secret) >= _SHORTEST_SECRET:
+            plain.update(_written_forms(secret))
+            encoded.update(form for form in encoded_forms(secret) if len(form) >= _SHORTEST_ENCODED)
+    for form in sorted(plain | encoded, key=len, reverse=True):
+        text = text.replace(form, REDACTED)
+    # Fragments only of the forms a server echoes "partly masked": an encoded form's start or
+    # end is too short a string to mask every word holding it.
+    for secret in plain:
         if len(secret) >= 2 * _FRAGMENT:
             for fragment in {secret[:_FRAGMENT], secret[-_FRAGMENT:]}:
                 text = _mask_words_holding(text, fragment)
     return text
 
 
-def _variants(secrets: Iterable[str | None]) -> set[str]:
-    """Each secret as written, percent-encoded (in a URL) and JSON-escaped (in a body)."""
-    found: set[str] = set()
-    for secret in secrets:
-        if not secret or len(secret) < _SHORTEST_SECRET:
-            continue
-        found.add(secret)
-        found.add(quote(secret, safe=""))
-        found.add(secret.replace("\\", "\\\\").replace('"', '\\"'))
-    return found
+def _written_forms(secret: str) -> set[str]:
+    """A secret as written, percent-encoded (in a URL) and JSON-escaped (in a body)."""
+    return {
+        secret,
+        quote(secret, safe=""),
+        secret.replace("\\", "\\\\").replace('"', '\\"'),
+    }
+
+
+@functools.lru_cache(maxsize=256)
+def encoded_forms(secret: str) -> frozenset[str]:
+    """The encoded forms of `secret` that `redact` masks, besides the plain ones.
+
+    - base64, standard and URL-safe alphabets, with and without `=` padding; and the part of
+      the encoding that is the same wherever the secret starts inside a longer encoded text
+      (`base64("user:" + key)` holds the key's characters at a shifted alignment);
+    - hex, lower and upper case;
+    - percent-encoded: `quote` (`/` kept), `quote_plus` (spaces as `+`), and every byte as
+      `%XX` (upper and lower case hex).
+
+    >>> sorted(encoded_forms("sk-1"))[:3]
+    ['%73%6B%2D%31', '%73%6b%2d%31', '736B2D31']
+    """
+    data = secret.encode("utf-8", "surrogatepass")
+    forms: set[str] = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + data).decode("ascii")
+        if offset == 0:
+            forms.update((encoded, encoded.rstrip("=")))
+        # Characters holding any bit of the padding bytes before, or of the unknown bytes
+        # after, differ by context; the ones between depend on the secret alone.
+        start = -(-offset * 8 // 6)
+        end = (offset + len(data)) * 8 // 6
+        forms.add(encoded[start:end])
+    forms.update([form.replace("+", "-").replace("/", "_") for form in forms])
+    hexed = binascii.hexlify(data).decode("ascii")
+    forms.update((hexed, hexed.upper()))
+    forms.update((quote(secret), quote_plus(secret, safe="")))
+    every_byte = "".join(f"%{byte:02X}" for byte in data)
+    forms.update((every_byte, every_byte.lower()))
+    forms.discard(secret)
+    forms.discard("")
+    return frozenset(forms)
 
 
 def _mask_words_holding(text: str, fragment: str) -> str:

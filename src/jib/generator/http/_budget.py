@@ -6,10 +6,14 @@ parse runs under one `Budget`, made from the generator's `RenderLimits` with `se
 the request's timeout; the spec itself can only ask for less.
 
 The Jinja sandbox counts loop iterations and calls as steps, measures the text and items it is
-about to build before building them, and checks the clock in every hook; JSONPath filters and
-regex steps match with the time that is left. The active budget lives in a context variable, so
-nested helpers (a JSONPath filter, a filter inside `map`) find it without being passed it, and
-concurrent renders in other threads or tasks keep their own.
+about to build before building them, and checks the clock in every hook; JSONPath counts every
+value it visits or selects as a step and charges what it writes; regexes match with the time
+that is left. The active budget lives in a context variable, so nested helpers (a JSONPath
+filter, a filter inside `map`) find it without being passed it, and concurrent renders in other
+threads or tasks keep their own.
+
+Sizes in messages are rounded to two significant digits (`about(…)`): a size is computed from
+the data, and an exact one could spell out a secret (`'x'|center(api_key|int(base=16))`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,15 @@ from dataclasses import dataclass
 
 from jib.errors import BudgetExceededError, InvalidGeneratorError
 
-__all__ = ["DEFAULT_RENDER_LIMITS", "Budget", "RenderLimits", "current_budget", "metered"]
+__all__ = [
+    "DEFAULT_RENDER_LIMITS",
+    "HELD_VALUE_STEPS",
+    "Budget",
+    "RenderLimits",
+    "about",
+    "current_budget",
+    "metered",
+]
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,24 @@ class RenderLimits:
         return RenderLimits(timeout, self.max_size, self.max_steps)
 
 
+HELD_VALUE_STEPS = 4
+"""Steps (`RenderLimits.max_steps`) counted for each value a step holds in memory while it runs
+(a value a JSONPath selects, an array or object of a parsed body): each is a Python object of
+about 100 to 250 bytes, so the default million steps hold at most about 60 MB of them."""
+
+
+def about(number: int) -> str:
+    """`number` for a message, rounded to two significant digits past 99.
+
+    >>> about(500_000_014), about(42)
+    ('about 500,000,000', '42')
+    """
+    if -100 < number < 100:
+        return str(number)
+    digits = len(str(abs(number)))
+    return f"about {round(number, 2 - digits):,}"
+
+
 DEFAULT_RENDER_LIMITS = RenderLimits()
 """The limits of a generator that sets none, and of spec methods called without limits."""
 
@@ -105,7 +135,7 @@ class Budget:
         """Count `size` characters or items about to be built by `what`, before building them."""
         total = self.size + size
         if total > self.limits.max_size:
-            built = f"{size:,}" if total == size else f"{size:,} more ({total:,} in all)"
+            built = about(size) if total == size else f"{about(size)} more ({about(total)} in all)"
             raise BudgetExceededError(
                 f"{what} would build {built} characters or items; the limit is "
                 f"{self.limits.max_size:,} (RenderLimits.max_size)"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jib.errors import BudgetExceededError
-from jib.generator.http._budget import Budget
+from jib.generator.http._budget import Budget, about
 from jib.generator.http._text import text_size
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "measured",
     "method_size",
     "printf_size",
+    "structure",
 ]
 
 MAX_INT_BITS = 65_536
@@ -45,6 +46,18 @@ def measured(value: Any, budget: Budget) -> int:
     return text_size(value, limit, budget.check_time)
 
 
+STRING_ITEM_CHARS = 100
+"""Characters of a string that count as one item in a structure's size: comparing or hashing
+a hundred characters costs about what comparing one item does."""
+
+
+def structure(value: Any, budget: Budget) -> int:
+    """About how many items comparing, hashing, sorting or copying `value` walks, parts reached
+    twice counted twice; counting no further than the budget has (see `text_size`)."""
+    limit = budget.limits.max_size - budget.size
+    return text_size(value, limit, budget.check_time, STRING_ITEM_CHARS)
+
+
 def as_count(value: Any) -> int:
     """An int argument as a non-negative count; anything else counts 0 (the callee complains)."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -56,8 +69,7 @@ def check_bits(bits: int, operator: str) -> None:
     """Refuse to make a number of `bits` bits when that is more than `MAX_INT_BITS`."""
     if bits > MAX_INT_BITS:
         raise BudgetExceededError(
-            f"'{operator}' would make a number of about {bits:,} bits; the limit is "
-            f"{MAX_INT_BITS:,}"
+            f"'{operator}' would make a number of {about(bits)} bits; the limit is {MAX_INT_BITS:,}"
         )
 
 
@@ -147,27 +159,34 @@ def _tojson(budget: Budget, value: Any, indent: Any = None) -> Sized:
 
 
 def _batch(budget: Budget, value: Any, linecount: Any, fill_with: Any = None) -> Sized:
-    size = as_count(linecount) if fill_with is not None else 0
+    # The last batch is padded with up to `linecount` copies of `fill_with`.
+    size = 0 if fill_with is None else as_count(linecount) * _filler(fill_with, budget)
     return size, (value, linecount, fill_with), {}
 
 
 def _slice(budget: Budget, value: Any, slices: Any, fill_with: Any = None) -> Sized:
-    return as_count(slices), (value, slices, fill_with), {}
+    return as_count(slices) * _filler(fill_with, budget), (value, slices, fill_with), {}
+
+
+def _filler(fill_with: Any, budget: Budget) -> int:
+    """What one padding item costs: its size, shared parts counted in full (at least 1)."""
+    return 1 if fill_with is None else max(1, structure(fill_with, budget))
 
 
 def _sum(budget: Budget, iterable: Any, attribute: Any = None, start: Any = 0) -> Sized:
     if isinstance(start, (int, float)):
         return 0, (iterable, attribute, start), {}
-    # Adding lists copies the total so far at each step.
+    # Adding lists copies the total so far at each step; the result holds every item's parts.
     items = _materialized(iterable, budget)
     total = sum(len(item) for item in items if isinstance(item, (str, list, tuple)))
-    return total * max(len(items), 1), (items, attribute, start), {}
+    size = total * max(len(items), 1) + structure(items, budget) + structure(start, budget)
+    return size, (items, attribute, start), {}
 
 
 def _round(budget: Budget, value: Any, precision: Any = 0, method: Any = "common") -> Sized:
     if isinstance(precision, int) and abs(precision) > _MAX_ROUND_DIGITS:
         raise BudgetExceededError(
-            f"round() to {precision:,} digits; the limit is {_MAX_ROUND_DIGITS:,}"
+            f"round() to {about(precision)} digits; the limit is {_MAX_ROUND_DIGITS:,}"
         )
     return 0, (value, precision, method), {}
 

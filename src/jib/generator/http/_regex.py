@@ -13,6 +13,15 @@ counts CPU time, which a busy machine hands out slower than the wall clock turns
 outlasts a short first try runs again in a worker thread (the package releases the GIL) while the
 caller waits by the wall clock; a match given up on stops at its own timeout.
 
+Matching also takes memory: a repeated group (`(?:ab)*`, `(a|b)+`) keeps a backtracking point
+for every repetition, and a capturing group inside a repeat keeps every capture (the package
+offers them all through `captures()`), about 100 bytes each: `(.)*` on 10 MB of text needs
+gigabytes. So before a pattern with a repeated group matches, its text is charged to the budget's
+size, `STATE_ITEMS` per character for each unit of its `state_units` (one, plus one per capturing
+group inside a repeat); patterns whose repeats hold single characters (`a*`, `[^"]*`, `\\d+`)
+keep no such state and are not charged. What a step writes (the group it extracts, a
+substitution's result) is charged too.
+
 The package is imported on first use, not by `import jib`.
 """
 
@@ -26,8 +35,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jib.errors import BudgetExceededError, MissingDependencyError, ProcessingError
-from jib.generator.http._budget import current_budget
-from jib.generator.http._text import truncate
+from jib.generator.http._budget import Budget, current_budget
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -37,9 +45,11 @@ __all__ = [
     "MAX_REGEX_LENGTH",
     "MAX_REGEX_WEIGHT",
     "MAX_SPEC_REGEX_WEIGHT",
+    "STATE_ITEMS",
     "CompiledRegex",
     "check_pattern",
     "regex_weight",
+    "state_units",
 ]
 
 MAX_REGEX_LENGTH = 10_000
@@ -50,6 +60,10 @@ MAX_SPEC_REGEX_WEIGHT = 100_000
 """The most items all the patterns of one spec may hold together."""
 MAX_REGEX_DEPTH = 100
 """The deepest nesting of groups accepted."""
+
+STATE_ITEMS = 16
+"""Items (`RenderLimits.max_size`) a pattern with repeated groups is charged per character of
+its text and unit of `state_units`: with the default budget, about 100 MB of matching state."""
 
 _INLINE_SECONDS = 0.05
 """CPU seconds a match may take in the calling thread before it moves to a worker thread."""
@@ -138,6 +152,89 @@ def regex_weight(pattern: str) -> int:
     return sum(frame[0] for frame in frames)
 
 
+def state_units(pattern: str) -> int:
+    """How much state `pattern` keeps per character it matches: 0 when no group is repeated,
+    else 1 plus the number of capturing groups inside repeated groups.
+
+    A conservative reading, like `regex_weight`'s: a group followed by `*`, `+` or `{m,n}`
+    allowing more than one repetition is repeated; a repeated single character, escape or
+    class keeps nothing.
+
+    >>> state_units("a*b"), state_units("(?:ab)*"), state_units("(a)(?:(b)|c)+")
+    (0, 1, 2)
+    """
+    captures = 0
+    # One frame per open group: the capturing groups inside it (itself included).
+    frames: list[list[int]] = [[]]
+    last_group: list[int] | None = None  # the groups of the item a quantifier would repeat
+    repeated = False
+    in_repeats: set[int] = set()
+    index, end = 0, len(pattern)
+    while index < end:
+        char = pattern[index]
+        if char == "\\":
+            index, last_group = _skip_escape(pattern, index), None
+            continue
+        if char == "[":
+            index, last_group = _skip_class(pattern, index), None
+            continue
+        if char == "(":
+            if pattern.startswith("(?#", index):
+                closing = pattern.find(")", index)
+                index = end if closing < 0 else closing + 1
+                continue
+            frame: list[int] = []
+            if _captures(pattern, index):
+                captures += 1
+                frame.append(captures)
+            frames.append(frame)
+            last_group = None
+        elif char == ")":
+            if len(frames) > 1:
+                last_group = frames.pop()
+                frames[-1].extend(last_group)
+            index += 1
+            continue
+        elif char in "*+{":
+            match = _QUANTIFIER.match(pattern, index) if char == "{" else None
+            if char == "{" and match is None:
+                last_group = None
+            else:
+                if last_group is not None and (match is None or _repeats(match)):
+                    repeated = True
+                    in_repeats.update(last_group)
+                index = match.end() if match else index + 1
+                # A lazy or possessive mark repeats nothing more.
+                if index < end and pattern[index] in "?+":
+                    index += 1
+                last_group = None
+                continue
+        elif char != "?" and char != "|":
+            last_group = None
+        index += 1
+    return 1 + len(in_repeats) if repeated else 0
+
+
+def _captures(pattern: str, index: int) -> bool:
+    """Whether the group opening at `index` captures (`(x)`, `(?P<n>x)`, `(?<n>x)`)."""
+    if not pattern.startswith("(?", index):
+        return True
+    rest = pattern[index + 2 : index + 4]
+    if rest.startswith("P<") or rest.startswith("'"):
+        return True
+    return rest.startswith("<") and rest[1:2] not in ("=", "!")
+
+
+def _repeats(quantifier: re.Match[str]) -> bool:
+    """Whether a `{m}`, `{m,}`, `{,n}` or `{m,n}` quantifier allows more than one repetition."""
+    low, comma, high = quantifier.groups()
+    if not (low or high):
+        return False
+    if comma is None:
+        return int(low) > 1
+    return not high or int(high) > 1
+
+
 def _skip_escape(pattern: str, index: int) -> int:
     """The index after the escape at `index` (`\\d`, `\\x41`, `\\p{Letter}`, …)."""
     if (
@@ -201,6 +298,8 @@ class CompiledRegex:
         self.pattern = pattern
         self.weight = check_pattern(pattern)
         """The items the pattern holds once its counted repeats are unrolled."""
+        self.state_units = state_units(pattern)
+        """The matching state it keeps per character of text (see `state_units`)."""
         try:
             self._compiled: Any = regex.compile(pattern)
         except regex.error as exc:
@@ -221,7 +320,9 @@ class CompiledRegex:
         Raises:
             BudgetExceededError: matching took longer than `timeout` seconds.
         """
-        seconds = current_budget().remaining() if timeout is None else timeout
+        budget = current_budget()
+        self._charge_state(budget, text)
+        seconds = budget.remaining() if timeout is None else timeout
         compiled = self._compiled
         try:
             return _within(seconds, lambda cpu: compiled.search(text, timeout=cpu, concurrent=True))
@@ -238,6 +339,7 @@ class CompiledRegex:
                 left in the budget), or the result would be larger than the budget allows.
         """
         budget = current_budget()
+        self._charge_state(budget, text)
         seconds = budget.remaining() if timeout is None else timeout
         compiled = self._compiled
         try:
@@ -265,20 +367,32 @@ class CompiledRegex:
     def apply(self, text: str, timeout: float | None = None) -> str:
         """The first group of the first match, or the whole match when there is no group.
 
+        What it returns is charged to the active budget.
+
         Raises:
-            ProcessingError: nothing matched.
+            ProcessingError: nothing matched (the message gives the text's length, not the
+                text: it may hold what the server echoed of a secret).
             BudgetExceededError: matching took longer than `timeout` seconds (default: the time
-                left in the active budget).
+                left in the active budget), or the text or the result is larger than the
+                budget allows.
         """
         match = self.search(text, timeout)
         if match is None:
             raise ProcessingError(
-                f"regex '{self.pattern}' matched nothing in the response: {truncate(text, 200)!r}"
+                f"regex '{self.pattern}' matched nothing in the response ({len(text):,} characters)"
             )
-        if self._compiled.groups:
-            group = match.group(1)
-            return "" if group is None else str(group)
-        return str(match.group(0))
+        found = match.group(1) if self._compiled.groups else match.group(0)
+        result = "" if found is None else str(found)
+        current_budget().charge(len(result), f"regex '{_short(self.pattern)}' writing its match")
+        return result
+
+    def _charge_state(self, budget: Budget, text: str) -> None:
+        if self.state_units:
+            budget.charge(
+                len(text) * STATE_ITEMS * self.state_units,
+                f"regex '{_short(self.pattern)}' (its repeated groups keep state for each of "
+                f"the text's {len(text):,} characters)",
+            )
 
     def _timeout_message(self, seconds: float, text: str) -> str:
         return (

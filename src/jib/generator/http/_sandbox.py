@@ -14,7 +14,18 @@ active `Budget` (see `_budget`):
   `MAX_INT_BITS` bits;
 - every printed value (`{{ … }}`, in macros and `{% set %}` blocks too) charges its size, and
   `range()` charges its length;
+- every list, tuple or dict a template builds (literals, `+`, `*`, `dict()`, `namespace()`,
+  `cycler()`, macro `varargs`, filters and methods that return new ones, items yielded by
+  filters that return generators) charges its structure's size *counting shared parts each
+  time they are reached* (`estimates.structure`: items, a string one per 100 characters):
+  `{% set a = [a, a] %}` forty times over would be 2^40 items to compare, sort, hash or print,
+  so it is refused at about 2^20. Comparisons, membership tests, sorts and hashes then run in C
+  on values no larger than the budget;
 - every hook checks the clock.
+
+A missing variable, attribute or item is reported by name only when that name is written in the
+template (`SpecUndefined`): `state[api_key|reverse]` must not put the key, reversed, in an error
+message that is stored.
 
 Constant folding is off (`optimized=False` and a finalize that needs the evaluation context), so
 nothing a template asks for runs while it is compiled.
@@ -28,6 +39,7 @@ import functools
 import re
 import types
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from string import Formatter
 from typing import Any, cast
 
@@ -35,22 +47,94 @@ import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.nodes import EvalContext
-from jinja2.runtime import Context, LoopContext, markup_join, str_join
+from jinja2.runtime import Context, LoopContext, Macro, markup_join, str_join
 from jinja2.sandbox import (
     ImmutableSandboxedEnvironment,
     SandboxedEscapeFormatter,
     SandboxedFormatter,
     safe_range,
 )
+from jinja2.utils import Cycler, Joiner, Namespace, missing, object_type_repr
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
 from jib.generator.http import _estimates as estimates
 from jib.generator.http._budget import Budget, current_budget
 
-__all__ = ["BudgetedSandbox", "make_environment"]
+__all__ = [
+    "SOURCE_NAMES",
+    "BudgetedSandbox",
+    "SpecTemplate",
+    "SpecUndefined",
+    "make_environment",
+    "written_names",
+]
 
 _NUMBER = re.compile(r"\d+")
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+# Globals that keep what they are given: what they build holds their arguments.
+_KEEPERS: tuple[Any, ...] = (dict, Cycler, Joiner, Namespace)
+# Filters and methods that return a value they were given (or one inside it), not a new one.
+_PICKING_FILTERS = frozenset({"attr", "d", "default", "first", "last", "max", "min", "random"})
+_PICKING_METHODS = frozenset({"get", "pop", "setdefault"})
+
+# -- names a template writes ---------------------------------------------------------------------
+
+SOURCE_NAMES: ContextVar[frozenset[object]] = ContextVar("jib_template_names", default=frozenset())
+"""The names the template being rendered wrote (`written_names`): what `SpecUndefined` may
+quote. `render_jinja` sets it around each render."""
+
+
+class SpecTemplate(jinja2.Template):
+    """A compiled spec template, with the names its source writes (see `written_names`)."""
+
+    source_names: frozenset[object] = frozenset()
+
+
+def written_names(template: nodes.Template) -> frozenset[object]:
+    """The variable and attribute names and the literal strings and numbers of a parsed
+    template: what its error messages may quote (the spec's author wrote them)."""
+    names: set[object] = {node.name for node in template.find_all(nodes.Name)}
+    names.update(node.attr for node in template.find_all(nodes.Getattr))
+    names.update(
+        node.value
+        for node in template.find_all(nodes.Const)
+        if isinstance(node.value, (str, int)) and not isinstance(node.value, bool)
+    )
+    return frozenset(names)
+
+
+class SpecUndefined(jinja2.StrictUndefined):
+    """Jinja's strict undefined, quoting a missing name only when the template wrote it.
+
+    `{{ nobody }}` says `'nobody' is undefined`; `{{ state[api_key|reverse] }}` says the dict has
+    no item of a name the template computed, without the name: it came from the data.
+    """
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        if self._undefined_hint:
+            return self._undefined_hint
+        name = self._undefined_name
+        written = SOURCE_NAMES.get()
+        try:
+            shown = name in written
+        except TypeError:  # unhashable: a computed list or dict
+            shown = False
+        if self._undefined_obj is missing:
+            return f"{name!r} is undefined" if shown else "a variable is undefined"
+        owner = object_type_repr(self._undefined_obj)
+        if not shown:
+            return (
+                f"{owner!r} has no attribute or item of the name the template computed (not "
+                "shown: it comes from the data)"
+            )
+        if not isinstance(name, str):
+            return f"{owner} has no element {name!r}"
+        return f"{owner!r} has no attribute {name!r}"
+
 
 # -- formatting ----------------------------------------------------------------------------------
 
@@ -101,6 +185,20 @@ class _Instrument(NodeTransformer):
         items = nodes.List(list(node.nodes), lineno=node.lineno)
         return self._helper_call("budgeted_concat", [items], node.lineno)
 
+    def visit_List(self, node: nodes.List) -> nodes.Node:
+        self.generic_visit(node)
+        return self._helper_call("budgeted_built", [node], node.lineno)
+
+    def visit_Dict(self, node: nodes.Dict) -> nodes.Node:
+        self.generic_visit(node)
+        return self._helper_call("budgeted_built", [node], node.lineno)
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
+        self.generic_visit(node)
+        if node.ctx != "load":  # a target (`{% for a, b in … %}`), not a value
+            return node
+        return self._helper_call("budgeted_built", [node], node.lineno)
+
 
 def _literal_size(body: list[nodes.Node]) -> int:
     """Characters of template text one pass of a loop body prints (nested loops count their own)."""
@@ -142,8 +240,11 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         elif operator == "*":
             self._charge_product(budget, left, right)
         elif operator == "+":
-            if isinstance(left, (str, bytes, list, tuple)) and type(left) is type(right):
+            if isinstance(left, (str, bytes)) and type(left) is type(right):
                 budget.charge(len(left) + len(right), "'+'")
+            elif isinstance(left, (list, tuple)) and type(left) is type(right):
+                size = estimates.structure(left, budget) + estimates.structure(right, budget)
+                budget.charge(size, "'+'")
         elif operator == "%" and isinstance(left, (str, bytes)):
             budget.charge(estimates.printf_size(left, right, budget), "'%' formatting")
         return super().call_binop(context, operator, left, right)
@@ -151,8 +252,12 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
     @staticmethod
     def _charge_product(budget: Budget, left: Any, right: Any) -> None:
         for sequence, count in ((left, right), (right, left)):
-            if isinstance(sequence, (str, bytes, list, tuple)) and isinstance(count, int):
+            if isinstance(sequence, (str, bytes)) and isinstance(count, int):
                 budget.charge(len(sequence) * estimates.as_count(count), "'*'")
+                return
+            if isinstance(sequence, (list, tuple)) and isinstance(count, int):
+                size = estimates.structure(sequence, budget) * estimates.as_count(count)
+                budget.charge(size, "'*'")
                 return
         if isinstance(left, int) and isinstance(right, int):
             estimates.check_bits(left.bit_length() + right.bit_length(), "*")
@@ -170,14 +275,22 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
         if isinstance(__obj, LoopContext) and args:
             # A recursive loop's `loop(children)` iterates the children itself.
             args = (__self.budgeted_iter(args[0]), *args[1:])
+        elif any(__obj is keeper for keeper in _KEEPERS) or (
+            isinstance(__obj, Macro) and (__obj.catch_varargs or __obj.catch_kwargs)
+        ):
+            # What it builds (a dict, a namespace, `varargs`) holds these arguments.
+            size = estimates.structure(args, budget) + estimates.structure(kwargs, budget)
+            label = getattr(__obj, "__name__", None) or getattr(__obj, "name", "a call")
+            budget.charge(size, f"{label}()")
         builtin = isinstance(__obj, types.BuiltinMethodType)
+        name = getattr(__obj, "__name__", "method")
         estimate = estimates.method_size(__obj, args, kwargs, budget) if builtin else None
         if estimate is not None:
             size, args = estimate
-            budget.charge(size, f"{getattr(__obj, '__name__', 'method')}()")
+            budget.charge(size, f"{name}()")
         result = super().call(__context, __obj, *args, **kwargs)
-        if builtin and estimate is None:
-            budget.charge(estimates.built_size(result), f"{getattr(__obj, '__name__', 'method')}()")
+        if builtin and estimate is None and name not in _PICKING_METHODS:
+            budget.charge(_built_size(result, budget), f"{name}()")
         return result
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -216,12 +329,34 @@ class BudgetedSandbox(ImmutableSandboxedEnvironment):
                 budget.charge(weight, "a loop's text")
             yield item
 
+    def budgeted_built(self, value: Any) -> Any:
+        """A list, tuple or dict literal, charged its structure (shared parts in full)."""
+        budget = current_budget()
+        budget.charge(estimates.structure(value, budget), f"a {type(value).__name__}")
+        return value
+
     @jinja2.pass_eval_context
     def budgeted_concat(self, eval_ctx: EvalContext, items: list[Any]) -> str:
         """`a ~ b ~ …`, charged before the pieces are joined."""
         budget = current_budget()
         budget.charge(sum(estimates.measured(item, budget) for item in items), "'~'")
         return str(markup_join(items) if eval_ctx.autoescape else str_join(items))
+
+
+def _built_size(value: Any, budget: Budget) -> int:
+    """What a call built: a string's length, a container's structure (shared parts in full)."""
+    if isinstance(value, _CONTAINERS):
+        return estimates.structure(value, budget)
+    return estimates.built_size(value)
+
+
+def _charging(items: Iterator[Any], what: str) -> Iterator[Any]:
+    """`items`, charging each list, tuple or dict it yields (a generator filter's output)."""
+    for item in items:
+        if isinstance(item, _CONTAINERS):
+            budget = current_budget()
+            budget.charge(estimates.structure(item, budget), what)
+        yield item
 
 
 @jinja2.pass_eval_context
@@ -241,10 +376,13 @@ def _budgeted_filter(name: str, function: Callable[..., Any]) -> Callable[..., A
     estimate = estimates.FILTER_ESTIMATES.get(name)
     what = f"the filter '{name}'"
 
+    picking = name in _PICKING_FILTERS
+
     @functools.wraps(function)
     def budgeted(*args: Any, **kwargs: Any) -> Any:
         budget = current_budget()
         budget.step()
+        result: Any = _UNSET
         if estimate is not None:
             try:
                 size, given, kwargs = estimate(budget, *args[skip:], **kwargs)
@@ -253,12 +391,19 @@ def _budgeted_filter(name: str, function: Callable[..., Any]) -> Callable[..., A
             else:
                 budget.charge(size, what)
                 args = (*args[:skip], *given)
-                return function(*args, **kwargs)
-        result = function(*args, **kwargs)
-        budget.charge(estimates.built_size(result), what)
+                result = function(*args, **kwargs)
+        if result is _UNSET:
+            result = function(*args, **kwargs)
+            if not picking:
+                budget.charge(_built_size(result, budget), what)
+        if isinstance(result, Iterator) and not isinstance(result, _CONTAINERS):
+            return _charging(result, what)
         return result
 
     return budgeted
+
+
+_UNSET: Any = object()
 
 
 def _budgeted_range(*args: int) -> range:
@@ -285,11 +430,12 @@ def make_environment(
 ) -> BudgetedSandbox:
     """A budgeted sandbox with a strict undefined, no autoescaping, and these extras."""
     env = BudgetedSandbox(
-        undefined=jinja2.StrictUndefined,
+        undefined=SpecUndefined,
         autoescape=False,
         finalize=_finalize,
         optimized=False,
     )
+    env.template_class = SpecTemplate
     env.globals.update(globals or {})
     env.globals["range"] = _budgeted_range
     env.globals["lipsum"] = _budgeted_lipsum(cast("Callable[..., str]", env.globals["lipsum"]))

@@ -6,6 +6,11 @@ nesting are bounded, header names and values are checked, its templates and patt
 for size and compiled once, in a sandbox, when the spec is validated (all of them within
 `COMPILE_SECONDS`), and rendering a request or reading a response runs under a budget
 (`RenderLimits`) that the spec cannot raise.
+
+What a spec's errors say is stored with failed chats, so they carry no data (see `transforms`),
+and the request's secrets (`RequestTransformContext.secrets`) are masked in them, in every
+encoding `jib._secrets` knows. Response templates write what is stored, so they see neither
+`api_key` nor the secret-named keys of `state` (`_exposure`).
 """
 
 from __future__ import annotations
@@ -21,18 +26,25 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from jib._json import loads as load_json
 from jib.errors import ProcessingError
 from jib.generator.http._budget import RenderLimits, metered
+from jib.generator.http._exposure import (
+    hidden_api_key,
+    hidden_from_responses,
+    masked_errors,
+    secrets_of,
+)
 from jib.generator.http._loading import check_spec_tree, load_spec_text
 from jib.generator.http._regex import MAX_SPEC_REGEX_WEIGHT
 from jib.generator.http.transforms import (
     CompiledJsonPath,
     CompiledRegex,
+    NotJSONError,
     compile_jinja,
     compile_jsonpath,
     compile_regex,
     fill_json_template,
+    load_budgeted_json,
     match_text,
     parse_json_container,
     render_jinja,
@@ -159,6 +171,11 @@ class RequestTransformContext:
         if self.api_key is not None:
             variables["api_key"] = self.api_key
         return variables
+
+    def secrets(self) -> list[str]:
+        """The values error messages must not show: the api key and the values of `state`'s
+        secret-named keys (`jib._secrets.is_secret_name`), at any depth."""
+        return secrets_of(self.api_key, self.state)
 
 
 def _as_message(item: Any, index: int) -> Message:
@@ -419,12 +436,10 @@ class HTTPSpec(_SpecModel):
 
     @property
     def needs_worker_thread(self) -> bool:
-        """True when parsing responses runs regexes, which are best kept off the event loop."""
-        return any(
-            step.type == "regex"
-            or (step.type == "jsonpath" and self._get("jsonpath", step.pattern).regexes)
-            for step in self.response.transforms
-        )
+        """True when parsing responses runs regexes or JSONPaths: they may work up to their
+        budget's time (a JSONPath on a large body, a slow match), which is best spent off the
+        event loop."""
+        return any(step.type in ("regex", "jsonpath") for step in self.response.transforms)
 
     def make_url(self, context: RequestTransformContext, limits: RenderLimits | None = None) -> str:
         """Render the URL template (within `limits`, the defaults when `None`).
@@ -434,17 +449,28 @@ class HTTPSpec(_SpecModel):
             BudgetExceededError: rendering ran out of time, steps or size.
         """
         with metered(limits):
-            return self._url(context)
+            return masked_errors(context.secrets, lambda: self._url(context))
 
     def _url(self, context: RequestTransformContext) -> str:
         url = self._render(self.request.url, context.to_variables(), "request.url").strip()
         if not url.lower().startswith(("http://", "https://")):
-            raise ProcessingError(f"request.url must render to an http(s) URL, got {url!r}")
+            # What it rendered is not shown: a URL template can render the key.
+            raise ProcessingError(
+                f"request.url must render to an http(s) URL; it rendered a {len(url):,}-character "
+                "text that does not start with http:// or https://"
+            )
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - raises ValueError when the port is out of range
-        except ValueError as exc:
-            raise ProcessingError(f"request.url rendered an invalid URL: {exc}") from exc
+        except ValueError:
+            valid = False
+        else:
+            valid = True
+        if not valid:
+            raise ProcessingError(
+                "request.url rendered an invalid URL (its port is not a number from 0 to 65535, "
+                "or its IPv6 address is malformed)"
+            )
         if not parts.hostname:
             raise ProcessingError("request.url rendered a URL without a host")
         return url
@@ -460,7 +486,7 @@ class HTTPSpec(_SpecModel):
             BudgetExceededError: rendering ran out of time, steps or size.
         """
         with metered(limits):
-            return self._headers(context)
+            return masked_errors(context.secrets, lambda: self._headers(context))
 
     def _headers(self, context: RequestTransformContext) -> dict[str, str]:
         variables = context.to_variables()
@@ -493,7 +519,7 @@ class HTTPSpec(_SpecModel):
             BudgetExceededError: rendering ran out of time, steps or size.
         """
         with metered(limits):
-            body = self._body(context)
+            body = masked_errors(context.secrets, lambda: self._body(context))
         return None if body is None else to_text(body)
 
     def _body(self, context: RequestTransformContext) -> Any:
@@ -529,7 +555,7 @@ class HTTPSpec(_SpecModel):
         """
         with metered(limits):
             headers = self.make_headers(context)
-            body = self._body(context)
+            body = masked_errors(context.secrets, lambda: self._body(context))
             content = None if body is None else to_text(body)
             url = self.make_url(context)
         if content is not None and not any(name.lower() == "content-type" for name in headers):
@@ -557,25 +583,31 @@ class HTTPSpec(_SpecModel):
         budget from `limits` (the defaults when `None`): regexes match with the time left in it.
 
         Raises:
-            ProcessingError: the body is not what a step expects (not JSON), or a pattern matches
-                nothing (the error names it).
+            NotJSONError: the first step is a `jsonpath` step and the body is not JSON.
+            ProcessingError: the body is not what a step expects, or a pattern matches nothing
+                (the error names it).
             BudgetExceededError: a regex ran too long, or a step ran out of its budget.
         """
         with metered(limits):
-            return self._parse(body, context)
+            if context is None:
+                return self._parse(body, None)
+            return masked_errors(context.secrets, lambda: self._parse(body, context))
 
     def _parse(self, body: str, context: RequestTransformContext | None) -> str:
         output = body
         matched: Any = _NO_MATCH  # the value the previous (jsonpath) step matched
         variables = context.to_variables() if context is not None else {}
+        # What response templates write is stored: they may not read the key or the secrets
+        # in `state`.
         if "api_key" in variables:
-            # What response templates write is stored: they may not read the key.
-            variables["api_key"] = _response_api_key()
+            variables["api_key"] = hidden_api_key()
+        if "state" in variables:
+            variables["state"] = hidden_from_responses(variables["state"])
         for index, step in enumerate(self.response.transforms):
             previous, matched = matched, _NO_MATCH
             if step.type == "jsonpath":
                 path: CompiledJsonPath = self._get("jsonpath", step.pattern)
-                matched = path.extract(output)
+                matched = _extract(path, output, first=index == 0)
                 output = match_text(matched)
             elif step.type == "regex":
                 pattern: CompiledRegex = self._get("regex", step.pattern)
@@ -594,24 +626,26 @@ class HTTPSpec(_SpecModel):
             return None
         path: CompiledJsonPath = self._get("jsonpath", self.response.error_path)
         try:
-            values = path.find(load_json(body, what="the error response"))
+            with metered(None):  # the default budget: this runs on the event loop
+                values = path.find(load_budgeted_json(body, "the error response"))
         except (ValueError, ProcessingError):
-            # Best effort: without it, the error shows the body.
+            # Best effort: without it, the error shows the body (redacted by the generator).
             return None
         if not values:
             return None
         return to_text(values[0] if len(values) == 1 else values)
 
 
-def _response_api_key() -> Any:
-    """`api_key` as response templates see it: undefined, saying why when used."""
-    import jinja2
-
-    return jinja2.StrictUndefined(
-        hint="'api_key' is undefined: response templates cannot read the api key (what they "
-        "write is stored); only request templates can",
-        name="api_key",
-    )
+def _extract(path: CompiledJsonPath, text: str, *, first: bool) -> Any:
+    """`path.extract(text)`; a `NotJSONError` only from the first step, whose text is the body
+    (the generator treats a body that is not JSON as a cut answer, to retry)."""
+    try:
+        return path.extract(text)
+    except NotJSONError as exc:
+        if first:
+            raise
+        failure = ProcessingError(str(exc))
+    raise failure
 
 
 def _walk_strings(value: Any, visit: Any) -> None:
