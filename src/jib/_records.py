@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from jib._json import loads as load_json
 from jib.messages import Role, StopReason
 from jib.params import GenerateParams
 
@@ -222,9 +223,9 @@ def _parsed(lines: Iterable[str | bytes]) -> Iterator[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            yield f"line {number}", json.loads(line)
-        except RecursionError:
-            yield f"line {number}", RecordProblem("it is nested too deeply to read")
+            yield f"line {number}", load_json(line, what="it", error=RecordProblem)
+        except RecordProblem as too_deep:
+            yield f"line {number}", too_deep
         except ValueError as exc:  # not JSON, or bytes that are not UTF-8
             problem = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
             yield f"line {number}", RecordProblem(f"it is not JSON ({problem})")

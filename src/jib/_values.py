@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr
 
-from jib._json import check_depth
+from jib._json import loads as load_json
 from jib._syntax import IdentifierSyntaxError, escape, unescape
 
 __all__ = [
@@ -186,16 +186,18 @@ def decode_value(raw: str, kind: FieldKind, *, what: str = "the value") -> Any:
         return text
     stripped = text.strip()
     if stripped[:1] in ("{", "["):
-        check_depth(stripped, what=what, error=IdentifierSyntaxError)
         try:
-            return json.loads(stripped)
+            return load_json(stripped, what=what, error=IdentifierSyntaxError)
+        except IdentifierSyntaxError:
+            raise
         except ValueError:
             return text
     decoded = from_base64(stripped)
     if decoded is not None:
-        check_depth(decoded, what=f"{what} (base64-decoded)", error=IdentifierSyntaxError)
         try:
-            return json.loads(decoded)
+            return load_json(decoded, what=f"{what} (base64-decoded)", error=IdentifierSyntaxError)
+        except IdentifierSyntaxError:
+            raise
         except ValueError:
             pass
     return text

@@ -98,20 +98,7 @@ def case_parse(url: str, path: str) -> str:
     return spec.parse_response_body(body)
 
 
-# Refused before parsing (a million objects), the generator then parses the body once more to
-# tell a cut answer from a spec error (`generator._cut_json`), beyond the memory cap.
-_REPARSED = pytest.mark.xfail(
-    strict=True, reason="HTTPGenerator._call re-parses the body; see NotJSONError"
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=_REPARSED) if name == "a-wide-filter" else name
-        for name in sorted(REPRODUCERS)
-    ],
-)
+@pytest.mark.parametrize("name", sorted(REPRODUCERS))
 def test_a_jsonpath_reproducer_ends_in_a_budget_error(hostile: RunningHostile, name: str) -> None:
     path = REPRODUCERS[name][1]
     result = run_capped(case_chat, spec_for(f"{hostile.origin}/body/{name}", path))

@@ -327,7 +327,8 @@ def test_from_jsonl_skips_each_bad_line_with_a_warning_and_loads_the_rest(
         " (line 7) cannot be read and was skipped: messages: Input should be a valid list"
     )
     assert skipped[5] == (
-        "record (line 8) cannot be read and was skipped: it is nested too deeply to read"
+        "record (line 8) cannot be read and was skipped: it is nested 100000 levels deep; at most "
+        "100 levels of arrays and objects are read"
     )
     [rebuilt] = [str(w.message) for w in caught if type(w.message) is GeneratorWarning]
     assert "(line 9): loaded without its generator" in rebuilt

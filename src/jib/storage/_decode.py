@@ -44,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import NullType
 
+from jib._json import loads as load_json
 from jib.chat import UnreadableRecordError
 from jib.errors import GeneratorWarning
 from jib.storage._schema import UTCDateTime, records
@@ -115,11 +116,9 @@ def _json(value: Any, backend: str) -> Any:
         # PostgreSQL's driver parsed it; SQLite may hold a number where the text looked like one.
         return value
     try:
-        return json.loads(value)
+        return load_json(value, what="the value", error=ValueError)
     except json.JSONDecodeError as exc:
         raise ValueError(f"is not JSON ({exc.msg} at character {exc.pos})") from None
-    except RecursionError:
-        raise ValueError("is JSON nested too deeply to read") from None
 
 
 def _timestamp(value: Any, _backend: str) -> datetime:

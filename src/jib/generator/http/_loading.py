@@ -8,10 +8,10 @@ parsers recurse once per level).
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 from jib._json import MAX_DEPTH, check_depth
+from jib._json import loads as load_json
 from jib._values import from_base64
 
 __all__ = ["MAX_SPEC_CHARS", "MAX_SPEC_NODES", "check_spec_tree", "load_spec_text"]
@@ -90,7 +90,7 @@ def _parse_json_or_yaml(text: str, what: str) -> Any:
     check_depth(text, what=f"the {what}", error=ValueError)
     if text[:1] in ("{", "["):
         try:
-            return json.loads(text)
+            return load_json(text, what=f"the {what}", error=ValueError)
         except ValueError:
             pass  # YAML flow style is also written with braces
     try:

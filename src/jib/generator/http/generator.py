@@ -11,7 +11,6 @@ honoured) are the request tier's (`RequestGenerator`); a hook's "retry" counts a
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -36,7 +35,7 @@ from jib.generator.http._budget import DEFAULT_RENDER_LIMITS, RenderLimits
 from jib.generator.http._hooks import HookResult, run_hook
 from jib.generator.http.factories import json_endpoint_spec, one_body, text_endpoint_spec
 from jib.generator.http.spec import HTTPSpec, RequestTransformContext, origin_of
-from jib.generator.http.transforms import truncate
+from jib.generator.http.transforms import NotJSONError, truncate
 from jib.generator.remote import RetryRequested
 from jib.messages import GeneratedMessage, GeneratedText, Message
 from jib.params import GenerateParams
@@ -275,15 +274,14 @@ class HTTPGenerator(WiredGenerator):
                 answer = await asyncio.to_thread(spec.parse_response_body, text, context, limits)
             else:
                 answer = spec.parse_response_body(text, context, limits)
-        except ProcessingError as exc:
-            if _cut_json(spec, text):
-                shown = truncate(self._redact(text), 200)
-                raise MalformedResponseError(
-                    f"the response is not the JSON the spec expects: {shown!r}",
-                    status_code=response.status,
-                    provider=self.wire_label,
-                ) from exc
-            raise
+        except NotJSONError as exc:
+            # The first step reads JSON and the body is not JSON: a cut or garbled answer,
+            # retried like one. The message says where the JSON broke, not what it holds.
+            raise MalformedResponseError(
+                f"the response is not the JSON the spec expects ({exc})",
+                status_code=response.status,
+                provider=self.wire_label,
+            ) from exc
         extra = {"status_code": response.status, "headers": _safe_headers(response)}
         return answer, extra
 
@@ -385,17 +383,3 @@ def _safe_headers(response: WireResponse) -> dict[str, str]:
     """Response headers without credentials (`Set-Cookie`, `Authorization`, tokens, keys…)."""
     headers: Mapping[str, str] = response.headers
     return {name: value for name, value in headers.items() if not is_secret_name(name)}
-
-
-def _cut_json(spec: HTTPSpec, body: str) -> bool:
-    """Whether `body` should have been JSON for the spec's first step, and is not."""
-    steps = spec.response.transforms
-    if not steps or steps[0].type != "jsonpath":
-        return False
-    try:
-        json.loads(body)
-    except ValueError:
-        return True
-    except RecursionError:  # whole but too deep: the jsonpath step said so already
-        return False
-    return False
