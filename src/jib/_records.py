@@ -21,7 +21,7 @@ from jib._json import loads as load_json
 from jib.messages import Role, StopReason
 from jib.params import GenerateParams
 
-SCHEMA_VERSION = 1
+RECORD_FORMAT_VERSION = 1
 """Version of the JSON form of records; bump it (and teach loading the old form) on a change."""
 
 
@@ -51,7 +51,7 @@ class ErrorModel(BaseModel):
 class RecordModel(BaseModel):
     """Fields common to chats and completions."""
 
-    schema_version: int = Field(default=SCHEMA_VERSION, ge=1)
+    schema_version: int = Field(default=RECORD_FORMAT_VERSION, ge=1)
     id: str
     timestamp: datetime
     generator_id: str | None = None
@@ -69,10 +69,10 @@ class RecordModel(BaseModel):
     @field_validator("schema_version")
     @classmethod
     def _known_version(cls, version: int) -> int:
-        if version > SCHEMA_VERSION:
+        if version > RECORD_FORMAT_VERSION:
             raise ValueError(
                 f"this record has schema_version {version}, written by a newer jib; this jib "
-                f"reads up to {SCHEMA_VERSION}: upgrade jib to load it"
+                f"reads up to {RECORD_FORMAT_VERSION}: upgrade jib to load it"
             )
         return version
 

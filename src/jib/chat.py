@@ -155,7 +155,7 @@ class _Record:
 
     def _common_dict(self) -> dict[str, Any]:
         return {
-            "schema_version": _records().SCHEMA_VERSION,
+            "schema_version": _records().RECORD_FORMAT_VERSION,
             "id": self.id,
             "timestamp": self.timestamp.isoformat(),
             "generator_id": self.generator_id,
@@ -266,7 +266,7 @@ class Chat(_Record):
 
         Raises:
             pydantic.ValidationError: the data is not a chat, or was written by a newer jib
-                (its `schema_version` is above `jib._records.SCHEMA_VERSION`).
+                (its `schema_version` is above `jib._records.RECORD_FORMAT_VERSION`).
             UntrustedIdentifierError: the identifier wants what `trusted` does not allow (the
                 message says how to allow it).
             InvalidGeneratorError: the generator cannot be rebuilt (pass

@@ -6,10 +6,13 @@ The hierarchy answers "what can I do about it?":
 - `InvalidGeneratorError`: the configuration is wrong (identifier, attribute, value). Fix the input.
   `UntrustedIdentifierError`, one kind of it: an identifier read back from data (a stored chat,
   a JSONL or ids file) asks for what only the user may choose; the message says how to allow it.
-- `ProcessingError`: a spec or transform could not be applied to a request or a response;
-  `BudgetExceededError` when it wanted more time, steps or memory than its budget.
+- `ProcessingError`: a spec or transform could not be applied to a request or a response, a
+  request cannot be sent as built (an invalid URL or header, a redirect that would carry its
+  body to another origin), or an answer is larger than `max_response_bytes`;
+  `BudgetExceededError` when a spec wanted more time, steps or memory than its budget.
 - `ProviderError` and its subclasses: the model provider failed. Each carries `retryable`,
-  `status_code` and the provider's own `message`, so a retry policy is one line:
+  `status_code` and the provider's own `message`. Remote generators already retry what is
+  retryable (`max_retries`, see `jib.generator.remote`); a policy of your own on top is one line:
 
       backoff.on_exception(backoff.expo, jib.errors.RETRYABLE_ERRORS, max_tries=5)
 
@@ -83,23 +86,29 @@ class UntrustedIdentifierError(InvalidGeneratorError):
 
 
 class MissingDependencyError(JibError, ImportError):
-    """An optional package a provider needs is not installed; the message names the extra."""
+    """A package a provider needs is not installed; the message says how to install it: the
+    extra that brings an optional package, or a reinstall for one of jib's own dependencies
+    (`extra=None`)."""
 
-    def __init__(self, package: str, extra: str, purpose: str) -> None:
+    def __init__(self, package: str, extra: str | None, purpose: str) -> None:
         self.package = package
         self.extra = extra
         self.purpose = purpose
-        super().__init__(
-            f"{purpose} needs the '{package}' package, which is not installed. "
+        how = (
             f'Install it with: pip install "jib[{extra}]"'
+            if extra is not None
+            else "It is one of jib's own dependencies: reinstall jib (pip install jib)"
         )
+        super().__init__(f"{purpose} needs the '{package}' package, which is not installed. {how}")
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.package, self.extra, self.purpose))
 
 
 class ProcessingError(JibError):
-    """A spec, template or transform could not be applied (bad spec, response not as expected)."""
+    """A spec, template or transform could not be applied (bad spec, response not as expected),
+    a request cannot be sent as built, or an answer is over `max_response_bytes`. Not retried:
+    sending the same again would fail the same way."""
 
 
 class BudgetExceededError(ProcessingError):

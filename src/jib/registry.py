@@ -1,6 +1,9 @@
 """The provider registry: provider name → generator class, or a lazy loader for one.
 
-This registry is jib's only global mutable state. Built-in providers are registered as lazy
+This registry is jib's main global mutable state; the others, each said where it lives: the
+log filter on httpx's loggers (`jib._wire.logs`), `LITELLM_LOCAL_MODEL_COST_MAP` set once if
+unset (`jib.generator.litellm._runtime`), the CSV module's field size limit (`jib.cli._prompts`),
+and caches of pure functions. Built-in providers are registered as lazy
 `"module:Class"` references, so a provider module (and the heavy package behind it) is imported
 only when an identifier names it.
 """

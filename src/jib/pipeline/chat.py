@@ -65,7 +65,9 @@ class ChatPipeline(Pipeline[list[Message], Chat, GeneratedMessage]):
 
         Generators that stream (`openai!`, LiteLLM) give text in pieces; others give the whole
         answer as one piece. The finished `Chat` (`stream.chat`, or `await stream`) equals the
-        one `run()` would make, and goes through the same callbacks and watchers.
+        one `run()` would make, and goes through the same callbacks and watchers. `wrap()`
+        wrappers are not applied to a stream (a wrapper takes a coroutine function, and a stream
+        is not one); the generator's own retries are, before the first piece.
 
         Args:
             on_failed: `"raise"` raises a failure from the stream; `"include"` ends the stream

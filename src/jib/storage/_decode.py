@@ -191,12 +191,12 @@ _SHAPES = {  # JSON columns: the JSON type each holds, by the record's kind
 
 def readable_condition(backend: str) -> ColumnElement[bool]:
     """True for the rows of `jib_records` that decode, as far as the database can tell."""
-    from jib._records import SCHEMA_VERSION
+    from jib._records import RECORD_FORMAT_VERSION
 
     c = records.c
     rules: list[ColumnElement[bool]] = [
         c.kind.in_(("chat", "completion")),
-        c.record_version.between(1, SCHEMA_VERSION),
+        c.record_version.between(1, RECORD_FORMAT_VERSION),
     ]
     for name, shapes in _SHAPES.items():
         shape = _json_type(c[name], backend)

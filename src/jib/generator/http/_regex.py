@@ -282,7 +282,7 @@ def _regex_module() -> Any:
         # Through importlib: the package ships no type stubs.
         return importlib.import_module("regex")
     except ImportError as exc:  # pragma: no cover - regex comes with jib's dependencies
-        raise MissingDependencyError("regex", "http", "A regex transform") from exc
+        raise MissingDependencyError("regex", None, "A regex transform") from exc
 
 
 class CompiledRegex:

@@ -115,7 +115,7 @@ def _environment() -> BudgetedSandbox:
     try:
         from jib.generator.http._sandbox import make_environment
     except ImportError as exc:  # pragma: no cover - jinja2 is a core dependency
-        raise MissingDependencyError("jinja2", "http", "The HTTP generator") from exc
+        raise MissingDependencyError("jinja2", None, "The HTTP generator") from exc
     return make_environment(globals={"now": now}, filters={"fromjson": _from_json})
 
 
@@ -331,7 +331,7 @@ class CompiledJsonPath:
 
             from jib.generator.http._jsonpath import MAX_JSONPATH_LENGTH, bounded, regexes
         except ImportError as exc:  # pragma: no cover - jsonpath-ng is a core dependency
-            raise MissingDependencyError("jsonpath-ng", "http", "The HTTP generator") from exc
+            raise MissingDependencyError("jsonpath-ng", None, "The HTTP generator") from exc
         self.pattern = pattern
         if len(pattern) > MAX_JSONPATH_LENGTH:
             raise CompileError(
