@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.support.fault_injection import (
+    Always,
     At,
     Every,
     Fault,
@@ -128,6 +129,23 @@ async def test_hold_until_lets_requests_go_together(faults: RunningFaultInjectio
     # machine may let them go later, never sooner).
     requests = faults.state.requests()
     assert len(requests) == 2 and all((request.end or 0.0) >= until for request in requests)
+
+
+async def test_together_holds_requests_until_the_last_of_them_arrives(
+    faults: RunningFaultInjection,
+) -> None:
+    faults.state.reset(Always(Fault.error(503, together=3)))
+    async with httpx.AsyncClient() as client:
+        early = [asyncio.create_task(post(client, faults.plain_url, p)) for p in ("a", "b")]
+        assert await eventually(lambda: faults.state.in_flight == 2, timeout=30)
+        await asyncio.sleep(0.1)
+        assert not any(call.done() for call in early)  # two of three: still held
+        last = await post(client, faults.plain_url, "c")
+        answers = [*await asyncio.gather(*early), last]
+
+    assert [answer.status_code for answer in answers] == [503, 503, 503]
+    requests = faults.state.requests()
+    assert all((request.end or 0.0) >= requests[-1].start for request in requests)
 
 
 async def test_reset_closes_kept_alive_connections(faults: RunningFaultInjection) -> None:
