@@ -19,7 +19,8 @@ Endpoints (all JSON unless said otherwise):
 - `GET|POST /flaky/{name}`: 429 with `Retry-After` the first time, then OK.
 - `GET|POST /status/{code}`: answers with that status (`?body=` sets the body).
 - `POST /malformed`, `/big?n=`, `/big-stream?n=`, `/redirect?to=&status=`, `/headers`,
-  `/leak?status=` (an error whose body repeats the `Authorization` header), `/slow`.
+  `/leak?status=` (an error whose body repeats the `Authorization` header), `/slow` (answers
+  after 50 ms; `?together=N`: once N requests have been in flight at once, at most 30 s).
 """
 
 from __future__ import annotations
@@ -200,8 +201,14 @@ def build_app(state: ServerState) -> Starlette:
         await record(request)
         state.in_flight += 1
         state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        together = int(request.query_params.get("together", "0"))
         try:
-            await asyncio.sleep(0.05)
+            if not together:
+                await asyncio.sleep(0.05)
+            for _ in range(3000):  # a busy machine sends slowly: wait for the count, not a time
+                if state.max_in_flight >= together:
+                    break
+                await asyncio.sleep(0.01)
         finally:
             state.in_flight -= 1
         return PlainTextResponse("done")
