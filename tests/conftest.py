@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.docs_ports import HTTP_EXAMPLE_PORT, OLLAMA_PORT, OPENAI_PORT, DocsPorts
 
@@ -19,6 +20,11 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # loop. Aim that lookup at a port nothing serves, so it fails at once instead of reaching a
 # developer's own Ollama, or hanging on whatever else holds 11434.
 os.environ["OLLAMA_API_BASE"] = "http://127.0.0.1:9"
+
+# Hypothesis fails an example slower than 200 ms by default: a clock limit that a busy machine
+# (or `-n 2` beside other work) can miss. Tests that have a time budget check CPU time instead.
+settings.register_profile("jib", deadline=None)
+settings.load_profile("jib")
 
 
 @pytest.fixture(scope="session")
