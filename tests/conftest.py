@@ -22,8 +22,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ["OLLAMA_API_BASE"] = "http://127.0.0.1:9"
 
 # Hypothesis fails an example slower than 200 ms by default: a clock limit that a busy machine
-# (or `-n 2` beside other work) can miss. Tests that have a time budget check CPU time instead.
-settings.register_profile("jib", deadline=None)
+# (or `-n 2` beside other work) can miss; tests that have a time budget check CPU time instead.
+# Nor does it keep an example database in the checkout, which parallel runs would share.
+settings.register_profile("jib", deadline=None, database=None)
 settings.load_profile("jib")
 
 
