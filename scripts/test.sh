@@ -3,6 +3,10 @@
 #
 #   bash scripts/test.sh [pytest args...]
 #
+# Tests run in two worker processes (pytest-xdist, `-n 2`: CI has two cores); pass `-n 0` to run
+# them in one. The suite takes free ports and keeps its files in temporary folders, so it also
+# runs beside a local vLLM or Ollama, or beside another run of itself.
+#
 # The storage tests also run against PostgreSQL: as root, a throwaway server is started on
 # 127.0.0.1 (Debian's postgresql is installed first if missing) and stopped on exit; otherwise
 # set JIB_TEST_POSTGRES_URL to a database the tests may use (see tests/storage/postgres.sh).
@@ -38,7 +42,7 @@ log "mypy (strict, src/)"
 .venv/bin/mypy
 log "pytest"
 set +e
-.venv/bin/pytest "$@"
+.venv/bin/pytest -n 2 "$@"
 status=$?
 set -e
 if [ "$status" = 5 ]; then

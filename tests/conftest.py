@@ -7,11 +7,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+from tests.support.docs_ports import HTTP_EXAMPLE_PORT, OLLAMA_PORT, OPENAI_PORT, DocsPorts
 
 # Nothing in the suite may reach the internet: make Hugging Face libraries fail fast offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# LiteLLM prices an Ollama answer by asking OLLAMA_API_BASE (default http://localhost:11434) for
+# the model's details, whatever `api_base` the request went to, in a blocking call on the event
+# loop. Aim that lookup at a port nothing serves, so it fails at once instead of reaching a
+# developer's own Ollama, or hanging on whatever else holds 11434.
+os.environ["OLLAMA_API_BASE"] = "http://127.0.0.1:9"
+
+# Hypothesis fails an example slower than 200 ms by default: a clock limit that a busy machine
+# (or `-n 2` beside other work) can miss; tests that have a time budget check CPU time instead.
+# Nor does it keep an example database in the checkout, which parallel runs would share.
+settings.register_profile("jib", deadline=None, database=None)
+settings.load_profile("jib")
 
 
 @pytest.fixture(scope="session")
@@ -23,34 +37,40 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def docs_servers(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The self-hosted servers documentation examples name, on their usual ports.
+def docs_servers(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DocsPorts]:
+    """The self-hosted servers documentation examples name, each on a free port.
 
-    `transformers serve` on the tiny model (named `tiny-chat`) at http://localhost:8000/v1, as a
-    vLLM or other OpenAI-compatible server would be, and a server speaking Ollama's protocol at
-    http://localhost:11434. Examples then read exactly as they would against real servers.
+    `transformers serve` on the tiny model (named `tiny-chat`) where the docs say
+    http://localhost:8000/v1, as a vLLM or other OpenAI-compatible server would be, and a server
+    speaking Ollama's protocol where they say http://localhost:11434. Yields the ports they got,
+    to rewrite into each example (`tests.support.docs_ports`): a developer's own vLLM or Ollama
+    on the usual ports, or a second test run, is left alone.
     """
     from tests.support.ollama_server import run_ollama_server
     from tests.support.openai_server import run_transformers_serve
 
     log = tmp_path_factory.mktemp("docs-serve") / "server.log"
     with (
-        run_transformers_serve(tiny_model_dir, log, port=8000, name="tiny-chat"),
-        run_ollama_server(11434),
+        run_transformers_serve(tiny_model_dir, log, name="tiny-chat") as openai_server,
+        run_ollama_server() as ollama_server,
     ):
-        yield
+        yield DocsPorts.serving({OPENAI_PORT: openai_server.url, OLLAMA_PORT: ollama_server.url})
 
 
 @pytest.fixture
 def docs_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, docs_servers: None
-) -> Iterator[None]:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, docs_servers: DocsPorts
+) -> Iterator[DocsPorts]:
     """What documentation examples may rely on: a private store, the tiny model's path, and the
-    HTTP example server on 127.0.0.1:8765."""
+    servers they name (`docs_servers`, and the HTTP example server, reset). Yields every
+    server's port, to rewrite into the example."""
     from tests.generator.http.server import ensure_example_server
 
-    ensure_example_server().state.reset()
+    example_server = ensure_example_server()
+    example_server.state.reset()
     monkeypatch.setenv("JIB_STORE", str(tmp_path / "jib.db"))
     monkeypatch.setenv("JIB_TINY_MODEL", str(tiny_model_dir))
     monkeypatch.chdir(tmp_path)
-    yield
+    yield docs_servers | DocsPorts.serving({HTTP_EXAMPLE_PORT: example_server.url})

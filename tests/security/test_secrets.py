@@ -380,11 +380,11 @@ def test_a_long_line_without_separators_is_redacted_in_linear_time() -> None:
 
 def test_a_huge_body_is_redacted_within_the_budget() -> None:
     body = "api_kye=v tokn: v a=b " * 500_000 + f"Bearer {SECRET}"  # 11 MB of pairs
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a busy machine's waits for a core do not count
 
     redacted = redact(body, [SECRET])
 
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
     assert redacted.startswith("api_kye=*** tokn: *** a=b ")
     assert redacted.endswith("Bearer ***")  # known secrets are masked everywhere
 

@@ -24,8 +24,9 @@ prompt), and answers a `Fault` or `None`:
 - `Fault.truncated()`: status 200 and the full `Content-Length`, then half the body and close;
 - `Fault.slow(seconds)`: the good answer, that much later.
 
-`delay` holds every good answer that long. A held request notices when its client goes away
-(the server then drops it), and `reset` lets every held request go at once.
+`delay` holds every good answer that long; a fault may be held until an instant (`until`) or
+until a number of requests drawing it have arrived (`together`). A held request notices when its
+client goes away (the server then drops it), and `reset` lets every held request go at once.
 
 The state records each request (`Request`: arrival number, prompt, attempt, fault, start and end
 on the `time.monotonic()` clock, how many were in flight when it arrived, its outcome), and
@@ -71,6 +72,9 @@ __all__ = [
 
 FaultKind = Literal["error", "reset", "drop", "truncated", "slow"]
 
+GATE_SECONDS = 60.0
+"""The longest a `together` fault holds its requests when fewer arrive than it waits for."""
+
 
 def answer_for(prompt: str) -> str:
     """The answer the server gives `prompt`: the prompt and a hash only that prompt yields."""
@@ -88,6 +92,9 @@ class Fault:
         seconds: how long the request is held before the fault (for "slow", before the answer).
         until: or the `time.monotonic()` instant it is held until, so that requests arriving
             at different times get their faults together.
+        together: or hold it until this many requests drawing this same fault have arrived
+            since the reset (at most `GATE_SECONDS`), then let them all go at once: a burst
+            however slowly a busy machine sends it.
     """
 
     kind: FaultKind
@@ -96,12 +103,15 @@ class Fault:
     retry_after_ms: str | None = None
     seconds: float = 0.0
     until: float | None = None
+    together: int = 0
 
     @classmethod
-    def error(cls, status: int, *, hold: float = 0.0, until: float | None = None) -> Fault:
+    def error(
+        cls, status: int, *, hold: float = 0.0, until: float | None = None, together: int = 0
+    ) -> Fault:
         """Answer `status` with an OpenAI-style error body, after `hold` seconds (or at the
-        `time.monotonic()` instant `until`)."""
-        return cls("error", status=status, seconds=hold, until=until)
+        `time.monotonic()` instant `until`, or once `together` such requests are held)."""
+        return cls("error", status=status, seconds=hold, until=until, together=together)
 
     @classmethod
     def rate_limit(
@@ -111,9 +121,11 @@ class Fault:
         retry_after_ms: float | None = None,
         hold: float = 0.0,
         until: float | None = None,
+        together: int = 0,
     ) -> Fault:
         """A 429 with `Retry-After: retry_after` (seconds or an HTTP date; `None`: no header)
-        and, when given, `retry-after-ms`, after `hold` seconds (or at the instant `until`)."""
+        and, when given, `retry-after-ms`, after `hold` seconds (or at the instant `until`, or
+        once `together` such requests are held)."""
         return cls(
             "error",
             status=429,
@@ -121,6 +133,7 @@ class Fault:
             retry_after_ms=_header_number(retry_after_ms),
             seconds=hold,
             until=until,
+            together=together,
         )
 
     @classmethod
@@ -255,8 +268,17 @@ class Request:
     in_flight: int
     epoch: int
     release: threading.Event
+    gate: threading.Event | None = None
     end: float | None = None
     outcome: str = "pending"
+
+
+@dataclass
+class _Gate:
+    """Requests drawing one `together` fault: how many arrived, and the event letting them go."""
+
+    arrived: int = 0
+    opened: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -273,6 +295,7 @@ class FaultState:
     _max_connections: int = 0
     _epoch: int = 0
     _release: threading.Event = field(default_factory=threading.Event)
+    _gates: dict[Fault, _Gate] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self, schedule: Schedule = NO_FAULTS, *, delay: float = 0.0) -> None:
@@ -282,6 +305,7 @@ class FaultState:
             self._release.set()
             self._release = threading.Event()
             self._epoch += 1
+            self._gates.clear()
             self.schedule = schedule
             self.delay = delay
             self._requests.clear()
@@ -369,19 +393,31 @@ class FaultState:
             number = len(self._requests) + 1
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            fault = self.schedule(number, attempt)
             request = Request(
                 number=number,
                 prompt=prompt,
                 attempt=attempt,
                 path=path,
-                fault=self.schedule(number, attempt),
+                fault=fault,
                 start=time.monotonic(),
                 in_flight=self._in_flight,
                 epoch=self._epoch,
                 release=self._release,
+                gate=self._pass_gate(fault),
             )
             self._requests.append(request)
             return request
+
+    def _pass_gate(self, fault: Fault | None) -> threading.Event | None:
+        """The event that lets a `together` fault's requests go, opened by the last of them."""
+        if fault is None or not fault.together:
+            return None
+        gate = self._gates.setdefault(fault, _Gate())
+        gate.arrived += 1
+        if gate.arrived >= fault.together:
+            gate.opened.set()
+        return gate.opened
 
     def _leave(self, request: Request, outcome: str) -> None:
         with self._lock:
@@ -464,7 +500,9 @@ class _Handler(JsonHandler):
         hold = (state.delay if good else 0.0) + (fault.seconds if fault else 0.0)
         if fault and fault.until is not None:
             hold = max(0.0, fault.until - request.start)
-        if hold and not self._hold(hold, request.release):
+        if request.gate is not None:
+            hold = GATE_SECONDS
+        if hold and not self._hold(hold, request.release, request.gate):
             state._leave(request, "client closed")
             self._abort()
             return
@@ -494,14 +532,21 @@ class _Handler(JsonHandler):
             )
             self._close()
 
-    def _hold(self, seconds: float, release: threading.Event) -> bool:
-        """Wait `seconds` (less if the state is reset); False if the client went away."""
+    def _hold(
+        self, seconds: float, release: threading.Event, gate: threading.Event | None = None
+    ) -> bool:
+        """Wait `seconds` (less if the state is reset or `gate` opens); False if the client
+        went away."""
         deadline = time.monotonic() + seconds
         watching = True
-        while (left := deadline - time.monotonic()) > 0 and not release.is_set():
+        while (
+            (left := deadline - time.monotonic()) > 0
+            and not release.is_set()
+            and not (gate is not None and gate.is_set())
+        ):
             step = min(left, 0.05)
             if not watching:
-                release.wait(step)
+                (gate or release).wait(step)
                 continue
             readable, _, _ = select.select([self.connection], [], [], step)
             if readable:

@@ -10,7 +10,9 @@ OpenAI does), `fail:400-context` a 400 "maximum context length" error, `fail:500
 A prompt `flaky:N:<tag>` gets a 429 for its first N requests (counted per prompt), then answers.
 
 The server records every request body and the start time of each request, and counts how many
-requests are in flight at once (`max_in_flight`). `delay` holds every answer that long;
+requests are in flight at once (`max_in_flight`). `delay` holds every answer that long, or, with
+`together=N`, until N requests are in flight at once (then every held answer goes, and later
+ones are not held): so a test sees a client's concurrency however slowly a busy machine sends.
 `truncate_to` caps the input tokens it reports, as a server that cut the prompt would.
 """
 
@@ -53,6 +55,7 @@ class FaultState:
     """
 
     delay: float = 0.0
+    together: int = 0
     truncate_to: int | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
@@ -64,14 +67,20 @@ class FaultState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     epoch: int = 0
     release: threading.Event = field(default_factory=threading.Event)
+    gathered: threading.Event = field(default_factory=threading.Event)
 
-    def reset(self, *, delay: float = 0.0, truncate_to: int | None = None) -> None:
-        """Forget what was recorded; set a new delay and input-token cap."""
+    def reset(
+        self, *, delay: float = 0.0, together: int = 0, truncate_to: int | None = None
+    ) -> None:
+        """Forget what was recorded; set a new delay (cut short once `together` requests are
+        in flight at once, when given) and input-token cap."""
         with self.lock:
             self.release.set()
             self.release = threading.Event()
+            self.gathered = threading.Event()
             self.epoch += 1
             self.delay = delay
+            self.together = together
             self.truncate_to = truncate_to
             self.requests.clear()
             self.paths.clear()
@@ -109,10 +118,13 @@ class _Handler(JsonHandler):
             state.headers.append({k.lower(): v for k, v in self.headers.items()})
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            if state.together and state.in_flight >= state.together:
+                state.gathered.set()
             epoch, release, delay = state.epoch, state.release, state.delay
+            gathered = state.gathered if state.together else None
         try:
             if delay:
-                release.wait(delay)
+                _hold(delay, release, gathered)
             status, payload = self._answer(body)
         finally:
             # Out of flight before the answer leaves: a client that got it may start another
@@ -170,6 +182,19 @@ class _Handler(JsonHandler):
             return 200, {**common, "object": "chat.completion", "choices": [choice], "usage": usage}
         choice = {"index": 0, "finish_reason": finish, "text": answer, "logprobs": None}
         return 200, {**common, "object": "text_completion", "choices": [choice], "usage": usage}
+
+
+def _hold(seconds: float, release: threading.Event, gathered: threading.Event | None) -> None:
+    """Wait `seconds`, or until `release` (a reset) or `gathered` is set."""
+    if gathered is None:
+        release.wait(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while not (release.is_set() or gathered.is_set()):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        gathered.wait(min(left, 0.05))
 
 
 @dataclass

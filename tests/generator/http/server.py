@@ -3,6 +3,10 @@
 Run it by hand to try the examples in `docs/providers/http.md`:
 
     python -m tests.generator.http.server        # serves http://127.0.0.1:8765
+    python -m tests.generator.http.server 9000   # or on another port
+
+The tests run it on a free port instead (`ensure_example_server`) and move the examples' URLs
+to that port (`tests.support.docs_ports`).
 
 Endpoints (all JSON unless said otherwise):
 
@@ -15,7 +19,8 @@ Endpoints (all JSON unless said otherwise):
 - `GET|POST /flaky/{name}`: 429 with `Retry-After` the first time, then OK.
 - `GET|POST /status/{code}`: answers with that status (`?body=` sets the body).
 - `POST /malformed`, `/big?n=`, `/big-stream?n=`, `/redirect?to=&status=`, `/headers`,
-  `/leak?status=` (an error whose body repeats the `Authorization` header), `/slow`.
+  `/leak?status=` (an error whose body repeats the `Authorization` header), `/slow` (answers
+  after 50 ms; `?together=N`: once N requests have been in flight at once, at most 30 s).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -36,8 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-EXAMPLE_PORT = 8765
-"""The port the docs examples use: `http://127.0.0.1:8765`."""
+from tests.support.docs_ports import HTTP_EXAMPLE_PORT
 
 
 @dataclass
@@ -196,8 +201,14 @@ def build_app(state: ServerState) -> Starlette:
         await record(request)
         state.in_flight += 1
         state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        together = int(request.query_params.get("together", "0"))
         try:
-            await asyncio.sleep(0.05)
+            if not together:
+                await asyncio.sleep(0.05)
+            for _ in range(3000):  # a busy machine sends slowly: wait for the count, not a time
+                if state.max_in_flight >= together:
+                    break
+                await asyncio.sleep(0.01)
         finally:
             state.in_flight -= 1
         return PlainTextResponse("done")
@@ -266,19 +277,20 @@ _example_lock = threading.Lock()
 
 
 def ensure_example_server() -> RunningServer:
-    """Start the docs examples' server on 127.0.0.1:8765 once per process; return it.
+    """Start the docs examples' server on a free port of 127.0.0.1 once per process; return it.
 
-    It runs in a daemon thread until the process exits, so every docs test can share it.
+    It runs in a daemon thread until the process exits, so every docs test can share it. The
+    docs name `http://127.0.0.1:8765`; tests rewrite that to this server's `url`.
     """
     global _example_server, _example_context
     with _example_lock:
         if _example_server is None:
-            _example_context = serve(EXAMPLE_PORT)
+            _example_context = serve()
             _example_server = _example_context.__enter__()
         return _example_server
 
 
 if __name__ == "__main__":
-    with serve(EXAMPLE_PORT) as running:
+    with serve(int(sys.argv[1]) if len(sys.argv) > 1 else HTTP_EXAMPLE_PORT) as running:
         print(f"serving on {running.url}; Ctrl-C to stop")
         threading.Event().wait()
