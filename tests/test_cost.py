@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,20 @@ def test_a_prices_file_skips_comments_and_names_a_bad_line(tmp_path: Path) -> No
         Prices.from_file(bad)
     with pytest.raises(PriceError, match=r"cannot read the prices file '.*missing.txt'"):
         Prices.from_file(tmp_path / "missing.txt")
+
+
+def test_an_ollama_model_is_free_and_no_ollama_server_is_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # LiteLLM would price it by asking OLLAMA_API_BASE's /api/show, blocking, whatever api_base
+    # says: here a listener that would never answer.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        monkeypatch.setenv("OLLAMA_API_BASE", f"http://127.0.0.1:{listener.getsockname()[1]}")
+        generator = get_generator("ollama_chat/qwen3:0.6b,api_base=http://127.0.0.1:9")
+
+        assert Prices().cost(generator, Usage(input_tokens=1000, output_tokens=500)) == 0.0
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected

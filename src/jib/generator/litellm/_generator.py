@@ -15,6 +15,7 @@ from jib._wire import DEFAULT_MAX_RESPONSE_BYTES
 from jib.errors import JibError, MalformedResponseError, MissingDependencyError, ProviderError
 from jib.generator.litellm._errors import _chain, litellm_failure
 from jib.generator.litellm._runtime import (
+    OLLAMA_PREFIXES,
     fix_ollama_stop_reason,
     import_litellm,
     warn_if_truncated,
@@ -211,7 +212,14 @@ class LiteLLMGenerator(RequestGenerator):
     }
 
     def list_price(self, usage: Usage) -> float | None:
-        """The cost LiteLLM's bundled price map gives (read from disk, never downloaded)."""
+        """The cost LiteLLM's bundled price map gives (read from disk, never downloaded).
+
+        Ollama's models are self-hosted and free: LiteLLM would ask an Ollama server for them
+        (`/api/show`, blocking, at `OLLAMA_API_BASE` whatever `api_base` says), so it is not
+        asked.
+        """
+        if self.model.startswith(OLLAMA_PREFIXES):
+            return 0.0
         try:
             litellm: Any = import_litellm()
         except MissingDependencyError:
