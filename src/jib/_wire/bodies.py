@@ -3,7 +3,10 @@
 One rule for every body the wire reads: a declared length over the limit fails before anything is
 read, and reading stops as soon as the bytes received (decompressed) pass the limit, so a lying
 or compressed-bomb answer costs at most the limit. A stream read line by line (server-sent
-events, NDJSON) holds at most one line, and a line may not pass the limit either.
+events, NDJSON) holds at most one line, a line may not pass the limit either, and the whole
+stream may carry at most `STREAM_FACTOR` times the limit: events repeat their JSON frame around
+every few characters of text, so a stream is many times larger than the answer it carries, and
+a server that never stops (or sends empty events forever) is cut off there.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ from collections.abc import AsyncIterator
 
 from jib.errors import ProcessingError
 
-__all__ = ["read_limited", "split_lines"]
+__all__ = ["STREAM_FACTOR", "read_limited", "split_lines"]
+
+STREAM_FACTOR = 2
+"""A stream may carry this many times `max_response_bytes` in all (its lines, frames included)."""
 
 
 async def read_limited(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
@@ -43,14 +49,25 @@ async def read_limited(chunks: AsyncIterator[bytes], declared: str | None, limit
 
 
 async def split_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
-    """The lines of a streamed body, without their `\\n` or `\\r\\n`; the last one even if it
+    r"""The lines of a streamed body, without their `
+` or `
+`; the last one even if it
     has no line break.
 
     Raises:
-        ProcessingError: a line is longer than `limit` bytes (reading stops there).
+        ProcessingError: a line is longer than `limit` bytes, or the stream carries more than
+            `STREAM_FACTOR * limit` bytes in all (reading stops there).
     """
     pending = bytearray()
+    total = 0
+    most = STREAM_FACTOR * limit
     async for chunk in chunks:
+        total += len(chunk)
+        if total > most:
+            raise ProcessingError(
+                f"the streamed answer carried over {most} bytes ({STREAM_FACTOR} x "
+                f"max_response_bytes={limit}); stopped reading it"
+            )
         pending += chunk
         start = 0
         while True:

@@ -39,8 +39,8 @@ class WiredGenerator(RequestGenerator):
             (`False`), or trust the CA bundle (PEM) at this path: a private CA, an interception
             proxy's certificate.
         max_response_bytes: the largest answer read: a body after decompression, one line of a
-            stream, or what a stream's deltas add up to. Larger answers fail with
-            `ProcessingError`.
+            stream, or what a stream's deltas add up to (a whole stream, frames included, may
+            carry twice as much). Larger answers fail with `ProcessingError`.
         max_redirects: redirects followed per request (credentials and bodies never follow a
             redirect to another origin).
         (and the limits and retry settings of `RequestGenerator`)
