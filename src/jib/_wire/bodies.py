@@ -50,13 +50,13 @@ async def read_limited(chunks: AsyncIterator[bytes], declared: str | None, limit
 
 async def split_lines(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
     r"""The lines of a streamed body, without their `
-` or `
-`; the last one even if it
-    has no line break.
+    ` or `
+    `; the last one even if it
+        has no line break.
 
-    Raises:
-        ProcessingError: a line is longer than `limit` bytes, or the stream carries more than
-            `STREAM_FACTOR * limit` bytes in all (reading stops there).
+        Raises:
+            ProcessingError: a line is longer than `limit` bytes, or the stream carries more than
+                `STREAM_FACTOR * limit` bytes in all (reading stops there).
     """
     pending = bytearray()
     total = 0

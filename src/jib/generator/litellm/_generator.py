@@ -20,7 +20,12 @@ from jib.generator.litellm._runtime import (
     import_litellm,
     warn_if_truncated,
 )
-from jib.generator.openai._protocol import StreamState, read_chat, read_text
+from jib.generator.openai._protocol import (
+    INERT_REQUEST_OPTIONS,
+    StreamState,
+    read_chat,
+    read_text,
+)
 from jib.generator.remote import RequestGenerator, StreamNotHonoured
 from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
 from jib.params import GenerateParams
@@ -193,23 +198,10 @@ class LiteLLMGenerator(RequestGenerator):
     endpoint_field: ClassVar[str | None] = "api_base"
     # Hosted providers take keys and cloud credentials from the environment, even with api_key.
     ambient_credentials: ClassVar[bool] = True
-    inert_options: ClassVar[frozenset[str]] = REQUEST_LIMIT_OPTIONS | {
-        f"extra.{name}"
-        for name in (
-            "drop_params",
-            "logit_bias",
-            "logprobs",
-            "min_p",
-            "num_ctx",
-            "parallel_tool_calls",
-            "reasoning_effort",
-            "repetition_penalty",
-            "response_format",
-            "tool_choice",
-            "tools",
-            "top_logprobs",
-        )
-    }
+    # LiteLLM's own `drop_params`, and Ollama's `num_ctx`, besides OpenAI's request fields.
+    inert_options: ClassVar[frozenset[str]] = (
+        REQUEST_LIMIT_OPTIONS | INERT_REQUEST_OPTIONS | {"extra.drop_params", "extra.num_ctx"}
+    )
 
     def list_price(self, usage: Usage) -> float | None:
         """The cost LiteLLM's bundled price map gives (read from disk, never downloaded).

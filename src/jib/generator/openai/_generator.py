@@ -12,6 +12,7 @@ from jib._wire import WireRequest, WireResponse
 from jib.errors import InvalidGeneratorError
 from jib.generator._wired import WiredGenerator
 from jib.generator.openai._protocol import (
+    INERT_REQUEST_OPTIONS,
     StreamState,
     chat_body,
     error_from_response,
@@ -163,21 +164,6 @@ class OpenAIGenerator(WiredGenerator):
 
     endpoint_field: ClassVar[str | None] = "api_base"
     ambient_credentials: ClassVar[bool] = True  # OPENAI_API_KEY, when no key is given
-    inert_options: ClassVar[frozenset[str]] = REQUEST_LIMIT_OPTIONS | {
-        "stream_usage",
-        *(
-            f"extra.{name}"
-            for name in (
-                "logit_bias",
-                "logprobs",
-                "min_p",
-                "parallel_tool_calls",
-                "reasoning_effort",
-                "repetition_penalty",
-                "response_format",
-                "tool_choice",
-                "tools",
-                "top_logprobs",
-            )
-        ),
-    }
+    inert_options: ClassVar[frozenset[str]] = (
+        REQUEST_LIMIT_OPTIONS | INERT_REQUEST_OPTIONS | {"stream_usage"}
+    )

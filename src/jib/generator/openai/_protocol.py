@@ -41,6 +41,7 @@ from jib.messages import (
 from jib.params import GenerateParams
 
 __all__ = [
+    "INERT_REQUEST_OPTIONS",
     "STREAM_CUT",
     "StreamState",
     "chat_body",
@@ -50,6 +51,24 @@ __all__ = [
     "read_text",
     "text_body",
 ]
+
+INERT_REQUEST_OPTIONS: frozenset[str] = frozenset(
+    f"extra.{name}"
+    for name in (
+        "logit_bias",
+        "logprobs",
+        "min_p",
+        "parallel_tool_calls",
+        "reasoning_effort",
+        "repetition_penalty",
+        "response_format",
+        "tool_choice",
+        "tools",
+        "top_logprobs",
+    )
+)
+"""Request fields of the OpenAI protocol (as `extra` keys) that only shape the answer: data may
+set them (see `jib.trust`). For `openai!` and the LiteLLM path alike."""
 
 STREAM_CUT = "the stream ended before the answer was finished"
 """What a stream cut short is called, whichever provider read it."""
