@@ -162,6 +162,13 @@ def encode_value(value: Any, kind: FieldKind) -> str:
         return escape(str(value))
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json", exclude_defaults=True)
+    elif isinstance(value, (list, tuple)) and any(isinstance(item, BaseModel) for item in value):
+        value = [
+            item.model_dump(mode="json", exclude_defaults=True)
+            if isinstance(item, BaseModel)
+            else item
+            for item in value
+        ]
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
     try:
         encoded = text.encode("utf-8")

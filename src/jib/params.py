@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["GenerateParams"]
+from jib.tools import ToolDefinition
+
+__all__ = ["GenerateParams", "ToolChoice", "response_format_for"]
+
+ToolChoice = Literal["auto", "none", "required"] | dict[str, Any]
+"""`auto`, `none`, `required`, or `{"type": "function", "function": {"name": …}}` for one tool."""
 
 
 class GenerateParams(BaseModel):
@@ -15,6 +20,11 @@ class GenerateParams(BaseModel):
     Every field is optional; `None` means "not set, use the provider's default". Numbers must be
     finite (`nan` and `inf` are refused). Provider-specific parameters go in `extra` and are
     passed through unchanged.
+
+    Beyond sampling: `tools` (`ToolDefinition`s or the same as OpenAI-shaped dicts),
+    `tool_choice`, `parallel_tool_calls`, `response_format` (`{"type": "json_object"}`,
+    `{"type": "json_schema", "json_schema": {…}}`, or a pydantic model class, written as its
+    JSON schema), `modalities` (`["text", "audio"]`) and `audio` (`{"voice", "format"}`).
 
     >>> GenerateParams(temperature=0.2).merge_with(GenerateParams(max_tokens=64)).to_dict()
     {'temperature': 0.2, 'max_tokens': 64}
@@ -33,7 +43,20 @@ class GenerateParams(BaseModel):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     timeout: float | None = Field(default=None, gt=0, description="Seconds to wait for an answer.")
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _schema_of_model(cls, value: Any) -> Any:
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            return response_format_for(value)
+        return value
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -58,7 +81,7 @@ class GenerateParams(BaseModel):
         a field but never unset one. A later `stop` list replaces an earlier one (lists are not
         concatenated). `extra` dicts are merged key by key, later keys winning.
         """
-        merged = self.model_dump(exclude_none=True)
+        merged = {name: value for name, value in self if value is not None}
         extra = dict(self.extra)
         for other in others:
             if other is None:
@@ -72,8 +95,12 @@ class GenerateParams(BaseModel):
         return GenerateParams.model_construct(**merged)
 
     def to_dict(self) -> dict[str, Any]:
-        """The set parameters as a flat dict, with `extra` merged in (extra keys win)."""
+        """The set parameters as a flat dict of plain values (tools as dicts), with `extra`
+        merged in (extra keys win)."""
         data = {name: value for name, value in self if value is not None and name != "extra"}
+        tools = data.get("tools")
+        if tools is not None:
+            data["tools"] = [tool.to_dict() for tool in tools]
         data.update(self.extra)
         return data
 
@@ -85,3 +112,19 @@ class GenerateParams(BaseModel):
     def is_empty(self) -> bool:
         """True when no parameter is set."""
         return not self.to_dict()
+
+
+def response_format_for(model: type[BaseModel]) -> dict[str, Any]:
+    """The `response_format` asking for JSON that validates as `model` (OpenAI's strict
+    `json_schema` shape, which LiteLLM translates for other providers).
+
+    >>> from pydantic import BaseModel
+    >>> class City(BaseModel):
+    ...     name: str
+    >>> response_format_for(City)["json_schema"]["name"]
+    'City'
+    """
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": model.__name__, "schema": model.model_json_schema()},
+    }
