@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._retry import retry_after_from
@@ -29,6 +29,9 @@ from jib.generator.openai._protocol import (
 from jib.generator.remote import RequestGenerator, StreamNotHonoured
 from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
 from jib.params import GenerateParams
+
+if TYPE_CHECKING:
+    from jib.generator.litellm._clients import BoundedClients
 
 __all__ = ["LiteLLMGenerator"]
 
@@ -56,8 +59,9 @@ class LiteLLMGenerator(RequestGenerator):
 
     Attributes:
         api_base: the server's base URL, for self-hosted and proxy endpoints.
-        max_response_bytes: the most answer text a stream may add up to (see
-            docs/providers/litellm.md for what else it bounds).
+        max_response_bytes: the most one request may read: a body or a whole stream, after
+            decompression, each line counting 512 bytes more. A larger answer fails with
+            `ProcessingError`. Which routes this holds on: docs/providers/litellm.md.
         (and the limits and retry settings of `RequestGenerator`)
     """
 
@@ -65,6 +69,8 @@ class LiteLLMGenerator(RequestGenerator):
     max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, gt=0)
 
     default_timeout: ClassVar[float | None] = 600.0
+
+    _bounds: BoundedClients | None = PrivateAttr(default=None)
 
     def load(self) -> LiteLLMGenerator:
         """Import LiteLLM now rather than at the first request."""
@@ -88,6 +94,20 @@ class LiteLLMGenerator(RequestGenerator):
         arguments.update(params.to_dict())
         return arguments
 
+    async def _bounded_arguments(self, params: GenerateParams, text: bool) -> dict[str, Any]:
+        """`_request_arguments` plus the `client=` that holds the answer to
+        `max_response_bytes` (see `_clients`), when jib bounds LiteLLM's route."""
+        from jib.generator.litellm._clients import BoundedClients
+
+        arguments = self._request_arguments(params)
+        bounds: BoundedClients | None = self._runtime["_bounds"]
+        if bounds is None or bounds.limit != self.max_response_bytes:
+            bounds = self._bounds = BoundedClients(self.max_response_bytes)
+        client = await bounds.client_for(arguments, text)
+        if client is not None:
+            arguments.setdefault("client", client)
+        return arguments
+
     async def _request(
         self,
         function: Callable[..., Awaitable[Any]],
@@ -107,6 +127,11 @@ class LiteLLMGenerator(RequestGenerator):
         """What to raise for an exception a LiteLLM call raised: jib's error, its cause a
         redacted stand-in of `exc` (raise it outside the `except`, so `exc` is not chained as
         `__context__`, key and all); `exc` itself when it is not LiteLLM's."""
+        from jib.generator.litellm._bounds import overflow_in
+
+        overflow = overflow_in(exc)
+        if overflow is not None:
+            return overflow
         error = litellm_failure(exc, provider=self.model, secrets=[arguments.get("api_key")])
         if error is exc:
             return exc
@@ -139,7 +164,7 @@ class LiteLLMGenerator(RequestGenerator):
             litellm.acompletion,
             read_chat,
             messages=[message.to_dict() for message in messages],
-            **self._request_arguments(params),
+            **await self._bounded_arguments(params, text=False),
         )
         fix_ollama_stop_reason(self.model, generated, params.max_tokens)
         warn_if_truncated(self.model, (m.content for m in messages), generated.usage)
@@ -150,7 +175,7 @@ class LiteLLMGenerator(RequestGenerator):
     ) -> AsyncIterator[str | GeneratedMessage]:
         """Stream one conversation through `litellm.acompletion(stream=True)`."""
         litellm = import_litellm()
-        arguments = self._request_arguments(params)
+        arguments = await self._bounded_arguments(params, text=False)
         arguments["stream"] = True
         arguments.setdefault("stream_options", {"include_usage": True})
         state = StreamState(self._provider_label, self.max_response_bytes)
@@ -187,7 +212,7 @@ class LiteLLMGenerator(RequestGenerator):
             litellm.atext_completion,
             read_text,
             prompt=text,
-            **self._request_arguments(params),
+            **await self._bounded_arguments(params, text=True),
         )
         fix_ollama_stop_reason(self.model, generated, params.max_tokens)
         warn_if_truncated(self.model, [text], generated.usage)
