@@ -16,6 +16,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from jib import generator
     from jib.chat import Chat, Completion, StoredError
+    from jib.content import (
+        ContentAudioInput,
+        ContentFile,
+        ContentImageUrl,
+        ContentPart,
+        ContentText,
+    )
     from jib.errors import (
         RETRYABLE_ERRORS,
         AuthenticationError,
@@ -47,12 +54,17 @@ if TYPE_CHECKING:
     from jib.params import GenerateParams
     from jib.pipeline import ChatPipeline, ChatStream, CompletionPipeline, OnFailed
     from jib.registry import register_generator, registered_providers
+    from jib.tools import FunctionCall, FunctionDefinition, ToolCall, ToolDefinition
     from jib.trust import TrustPolicy
 
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     **dict.fromkeys(["Chat", "Completion", "StoredError"], "jib.chat"),
+    **dict.fromkeys(
+        ["ContentAudioInput", "ContentFile", "ContentImageUrl", "ContentPart", "ContentText"],
+        "jib.content",
+    ),
     **dict.fromkeys(
         [
             "RETRYABLE_ERRORS",
@@ -92,6 +104,9 @@ _EXPORTS: dict[str, str] = {
         ["ChatPipeline", "ChatStream", "CompletionPipeline", "OnFailed"], "jib.pipeline"
     ),
     **dict.fromkeys(["register_generator", "registered_providers"], "jib.registry"),
+    **dict.fromkeys(
+        ["FunctionCall", "FunctionDefinition", "ToolCall", "ToolDefinition"], "jib.tools"
+    ),
     "TrustPolicy": "jib.trust",
 }
 
@@ -124,7 +139,14 @@ __all__ = [
     "ChatStream",
     "Completion",
     "CompletionPipeline",
+    "ContentAudioInput",
+    "ContentFile",
+    "ContentImageUrl",
+    "ContentPart",
+    "ContentText",
     "ContextLengthError",
+    "FunctionCall",
+    "FunctionDefinition",
     "GenerateParams",
     "GeneratedMessage",
     "GeneratedText",
@@ -149,6 +171,8 @@ __all__ = [
     "ServerError",
     "StopReason",
     "StoredError",
+    "ToolCall",
+    "ToolDefinition",
     "TransformersGenerator",
     "TrustPolicy",
     "UntrustedIdentifierError",

@@ -186,10 +186,13 @@ class Chat(_Record):
             included (for local models: the batch's time).
         cost_usd: what it cost in US dollars, when the price is known (`jib run` sets it;
             see `jib.cost`).
+        output: the structured answer, validated (`pipeline.structured(Model)`: an instance of
+            `Model`; a JSON schema: the parsed JSON); `None` when none was asked for.
     """
 
     messages: list[Message] = field(default_factory=list)
     generated: list[Message] = field(default_factory=list)
+    output: Any = None
 
     @property
     def all(self) -> list[Message]:

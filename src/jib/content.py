@@ -259,8 +259,9 @@ class ContentAudioInput:
 class ContentFile:
     """A document (a PDF, …): inline as a `data:` URL, or a `http(s)://` URL.
 
-    >>> ContentFile.from_bytes(b"%PDF-1.7", "application/pdf", filename="a.pdf").to_dict()
-    {'type': 'file', 'file': {'file_data': 'data:application/pdf;base64,JVBERi0xLjc=', 'filename': 'a.pdf'}}
+    >>> part = ContentFile.from_bytes(b"%PDF-1.7", "application/pdf", filename="a.pdf")
+    >>> part.to_dict()["file"]
+    {'file_data': 'data:application/pdf;base64,JVBERi0xLjc=', 'filename': 'a.pdf'}
     """
 
     url: str

@@ -39,6 +39,7 @@ from jib.messages import (
     normalize_stop_reason,
 )
 from jib.params import GenerateParams
+from jib.tools import FunctionCall, ToolCall
 
 __all__ = [
     "INERT_REQUEST_OPTIONS",
@@ -78,12 +79,9 @@ _MAX_ERROR_LENGTH = 1000
 
 
 def _sampling(params: GenerateParams) -> dict[str, Any]:
-    body = {
-        name: value
-        for name, value in params
-        if value is not None and name != "extra" and name not in _NOT_IN_BODY
-    }
-    body.update(params.extra)  # tools, response_format, logprobs, … pass through untouched
+    body = params.to_dict()  # tools as dicts; `extra` (logprobs, a server's own…) passed as is
+    for name in _NOT_IN_BODY:
+        body.pop(name, None)
     return body
 
 
@@ -215,7 +213,39 @@ class _Reader:
             prompt = self.count(prompt, "usage.prompt_tokens")
             completion = self.count(completion, "usage.completion_tokens")
             total = self.count(total, "usage.total_tokens")
-        return Usage(prompt, completion, total or prompt + completion)
+        usage_counts = Usage(prompt, completion, total or prompt + completion)
+        prompt_details = usage.get("prompt_tokens_details")
+        if prompt_details:  # OpenAI's cached input
+            usage_counts.cached_input_tokens = self.count(
+                self.mapping(prompt_details, "usage.prompt_tokens_details").get("cached_tokens"),
+                "usage.prompt_tokens_details.cached_tokens",
+            )
+        completion_details = usage.get("completion_tokens_details")
+        if completion_details:
+            usage_counts.reasoning_tokens = self.count(
+                self.mapping(completion_details, "usage.completion_tokens_details").get(
+                    "reasoning_tokens"
+                ),
+                "usage.completion_tokens_details.reasoning_tokens",
+            )
+        # Anthropic's, as LiteLLM passes them on.
+        if usage.get("cache_read_input_tokens"):
+            usage_counts.cached_input_tokens = self.count(
+                usage["cache_read_input_tokens"], "usage.cache_read_input_tokens"
+            )
+        if usage.get("cache_creation_input_tokens"):
+            usage_counts.cache_write_tokens = self.count(
+                usage["cache_creation_input_tokens"], "usage.cache_creation_input_tokens"
+            )
+        return usage_counts
+
+    def tool_calls(self, value: Any) -> list[ToolCall]:
+        if type(value) is not list:
+            raise self.malformed(f"tool_calls is a {type(value).__name__}, not a list")
+        try:
+            return [ToolCall.from_dict(self.mapping(call, "a tool call")) for call in value]
+        except ValueError as exc:
+            raise self.malformed(str(exc)) from None
 
     def extra(self, data: Mapping[str, Any]) -> dict[str, Any]:
         extra: dict[str, Any] = {}
@@ -241,8 +271,9 @@ def _shown(value: Any) -> str:
 def read_chat(data: Any, provider: str, status: int = 200) -> GeneratedMessage:
     """A `GeneratedMessage` from a chat completion.
 
-    `extra` holds the response id and model, and `tool_calls`, `reasoning_content` and
-    `logprobs` when the server sent them.
+    The message carries the tool calls the model asked for; `refusal` the model's refusal text;
+    `extra` holds the response id and model, and `reasoning_content` and `logprobs` when the
+    server sent them.
 
     Raises:
         MalformedResponseError: the answer is not shaped as a chat completion.
@@ -258,8 +289,11 @@ def read_chat(data: Any, provider: str, status: int = 200) -> GeneratedMessage:
     if type(content) is not str:
         content = reader.text(content, "the message's content")
     extra = reader.extra(data)
-    if message.get("tool_calls"):
-        extra["tool_calls"] = message["tool_calls"]
+    calls = message.get("tool_calls")
+    tool_calls = reader.tool_calls(calls) if calls else None
+    refusal = message.get("refusal")
+    if refusal is not None:
+        refusal = reader.text(refusal, "refusal") or None
     reasoning = message.get("reasoning_content")
     if reasoning is not None:
         reasoning = reader.text(reasoning, "reasoning_content")
@@ -268,10 +302,11 @@ def read_chat(data: Any, provider: str, status: int = 200) -> GeneratedMessage:
     if choice.get("logprobs") is not None:
         extra["logprobs"] = choice["logprobs"]
     return GeneratedMessage(
-        Message("assistant", content),
+        Message("assistant", content, tool_calls=tool_calls),
         normalize_stop_reason(reader.stop_reason(choice)),
         reader.usage(data),
         extra,
+        refusal=refusal,
     )
 
 
@@ -339,7 +374,9 @@ class StreamState:
     """What a stream of chat (or text) completion chunks has said so far.
 
     Feed it the lines of a server-sent event stream (`feed`) or chunks already parsed
-    (`feed_chunk`, LiteLLM's); it keeps at most `limit` bytes of answer text.
+    (`feed_chunk`, LiteLLM's); it keeps at most `limit` characters of answer text and tool-call
+    arguments. Tool calls arrive in pieces (`delta.tool_calls[i]`: the id and name first, the
+    arguments' text in parts) and are put back together by their `index`.
     """
 
     def __init__(self, provider: str, limit: int) -> None:
@@ -351,6 +388,9 @@ class StreamState:
         self.usage: Usage | None = None
         self.extra: dict[str, Any] = {}
         self.done = False
+        self.refusal: list[str] = []
+        self._calls: dict[int, tuple[list[str], list[str]]] = {}
+        """Tool calls by index: ([id, name], argument pieces)."""
         self._reader = _Reader(provider, 200)
 
     def feed(self, line: bytes) -> str | None:
@@ -395,16 +435,52 @@ class StreamState:
             self.finish_reason = reason
         delta = choice.get("delta")
         if delta is not None:
-            text = reader.text(reader.mapping(delta, "a delta").get("content"), "a delta")
+            delta = reader.mapping(delta, "a delta")
+            text = reader.text(delta.get("content"), "a delta")
+            if delta.get("tool_calls"):
+                self._feed_calls(delta["tool_calls"])
+            if delta.get("refusal"):
+                self.refusal.append(reader.text(delta["refusal"], "a refusal"))
         else:
             text = reader.text(choice.get("text"), "a chunk's text")
         if not text:
             return None
-        self.kept += len(text)
-        if self.kept > self.limit:
-            raise too_large(self.limit)
+        self._keep(len(text))
         self.parts.append(text)
         return text
+
+    def _keep(self, size: int) -> None:
+        self.kept += size
+        if self.kept > self.limit:
+            raise too_large(self.limit)
+
+    def _feed_calls(self, pieces: Any) -> None:
+        reader = self._reader
+        if type(pieces) is not list:
+            raise reader.malformed("a delta's tool_calls are not a list")
+        for piece in pieces:
+            piece = reader.mapping(piece, "a tool call delta")
+            index = piece.get("index", len(self._calls))
+            if type(index) is not int or not 0 <= index < 1024:
+                raise reader.malformed(f"a tool call delta's index is {_shown(index)}")
+            head, arguments = self._calls.setdefault(index, (["", ""], []))
+            if piece.get("id"):
+                head[0] = reader.text(piece["id"], "a tool call's id")
+            function = reader.mapping(piece.get("function"), "a tool call's function")
+            if function.get("name"):
+                head[1] = reader.text(function["name"], "a tool call's name")
+            part = function.get("arguments")
+            if part:
+                part = reader.text(part, "a tool call's arguments")
+                self._keep(len(part))
+                arguments.append(part)
+
+    def tool_calls(self) -> list[ToolCall]:
+        """The tool calls the stream carried, whole, in their order."""
+        return [
+            ToolCall(head[0], FunctionCall(head[1], "".join(arguments) or "{}"))
+            for _, (head, arguments) in sorted(self._calls.items())
+        ]
 
     @property
     def finished(self) -> bool:
@@ -425,8 +501,9 @@ class StreamState:
         if not self.finished:
             raise self.cut()
         return GeneratedMessage(
-            Message("assistant", "".join(self.parts)),
+            Message("assistant", "".join(self.parts), tool_calls=self.tool_calls() or None),
             normalize_stop_reason(self.finish_reason),
             self.usage,
             self.extra,
+            refusal="".join(self.refusal) or None,
         )
