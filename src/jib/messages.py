@@ -249,6 +249,12 @@ class Usage:
             self.reasoning_tokens + other.reasoning_tokens,
         )
 
+    def __repr__(self) -> str:
+        # The cache and reasoning counts only when a provider reported them, so a usage reads
+        # as it always has where they do not apply.
+        shown = ", ".join(f"{name}={value}" for name, value in self.to_dict().items())
+        return f"Usage({shown})"
+
     def to_dict(self) -> dict[str, int]:
         """The counts as a dict (the cache and reasoning counts only when not zero)."""
         counts = {
