@@ -62,6 +62,7 @@ _RESERVED_OPTIONS = ("num_return_sequences", "input_ids", "attention_mask", "sto
 # Model inputs a processor returns beside the token ids (pixel values, audio features, ...).
 _TOKEN_INPUTS = ("input_ids", "attention_mask")
 _READS_TOOLS = re.compile(r"\btools\b")
+_MAX_QUOTED = 300  # characters of a library's error message quoted in ours
 
 
 @dataclass(slots=True)
@@ -385,15 +386,26 @@ def _process_chat(
         template_message(message, content=_blocks(message), arguments_as_objects=True)
         for message in messages
     ]
-    output = processor.apply_chat_template(
-        conversation,
-        chat_template=None if own else template,
-        tools=tools,
-        add_generation_prompt=True,
-        tokenize=True,
-        return_dict=True,
-        return_tensors="pt",
-    )
+    try:
+        output = processor.apply_chat_template(
+            conversation,
+            chat_template=None if own else template,
+            tools=tools,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+        )
+    except Exception as exc:
+        # Its message may quote a part's data (megabytes of base64): shown cut short.
+        said = str(exc)
+        if len(said) > _MAX_QUOTED:
+            said = said[:_MAX_QUOTED] + "…"
+        raise BadRequestError(
+            f"the model's processor could not read this conversation's images or audio "
+            f"({type(exc).__name__}: {said})",
+            provider=PROVIDER,
+        ) from exc
     ids = output["input_ids"]
     inputs = {name: value for name, value in output.items() if name not in _TOKEN_INPUTS}
     return _Encoded([int(token) for token in ids[0].tolist()], inputs, offered)
