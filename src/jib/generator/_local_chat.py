@@ -19,50 +19,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from jib import _json
-from jib.content import ContentAudioInput, ContentFile, ContentImageUrl, ContentPart, ContentText
+from jib.content import ContentPart
 from jib.errors import BadRequestError
+from jib.generator._parts import refused_part
 from jib.messages import Message
 from jib.params import GenerateParams
 
 __all__ = [
-    "describe_part",
     "offered_tools",
     "refuse_params",
     "refuse_parts",
     "template_message",
 ]
-
-_KINDS = {
-    ContentImageUrl: "an image",
-    ContentAudioInput: "an audio clip",
-    ContentFile: "a file",
-}
-
-
-def describe_part(part: ContentPart) -> str:
-    """What a part is, for an error message: `an image (image_url, image/png, 12 KB)`."""
-    kind = _KINDS.get(type(part), "text")
-    details = [part.type]
-    if isinstance(part, (ContentImageUrl, ContentFile)):
-        mimetype = part.mimetype
-        if mimetype is None:
-            details.append("a remote URL")
-        else:
-            details.append(mimetype)
-            data = part.data
-            details.append(_size(len(data) if data is not None else 0))
-    elif isinstance(part, ContentAudioInput):
-        details.append(part.format)
-        details.append(_size(len(part.data) * 3 // 4))
-    return f"{kind} ({', '.join(details)})"
-
-
-def _size(count: int) -> str:
-    if count < 1024:
-        return f"{count} B"
-    if count < 1024 * 1024:
-        return f"{count / 1024:.0f} KB"
-    return f"{count / (1024 * 1024):.1f} MB"
 
 
 def refuse_params(params: GenerateParams, provider: str) -> None:
@@ -122,19 +90,9 @@ def refuse_parts(
         BadRequestError: naming the message and part (counted from 1), what the part is, and
             the reason.
     """
-    for number, message in enumerate(messages, 1):
-        if not message.has_parts:
-            continue
-        for place, part in enumerate(message.content_parts, 1):
-            if type(part) is ContentText:
-                continue
-            reason = why_not(part)
-            if reason is not None:
-                raise BadRequestError(
-                    f"message {number} ({message.role}), part {place} is "
-                    f"{describe_part(part)}: {reason}",
-                    provider=provider,
-                )
+    refused = refused_part(messages, why_not)
+    if refused is not None:
+        raise BadRequestError(refused, provider=provider)
 
 
 def template_message(
