@@ -441,3 +441,21 @@ def test_tool_template_requires_arguments_as_objects(tiny_model_dir: Path) -> No
             chat_template=TOOL_CHAT_TEMPLATE,
             tokenize=False,
         )
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        (TOOLS, "tools in a completion"),
+        (GenerateParams(response_format={"type": "json_object"}), "response_format"),
+    ],
+)
+async def test_a_completion_refuses_tools_and_response_format(
+    tiny_model_dir: Path, tool_tokenizer: Any, params: GenerateParams, named: str
+) -> None:
+    generator, spy = tool_generator(tiny_model_dir, tool_tokenizer)
+    results = await generator.generate_texts(["hello", "hello"], [params, GREEDY])
+    assert isinstance(results[0], BadRequestError)
+    assert named in str(results[0])
+    assert not isinstance(results[1], BaseException)
+    assert [len(rows) for rows in spy.prompts] == [1]

@@ -755,3 +755,21 @@ async def test_params_llm_chat_cannot_honour_fail_before_generating(
     assert named in str(result)
     assert "vllm!" in str(result)
     assert llm.calls == []
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        (WITH_TOOLS, "tools in a completion"),
+        (GenerateParams(response_format={"type": "json_object"}), "response_format"),
+    ],
+)
+async def test_a_completion_refuses_tools_and_response_format(
+    params: GenerateParams, named: str
+) -> None:
+    llm = FakeLLM()
+    results = await fake_generator(llm).generate_texts(["a b", "c d"], [params, GenerateParams()])
+    assert isinstance(results[0], BadRequestError)
+    assert named in str(results[0])
+    assert not isinstance(results[1], BaseException)
+    assert [prompts for _, prompts, _ in llm.calls] == [["c d"]]

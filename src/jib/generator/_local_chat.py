@@ -7,6 +7,7 @@ anything is generated — never dropped silently.
 
 - `refuse_params`: the params neither provider can apply (`response_format`, a forced
   `tool_choice`, `parallel_tool_calls=False`, audio output);
+- `refuse_for_text`: the same for a completion, tools included (no template to offer them);
 - `offered_tools`: the tool definitions a template gets (none when `tool_choice="none"`);
 - `refuse_parts`: the first part a model cannot take, as a `BadRequestError`;
 - `template_message`: a message as a chat template reads it.
@@ -27,6 +28,7 @@ from jib.params import GenerateParams
 
 __all__ = [
     "offered_tools",
+    "refuse_for_text",
     "refuse_params",
     "refuse_parts",
     "template_message",
@@ -67,6 +69,22 @@ def refuse_params(params: GenerateParams, provider: str) -> None:
         raise BadRequestError(
             f"{provider}! cannot carry modalities={params.modalities!r}/audio: it generates "
             "text only",
+            provider=provider,
+        )
+
+
+def refuse_for_text(params: GenerateParams, provider: str) -> None:
+    """Raise for the params a completion (text in, no chat template) cannot carry: those of
+    `refuse_params`, and tools.
+
+    Raises:
+        BadRequestError: naming the param.
+    """
+    refuse_params(params, provider)
+    if offered_tools(params) is not None:
+        raise BadRequestError(
+            f"{provider}! cannot carry tools in a completion: tools are offered through the "
+            "chat template; use chat() instead of complete()",
             provider=provider,
         )
 

@@ -36,6 +36,7 @@ from jib.generator._local import (
 )
 from jib.generator._local_chat import (
     offered_tools,
+    refuse_for_text,
     refuse_params,
     refuse_parts,
     template_message,
@@ -292,6 +293,7 @@ def _encode_all(
         offered: frozenset[str] | None = None
         try:
             if isinstance(prompt, str):
+                refuse_for_text(item_params, PROVIDER)
                 texts.append(prompt)
             else:
                 refuse_params(item_params, PROVIDER)

@@ -32,6 +32,7 @@ from jib.generator._local import (
 )
 from jib.generator._local_chat import (
     offered_tools,
+    refuse_for_text,
     refuse_params,
     refuse_parts,
     template_message,
@@ -250,7 +251,10 @@ class VLLMGenerator(LocalGenerator):
     ) -> Sequence[GeneratedText | BaseException]:
         """Continue each text with one `LLM.generate` call."""
         check_batch("generate_texts", texts, params)
-        return await self._generate("generate", list(texts), params)
+        prompts = [
+            _text(text, item_params) for text, item_params in zip(texts, params, strict=True)
+        ]
+        return await self._generate("generate", prompts, params)
 
     async def _generate(
         self,
@@ -309,6 +313,15 @@ def _chat(
         tools,
         None if tools is None else tool_names(tools),
     )
+
+
+def _text(text: str, params: GenerateParams) -> str | BadRequestError:
+    """A text to continue, or the error for params a completion cannot carry."""
+    try:
+        refuse_for_text(params, _PROVIDER)
+    except BadRequestError as exc:
+        return exc
+    return text
 
 
 def _content(message: Message) -> str | list[dict[str, Any]]:
