@@ -27,12 +27,20 @@ import pytest
 
 from jib import (
     BadRequestError,
+    ContentAudioInput,
+    ContentFile,
+    ContentImageUrl,
+    ContentText,
     ContextLengthError,
+    FunctionCall,
+    FunctionDefinition,
     GenerateParams,
     InvalidGeneratorError,
     Message,
     MissingDependencyError,
     ProviderError,
+    ToolCall,
+    ToolDefinition,
     get_generator,
 )
 from jib.generator.vllm import VLLMGenerator
@@ -88,6 +96,7 @@ class RequestOutput:
 @dataclass
 class ModelConfig:
     model: str
+    is_multimodal_model: bool | None = None
 
 
 @dataclass
@@ -104,6 +113,8 @@ class FakeLLM:
 
     max_model_len: int = 32
     calls: list[tuple[str, list[Any], list[SamplingParams]]] = field(default_factory=list)
+    tools: list[list[dict[str, Any]] | None] = field(default_factory=list)
+    reply: str | None = None
     fail_with: Exception | None = None
     drop_last_output: bool = False
     before_generate: Callable[[], None] | None = None
@@ -120,11 +131,13 @@ class FakeLLM:
 
     def chat(
         self,
-        messages: list[list[dict[str, str]]],
+        messages: list[list[dict[str, Any]]],
         sampling_params: SamplingParams | list[SamplingParams] | None = None,
         *,
         use_tqdm: bool = True,
+        tools: list[dict[str, Any]] | None = None,
     ) -> list[RequestOutput]:
+        self.tools.append(tools)
         return self._run("chat", messages, sampling_params)
 
     def _run(
@@ -152,13 +165,22 @@ class FakeLLM:
                     f"length of {self.max_model_len}. Make sure that `max_model_len` is no smaller "
                     "than the number of text tokens."
                 )
+            if self.reply is not None:
+                outputs.append(scripted(str(number), words, self.reply))
+                continue
             outputs.append(answer(str(number), words, params))
         return outputs[:-1] if self.drop_last_output else outputs
 
 
-def render(conversation: list[dict[str, str]]) -> str:
-    """The stand-in's chat template."""
-    return " ".join(f"{m['role']} {m['content']}" for m in conversation) + " assistant"
+def render(conversation: list[dict[str, Any]]) -> str:
+    """The stand-in's chat template (a part counts as one word, as its type)."""
+    words = []
+    for message in conversation:
+        content = message["content"]
+        if not isinstance(content, str):
+            content = " ".join(part.get("text", part["type"]) for part in content)
+        words.append(f"{message['role']} {content}")
+    return " ".join(words) + " assistant"
 
 
 def answer(request_id: str, words: list[str], params: SamplingParams) -> RequestOutput:
@@ -175,6 +197,16 @@ def answer(request_id: str, words: list[str], params: SamplingParams) -> Request
             reply = text.split()
     completion = CompletionOutput(
         0, text, list(range(len(reply))), finish_reason=finish_reason, stop_reason=stop_reason
+    )
+    return RequestOutput(
+        request_id, " ".join(words), list(range(len(words))), None, [completion], True
+    )
+
+
+def scripted(request_id: str, words: list[str], reply: str) -> RequestOutput:
+    """An answer of `reply`, as a model trained to write it would give it."""
+    completion = CompletionOutput(
+        0, reply, list(range(len(reply.split()))), finish_reason="stop", stop_reason=None
     )
     return RequestOutput(
         request_id, " ".join(words), list(range(len(words))), None, [completion], True
@@ -565,3 +597,179 @@ async def test_real_engine_generates_a_batch(tiny_model_dir: Path) -> None:
         generator.unload()
     assert all(c.usage and 0 < c.usage.output_tokens <= 4 for c in completions)
     assert chat.stop_reason in ("stop", "length")
+
+
+# -- beyond text: parts and tools through LLM.chat ---------------------------------------------
+
+CAPITAL = ToolDefinition(
+    function=FunctionDefinition(
+        name="capital",
+        description="The capital of a country.",
+        parameters={"type": "object", "properties": {"country": {"type": "string"}}},
+    )
+)
+CLOCK = ToolDefinition(function=FunctionDefinition(name="clock"))
+WITH_TOOLS = GenerateParams(tools=[CAPITAL])
+HERMES_CALL = '<tool_call>\n{"name": "capital", "arguments": {"country": "France"}}\n</tool_call>'
+
+
+async def test_parts_go_to_llm_chat_in_the_openai_shape_without_cache_marks() -> None:
+    llm = FakeLLM()
+    generator = fake_generator(llm)
+    marked = {"type": "ephemeral"}
+    image = ContentImageUrl.from_bytes(b"\x89PNG", "image/png", detail="low")
+    audio = ContentAudioInput.from_bytes(b"RIFF", "wav")
+    conversation = [
+        Message("system", "be brief", cache_control=marked),
+        Message("user", [ContentText("what is this", marked), image, audio]),
+    ]
+
+    chat = await generator.chat(conversation, GenerateParams(max_tokens=4))
+
+    (method, (sent,), _) = llm.calls[0]
+    assert method == "chat"
+    assert sent == [
+        {"role": "system", "content": "be brief"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is this"},
+                {"type": "image_url", "image_url": {"url": image.url, "detail": "low"}},
+                {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+            ],
+        },
+    ]
+    assert llm.tools == [None]  # no tools: LLM.chat is called as before
+    assert chat.content == "assistant input_audio image_url this"
+
+
+async def test_tools_go_to_llm_chat_and_a_hermes_call_comes_back() -> None:
+    llm = FakeLLM(reply="Checking. " + HERMES_CALL)
+    generator = fake_generator(llm)
+
+    chat = await generator.chat("capital of France?", WITH_TOOLS)
+
+    assert llm.tools == [[CAPITAL.to_dict()]]
+    assert chat.stop_reason == "tool_calls"
+    assert chat.content == "Checking."
+    (call,) = chat.last.tool_calls
+    assert (call.function.name, call.parsed_arguments()) == ("capital", {"country": "France"})
+    assert chat.extra["finish_reason"] == "stop"  # vLLM's own, kept
+
+
+async def test_a_mistral_call_with_its_marker_decoded_away_comes_back() -> None:
+    llm = FakeLLM(reply='[{"name": "capital", "arguments": {"country": "Peru"}}]')
+    chat = await fake_generator(llm).chat("capital of Peru?", WITH_TOOLS)
+    assert [c.parsed_arguments() for c in chat.last.tool_calls] == [{"country": "Peru"}]
+    assert chat.content == ""
+
+
+async def test_each_set_of_tools_gets_its_own_chat_call() -> None:
+    llm = FakeLLM()
+    generator = fake_generator(llm)
+    both = GenerateParams(tools=[CAPITAL, CLOCK])
+    await generator.generate_messages(
+        [[Message("user", f"q{n}")] for n in range(5)],
+        [WITH_TOOLS, GenerateParams(), both, WITH_TOOLS, GenerateParams()],
+    )
+    assert [len(prompts) for _, prompts, _ in llm.calls] == [2, 2, 1]
+    assert llm.tools == [[CAPITAL.to_dict()], None, [CAPITAL.to_dict(), CLOCK.to_dict()]]
+    first = [conversation[0]["content"] for conversation in llm.calls[0][1]]
+    assert first == ["q0", "q3"]
+
+
+async def test_a_tool_round_goes_back_in_the_openai_shape() -> None:
+    llm = FakeLLM(reply="Paris it is.")
+    call = ToolCall("abc123def", FunctionCall("capital", '{"country": "France"}'))
+    conversation = [
+        Message("user", "capital of France?"),
+        Message("assistant", "", tool_calls=[call]),
+        Message("tool", "Paris", tool_call_id="abc123def"),
+    ]
+
+    chat = await fake_generator(llm).chat(conversation, WITH_TOOLS)
+
+    assert llm.calls[0][1][0][1:] == [
+        {"role": "assistant", "content": "", "tool_calls": [call.to_dict()]},
+        {"role": "tool", "content": "Paris", "tool_call_id": "abc123def"},
+    ]
+    assert (chat.content, chat.stop_reason, chat.last.tool_calls) == ("Paris it is.", "stop", ())
+
+
+async def test_tool_choice_none_sends_no_tools_and_reads_no_calls() -> None:
+    llm = FakeLLM(reply=HERMES_CALL)
+    params = WITH_TOOLS.merge_with(GenerateParams(tool_choice="none"))
+    chat = await fake_generator(llm).chat("hi", params)
+    assert llm.tools == [None]
+    assert chat.last.tool_calls == ()
+    assert chat.content == HERMES_CALL
+
+
+@pytest.mark.parametrize(
+    ("part", "said"),
+    [
+        (ContentFile.from_bytes(b"%PDF-1.7", "application/pdf"), "takes no files"),
+        (ContentImageUrl.from_url("https://example.com/cat.png"), "fetch remote URLs"),
+    ],
+)
+async def test_parts_llm_chat_cannot_take_fail_before_generating(part: Any, said: str) -> None:
+    llm = FakeLLM()
+    results = await fake_generator(llm).generate_messages(
+        [[Message("user", ["look", part])], [Message("user", "hello")]], [GenerateParams()] * 2
+    )
+    assert isinstance(results[0], BadRequestError)
+    assert "[vllm] message 1 (user), part 2 is" in str(results[0])
+    assert said in str(results[0])
+    assert not isinstance(results[1], BaseException)
+    assert [prompts for _, prompts, _ in llm.calls] == [[[{"role": "user", "content": "hello"}]]]
+
+
+async def test_a_text_only_engine_refuses_an_image() -> None:
+    config = ModelConfig("org/text-model", is_multimodal_model=False)
+    llm = FakeLLM(llm_engine=LLMEngine(config))
+    image = ContentImageUrl.from_bytes(b"\x89PNG", "image/png")
+    (result,) = await fake_generator(llm).generate_messages(
+        [[Message("user", ["look", image])]], [GenerateParams()]
+    )
+    assert isinstance(result, BadRequestError)
+    assert "an image (image_url, image/png, 4 B): this model is text-only" in str(result)
+    assert llm.calls == []
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        (GenerateParams(response_format={"type": "json_object"}), "response_format"),
+        (GenerateParams(tool_choice="required"), "tool_choice=required"),
+        (GenerateParams(parallel_tool_calls=False), "parallel_tool_calls=False"),
+    ],
+)
+async def test_params_llm_chat_cannot_honour_fail_before_generating(
+    params: GenerateParams, named: str
+) -> None:
+    llm = FakeLLM()
+    (result,) = await fake_generator(llm).generate_messages(
+        [[Message("user", "hi")]], [WITH_TOOLS.merge_with(params)]
+    )
+    assert isinstance(result, BadRequestError)
+    assert named in str(result)
+    assert "vllm!" in str(result)
+    assert llm.calls == []
+
+
+@pytest.mark.parametrize(
+    ("params", "named"),
+    [
+        (WITH_TOOLS, "tools in a completion"),
+        (GenerateParams(response_format={"type": "json_object"}), "response_format"),
+    ],
+)
+async def test_a_completion_refuses_tools_and_response_format(
+    params: GenerateParams, named: str
+) -> None:
+    llm = FakeLLM()
+    results = await fake_generator(llm).generate_texts(["a b", "c d"], [params, GenerateParams()])
+    assert isinstance(results[0], BadRequestError)
+    assert named in str(results[0])
+    assert not isinstance(results[1], BaseException)
+    assert [prompts for _, prompts, _ in llm.calls] == [["c d"]]

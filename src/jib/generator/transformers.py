@@ -4,7 +4,9 @@
 
 torch and transformers are imported when the model is loaded (on first use or `load()`), never at
 `import jib`; without them, loading raises `MissingDependencyError` naming `jib[transformers]`.
-How a batch becomes padded `generate` calls is in `_transformers_batch.py`.
+How a batch becomes padded `generate` calls is in `_transformers_batch.py`; what a chat template
+is given, and what it cannot be, in `_local_chat.py`; how tool calls are read from the answer
+in `_tool_text.py`.
 """
 
 from __future__ import annotations
@@ -43,11 +45,19 @@ TorchDtype = Literal["auto", "float32", "float16", "bfloat16"]
 
 
 class TransformersGenerator(LocalGenerator):
-    """A transformers causal language model, loaded lazily in this process.
+    """A transformers causal (or vision-language) model, loaded lazily in this process.
 
-    Chat messages go through the tokenizer's chat template; `complete()` sends raw text. A batch
-    is generated in padded `generate` calls of up to `batch_size` prompts (left padding), in a
-    worker thread (one per loaded model) so the event loop stays responsive.
+    Chat messages go through the tokenizer's chat template, with the params' `tools`;
+    `complete()` sends raw text. A batch is generated in padded `generate` calls of up to
+    `batch_size` prompts (left padding), in a worker thread (one per loaded model) so the event
+    loop stays responsive. Tool calls the model writes (Hermes/Qwen `<tool_call>` blocks,
+    Mistral's and Llama's JSON) come back as `ToolCall`s with `stop_reason="tool_calls"`.
+
+    A conversation holding images or audio goes through the model's processor
+    (`AutoProcessor`, loaded for models whose config has a vision or audio part) and is
+    generated alone; a text-only model given one fails before generating, naming the part.
+    `response_format`, a forced `tool_choice` and `parallel_tool_calls=False` cannot be
+    honoured and fail the same way.
 
     Params map to transformers' names: `max_tokens` → `max_new_tokens` (256 when unset),
     `temperature` (0 means greedy), `top_p`, `top_k`, `seed` (seeds torch before the call);
@@ -84,28 +94,41 @@ class TransformersGenerator(LocalGenerator):
     def from_obj(
         cls,
         model: Any,
-        tokenizer: Any,
+        tokenizer: Any = None,
         *,
+        processor: Any = None,
         model_name: str | None = None,
         **attributes: Any,
     ) -> TransformersGenerator:
-        """Wrap a model and tokenizer you already built (`AutoModelForCausalLM`, ...).
+        """Wrap a model and tokenizer (or processor) you already built.
 
         Args:
-            model: a transformers causal language model (decoder-only).
-            tokenizer: its tokenizer.
+            model: a transformers causal language model (decoder-only), or a vision-language
+                one (`AutoModelForImageTextToText`).
+            tokenizer: its tokenizer; may be left out when `processor` is given (its tokenizer
+                is used). A multimodal processor given here is taken as the processor.
+            processor: its processor (`AutoProcessor`), for a model that reads images or audio.
             model_name: the name used in identifiers; defaults to the model's `name_or_path`.
             attributes: other fields (`batch_size=16`, `params=GenerateParams(...)`).
 
         Raises:
-            InvalidGeneratorError: the model is an encoder-decoder model, or has no `generate`.
+            InvalidGeneratorError: the model is an encoder-decoder model, or has no `generate`;
+                neither a tokenizer nor a processor is given.
             MissingDependencyError: torch is not installed.
         """
         torch = import_optional("torch", package="torch", extra=PROVIDER, purpose=cls.__name__)
+        if processor is None and _is_processor(tokenizer):
+            processor, tokenizer = tokenizer, None
+        if tokenizer is None:
+            tokenizer = getattr(processor, "tokenizer", None)
+        if tokenizer is None:
+            raise InvalidGeneratorError(
+                "from_obj() needs the model's tokenizer, or a processor that has one"
+            )
         if model_name is None:
             model_name = str(getattr(model, "name_or_path", "") or type(model).__name__)
         generator = cls(model=model_name, **attributes)
-        generator._resource.value = prepare_model(torch, model, tokenizer)
+        generator._resource.value = prepare_model(torch, model, tokenizer, processor)
         return generator
 
     def unload(self) -> TransformersGenerator:
@@ -120,6 +143,11 @@ class TransformersGenerator(LocalGenerator):
         """The transformers model and tokenizer objects, loading them first if needed."""
         loaded = self._loaded()
         return loaded.model, loaded.tokenizer
+
+    def get_processor(self) -> Any:
+        """The model's processor for images or audio (loading the model first if needed);
+        `None` for a text-only model."""
+        return self._loaded().processor
 
     def _loaded(self) -> Loaded:
         return self._resource.get_or_load(self._load_model)
@@ -144,15 +172,18 @@ class TransformersGenerator(LocalGenerator):
         if self.attn_implementation is not None:
             model_kwargs["attn_implementation"] = self.attn_implementation
         model_kwargs.update(self.model_kwargs)
+        processor = None
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(self.model, **common)
-            model = transformers.AutoModelForCausalLM.from_pretrained(self.model, **model_kwargs)
+            model = _load_weights(transformers, self.model, model_kwargs)
+            if _is_multimodal(model.config):
+                processor = transformers.AutoProcessor.from_pretrained(self.model, **common)
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise InvalidGeneratorError(
                 f"could not load transformers model {self.model!r}: {type(exc).__name__}: {exc}"
             ) from exc
         model.eval()
-        return prepare_model(torch, model, tokenizer)
+        return prepare_model(torch, model, tokenizer, processor)
 
     # -- generation ----------------------------------------------------------------------------
 
@@ -167,7 +198,11 @@ class TransformersGenerator(LocalGenerator):
         return [
             out
             if isinstance(out, BaseException)
-            else GeneratedMessage(Message("assistant", out.text), out.stop_reason, out.usage)
+            else GeneratedMessage(
+                Message("assistant", out.text, tool_calls=out.tool_calls),
+                out.stop_reason,
+                out.usage,
+            )
             for out in outputs
         ]
 
@@ -229,6 +264,36 @@ class TransformersGenerator(LocalGenerator):
                 )
             ),
         }
+    )
+
+
+def _load_weights(transformers: Any, name: str, kwargs: dict[str, Any]) -> Any:
+    """The model as a causal LM, else (a vision-language model) as an image-text-to-text one."""
+    try:
+        return transformers.AutoModelForCausalLM.from_pretrained(name, **kwargs)
+    except ValueError as exc:
+        auto = getattr(transformers, "AutoModelForImageTextToText", None)
+        if auto is None or "Unrecognized configuration class" not in str(exc):
+            raise
+        first = exc
+    try:
+        return auto.from_pretrained(name, **kwargs)
+    except ValueError:
+        raise first from None
+
+
+def _is_multimodal(config: Any) -> bool:
+    """Whether a model's config has a vision or audio part (so it has a processor for them)."""
+    return any(
+        getattr(config, name, None) is not None for name in ("vision_config", "audio_config")
+    )
+
+
+def _is_processor(value: Any) -> bool:
+    """Whether `value` is a processor that takes images or audio (not a plain tokenizer)."""
+    return getattr(value, "tokenizer", None) is not None and any(
+        getattr(value, name, None) is not None
+        for name in ("image_processor", "audio_processor", "feature_extractor")
     )
 
 

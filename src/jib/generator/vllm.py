@@ -4,7 +4,8 @@
 
 vllm is imported when the engine is built (on first use or `load()`), never at `import jib`, so
 identifiers parse and round-trip without it; without it, loading raises `MissingDependencyError`
-naming `jib[vllm]`.
+naming `jib[vllm]`. What `LLM.chat` is given, and what it cannot be, is in `_local_chat.py`; tool
+calls are read from the answer by `_tool_text.py`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,26 @@ from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr
 
+from jib.content import ContentAudioInput, ContentImageUrl, ContentPart
 from jib.errors import BadRequestError, InvalidGeneratorError
 from jib.generator._local import (
     DEFAULT_MAX_TOKENS,
     LocalGenerator,
     LocalResource,
     empty_cuda_cache,
+    freeze,
+    group_indices,
     import_optional,
     run_batches,
 )
+from jib.generator._local_chat import (
+    offered_tools,
+    refuse_for_text,
+    refuse_params,
+    refuse_parts,
+    template_message,
+)
+from jib.generator._tool_text import read_tool_calls, tool_names
 from jib.messages import (
     GeneratedMessage,
     GeneratedText,
@@ -35,6 +47,7 @@ from jib.messages import (
     normalize_stop_reason,
 )
 from jib.params import GenerateParams
+from jib.tools import ToolCall
 
 __all__ = ["VLLMGenerator"]
 
@@ -67,8 +80,18 @@ class _Engine:
 
 
 @dataclass(slots=True)
+class _Chat:
+    """One conversation for `LLM.chat`: its messages, the tools offered (`None`: none) and their
+    names (`None`: tool calls are not read from the answer)."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    names: frozenset[str] | None = None
+
+
+@dataclass(slots=True)
 class _Request:
-    prompt: str | list[dict[str, str]]
+    prompt: str | _Chat
     sampling_params: Any
 
 
@@ -77,7 +100,12 @@ class VLLMGenerator(LocalGenerator):
 
     Each batch is one `LLM.generate` (text) or `LLM.chat` (messages) call with one
     `SamplingParams` per item; vLLM schedules the batch itself. It runs in a worker thread so the
-    event loop stays responsive.
+    event loop stays responsive. Conversations go in the OpenAI shape, parts included (images
+    and audio inline; vLLM's multimodal models read them), with the params' `tools`
+    (`LLM.chat(..., tools=...)`, one call per distinct set of tools); tool calls the model writes
+    come back as `ToolCall`s with `stop_reason="tool_calls"`. What cannot be carried (a file
+    part, a remote URL, media for a text-only model, `response_format`, a forced
+    `tool_choice`) fails before generating, naming the part or param.
 
     Params map to `SamplingParams`: `max_tokens` (256 when unset; vLLM's own default is 16),
     `temperature` (0 is greedy), `top_p`, `top_k`, `seed`, `stop`, `presence_penalty`,
@@ -192,18 +220,29 @@ class VLLMGenerator(LocalGenerator):
         messages: Sequence[Sequence[Message]],
         params: Sequence[GenerateParams],
     ) -> Sequence[GeneratedMessage | BaseException]:
-        """Answer each conversation with one `LLM.chat` call."""
+        """Answer the conversations with `LLM.chat` (one call per distinct set of tools)."""
         check_batch("generate_messages", messages, params)
-        conversations = [[message.to_dict() for message in m] for m in messages]
-        outputs = await self._generate("chat", conversations, params)
-        return [
-            out
-            if isinstance(out, BaseException)
-            else GeneratedMessage(
-                Message("assistant", out.text), out.stop_reason, out.usage, out.extra
-            )
-            for out in outputs
+        if not messages:
+            return []
+        engine = await self._on_worker(lambda _cancelled: self._engine())
+        multimodal = _is_multimodal(engine)
+        chats = [
+            _chat(list(conversation), item_params, multimodal)
+            for conversation, item_params in zip(messages, params, strict=True)
         ]
+        outputs = await self._generate("chat", chats, params)
+        results: list[GeneratedMessage | BaseException] = []
+        for chat, out in zip(chats, outputs, strict=True):
+            if isinstance(out, BaseException):
+                results.append(out)
+                continue
+            text, calls = out.text, list[ToolCall]()
+            if isinstance(chat, _Chat) and chat.names is not None:
+                text, calls = read_tool_calls(text, chat.names)
+            stop_reason = "tool_calls" if calls else out.stop_reason
+            message = Message("assistant", text, tool_calls=calls)
+            results.append(GeneratedMessage(message, stop_reason, out.usage, out.extra))
+        return results
 
     async def generate_texts(
         self,
@@ -212,27 +251,34 @@ class VLLMGenerator(LocalGenerator):
     ) -> Sequence[GeneratedText | BaseException]:
         """Continue each text with one `LLM.generate` call."""
         check_batch("generate_texts", texts, params)
-        return await self._generate("generate", list(texts), params)
+        prompts = [
+            _text(text, item_params) for text, item_params in zip(texts, params, strict=True)
+        ]
+        return await self._generate("generate", prompts, params)
 
     async def _generate(
         self,
         method: str,
-        prompts: Sequence[str | list[dict[str, str]]],
+        prompts: Sequence[str | _Chat | BaseException],
         params: Sequence[GenerateParams],
     ) -> list[GeneratedText | BaseException]:
         if not prompts:
             return []
         engine = await self._on_worker(lambda _cancelled: self._engine())
         prepared = [
-            _request(engine, prompt, item_params)
+            prompt if isinstance(prompt, BaseException) else _request(engine, prompt, item_params)
             for prompt, item_params in zip(prompts, params, strict=True)
         ]
         ready = [index for index, request in enumerate(prepared) if isinstance(request, _Request)]
+        # `LLM.chat` takes one list of tools per call: conversations offered different tools
+        # go in different calls.
+        keys = [_tools_key(prepared[index]) for index in ready]
+        batches = [[ready[i] for i in group] for group in group_indices(keys)]
 
         async def call(batch: list[_Request]) -> list[GeneratedText]:
             return await self._on_worker(lambda _cancelled: _run(engine, method, batch))
 
-        return await run_batches(prepared, [ready] if ready else [], self.wrapped(call), _PROVIDER)
+        return await run_batches(prepared, batches, self.wrapped(call), _PROVIDER)
 
     # -- what this provider says about itself (see `Generator`) --------------------------------
 
@@ -249,8 +295,76 @@ class VLLMGenerator(LocalGenerator):
     )
 
 
+def _chat(
+    messages: list[Message], params: GenerateParams, multimodal: bool | None
+) -> _Chat | BadRequestError:
+    """A conversation as `LLM.chat` takes it, or the error for what it cannot carry."""
+    try:
+        refuse_params(params, _PROVIDER)
+        refuse_parts(messages, _PROVIDER, lambda part: _why_not(part, multimodal))
+    except BadRequestError as exc:
+        return exc
+    tools = offered_tools(params)
+    return _Chat(
+        [
+            template_message(message, content=_content(message), arguments_as_objects=False)
+            for message in messages
+        ],
+        tools,
+        None if tools is None else tool_names(tools),
+    )
+
+
+def _text(text: str, params: GenerateParams) -> str | BadRequestError:
+    """A text to continue, or the error for params a completion cannot carry."""
+    try:
+        refuse_for_text(params, _PROVIDER)
+    except BadRequestError as exc:
+        return exc
+    return text
+
+
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    """The OpenAI-shaped content, parts without their prompt-cache marks."""
+    if not message.has_parts:
+        return message.content
+    parts = []
+    for part in message.content_parts:
+        written = part.to_dict()
+        written.pop("cache_control", None)
+        parts.append(written)
+    return parts
+
+
+def _why_not(part: ContentPart, multimodal: bool | None) -> str | None:
+    """Why `LLM.chat` cannot take `part` (`None`: it can)."""
+    if not isinstance(part, (ContentImageUrl, ContentAudioInput)):
+        return "vLLM's chat takes no files (documents); send their text instead"
+    if multimodal is False:
+        return "this model is text-only; use a multimodal model for images and audio"
+    if isinstance(part, ContentImageUrl) and part.mimetype is None:
+        return (
+            "vllm! does not have the engine fetch remote URLs; fetch the image yourself and pass "
+            "it inline (ContentImageUrl.from_bytes or from_file)"
+        )
+    return None
+
+
+def _is_multimodal(engine: _Engine) -> bool | None:
+    """What the engine says of its model (`model_config.is_multimodal_model`); `None` when it
+    does not say."""
+    config = getattr(getattr(engine.llm, "llm_engine", None), "model_config", None)
+    value = getattr(config, "is_multimodal_model", None)
+    return value if isinstance(value, bool) else None
+
+
+def _tools_key(request: _Request | BaseException) -> Any:
+    prompt = request.prompt if isinstance(request, _Request) else None
+    return freeze(prompt.tools) if isinstance(prompt, _Chat) and prompt.tools else None
+
+
 def _request(
-    engine: _Engine, prompt: str | list[dict[str, str]], params: GenerateParams
+    engine: _Engine, prompt: str | _Chat, params: GenerateParams
 ) -> _Request | BadRequestError:
     """The prompt with its `SamplingParams`, or the error the params were refused with."""
     try:
@@ -277,12 +391,20 @@ def _sampling_arguments(params: GenerateParams) -> dict[str, Any]:
 
 
 def _run(engine: _Engine, method: str, requests: list[_Request]) -> list[GeneratedText]:
-    """One blocking `generate`/`chat` call for the whole batch, mapped to jib results."""
-    prompts = [request.prompt for request in requests]
+    """One blocking `generate`/`chat` call for the whole batch, mapped to jib results (a chat
+    batch shares its tools)."""
     sampling = [request.sampling_params for request in requests]
     if method == "chat":
-        outputs = engine.llm.chat(prompts, sampling_params=sampling, use_tqdm=False)
+        chats = [request.prompt for request in requests if isinstance(request.prompt, _Chat)]
+        options: dict[str, Any] = {}
+        if chats and chats[0].tools:
+            options["tools"] = chats[0].tools
+        conversations = [chat.messages for chat in chats]
+        outputs = engine.llm.chat(
+            conversations, sampling_params=sampling, use_tqdm=False, **options
+        )
     else:
+        prompts = [request.prompt for request in requests]
         outputs = engine.llm.generate(prompts, sampling_params=sampling, use_tqdm=False)
     return [_to_result(output) for output in outputs]
 

@@ -10,7 +10,9 @@ to that port (`tests.support.docs_ports`).
 
 Endpoints (all JSON unless said otherwise):
 
-- `POST /v1/chat/completions`: OpenAI-style chat; answers "You said: <last message>".
+- `POST /v1/chat/completions`: OpenAI-style chat; answers "You said: <last message>" (its
+  text, and `[image_url]` for each part that is not text). Given `tools`, it calls the first
+  one with `{"text": <last message>}`; after a `tool` message it answers "The tool said: …".
 - `POST /secure/chat`: the same, but needs `Authorization: Bearer <the current token>`.
 - `POST /token`: issues a new access token (the previous one stops working).
 - `POST /session/chat`: `{"session": …, "message": …}`; an empty session starts one.
@@ -79,6 +81,32 @@ def _reply(content: str, model: str = "echo") -> dict[str, Any]:
     }
 
 
+def _text_of(content: Any) -> str:
+    """A message's text: a string as it is; of parts, the texts and a `[type]` for the rest."""
+    if isinstance(content, str):
+        return content
+    return " ".join(
+        part["text"] if part.get("type") == "text" else f"[{part.get('type')}]" for part in content
+    )
+
+
+def _tool_reply(name: str, arguments: dict[str, Any], model: str) -> dict[str, Any]:
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(arguments)},
+    }
+    return {
+        "model": model,
+        "choices": [
+            {
+                "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                "finish_reason": "tool_calls",
+            }
+        ],
+    }
+
+
 def build_app(state: ServerState) -> Starlette:
     """The test server's application, recording requests in `state`."""
 
@@ -99,8 +127,14 @@ def build_app(state: ServerState) -> Starlette:
 
     async def chat(request: Request) -> Response:
         payload = json.loads(await record(request))
-        last = payload["messages"][-1]["content"]
-        return JSONResponse(_reply(f"You said: {last}", payload.get("model", "echo")))
+        model = payload.get("model", "echo")
+        last = payload["messages"][-1]
+        if last.get("role") == "tool":
+            return JSONResponse(_reply(f"The tool said: {_text_of(last['content'])}", model))
+        if payload.get("tools"):
+            name = payload["tools"][0]["function"]["name"]
+            return JSONResponse(_tool_reply(name, {"text": _text_of(last["content"])}, model))
+        return JSONResponse(_reply(f"You said: {_text_of(last['content'])}", model))
 
     async def secure_chat(request: Request) -> Response:
         payload = json.loads(await record(request))

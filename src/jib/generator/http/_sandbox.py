@@ -86,9 +86,19 @@ quote. `render_jinja` sets it around each render."""
 
 
 class SpecTemplate(jinja2.Template):
-    """A compiled spec template, with the names its source writes (see `written_names`)."""
+    """A compiled spec template, with the names its source writes (see `written_names`) and
+    the context variables it reads (`read_names`)."""
 
     source_names: frozenset[object] = frozenset()
+    read_names: frozenset[str] = frozenset()
+
+
+def read_names(template: nodes.Template) -> frozenset[str]:
+    """The context variables a parsed template reads (`content`, `messages`, `tools`, …): what
+    a request built from it can carry."""
+    from jinja2 import meta
+
+    return frozenset(meta.find_undeclared_variables(template))
 
 
 def written_names(template: nodes.Template) -> frozenset[object]:

@@ -60,6 +60,7 @@ def _spec(
     timeout: float | None,
     valid_status_codes: Sequence[int] | None,
     error_path: str | None = None,
+    tool_calls_path: str | None = None,
 ) -> HTTPSpec:
     request: dict[str, Any] = {
         "url": url,
@@ -72,6 +73,8 @@ def _spec(
     response: dict[str, Any] = {"transforms": response_transforms}
     if error_path:
         response["error_path"] = error_path
+    if tool_calls_path:
+        response["tool_calls"] = tool_calls_path
     if valid_status_codes is not None:
         response["valid_status_codes"] = list(valid_status_codes)
     return HTTPSpec.model_validate({"request": request, "response": response})
@@ -88,14 +91,15 @@ def json_endpoint_spec(
     timeout: float | None,
     valid_status_codes: Sequence[int] | None,
 ) -> HTTPSpec:
-    """The spec of a JSON API: a `json` body template, JSONPath for the content and errors."""
+    """The spec of a JSON API: a `json` body template, JSONPath for the content, errors and
+    tool calls."""
     if isinstance(response, str):
         response = {"content_path": response}
     response = dict(response or {})
-    unknown = set(response) - {"content_path", "error_path"}
+    unknown = set(response) - {"content_path", "error_path", "tool_calls_path"}
     if unknown:
         raise InvalidGeneratorError(
-            "response accepts the keys 'content_path' and 'error_path', not "
+            "response accepts the keys 'content_path', 'error_path' and 'tool_calls_path', not "
             + ", ".join(sorted(unknown))
         )
     content_path = response.get("content_path")
@@ -104,6 +108,7 @@ def json_endpoint_spec(
         body_transform={"type": "json", "pattern": body},
         response_transforms=[{"type": "jsonpath", "pattern": content_path}] if content_path else [],
         error_path=response.get("error_path"),
+        tool_calls_path=response.get("tool_calls_path"),
         auth=auth,
         method=method,
         headers=headers,

@@ -39,6 +39,7 @@ from jib.generator.http.transforms import NotJSONError, truncate
 from jib.generator.remote import RetryRequested
 from jib.messages import GeneratedMessage, GeneratedText, Message
 from jib.params import GenerateParams
+from jib.tools import ToolCall
 
 if TYPE_CHECKING:
     import httpx
@@ -132,8 +133,9 @@ class HTTPGenerator(WiredGenerator):
             url: the endpoint (a Jinja template).
             request_body: the JSON template object (`"$messages"`, `"{{ model }}"`, …);
                 `request=` is another name for it.
-            response: `{"content_path": "$…", "error_path": "$.error.message"}` (JSONPaths), or
-                just the content path; without it the whole body is the answer.
+            response: `{"content_path": "$…", "error_path": "$.error.message",
+                "tool_calls_path": "$.choices[0].message.tool_calls"}` (JSONPaths), or just the
+                content path; without it the whole body is the answer.
             model: the model name, visible to templates as `model`.
             api_key: the key, visible to templates as `api_key`.
             auth: `{"header": "Authorization", "format": "Bearer {api_key}"}`; `format` takes
@@ -212,13 +214,23 @@ class HTTPGenerator(WiredGenerator):
     async def request_message(
         self, messages: Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
-        """Send one conversation; the parsed response is the assistant message."""
-        text, extra = await self._call(self._context(messages, params), params)
-        return GeneratedMessage(Message("assistant", text), extra=extra)
+        """Send one conversation; the parsed response is the assistant message, with the tool
+        calls `response.tool_calls` finds (`stop_reason="tool_calls"` when there are some).
+
+        Raises:
+            ProcessingError: the spec's request cannot carry a part, a tool call or a param
+                of this call (`HTTPSpec.check_carries`); nothing is sent.
+        """
+        text, calls, extra = await self._call(self._context(messages, params), params)
+        message = Message("assistant", text, tool_calls=calls)
+        if calls:
+            return GeneratedMessage(message, "tool_calls", extra=extra)
+        return GeneratedMessage(message, extra=extra)
 
     async def request_text(self, text: str, params: GenerateParams) -> GeneratedText:
         """Send one text (as a single user message); the parsed response is the text."""
-        answer, extra = await self._call(self._context([Message("user", text)], params), params)
+        context = self._context([Message("user", text)], params)
+        answer, _calls, extra = await self._call(context, params)
         return GeneratedText(answer, extra=extra)
 
     def _context(
@@ -234,8 +246,9 @@ class HTTPGenerator(WiredGenerator):
 
     async def _call(
         self, context: RequestTransformContext, params: GenerateParams
-    ) -> tuple[str, dict[str, Any]]:
-        """One attempt: render, send, let the hook decide, check the status, parse.
+    ) -> tuple[str, list[ToolCall], dict[str, Any]]:
+        """One attempt: check what the spec carries, render, send, let the hook decide, check
+        the status, parse the text and tool calls.
 
         Retries are the request tier's: failures raise the normalized errors (marked
         retryable or not), and a hook's "retry" raises `RetryRequested`.
@@ -246,6 +259,7 @@ class HTTPGenerator(WiredGenerator):
                 "this HTTPGenerator has no spec: assign .spec or use "
                 "HTTPGenerator.for_json_endpoint()/for_text_endpoint()"
             )
+        spec.check_carries(context.messages, params)
         limits = self.render_limits.within(self.request_timeout(params))
         # Rendered per attempt, so a hook that refreshed `state` changes the retry.
         prepared = spec.build_request(context, limits)
@@ -271,9 +285,9 @@ class HTTPGenerator(WiredGenerator):
         text = response.text
         try:
             if spec.needs_worker_thread:
-                answer = await asyncio.to_thread(spec.parse_response_body, text, context, limits)
+                answer, calls = await asyncio.to_thread(spec.parse_response, text, context, limits)
             else:
-                answer = spec.parse_response_body(text, context, limits)
+                answer, calls = spec.parse_response(text, context, limits)
         except NotJSONError as exc:
             # The first step reads JSON and the body is not JSON: a cut or garbled answer,
             # retried like one. The message says where the JSON broke, not what it holds.
@@ -283,7 +297,7 @@ class HTTPGenerator(WiredGenerator):
                 provider=self.wire_label,
             ) from exc
         extra = {"status_code": response.status, "headers": _safe_headers(response)}
-        return answer, extra
+        return answer, calls, extra
 
     def _status_error(self, spec: HTTPSpec, response: WireResponse) -> ProviderError:
         body = response.text

@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from jib.errors import ProcessingError
+from jib.errors import BudgetExceededError, ProcessingError
+from jib.generator._parts import refused_part
 from jib.generator.http._budget import RenderLimits, metered
 from jib.generator.http._exposure import (
     hidden_api_key,
@@ -44,6 +45,7 @@ from jib.generator.http.transforms import (
     compile_jsonpath,
     compile_regex,
     fill_json_template,
+    json_reference,
     load_budgeted_json,
     match_text,
     parse_json_container,
@@ -52,6 +54,7 @@ from jib.generator.http.transforms import (
 )
 from jib.messages import Message
 from jib.params import GenerateParams
+from jib.tools import ToolCall
 
 __all__ = [
     "COMPILE_SECONDS",
@@ -65,6 +68,9 @@ __all__ = [
 ]
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+# Context variables taken from the params, `None` when not set: a JSON template entry that is
+# just one of them is left out when it is `None`.
+_OWN_VARIABLES = frozenset({"tools", "tool_choice", "response_format"})
 _NO_MATCH = object()
 # RFC 7230 `token`: what a header name may be made of.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -104,14 +110,19 @@ class RequestTransformContext:
     ('hi', 'user')
 
     Attributes:
-        content: the content of the last message.
-        messages: the whole conversation (`$messages` is a list of `{"role", "content"}`).
+        content: the content of the last message (its text).
+        messages: the whole conversation, which templates see in the OpenAI shape: `$messages`
+            is a list of `{"role", "content"}`, `content` a list of parts only for a message
+            that has parts, plus `tool_calls` and `tool_call_id` where a message has them.
         api_key: the generator's api key (left undefined in templates when there is none).
         model: the generator's model name.
         state: the generator's mutable `state` dict (session ids, tokens).
         params: the generation params of this call, as a dict.
         all_content: the contents of all messages joined by newlines.
         role: the role of the last message.
+        tools: the params' tool definitions, OpenAI-shaped (`None` when there are none).
+        tool_choice: the params' `tool_choice` (`None` when not set).
+        response_format: the params' `response_format` (`None` when not set).
 
     Raises:
         ProcessingError: a message is neither a `Message` nor a `{"role", "content"}` dict.
@@ -125,6 +136,9 @@ class RequestTransformContext:
     params: dict[str, Any] = field(default_factory=dict)
     all_content: str = ""
     role: str = "user"
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if any(not isinstance(message, Message) for message in self.messages):
@@ -144,17 +158,22 @@ class RequestTransformContext:
         state: dict[str, Any] | None = None,
         params: GenerateParams | None = None,
     ) -> RequestTransformContext:
-        """The context for one conversation."""
+        """The context for one conversation (`tools`, `tool_choice` and `response_format` taken
+        from the params)."""
         last = messages[-1] if messages else None
+        as_dict = params.to_dict() if params is not None else {}
         return cls(
             content=last.content if last else "",
             messages=list(messages),
             api_key=api_key,
             model=model,
             state=state if state is not None else {},
-            params=params.to_dict() if params is not None else {},
+            params=as_dict,
             all_content="\n".join(message.content for message in messages),
             role=last.role if last else "user",
+            tools=as_dict.get("tools"),
+            tool_choice=as_dict.get("tool_choice"),
+            response_format=as_dict.get("response_format"),
         )
 
     def to_variables(self) -> dict[str, Any]:
@@ -167,6 +186,9 @@ class RequestTransformContext:
             "params": self.params,
             "all_content": self.all_content,
             "role": self.role,
+            "tools": self.tools,
+            "tool_choice": self.tool_choice,
+            "response_format": self.response_format,
         }
         if self.api_key is not None:
             variables["api_key"] = self.api_key
@@ -299,6 +321,9 @@ class ResponseSpec(_SpecModel):
     transforms: list[ResponseTransform] = Field(default_factory=list)
     error_path: str | None = None
     """JSONPath to the error message in an invalid response (else a truncated body is used)."""
+    tool_calls: str | None = None
+    """JSONPath to the tool calls in a response: an OpenAI-shaped list
+    (`$.choices[0].message.tool_calls`) or its items; matching nothing, or `null`, is no call."""
 
 
 class HTTPSpec(_SpecModel):
@@ -317,6 +342,7 @@ class HTTPSpec(_SpecModel):
     _compiled: _Compiled = PrivateAttr(default_factory=_Compiled)
     _compile_deadline: float | None = PrivateAttr(default=None)
     _regex_weight: int = PrivateAttr(default=0)
+    _reads: frozenset[str] = PrivateAttr(default=frozenset())
 
     def __eq__(self, other: object) -> bool:
         # Compiled templates are a cache, not part of the spec's value.
@@ -363,11 +389,36 @@ class HTTPSpec(_SpecModel):
             if self.response.error_path is not None:
                 where = "response.error_path"
                 self._get("jsonpath", self.response.error_path)
+            if self.response.tool_calls is not None:
+                where = "response.tool_calls"
+                self._get("jsonpath", self.response.tool_calls)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from exc
         finally:
             self._compile_deadline = None
+        self._reads = self._request_reads()
         return self
+
+    def _request_reads(self) -> frozenset[str]:
+        """The context variables the request's templates and `$` references read."""
+        reads: set[str] = set()
+
+        def read(text: str) -> None:
+            name = json_reference(text)
+            if name is not None:
+                reads.add(name)
+            elif "{{" in text or "{%" in text:
+                reads.update(self._get("jinja", text).read_names)
+
+        read(self.request.url)
+        for value in self.request.headers.values():
+            read(value)
+        for step in self.request.transforms:
+            if step.type == "jinja":
+                reads.update(self._get("jinja", step.pattern).read_names)
+            else:
+                _walk_strings(step.pattern, read)
+        return frozenset(reads)
 
     def _precompile_string(self, text: str) -> None:
         if "{{" in text or "{%" in text:
@@ -439,7 +490,62 @@ class HTTPSpec(_SpecModel):
         """True when parsing responses runs regexes or JSONPaths: they may work up to their
         budget's time (a JSONPath on a large body, a slow match), which is best spent off the
         event loop."""
-        return any(step.type in ("regex", "jsonpath") for step in self.response.transforms)
+        return self.response.tool_calls is not None or any(
+            step.type in ("regex", "jsonpath") for step in self.response.transforms
+        )
+
+    @property
+    def request_reads(self) -> frozenset[str]:
+        """The context variables the request's templates and `$` references read (`content`,
+        `messages`, `tools`, …): what a request built from this spec can carry."""
+        return self._reads
+
+    def check_carries(self, messages: Sequence[Message], params: GenerateParams) -> None:
+        """Refuse a conversation or params the request would drop: parts, tool calls and tool
+        results travel only in `messages`; `tools`, `tool_choice`, `response_format` in their
+        own variables or in `params`; `parallel_tool_calls`, `modalities` and `audio` in
+        `params`.
+
+        Raises:
+            ProcessingError: naming what would be dropped, and what the spec reads instead.
+        """
+        reads = self._reads
+        if "messages" not in reads:
+            refused = refused_part(messages, lambda part: "")
+            if refused is not None:
+                raise self._uncarried(refused.removesuffix(": "), "messages")
+            for number, message in enumerate(messages, 1):
+                if message.tool_calls:
+                    raise self._uncarried(
+                        f"message {number} ({message.role}) holds tool calls", "messages"
+                    )
+                if message.tool_call_id is not None:
+                    raise self._uncarried(
+                        f"message {number} ({message.role}) answers a tool call (its tool_call_id)",
+                        "messages",
+                    )
+        if "params" in reads:
+            return
+        for name, value in (
+            ("tools", params.tools),
+            ("tool_choice", params.tool_choice),
+            ("response_format", params.response_format),
+            ("parallel_tool_calls", params.parallel_tool_calls),
+            ("modalities", params.modalities),
+            ("audio", params.audio),
+        ):
+            if value is not None and name not in reads:
+                where = f"{name} or params" if name in _OWN_VARIABLES else "params"
+                raise self._uncarried(f"the params set {name}", where)
+
+    def _uncarried(self, what: str, needed: str) -> ProcessingError:
+        read = ", ".join(sorted(self._reads)) or "no variable"
+        return ProcessingError(
+            f"http! cannot carry this request: {what}, which travels only in {needed}, but the "
+            f"spec's request never reads {needed} (it reads {read}), so it would be dropped. "
+            "Send it in the spec's request ($messages, $tools, $response_format, "
+            "{{ params }}) or leave it out"
+        )
 
     def make_url(self, context: RequestTransformContext, limits: RenderLimits | None = None) -> str:
         """Render the URL template (within `limits`, the defaults when `None`).
@@ -537,7 +643,9 @@ class HTTPSpec(_SpecModel):
                 ) -> str:
                     return self._render(text, step_variables, where)
 
-                output = fill_json_template(step.pattern, step_variables, render)
+                output = fill_json_template(
+                    step.pattern, step_variables, render, optional=_OWN_VARIABLES
+                )
         return output
 
     def build_request(
@@ -593,7 +701,58 @@ class HTTPSpec(_SpecModel):
                 return self._parse(body, None)
             return masked_errors(context.secrets, lambda: self._parse(body, context))
 
-    def _parse(self, body: str, context: RequestTransformContext | None) -> str:
+    def parse_response(
+        self,
+        body: str,
+        context: RequestTransformContext | None = None,
+        limits: RenderLimits | None = None,
+    ) -> tuple[str, list[ToolCall]]:
+        """The answer's text and its tool calls (`response.tool_calls`), all within one budget.
+
+        When the response holds tool calls, a content step that matches nothing or `null` (an
+        OpenAI answer that only calls tools) gives an empty text instead of failing.
+
+        Raises:
+            NotJSONError: the body is not JSON and the spec reads it as JSON.
+            ProcessingError: as `parse_response_body`, or a tool call that is not one.
+            BudgetExceededError: a step ran out of the budget.
+        """
+        with metered(limits):
+            calls = self.parse_tool_calls(body)
+            if context is None:
+                return self._parse(body, None, lenient=bool(calls)), calls
+            text = masked_errors(
+                context.secrets, lambda: self._parse(body, context, lenient=bool(calls))
+            )
+            return text, calls
+
+    def parse_tool_calls(self, body: str, limits: RenderLimits | None = None) -> list[ToolCall]:
+        """The tool calls `response.tool_calls` finds in a JSON body (none without that key).
+
+        Each match is an OpenAI-shaped call (`{"id", "type": "function", "function": {"name",
+        "arguments"}}`), a list of them, or a flat `{"name", "arguments"}`; arguments given as
+        an object are written as JSON text.
+
+        Raises:
+            NotJSONError: the body is not JSON.
+            ProcessingError: a match is not a tool call (the error says which, not what).
+            BudgetExceededError: the path ran out of the budget.
+        """
+        if self.response.tool_calls is None:
+            return []
+        path: CompiledJsonPath = self._get("jsonpath", self.response.tool_calls)
+        values = path.find_in(body, limits)
+        items: list[Any] = []
+        for value in values:
+            if isinstance(value, list):
+                items.extend(value)
+            elif value is not None:
+                items.append(value)
+        return [_tool_call(item, number) for number, item in enumerate(items, 1)]
+
+    def _parse(
+        self, body: str, context: RequestTransformContext | None, *, lenient: bool = False
+    ) -> str:
         output = body
         matched: Any = _NO_MATCH  # the value the previous (jsonpath) step matched
         variables = context.to_variables() if context is not None else {}
@@ -607,11 +766,27 @@ class HTTPSpec(_SpecModel):
             previous, matched = matched, _NO_MATCH
             if step.type == "jsonpath":
                 path: CompiledJsonPath = self._get("jsonpath", step.pattern)
-                matched = _extract(path, output, first=index == 0)
+                try:
+                    matched = _extract(path, output, first=index == 0)
+                except (NotJSONError, BudgetExceededError):
+                    raise
+                except ProcessingError:
+                    if lenient:  # the answer is its tool calls
+                        return ""
+                    raise
+                if matched is None and lenient:
+                    return ""
                 output = match_text(matched)
             elif step.type == "regex":
                 pattern: CompiledRegex = self._get("regex", step.pattern)
-                output = pattern.apply(output)
+                try:
+                    output = pattern.apply(output)
+                except BudgetExceededError:
+                    raise
+                except ProcessingError:
+                    if lenient:
+                        return ""
+                    raise
             else:
                 seen = parse_json_container(output) if previous is _NO_MATCH else previous
                 step_variables = {**variables, "result": seen, "data": seen, "output": seen}
@@ -645,6 +820,22 @@ def _extract(path: CompiledJsonPath, text: str, *, first: bool) -> Any:
         if first:
             raise
         failure = ProcessingError(str(exc))
+    raise failure
+
+
+def _tool_call(value: Any, number: int) -> ToolCall:
+    """A tool call from a response: OpenAI's shape, or a flat `{"name", "arguments"}`."""
+    if isinstance(value, Mapping) and "function" not in value and "name" in value:
+        value = {"id": value.get("id"), "function": value}
+    try:
+        if not isinstance(value, Mapping):
+            raise ValueError("not an object")
+        return ToolCall.from_dict(value)
+    except ValueError:
+        failure = ProcessingError(
+            f"response.tool_calls: match {number} is not a tool call (an object with "
+            '"function": {"name", "arguments"}, or with "name" and "arguments")'
+        )
     raise failure
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "compile_jsonpath",
     "compile_regex",
     "fill_json_template",
+    "json_reference",
     "load_budgeted_json",
     "match_text",
     "now",
@@ -143,7 +144,7 @@ def compile_jinja(source: str) -> jinja2.Template:
 
 
 def _compile(environment: BudgetedSandbox, source: str) -> jinja2.Template:
-    from jib.generator.http._sandbox import SpecTemplate, written_names
+    from jib.generator.http._sandbox import SpecTemplate, read_names, written_names
 
     # Every token takes a character at least, so short templates need no counting.
     if len(source) > MAX_TEMPLATE_TOKENS:
@@ -158,6 +159,7 @@ def _compile(environment: BudgetedSandbox, source: str) -> jinja2.Template:
     names = written_names(parsed)
     template = environment.from_string(parsed)
     cast(SpecTemplate, template).source_names = names
+    cast(SpecTemplate, template).read_names = read_names(parsed)
     return template
 
 
@@ -267,22 +269,34 @@ def fill_json_template(
     template: Any,
     variables: Mapping[str, Any],
     render: Callable[[str], str],
+    *,
+    optional: frozenset[str] = frozenset(),
 ) -> Any:
     """Fill a JSON template object from `variables`, keeping value types.
 
     A string that is exactly `"$name"` or `"$a.b.c"` is replaced by that value (a list stays a
     list, a number a number); any other string holding `{{` or `{%` is rendered as Jinja through
-    `render`; everything else is kept. Dict keys are kept as they are.
+    `render`; everything else is kept. Dict keys are kept as they are. An object entry whose
+    value is exactly `"$name"` for a name in `optional` is left out when that variable is
+    `None` (`"tools": "$tools"` sends no `tools` key when there are none).
 
     Raises:
         ProcessingError: a `$` reference names a variable that does not exist.
     """
     if isinstance(template, Mapping):
-        return {
-            key: fill_json_template(value, variables, render) for key, value in template.items()
-        }
+        filled = {}
+        for key, value in template.items():
+            if (
+                isinstance(value, str)
+                and value[1:] in optional
+                and value[:1] == "$"
+                and variables.get(value[1:]) is None
+            ):
+                continue
+            filled[key] = fill_json_template(value, variables, render, optional=optional)
+        return filled
     if isinstance(template, list):
-        return [fill_json_template(item, variables, render) for item in template]
+        return [fill_json_template(item, variables, render, optional=optional) for item in template]
     if isinstance(template, str):
         match = _VARIABLE_RE.match(template)
         if match:
@@ -290,6 +304,13 @@ def fill_json_template(
         if "{{" in template or "{%" in template:
             return render(template)
     return template
+
+
+def json_reference(text: str) -> str | None:
+    """The variable a JSON template string refers to (`"$messages.0"` → `messages`), or `None`
+    when it is not a `$` reference."""
+    match = _VARIABLE_RE.match(text)
+    return match.group(1).split(".", 1)[0] if match else None
 
 
 def _lookup(variables: Mapping[str, Any], path: str) -> Any:
@@ -420,6 +441,17 @@ class CompiledJsonPath:
                 f"{_length(text)})"
             )
         return values[0] if len(values) == 1 else values
+
+    def find_in(self, text: str, limits: RenderLimits | None = None) -> list[Any]:
+        """Every value the expression matches in JSON `text` (an empty list for none), parsing
+        charged first as `extract` does.
+
+        Raises:
+            NotJSONError: the text is not JSON.
+            BudgetExceededError: parsing or the path ran out of its budget.
+        """
+        with metered(limits):
+            return self._find_taking([self._load(text)], None)
 
     def _load(self, text: str) -> Any:
         failure: ProcessingError
