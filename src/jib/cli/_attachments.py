@@ -76,6 +76,8 @@ _EXTRA_SUFFIXES = {  # common suffixes Python's own table lacks on some versions
     ".oga": "audio/ogg",
     ".ogg": "audio/ogg",
     ".webp": "image/webp",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
 }
 
 

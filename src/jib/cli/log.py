@@ -25,7 +25,7 @@ from jib.cli._schema import SCHEMA_ERROR
 from jib.cli._skipped import counting_unreadable
 from jib.cli._terminal import printable_data
 
-__all__ = ["log_command", "show_command"]
+__all__ = ["log_command", "print_record", "show_command"]
 
 _ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yellow"}
 
@@ -274,6 +274,13 @@ def show_command(
     if json_output:
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
+    print_record(data, out_console)
+
+
+def print_record(data: dict[str, Any], console: Console) -> None:
+    """A stored record (its dict) as `jib show` prints it: a header of its figures, then each
+    message in a panel (a label per part, a line per tool call). Every string is made
+    `printable` and none is read as Rich markup."""
     data = printable_data(data)  # model and record text never reaches the terminal raw
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold")
@@ -314,11 +321,11 @@ def show_command(
         rows.append(("schema", f"not valid: {schema_error}"))
     for name, value in rows:
         header.add_row(name, Text(value))
-    out_console.print(header)
+    console.print(header)
     if data["kind"] == "chat":
         for message in [*data["messages"], *data["generated"]]:
-            out_console.print(_message_panel(message))
+            console.print(_message_panel(message))
     else:
         body = Text(data["text"])
         body.append(data["generated"], style="green")
-        out_console.print(Panel(body, title="completion", title_align="left", expand=False))
+        console.print(Panel(body, title="completion", title_align="left", expand=False))
