@@ -152,6 +152,7 @@ def test_files_outside_the_datasets_folder_are_refused_and_fail_their_line_only(
         assert str(chat.error).startswith("RefusedAttachmentError: ")
         assert reason in str(chat.error)
         assert "allow the folder it is in with --allow-path DIR" in str(chat.error)
+    assert "it holds '..'" in str(chats["up"].error)
     assert "it is an absolute path" in str(chats["absolute"].error)
     assert "a symbolic link leads out of it" in str(chats["link"].error)
 

@@ -1,17 +1,17 @@
 """What a dataset may attach: the trust rule for the files and URLs a line names.
 
 A dataset is data (docs/security.md): whoever wrote it is not the user running it. So a line's
-`attachments` may name files only inside the dataset's own folder — a relative path that stays
-inside it once symbolic links are followed; an absolute path, a `..` or a link leading out is
-refused unless the user allows the folder it is in (`--allow-path DIR`). And a URL in a line's
-parts (`image_url`, `file_url`, or an attachment) is refused for a generator that would fetch it
-from this machine — a model in this process (`transformers!`, `vllm!`), LiteLLM (which downloads
-an image URL itself for the providers that take inline images only) or a generator of your own —
-unless the user allows its host (`--allow-fetch HOST`, `*` for any): otherwise a dataset could
-make your machine request your intranet or a cloud metadata address. `openai!`, `http!` and
-`ws!` pass a URL on for the provider's servers to fetch, and offline generators fetch nothing, so
-they get URLs as they are. A refused line fails alone (stored as a failed chat saying how to
-allow it); the others run.
+`attachments` may name files only inside the dataset's own folder — a relative path without `..`
+that stays inside it once symbolic links are followed; an absolute path, a `..` or a link leading
+out is refused unless it leads into a folder the user allows (`--allow-path DIR`). And a URL in
+a line's parts (`image_url`, `file_url`, or an attachment) is refused for a generator that would
+fetch it from this machine — a model in this process (`transformers!`, `vllm!`), LiteLLM (which
+downloads an image URL itself for the providers that take inline images only) or a generator of
+your own — unless the user allows its host (`--allow-fetch HOST`, `*` for any): otherwise a
+dataset could make your machine request your intranet or a cloud metadata address. `openai!`,
+`http!` and `ws!` pass a URL on for the provider's servers to fetch, and offline generators fetch
+nothing, so they get URLs as they are. A refused line fails alone (stored as a failed chat saying
+how to allow it); the others run.
 """
 
 from __future__ import annotations
@@ -75,8 +75,11 @@ class DataAllowances:
             return target
         if any(target.is_relative_to(allowed) for allowed in self.paths):
             return target
-        how = "it is an absolute path" if relative.is_absolute() else "it leads out of it"
-        if stays:
+        if relative.is_absolute():
+            how = "it is an absolute path"
+        elif not stays:
+            how = "it holds '..'"
+        else:
             how = "a symbolic link leads out of it"
         raise RefusedAttachmentError(
             f"refused attachment {name!r} of {where}, read from data: a dataset may attach "

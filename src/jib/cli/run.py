@@ -71,8 +71,9 @@ def run_command(
             "-f",
             metavar="FILE",
             help="The dataset, - for stdin: .txt (one prompt per line), .jsonl (one per line: "
-            '"text", [messages], or {"prompt"|"messages": …, "id": …, "params": {…}, other '
-            "keys kept as metadata}) or .csv (a header row; see --column).",
+            '"text", [messages], or {"prompt"|"messages": …, "id": …, "params": {…}, '
+            '"attachments": [files], other keys kept as metadata}) or .csv (a header row; see '
+            "--column).",
             show_default=False,
         ),
     ] = None,
