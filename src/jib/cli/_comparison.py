@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jib.cli._figures import percentile
+from jib.cli._message_view import readable, tool_calls_of
+from jib.cli._schema import SCHEMA_ERROR
 
 __all__ = ["Answer", "ComparedPrompt", "Comparison", "GeneratorFigures", "compare_records"]
 
@@ -23,7 +25,12 @@ _DIGITS = re.compile(r"(\d+)")
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """One generator's answer to one prompt (or its failure)."""
+    """One generator's answer to one prompt (or its failure).
+
+    `text` is the answer's text (with a label for each part that is not text); `tool_calls` the
+    (name, arguments) of each call it makes; `output` its validated structured value (a run with
+    `--schema`), `schema_error` why it did not validate.
+    """
 
     record_id: str
     text: str
@@ -31,17 +38,25 @@ class Answer:
     error: str | None
     latency_ms: float | None
     cost_usd: float | None
+    tool_calls: tuple[tuple[str, str], ...] = ()
+    output: Any = None
+    schema_error: str | None = None
 
 
 @dataclass(slots=True)
 class ComparedPrompt:
-    """One prompt (one sample of it) of the run, with every generator's answer."""
+    """One prompt (one sample of it) of the run, with every generator's answer.
+
+    `prompt` is the last message sent, as text with a label for each part that is not text;
+    `parts` its parts (dicts in the OpenAI shape) when it has any beyond a string.
+    """
 
     prompt_id: str | None
     sample_index: int
     prompt: str
     metadata: dict[str, Any]
     answers: dict[str, Answer] = field(default_factory=dict)
+    parts: list[Any] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -119,9 +134,22 @@ def _count(number: int, noun: str) -> str:
 def _texts(data: dict[str, Any]) -> tuple[str, str]:
     if data["kind"] == "chat":
         sent, generated = data["messages"], data["generated"]
-        prompt = sent[-1]["content"] if sent else ""
-        return prompt, (generated[-1]["content"] if generated else "")
+        prompt = readable(sent[-1]) if sent else ""
+        return prompt, (readable(generated[-1]) if generated else "")
     return data["text"], data["generated"]
+
+
+def _prompt_parts(data: dict[str, Any]) -> list[Any]:
+    if data["kind"] != "chat" or not data["messages"]:
+        return []
+    content = data["messages"][-1].get("content")
+    return list(content) if isinstance(content, list) else []
+
+
+def _answer_calls(data: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    if data["kind"] != "chat" or not data["generated"]:
+        return ()
+    return tuple(tool_calls_of(data["generated"][-1]))
 
 
 def _natural(prompt: ComparedPrompt) -> tuple[Any, ...]:
@@ -151,15 +179,22 @@ def compare_records(run: str, records: Iterable[dict[str, Any]]) -> Comparison:
             metadata = {
                 k: v for k, v in (data["metadata"] or {}).items() if k not in _HIDDEN_METADATA
             }
-            compared = prompts[key] = ComparedPrompt(prompt_id, sample, prompt_text, metadata)
+            compared = prompts[key] = ComparedPrompt(
+                prompt_id, sample, prompt_text, metadata, parts=_prompt_parts(data)
+            )
         error = data["error"]
+        failed = bool(data["failed"])
+        schema_error = (data.get("extra") or {}).get(SCHEMA_ERROR)
         compared.answers[generator] = Answer(
             record_id=data["id"],
-            text="" if data["failed"] else answer_text,
-            failed=bool(data["failed"]),
+            text="" if failed else answer_text,
+            failed=failed,
             error=f"{error['type']}: {error['message']}" if error else None,
             latency_ms=data.get("latency_ms"),
             cost_usd=data.get("cost_usd"),
+            tool_calls=() if failed else _answer_calls(data),
+            output=None if failed else data.get("output"),
+            schema_error=str(schema_error) if schema_error and not failed else None,
         )
         _add(figures.setdefault(generator, GeneratorFigures(generator)), data)
     return Comparison(

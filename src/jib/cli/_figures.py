@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["format_cost", "format_ms", "percentile", "wrap_identifier"]
+__all__ = ["format_cost", "format_ms", "percentile", "shorten_identifier", "wrap_identifier"]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -67,3 +67,19 @@ def wrap_identifier(identifier: str, width: int) -> str:
         else:
             lines.append(token)
     return "\n".join(lines)
+
+
+def shorten_identifier(identifier: str, value_width: int = 32) -> str:
+    """`identifier` with every value longer than `value_width` cut with `…`, for a column
+    header: tools or a schema, encoded into the identifier, run to kilobytes.
+
+    >>> shorten_identifier("echo!demo,tools=W3siZnVuY3Rpb24iOnsi,seed=1", 8)
+    'echo!demo,tools=W3siZnV…,seed=1'
+    """
+    parts = []
+    for part in identifier.split(","):
+        key, equals, value = part.partition("=")
+        if equals and len(value) > value_width:
+            part = f"{key}={value[: value_width - 1]}…"
+        parts.append(part)
+    return ",".join(parts)

@@ -32,7 +32,8 @@ class GeneratorStats:
     `latencies` holds the latency of each successful chat (ms); `cost` sums the known costs and
     `priced` counts the chats that had one. `retrying` counts stored failures this run re-runs,
     `kept_failed` the stored failures it leaves alone (not retryable), `stopped` says why the
-    generator was stopped early, if it was.
+    generator was stopped early, if it was. `called` counts the answers that call tools, `valid`
+    those that fit the run's JSON Schema (`--tools`, `--schema`).
     """
 
     label: str
@@ -42,6 +43,8 @@ class GeneratorStats:
     kept_failed: int = 0
     ok: int = 0
     failed: int = 0
+    called: int = 0
+    valid: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     latencies: list[float] = field(default_factory=list)

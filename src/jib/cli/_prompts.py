@@ -8,7 +8,10 @@
     `"id"` (a string or an integer), `"params"` (generation params for this line only, e.g.
     `{"temperature": 0.7}`), `"metadata"` (an object) and any other keys (`"expected"`,
     `"category"`, …), which are kept in the chat's metadata along with `"metadata"`'s own.
-    With `column`, the prompt is read from that key instead of `"prompt"`.
+    With `column`, the prompt is read from that key instead of `"prompt"`. Messages may hold
+    content parts in the OpenAI shape (`{"type": "image_url", …}`), and `"attachments"` (a list
+    of file paths relative to the dataset's folder, or URLs) adds files to the last user message
+    as parts (`jib.cli._attachments` says what each file becomes).
 - `.csv`: a header row, then one prompt per row, read from the `column` column, else the column
   named `prompt`, else the only column. A column named `id` names the prompt; every other column
   is kept in the chat's metadata (as text).
@@ -24,6 +27,11 @@ run --max-line-mib N` changes it), and so may a CSV field: a longer one is refus
 naming the file and line, read no further than the limit (a line is never held whole first).
 The CSV reader's field limit is process-wide state of Python's `csv` module; reading a CSV
 dataset sets it to `max_line`.
+
+A dataset is data: the files and URLs a line attaches follow the trust rule of
+`jib.cli._dataset_files`, and a line that breaks it fails alone (`PromptsFile.refusal`). An
+attachment that is missing or of a type jib cannot send is a malformed line (the file is checked
+when the dataset is opened, and read when its prompt is sent).
 """
 
 from __future__ import annotations
@@ -42,8 +50,18 @@ from typing import IO, TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from jib._json import loads as load_json
+from jib.cli._attachments import (
+    AttachmentError,
+    RefusedAttachmentError,
+    checked_type,
+    is_url,
+    part_from_file,
+    part_from_url,
+)
 from jib.cli._common import EXIT_USAGE, CliError
-from jib.errors import UntrustedIdentifierError
+from jib.cli._dataset_files import DataAllowances, url_refusal
+from jib.content import ContentPart
+from jib.errors import JibError, UntrustedIdentifierError
 from jib.messages import Message, as_messages
 from jib.params import GenerateParams
 from jib.storage._rows import PROMPT_ID, SAMPLE_INDEX
@@ -55,7 +73,7 @@ if TYPE_CHECKING:
 __all__ = ["Prompt", "PromptsFile", "PromptsFormat"]
 
 STDIN = "-"
-_LINE_KEYS = frozenset({"id", "messages", "params", "metadata"})
+_LINE_KEYS = frozenset({"id", "messages", "params", "metadata", "attachments"})
 """The keys of a JSONL line that are not metadata (with the prompt's own key)."""
 _RESERVED = (PROMPT_ID, SAMPLE_INDEX)
 """Metadata keys `jib run` writes itself; a dataset may not use them."""
@@ -76,13 +94,16 @@ class PromptsFormat(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    """One prompt of the dataset: its id and line, messages, params and metadata of its own."""
+    """One prompt of the dataset: its id and line, messages, params and metadata of its own,
+    and why it may not be sent at all (`refused`: an attachment the trust rule refuses, or one
+    that could not be read when the prompt was)."""
 
     id: str
     line: int
     messages: list[Message]
     params: GenerateParams | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    refused: JibError | None = None
 
     @property
     def has_system(self) -> bool:
@@ -121,6 +142,8 @@ class PromptsFile:
             and that they read no variable and run no code (default: `TrustPolicy.from_env()`;
             see `refusal` and `jib.trust`).
         max_line: the most characters a line or CSV field may hold (see the module docs).
+        allowances: the folders and hosts a line's attachments may name beyond the dataset's
+            own folder (default: none; see `jib.cli._dataset_files`).
 
     Raises:
         CliError: the file is missing or unreadable, has no prompts, a line is malformed, too
@@ -137,6 +160,7 @@ class PromptsFile:
         stdin: IO[str] | None = None,
         trust: TrustPolicy | None = None,
         max_line: int = DEFAULT_MAX_LINE,
+        allowances: DataAllowances | None = None,
     ) -> None:
         if max_line < 1:
             raise CliError(
@@ -145,13 +169,18 @@ class PromptsFile:
         self.max_line = max_line
         self.path = path
         self.trust = trust if trust is not None else TrustPolicy.from_env()
+        self.allowances = allowances or DataAllowances()
         self._text: str | None = None
+        self.refused_lines: list[int] = []
+        """The lines whose attachments the trust rule refuses (each fails alone)."""
         if str(path) == STDIN:
             self.name = "stdin"
+            self.folder = Path.cwd()
             self._text = self._read_stdin(stdin or sys.stdin)
             self.format = format or _sniff(self._text)
         else:
             self.name = path.name
+            self.folder = path.parent if path.parent != Path() else Path.cwd()
             if not path.exists():
                 raise CliError(f"prompts file '{path}' not found", EXIT_USAGE)
             if not path.is_file():
@@ -179,7 +208,9 @@ class PromptsFile:
 
     def _check(self) -> int:
         seen: dict[str, int] = {}
-        for prompt in self:
+        for prompt in self._prompts(read_files=False):
+            if prompt.refused is not None:
+                self.refused_lines.append(prompt.line)
             first = seen.setdefault(prompt.id, prompt.line)
             if first != prompt.line:
                 raise CliError(
@@ -192,12 +223,16 @@ class PromptsFile:
         return len(seen)
 
     def __iter__(self) -> Iterator[Prompt]:
+        return self._prompts(read_files=True)
+
+    def _prompts(self, *, read_files: bool) -> Iterator[Prompt]:
+        """The prompts; `read_files=False` checks attachments without reading them."""
         try:
             with self._open() as handle:
                 if self.format is PromptsFormat.csv:
                     yield from self._csv_prompts(handle)
                 else:
-                    yield from self._line_prompts(handle)
+                    yield from self._line_prompts(handle, read_files)
         except UnicodeDecodeError as exc:
             raise CliError(
                 f"prompts file '{self.path}' is not UTF-8 text: {exc.reason}", EXIT_USAGE
@@ -230,17 +265,17 @@ class PromptsFile:
                 )
             yield line
 
-    def _line_prompts(self, handle: IO[str]) -> Iterator[Prompt]:
+    def _line_prompts(self, handle: IO[str], read_files: bool) -> Iterator[Prompt]:
         for number, line in enumerate(self._lines(handle), start=1):
             text = line.rstrip("\r\n")
             if not text.strip():
                 continue
             if self.format is PromptsFormat.jsonl:
-                yield self._json_prompt(text, number)
+                yield self._json_prompt(text, number, read_files)
             else:
                 yield Prompt(str(number), number, [Message("user", text)])
 
-    def _json_prompt(self, text: str, number: int) -> Prompt:
+    def _json_prompt(self, text: str, number: int, read_files: bool) -> Prompt:
         where = f"{self.name} line {number}"
         try:
             value = load_json(text, what=where, error=lambda message: CliError(message, EXIT_USAGE))
@@ -262,13 +297,67 @@ class PromptsFile:
                 f"{where}: {both} given both as key(s) of the line and in its 'metadata'",
                 EXIT_USAGE,
             )
+        refused = None
+        if "attachments" in value:
+            messages, refused = self._attach(value["attachments"], messages, where, read_files)
         return Prompt(
             _prompt_id(value.get("id"), number, where),
             number,
             messages,
             self._params(value["params"], where) if "params" in value else None,
             _metadata({**own, **others}, where),
+            refused,
         )
+
+    def _attach(
+        self, value: Any, messages: list[Message], where: str, read_files: bool
+    ) -> tuple[list[Message], JibError | None]:
+        """`messages` with the line's attachments added to the last user message (read only
+        when `read_files`), and why the line may not be sent, if it may not.
+
+        Raises:
+            CliError: `attachments` is not a list of strings, the line has no user message, or
+                an attachment is missing or of a type jib cannot send.
+        """
+        names = [value] if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise CliError(
+                f"{where}: 'attachments' must be a list of file paths (relative to the "
+                "dataset's folder) or URLs",
+                EXIT_USAGE,
+            )
+        last_user = next(
+            (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "user"), None
+        )
+        if last_user is None:
+            raise CliError(
+                f"{where}: attachments go with a user message, and it has none", EXIT_USAGE
+            )
+        parts: list[ContentPart] = []
+        for name in names:
+            shown = f"{where}: attachment {name!r}"
+            try:
+                if is_url(name):
+                    parts.append(part_from_url(name, shown))
+                    continue
+                path = self.allowances.resolve(name, self.folder, where)
+                if read_files:
+                    parts.append(part_from_file(path, shown))
+                else:
+                    checked_type(path, shown)
+            except RefusedAttachmentError as exc:
+                return messages, exc
+            except AttachmentError as exc:
+                if read_files:  # it was there when the dataset was opened: this line fails alone
+                    return messages, exc
+                raise CliError(str(exc), EXIT_USAGE) from None
+        if not parts:
+            return messages, None
+        message = messages[last_user]
+        attached = Message(
+            "user", [*message.content_parts, *parts], cache_control=message.cache_control
+        )
+        return [*messages[:last_user], attached, *messages[last_user + 1 :]], None
 
     def _params(self, value: Any, where: str) -> GenerateParams:
         try:
@@ -280,20 +369,23 @@ class PromptsFile:
             raise CliError(f"{where}: invalid params ({problem})", EXIT_USAGE) from None
         return params
 
-    def refusal(self, prompt: Prompt, generator: Generator) -> UntrustedIdentifierError | None:
-        """Why `prompt`'s own params (data) may not go to `generator`, or None if they may.
+    def refusal(self, prompt: Prompt, generator: Generator) -> JibError | None:
+        """Why `prompt` may not go to `generator`, or None if it may.
 
-        `trust` decides, asking `generator` which `extra` keys its provider accepts from data.
+        Its attachments may have been refused (or have become unreadable); its own params
+        (data) are checked by `trust`, which asks `generator` which `extra` keys its provider
+        accepts from data; the URLs of its parts by `allowances` when `generator` would fetch
+        them from this machine (`jib.cli._dataset_files`).
         """
-        if prompt.params is None:
-            return None
-        try:
-            self.trust.check_params(
-                prompt.params, generator=generator, where=f"{self.name} line {prompt.line}"
-            )
-        except UntrustedIdentifierError as exc:
-            return exc
-        return None
+        if prompt.refused is not None:
+            return prompt.refused
+        where = f"{self.name} line {prompt.line}"
+        if prompt.params is not None:
+            try:
+                self.trust.check_params(prompt.params, generator=generator, where=where)
+            except UntrustedIdentifierError as exc:
+                return exc
+        return url_refusal(prompt.messages, generator, self.allowances, where)
 
     def _csv_prompts(self, handle: IO[str]) -> Iterator[Prompt]:
         csv.field_size_limit(self.max_line)  # process-wide (see the module docs)

@@ -1,8 +1,12 @@
 """The page `jib report` writes: one self-contained HTML file that opens offline.
 
 Inline CSS, inline SVG charts (`jib.cli._charts`), no script and nothing fetched: a
-Content-Security-Policy forbids loading anything. Model text and dataset values are untrusted,
-so every one of them is HTML-escaped and shown as text.
+Content-Security-Policy forbids loading anything but `data:` images. Model text and dataset
+values are untrusted, so every one of them is HTML-escaped and shown as text — tool calls and
+structured outputs included. A prompt's images are shown inline when they are `data:` URLs of
+PNG, JPEG, GIF or WebP with nothing but base64 after the type (at most `IMAGE_BUDGET` bytes of
+them per page; past that, and for every other part, a label such as `[image/png 12 KB]`); an
+image URL is never loaded, only named.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import Any
 
 from jib.cli._charts import colour, cost_chart, latency_chart, success_chart
 from jib.cli._comparison import Answer, ComparedPrompt, Comparison
-from jib.cli._figures import format_cost, format_ms
+from jib.cli._figures import format_cost, format_ms, shorten_identifier
+from jib.cli._message_view import call_line, inline_image, part_label
 
 __all__ = ["render_report"]
 
@@ -51,7 +56,16 @@ table.answers td, table.answers th { overflow-wrap: anywhere; }
 dl.md { margin: 6px 0 0; font-size: 12px; color: #555; }
 dl.md dt { display: inline; font-weight: 600; }
 dl.md dd { display: inline; margin: 0 8px 0 4px; }
+img.part { display: block; max-width: 100%; max-height: 16em; margin: 4px 0;
+  border: 1px solid #e2e2e2; }
+.part { color: #555; }
+.call { white-space: pre-wrap; color: #5b3d99; margin-top: 4px; }
+.output pre { white-space: pre-wrap; margin: 2px 0; max-height: 18em; overflow: auto; }
+.invalid { color: #b3261e; margin-top: 4px; }
 """
+
+IMAGE_BUDGET = 32 * 2**20
+"""The most bytes of inline images (as data URLs) one report holds; past it, labels."""
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -62,8 +76,9 @@ def _text(value: Any) -> str:
 
 
 def _identifier(generator: str) -> str:
-    """An escaped identifier that a narrow column breaks after its commas, not mid-word."""
-    return ",<wbr>".join(escape(part) for part in generator.split(","))
+    """An escaped identifier that a narrow column breaks after its commas, not mid-word (long
+    values, such as encoded tools, cut short)."""
+    return ",<wbr>".join(escape(part) for part in shorten_identifier(generator).split(","))
 
 
 def _summary(comparison: Comparison) -> str:
@@ -116,6 +131,40 @@ def _charts(comparison: Comparison) -> str:
     )
 
 
+class _Images:
+    """What is left of the page's budget for inline images."""
+
+    def __init__(self, budget: int) -> None:
+        self.left = budget
+
+    def take(self, size: int) -> bool:
+        """Whether an image of `size` bytes still fits (and count it if so)."""
+        if size > self.left:
+            return False
+        self.left -= size
+        return True
+
+
+def _parts(parts: list[Any], images: _Images) -> str:
+    """A message's parts: text escaped, images inline while the budget lasts, others labelled."""
+    pieces = []
+    for part in parts:
+        if isinstance(part, dict) and part.get("type") == "text":
+            pieces.append(f'<div class="text">{_text(str(part.get("text", "")))}</div>')
+            continue
+        label = part_label(part)
+        image = inline_image(part)
+        if image is not None and images.take(len(image[1])):
+            pieces.append(
+                f'<img class="part" src="{escape(image[1])}" alt="{escape(label)}" '
+                f'title="{escape(label)}">'
+            )
+        else:
+            note = " (not shown: the page holds its budget of images)" if image else ""
+            pieces.append(f'<div class="part small">{escape(label + note)}</div>')
+    return "".join(pieces)
+
+
 def _answer_cell(answer: Answer | None) -> str:
     if answer is None:
         return '<td class="missing">–</td>'
@@ -125,17 +174,32 @@ def _answer_cell(answer: Answer | None) -> str:
     if answer.cost_usd is not None:
         details.append(format_cost(answer.cost_usd))
     small = f'<div class="small">{escape(" · ".join(details))}</div>' if details else ""
-    return f'<td><div class="text">{_text(answer.text)}</div>{small}</td>'
+    if answer.output is not None:
+        shown = json.dumps(answer.output, ensure_ascii=False, indent=2)
+        body = (
+            f'<div class="output"><span class="small">output</span><pre>{_text(shown)}</pre></div>'
+        )
+    else:
+        body = f'<div class="text">{_text(answer.text)}</div>' if answer.text else ""
+    if answer.schema_error:
+        body += f'<div class="invalid">not valid: {_text(answer.schema_error)}</div>'
+    body += "".join(
+        f'<div class="call mono">{_text(call_line(name, arguments))}</div>'
+        for name, arguments in answer.tool_calls
+    )
+    return f"<td>{body}{small}</td>"
 
 
-def _prompt_cell(prompt: ComparedPrompt) -> str:
+def _prompt_cell(prompt: ComparedPrompt, images: _Images) -> str:
     extra = {k: v for k, v in prompt.metadata.items() if k != "expected"}
     listed = "".join(f"<dt>{_text(k)}</dt><dd>{_text(v)}</dd>" for k, v in extra.items())
     metadata = f'<dl class="md">{listed}</dl>' if listed else ""
+    if prompt.parts:
+        return f"<td>{_parts(prompt.parts, images)}{metadata}</td>"
     return f'<td><div class="text">{_text(prompt.prompt)}</div>{metadata}</td>'
 
 
-def _answers(comparison: Comparison) -> str:
+def _answers(comparison: Comparison, images: _Images) -> str:
     expected = any("expected" in p.metadata for p in comparison.prompts)
     head = ['<th style="width:7em">id</th>', "<th>prompt</th>"]
     if expected:
@@ -151,7 +215,7 @@ def _answers(comparison: Comparison) -> str:
         label = prompt.prompt_id or "–"
         if samples:
             label += f" #{prompt.sample_index}"
-        cells = [f'<td class="pid mono">{escape(label)}</td>', _prompt_cell(prompt)]
+        cells = [f'<td class="pid mono">{escape(label)}</td>', _prompt_cell(prompt, images)]
         if expected:
             value = prompt.metadata.get("expected", "")
             cells.append(f'<td class="expected"><div class="text">{_text(value)}</div></td>')
@@ -163,8 +227,10 @@ def _answers(comparison: Comparison) -> str:
     )
 
 
-def render_report(comparison: Comparison, *, now: datetime | None = None) -> str:
-    """The whole HTML page for `comparison`."""
+def render_report(
+    comparison: Comparison, *, now: datetime | None = None, image_budget: int = IMAGE_BUDGET
+) -> str:
+    """The whole HTML page for `comparison` (at most `image_budget` bytes of inline images)."""
     moment = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC")
     run = escape(comparison.run)
     chats = sum(f.chats for f in comparison.figures.values())
@@ -179,6 +245,6 @@ def render_report(comparison: Comparison, *, now: datetime | None = None) -> str
         "by jib</p></header>"
         f'<h2>Summary</h2><div class="scroll">{_summary(comparison)}</div>'
         f'<h2>Charts</h2><div class="charts">{_charts(comparison)}</div>'
-        f"<h2>Answers side by side</h2>{_answers(comparison)}"
+        f"<h2>Answers side by side</h2>{_answers(comparison, _Images(image_budget))}"
         "</body></html>\n"
     )

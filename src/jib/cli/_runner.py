@@ -9,7 +9,9 @@ killed run leaves whole chats only.
 
 Each stored chat carries its prompt's id and sample index (metadata `prompt_id`, `sample_index`)
 and the line's own metadata, its latency (measured around its chunk when the generator does not
-report one) and its cost when the price is known. `--resume` plans from what the run holds
+report one) and its cost when the price is known. With a JSON Schema (`--schema`) each answer is
+validated into `chat.output` (`jib.cli._schema`); tool calls a model makes (`--tools`) are
+recorded in its answer, never run. `--resume` plans from what the run holds
 (`ResumeIndex`); a generator whose requests keep failing with authentication or bad-request errors
 is stopped (`stop_after` in a row) and `max_cost` stops the whole run once that much is spent.
 """
@@ -27,6 +29,7 @@ from jib import errors
 from jib.chat import Chat
 from jib.cli._progress import GeneratorStats, Reporter
 from jib.cli._prompts import Prompt, PromptsFile
+from jib.cli._schema import SCHEMA_ERROR, AnswerSchema
 from jib.cost import Prices
 from jib.errors import InvalidGeneratorError
 from jib.generator.base import Generator
@@ -73,8 +76,9 @@ class WorkItem:
     sample: int
     messages: list[Message]
     replacing: str | None = None
-    refused: errors.UntrustedIdentifierError | None = None
-    """Why the prompt's own params may not go to this generator: recorded as its failure."""
+    refused: errors.JibError | None = None
+    """Why the prompt may not go to this generator (its params, attachments or URLs): recorded
+    as its failure."""
 
 
 class ResumeIndex:
@@ -126,6 +130,8 @@ class RunPlan:
     prices: Prices = field(default_factory=Prices)
     stop_after: int = 5
     max_cost: float | None = None
+    schema: AnswerSchema | None = None
+    """The JSON Schema every answer is validated against, if any."""
     halted: str | None = None
     """Why the whole run stopped early (`max_cost` reached), if it did."""
 
@@ -199,6 +205,7 @@ def plan_run(
     prices: Prices | None = None,
     stop_after: int = 5,
     max_cost: float | None = None,
+    schema: AnswerSchema | None = None,
 ) -> RunPlan:
     """Count what each generator has to do (reading the file once per generator if resuming)."""
     plan = RunPlan(
@@ -214,6 +221,7 @@ def plan_run(
         prices=prices or Prices(),
         stop_after=stop_after,
         max_cost=max_cost,
+        schema=schema,
     )
     for index, generator in enumerate(plan.generators):
         stats = GeneratorStats(_identifier(generator, GenerateParams()) or generator.model, 0)
@@ -273,6 +281,8 @@ def _tally(plan: RunPlan, index: int, records: list[Chat], reporter: Reporter) -
             stats.failures_in_a_row = 0
             if record.latency_ms is not None:
                 stats.latencies.append(record.latency_ms)
+            stats.called += bool(record.generated and record.generated[-1].tool_calls)
+            stats.valid += plan.schema is not None and SCHEMA_ERROR not in record.extra
         if record.usage is not None:
             stats.input_tokens += record.usage.input_tokens
             stats.output_tokens += record.usage.output_tokens
@@ -355,6 +365,8 @@ async def execute(
             records = _with_refused(plan, index, chunk, answered)
             for item, record in zip(chunk, records, strict=True):
                 _annotate(record, item, chunk_ms, plan.prices)
+                if plan.schema is not None and not record.failed:
+                    plan.schema.apply(record)
             await store.asave(
                 records,
                 run=plan.run,

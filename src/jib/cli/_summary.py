@@ -32,13 +32,19 @@ class _Column:
     style: Callable[[GeneratorStats], str] = lambda _: ""
 
 
-def _columns(resumed: bool) -> list[_Column]:
+def _columns(resumed: bool, tools: bool, schema: bool) -> list[_Column]:
     columns = [
         _Column("ok", lambda s: str(s.ok)),
         _Column("failed", lambda s: str(s.failed), lambda s: "red" if s.failed else ""),
     ]
     if resumed:
         columns.append(_Column("skipped", lambda s: str(s.skipped)))
+    if tools:
+        columns.append(_Column("tool calls", lambda s: str(s.called)))
+    if schema:
+        columns.append(
+            _Column("valid", lambda s: str(s.valid), lambda s: "red" if s.valid < s.ok else "")
+        )
     columns += [
         _Column("p50", lambda s: format_ms(percentile(s.latencies, 50))),
         _Column("p95", lambda s: format_ms(percentile(s.latencies, 95))),
@@ -65,9 +71,20 @@ def _figures(columns: list[_Column], stats: list[GeneratorStats]) -> tuple[Text,
     return header, rows
 
 
-def summary_lines(stats: list[GeneratorStats], *, resumed: bool, width: int) -> list[Text]:
-    """The lines of the summary of `stats`, at most `width` wide where the content allows."""
-    columns = _columns(resumed)
+def summary_lines(
+    stats: list[GeneratorStats],
+    *,
+    resumed: bool,
+    width: int,
+    tools: bool = False,
+    schema: bool = False,
+) -> list[Text]:
+    """The lines of the summary of `stats`, at most `width` wide where the content allows.
+
+    `tools` adds a column counting the answers that call tools, `schema` one counting those that
+    fit the run's JSON Schema.
+    """
+    columns = _columns(resumed, tools, schema)
     header, rows = _figures(columns, stats)
     labels = [printable(s.label) for s in stats]  # identifiers may come from data (a store)
     label_width = max(len("generator"), *(len(label) for label in labels))

@@ -19,6 +19,7 @@ from typer.core import TyperCommand
 
 from jib._syntax import IdentifierSyntaxError, parse_identifier
 from jib.chat import Chat
+from jib.cli._attachments import AttachmentError, part_from_source
 from jib.cli._common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -39,8 +40,10 @@ from jib.cli._common import (
     resolve_generators,
     trust_policy,
 )
+from jib.cli._message_view import call_line
 from jib.cli._skipped import counting_unreadable
 from jib.cli._terminal import printable
+from jib.content import ContentPart
 from jib.generator.base import Generator
 from jib.identifiers import get_generator
 from jib.messages import Message
@@ -231,6 +234,17 @@ def chat_command(
         str | None,
         typer.Option("--system", "-s", metavar="TEXT", help="A system message sent first."),
     ] = None,
+    attach: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attach",
+            "-a",
+            metavar="FILE|URL",
+            help="Attach a file or URL to the prompt (repeatable): an image, audio (wav, mp3, "
+            "ogg, flac) or a document (PDF, text, office files), told by its suffix.",
+            show_default=False,
+        ),
+    ] = None,
     param: ParamOption = None,
     continue_: Annotated[
         bool,
@@ -292,6 +306,7 @@ def chat_command(
       jib chat 'echo!demo' "Hello there"
       echo "Hello there" | jib chat 'echo!demo'
       jib chat --continue "And then?"
+      jib chat openai/gpt-4o-mini "What is in this picture?" -a cat.png
     """
     with handle_errors():
         if continue_ and cid:
@@ -305,6 +320,7 @@ def chat_command(
         if continuing and system:
             fail("--system cannot be used with --continue or --cid", EXIT_USAGE)
         params = parse_params(param)
+        parts = _attachments(attach or [])
         chat_store = None if no_store and not continuing else open_cli_store(store)
         try:
             messages = [Message("system", system)] if system else []
@@ -324,7 +340,7 @@ def chat_command(
                 ]
             else:
                 models = resolve_generators(identifiers, command="chat")
-            messages.append(Message("user", prompt))
+            messages.append(Message("user", [prompt, *parts]) if parts else Message("user", prompt))
             pipelines = [model.chat(messages).with_(params).meta(**metadata) for model in models]
             streamed = stream and len(pipelines) == 1 and not json_output
             if streamed:
@@ -337,6 +353,22 @@ def chat_command(
             if chat_store is not None:
                 chat_store.close()
         _print(records, json_output=json_output, stored=not no_store, streamed=streamed)
+
+
+def _attachments(sources: Sequence[str]) -> list[ContentPart]:
+    """The parts `-a` attaches, in order.
+
+    Raises:
+        CliError: a file is missing, too large or of a type jib cannot send (the message names
+            it and what can be sent).
+    """
+    parts = []
+    for source in sources:
+        try:
+            parts.append(part_from_source(source))
+        except AttachmentError as exc:
+            fail(f"-a: {exc}", EXIT_USAGE)
+    return parts
 
 
 def _previous_chat(chat_store: ChatStore, cid: str | None) -> Chat:
@@ -374,6 +406,9 @@ def _print(
             typer.echo(("\n" if index else "") + f"[{printable(record.generator_id or '?')}]")
         if not record.failed and not streamed:
             typer.echo(printable(record.content))
+        if not record.failed:
+            for call in record.last.tool_calls:
+                typer.echo(printable(call_line(call.function.name, call.function.arguments)))
         elif several:
             error = one_line(f"{type(record.error).__name__}: {record.error}")
             typer.echo(f"error: [{printable(record.generator_id or '?')}] {error}", err=True)

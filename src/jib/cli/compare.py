@@ -26,7 +26,8 @@ from jib.cli._common import (
     require_run,
 )
 from jib.cli._comparison import Answer, ComparedPrompt, Comparison, compare_records
-from jib.cli._figures import wrap_identifier
+from jib.cli._figures import shorten_identifier, wrap_identifier
+from jib.cli._message_view import call_line
 from jib.cli._skipped import counting_unreadable
 from jib.cli._terminal import printable
 from jib.storage._csv import CsvWriter
@@ -98,7 +99,9 @@ def compare_command(
     """Show each prompt of a run with every generator's answer side by side.
 
     Rows are the run's prompts (by prompt id, then sample); columns its generators. A prompt's
-    `expected` metadata, when the dataset has one, is shown next to the answers.
+    `expected` metadata, when the dataset has one, is shown next to the answers. An answer shows
+    the tool calls it makes (-> name(arguments)) and, in a run with --schema, its validated
+    output (or why it does not fit).
     """
     with handle_errors():
         if raw_csv and format is not CompareFormat.csv:
@@ -129,13 +132,27 @@ def _prompt_label(prompt: ComparedPrompt, samples: bool) -> str:
     return f"{label}#{prompt.sample_index}" if samples else label
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
+
+
 def _cell(answer: Answer | None) -> Text:
+    """An answer in the table: a validated output as such (`output: {…}`), else its text (and
+    why it does not fit the run's schema), then a line per tool call it makes."""
     if answer is None:
         return Text("–", style="dim")
     if answer.failed:
         return Text(printable(f"failed: {answer.error or 'unknown error'}"), style="red")
-    text = answer.text if len(answer.text) <= _CELL else answer.text[: _CELL - 1] + "…"
-    return Text(printable(text))
+    cell = Text()
+    if answer.output is not None:
+        cell.append(printable(_cut("output: " + _plain(answer.output))), style="green")
+    elif answer.text:
+        cell.append(printable(_cut(answer.text)))
+    if answer.schema_error:
+        cell.append(("\n" if cell else "") + printable(f"not valid: {answer.schema_error}"), "red")
+    for name, arguments in answer.tool_calls:
+        cell.append(("\n" if cell else "") + printable(_cut(call_line(name, arguments))), "bold")
+    return cell
 
 
 def _table(comparison: Comparison) -> Table:
@@ -153,7 +170,7 @@ def _table(comparison: Comparison) -> Table:
     if expected:
         table.add_column("expected", ratio=1, overflow="fold")
     for generator in comparison.generators:
-        header = Text(printable(wrap_identifier(generator, 24)))
+        header = Text(printable(wrap_identifier(shorten_identifier(generator), 24)))
         table.add_column(header, ratio=2, overflow="fold")
     for prompt in comparison.prompts:
         row = [Text(printable(_prompt_label(prompt, samples))), Text(printable(prompt.prompt))]
@@ -181,8 +198,32 @@ def _write_csv(comparison: Comparison, handle: IO[str], *, escape_formulas: bool
         row += [_plain(prompt.metadata[key]) if key in prompt.metadata else "" for key in keys]
         for generator in comparison.generators:
             answer = prompt.answers.get(generator)
-            row += ["", ""] if answer is None else [answer.text, answer.error or ""]
+            row += ["", ""] if answer is None else [_with_calls(answer), answer.error or ""]
         writer.writerow(row)
+
+
+def _with_calls(answer: Answer) -> str:
+    """An answer's text, then a line per tool call it makes."""
+    calls = [call_line(name, arguments) for name, arguments in answer.tool_calls]
+    return "\n".join([answer.text, *calls] if answer.text else calls)
+
+
+def _answer_json(answer: Answer) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": answer.record_id,
+        "text": answer.text,
+        "failed": answer.failed,
+        "error": answer.error,
+        "latency_ms": answer.latency_ms,
+        "cost_usd": answer.cost_usd,
+    }
+    if answer.tool_calls:
+        data["tool_calls"] = [{"name": n, "arguments": a} for n, a in answer.tool_calls]
+    if answer.output is not None:
+        data["output"] = answer.output
+    if answer.schema_error:
+        data["schema_error"] = answer.schema_error
+    return data
 
 
 def _write_jsonl(comparison: Comparison, handle: IO[str]) -> None:
@@ -194,15 +235,7 @@ def _write_jsonl(comparison: Comparison, handle: IO[str]) -> None:
             "prompt": prompt.prompt,
             "metadata": prompt.metadata,
             "answers": {
-                generator: {
-                    "id": answer.record_id,
-                    "text": answer.text,
-                    "failed": answer.failed,
-                    "error": answer.error,
-                    "latency_ms": answer.latency_ms,
-                    "cost_usd": answer.cost_usd,
-                }
-                for generator, answer in prompt.answers.items()
+                generator: _answer_json(answer) for generator, answer in prompt.answers.items()
             },
         }
         handle.write(json.dumps(line, ensure_ascii=False) + "\n")

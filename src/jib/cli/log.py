@@ -20,10 +20,12 @@ from jib.cli._common import (
     out_console,
 )
 from jib.cli._figures import format_cost, format_ms
+from jib.cli._message_view import call_line, part_label, parts_of, readable, tool_calls_of
+from jib.cli._schema import SCHEMA_ERROR
 from jib.cli._skipped import counting_unreadable
 from jib.cli._terminal import printable_data
 
-__all__ = ["log_command", "show_command"]
+__all__ = ["log_command", "print_record", "show_command"]
 
 _ROLE_STYLES = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yellow"}
 
@@ -36,10 +38,46 @@ def _preview(text: str, width: int = 40) -> str:
 def _prompt_and_answer(data: dict[str, Any]) -> tuple[str, str]:
     if data["kind"] == "chat":
         sent, generated = data["messages"], data["generated"]
-        prompt = sent[-1]["content"] if sent else ""
-        answer = generated[-1]["content"] if generated else ""
+        prompt = readable(sent[-1]) if sent else ""
+        answer = _with_calls(generated[-1]) if generated else ""
         return prompt, answer
     return data["text"], data["generated"]
+
+
+def _with_calls(message: dict[str, Any]) -> str:
+    """A message's readable text, then a line per tool call it makes."""
+    lines = [readable(message)] if readable(message) else []
+    lines += [call_line(name, arguments) for name, arguments in tool_calls_of(message)]
+    return "\n".join(lines)
+
+
+def _message_panel(message: dict[str, Any]) -> Panel:
+    """A message as a panel titled by its role: its text, a dim label per part that is not
+    text, and a line per tool call (a tool result's title names the call it answers)."""
+    role = str(message.get("role", "?"))
+    body = Text()
+    for part in parts_of(message):
+        if body:
+            body.append("\n")
+        if isinstance(part, dict) and part.get("type") == "text":
+            body.append(str(part.get("text", "")))
+        else:
+            body.append(part_label(part), style="dim")
+    for name, arguments in tool_calls_of(message):
+        if body:
+            body.append("\n")
+        body.append(call_line(name, arguments), style="bold")
+    title = Text(role)
+    call_id = message.get("tool_call_id")
+    if role == "tool" and isinstance(call_id, str):
+        title.append(f" · answers {call_id}")
+    return Panel(
+        body,
+        title=title,
+        title_align="left",
+        border_style=_ROLE_STYLES.get(role, "white"),
+        expand=False,
+    )
 
 
 def _params_text(params: dict[str, Any] | None) -> str:
@@ -236,6 +274,13 @@ def show_command(
     if json_output:
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
+    print_record(data, out_console)
+
+
+def print_record(data: dict[str, Any], console: Console) -> None:
+    """A stored record (its dict) as `jib show` prints it: a header of its figures, then each
+    message in a panel (a label per part, a line per tool call). Every string is made
+    `printable` and none is read as Rich markup."""
     data = printable_data(data)  # model and record text never reaches the terminal raw
     header = Table.grid(padding=(0, 2))
     header.add_column(style="bold")
@@ -269,22 +314,18 @@ def show_command(
         rows.append(("error", f"{data['error']['type']}: {data['error']['message']}"))
     if data["metadata"]:
         rows.append(("metadata", json.dumps(data["metadata"], ensure_ascii=False)))
+    if data.get("output") is not None:
+        rows.append(("output", json.dumps(data["output"], ensure_ascii=False)))
+    schema_error = (data.get("extra") or {}).get(SCHEMA_ERROR)
+    if schema_error:
+        rows.append(("schema", f"not valid: {schema_error}"))
     for name, value in rows:
         header.add_row(name, Text(value))
-    out_console.print(header)
+    console.print(header)
     if data["kind"] == "chat":
         for message in [*data["messages"], *data["generated"]]:
-            role = message["role"]
-            out_console.print(
-                Panel(
-                    Text(message["content"]),
-                    title=Text(role),
-                    title_align="left",
-                    border_style=_ROLE_STYLES.get(role, "white"),
-                    expand=False,
-                )
-            )
+            console.print(_message_panel(message))
     else:
         body = Text(data["text"])
         body.append(data["generated"], style="green")
-        out_console.print(Panel(body, title="completion", title_align="left", expand=False))
+        console.print(Panel(body, title="completion", title_align="left", expand=False))

@@ -31,11 +31,13 @@ from jib.cli._common import (
     resolve_generators,
     trust_policy,
 )
+from jib.cli._dataset_files import DataAllowances
 from jib.cli._progress import GeneratorStats, Reporter, RichReporter, TextReporter
 from jib.cli._prompts import DEFAULT_MAX_LINE, MIB, PromptsFile, PromptsFormat
 from jib.cli._summary import summary_lines
 from jib.cost import PRICES_ENV_VAR, PriceError, Prices
 from jib.messages import Message, Usage
+from jib.params import GenerateParams
 
 if TYPE_CHECKING:
     from jib.cli._runner import RunPlan
@@ -69,8 +71,9 @@ def run_command(
             "-f",
             metavar="FILE",
             help="The dataset, - for stdin: .txt (one prompt per line), .jsonl (one per line: "
-            '"text", [messages], or {"prompt"|"messages": …, "id": …, "params": {…}, other '
-            "keys kept as metadata}) or .csv (a header row; see --column).",
+            '"text", [messages], or {"prompt"|"messages": …, "id": …, "params": {…}, '
+            '"attachments": [files], other keys kept as metadata}) or .csv (a header row; see '
+            "--column).",
             show_default=False,
         ),
     ] = None,
@@ -177,6 +180,28 @@ def run_command(
         ),
     ] = None,
     param: ParamOption = None,
+    tools: Annotated[
+        Path | None,
+        typer.Option(
+            "--tools",
+            metavar="FILE",
+            help="Tool definitions the models may call (JSON or YAML: a list of OpenAI-shaped "
+            'tools, {"type": "function", "function": {"name", "description", "parameters"}}). '
+            "The calls a model makes are recorded in its answer; none is run.",
+            show_default=False,
+        ),
+    ] = None,
+    schema: Annotated[
+        str | None,
+        typer.Option(
+            "--schema",
+            metavar="FILE|JSON",
+            help="A JSON Schema (a .json or .yaml file, or the schema itself as JSON) every "
+            "answer must fit: sent as response_format; each answer is validated, its value "
+            "stored as the chat's output, and the summary counts the valid ones.",
+            show_default=False,
+        ),
+    ] = None,
     stop_after: Annotated[
         int,
         typer.Option(
@@ -221,6 +246,26 @@ def run_command(
     allow_env: AllowEnvOption = None,
     allow_host: AllowHostOption = None,
     allow_option: AllowOptionOption = None,
+    allow_path: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--allow-path",
+            metavar="DIR",
+            help="Let the dataset attach files in DIR (repeatable); by default only files inside "
+            "the dataset's own folder.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_fetch: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-fetch",
+            metavar="HOST",
+            help="Let the dataset's parts name URLs on HOST for generators that fetch them from "
+            "this machine (local models, LiteLLM); repeatable, '*' for any host.",
+            show_default=False,
+        ),
+    ] = None,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Run every prompt of a dataset against every generator, storing each chat as it finishes.
@@ -230,6 +275,9 @@ def run_command(
     Exit status: 0 when every chat succeeded, 1 when some failed, a generator was stopped,
     --max-cost was reached or the store could not be written (finish with --resume), 2 on bad
     input, 130 when interrupted (finish with --resume).
+
+    A dataset is data: the files its lines attach must be inside its own folder, and URLs in
+    its parts are not fetched from this machine, unless --allow-path or --allow-fetch says so.
 
     \b
     Example (single-quote identifiers holding ! in bash/zsh):
@@ -246,6 +294,18 @@ def run_command(
         if retry_failed and not resume:
             fail("--retry-failed goes with --resume --run NAME (the run to finish)", EXIT_USAGE)
         params = parse_params(param)
+        answer_schema = None
+        if tools is not None:
+            from jib.cli._tools_file import load_tools
+
+            params = params.merge_with(GenerateParams(tools=load_tools(tools)))
+        if schema is not None:
+            from jib.cli._schema import AnswerSchema
+
+            answer_schema = AnswerSchema.load(schema)
+            params = params.merge_with(
+                GenerateParams(response_format=answer_schema.response_format)
+            )
         prices = _prices(price)
         generators = resolve_generators([*(identifiers or []), *(generator or [])], command="run")
         prompts_file = PromptsFile(
@@ -254,7 +314,10 @@ def run_command(
             column=column,
             trust=trust_policy(allow_env, allow_host, trust_remote_code, allow_option),
             max_line=max_line_mib * MIB,
+            allowances=DataAllowances.of(map(str, allow_path or ()), allow_fetch),
         )
+        if prompts_file.refused_lines:
+            _note_refused(prompts_file)
         run_name = run or _default_run_name()
         if max_cost is not None:
             _warn_unpriced(generators, prices)
@@ -283,6 +346,7 @@ def run_command(
                 prices=prices,
                 stop_after=stop_after,
                 max_cost=max_cost,
+                schema=answer_schema,
             )
             samples = f" × {repeat} samples" if repeat > 1 else ""
             err_console.print(
@@ -305,7 +369,9 @@ def run_command(
                 raise typer.Exit(EXIT_INTERRUPTED) from None
             except StoreError as exc:  # storing a chunk failed: stop, say what is kept
                 fail(f"{exc}; {_resume_hint(chat_store, run_name)}", EXIT_FAILED)
-        _print_summary(plan.stats, resumed=resume)
+        _print_summary(
+            plan.stats, resumed=resume, tools=tools is not None, schema=schema is not None
+        )
         _print_hints(run_name, plan.generators, prompts_file.label)
         _finish(plan)
 
@@ -375,9 +441,24 @@ def _resume_hint(chat_store: ChatStore, run_name: str) -> str:
     return f"{stored}; finish with --run {run_name} --resume"
 
 
-def _print_summary(stats: list[GeneratorStats], *, resumed: bool) -> None:
-    for line in summary_lines(stats, resumed=resumed, width=out_console.width):
+def _print_summary(
+    stats: list[GeneratorStats], *, resumed: bool, tools: bool, schema: bool
+) -> None:
+    lines = summary_lines(
+        stats, resumed=resumed, width=out_console.width, tools=tools, schema=schema
+    )
+    for line in lines:
         out_console.print(line, soft_wrap=True)
+
+
+def _note_refused(prompts_file: PromptsFile) -> None:
+    """Say up front which lines attach files outside the dataset's folder (each fails alone)."""
+    lines = prompts_file.refused_lines
+    shown = ", ".join(str(line) for line in lines[:10]) + (" …" if len(lines) > 10 else "")
+    _note(
+        f"note: {len(lines)} line(s) of {prompts_file.name} attach files outside its folder and "
+        f"will fail (lines {shown}); allow a folder with --allow-path DIR"
+    )
 
 
 def _print_hints(run_name: str, generators: list[Generator], shown: str) -> None:
