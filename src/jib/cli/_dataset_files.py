@@ -35,10 +35,6 @@ __all__ = ["ANY_HOST", "DataAllowances", "fetches_urls", "remote_urls", "url_ref
 ANY_HOST = "*"
 """In `--allow-fetch`: a URL on any host."""
 
-_PASSES_URLS_ON = frozenset({"openai", "http", "ws"})
-"""Providers that send a URL on for the provider's servers to fetch, never fetching it here."""
-
-
 @dataclass(frozen=True)
 class DataAllowances:
     """What the user lets a dataset name beyond its own folder.
@@ -119,7 +115,7 @@ def remote_urls(messages: Sequence[Message]) -> list[str]:
 def fetches_urls(generator: Generator) -> bool:
     """Whether `generator` may fetch a part's URL from this machine (see the module docs)."""
     cls = type(generator)
-    return not cls.offline and provider_name_for(cls) not in _PASSES_URLS_ON
+    return cls.fetches_urls and not cls.offline
 
 
 def _label(generator: Generator) -> str:

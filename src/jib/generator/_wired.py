@@ -51,6 +51,8 @@ class WiredGenerator(RequestGenerator):
     max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, gt=0)
     max_redirects: int = Field(default=DEFAULT_MAX_REDIRECTS, ge=0, le=30)
 
+    fetches_urls: ClassVar[bool] = False  # a part's URL goes to the server as it is
+
     keeps_cookies: ClassVar[bool] = False
     """Whether the wire keeps the cookies servers set (per event loop), as a browser would."""
 

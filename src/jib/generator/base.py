@@ -57,6 +57,9 @@ class Generator(BaseModel):
     - `ambient_credentials`: whether requests may carry credentials of the user's own taken
       from the environment even when no key is given (a key variable, cloud credentials).
     - `offline`: whether it never reaches the network (the test generators of `jib.testing`).
+    - `fetches_urls`: whether a content part's URL may be fetched from this machine (an
+      in-process model, LiteLLM for some providers) rather than passed on for the provider's
+      servers to fetch; a URL read from data is then the user's to allow.
     - `inert_options`: what data may set besides the model, the sampling params and the
       endpoint: attribute names, and `extra.NAME` for `params.extra` keys (`extra.*` for a
       provider that ignores `extra`). Everything else read from data is refused unless the user
@@ -92,6 +95,9 @@ class Generator(BaseModel):
     """Whether requests may carry the user's credentials from the environment unasked."""
     offline: ClassVar[bool] = False
     """Whether this generator never reaches the network."""
+    fetches_urls: ClassVar[bool] = True
+    """Whether a content part's URL may be fetched from this machine (not only by the
+    provider's servers)."""
     inert_options: ClassVar[frozenset[str]] = frozenset()
     """What data may set besides the model, sampling params and endpoint (`extra.NAME`: a
     `params.extra` key)."""
