@@ -63,6 +63,26 @@ class Exchange:
     error: BaseException | None = None
     rounds: int = 0
 
+    @classmethod
+    def of(cls, result: GeneratedMessage, round_ms: float) -> Exchange:
+        """The exchange of a chat of one round (made directly: this is the hot path)."""
+        extra = result.extra
+        if result.refusal:
+            extra = {**extra, "refusal": result.refusal}
+        latency = result.latency_ms if result.latency_ms is not None else round_ms
+        return cls(
+            [result.message],
+            result.stop_reason,
+            result.usage,
+            extra,
+            result.attempts,
+            latency,
+            result.refusal,
+            None,
+            None,
+            1,
+        )
+
     def add(self, result: GeneratedMessage, round_ms: float) -> None:
         """Count one round's answer."""
         self.generated.append(result.message)
@@ -98,8 +118,9 @@ class Plan:
     toolbox: Toolbox | None = None
     structured: Structured | None = None
     cache: CacheMode | None = None
-    secrets: tuple[str | None, ...] = ()
-    """Values an error showing an answer must not hold (the generator's key)."""
+    secrets: Callable[[], Sequence[str | None]] = tuple
+    """Values an error showing an answer must not hold (the generator's key), asked for only
+    when such an error is made."""
 
     @property
     def single_round(self) -> bool:
@@ -113,13 +134,18 @@ async def converse(
     generator: Generator,
     inputs: Sequence[list[Message]],
     params: Sequence[GenerateParams],
-) -> list[Exchange]:
+) -> list[Exchange | BaseException]:
     """Run each conversation of `inputs` in rounds until each is answered or failed.
+
+    Returns:
+        Each chat's `Exchange`; for a chat that failed before any answer, its exception.
 
     Raises:
         What `send` raises for the whole batch, and any exception that is not an item's
         failure (the rounds still running are cancelled).
     """
+    if plan.single_round and plan.cache is None:
+        return await _one_round(send, generator, inputs, params)
     exchanges = [Exchange() for _ in inputs]
     depth = [0] * len(inputs)
     corrections = [0] * len(inputs)
@@ -134,11 +160,7 @@ async def converse(
         started = time.perf_counter()
         results = await send(generator, conversations, [params[i] for i in active])
         round_ms = (time.perf_counter() - started) * 1000
-        if len(results) != len(active):
-            raise RuntimeError(
-                f"{type(generator).__name__} returned {len(results)} results for a batch of "
-                f"{len(active)}; a generator must return one result per item"
-            )
+        _check_count(generator, results, active)
         calling: list[int] = []
         going: list[int] = []
         for i, result in zip(active, results, strict=True):
@@ -158,7 +180,36 @@ async def converse(
             for i in calling:
                 depth[i] += 1
         active = sorted(i for i in going if exchanges[i].error is None)
-    return exchanges
+    return [
+        exchange.error if exchange.error is not None and not exchange.rounds else exchange
+        for exchange in exchanges
+    ]
+
+
+async def _one_round(
+    send: Send,
+    generator: Generator,
+    inputs: Sequence[list[Message]],
+    params: Sequence[GenerateParams],
+) -> list[Exchange | BaseException]:
+    """The common case, kept cheap (it runs per item on the hot path): one round, nothing to
+    run or check after it."""
+    started = time.perf_counter()
+    results = await send(generator, list(inputs), list(params))
+    round_ms = (time.perf_counter() - started) * 1000
+    _check_count(generator, results, inputs)
+    return [
+        result if isinstance(result, BaseException) else Exchange.of(result, round_ms)
+        for result in results
+    ]
+
+
+def _check_count(generator: Generator, results: Sequence[Any], batch: Sequence[Any]) -> None:
+    if len(results) != len(batch):
+        raise RuntimeError(
+            f"{type(generator).__name__} returned {len(results)} results for a batch of "
+            f"{len(batch)}; a generator must return one result per item"
+        )
 
 
 def _next_step(
@@ -195,7 +246,7 @@ def _next_step(
         exchange.output = structured.validate(result.message, result.refusal)
     except Invalid as invalid:
         if corrections >= structured.max_corrections:
-            exchange.fail(structured.failure(invalid, plan.secrets))
+            exchange.fail(structured.failure(invalid, plan.secrets()))
             return False
         exchange.generated.append(structured.correction(invalid))
         return True

@@ -18,7 +18,7 @@ import functools
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -61,7 +61,7 @@ class Tool:
 
     definition: ToolDefinition
     function: Callable[..., Any] | None = None
-    _validator: TypeAdapter[Any] | None = None
+    _validator: TypeAdapter[Any] | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from jib.chat import Chat
+from jib.errors import JibError
 from jib.generator.base import Generator
 from jib.messages import GeneratedMessage, Message, MessageInput, as_messages
 from jib.params import GenerateParams, ToolChoice
@@ -96,7 +97,9 @@ class ChatPipeline(Pipeline[list[Message], Chat, Exchange]):
         section each parameter's), a `Tool`, or a `ToolDefinition` (or the same as an
         OpenAI-shaped dict), which is only offered: a call to it is recorded, not run, and
         the chat ends on it for you to answer. Tools add up over `using()` calls; a tool of
-        the same name replaces the earlier one. The definitions go into `params.tools`.
+        the same name replaces the earlier one. The definitions go into `params.tools`, and so
+        into the chat's params: a continued chat (`chat.continue_`) offers them again but runs
+        nothing until you call `using()` on it.
 
         A run goes in rounds: when the model asks for calls, they run (concurrently), each
         result goes back as a `Message("tool", result, tool_call_id=call.id)`, and the model is
@@ -250,18 +253,8 @@ class ChatPipeline(Pipeline[list[Message], Chat, Exchange]):
     ) -> list[Exchange | BaseException]:
         """Run `inputs` in rounds (see `jib.pipeline._rounds`), each round's generation by
         `send`; an item that failed before any answer is its bare exception."""
-        structured = self._structured
-        plan = Plan(
-            self._toolbox,
-            structured,
-            self._cache_mode,
-            (generator.get_api_key(),) if structured is not None else (),
-        )
-        exchanges = await converse(plan, send, generator, inputs, params)
-        return [
-            exchange.error if exchange.error is not None and not exchange.rounds else exchange
-            for exchange in exchanges
-        ]
+        plan = Plan(self._toolbox, self._structured, self._cache_mode, _secrets_of(generator))
+        return await converse(plan, send, generator, inputs, params)
 
     def _failure_in(self, result: Exchange | BaseException) -> BaseException | None:
         if isinstance(result, BaseException):
@@ -274,9 +267,27 @@ class ChatPipeline(Pipeline[list[Message], Chat, Exchange]):
         if result is None:
             # A copy: records of one run (and the pipeline) must not share one mutable list.
             return Chat(messages=list(input), **fields)
+        # The exchange is this record's alone: its list is not copied.
         return Chat(
-            messages=list(input), generated=list(result.generated), output=result.output, **fields
+            messages=list(input), generated=result.generated, output=result.output, **fields
         )
+
+
+def _secrets_of(generator: Generator) -> Callable[[], Sequence[str | None]]:
+    """What an error must not show of `generator`: the secrets its requests carry (a wired
+    provider knows them all), else its key."""
+
+    def secrets() -> Sequence[str | None]:
+        from jib.generator._wired import WiredGenerator  # only when an error is made
+
+        try:
+            if isinstance(generator, WiredGenerator):
+                return generator.wire_secrets()
+            return [generator.get_api_key()]
+        except JibError:  # an `env:` key that is not set: nothing to hide
+            return []
+
+    return secrets
 
 
 async def _send_batch(
