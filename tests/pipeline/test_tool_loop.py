@@ -446,3 +446,17 @@ async def test_a_plain_chat_is_unchanged_by_the_loop_machinery() -> None:
     chat = await EchoGenerator(model="e").chat("hello").run()
     assert chat.generated == [Message("assistant", "hello")]
     assert chat.output is None and chat.extra == {}
+
+
+async def test_cost_adds_up_over_the_rounds() -> None:
+    from jib.cost import Prices
+
+    model = scripted([call("add", '{"a": 1, "b": 2}')], "it is three")
+    chat = await model.chat("one plus two").using(add).run()
+
+    prices = Prices.parse(["scripted!s=1000000,2000000"])  # $1 an input token, $2 an output one
+    rounds = [model.answer_for(conversation).usage for conversation, _ in model.received]
+    assert chat.usage == rounds[0] + rounds[1]  # type: ignore[operator]
+    assert prices.cost(model, chat.usage) == sum(prices.cost(model, usage) for usage in rounds)
+    # Input: 3 words, then those and the tool result "3"; output: the answer's 3 words.
+    assert prices.cost(model, chat.usage) == (3 + 4) * 1 + 3 * 2
