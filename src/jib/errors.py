@@ -10,6 +10,9 @@ The hierarchy answers "what can I do about it?":
   request cannot be sent as built (an invalid URL or header, a redirect that would carry its
   body to another origin), or an answer is larger than `max_response_bytes`;
   `BudgetExceededError` when a spec wanted more time, steps or memory than its budget.
+- `ToolError`, `ToolDepthError`, `StructuredOutputError`: a chat pipeline's tool loop or
+  structured output (`.using(...)`, `.structured(...)`) could not finish: fix the tool, raise
+  `max_depth`, or change the prompt or the model.
 - `ProviderError` and its subclasses: the model provider failed. Each carries `retryable`,
   `status_code` and the provider's own `message`. Remote generators already retry what is
   retryable (`max_retries`, see `jib.generator.remote`); a policy of your own on top is one line:
@@ -39,6 +42,9 @@ __all__ = [
     "ProviderTimeoutError",
     "RateLimitError",
     "ServerError",
+    "StructuredOutputError",
+    "ToolDepthError",
+    "ToolError",
     "UntrustedIdentifierError",
     "error_for_status",
 ]
@@ -117,6 +123,64 @@ class BudgetExceededError(ProcessingError):
     Specs are data, so their work is bounded; the message names the limit that was hit and how
     to raise it in code (`HTTPGenerator.render_limits`).
     """
+
+
+class ToolError(JibError):
+    """A tool a chat pipeline runs (`.using(fn, catch=False)`) raised; the chat failed.
+
+    With the default `catch=True` the exception becomes a result the model sees instead. The
+    tool's own exception is the `__cause__`.
+
+    Attributes:
+        tool: the tool's name.
+        call_id: the id of the call that ran it.
+    """
+
+    def __init__(self, message: str, tool: str, call_id: str) -> None:
+        self.tool = tool
+        self.call_id = call_id
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.tool, self.call_id))
+
+
+class ToolDepthError(JibError):
+    """The model still asked for tool calls after `max_depth` rounds of them (`.using(...)`).
+
+    The chat keeps every round, the unanswered calls last; raise `max_depth` or change the
+    prompt.
+
+    Attributes:
+        max_depth: the rounds of tool calls allowed.
+    """
+
+    def __init__(self, message: str, max_depth: int) -> None:
+        self.max_depth = max_depth
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.max_depth))
+
+
+class StructuredOutputError(JibError):
+    """The answers did not validate as the model `.structured(Model)` asked for, however often
+    the model was asked again; the chat keeps every answer.
+
+    Attributes:
+        schema: the name of the model the answer had to validate as.
+        answer: the last answer, secrets redacted and cut short.
+        problems: what was wrong with it, one line per validation error.
+    """
+
+    def __init__(self, message: str, schema: str, answer: str, problems: tuple[str, ...]) -> None:
+        self.schema = schema
+        self.answer = answer
+        self.problems = problems
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.schema, self.answer, self.problems))
 
 
 class ProviderError(JibError):

@@ -47,6 +47,7 @@ _sources: dict[str, GeneratorSource] = {
     "fixed": "jib.testing:FixedGenerator",
     "fail": "jib.testing:FailingGenerator",
     "always_fail": "jib.testing:AlwaysFailGenerator",
+    "scripted": "jib.testing:ScriptedGenerator",
 }
 _loaded: dict[str, type[Generator]] = {}
 

@@ -24,6 +24,9 @@ prompt), and answers a `Fault` or `None`:
 - `Fault.truncated()`: status 200 and the full `Content-Length`, then half the body and close;
 - `Fault.slow(seconds)`: the good answer, that much later.
 
+A chat's good answer may be the `reply` hook's instead (a message dict for a request body: a
+model that calls tools, say).
+
 `delay` holds every good answer that long; a fault may be held until an instant (`until`) or
 until a number of requests drawing it have arrived (`together`). A held request notices when its
 client goes away (the server then drops it), and `reset` lets every held request go at once.
@@ -287,6 +290,7 @@ class FaultState:
 
     schedule: Schedule = NO_FAULTS
     delay: float = 0.0
+    reply: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     _requests: list[Request] = field(default_factory=list)
     _attempts: Counter[str] = field(default_factory=Counter)
     _in_flight: int = 0
@@ -298,9 +302,16 @@ class FaultState:
     _gates: dict[Fault, _Gate] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def reset(self, schedule: Schedule = NO_FAULTS, *, delay: float = 0.0) -> None:
+    def reset(
+        self,
+        schedule: Schedule = NO_FAULTS,
+        *,
+        delay: float = 0.0,
+        reply: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
         """Forget every request, close every connection, let held requests go; then follow
-        `schedule` and hold good answers `delay` seconds."""
+        `schedule`, hold good answers `delay` seconds, and answer chats with `reply(body)` (the
+        assistant message) when given."""
         with self._lock:
             self._release.set()
             self._release = threading.Event()
@@ -308,6 +319,7 @@ class FaultState:
             self._gates.clear()
             self.schedule = schedule
             self.delay = delay
+            self.reply = reply
             self._requests.clear()
             self._attempts.clear()
             self._in_flight = self._max_in_flight = 0
@@ -441,7 +453,13 @@ def _prompt_of(body: dict[str, Any]) -> str:
     return " ".join(prompt) if isinstance(prompt, list) else str(prompt)
 
 
-def _good_answer(path: str, body: dict[str, Any], prompt: str, number: int) -> dict[str, Any]:
+def _good_answer(
+    path: str,
+    body: dict[str, Any],
+    prompt: str,
+    number: int,
+    reply: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     answer = answer_for(prompt)
     if path.startswith("/plain"):
         return {"answer": answer}
@@ -457,8 +475,9 @@ def _good_answer(path: str, body: dict[str, Any], prompt: str, number: int) -> d
         },
     }
     if path.endswith("/chat/completions"):
-        message = {"role": "assistant", "content": answer}
-        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        message = reply(body) if reply else {"role": "assistant", "content": answer}
+        finish = "tool_calls" if message.get("tool_calls") else "stop"
+        choice = {"index": 0, "message": message, "finish_reason": finish}
         return {**common, "object": "chat.completion", "choices": [choice]}
     choice = {"index": 0, "text": answer, "finish_reason": "stop", "logprobs": None}
     return {**common, "object": "text_completion", "choices": [choice]}
@@ -510,7 +529,8 @@ class _Handler(JsonHandler):
         # request at once, and that one must not be counted alongside this one.
         state._leave(request, "answered" if fault is None or good else fault.label)
         if fault is None or good:
-            self.send_json(200, _good_answer(self.path, body, request.prompt, request.number))
+            answer = _good_answer(self.path, body, request.prompt, request.number, state.reply)
+            self.send_json(200, answer)
         elif fault.kind == "error":
             headers = {}
             if fault.retry_after is not None:
@@ -524,7 +544,8 @@ class _Handler(JsonHandler):
         elif fault.kind == "drop":
             self._abort()
         else:  # truncated
-            data = json.dumps(_good_answer(self.path, body, request.prompt, request.number))
+            answer = _good_answer(self.path, body, request.prompt, request.number, state.reply)
+            data = json.dumps(answer)
             self.wfile.write(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 + f"Content-Length: {len(data)}\r\n\r\n".encode()

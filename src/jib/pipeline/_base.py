@@ -100,6 +100,11 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
     ) -> RecordT:
         raise NotImplementedError
 
+    def _failure_in(self, result: ResultT | BaseException) -> BaseException | None:
+        """The exception an item failed with: the result itself, when it is one. A result may
+        also be a partial one that failed (a chat failing after some rounds keeps them)."""
+        return result if isinstance(result, BaseException) else None
+
     def _normalize_input(self, value: Any) -> InputT:
         raise NotImplementedError
 
@@ -107,8 +112,9 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
 
     def _copy(self: SelfT) -> SelfT:
         clone = object.__new__(type(self))
-        for name in Pipeline.__slots__:
-            setattr(clone, name, getattr(self, name))
+        for cls in type(self).__mro__:
+            for name in cls.__dict__.get("__slots__", ()):
+                setattr(clone, name, getattr(self, name))
         clone._metadata = dict(self._metadata)
         return clone
 
@@ -290,22 +296,24 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         error: BaseException | None,
         batch_ms: float | None = None,
     ) -> RecordT:
+        """The record of one item: `result` (its answer, or what it got to before failing),
+        `error` (what it failed with), or both."""
         fields: dict[str, Any] = {
             "generator": generator,
             "params": params,
             "metadata": dict(self._metadata),
         }
-        if result is None:
-            fields["failed"] = True
-            fields["error"] = error
-            if isinstance(error, JibError):
-                fields["attempts"] = error.attempts
-        else:
+        if result is not None:
             fields["stop_reason"] = getattr(result, "stop_reason", "unknown")
             fields["usage"] = getattr(result, "usage", None)
             fields["extra"] = getattr(result, "extra", {})
             fields["attempts"] = getattr(result, "attempts", None)
             fields["latency_ms"] = getattr(result, "latency_ms", None) or batch_ms
+        if error is not None:
+            fields["failed"] = True
+            fields["error"] = error
+            if result is None and isinstance(error, JibError):
+                fields["attempts"] = error.attempts
         return self._make_record(input, result, fields)
 
     async def _run(
@@ -349,12 +357,13 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
 
         records: list[RecordT] = []
         for item, params, result in zip(inputs, params_list, results, strict=True):
+            failure = self._failure_in(result)
+            if failure is not None and not isinstance(failure, self._catch):
+                raise failure
             if isinstance(result, BaseException):
-                if not isinstance(result, self._catch):
-                    raise result
                 records.append(self._record(generator, item, params, None, result))
             else:
-                records.append(self._record(generator, item, params, result, None, batch_ms))
+                records.append(self._record(generator, item, params, result, failure, batch_ms))
 
         if self._thens or self._maps:
             records = await self._apply_callbacks(records, generator, inputs, params_list)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from jib.chat import Chat
     from jib.generator.base import Generator as JibGenerator
     from jib.pipeline._base import OnFailed
+    from jib.pipeline._rounds import Exchange
     from jib.pipeline.chat import ChatPipeline
 
 __all__ = ["ChatStream"]
@@ -26,8 +27,10 @@ __all__ = ["ChatStream"]
 class ChatStream:
     """Text deltas of one chat as they arrive (`async for delta in stream`), then `stream.chat`.
 
-    Generators that cannot stream give the whole answer as one delta. Awaiting the stream reads
-    it to the end and returns the `Chat`. Leaving the `async for` early cancels the generation.
+    Generators that cannot stream give the whole answer as one delta. A chat of several rounds
+    (tool calls, corrections of structured output) streams the text of each answer in turn; the
+    calls, tool results and every round are in `stream.chat`. Awaiting the stream reads it to
+    the end and returns the `Chat`. Leaving the `async for` early cancels the generation.
 
     Raises (while iterating, or from `await`):
         The chat's error, with `on_failed="raise"` (the default).
@@ -71,12 +74,14 @@ class ChatStream:
         import asyncio
 
         queue: asyncio.Queue[str | None] = asyncio.Queue()
+        pipeline = self._pipeline
 
-        async def generate(
+        async def send(
             generator: JibGenerator,
             inputs: Sequence[list[Message]],
             params: Sequence[GenerateParams],
         ) -> list[GeneratedMessage | BaseException]:
+            # One round of the chat (of a tool loop, or a correction, there may be several).
             streamed = False
             final: GeneratedMessage | None = None
             try:
@@ -94,7 +99,13 @@ class ChatStream:
                 queue.put_nowait(final.message.content)
             return [final]
 
-        pipeline = self._pipeline
+        async def generate(
+            generator: JibGenerator,
+            inputs: Sequence[list[Message]],
+            params: Sequence[GenerateParams],
+        ) -> list[Exchange | BaseException]:
+            return await pipeline._converse(send, generator, inputs, params)
+
         task = asyncio.ensure_future(
             pipeline._run(pipeline.generator, [pipeline._input], None, self._on_failed, generate)
         )
