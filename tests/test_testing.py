@@ -131,7 +131,7 @@ async def test_echo_names_each_part_after_the_text() -> None:
         "What are these? [image/png 12 KB] [audio/wav 3 KB] [application/pdf 2.1 MB]"
     )
     only_parts = await generator.chat(Message("user", [remote, tiny])).run()
-    assert only_parts.content == "[image_url https://example.com/cat.png] [application/pdf 4 B]"
+    assert only_parts.content == "[image https://example.com/cat.png] [application/pdf 4 B]"
 
 
 async def test_echo_of_plain_text_is_unchanged() -> None:

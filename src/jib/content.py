@@ -35,9 +35,12 @@ __all__ = [
     "ContentPart",
     "ContentText",
     "ImageDetail",
+    "data_size",
     "data_url",
+    "describe_part",
     "parse_data_url",
     "part_from_dict",
+    "size_text",
 ]
 
 CacheControl = Mapping[str, Any]
@@ -316,6 +319,79 @@ class ContentFile:
 
 ContentPart = ContentText | ContentImageUrl | ContentAudioInput | ContentFile
 """Any part a message's content may hold."""
+
+_URL_SHOWN = 60
+
+
+def size_text(size: int) -> str:
+    """`512 B`, `12 KB`, `1.5 MB` (1 KB = 1,024 bytes).
+
+    >>> size_text(512), size_text(12_345), size_text(1_572_864)
+    ('512 B', '12 KB', '1.5 MB')
+    """
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024**2:
+        return f"{round(size / 1024)} KB"
+    return f"{size / 1024**2:.1f} MB"
+
+
+def data_size(payload: str) -> int:
+    """The bytes a base64 text holds, counted without decoding it."""
+    payload = payload.strip()
+    return len(payload) * 3 // 4 - (len(payload) - len(payload.rstrip("=")))
+
+
+def _data_url(url: str) -> tuple[str, int] | None:
+    """The type and size of a `data:` URL, or None for another URL."""
+    if not url.startswith("data:"):
+        return None
+    header, _, payload = url.partition(",")
+    mimetype = header[5:].split(";", 1)[0] or "application/octet-stream"
+    return mimetype, data_size(payload)
+
+
+def _url_text(url: str) -> str:
+    return url if len(url) <= _URL_SHOWN else url[: _URL_SHOWN - 1] + "…"
+
+
+def describe_part(part: Any) -> str:
+    """A short label of a part that is not text, from a part or its dict form (data: any shape
+    is labelled without trusting it, an unknown type `[type]`, a malformed part `[part]`).
+
+    `[image/png 12 KB]` for inline data, `[image https://…/cat.png]` for a URL,
+    `[application/pdf 40 KB report.pdf]` for a named document.
+
+    >>> describe_part(ContentImageUrl.from_bytes(bytes(12 * 1024), "image/png"))
+    '[image/png 12 KB]'
+    """
+    if isinstance(part, (ContentText, ContentImageUrl, ContentAudioInput, ContentFile)):
+        part = part.to_dict()
+    if not isinstance(part, Mapping):
+        return "[part]"
+    kind = part.get("type")
+    body = part.get(kind) if isinstance(kind, str) else None
+    if kind == "image_url":
+        url = body.get("url") if isinstance(body, Mapping) else body
+        return _labelled("image", url)
+    if kind == "input_audio" and isinstance(body, Mapping):
+        data, format = body.get("data"), body.get("format")
+        mimetype = _AUDIO_MIMETYPES.get(str(format), f"audio/{format}")
+        return f"[{mimetype} {size_text(data_size(data))}]" if isinstance(data, str) else "[audio]"
+    if kind == "file" and isinstance(body, Mapping):
+        label = _labelled("file", body.get("file_data") or body.get("file_url"))
+        name = body.get("filename")
+        return label[:-1] + f" {name}]" if isinstance(name, str) and name else label
+    return f"[{kind}]" if isinstance(kind, str) and kind else "[part]"
+
+
+def _labelled(kind: str, url: Any) -> str:
+    if not isinstance(url, str):
+        return f"[{kind}]"
+    inline = _data_url(url)
+    if inline is not None:
+        return f"[{inline[0]} {size_text(inline[1])}]"
+    return f"[{kind} {_url_text(url)}]"
 
 
 def _with_cache(part: dict[str, Any], cache_control: CacheControl | None) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, PrivateAttr, field_validator
 
 from jib import errors
-from jib.content import ContentAudioInput, ContentFile, ContentImageUrl, ContentPart, ContentText
+from jib.content import ContentText, describe_part
 from jib.generator.base import Generator
 from jib.generator.remote import RequestGenerator
 from jib.messages import GeneratedMessage, GeneratedText, Message, StopReason, Usage
@@ -86,45 +86,11 @@ def _count_tokens(text: str) -> int:
     return len(text.split())
 
 
-def _size(count: int) -> str:
-    if count < 1024:
-        return f"{count} B"
-    if count < 1024 * 1024:
-        return f"{max(1, round(count / 1024))} KB"
-    return f"{count / (1024 * 1024):.1f} MB"
-
-
-def _base64_size(payload: str) -> int:
-    """The byte count a base64 payload decodes to (without decoding a large one)."""
-    payload = payload.strip()
-    return len(payload) * 3 // 4 - (len(payload) - len(payload.rstrip("=")))
-
-
-def _describe_part(part: ContentPart) -> str:
-    """A short label of a part that is not text: `[image/png 12 KB]` for inline data, the type
-    and URL for a remote one (`[image_url https://…/cat.png]`); a text part is its text.
-
-    >>> _describe_part(ContentImageUrl.from_bytes(bytes(12 * 1024), "image/png"))
-    '[image/png 12 KB]'
-    """
-    if isinstance(part, ContentText):
-        return part.text
-    if isinstance(part, ContentAudioInput):
-        return f"[{part.mimetype} {_size(_base64_size(part.data))}]"
-    if isinstance(part, (ContentImageUrl, ContentFile)):
-        header, _, payload = part.url.partition(",")
-        if not part.url.startswith("data:"):
-            return f"[{part.type} {part.url}]"
-        mimetype = header[5:].removesuffix(";base64") or "application/octet-stream"
-        return f"[{mimetype} {_size(_base64_size(payload))}]"
-    return f"[{getattr(part, 'type', type(part).__name__)}]"
-
-
 def _text_of(message: Message) -> str:
     """The message's text, then a label for each part that is not text."""
     if not message.has_parts:
         return message.content
-    labels = [_describe_part(p) for p in message.content_parts if not isinstance(p, ContentText)]
+    labels = [describe_part(p) for p in message.content_parts if not isinstance(p, ContentText)]
     return " ".join(filter(None, [message.content, *labels]))
 
 

@@ -35,6 +35,7 @@ __all__ = ["ANY_HOST", "DataAllowances", "fetches_urls", "remote_urls", "url_ref
 ANY_HOST = "*"
 """In `--allow-fetch`: a URL on any host."""
 
+
 @dataclass(frozen=True)
 class DataAllowances:
     """What the user lets a dataset name beyond its own folder.

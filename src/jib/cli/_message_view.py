@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from jib.content import data_size, describe_part, size_text
+
 __all__ = [
     "call_line",
     "data_size",
@@ -28,44 +30,10 @@ __all__ = [
     "tool_calls_of",
 ]
 
-_AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "ogg": "audio/ogg", "flac": "audio/flac"}
-_URL_SHOWN = 60
 _INLINE_IMAGE = re.compile(
     r"data:(image/(?:png|jpeg|gif|webp));base64,([A-Za-z0-9+/]*={0,2})", re.ASCII
 )
 """A data URL a report may show as an image: a raster type, and nothing but base64 after it."""
-
-
-def size_text(size: int) -> str:
-    """`512 B`, `12 KB`, `1.5 MB` (1 KB = 1,024 bytes).
-
-    >>> size_text(512), size_text(12_345), size_text(1_572_864)
-    ('512 B', '12 KB', '1.5 MB')
-    """
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024**2:
-        return f"{round(size / 1024)} KB"
-    return f"{size / 1024**2:.1f} MB"
-
-
-def data_size(payload: str) -> int:
-    """The bytes a base64 text holds, counted without decoding it."""
-    payload = payload.strip()
-    return len(payload) * 3 // 4 - (len(payload) - len(payload.rstrip("=")))
-
-
-def _data_url(url: str) -> tuple[str, int] | None:
-    """The type and size of a `data:` URL, or None for another URL."""
-    if not url.startswith("data:"):
-        return None
-    header, _, payload = url.partition(",")
-    mimetype = header[5:].split(";", 1)[0] or "application/octet-stream"
-    return mimetype, data_size(payload)
-
-
-def _url_text(url: str) -> str:
-    return url if len(url) <= _URL_SHOWN else url[: _URL_SHOWN - 1] + "…"
 
 
 def parts_of(message: Mapping[str, Any]) -> list[Any]:
@@ -74,35 +42,6 @@ def parts_of(message: Mapping[str, Any]) -> list[Any]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     return list(content) if isinstance(content, list) else []
-
-
-def part_label(part: Any) -> str:
-    """The label of a part that is not text (see the module docs)."""
-    if not isinstance(part, Mapping):
-        return "[part]"
-    kind = part.get("type")
-    body = part.get(kind) if isinstance(kind, str) else None
-    if kind == "image_url":
-        url = body.get("url") if isinstance(body, Mapping) else body
-        return _labelled("image", url)
-    if kind == "input_audio" and isinstance(body, Mapping):
-        data, format = body.get("data"), body.get("format")
-        mimetype = _AUDIO_TYPES.get(str(format), f"audio/{format}")
-        return f"[{mimetype} {size_text(data_size(data))}]" if isinstance(data, str) else "[audio]"
-    if kind == "file" and isinstance(body, Mapping):
-        label = _labelled("file", body.get("file_data") or body.get("file_url"))
-        name = body.get("filename")
-        return label[:-1] + f" {name}]" if isinstance(name, str) and name else label
-    return f"[{kind}]" if isinstance(kind, str) and kind else "[part]"
-
-
-def _labelled(kind: str, url: Any) -> str:
-    if not isinstance(url, str):
-        return f"[{kind}]"
-    inline = _data_url(url)
-    if inline is not None:
-        return f"[{inline[0]} {size_text(inline[1])}]"
-    return f"[{kind} {_url_text(url)}]"
 
 
 def _is_text(part: Any) -> bool:
@@ -127,7 +66,9 @@ def readable(message: Mapping[str, Any]) -> str:
     content = message.get("content")
     if isinstance(content, str):
         return content
-    pieces = [str(p.get("text", "")) if _is_text(p) else part_label(p) for p in parts_of(message)]
+    pieces = [
+        str(p.get("text", "")) if _is_text(p) else describe_part(p) for p in parts_of(message)
+    ]
     return "\n".join(pieces)
 
 
@@ -168,3 +109,7 @@ def inline_image(part: Any) -> tuple[str, str] | None:
         return None
     matched = _INLINE_IMAGE.fullmatch(url)
     return (matched.group(1), url) if matched else None
+
+
+part_label = describe_part
+"""The label of a part that is not text (see `jib.content.describe_part`)."""
