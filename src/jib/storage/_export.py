@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from jib import _part_data
 from jib.errors import MissingDependencyError
 from jib.storage._csv import CsvWriter
 from jib.storage._rows import tags_of
@@ -130,11 +131,26 @@ def _opened(destination: Destination, mode: str) -> Iterator[IO[Any]]:
         yield destination
 
 
-def write_jsonl(records: Iterable[dict[str, Any]], destination: Destination) -> int:
-    """Write one JSON object per record per line (loadable by `Chat.from_dict`); return count."""
+def write_jsonl(
+    records: Iterable[dict[str, Any]], destination: Destination, *, parts_as_files: bool = False
+) -> int:
+    """Write one JSON object per record per line (loadable by `Chat.from_jsonl`); return count.
+
+    With `parts_as_files` (`destination` a path), the inline data of parts is written as files
+    beside it, once per content, and the lines refer to them (see `jib._part_data.FileWriter`).
+    """
+    files = None
+    if parts_as_files and isinstance(destination, (str, Path)):
+        files = _part_data.FileWriter(Path(destination))
     count = 0
     with _opened(destination, "w") as handle:
         for data in records:
+            if files is not None and data.get("kind") == "chat":
+                data = {
+                    **data,
+                    "messages": _part_data.swap_data(data["messages"], files),
+                    "generated": _part_data.swap_data(data["generated"], files),
+                }
             handle.write(json.dumps(data, ensure_ascii=False) + "\n")
             count += 1
     return count
