@@ -313,3 +313,12 @@ def test_a_completion_keeps_the_cache_and_reasoning_counts() -> None:
 
     assert loaded.usage == Usage(5, 2, cached_input_tokens=3)
     assert json.loads(completion.to_json())["schema_version"] == 2
+
+
+def test_a_part_that_refers_to_a_stores_data_says_where_to_load_it() -> None:
+    data = Chat(messages=[Message("user", "x")]).to_dict()
+    reference = "jib-blob:image/png," + "0" * 64
+    data["messages"][0]["content"] = [{"type": "image_url", "image_url": {"url": reference}}]
+
+    with pytest.raises(ValidationError, match="refers to data kept in a store: load it from"):
+        Chat.from_dict(data)

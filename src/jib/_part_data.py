@@ -36,7 +36,9 @@ __all__ = [
     "PartDataError",
     "Swap",
     "canonical_bytes",
+    "digest",
     "encoded",
+    "files_folder",
     "inline",
     "reference",
     "restored",
@@ -196,12 +198,10 @@ class FileWriter:
         if split is None or data is None:
             return None
         header = split[0]
-        name = digest(data) + _suffix(header, audio_format)
-        target = self._folder / name
-        if not target.is_file() or target.stat().st_size != len(data):
-            self._folder.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-            self.written += 1
+        target = self._folder / (digest(data) + _suffix(header, audio_format))
+        self._folder.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)  # once per content and export: never trust a file left there
+        self.written += 1
         relative = target.relative_to(self._base).as_posix()
         self._done[key] = ref = reference(FILE, header, relative)
         return ref

@@ -132,14 +132,14 @@ def _part_problem(value: Any) -> str:
         return "a content part must be an object"
     if not isinstance(kind, str) or kind not in {"text", "image_url", "input_audio", "file"}:
         return "a content part's type must be text, image_url, input_audio or file"
-    if any(
-        isinstance(slot, str) and slot.startswith(_part_data.FILE)
-        for slot in _slots(value.get(kind))
-    ):
+    slots = [slot for slot in _slots(value.get(kind)) if isinstance(slot, str)]
+    if any(slot.startswith(_part_data.FILE) for slot in slots):
         return (
             f"this {kind} part refers to a file beside an export: load the export with "
             "Chat.from_jsonl(path)"
         )
+    if any(slot.startswith(_part_data.BLOB) for slot in slots):
+        return f"this {kind} part refers to data kept in a store: load it from the store"
     return f"this {kind} part lacks a field, or its URL or data is not valid"
 
 

@@ -606,16 +606,22 @@ def _checked(
 
 
 def check_record_dict(
-    data: Any, *, kind: Kind | None = None, stored: bool = False, position: str | None = None
+    data: Any,
+    *,
+    kind: Kind | None = None,
+    stored: bool = False,
+    position: str | None = None,
+    context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`data` checked to be a record dict (`to_dict` form), params no longer valid dropped.
 
     Keys beyond the record's own (a store adds `run`, `prompt_id`, `sample_index`) are kept.
+    `context` as for `load_record`.
 
     Raises:
         UnreadableRecordError: it is not a record this jib can read.
     """
-    _, dropped = _checked(data, kind, _label(data, stored, position))
+    _, dropped = _checked(data, kind, _label(data, stored, position), context)
     if not dropped:
         return dict(data)
     return {**data, "params": {k: v for k, v in data["params"].items() if k not in dropped}}

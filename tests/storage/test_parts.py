@@ -52,7 +52,12 @@ def chat_with_parts(picture: ContentImageUrl | None = None) -> Chat:
             Message("assistant", "", tool_calls=[call]),
             Message("tool", "a cat", tool_call_id="call_7"),
         ],
-        generated=[Message("assistant", '{"kind": "cat"}')],
+        generated=[
+            Message(
+                "assistant",
+                [ContentText('{"kind": "cat"}'), ContentAudioInput.from_bytes(b"OggS" * 90, "ogg")],
+            )
+        ],
         params=GenerateParams(tools=[{"type": "function", "function": {"name": "lookup"}}]),
         usage=Usage(7, 3, cached_input_tokens=5, reasoning_tokens=1),
         extra={"refusal": "I would rather not"},
@@ -104,7 +109,7 @@ def test_the_stored_row_refers_to_the_data_by_its_hash(store: ChatStore) -> None
     assert f'"jib-blob:image/png,{digest}"' in written
     assert f'"jib-blob:audio/wav,{hashlib.sha256(b"RIFF" + bytes(300)).hexdigest()}"' in written
     assert "base64" not in written and "https://example.com/dog.png" in written
-    assert len(blobs) == 3 and (digest, PNG, 1) in [(d, bytes(b), n) for d, b, n in blobs]  # type: ignore[call-overload]
+    assert len(blobs) == 4 and (digest, PNG, 1) in [(d, bytes(b), n) for d, b, n in blobs]  # type: ignore[call-overload]
 
 
 def test_a_thousand_chats_sharing_a_one_megabyte_image_store_it_once(store: ChatStore) -> None:
@@ -178,10 +183,10 @@ def test_input_key_counts_inline_data_by_its_content_hash(store: ChatStore) -> N
 def test_deleting_the_last_chat_that_uses_a_blob_deletes_the_blob(store: ChatStore) -> None:
     first, second = chat_with_parts(), chat_with_parts()
     store.save([first, second])
-    assert sql(store, "SELECT count(*) FROM jib_blobs") == [(3,)]
+    assert sql(store, "SELECT count(*), min(refs), max(refs) FROM jib_blobs") == [(4, 2, 2)]
 
     store.delete([first.id])
-    assert sql(store, "SELECT count(*) FROM jib_blobs") == [(3,)]
+    assert sql(store, "SELECT count(*), min(refs), max(refs) FROM jib_blobs") == [(4, 1, 1)]
     assert store.get(second.id).messages == second.messages  # type: ignore[attr-defined]
 
     store.delete([second.id])
@@ -296,4 +301,20 @@ with open_store(url) as store:
         warnings.simplefilter("error", UnreadableRecordWarning)
         kept = store.query(run="keep") + store.query(run="also")
     assert len(kept) == 80 and store.count(run="gone") == 0
-    assert sql(store, "SELECT count(*) FROM jib_blobs") == [(1,)]
+    assert sql(store, "SELECT refs FROM jib_blobs") == [(80,)]
+
+
+def test_flat_exports_show_the_text_of_messages_of_parts(store: ChatStore, tmp_path: Path) -> None:
+    chat = chat_with_parts()
+    store.save(chat)
+
+    frame = store.to_dataframe()
+    store.export_parquet(tmp_path / "r.parquet")
+    store.export_csv(tmp_path / "r.csv")
+
+    assert (frame["prompt"][0], frame["response"][0]) == ("a cat", '{"kind": "cat"}')
+    assert frame["messages"][0] == chat.to_dict()["messages"]
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "r.parquet").column("prompt").to_pylist() == ["a cat"]
+    assert "What are these?" in (tmp_path / "r.csv").read_text(encoding="utf-8")

@@ -75,14 +75,15 @@ def _json(value: Any) -> str:
 def flat_row(data: dict[str, Any]) -> dict[str, Any]:
     """One record dict as a flat row: `prompt` / `response` texts, nested values kept as objects.
 
-    `prompt` is the last message sent (or the text of a completion); `response` is the generated
-    text (empty for a failure).
+    `prompt` is the text of the last message sent (or the text of a completion); `response` is
+    the generated text (empty for a failure). A message of parts counts by its text parts (joined
+    by newlines, as `Message.content`); the parts themselves are in `messages` / `generated`.
     """
     if data["kind"] == "chat":
         sent = data["messages"]
-        prompt = sent[-1]["content"] if sent else ""
+        prompt = _text_of(sent[-1]) if sent else ""
         generated = data["generated"]
-        response = generated[-1]["content"] if generated else ""
+        response = _text_of(generated[-1]) if generated else ""
     else:
         sent = data["text"]
         prompt = sent
@@ -116,6 +117,16 @@ def flat_row(data: dict[str, Any]) -> dict[str, Any]:
         "generated": data["generated"],
         "extra": data["extra"],
     }
+
+
+def _text_of(message: dict[str, Any]) -> str:
+    """A stored message's text: its content, or its text parts joined."""
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    return "\n".join(
+        part["text"] for part in content if isinstance(part, dict) and part.get("type") == "text"
+    )
 
 
 @contextmanager

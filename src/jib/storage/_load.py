@@ -62,13 +62,21 @@ def _restored_dict(raw: Mapping[str, Any], backend: str, blobs: StoredBlobs) -> 
     return data
 
 
-def stored_dict(raw: Mapping[str, Any], backend: str, blobs: StoredBlobs) -> dict[str, Any]:
+def stored_dict(
+    raw: Mapping[str, Any],
+    backend: str,
+    blobs: StoredBlobs,
+    context: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The record dict a raw row holds (`row_to_dict` form, parts' data restored), checked.
+
+    `context` is shared by the records of one read (see `jib.chat.load_record`).
 
     Raises:
         UnreadableRecordError: the row is not a record this jib can read.
     """
-    return check_record_dict(_restored_dict(raw, backend, blobs), stored=True)
+    data = _restored_dict(raw, backend, blobs)
+    return check_record_dict(data, stored=True, context=context)
 
 
 def stored_record(
@@ -97,9 +105,10 @@ def readable_dicts(
     rows: Iterable[Mapping[str, Any]], backend: str, blobs: StoredBlobs
 ) -> Iterator[dict[str, Any]]:
     """`stored_dict` of each row; an unreadable one is skipped with a warning."""
+    context = batch_context()
     for raw in rows:
         try:
-            data = stored_dict(raw, backend, blobs)
+            data = stored_dict(raw, backend, blobs, context)
         except UnreadableRecordError as exc:
             warn_unreadable(exc, stacklevel=3)
             continue
