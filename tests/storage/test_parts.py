@@ -318,3 +318,18 @@ def test_flat_exports_show_the_text_of_messages_of_parts(store: ChatStore, tmp_p
 
     assert pq.read_table(tmp_path / "r.parquet").column("prompt").to_pylist() == ["a cat"]
     assert "What are these?" in (tmp_path / "r.csv").read_text(encoding="utf-8")
+
+
+def test_a_completion_keeps_the_cache_and_reasoning_counts(store: ChatStore) -> None:
+    from jib import Completion
+
+    completion = Completion(text="a", generated="b", usage=Usage(5, 2, cache_write_tokens=4))
+    plain = Completion(text="c", generated="d", usage=Usage(1, 1))
+    store.save([completion, plain])
+
+    assert store.get(completion.id).usage == Usage(5, 2, cache_write_tokens=4)
+    assert store.get_dict(plain.id)["usage"] == {
+        "input_tokens": 1,
+        "output_tokens": 1,
+        "total_tokens": 2,
+    }
