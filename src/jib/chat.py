@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from jib._unicode import escape_surrogates
@@ -50,6 +51,8 @@ __all__ = [
     "StoredError",
     "UnreadableRecordError",
     "UnreadableRecordWarning",
+    "UnwritableRecordError",
+    "batch_context",
     "check_record_dict",
     "load_record",
     "warn_unreadable",
@@ -95,6 +98,10 @@ class UnreadableRecordError(JibError, ValueError):
         return (type(self), (self.what, self.reason, self.record_id))
 
 
+class UnwritableRecordError(JibError, ValueError):
+    """A record holds a value that has no JSON form, so it cannot be stored or written."""
+
+
 class UnreadableRecordWarning(GeneratorWarning):
     """A record that cannot be loaded was skipped, and the rest of the batch or store loaded.
 
@@ -119,6 +126,26 @@ def _identifier_of(generator: Generator | None, params: GenerateParams | None) -
         return generator.to_identifier(params)
     except InvalidGeneratorError:
         return None
+
+
+def _output_json(output: Any) -> Any:
+    """The JSON form of a chat's structured output.
+
+    Raises:
+        UnwritableRecordError: it has none.
+    """
+    from pydantic import BaseModel
+    from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+    try:
+        if isinstance(output, BaseModel):
+            return output.model_dump(mode="json")
+        return to_jsonable_python(output)
+    except (PydanticSerializationError, TypeError, ValueError) as exc:
+        raise UnwritableRecordError(
+            f"this chat's output (a {type(output).__name__}) has no JSON form, so the chat "
+            "cannot be written: set it to JSON data or a pydantic model instance"
+        ) from exc
 
 
 def _error_dict(error: BaseException | None) -> dict[str, str] | None:
@@ -187,7 +214,9 @@ class Chat(_Record):
         cost_usd: what it cost in US dollars, when the price is known (`jib run` sets it;
             see `jib.cost`).
         output: the structured answer, validated (`pipeline.structured(Model)`: an instance of
-            `Model`; a JSON schema: the parsed JSON); `None` when none was asked for.
+            `Model`; a JSON schema: the parsed JSON); `None` when none was asked for. It is
+            kept as JSON: a chat loaded from JSON or a store holds the plain JSON (for a model
+            instance, what `model_dump(mode="json")` gave).
     """
 
     messages: list[Message] = field(default_factory=list)
@@ -236,11 +265,23 @@ class Chat(_Record):
         return self.generator.chat(messages, self.params).meta(**self.metadata)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of this chat; secrets are not in it."""
+        """A JSON-ready dict of this chat; secrets are not in it.
+
+        Messages are in the OpenAI shape (`Message.to_dict`: a string stays a string; parts,
+        tool calls, `tool_call_id` and `cache_control` when there are any). `output`, when set,
+        is its JSON form: a pydantic model instance as `model_dump(mode="json")` (loading gives
+        that plain JSON back, not the model: validate it again with `Model.model_validate`).
+
+        Raises:
+            UnwritableRecordError: `output` has no JSON form.
+        """
         data = self._common_dict()
         data["kind"] = "chat"
         data["messages"] = [message.to_dict() for message in self.messages]
         data["generated"] = [message.to_dict() for message in self.generated]
+        if self.output is not None:
+            data["output"] = _output_json(self.output)
+        data["schema_version"] = _records().format_version(data)
         return data
 
     def to_json(self) -> str:
@@ -324,9 +365,16 @@ class Chat(_Record):
                 lines (an open file).
 
         Lines holding completions are skipped as not chats (load them with
-        `Completion.from_jsonl`).
+        `Completion.from_jsonl`). Parts an export wrote as files beside it
+        (`store.export_jsonl(path, parts_as_files=True)`) are read back when `source` is the
+        export's `Path`, from its folder only: a line referring to a file by an absolute path,
+        through `..` or a link out of the folder is skipped as unreadable, as is one read from
+        text or an open file (there is no folder to read from).
         """
-        return _load_all(_records().json_lines(source), "chat", rebuild_generator, trusted)
+        records = _records()
+        base = Path(source).parent if isinstance(source, os.PathLike) else None
+        lines = records.with_files(records.json_lines(source), base)
+        return _load_all(lines, "chat", rebuild_generator, trusted)
 
     @classmethod
     def _from_record(
@@ -338,8 +386,9 @@ class Chat(_Record):
     @classmethod
     def _from_model(cls, record: ChatModel, generator: Generator | None) -> Chat:
         return cls(
-            messages=[Message(m.role, m.content) for m in record.messages],
-            generated=[Message(m.role, m.content) for m in record.generated],
+            messages=[m.to_message() for m in record.messages],
+            generated=[m.to_message() for m in record.generated],
+            output=record.output,
             **_fields(record, generator),
         )
 
@@ -401,6 +450,7 @@ class Completion(_Record):
         data["kind"] = "completion"
         data["text"] = self.text
         data["generated"] = self.generated
+        data["schema_version"] = _records().format_version(data)
         return data
 
     def to_json(self) -> str:
@@ -532,7 +582,7 @@ def _label(data: Any, stored: bool, position: str | None) -> Callable[[], str]:
 
 
 def _checked(
-    data: Any, kind: Kind | None, label: Callable[[], str]
+    data: Any, kind: Kind | None, label: Callable[[], str], context: dict[str, Any] | None = None
 ) -> tuple[AnyRecordModel, list[str]]:
     """The validated model of `data` and the params dropped from it (a `GeneratorWarning` says
     which: they stopped being valid).
@@ -542,7 +592,7 @@ def _checked(
     """
     records = _records()
     try:
-        model, dropped = records.record_model(data, kind)
+        model, dropped = records.record_model(data, kind, context)
     except records.RecordProblem as exc:
         raise UnreadableRecordError(label(), str(exc), records.record_id_of(data)) from None
     if dropped:
@@ -556,16 +606,22 @@ def _checked(
 
 
 def check_record_dict(
-    data: Any, *, kind: Kind | None = None, stored: bool = False, position: str | None = None
+    data: Any,
+    *,
+    kind: Kind | None = None,
+    stored: bool = False,
+    position: str | None = None,
+    context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`data` checked to be a record dict (`to_dict` form), params no longer valid dropped.
 
     Keys beyond the record's own (a store adds `run`, `prompt_id`, `sample_index`) are kept.
+    `context` as for `load_record`.
 
     Raises:
         UnreadableRecordError: it is not a record this jib can read.
     """
-    _, dropped = _checked(data, kind, _label(data, stored, position))
+    _, dropped = _checked(data, kind, _label(data, stored, position), context)
     if not dropped:
         return dict(data)
     return {**data, "params": {k: v for k, v in data["params"].items() if k not in dropped}}
@@ -579,15 +635,19 @@ def load_record(
     trusted: bool | TrustPolicy = False,
     stored: bool = False,
     position: str | None = None,
+    context: dict[str, Any] | None = None,
 ) -> Record:
     """Load one record of a batch: a generator that cannot be rebuilt is left out, with a
     `GeneratorWarning` saying why (its `generator_id` keeps the identifier).
+
+    `context` is shared by the records of one batch (`batch_context()`): their equal content
+    parts then load as one part, held once.
 
     Raises:
         UnreadableRecordError: `data` is not a record this jib can read.
     """
     label = _label(data, stored, position)
-    model, _ = _checked(data, kind, label)
+    model, _ = _checked(data, kind, label, context)
     generator = None
     if rebuild_generator:
         try:
@@ -601,6 +661,12 @@ def load_record(
     if model.kind == "chat":
         return Chat._from_model(model, generator)
     return Completion._from_model(model, generator)
+
+
+def batch_context() -> dict[str, Any]:
+    """What the records of one batch share while loading (see `load_record`)."""
+    context: dict[str, Any] = _records().parts_cache()
+    return context
 
 
 def warn_unreadable(error: UnreadableRecordError, *, stacklevel: int = 2) -> None:
@@ -618,6 +684,7 @@ def _load_all(
     trusted: bool | TrustPolicy,
 ) -> list[Any]:
     loaded = []
+    context = batch_context()
     for position, data in items:
         try:
             if isinstance(data, _records().RecordProblem):
@@ -629,6 +696,7 @@ def _load_all(
                     rebuild_generator=rebuild_generator,
                     trusted=trusted,
                     position=position,
+                    context=context,
                 )
             )
         except UnreadableRecordError as exc:

@@ -315,7 +315,7 @@ def test_from_jsonl_skips_each_bad_line_with_a_warning_and_loads_the_rest(
     )
     assert skipped[1].startswith("chat ") and skipped[1].endswith(
         " (line 4) cannot be read and was skipped: schema_version: Value error, this record has "
-        "schema_version 99, written by a newer jib; this jib reads up to 1: upgrade jib to load it"
+        "schema_version 99, written by a newer jib; this jib reads up to 2: upgrade jib to load it"
     )
     assert skipped[2] == (
         "record (line 5) cannot be read and was skipped: it is not JSON (not UTF-8)"

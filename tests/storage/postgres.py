@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, make_url, text
 
 ENV_VAR = "JIB_TEST_POSTGRES_URL"
 
-_TABLES = ("jib_tags", "jib_records", "jib_schema_version")
+_TABLES = ("jib_blobs", "jib_tags", "jib_records", "jib_schema_version")
 
 
 def postgres_server_url() -> str:

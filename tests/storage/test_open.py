@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, make_url, text, update
 
-from jib import Chat, Message
+from jib import Chat, Message, Usage
 from jib.storage import (
     SCHEMA_VERSION,
     StoreError,
@@ -170,16 +170,24 @@ def test_a_store_at_a_version_with_no_migration_is_refused(store_url: str) -> No
         open_store(store_url)
 
 
-VERSION_2_COLUMNS = ("prompt_id", "sample_index", "latency_ms", "cost_usd", "attempts")
+COLUMNS_ADDED = {
+    2: ("prompt_id", "sample_index", "latency_ms", "cost_usd", "attempts"),
+    3: ("output", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens"),
+}
+"""The columns of `jib_records` each schema version added."""
+INDEXES_ADDED = {2: ("ix_jib_records_run_prompt",)}
 
 
-def make_version_1_store(url: str) -> Chat:
-    """A database as jib wrote it at schema version 1, holding one chat; return that chat."""
+def make_old_store(url: str, version: int) -> Chat:
+    """A database as jib wrote it at schema `version` (its tables: records, tags, version),
+    holding one chat; return that chat."""
     from sqlalchemy import Column, Index, MetaData, Table, insert
 
     from jib.storage._rows import record_to_row
     from jib.storage._schema import records, tags
 
+    later = {name for v, names in COLUMNS_ADDED.items() if v > version for name in names}
+    later_indexes = {name for v, names in INDEXES_ADDED.items() if v > version for name in names}
     old = MetaData()
     columns = [
         Column(
@@ -191,32 +199,30 @@ def make_version_1_store(url: str) -> Chat:
             autoincrement=c.autoincrement,
         )
         for c in records.columns
-        if c.name not in VERSION_2_COLUMNS
+        if c.name not in later
     ]
     old_records = Table(records.name, old, *columns)
     for index in records.indexes:
-        if index.name != "ix_jib_records_run_prompt":
+        if index.name not in later_indexes:
             Index(index.name, *(old_records.c[c.name] for c in index.columns))
     tags.to_metadata(old)
     schema_version.to_metadata(old)
-    chat = Chat(messages=[Message("user", "from version 1")], metadata={"prompt_id": "q1"})
-    row, _ = record_to_row(chat, run="old", extra_tags=[], stored_at=chat.timestamp)
+    chat = Chat(messages=[Message("user", f"from version {version}")], metadata={"prompt_id": "q1"})
+    row, _, _ = record_to_row(chat, run="old", extra_tags=[], stored_at=chat.timestamp)
     engine = create_engine(to_database_url(url))
     with engine.begin() as connection:
         old.create_all(connection)
-        connection.execute(insert(schema_version).values(version=1))
-        connection.execute(
-            insert(old_records), {k: v for k, v in row.items() if k not in VERSION_2_COLUMNS}
-        )
+        connection.execute(insert(schema_version).values(version=version))
+        connection.execute(insert(old_records), {k: v for k, v in row.items() if k not in later})
     engine.dispose()
     return chat
 
 
 def test_a_version_1_store_is_migrated_and_keeps_its_records(store_url: str) -> None:
-    chat = make_version_1_store(store_url)
+    chat = make_old_store(store_url, 1)
 
     with open_store(store_url) as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         [old] = list(store.iter_dicts(run="old"))
         store.save(Chat(latency_ms=5.0, cost_usd=0.5, metadata={"prompt_id": "q2"}), run="new")
         [new] = list(store.iter_dicts(run="new"))
@@ -233,3 +239,52 @@ def test_a_version_1_store_is_migrated_and_keeps_its_records(store_url: str) -> 
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM jib_schema_version")).scalar() == 1
     engine.dispose()
+
+
+def test_a_version_2_store_is_migrated_then_keeps_parts_beside_its_old_records(
+    store_url: str,
+) -> None:
+    from jib import ContentImageUrl
+
+    chat = make_old_store(store_url, 2)
+    image = ContentImageUrl.from_bytes(b"\x89PNG" + bytes(range(256)) * 8, "image/png")
+    with_parts = Chat(messages=[Message("user", ["What is this?", image])], output={"a": 1})
+
+    with open_store(store_url) as store:
+        assert store.schema_version == 3
+        [old] = store.query(run="old")
+        store.save(with_parts, run="new")
+        [new] = store.query(run="new")
+
+    assert old.id == chat.id and old.messages == chat.messages and old.output is None
+    assert new.messages == with_parts.messages and new.output == {"a": 1}
+    engine = create_engine(to_database_url(store_url))
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM jib_blobs")).scalar() == 1
+    engine.dispose()
+
+
+def test_a_store_written_by_the_previous_jib_opens_and_reads(tmp_path: Path) -> None:
+    # store-v2.db was written by jib at schema version 2 (see data/make_store_v2.py).
+    import shutil
+
+    from jib import Completion, StoredError
+
+    path = tmp_path / "jib.db"
+    shutil.copyfile(Path(__file__).parent / "data" / "store-v2.db", path)
+
+    with open_store(path) as store:
+        assert store.schema_version == 3
+        chat, failed, completion = store.query(run="v2")
+        runs = store.runs()
+
+    assert isinstance(chat, Chat) and chat.id == "a" * 32
+    assert [m.content for m in chat.all] == ["Be brief.", "Héllo", "Héllo"]
+    assert chat.generator is not None and chat.params is not None
+    assert chat.params.temperature == 0.5
+    assert (chat.usage, chat.cost_usd, chat.metadata["prompt_id"]) == (Usage(3, 1), 0.25, "q1")
+    assert chat.output is None
+    assert failed.failed and isinstance(failed.error, StoredError)
+    assert failed.error.message == "boom"
+    assert isinstance(completion, Completion) and completion.all == "The sky is blue"
+    assert runs[0]["records"] == 3 and runs[0]["unreadable"] == 0

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from jib import _part_data
 from jib.errors import MissingDependencyError
 from jib.storage._csv import CsvWriter
 from jib.storage._rows import tags_of
@@ -74,14 +75,15 @@ def _json(value: Any) -> str:
 def flat_row(data: dict[str, Any]) -> dict[str, Any]:
     """One record dict as a flat row: `prompt` / `response` texts, nested values kept as objects.
 
-    `prompt` is the last message sent (or the text of a completion); `response` is the generated
-    text (empty for a failure).
+    `prompt` is the text of the last message sent (or the text of a completion); `response` is
+    the generated text (empty for a failure). A message of parts counts by its text parts (joined
+    by newlines, as `Message.content`); the parts themselves are in `messages` / `generated`.
     """
     if data["kind"] == "chat":
         sent = data["messages"]
-        prompt = sent[-1]["content"] if sent else ""
+        prompt = _text_of(sent[-1]) if sent else ""
         generated = data["generated"]
-        response = generated[-1]["content"] if generated else ""
+        response = _text_of(generated[-1]) if generated else ""
     else:
         sent = data["text"]
         prompt = sent
@@ -117,6 +119,16 @@ def flat_row(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _text_of(message: dict[str, Any]) -> str:
+    """A stored message's text: its content, or its text parts joined."""
+    content = message["content"]
+    if isinstance(content, str):
+        return content
+    return "\n".join(
+        part["text"] for part in content if isinstance(part, dict) and part.get("type") == "text"
+    )
+
+
 @contextmanager
 def _opened(destination: Destination, mode: str) -> Iterator[IO[Any]]:
     if isinstance(destination, (str, Path)):
@@ -130,11 +142,26 @@ def _opened(destination: Destination, mode: str) -> Iterator[IO[Any]]:
         yield destination
 
 
-def write_jsonl(records: Iterable[dict[str, Any]], destination: Destination) -> int:
-    """Write one JSON object per record per line (loadable by `Chat.from_dict`); return count."""
+def write_jsonl(
+    records: Iterable[dict[str, Any]], destination: Destination, *, parts_as_files: bool = False
+) -> int:
+    """Write one JSON object per record per line (loadable by `Chat.from_jsonl`); return count.
+
+    With `parts_as_files` (`destination` a path), the inline data of parts is written as files
+    beside it, once per content, and the lines refer to them (see `jib._part_data.FileWriter`).
+    """
+    files = None
+    if parts_as_files and isinstance(destination, (str, Path)):
+        files = _part_data.FileWriter(Path(destination))
     count = 0
     with _opened(destination, "w") as handle:
         for data in records:
+            if files is not None and data.get("kind") == "chat":
+                data = {
+                    **data,
+                    "messages": _part_data.swap_data(data["messages"], files),
+                    "generated": _part_data.swap_data(data["generated"], files),
+                }
             handle.write(json.dumps(data, ensure_ascii=False) + "\n")
             count += 1
     return count

@@ -7,6 +7,10 @@ One schema serves SQLite and PostgreSQL alike:
   spread over typed columns for what is queried (run, model, failed, time, tokens) and JSON
   columns for the rest (params, messages, metadata).
 - `jib_tags`: one row per (record, tag), so a tag query uses an index on every backend.
+- `jib_blobs`: the bytes of inline content parts (images, audio, documents), one row per
+  content, keyed by its SHA-256, with the number of records that refer to it: a record's
+  messages hold `jib-blob:` references (see `jib._part_data` and `jib.storage._blobs`) instead
+  of the data, so a thousand chats sending one image store it once.
 
 Migration story (carried out by `jib.storage._migrate`): `SCHEMA_VERSION` is the version this
 code writes. Opening a store creates the tables in an empty database; a database at an older
@@ -19,7 +23,9 @@ A schema change therefore ships as: new columns/tables in `tables`, `SCHEMA_VERS
 function in `MIGRATIONS` that changes an existing database the same way.
 
 Versions: 1, the first schema; 2 adds `prompt_id`, `sample_index` (where a record of a run came
-from in its dataset), `latency_ms`, `cost_usd` and `attempts`, all nullable.
+from in its dataset), `latency_ms`, `cost_usd` and `attempts`, all nullable; 3 adds the table
+`jib_blobs` and the nullable columns `output` (a chat's structured output),
+`cached_input_tokens`, `cache_write_tokens` and `reasoning_tokens`.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -48,9 +55,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "metadata", "records", "schema_version", "tags"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "blobs",
+    "metadata",
+    "records",
+    "schema_version",
+    "tags",
+]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version this code reads and writes (the history is in `MIGRATIONS`)."""
 
 
@@ -77,6 +92,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 _JSON = JSON().with_variant(JSONB(), "postgresql")
+# Python `None` as SQL NULL (not JSON `null`): a column that is often empty.
+_JSON_OR_NULL = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 metadata = MetaData()
 
@@ -119,6 +136,11 @@ records = Table(
     Column("latency_ms", Float, nullable=True),
     Column("cost_usd", Float, nullable=True),
     Column("attempts", Integer, nullable=True),
+    # Version 3: the structured output, and the cache and reasoning token counts.
+    Column("output", _JSON_OR_NULL, nullable=True),
+    Column("cached_input_tokens", Integer, nullable=True),
+    Column("cache_write_tokens", Integer, nullable=True),
+    Column("reasoning_tokens", Integer, nullable=True),
     Index("ix_jib_records_run_input", "run", "input_key"),
     Index("ix_jib_records_run_prompt", "run", "prompt_id", "sample_index"),
     Index("ix_jib_records_timestamp", "timestamp"),
@@ -132,6 +154,16 @@ tags = Table(
     Column("record_id", String(64), ForeignKey("jib_records.id"), primary_key=True),
     Column("tag", String(255), primary_key=True),
     Index("ix_jib_tags_tag", "tag"),
+)
+
+blobs = Table(
+    "jib_blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    # How many records refer to it: a count, not a table of links, so a record costs no more
+    # for its parts than its references (the store's own size is an acceptance figure).
+    Column("refs", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
 )
 
 Migration = Callable[[Connection], Any]
@@ -164,5 +196,20 @@ def _to_version_2(connection: Connection) -> None:
     next(i for i in records.indexes if i.name == "ix_jib_records_run_prompt").create(connection)
 
 
-MIGRATIONS: dict[int, Migration] = {1: _to_version_2}
+def _to_version_3(connection: Connection) -> None:
+    """Version 2 → 3: blobs for the inline data of content parts, the structured output, and
+    the cache and reasoning token counts.
+
+    Existing records hold no parts (their messages are text), so nothing is moved: the new
+    tables start empty and the new columns are nullable.
+    """
+    _add_columns(
+        connection,
+        records,
+        ["output", "cached_input_tokens", "cache_write_tokens", "reasoning_tokens"],
+    )
+    blobs.create(connection)
+
+
+MIGRATIONS: dict[int, Migration] = {1: _to_version_2, 2: _to_version_3}
 """`MIGRATIONS[v](connection)` upgrades a database from version `v` to `v + 1`."""

@@ -16,6 +16,7 @@ from typing_extensions import Unpack
 
 from jib.chat import Chat, Completion
 from jib.storage import _export
+from jib.storage._blobs import StoredBlobs, changes_between, count_changes, stored_references
 from jib.storage._decode import RAW_COLUMNS
 from jib.storage._engine import WRITE, create_store_engine, redacted_url
 from jib.storage._errors import StoreError
@@ -186,18 +187,28 @@ class ChatStore:
         batch = [items] if isinstance(items, (Chat, Completion)) else list(items)
         if not batch:
             return 0
-        rows, tag_rows = rows_to_save(batch, run=run, tags=tags, stored_at=_now())
-        ids = list(dict.fromkeys([*rows, *replacing]))
+        saved = rows_to_save(batch, run=run, tags=tags, stored_at=_now())
+        ids = list(dict.fromkeys([*saved.rows, *replacing]))
         with self._write() as connection:
-            for start in range(0, len(ids), _CHUNK):
-                chunk = ids[start : start + _CHUNK]
-                connection.execute(delete(tags_table).where(tags_table.c.record_id.in_(chunk)))
-                connection.execute(delete(records).where(records.c.id.in_(chunk)))
-            connection.execute(insert(records), list(rows.values()))
-            tag_values = [{"record_id": i, "tag": t} for i, ts in tag_rows.items() for t in ts]
+            replaced = stored_references(connection, ids)
+            self._delete_rows(connection, ids)
+            connection.execute(insert(records), list(saved.rows.values()))
+            tag_values = [{"record_id": i, "tag": t} for i, ts in saved.tags.items() for t in ts]
             if tag_values:
                 connection.execute(insert(tags_table), tag_values)
-        return len(rows)
+            changes = changes_between(replaced, saved.references.values())
+            count_changes(connection, changes, saved.blobs.blobs)
+        return len(saved.rows)
+
+    @staticmethod
+    def _delete_rows(connection: Connection, ids: list[str]) -> int:
+        """Delete these records and their tags; return how many records were stored."""
+        removed = 0
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            connection.execute(delete(tags_table).where(tags_table.c.record_id.in_(chunk)))
+            removed += connection.execute(delete(records).where(records.c.id.in_(chunk))).rowcount
+        return removed
 
     async def asave(
         self,
@@ -230,27 +241,25 @@ class ChatStore:
     def delete(self, ids: Iterable[str]) -> int:
         """Delete the records with these ids; return how many were stored."""
         id_list = list(dict.fromkeys(ids))
-        removed = 0
         with self._write() as connection:
-            for start in range(0, len(id_list), _CHUNK):
-                chunk = id_list[start : start + _CHUNK]
-                connection.execute(delete(tags_table).where(tags_table.c.record_id.in_(chunk)))
-                result = connection.execute(delete(records).where(records.c.id.in_(chunk)))
-                removed += result.rowcount
+            referred = stored_references(connection, id_list)
+            removed = self._delete_rows(connection, id_list)
+            count_changes(connection, changes_between(referred, []), {})
         return removed
 
     # -- reading -------------------------------------------------------------------------------
 
+    @contextmanager
     def _rows(
         self, filter: Filter, *, newest_first: bool = False, limit: int | None = None
-    ) -> Iterator[dict[str, Any]]:
-        """Raw rows (see `jib.storage._decode`), streamed a chunk at a time."""
+    ) -> Iterator[tuple[Iterator[dict[str, Any]], StoredBlobs]]:
+        """Raw rows (see `jib.storage._decode`), streamed a chunk at a time, and the blobs their
+        parts refer to (read through the same connection)."""
         statement = filter.select(newest_first=newest_first, limit=limit)
         statement = statement.with_only_columns(*RAW_COLUMNS)
         with self._read() as connection:
             result = connection.execution_options(yield_per=_CHUNK).execute(statement)
-            for row in result.mappings():
-                yield dict(row)
+            yield (dict(row) for row in result.mappings()), StoredBlobs(connection)
 
     def iter_dicts(
         self,
@@ -264,8 +273,8 @@ class ChatStore:
         A record that cannot be read is skipped with an `UnreadableRecordWarning` naming it (see
         `query`); with `limit`, it still counts towards the limit.
         """
-        rows = self._rows(Filter(**filters), newest_first=newest_first, limit=limit)
-        yield from readable_dicts(rows, self._backend)
+        with self._rows(Filter(**filters), newest_first=newest_first, limit=limit) as (rows, blobs):
+            yield from readable_dicts(rows, self._backend, blobs)
 
     def iter_records(
         self,
@@ -291,10 +300,14 @@ class ChatStore:
         limit: int | None = None,
         rebuild_generator: bool = True,
     ) -> Generator[Record, None, None]:
-        rows = self._rows(filter, newest_first=newest_first, limit=limit)
-        yield from readable_records(
-            rows, self._backend, rebuild_generator=rebuild_generator, trusted=self._trusted
-        )
+        with self._rows(filter, newest_first=newest_first, limit=limit) as (rows, blobs):
+            yield from readable_records(
+                rows,
+                self._backend,
+                blobs,
+                rebuild_generator=rebuild_generator,
+                trusted=self._trusted,
+            )
 
     def query(
         self,
@@ -344,12 +357,14 @@ class ChatStore:
             RecordNotFoundError: no record (or more than one) matches.
             UnreadableRecordError: the record cannot be read (the message says why).
         """
-        return stored_record(
-            self._get_row(record_id),
-            self._backend,
-            rebuild_generator=rebuild_generator,
-            trusted=self._trusted,
-        )
+        with self._read() as connection:
+            return stored_record(
+                find_row(connection, record_id, columns=RAW_COLUMNS),
+                self._backend,
+                StoredBlobs(connection),
+                rebuild_generator=rebuild_generator,
+                trusted=self._trusted,
+            )
 
     def get_dict(self, record_id: str) -> dict[str, Any]:
         """One record as a dict (`to_dict` form plus `run`); same lookup as `get`.
@@ -358,11 +373,9 @@ class ChatStore:
             RecordNotFoundError: no record (or more than one) matches.
             UnreadableRecordError: the record cannot be read (the message says why).
         """
-        return stored_dict(self._get_row(record_id), self._backend)
-
-    def _get_row(self, record_id: str) -> dict[str, Any]:
         with self._read() as connection:
-            return find_row(connection, record_id, columns=RAW_COLUMNS)
+            raw = find_row(connection, record_id, columns=RAW_COLUMNS)
+            return stored_dict(raw, self._backend, StoredBlobs(connection))
 
     def last(
         self, *, kind: Kind = "chat", failed: bool | None = False, rebuild_generator: bool = True
@@ -401,9 +414,32 @@ class ChatStore:
 
     # -- exporting -----------------------------------------------------------------------------
 
-    def export_jsonl(self, destination: _export.Destination, **filters: Unpack[FilterArgs]) -> int:
-        """Write matching records as JSON Lines (loadable by `Chat.from_dict`); return count."""
-        return _export.write_jsonl(self.iter_dicts(**filters), destination)
+    def export_jsonl(
+        self,
+        destination: _export.Destination,
+        *,
+        parts_as_files: bool = False,
+        **filters: Unpack[FilterArgs],
+    ) -> int:
+        """Write matching records as JSON Lines (loadable by `Chat.from_jsonl`); return count.
+
+        The data of images, audio and documents is written inline, as `data:` URLs (each line
+        loads on its own, with `Chat.from_dict`), unless `parts_as_files` is true: then each
+        content is written once, as a file in a folder beside the export (`r.jsonl` →
+        `r.files/<sha256>.png`), and the lines refer to it by relative path (`jib-file:`
+        references, which `Chat.from_jsonl(path)` reads back).
+
+        Raises:
+            StoreError: `parts_as_files` with a destination that is not a path.
+        """
+        if parts_as_files and not isinstance(destination, (str, Path)):
+            raise StoreError(
+                "parts_as_files writes files beside the export: give the export's path, not "
+                "an open file"
+            )
+        return _export.write_jsonl(
+            self.iter_dicts(**filters), destination, parts_as_files=parts_as_files
+        )
 
     def export_csv(
         self,
