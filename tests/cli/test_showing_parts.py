@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 from rich.console import Console
 
 from jib.chat import Chat
@@ -38,12 +37,6 @@ AUDIO = ContentAudioInput.from_bytes(b"RIFF" + bytes(3 * 1024 - 4), "wav")
 PDF = ContentFile.from_bytes(b"%PDF" + bytes(40 * 1024 - 4), "application/pdf", filename="a.pdf")
 REMOTE = ContentImageUrl.from_url("https://images.example.com/cat.png")
 HOSTILE = '\x1b[2J[bold red]boom[/] <script>alert("x")</script>'
-
-waits_on_storage = pytest.mark.xfail(
-    strict=True,
-    reason="the store keeps parts, tool calls and outputs once issue 18's storage lands",
-)
-
 
 def record(chat: Chat, *, output: Any = None, **columns: Any) -> dict[str, Any]:
     """`chat` as the store gives it back (`jib show` and friends read this form)."""
@@ -237,7 +230,6 @@ def test_report_inlines_images_up_to_its_budget() -> None:
     assert "[image/png 12 KB] (not shown: the page holds its budget of images)" in page
 
 
-@waits_on_storage
 def test_show_of_a_stored_chat_with_an_image_and_a_tool_call(
     jib: JibRunner, tmp_path: Path
 ) -> None:
@@ -255,7 +247,6 @@ def test_show_of_a_stored_chat_with_an_image_and_a_tool_call(
     assert '-> get_weather({"city": "Paris"})' in text
 
 
-@waits_on_storage
 def test_report_of_a_run_with_attachments_shows_its_images(jib: JibRunner, tmp_path: Path) -> None:
     (tmp_path / "cat.png").write_bytes(PNG)
     prompts = tmp_path / "p.jsonl"
