@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from jib import Chat, Message
+from jib import Chat, ContentImageUrl, Message
 from jib.storage import open_store
 from tests.cli.conftest import (
     EXAMPLE_PROMPTS,
@@ -183,3 +184,30 @@ def test_export_into_a_closed_pipe_stops_quietly(jib_env: dict[str, str], tmp_pa
     assert process.returncode == 1
     assert "Traceback" not in stderr
     assert "error:" not in stderr
+
+
+def test_export_with_parts_as_files_writes_each_image_once_beside_the_export(
+    jib: JibRunner, default_store: Path, tmp_path: Path
+) -> None:
+    image = ContentImageUrl.from_bytes(b"\x89PNG" + bytes(2048), "image/png")
+    with open_store(default_store) as store:
+        for prompt in ("first", "second"):
+            store.save(Chat(messages=[Message("user", [prompt, image])]))
+    target = tmp_path / "out.jsonl"
+
+    result = jib("export", "--parts-as-files", "-o", str(target))
+
+    assert result.code == 0, result.stderr
+    assert [path.name for path in (tmp_path / "out.files").iterdir()] == [
+        f"{hashlib.sha256(image.data or b'').hexdigest()}.png"
+    ]
+    assert "data:" not in target.read_text()
+    loaded = Chat.from_jsonl(target)
+    assert [chat.messages[0].content_parts[1] for chat in loaded] == [image, image]
+
+
+def test_export_parts_as_files_needs_a_jsonl_file(jib: JibRunner) -> None:
+    result = jib("export", "--parts-as-files")
+
+    assert result.code == 2
+    assert "--parts-as-files writes files beside a JSON Lines export" in result.stderr

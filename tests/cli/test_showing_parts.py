@@ -38,6 +38,7 @@ PDF = ContentFile.from_bytes(b"%PDF" + bytes(40 * 1024 - 4), "application/pdf", 
 REMOTE = ContentImageUrl.from_url("https://images.example.com/cat.png")
 HOSTILE = '\x1b[2J[bold red]boom[/] <script>alert("x")</script>'
 
+
 def record(chat: Chat, *, output: Any = None, **columns: Any) -> dict[str, Any]:
     """`chat` as the store gives it back (`jib show` and friends read this form)."""
     data = chat.to_dict()

@@ -76,6 +76,14 @@ def export_command(
             "(docs/security.md).",
         ),
     ] = False,
+    parts_as_files: Annotated[
+        bool,
+        typer.Option(
+            "--parts-as-files",
+            help="JSON Lines only: write each image, audio clip or document once, as a file in "
+            "a folder beside --output (r.jsonl → r.files/), instead of inline as data: URLs.",
+        ),
+    ] = False,
     store: StoreOption = None,
 ) -> None:
     """Export stored chats: JSON Lines (loadable with Chat.from_jsonl), CSV or Parquet.
@@ -93,6 +101,12 @@ def export_command(
             fail("parquet is binary: give a file with --output FILE.parquet", EXIT_USAGE)
         if raw_csv and chosen is not ExportFormat.csv:
             fail(f"--raw-csv is for --format csv, not {chosen.value}", EXIT_USAGE)
+        if parts_as_files and (chosen is not ExportFormat.jsonl or output is None):
+            fail(
+                "--parts-as-files writes files beside a JSON Lines export: give "
+                "--output FILE.jsonl",
+                EXIT_USAGE,
+            )
         with open_cli_store(store) as chat_store, counting_unreadable(err_console) as skipped:
             if run is not None:
                 require_run(chat_store, run)
@@ -103,7 +117,9 @@ def export_command(
             elif chosen is ExportFormat.parquet:
                 count = chat_store.export_parquet(destination, **filters)
             else:
-                count = chat_store.export_jsonl(destination, **filters)
+                count = chat_store.export_jsonl(
+                    destination, parts_as_files=parts_as_files, **filters
+                )
             where = str(output) if output else "stdout"
             unreadable = f" ({skipped.summary()})" if skipped.count else ""
             err_console.print(
