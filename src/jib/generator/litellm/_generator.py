@@ -13,6 +13,7 @@ from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._retry import retry_after_from
 from jib._wire import DEFAULT_MAX_RESPONSE_BYTES
 from jib.errors import JibError, MalformedResponseError, MissingDependencyError, ProviderError
+from jib.generator.litellm._carry import check_params, check_parts
 from jib.generator.litellm._errors import _chain, litellm_failure
 from jib.generator.litellm._runtime import (
     OLLAMA_PREFIXES,
@@ -23,6 +24,7 @@ from jib.generator.litellm._runtime import (
 from jib.generator.openai._protocol import (
     INERT_REQUEST_OPTIONS,
     StreamState,
+    check_text_params,
     read_chat,
     read_text,
 )
@@ -80,6 +82,47 @@ class LiteLLMGenerator(RequestGenerator):
     def before_batch(self) -> None:
         """A missing LiteLLM fails the whole batch, once, saying what to install."""
         import_litellm()
+
+    # -- what a request may carry ----------------------------------------------------------------
+
+    def check_request(self, item: Sequence[Message] | str, params: GenerateParams) -> None:
+        """Refuse, before anything is sent, a part or a beyond-text param LiteLLM would leave
+        out for this provider (see `_carry`); a text completion takes no tools or audio."""
+        label = self._provider_label
+        if isinstance(item, str):
+            check_text_params(params, label)
+            return
+        route = self._route(params)
+        if route is None:
+            return  # LiteLLM does not know the provider: its call will say so
+        provider, supported = route
+        check_parts(item, provider, label)
+        check_params(params, supported, label)
+
+    def _route(self, params: GenerateParams) -> tuple[str, Sequence[str] | None] | None:
+        """LiteLLM's provider for this model, and the OpenAI params it takes there; worked out
+        once per model, `api_base` and `custom_llm_provider`."""
+        custom = params.extra.get("custom_llm_provider")
+        key = (self.model, self.api_base, custom)
+        cache = self._runtime["_cache"]
+        known: tuple[tuple[Any, ...], Any] | None = cache.get("route")
+        if known is not None and known[0] == key:
+            route: tuple[str, Sequence[str] | None] | None = known[1]
+            return route
+        litellm = import_litellm()
+        try:
+            _, provider, _, _ = litellm.get_llm_provider(
+                model=self.model, custom_llm_provider=custom, api_base=self.api_base
+            )
+            supported = litellm.get_supported_openai_params(
+                model=self.model, custom_llm_provider=provider
+            )
+        except Exception:  # LiteLLM's own error for a model it cannot route, raised in the call
+            route = None
+        else:
+            route = (provider, supported)
+        cache["route"] = (key, route)
+        return route
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -195,8 +238,8 @@ class LiteLLMGenerator(RequestGenerator):
             failure = None
         if failure is not None:
             raise self._error(failure, arguments)
-        if not state.parts and state.usage is None:
-            # Nothing streamed and no usage: the server most likely ignored `stream`, and
+        if not state.said_anything:
+            # Nothing streamed, not even usage: the server most likely ignored `stream`, and
             # LiteLLM made up one empty chunk in place of its answer. The request tier asks
             # again without streaming.
             raise StreamNotHonoured
