@@ -27,6 +27,7 @@ from jib.generator.openai._protocol import (
     check_text_params,
     read_chat,
     read_text,
+    wire_messages,
 )
 from jib.generator.remote import RequestGenerator, StreamNotHonoured
 from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
@@ -206,7 +207,7 @@ class LiteLLMGenerator(RequestGenerator):
         generated = await self._request(
             litellm.acompletion,
             read_chat,
-            messages=[message.to_dict() for message in messages],
+            messages=wire_messages(messages),
             **await self._bounded_arguments(params, text=False),
         )
         fix_ollama_stop_reason(self.model, generated, params.max_tokens)
@@ -223,9 +224,7 @@ class LiteLLMGenerator(RequestGenerator):
         arguments.setdefault("stream_options", {"include_usage": True})
         state = StreamState(self._provider_label, self.max_response_bytes)
         try:
-            response = await litellm.acompletion(
-                messages=[message.to_dict() for message in messages], **arguments
-            )
+            response = await litellm.acompletion(messages=wire_messages(messages), **arguments)
             async for chunk in response:
                 delta = state.feed_chunk(_plain(chunk))
                 if delta:

@@ -54,6 +54,7 @@ __all__ = [
     "read_chat",
     "read_text",
     "text_body",
+    "wire_messages",
 ]
 
 INERT_REQUEST_OPTIONS: frozenset[str] = frozenset(
@@ -97,21 +98,27 @@ def chat_body(
     `cache_marks=False` leaves the messages' and parts' `cache_control` out, for servers that
     cache by themselves and refuse the field (OpenAI's own).
     """
-    wire = [m.to_dict() for m in messages]
-    if not cache_marks:
-        for message in wire:
-            _drop_cache_marks(message)
-    body: dict[str, Any] = {"model": model, "messages": wire}
+    body: dict[str, Any] = {"model": model, "messages": wire_messages(messages, cache_marks)}
     body.update(_sampling(params))
     return body
 
 
-def _drop_cache_marks(message: dict[str, Any]) -> None:
-    message.pop("cache_control", None)
-    content = message["content"]
-    if type(content) is list:
-        for part in content:
-            part.pop("cache_control", None)
+def wire_messages(messages: Sequence[Message], cache_marks: bool = True) -> list[dict[str, Any]]:
+    """The messages in the OpenAI shape, as they go on the wire: an assistant's message that
+    only calls tools has `content: null` (OpenAI's convention; an empty text would reach
+    providers LiteLLM translates for as an empty text part). `cache_marks=False` leaves every
+    `cache_control` out."""
+    wire = [m.to_dict() for m in messages]
+    for message in wire:
+        if message["content"] == "" and "tool_calls" in message:
+            message["content"] = None
+        if not cache_marks:
+            message.pop("cache_control", None)
+            content = message["content"]
+            if type(content) is list:
+                for part in content:
+                    part.pop("cache_control", None)
+    return wire
 
 
 def text_body(model: str, text: str, params: GenerateParams) -> dict[str, Any]:
