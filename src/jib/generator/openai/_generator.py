@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._wire import WireRequest, WireResponse
+from jib._wire.models import Body
 from jib.errors import InvalidGeneratorError, ProviderError
 from jib.generator._wired import WiredGenerator
 from jib.generator.openai._bodies import EncodedBodies
@@ -129,7 +130,7 @@ class OpenAIGenerator(WiredGenerator):
 
     # -- one request, one answer ---------------------------------------------------------------
 
-    def _post(self, path: str, body: bytes, headers: dict[str, str]) -> WireRequest:
+    def _post(self, path: str, body: Body, headers: dict[str, str]) -> WireRequest:
         url = self.api_base.rstrip("/") + path
         return WireRequest("POST", url, self._headers(headers), body)
 
