@@ -259,6 +259,7 @@ def _turn(body: dict[str, Any]) -> Turn:
             turn.tool_results.append(content)
         elif kind == "text":
             turn.received.append("text")
+            turn.text += block["text"] + " "
         else:
             source = block.get("source", {})
             turn.received.append(source.get("media_type") or f"{kind} url")

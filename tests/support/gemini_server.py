@@ -247,6 +247,7 @@ def _turn(top: dict[str, Any]) -> Turn:
             turn.tool_results.append(content if isinstance(content, str) else json.dumps(response))
         elif "text" in part:
             turn.received.append("text")
+            turn.text += part["text"] + " "
         elif "inlineData" in part:
             turn.received.append(_fields(part["inlineData"], "")["mimeType"])
         elif "fileData" in part:

@@ -276,6 +276,7 @@ def _turn(body: dict[str, Any]) -> Turn:
             turn.received = [_check_part(part, "", False) for part in content]
         else:
             turn.received = ["text"]
+        turn.text = _text(content)
     for tool in body.get("tools") or []:
         turn.tools[tool["function"]["name"]] = tool["function"].get("parameters") or {}
     choice = body.get("tool_choice")

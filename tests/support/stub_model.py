@@ -7,7 +7,8 @@ the wire format, and a test can script one reply and see it come back through ea
 Unscripted, the model answers deterministically:
 - after tool results: "The tools said: <result>; <result>";
 - offered tools (and not told `none`): a call of the forced tool, or of the first one, with
-  arguments made from its schema (`example_of`);
+  arguments made from its schema (`example_of`; a string is the last capitalized word of the
+  user's text, so "Weather in Paris?" calls `get_weather` with `{"city": "Paris"}`);
 - asked for JSON (a schema): an object made from the schema;
 - otherwise: what it received, e.g. "Received: text, image/png, audio/wav, application/pdf".
 """
@@ -45,6 +46,7 @@ class Turn:
 
     Attributes:
         received: the last user message's content, one entry per part: `text` or a media type.
+        text: the last user message's text.
         tool_results: the tool results the last message carried, as text.
         tools: the tools offered, name to parameter schema, in order.
         forced_tool: the tool the request forces, if any.
@@ -53,6 +55,7 @@ class Turn:
     """
 
     received: list[str] = field(default_factory=list)
+    text: str = ""
     tool_results: list[str] = field(default_factory=list)
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)
     forced_tool: str | None = None
@@ -92,14 +95,22 @@ def answer(turn: Turn, script: ScriptedReplies) -> Reply:
         return Reply("The tools said: " + "; ".join(turn.tool_results))
     if turn.tools and not turn.tools_off:
         name = turn.forced_tool or next(iter(turn.tools))
-        return Reply(tool_calls=(ToolUse(name, example_of(turn.tools.get(name, {}))),))
+        arguments = example_of(turn.tools.get(name, {}), _hint(turn.text))
+        return Reply(tool_calls=(ToolUse(name, arguments),))
     if turn.json_schema is not None:
-        return Reply(json.dumps(example_of(turn.json_schema)))
+        return Reply(json.dumps(example_of(turn.json_schema, _hint(turn.text))))
     return Reply("Received: " + ", ".join(turn.received))
 
 
-def example_of(schema: Any) -> Any:
-    """A value that validates against a simple JSON schema (objects, arrays, scalars, enums)."""
+def _hint(text: str) -> str:
+    words = [word.strip(".,;:!?\"'()") for word in text.split()]
+    capitalized = [word for word in words[1:] if word[:1].isupper()]
+    return capitalized[-1] if capitalized else "example"
+
+
+def example_of(schema: Any, text: str = "example") -> Any:
+    """A value that validates against a simple JSON schema (objects, arrays, scalars, enums);
+    strings are `text`."""
     if not isinstance(schema, dict):
         return None
     if schema.get("enum"):
@@ -109,11 +120,11 @@ def example_of(schema: Any) -> Any:
         kind = next((k for k in kind if k != "null"), None)
     if kind == "object" or "properties" in schema:
         properties = schema.get("properties") or {}
-        return {name: example_of(sub) for name, sub in properties.items()}
+        return {name: example_of(sub, text) for name, sub in properties.items()}
     if kind == "array":
-        return [example_of(schema.get("items", {}))]
+        return [example_of(schema.get("items", {}), text)]
     if kind == "string":
-        return "example"
+        return text
     if kind in ("integer", "number"):
         return 1
     if kind == "boolean":

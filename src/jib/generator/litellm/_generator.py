@@ -49,9 +49,12 @@ class LiteLLMGenerator(RequestGenerator):
     """A generator that sends each request through `litellm.acompletion` / `atext_completion`.
 
     Every `GenerateParams` field is passed to LiteLLM, `extra` entries included (they may also
-    carry LiteLLM's own arguments, such as `num_ctx` for Ollama). Parameters a provider does not
-    support are dropped rather than failing the call (`drop_params=True` on each call; set
-    `extra={"drop_params": False}` to be told instead).
+    carry LiteLLM's own arguments, such as `num_ctx` for Ollama), and every message in OpenAI's
+    shape (content parts, tool calls and results, `cache_control`): LiteLLM writes each
+    provider's own format. Sampling parameters a provider does not support are dropped rather
+    than failing the call (`drop_params=True` on each call; set `extra={"drop_params": False}`
+    to be told instead); a content part or a beyond-text parameter (`tools`, `response_format`,
+    …) LiteLLM would leave out is refused before sending (`_carry`).
 
     Requests go through jib's request tier (`RequestGenerator`): at most `max_connections` in
     flight, `rpm`/`tpm` limits, and transient failures retried by jib (LiteLLM's and the OpenAI

@@ -44,11 +44,14 @@ class OpenAIGenerator(WiredGenerator):
 
     `openai!MODEL,api_base=http://host:8000/v1` for vLLM, llama.cpp, Ollama's `/v1`, LM Studio,
     SGLang or `transformers serve`; plain `openai!gpt-4o-mini` for OpenAI itself. Chat goes to
-    `{api_base}/chat/completions`, text to `{api_base}/completions`. Every `GenerateParams`
-    field but `timeout` goes into the request body, and `extra` entries too, untouched (tools,
-    response_format, logprobs, a server's own options). Limits, retries and attempts are the
-    request tier's (`RequestGenerator`); proxies, TLS, redirects and size bounds the wire's
-    (`WiredGenerator`).
+    `{api_base}/chat/completions`, text to `{api_base}/completions`. Messages go out in
+    OpenAI's shape (content parts, tool calls, tool results; `cache_control` marks too, except
+    to OpenAI's own API, which caches by itself and refuses them); every `GenerateParams` field
+    but `timeout` goes into the request body (tools, tool_choice, response_format, …), and
+    `extra` entries too, untouched (logprobs, a server's own options). Inline media is never
+    JSON-escaped, and a retry resends the same body (`_bodies`). Limits, retries and attempts
+    are the request tier's (`RequestGenerator`); proxies, TLS, redirects and size bounds the
+    wire's (`WiredGenerator`).
 
     Attributes:
         api_base: the server's base URL, up to and including `/v1`.
