@@ -8,7 +8,8 @@ about 150 MB/s: 9 ms of CPU for the image alone, several times what sending it c
   `json.dumps` and sends it as a piece of its own between the pieces of JSON around it (the wire
   writes them one after another, see `jib._wire.models.Body`): a payload is base64, checked when its
   part was made (parts are frozen), and base64 needs no escaping in JSON. `PayloadBytes` keeps
-  each payload's bytes, so a batch sending one image a thousand times encodes it once.
+  each payload's bytes (the most recently used, up to 64 MiB per generator), so a batch sending
+  one image a thousand times encodes it once.
 - `EncodedBodies` keeps the body each item last sent, keyed by the asyncio task the item runs in
   (the request tier runs each item of a batch in a task of its own, and a stream in its
   caller's), and hands it back while the next attempt (a retry) would send the same body: the
