@@ -5,11 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
 
-from tests.support.docs_ports import HTTP_EXAMPLE_PORT, OLLAMA_PORT, OPENAI_PORT, DocsPorts
+from tests.support.docs_ports import (
+    ANTHROPIC_PORT,
+    GEMINI_PORT,
+    HTTP_EXAMPLE_PORT,
+    OLLAMA_PORT,
+    OPENAI_PORT,
+    OPENAI_TOOLS_PORT,
+    DocsPorts,
+)
 
 # Nothing in the suite may reach the internet: make Hugging Face libraries fail fast offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -59,18 +68,46 @@ def docs_servers(
         yield DocsPorts.serving({OPENAI_PORT: openai_server.url, OLLAMA_PORT: ollama_server.url})
 
 
+@pytest.fixture(scope="session")
+def docs_stub_servers() -> Iterator[tuple[DocsPorts, list[Any]]]:
+    """The protocol stub servers documentation examples name, each on a free port: Anthropic's
+    Messages API where the docs say http://localhost:8300, Gemini's generateContent at 8301 and
+    an OpenAI server whose model calls tools at 8302 (tests/support). Yields their ports and
+    their states (to reset before each example)."""
+    from tests.support.anthropic_server import run_anthropic_server
+    from tests.support.gemini_server import run_gemini_server
+    from tests.support.openai_chat_server import run_openai_chat_server
+
+    with (
+        run_anthropic_server() as anthropic,
+        run_gemini_server() as gemini,
+        run_openai_chat_server() as tools,
+    ):
+        ports = DocsPorts.serving(
+            {ANTHROPIC_PORT: anthropic.url, GEMINI_PORT: gemini.url, OPENAI_TOOLS_PORT: tools.url}
+        )
+        yield ports, [anthropic.state, gemini.state, tools.state]
+
+
 @pytest.fixture
 def docs_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, docs_servers: DocsPorts
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_model_dir: Path,
+    docs_servers: DocsPorts,
+    docs_stub_servers: tuple[DocsPorts, list[Any]],
 ) -> Iterator[DocsPorts]:
     """What documentation examples may rely on: a private store, the tiny model's path, and the
-    servers they name (`docs_servers`, and the HTTP example server, reset). Yields every
-    server's port, to rewrite into the example."""
+    servers they name (`docs_servers`, the stub servers and the HTTP example server, reset).
+    Yields every server's port, to rewrite into the example."""
     from tests.generator.http.server import ensure_example_server
 
     example_server = ensure_example_server()
     example_server.state.reset()
+    stub_ports, stub_states = docs_stub_servers
+    for state in stub_states:
+        state.reset()
     monkeypatch.setenv("JIB_STORE", str(tmp_path / "jib.db"))
     monkeypatch.setenv("JIB_TINY_MODEL", str(tiny_model_dir))
     monkeypatch.chdir(tmp_path)
-    yield docs_servers | DocsPorts.serving({HTTP_EXAMPLE_PORT: example_server.url})
+    yield docs_servers | stub_ports | DocsPorts.serving({HTTP_EXAMPLE_PORT: example_server.url})

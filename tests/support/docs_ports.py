@@ -2,9 +2,13 @@
 
 The README and docs/ say `http://localhost:8000/v1` (vLLM, `transformers serve`),
 `http://localhost:11434` (Ollama) and `http://127.0.0.1:8765` (jib's HTTP example server),
-because that is what a reader types. The test suite starts its servers on free ports instead, so
-it runs beside a developer's own vLLM or Ollama and twice at once, and rewrites the port of each
-such URL in an example (its code and its `#>` output alike) to the port the server got:
+because that is what a reader types; and `http://localhost:8300` (Anthropic's Messages API),
+`http://localhost:8301/v1beta` (Gemini's generateContent) and `http://localhost:8302/v1` (an
+OpenAI server whose model calls tools), the stub servers of `tests/support` a reader starts with
+`python -m tests.support.anthropic_server` and the like. The test suite starts its servers on
+free ports instead, so it runs beside a developer's own vLLM or Ollama and twice at once, and
+rewrites the port of each such URL in an example (its code and its `#>` output alike) to the
+port the server got:
 
     ports = DocsPorts.serving({8000: "http://127.0.0.1:41234/v1", 11434: ...})
     ports.apply("api_base=http://localhost:8000/v1")  # 'api_base=http://localhost:41234/v1'
@@ -24,7 +28,15 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from pytest_examples import CodeExample
 
-__all__ = ["HTTP_EXAMPLE_PORT", "OLLAMA_PORT", "OPENAI_PORT", "DocsPorts"]
+__all__ = [
+    "ANTHROPIC_PORT",
+    "GEMINI_PORT",
+    "HTTP_EXAMPLE_PORT",
+    "OLLAMA_PORT",
+    "OPENAI_PORT",
+    "OPENAI_TOOLS_PORT",
+    "DocsPorts",
+]
 
 OPENAI_PORT = 8000
 """The port docs give an OpenAI-compatible server (`transformers serve`, vLLM)."""
@@ -32,6 +44,14 @@ OLLAMA_PORT = 11434
 """The port docs give an Ollama server (Ollama's own default)."""
 HTTP_EXAMPLE_PORT = 8765
 """The port docs give jib's HTTP example server (`python -m tests.generator.http.server`)."""
+ANTHROPIC_PORT = 8300
+"""The port docs give the Anthropic Messages API stub
+(`python -m tests.support.anthropic_server`)."""
+GEMINI_PORT = 8301
+"""The port docs give the Gemini generateContent stub (`python -m tests.support.gemini_server`)."""
+OPENAI_TOOLS_PORT = 8302
+"""The port docs give the OpenAI server whose model calls tools
+(`python -m tests.support.openai_chat_server`)."""
 
 _LOOPBACK_URL = re.compile(r"(?P<head>://(?:localhost|127\.0\.0\.1):)(?P<port>\d+)(?!\d)")
 

@@ -8,10 +8,14 @@ from dataclasses import dataclass, field
 from jib._wire.bodies import read_limited, split_lines
 from jib.errors import ProcessingError
 
-__all__ = ["Headers", "WireRequest", "WireResponse", "origin_of"]
+__all__ = ["Body", "Headers", "WireRequest", "WireResponse", "origin_of"]
 
 Headers = Mapping[str, str]
 """Response headers: a mapping whose lookups ignore case (`headers.get("content-type")`)."""
+
+Body = bytes | tuple[bytes, ...]
+"""A request body: bytes, or pieces sent one after another as one body (a large inline image
+between two pieces of JSON goes out without being copied into one buffer first)."""
 
 
 def origin_of(url: str) -> str:
@@ -29,7 +33,7 @@ class WireRequest:
     method: str
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes | None = None
+    body: Body | None = None
 
     def __repr__(self) -> str:
         return (

@@ -9,6 +9,7 @@ same way for both.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
@@ -78,7 +79,7 @@ class _Aiohttp:
             request.method,
             request.url,
             headers=request.headers,
-            data=request.body,
+            data=_pieces(request.body) if isinstance(request.body, tuple) else request.body,
             allow_redirects=False,
             skip_auto_headers=_NO_AUTO_HEADERS,
         )
@@ -125,8 +126,12 @@ class _Httpx:
 
     async def hop(self, request: WireRequest, limit: int) -> WireResponse:
         client: httpx.AsyncClient = self._client
+        body = request.body
         built = client.build_request(
-            request.method, request.url, headers=request.headers, content=request.body
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=b"".join(body) if isinstance(body, tuple) else body,
         )
         response = await client.send(built, stream=True)
         return _HttpxResponse(response, request, limit)
@@ -175,3 +180,35 @@ class _HttpxResponse(WireResponse):
 
     async def aclose(self) -> None:
         await self._response.aclose()
+
+
+def _pieces(pieces: tuple[bytes, ...]) -> aiohttp.payload.Payload:
+    """An aiohttp payload writing `pieces` one after another (its length known up front)."""
+    return _pieces_payload()(pieces)
+
+
+@functools.cache
+def _pieces_payload() -> type[aiohttp.payload.Payload]:
+    from aiohttp.payload import Payload
+
+    class Pieces(Payload):
+        _value: tuple[bytes, ...]
+        _autoclose = True  # bytes in memory, nothing to close (as aiohttp's BytesPayload)
+
+        def __init__(self, value: tuple[bytes, ...]) -> None:
+            super().__init__(value)
+            self._size = sum(len(piece) for piece in value)
+
+        def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+            return b"".join(self._value).decode(encoding, errors)
+
+        async def write(self, writer: aiohttp.abc.AbstractStreamWriter) -> None:
+            for piece in self._value:
+                await writer.write(piece)
+
+        async def write_with_length(
+            self, writer: aiohttp.abc.AbstractStreamWriter, content_length: int | None
+        ) -> None:
+            await self.write(writer)
+
+    return Pieces

@@ -179,6 +179,11 @@ class RequestGenerator(Generator):
             "request_text(). Use .chat() if it supports chat."
         )
 
+    def check_request(self, item: Sequence[Message] | str, params: GenerateParams) -> None:
+        """Raise a jib error when this provider cannot carry what one item holds (a content
+        part, a parameter), before anything is sent: the item then fails at once, its error's
+        `attempts` unset. By default everything is carried."""
+
     def request_timeout(self, params: GenerateParams) -> float | None:
         """The budget of one item in seconds: the params' `timeout`, else `default_timeout`."""
         return params.timeout if params.timeout is not None else self.default_timeout
@@ -262,6 +267,7 @@ class RequestGenerator(Generator):
         attempts = _Attempts()
 
         async def request(item: Any, params: GenerateParams) -> ResultT:
+            self.check_request(item, params)
             return convert(await self._with_retries(limiter, send, item, params, attempts))
 
         try:
@@ -316,6 +322,7 @@ class RequestGenerator(Generator):
         if not self.supports_chat():
             await self.request_message([], GenerateParams())  # raises NotImplementedError
         self.before_batch()
+        self.check_request(messages, params)
         attempts = _Attempts()
         run = _Run(self, self._request_limiter(), messages, params, attempts)
         streaming = True

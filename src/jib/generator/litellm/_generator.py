@@ -13,6 +13,7 @@ from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._retry import retry_after_from
 from jib._wire import DEFAULT_MAX_RESPONSE_BYTES
 from jib.errors import JibError, MalformedResponseError, MissingDependencyError, ProviderError
+from jib.generator.litellm._carry import check_params, check_parts
 from jib.generator.litellm._errors import _chain, litellm_failure
 from jib.generator.litellm._runtime import (
     OLLAMA_PREFIXES,
@@ -23,8 +24,10 @@ from jib.generator.litellm._runtime import (
 from jib.generator.openai._protocol import (
     INERT_REQUEST_OPTIONS,
     StreamState,
+    check_text_params,
     read_chat,
     read_text,
+    wire_messages,
 )
 from jib.generator.remote import RequestGenerator, StreamNotHonoured
 from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
@@ -46,9 +49,12 @@ class LiteLLMGenerator(RequestGenerator):
     """A generator that sends each request through `litellm.acompletion` / `atext_completion`.
 
     Every `GenerateParams` field is passed to LiteLLM, `extra` entries included (they may also
-    carry LiteLLM's own arguments, such as `num_ctx` for Ollama). Parameters a provider does not
-    support are dropped rather than failing the call (`drop_params=True` on each call; set
-    `extra={"drop_params": False}` to be told instead).
+    carry LiteLLM's own arguments, such as `num_ctx` for Ollama), and every message in OpenAI's
+    shape (content parts, tool calls and results, `cache_control`): LiteLLM writes each
+    provider's own format. Sampling parameters a provider does not support are dropped rather
+    than failing the call (`drop_params=True` on each call; set `extra={"drop_params": False}`
+    to be told instead); a content part or a beyond-text parameter (`tools`, `response_format`,
+    …) LiteLLM would leave out is refused before sending (`_carry`).
 
     Requests go through jib's request tier (`RequestGenerator`): at most `max_connections` in
     flight, `rpm`/`tpm` limits, and transient failures retried by jib (LiteLLM's and the OpenAI
@@ -80,6 +86,47 @@ class LiteLLMGenerator(RequestGenerator):
     def before_batch(self) -> None:
         """A missing LiteLLM fails the whole batch, once, saying what to install."""
         import_litellm()
+
+    # -- what a request may carry ----------------------------------------------------------------
+
+    def check_request(self, item: Sequence[Message] | str, params: GenerateParams) -> None:
+        """Refuse, before anything is sent, a part or a beyond-text param LiteLLM would leave
+        out for this provider (see `_carry`); a text completion takes no tools or audio."""
+        label = self._provider_label
+        if isinstance(item, str):
+            check_text_params(params, label)
+            return
+        route = self._route(params)
+        if route is None:
+            return  # LiteLLM does not know the provider: its call will say so
+        provider, supported = route
+        check_parts(item, provider, label)
+        check_params(params, supported, label)
+
+    def _route(self, params: GenerateParams) -> tuple[str, Sequence[str] | None] | None:
+        """LiteLLM's provider for this model, and the OpenAI params it takes there; worked out
+        once per model, `api_base` and `custom_llm_provider`."""
+        custom = params.extra.get("custom_llm_provider")
+        key = (self.model, self.api_base, custom)
+        cache = self._runtime["_cache"]
+        known: tuple[tuple[Any, ...], Any] | None = cache.get("route")
+        if known is not None and known[0] == key:
+            route: tuple[str, Sequence[str] | None] | None = known[1]
+            return route
+        litellm = import_litellm()
+        try:
+            _, provider, _, _ = litellm.get_llm_provider(
+                model=self.model, custom_llm_provider=custom, api_base=self.api_base
+            )
+            supported = litellm.get_supported_openai_params(
+                model=self.model, custom_llm_provider=provider
+            )
+        except Exception:  # LiteLLM's own error for a model it cannot route, raised in the call
+            route = None
+        else:
+            route = (provider, supported)
+        cache["route"] = (key, route)
+        return route
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -163,7 +210,7 @@ class LiteLLMGenerator(RequestGenerator):
         generated = await self._request(
             litellm.acompletion,
             read_chat,
-            messages=[message.to_dict() for message in messages],
+            messages=wire_messages(messages),
             **await self._bounded_arguments(params, text=False),
         )
         fix_ollama_stop_reason(self.model, generated, params.max_tokens)
@@ -180,9 +227,7 @@ class LiteLLMGenerator(RequestGenerator):
         arguments.setdefault("stream_options", {"include_usage": True})
         state = StreamState(self._provider_label, self.max_response_bytes)
         try:
-            response = await litellm.acompletion(
-                messages=[message.to_dict() for message in messages], **arguments
-            )
+            response = await litellm.acompletion(messages=wire_messages(messages), **arguments)
             async for chunk in response:
                 delta = state.feed_chunk(_plain(chunk))
                 if delta:
@@ -195,8 +240,8 @@ class LiteLLMGenerator(RequestGenerator):
             failure = None
         if failure is not None:
             raise self._error(failure, arguments)
-        if not state.parts and state.usage is None:
-            # Nothing streamed and no usage: the server most likely ignored `stream`, and
+        if not state.said_anything:
+            # Nothing streamed, not even usage: the server most likely ignored `stream`, and
             # LiteLLM made up one empty chunk in place of its answer. The request tier asks
             # again without streaming.
             raise StreamNotHonoured

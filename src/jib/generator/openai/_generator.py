@@ -6,15 +6,19 @@ import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._wire import WireRequest, WireResponse
-from jib.errors import InvalidGeneratorError
+from jib._wire.models import Body
+from jib.errors import InvalidGeneratorError, ProviderError
 from jib.generator._wired import WiredGenerator
+from jib.generator.openai._bodies import EncodedBodies
 from jib.generator.openai._protocol import (
     INERT_REQUEST_OPTIONS,
     StreamState,
     chat_body,
+    check_text_params,
     error_from_response,
     parse_json,
     read_chat,
@@ -40,11 +44,14 @@ class OpenAIGenerator(WiredGenerator):
 
     `openai!MODEL,api_base=http://host:8000/v1` for vLLM, llama.cpp, Ollama's `/v1`, LM Studio,
     SGLang or `transformers serve`; plain `openai!gpt-4o-mini` for OpenAI itself. Chat goes to
-    `{api_base}/chat/completions`, text to `{api_base}/completions`. Every `GenerateParams`
-    field but `timeout` goes into the request body, and `extra` entries too, untouched (tools,
-    response_format, logprobs, a server's own options). Limits, retries and attempts are the
-    request tier's (`RequestGenerator`); proxies, TLS, redirects and size bounds the wire's
-    (`WiredGenerator`).
+    `{api_base}/chat/completions`, text to `{api_base}/completions`. Messages go out in
+    OpenAI's shape (content parts, tool calls, tool results; `cache_control` marks too, except
+    to OpenAI's own API, which caches by itself and refuses them); every `GenerateParams` field
+    but `timeout` goes into the request body (tools, tool_choice, response_format, …), and
+    `extra` entries too, untouched (logprobs, a server's own options). Inline media is never
+    JSON-escaped, and a retry resends the same body (`_bodies`). Limits, retries and attempts
+    are the request tier's (`RequestGenerator`); proxies, TLS, redirects and size bounds the
+    wire's (`WiredGenerator`).
 
     Attributes:
         api_base: the server's base URL, up to and including `/v1`.
@@ -68,55 +75,87 @@ class OpenAIGenerator(WiredGenerator):
         self, messages: Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
         """One chat completion."""
-        request = self._post("/chat/completions", chat_body(self.model, messages, params), _JSON)
-        response = await self.wire.send(request, self)
-        label = self.wire_label
-        return read_chat(self._answer(response, label), label, response.status)
+        body = chat_body(self.model, messages, params, cache_marks=self._sends_cache_marks())
+        with _Attempt(self._bodies()) as attempt:
+            data = attempt.encode(messages, params, body)
+            request = self._post("/chat/completions", data, _JSON)
+            response = await self.wire.send(request, self)
+            label = self.wire_label
+            return read_chat(self._answer(response, label), label, response.status)
 
     async def request_text(self, text: str, params: GenerateParams) -> GeneratedText:
         """One text completion."""
-        request = self._post("/completions", text_body(self.model, text, params), _JSON)
-        response = await self.wire.send(request, self)
+        body = json.dumps(text_body(self.model, text, params)).encode()
+        response = await self.wire.send(self._post("/completions", body, _JSON), self)
         label = self.wire_label
         return read_text(self._answer(response, label), label, response.status)
+
+    def check_request(self, item: Sequence[Message] | str, params: GenerateParams) -> None:
+        """A text completion cannot carry tools or audio params: refused before sending."""
+        if isinstance(item, str):
+            check_text_params(params, self.wire_label)
 
     async def request_message_stream(
         self, messages: Sequence[Message], params: GenerateParams
     ) -> AsyncIterator[str | GeneratedMessage]:
-        """One chat completion as server-sent events: text deltas, then the whole answer.
+        """One chat completion as server-sent events: text deltas (tool calls put back together
+        from theirs), then the whole answer.
 
         A server that ignores `stream` answers the whole completion at once; it is read from
         the same response.
         """
-        body = chat_body(self.model, messages, params)
+        body = chat_body(self.model, messages, params, cache_marks=self._sends_cache_marks())
         body["stream"] = True
         if self.stream_usage:
             body.setdefault("stream_options", {"include_usage": True})
         wire = self.wire
         state = StreamState(self.wire_label, self.max_response_bytes)
-        async with wire.stream(self._post("/chat/completions", body, _STREAM), self) as response:
-            if response.status >= 300 or "text/event-stream" not in response.headers.get(
-                "Content-Type", ""
-            ):
-                await wire.read(response, self)
-                label = self.wire_label
-                whole = read_chat(self._answer(response, label), label, response.status)
-                yield whole.message.content
-                yield whole
-                return
-            async for line in wire.read_lines(response, self):
-                delta = state.feed(line)
-                if delta:
-                    yield delta
-                if state.done:
-                    break
-        yield state.message()
+        with _Attempt(self._bodies()) as attempt:
+            data = attempt.encode(messages, params, body)
+            request = self._post("/chat/completions", data, _STREAM)
+            async with wire.stream(request, self) as response:
+                if response.status >= 300 or "text/event-stream" not in response.headers.get(
+                    "Content-Type", ""
+                ):
+                    await wire.read(response, self)
+                    label = self.wire_label
+                    whole = read_chat(self._answer(response, label), label, response.status)
+                    yield whole.message.content
+                    yield whole
+                    return
+                async for line in wire.read_lines(response, self):
+                    delta = state.feed(line)
+                    if delta:
+                        yield delta
+                    if state.done:
+                        break
+            yield state.message()
 
     # -- one request, one answer ---------------------------------------------------------------
 
-    def _post(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> WireRequest:
+    def _post(self, path: str, body: Body, headers: dict[str, str]) -> WireRequest:
         url = self.api_base.rstrip("/") + path
-        return WireRequest("POST", url, self._headers(headers), json.dumps(body).encode())
+        return WireRequest("POST", url, self._headers(headers), body)
+
+    def _bodies(self) -> EncodedBodies:
+        cache = self._runtime["_cache"]
+        bodies: EncodedBodies | None = cache.get("bodies")
+        if bodies is None:
+            bodies = cache["bodies"] = EncodedBodies()
+        return bodies
+
+    def _sends_cache_marks(self) -> bool:
+        """Whether `cache_control` marks go out: not to OpenAI's own API, which caches by
+        itself and refuses the field (LiteLLM's `openai/` route leaves them out there too)."""
+        api_base = self.api_base
+        cache = self._runtime["_cache"]
+        known: tuple[str, bool] | None = cache.get("cache_marks")
+        if known is not None and known[0] is api_base:
+            return known[1]
+        host = (urlsplit(api_base).hostname or "").lower()
+        sends = not (host == "openai.com" or host.endswith(".openai.com"))
+        cache["cache_marks"] = (api_base, sends)
+        return sends
 
     def _answer(self, response: WireResponse, label: str) -> Any:
         """The answer's JSON, or the normalized error its status stands for."""
@@ -167,3 +206,21 @@ class OpenAIGenerator(WiredGenerator):
     inert_options: ClassVar[frozenset[str]] = (
         REQUEST_LIMIT_OPTIONS | INERT_REQUEST_OPTIONS | {"stream_usage"}
     )
+
+
+class _Attempt:
+    """One attempt's use of the encoded bodies: kept for the next attempt when this one fails
+    in a way the request tier retries, forgotten otherwise."""
+
+    __slots__ = ("bodies", "encode")
+
+    def __init__(self, bodies: EncodedBodies) -> None:
+        self.bodies = bodies
+        self.encode = bodies.encode
+
+    def __enter__(self) -> _Attempt:
+        return self
+
+    def __exit__(self, kind: Any, error: BaseException | None, traceback: Any) -> None:
+        if not (isinstance(error, ProviderError) and error.retryable):
+            self.bodies.done()

@@ -27,6 +27,7 @@ from jib._secrets import redact
 from jib._wire.models import too_large
 from jib.errors import (
     MalformedResponseError,
+    ProcessingError,
     ProviderConnectionError,
     ProviderError,
     error_for_status,
@@ -44,13 +45,16 @@ from jib.tools import FunctionCall, ToolCall
 __all__ = [
     "INERT_REQUEST_OPTIONS",
     "STREAM_CUT",
+    "TEXT_COMPLETION_CANNOT_CARRY",
     "StreamState",
     "chat_body",
+    "check_text_params",
     "error_from_response",
     "parse_json",
     "read_chat",
     "read_text",
     "text_body",
+    "wire_messages",
 ]
 
 INERT_REQUEST_OPTIONS: frozenset[str] = frozenset(
@@ -85,11 +89,36 @@ def _sampling(params: GenerateParams) -> dict[str, Any]:
     return body
 
 
-def chat_body(model: str, messages: Sequence[Message], params: GenerateParams) -> dict[str, Any]:
-    """The `/chat/completions` request body."""
-    body: dict[str, Any] = {"model": model, "messages": [m.to_dict() for m in messages]}
+def chat_body(
+    model: str, messages: Sequence[Message], params: GenerateParams, *, cache_marks: bool = True
+) -> dict[str, Any]:
+    """The `/chat/completions` request body: each message in the OpenAI shape (parts, tool
+    calls, tool results), then the params (tools, `tool_choice`, `response_format`, …).
+
+    `cache_marks=False` leaves the messages' and parts' `cache_control` out, for servers that
+    cache by themselves and refuse the field (OpenAI's own).
+    """
+    body: dict[str, Any] = {"model": model, "messages": wire_messages(messages, cache_marks)}
     body.update(_sampling(params))
     return body
+
+
+def wire_messages(messages: Sequence[Message], cache_marks: bool = True) -> list[dict[str, Any]]:
+    """The messages in the OpenAI shape, as they go on the wire: an assistant's message that
+    only calls tools has `content: null` (OpenAI's convention; an empty text would reach
+    providers LiteLLM translates for as an empty text part). `cache_marks=False` leaves every
+    `cache_control` out."""
+    wire = [m.to_dict() for m in messages]
+    for message in wire:
+        if message["content"] == "" and "tool_calls" in message:
+            message["content"] = None
+        if not cache_marks:
+            message.pop("cache_control", None)
+            content = message["content"]
+            if type(content) is list:
+                for part in content:
+                    part.pop("cache_control", None)
+    return wire
 
 
 def text_body(model: str, text: str, params: GenerateParams) -> dict[str, Any]:
@@ -97,6 +126,36 @@ def text_body(model: str, text: str, params: GenerateParams) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "prompt": text}
     body.update(_sampling(params))
     return body
+
+
+TEXT_COMPLETION_CANNOT_CARRY = (
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "modalities",
+    "audio",
+)
+"""Chat-only request fields: a text completion (`/completions`) takes a prompt and no tools."""
+
+
+def check_text_params(params: GenerateParams, provider: str) -> None:
+    """Refuse, before anything is sent, params a text completion cannot carry.
+
+    Raises:
+        ProcessingError: `params` (or their `extra`) set a chat-only field; the message names
+            the provider and the fields.
+    """
+    extra = params.extra
+    refused = [
+        name
+        for name in TEXT_COMPLETION_CANNOT_CARRY
+        if getattr(params, name) is not None or name in extra
+    ]
+    if refused:
+        raise ProcessingError(
+            f"[{provider}] a text completion cannot carry {', '.join(refused)}: it sends a "
+            "prompt, not a chat; use .chat() for tools and audio"
+        )
 
 
 def parse_json(raw: bytes, provider: str, status: int = 200) -> Any:
@@ -481,6 +540,11 @@ class StreamState:
             ToolCall(head[0], FunctionCall(head[1], "".join(arguments) or "{}"))
             for _, (head, arguments) in sorted(self._calls.items())
         ]
+
+    @property
+    def said_anything(self) -> bool:
+        """Whether the stream carried text, a tool call, a refusal or usage."""
+        return bool(self.parts or self._calls or self.refusal) or self.usage is not None
 
     @property
     def finished(self) -> bool:
