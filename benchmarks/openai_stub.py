@@ -13,14 +13,18 @@ Routes:
   stub."), as JSON, or as server-sent events when the body says `"stream": true` (one
   `data: {...}` chunk per word, then a final chunk with the stop reason, a usage chunk when
   `stream_options.include_usage` is true, and `data: [DONE]`). Usage is always 5 + 4 tokens.
+  Bodies up to 16 MiB are read (a chat carrying a 1 MiB image is 1.4 MB of JSON) and parsed
+  whole, so a body that is not JSON is refused.
 - A model named `slow-stream` (or `slow-stream-MS`) streams slowly: the first chunk at once,
   then one chunk every `--chunk-delay-ms` (or `MS`) milliseconds. The server records the
   `time.monotonic()` at which it wrote each slow stream's first chunk to its socket, keyed by
   the request's last message (or prompt), so a client can measure the time from the server's
   send to its own receipt: `CLOCK_MONOTONIC` is one clock for every process on a Linux machine.
 - `GET /stub/first-chunks`: `{key: monotonic_send_time}` of the slow streams so far.
-- `GET /stub/stats`: `{"requests": n, "cpu_s": …}`, the server's own CPU time, to check that it
-  is not the bottleneck. `POST /stub/reset` clears both.
+- `GET /stub/stats`: `{"requests": n, "completions": n, "completion_bytes": …, "cpu_s": …}`:
+  requests of any route; completion requests and their bodies' bytes (to check what a client
+  sent); the server's own CPU time, to check that it is not the bottleneck. `POST /stub/reset`
+  clears the counts and the first chunks.
 
 Anything else gets an OpenAI-style JSON error (404, 405, 400 for a body that is not JSON, 411
 without a `Content-Length`). Only the standard library is imported, so the peers venv can run it.
@@ -53,11 +57,20 @@ class Stats:
 
     def __init__(self) -> None:
         self.requests = 0
+        self.completions = 0
+        self.completion_bytes = 0
         self.first_chunks: dict[str, float] = {}
 
     def reset(self) -> None:
-        self.requests = 0
+        self.requests = self.completions = self.completion_bytes = 0
         self.first_chunks.clear()
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "requests": self.requests,
+            "completions": self.completions,
+            "completion_bytes": self.completion_bytes,
+        }
 
 
 # --- responses ---------------------------------------------------------------------------------
@@ -204,7 +217,8 @@ class StubProtocol(asyncio.Protocol):
                 return
             if len(self.buffer) < end + 4 + length:
                 return
-            body = bytes(self.buffer[end + 4 : end + 4 + length])
+            with memoryview(self.buffer) as view:  # one copy of a large body, not two
+                body = bytes(view[end + 4 : end + 4 + length])
             del self.buffer[: end + 4 + length]
             self.stats.requests += 1
             self.close_when_done = headers.get("connection", "").lower() == "close"
@@ -230,9 +244,11 @@ class StubProtocol(asyncio.Protocol):
             if method != "POST":
                 write(error_response(405, f"{route} takes POST, not {method}"))
                 return
+            self.stats.completions += 1
+            self.stats.completion_bytes += len(body)
             self.complete(route == "/v1/chat/completions", body)
         elif route == "/stub/stats" and method == "GET":
-            write(json_response(200, {"requests": self.stats.requests, "cpu_s": cpu_seconds()}))
+            write(json_response(200, {**self.stats.counts(), "cpu_s": cpu_seconds()}))
         elif route == "/stub/first-chunks" and method == "GET":
             write(json_response(200, self.stats.first_chunks))
         elif route == "/stub/reset" and method == "POST":
