@@ -1,7 +1,8 @@
 """jib's transports against raw aiohttp, httpx, the openai SDK, LiteLLM and rigging, side by side.
 
     python benchmarks/transport.py [--requests 2000] [--repeat 3] [--concurrency 8 64]
-                                   [--streams 30] [--rss-chats 5000] [--import-runs 5]
+                                   [--image-requests 300] [--streams 30] [--rss-chats 5000]
+                                   [--import-runs 5]
                                    [--peer-requests N] [--no-rigging] [--clients NAME ...]
                                    [--smoke] [--out-dir DIR]
 
@@ -15,6 +16,10 @@ mix; the code is in `benchmarks/transport_clients.py`):
   jib `openai!`, jib's LiteLLM path (`openai/…`), jib `http!`, and rigging (the seed's own system,
   in `benchmarks/.venv-peers`, created by `benchmarks/peers.py`'s code) through its LiteLLM and
   HTTP generators;
+- the same for `--image-requests` chats at 8 in flight that each carry one 1 MiB image and a
+  short text (issue 18): raw aiohttp posting a body it encoded once up front, and jib `openai!`
+  sending `Message("user", [text, image])` with one `ContentImageUrl` shared by every chat; the
+  stub counts the body bytes it received, to show the image went out with every request;
 - time to first streamed token: the delay from the stub writing the first chunk of a slow stream
   to the caller receiving the first delta, median and p95 over `--streams` streams, for
   `openai!` and the LiteLLM path (raw aiohttp and litellm direct as references);
@@ -24,11 +29,11 @@ mix; the code is in `benchmarks/transport_clients.py`):
 
 A client this checkout cannot run yet (jib's `openai!` or streaming before they land) is skipped
 with a note. Writes `benchmarks/results/transport.json`, `docs/benchmarks.md` (tables, ratios to
-raw aiohttp, issue 11's acceptance checks) and `docs/benchmarks.png`. `--peer-requests` lowers N for
-rigging alone (it spends tens of ms per request). `--smoke` is a quick check for CI (50 requests
-at 8 in flight, one run, no rigging, under a minute on a quiet machine) that writes its JSON,
-Markdown and chart to `benchmarks/results/transport_smoke.*` (or `--out-dir`) and leaves docs/
-alone. Exits 1 if a
+raw aiohttp, the acceptance checks of issues 11 and 18) and `docs/benchmarks.png`.
+`--peer-requests` lowers N for rigging alone (it spends tens of ms per request). `--smoke` is a
+quick check for CI (50 requests at 8 in flight, 20 image chats, one run, no rigging, under a
+minute on a quiet machine) that writes its JSON, Markdown and chart to
+`benchmarks/results/transport_smoke.*` (or `--out-dir`) and leaves docs/ alone. Exits 1 if a
 client failed (skipped clients are not failures).
 """
 
@@ -65,6 +70,8 @@ JIB_CLIENTS = ["raw_aiohttp", "httpx", "openai_sdk", "litellm", "jib_openai", "j
 JIB_CLIENTS += ["jib_http"]
 STREAM_CLIENTS = ["raw_aiohttp", "jib_openai", "jib_litellm", "litellm"]
 RSS_CLIENTS = ["jib_openai", "jib_http", "jib_litellm"]
+IMAGE_CLIENTS = list(transport_clients.IMAGE_CLIENTS)
+IMAGE_CONCURRENCY = 8
 IMPORTS = {
     "raw_aiohttp": "import aiohttp",
     "httpx": "import httpx",
@@ -253,6 +260,80 @@ def measure_batches(
     return tally.summary(requests=requests, peer_requests=peer_requests, repeat=repeat, cells=cells)
 
 
+def measure_image(base: str, clients: list[str], requests: int, repeat: int) -> dict[str, Any]:
+    """Chats carrying a 1 MiB image, every client `repeat` times in turns; medians per client.
+
+    A run fails when the stub received less per request than the image's base64: the image
+    did not go out with every chat.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {}
+    tally = Tally()
+    image_bytes = transport_clients.IMAGE_SIZE
+    least = (image_bytes + 2) // 3 * 4  # the image's base64, which every body holds
+    for round_ in range(repeat):
+        for client in clients:
+            if tally.done(client):
+                continue
+            before = stub_get(base, "/stub/stats")
+            outcome = run_worker(
+                client,
+                "image",
+                f"--url={base}",
+                f"--requests={requests}",
+                f"--concurrency={IMAGE_CONCURRENCY}",
+            )
+            after = stub_get(base, "/stub/stats")
+            what = f"image chats, {client} run {round_ + 1}/{repeat}"
+            result = tally.result(what, client, outcome)
+            if result is None:
+                continue
+            received = after["completions"] - before["completions"]
+            result["stub_cpu_s"] = after["cpu_s"] - before["cpu_s"]
+            result["stub_requests"] = received
+            sent = after["completion_bytes"] - before["completion_bytes"]
+            result["body_bytes_per_request"] = sent / max(received, 1)
+            if result["body_bytes_per_request"] < least:
+                tally.fail(
+                    what,
+                    client,
+                    f"the stub received {result['body_bytes_per_request']:,.0f} bytes per "
+                    f"request, less than the image's {least:,} bytes of base64",
+                )
+                continue
+            runs.setdefault(client, []).append(result)
+            print(
+                f"{what}: {result['cpu_s'] / requests * 1e6:,.0f} µs CPU/request, "
+                f"{requests / result['wall_s']:,.0f} requests/s, "
+                f"{result['body_bytes_per_request'] / 1e6:.2f} MB/request, "
+                f"{result['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+    rows = [
+        {
+            "client": client,
+            "requests": requests,
+            "runs": len(found),
+            "cpu_us_per_request": statistics.median(r["cpu_s"] for r in found) / requests * 1e6,
+            "cpu_us_per_request_runs": [r["cpu_s"] / requests * 1e6 for r in found],
+            "requests_per_s": statistics.median(requests / r["wall_s"] for r in found),
+            "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in found),
+            "body_bytes_per_request": statistics.median(r["body_bytes_per_request"] for r in found),
+            "stub_cpu_us_per_request": statistics.median(
+                r["stub_cpu_s"] / max(r["stub_requests"], 1) for r in found
+            )
+            * 1e6,
+        }
+        for client, found in runs.items()
+    ]
+    return tally.summary(
+        requests=requests,
+        concurrency=IMAGE_CONCURRENCY,
+        repeat=repeat,
+        image_bytes=image_bytes,
+        rows=rows,
+    )
+
+
 def measure_streams(base: str, clients: list[str], streams: int) -> dict[str, Any]:
     """Time from the stub sending each slow stream's first chunk to the caller's first delta."""
     rows = []
@@ -367,6 +448,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs per client (median)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 64])
+    parser.add_argument(
+        "--image-requests",
+        type=int,
+        default=300,
+        help="chats carrying an image, per client and run",
+    )
     parser.add_argument("--streams", type=int, default=30, help="slow streams per client")
     parser.add_argument("--rss-chats", type=int, default=5000, help="chats in the RSS run_batch")
     parser.add_argument("--import-runs", type=int, default=5, help="fresh processes per import")
@@ -377,6 +464,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.smoke:
         args.requests, args.repeat, args.concurrency, args.streams = 50, 1, [8], 3
+        args.image_requests = 20
         args.rss_chats, args.import_runs, args.no_rigging = 100, 1, True
     if args.peer_requests is None:
         args.peer_requests = args.requests
@@ -408,6 +496,8 @@ def main(argv: list[str] | None = None) -> int:
         result["batch"] = measure_batches(
             base, clients, args.concurrency, args.requests, args.peer_requests, args.repeat
         )
+        in_scope = [c for c in IMAGE_CLIENTS if c in chosen]
+        result["image"] = measure_image(base, in_scope, args.image_requests, args.repeat)
         in_scope = [c for c in STREAM_CLIENTS if c in chosen]
         result["first_delta"] = measure_streams(base, in_scope, args.streams)
         in_scope = [c for c in RSS_CLIENTS if c in chosen]
@@ -438,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     failed = [
         f"{part}: {client}"
-        for part in ("batch", "first_delta", "run_batch_rss", "imports")
+        for part in ("batch", "image", "first_delta", "run_batch_rss", "imports")
         for client in result[part]["failed"]
     ]
     if failed:

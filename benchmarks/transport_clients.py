@@ -3,6 +3,7 @@
     python benchmarks/transport_clients.py batch CLIENT --url URL --requests N --concurrency C
     python benchmarks/transport_clients.py stream CLIENT --url URL --streams K
     python benchmarks/transport_clients.py rss CLIENT --url URL --chats N
+    python benchmarks/transport_clients.py image CLIENT --url URL --requests N --concurrency C
 
 Each command runs in a fresh process (started by `transport.py`) and prints one JSON line:
 
@@ -12,7 +13,11 @@ Each command runs in a fresh process (started by `transport.py`) and prints one 
 - `stream`: K streamed chats, one after another, from the stub's slow-streaming model; for each,
   the `time.monotonic()` at which the first non-empty delta reached the caller, keyed by the
   prompt, to subtract the stub's send time from;
-- `rss`: one `run_batch` of N chats at the generator's defaults; peak RSS.
+- `rss`: one `run_batch` of N chats at the generator's defaults; peak RSS;
+- `image`: as `batch`, but every chat carries the same 1 MiB image (`image_bytes()`, the same
+  bytes every run) and a short text: raw aiohttp posts one body it encoded up front, jib
+  `openai!` sends `Message("user", [text, image])` with one `ContentImageUrl` shared by every
+  chat, as a user would.
 
 A client the checkout or the venv cannot run exits with status 3 and the reason on stderr, so the
 driver reports it as skipped. Only the standard library is imported at the top: the peers venv
@@ -23,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import random
 import resource
 import sys
 import time
@@ -35,6 +42,9 @@ ANSWER = "Hello from the stub."
 MODEL = "stub"
 SLOW_MODEL = "slow-stream"
 UNAVAILABLE = 3
+IMAGE_SIZE = 1 << 20
+IMAGE_TYPE = "image/png"
+IMAGE_PROMPT = "What is in this image?"
 
 
 class Unavailable(Exception):
@@ -245,12 +255,23 @@ CLIENTS: dict[str, Callable[[str, int], Awaitable[Client]]] = {
 }
 
 
-async def measure_batch(name: str, base: str, requests: int, concurrency: int) -> dict[str, Any]:
-    client = await CLIENTS[name](base, concurrency)
+async def measure_batch(
+    name: str,
+    base: str,
+    requests: int,
+    concurrency: int,
+    make: Callable[[str, int], Awaitable[Client]] | None = None,
+    prompt: str | None = None,
+) -> dict[str, Any]:
+    """`requests` chats with `concurrency` in flight, after a warm-up of its own; CPU and wall
+    time of the timed chats only. `make` builds the client (by default the text client
+    `name`); `prompt`, when given, is every chat's text, warm-up included (else each chat has
+    its own)."""
+    client = await (make or CLIENTS[name])(base, concurrency)
     try:
-        warm = [f"warm-up {i}" for i in range(min(requests, max(2 * concurrency, 50)))]
+        warm = [prompt or f"warm-up {i}" for i in range(min(requests, max(2 * concurrency, 50)))]
         await client.batch(warm)
-        prompts = [f"prompt number {i}" for i in range(requests)]
+        prompts = [prompt or f"prompt number {i}" for i in range(requests)]
         wall, cpu = time.perf_counter(), time.process_time()
         answers = await client.batch(prompts)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -260,6 +281,82 @@ async def measure_batch(name: str, base: str, requests: int, concurrency: int) -
     if len(answers) != requests or wrong:
         raise RuntimeError(f"{name}: {wrong} of {requests} answers were not {ANSWER!r}")
     return {"requests": requests, "concurrency": concurrency, "cpu_s": cpu, "wall_s": wall}
+
+
+# --- chats carrying an image -----------------------------------------------------------------
+
+
+def image_bytes() -> bytes:
+    """The benchmark's image: 1 MiB, a PNG signature then seeded noise, the same every run."""
+    signature = b"\x89PNG\r\n\x1a\n"
+    return signature + random.Random(18).randbytes(IMAGE_SIZE - len(signature))
+
+
+def image_body() -> dict[str, Any]:
+    """The request body every image chat sends, in OpenAI's shape."""
+    url = f"data:{IMAGE_TYPE};base64,{base64.b64encode(image_bytes()).decode('ascii')}"
+    parts = [
+        {"type": "text", "text": IMAGE_PROMPT},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]
+    return {"model": MODEL, "messages": [{"role": "user", "content": parts}]}
+
+
+async def image_raw_aiohttp(base: str, concurrency: int) -> Client:
+    """The floor: one body encoded up front, posted as bytes with a JSON content type."""
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=max(100, concurrency))
+    session = aiohttp.ClientSession(connector=connector)
+    url = f"{base}/chat/completions"
+    body = json.dumps(image_body()).encode()
+    headers = {"Content-Type": "application/json"}
+
+    async def one(prompt: str) -> str:
+        async with session.post(url, data=body, headers=headers) as response:
+            response.raise_for_status()
+            data = await response.json()
+        return str(data["choices"][0]["message"]["content"])
+
+    return Client(lambda prompts: gather_limited(prompts, concurrency, one), session.close)
+
+
+async def image_jib_openai(base: str, concurrency: int) -> Client:
+    """`openai!`, one `run_batch` of `Message("user", [text, image])`, the image part shared."""
+    jib_available("jib.generator.openai", "openai!")
+    import jib
+
+    if not hasattr(jib, "ContentImageUrl"):
+        raise Unavailable("jib content parts (ContentImageUrl): not available in this checkout")
+    image = jib.ContentImageUrl.from_bytes(image_bytes(), IMAGE_TYPE)
+    generator: Any = jib.get_generator(
+        f"openai!{MODEL},api_base={base},api_key=x,max_connections={concurrency}"
+    )
+
+    async def batch(prompts: list[str]) -> list[str]:
+        chats = await generator.chat().run_batch(
+            [jib.Message("user", [prompt, image]) for prompt in prompts]
+        )
+        return [chat.content for chat in chats]
+
+    return Client(batch)
+
+
+IMAGE_CLIENTS: dict[str, Callable[[str, int], Awaitable[Client]]] = {
+    "raw_aiohttp": image_raw_aiohttp,
+    "jib_openai": image_jib_openai,
+}
+
+
+async def measure_image(name: str, base: str, requests: int, concurrency: int) -> dict[str, Any]:
+    """`requests` image chats with `concurrency` in flight, after a warm-up of its own."""
+    if name not in IMAGE_CLIENTS:
+        raise ValueError(f"no image client {name!r}; choose from {', '.join(IMAGE_CLIENTS)}")
+    # One text for every chat: jib's bodies are then byte for byte the raw client's.
+    result = await measure_batch(
+        name, base, requests, concurrency, IMAGE_CLIENTS[name], IMAGE_PROMPT
+    )
+    return {**result, "image_bytes": IMAGE_SIZE}
 
 
 # --- streaming clients: yield the text deltas of one streamed chat --------------------------------
@@ -389,7 +486,7 @@ async def measure_rss(name: str, base: str, chats: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("task", choices=["batch", "stream", "rss"])
+    parser.add_argument("task", choices=["batch", "stream", "rss", "image"])
     parser.add_argument("client")
     parser.add_argument("--url", required=True, help="the stub's base URL, ending in /v1")
     parser.add_argument("--requests", type=int, default=2000)
@@ -400,6 +497,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.task == "batch":
             work = measure_batch(args.client, args.url, args.requests, args.concurrency)
+        elif args.task == "image":
+            work = measure_image(args.client, args.url, args.requests, args.concurrency)
         elif args.task == "stream":
             work = measure_stream(args.client, args.url, args.streams)
         else:
