@@ -426,7 +426,7 @@ def faults_section(result: dict[str, Any] | None) -> list[str]:
 
 
 def transport_section(result: dict[str, Any] | None) -> list[str]:
-    """Issue 11's acceptance checks from `transport.py`; the full tables are in its own page."""
+    """The acceptance checks of issues 11 and 18 from `transport.py`; its page has the tables."""
     lines = ["## Transports against their peers (`transport.py`)", ""]
     if result is None:
         return [*lines, "No result.", ""]

@@ -48,6 +48,7 @@ CPU_BOUNDS = [
     ("jib `http!` / raw aiohttp", "jib_http", "raw_aiohttp", 3.0),
     ("jib LiteLLM path / litellm direct", "jib_litellm", "litellm", 1.2),
 ]
+IMAGE_BOUND = 1.5  # jib `openai!` / raw aiohttp, CPU per chat carrying a 1 MiB image (issue 18)
 RSS_BOUND_MB = 150.0
 RSS_CHATS = 5000
 FIRST_DELTA_BOUND_MS = 20.0
@@ -117,7 +118,7 @@ def verdict(ok: bool) -> str:
 
 
 def acceptance_rows(result: dict[str, Any]) -> list[list[str]]:
-    """Issue 11's acceptance checks: what, measured, bound, verdict."""
+    """Issue 11's and issue 18's acceptance checks: what, measured, bound, verdict."""
     rows = []
     for what, client, reference, bound in CPU_BOUNDS:
         for concurrency in ACCEPTANCE_CONCURRENCY:
@@ -132,6 +133,7 @@ def acceptance_rows(result: dict[str, Any]) -> list[list[str]]:
             else:
                 ratio = mine / theirs
                 rows.append([name, f"{ratio:.2f}×", f"≤ {bound}×", verdict(ratio <= bound)])
+    rows.append(image_row(result))
     rss = {row["client"]: row for row in result["run_batch_rss"]["rows"]}
     found = rss.get("jib_openai")
     chats = result["run_batch_rss"].get("chats", RSS_CHATS)
@@ -161,6 +163,91 @@ def acceptance_rows(result: dict[str, Any]) -> list[list[str]]:
             ok = found["p95_ms"] <= FIRST_DELTA_BOUND_MS
             rows.append([name, f"{found['p95_ms']:.1f} ms", limit, verdict(ok)])
     return rows
+
+
+def image_cpu(result: dict[str, Any], client: str) -> float | None:
+    """CPU µs per chat carrying the image, or None when not measured."""
+    for row in result.get("image", {}).get("rows", []):
+        if row["client"] == client:
+            return float(row["cpu_us_per_request"])
+    return None
+
+
+def image_megabytes(result: dict[str, Any]) -> str:
+    size = result.get("image", {}).get("image_bytes", 1 << 20)
+    return f"{size / (1 << 20):g} MiB"
+
+
+def image_row(result: dict[str, Any]) -> list[str]:
+    """Issue 18's check: a chat carrying the image, jib `openai!` against raw aiohttp."""
+    name = f"CPU per request with a {image_megabytes(result)} image, jib `openai!` / raw aiohttp"
+    limit = f"≤ {IMAGE_BOUND}×"
+    if "image" not in result:
+        return [name, "—", limit, "not measured: this result predates the image measurement"]
+    name += f", {result['image']['concurrency']} in flight"
+    mine, theirs = image_cpu(result, "jib_openai"), image_cpu(result, "raw_aiohttp")
+    if mine is None or theirs is None:
+        missing = "jib_openai" if mine is None else "raw_aiohttp"
+        return [name, "—", limit, why_missing(result, "image", missing)]
+    ratio = mine / theirs
+    return [name, f"{ratio:.2f}×", limit, verdict(ratio <= IMAGE_BOUND)]
+
+
+def image_section(result: dict[str, Any]) -> list[str]:
+    if "image" not in result:
+        return []
+    found = result["image"]
+    floor = image_cpu(result, "raw_aiohttp")
+    rows = [
+        [
+            label(row["client"], result),
+            number(row["cpu_us_per_request"]),
+            times(row["cpu_us_per_request"] / floor) if floor else "—",
+            number(row["requests_per_s"]),
+            number(row["body_bytes_per_request"] / 1e6, 2),
+            number(row["peak_rss_mb"]),
+            number(row["stub_cpu_us_per_request"]),
+        ]
+        for row in sorted(found["rows"], key=lambda row: ORDER.index(row["client"]))
+    ]
+    intro = (
+        f"{found['requests']:,} chats per client and run at {found['concurrency']} in flight, "
+        f"median of {found['repeat']} run(s) taken in turns, each run a fresh process (CPU and "
+        f"RSS measured as above). Every chat carries the same {image_megabytes(result)} image "
+        "(fixed bytes, as a `data:` URL) and the same short text, so every body is the same "
+        "1.4 MB of JSON. Raw aiohttp posts one body it encoded up front (`data=` bytes, a JSON "
+        "content type): the floor. jib `openai!` runs one `generator.chat().run_batch(…)` of "
+        '`Message("user", [text, image])`, one `ContentImageUrl.from_bytes(…)` shared by every '
+        "chat, as a user would write it. Body MB is what the stub received per request; the "
+        "stub parses every body as JSON."
+    )
+    header = ["client", "CPU µs/request", "× raw aiohttp", "requests/s", "body MB/request"]
+    header += ["peak RSS MB", "stub CPU µs/request"]
+    title = f"A chat carrying a {image_megabytes(result)} image"
+    if not found["rows"]:
+        return section(result, "image", title, intro, header, rows)
+    stub = [row["stub_cpu_us_per_request"] for row in found["rows"]]
+    slower = any(
+        row["stub_cpu_us_per_request"] >= row["cpu_us_per_request"] for row in found["rows"]
+    )
+    pace = (
+        "as much as a client or more, so requests/s here is the stub's pace (CPU per request is "
+        "the client's alone)."
+        if slower
+        else "less than the clients did."
+    )
+    return [
+        f"## {title}",
+        "",
+        intro,
+        "",
+        *table(header, rows),
+        "",
+        f"The stub spent {min(stub):,.0f}–{max(stub):,.0f} µs of its own CPU per request, most "
+        f"of it parsing the body: {pace}",
+        "",
+        *missing_notes(result, "image"),
+    ]
 
 
 def batch_section(result: dict[str, Any]) -> list[str]:
@@ -332,11 +419,12 @@ def markdown(result: dict[str, Any], chart_name: str, chart_note: str | None) ->
     if chart_note:
         lines += [chart_note, ""]
     lines += [
-        "## Acceptance (issue 11)",
+        "## Acceptance (issues 11 and 18)",
         "",
         *table(["check", "measured", "bound", "result"], acceptance_rows(result)),
         "",
         *batch_section(result),
+        *image_section(result),
         *first_delta_section(result),
         *rss_section(result),
         *import_section(result),
@@ -359,6 +447,8 @@ def markdown(result: dict[str, Any], chart_name: str, chart_note: str | None) ->
         "`HTTPGenerator.for_json_endpoint(…)`, which has no limit of its own (it sends a whole "
         "batch at once, a new `httpx.AsyncClient` per request), so one `chat(prompt).run()` per "
         "request under a semaphore of C.",
+        "- chats carrying an image: raw aiohttp as above but with `data=` the body encoded once, "
+        "jib `openai!` as above with `Message` inputs (see its section).",
         "",
         "Every answer is checked against the stub's constant. Ratios are to raw aiohttp, the "
         "practical floor for a Python client. Timings from a shared or busy machine are noisy: "
