@@ -1,11 +1,14 @@
 """The transport benchmark runs: its stub speaks OpenAI's protocol, and `--smoke` completes.
 
 The figures themselves are not tested (ratios are not timed tests); the smoke run only has to
-measure or skip every client, fail none, and write its JSON and its page.
+measure or skip every client, fail none (a wrong answer fails a client), send the image with
+every image chat, and write its JSON and its page.
 """
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import json
 import os
 import subprocess
@@ -93,6 +96,29 @@ def test_stub_streams_text_completions_without_usage_unless_asked(stub: str) -> 
     assert all("usage" not in chunk for chunk in chunks)
 
 
+def test_stub_answers_a_chat_carrying_a_1_mib_image_and_counts_its_bytes(stub: str) -> None:
+    image = base64.b64encode(bytes(range(256)) * 4096).decode("ascii")
+    parts = [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{image}"}},
+    ]
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": parts}]}).encode()
+    before = httpx.get(f"{stub}/stub/stats").json()
+
+    answer = httpx.post(
+        f"{stub}/v1/chat/completions",
+        content=body,
+        headers={"Content-Type": "application/json"},
+    )
+
+    after = httpx.get(f"{stub}/stub/stats").json()
+    assert len(image) == 1_398_104
+    assert answer.status_code == 200
+    assert answer.json()["choices"][0]["message"]["content"] == ANSWER
+    assert after["completions"] - before["completions"] == 1
+    assert after["completion_bytes"] - before["completion_bytes"] == len(body)
+
+
 def test_stub_records_when_it_sent_a_slow_streams_first_chunk(stub: str) -> None:
     body = {"model": "slow-stream", "messages": [{"role": "user", "content": "key 1"}]}
     asked = time.monotonic()
@@ -140,6 +166,25 @@ def test_stub_asks_for_a_content_length_on_chunked_bodies(stub: str) -> None:
     )
 
 
+def test_report_of_a_result_from_before_the_image_measurement_says_it_was_not_measured() -> None:
+    # `run_all.py --report-only` reads whatever transport.json is on disk, perhaps an old one.
+    spec = importlib.util.spec_from_file_location(
+        "transport_report", BENCHMARKS / "transport_report.py"
+    )
+    assert spec is not None and spec.loader is not None
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    result = json.loads((BENCHMARKS / "results" / "transport.json").read_text())
+    result.pop("image", None)
+
+    rows = report.acceptance_rows(result)
+    page = report.markdown(result, "chart.png", None)
+
+    name = "CPU per request with a 1 MiB image, jib `openai!` / raw aiohttp"
+    assert [name, "—", "≤ 1.5×", "not measured: this result predates the image measurement"] in rows
+    assert "## A chat carrying" not in page
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_smoke_run_measures_or_skips_every_client_and_writes_its_json(tmp_path: Path) -> None:
@@ -163,6 +208,20 @@ def test_smoke_run_measures_or_skips_every_client_and_writes_its_json(tmp_path: 
     assert result["first_delta"]["failed"] == {}
     assert result["run_batch_rss"]["failed"] == {}
     assert result["imports"]["failed"] == {}
+    image = result["image"]
+    assert image["failed"] == {}
+    assert image["skipped"] == {}
+    rows = {row["client"]: row for row in image["rows"]}
+    assert set(rows) == {"raw_aiohttp", "jib_openai"}
+    for row in rows.values():
+        # Every one of the 20 chats answered right (a worker fails on a wrong answer), and the
+        # stub received the image's base64 (1,398,104 bytes) with every chat.
+        assert row["requests"] == 20
+        assert row["cpu_us_per_request"] > 0
+        assert 1_398_104 < row["body_bytes_per_request"] < 1_400_000
     page = (tmp_path / "transport_smoke.md").read_text()
-    assert "## Acceptance (issue 11)" in page
+    assert "## Acceptance (issues 11 and 18)" in page
+    check = "CPU per request with a 1 MiB image, jib `openai!` / raw aiohttp, 8 in flight"
+    assert f"| {check} |" in page
+    assert "## A chat carrying a 1 MiB image" in page
     assert "```python" not in page
