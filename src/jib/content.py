@@ -136,8 +136,28 @@ class ContentText:
         return _with_cache({"type": "text", "text": self.text}, self.cache_control)
 
 
+class _ByUrl:
+    """What a part held as a URL knows of its inline data (a `data:` URL)."""
+
+    __slots__ = ()
+
+    url: str
+
+    @property
+    def mimetype(self) -> str | None:
+        """The type of inline data; `None` for a remote URL."""
+        parsed = self.url.startswith("data:") and parse_data_url(self.url)
+        return parsed[0] if parsed else None
+
+    @property
+    def data(self) -> bytes | None:
+        """The bytes of inline data; `None` for a remote URL."""
+        parsed = self.url.startswith("data:") and parse_data_url(self.url)
+        return parsed[1] if parsed else None
+
+
 @dataclass(frozen=True, slots=True)
-class ContentImageUrl:
+class ContentImageUrl(_ByUrl):
     """An image: a `http(s)://` URL the provider fetches, or inline as a `data:` URL.
 
     >>> ContentImageUrl.from_bytes(b"\\x89PNG", "image/png").url
@@ -176,18 +196,6 @@ class ContentImageUrl:
     def from_url(cls, url: str, *, detail: ImageDetail | None = None) -> ContentImageUrl:
         """An image the provider fetches from `url` (or a `data:` URL)."""
         return cls(url, detail)
-
-    @property
-    def mimetype(self) -> str | None:
-        """The image's type for inline data; `None` for a remote URL."""
-        parsed = self.url.startswith("data:") and parse_data_url(self.url)
-        return parsed[0] if parsed else None
-
-    @property
-    def data(self) -> bytes | None:
-        """The image's bytes for inline data; `None` for a remote URL."""
-        parsed = self.url.startswith("data:") and parse_data_url(self.url)
-        return parsed[1] if parsed else None
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI wire shape."""
@@ -259,7 +267,7 @@ class ContentAudioInput:
 
 
 @dataclass(frozen=True, slots=True)
-class ContentFile:
+class ContentFile(_ByUrl):
     """A document (a PDF, …): inline as a `data:` URL, or a `http(s)://` URL.
 
     >>> part = ContentFile.from_bytes(b"%PDF-1.7", "application/pdf", filename="a.pdf")
@@ -295,18 +303,6 @@ class ContentFile:
     def from_url(cls, url: str, *, filename: str | None = None) -> ContentFile:
         """A document the provider fetches from `url` (or a `data:` URL)."""
         return cls(url, filename)
-
-    @property
-    def mimetype(self) -> str | None:
-        """The document's type for inline data; `None` for a remote URL."""
-        parsed = self.url.startswith("data:") and parse_data_url(self.url)
-        return parsed[0] if parsed else None
-
-    @property
-    def data(self) -> bytes | None:
-        """The document's bytes for inline data; `None` for a remote URL."""
-        parsed = self.url.startswith("data:") and parse_data_url(self.url)
-        return parsed[1] if parsed else None
 
     def to_dict(self) -> dict[str, Any]:
         """The OpenAI wire shape (`file_data` for inline data, `file_url` for a remote one)."""

@@ -17,6 +17,7 @@ from jib.errors import JibError
 from jib.generator.base import Generator, Wrapper
 from jib.identifiers import get_generator
 from jib.params import GenerateParams
+from jib.pipeline._gather import gather_all
 
 __all__ = ["OnFailed", "Pipeline"]
 
@@ -34,23 +35,6 @@ async def _resolve(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
-
-
-async def _gather_all(awaitables: Sequence[Awaitable[ResultT]]) -> list[ResultT]:
-    """Await all concurrently; if one raises, cancel the others before re-raising.
-
-    Unlike a bare `asyncio.gather`, nothing keeps running (and spending) after the run failed.
-    """
-    import asyncio  # deferred: asyncio costs ~15 ms of `import jib`
-
-    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 class Pipeline(Generic[InputT, RecordT, ResultT]):
@@ -278,7 +262,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
             for wrapper in self.generator._wrappers:
                 generator = generator.wrap(wrapper)
             built.append(generator)
-        batches = await _gather_all([self._run(g, [self._input], None, on_failed) for g in built])
+        batches = await gather_all([self._run(g, [self._input], None, on_failed) for g in built])
         return [record for batch in batches for record in batch]
 
     def __await__(self) -> PyGenerator[Any, None, RecordT]:
@@ -401,7 +385,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
                 return self._record(generator, inputs[index], params_list[index], None, exc)
 
         if self._thens:
-            records = await _gather_all([then_one(i, r) for i, r in enumerate(records)])
+            records = await gather_all([then_one(i, r) for i, r in enumerate(records)])
         for callback in self._maps:
             good = [r for r in records if not getattr(r, "failed", False)]
             bad = [r for r in records if getattr(r, "failed", False)]

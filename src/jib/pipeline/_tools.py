@@ -26,6 +26,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from jib.content import ContentAudioInput, ContentFile, ContentImageUrl, ContentPart, ContentText
 from jib.errors import ToolError
 from jib.messages import Message
+from jib.pipeline._gather import gather_all
 from jib.tools import FunctionDefinition, ToolCall, ToolDefinition
 
 __all__ = ["Catch", "Tool", "Toolbox"]
@@ -332,14 +333,7 @@ class Toolbox:
         """
         if len(calls) == 1:
             return [await self._answer_one(calls[0])]
-        tasks = [asyncio.ensure_future(self._answer_one(call)) for call in calls]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        return await gather_all([self._answer_one(call) for call in calls])
 
     async def _answer_one(self, call: ToolCall) -> Message:
         tool = self.tools.get(call.function.name)
