@@ -97,7 +97,12 @@ class GenerateParams(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The set parameters as a flat dict of plain values (tools as dicts), with `extra`
         merged in (extra keys win)."""
-        data = {name: value for name, value in self if value is not None and name != "extra"}
+        # The fields' own dict: iterating the model goes through pydantic per field.
+        data = {
+            name: value
+            for name, value in self.__dict__.items()
+            if value is not None and name != "extra"
+        }
         tools = data.get("tools")
         if tools is not None:
             data["tools"] = [tool.to_dict() for tool in tools]

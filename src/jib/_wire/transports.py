@@ -81,7 +81,9 @@ class _Aiohttp:
             headers=request.headers,
             data=_pieces(request.body) if isinstance(request.body, tuple) else request.body,
             allow_redirects=False,
-            skip_auto_headers=_NO_AUTO_HEADERS,
+            # Only needed when the request sets no Content-Type (aiohttp works the set out per
+            # request).
+            skip_auto_headers=None if "Content-Type" in request.headers else _NO_AUTO_HEADERS,
         )
         return _AiohttpResponse(response, request, limit)
 

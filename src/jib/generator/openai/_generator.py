@@ -76,12 +76,16 @@ class OpenAIGenerator(WiredGenerator):
     ) -> GeneratedMessage:
         """One chat completion."""
         body = chat_body(self.model, messages, params, cache_marks=self._sends_cache_marks())
+        if not any(message.has_parts for message in messages):
+            # Text only: encoding is cheap, and there is nothing worth keeping for a retry.
+            return await self._chat(json.dumps(body).encode())
         with _Attempt(self._bodies()) as attempt:
-            data = attempt.encode(messages, params, body)
-            request = self._post("/chat/completions", data, _JSON)
-            response = await self.wire.send(request, self)
-            label = self.wire_label
-            return read_chat(self._answer(response, label), label, response.status)
+            return await self._chat(attempt.encode(messages, params, body))
+
+    async def _chat(self, data: Body) -> GeneratedMessage:
+        response = await self.wire.send(self._post("/chat/completions", data, _JSON), self)
+        label = self.wire_label
+        return read_chat(self._answer(response, label), label, response.status)
 
     async def request_text(self, text: str, params: GenerateParams) -> GeneratedText:
         """One text completion."""
