@@ -19,8 +19,10 @@ a PostgreSQL server when one is given (`--postgres URL`, default `$JIB_TEST_POST
 `tests/storage/postgres.sh` starts one), dropped afterwards. Every run is measured whole, from
 the process's start to its exit, imports included, as a user waits for it: wall time, CPU time
 (user + system, from `os.wait4`, so exactly that process's) and peak RSS (`ru_maxrss`). Runs take
-turns, `--repeat` rounds, and the medians are reported. After each run the store is read back:
-one chat per prompt, none failed, each answer right; a run that stored anything else fails.
+turns, `--repeat` rounds, and the medians are reported. After each run the store is read back
+(in a helper process, so that the driver stays small: see `main_job_stores.py` for why that
+matters to peak RSS): one chat per prompt, none failed, each answer right; a run that stored
+anything else fails.
 
 The jib measured is the one of this checkout (`src/` next to `benchmarks/` goes first on the
 child's `PYTHONPATH`), so two checkouts can be compared by running each one's copy.
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -59,7 +62,8 @@ import main_job_report  # noqa: E402  (sibling scripts, not a package)
 import main_job_stores  # noqa: E402
 import run_all  # noqa: E402
 import transport  # noqa: E402
-from main_job_stores import Mismatch, Store, StoreKind, Stores  # noqa: E402
+from main_job_checks import RUN  # noqa: E402
+from main_job_stores import Expected, Mismatch, Store, StoreKind, Stores  # noqa: E402
 
 FLOOR = HERE / "main_job_floor.py"
 CLIENTS = ["floor", "jib_openai", "jib_echo"]
@@ -101,7 +105,7 @@ class Job:
         return [
             *(sys.executable, "-m", "jib.cli", "run", identifier),
             *("--prompts", str(self.dataset), "--concurrency", str(self.concurrency)),
-            *("--run", main_job_stores.RUN, "--store", store.jib_url),
+            *("--run", RUN, "--store", store.jib_url),
         ]
 
 
@@ -140,12 +144,8 @@ def measure(command: list[str], log: Path, timeout: float) -> tuple[int, Usage]:
     )
 
 
-def check(job: Job, client: str, store: Store) -> int:
-    """How many answers the run stored; `Mismatch` unless one right answer per prompt."""
-    if client == "floor":
-        return main_job_stores.check_floor(store, job.prompts)
-    expected: main_job_stores.Expected = "echo" if client == "jib_echo" else "stub"
-    return main_job_stores.check_jib(store, job.prompts, expected)
+EXPECTED: dict[str, Expected] = {"floor": "floor", "jib_openai": "stub", "jib_echo": "echo"}
+"""What each client's store is checked for (see `main_job_checks.py`)."""
 
 
 def run_once(job: Job, client: str, kind: StoreKind, round_: int) -> dict[str, Any]:
@@ -163,7 +163,7 @@ def run_once(job: Job, client: str, kind: StoreKind, round_: int) -> dict[str, A
         if status != 0:
             tail = log.read_text().strip().splitlines()[-3:] or [f"exit status {status}"]
             raise Mismatch(f"exit status {status}: " + " / ".join(tail)[-400:])
-        stored = check(job, client, store)
+        stored = job.stores.check(EXPECTED[client], store, job.dataset)
     return {
         **asdict(usage),
         "chats": len(job.prompts),
@@ -305,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         "stores": kinds,
         "postgres_note": postgres_note,
         "machine": run_all.machine(load_at_start),
+        # A child's ru_maxrss never reads below this (see main_job_stores.py).
+        "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
         "seconds": time.time() - started,
         "command": " ".join(["python benchmarks/main_job.py", *given]),

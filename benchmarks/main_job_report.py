@@ -208,7 +208,9 @@ def markdown(result: dict[str, Any], chart_name: str, chart_note: str | None) ->
         "run(s) taken in turns. Each run is a fresh process measured whole, from its start to "
         "its exit (interpreter start-up and imports included, as a user waits for it): wall "
         "time, CPU time (user + system, from `os.wait4`: that process alone, every thread) and "
-        "peak RSS (`ru_maxrss`). Each run writes into a fresh store: a new SQLite file, or a new "
+        f"peak RSS (`ru_maxrss`; it cannot read below the driver's own "
+        f"{result.get('driver_peak_rss_mb', 0):.0f} MB, which Linux carries into every child "
+        "it starts). Each run writes into a fresh store: a new SQLite file, or a new "
         "PostgreSQL database dropped afterwards. × floor compares with the floor script in the "
         "same kind of store; stub CPU is what the stub spent serving the run.",
         "",
