@@ -273,6 +273,11 @@ PANELS = [
     ("peak_rss_mb", "peak RSS, MB", "{:.0f}"),
 ]
 COLORS = {"sqlite": "#4c72b0", "postgres": "#dd8452"}
+CHART_LABELS = {
+    "floor": "floor script",
+    "jib_openai": "jib run openai!",
+    "jib_echo": "jib run echo!",
+}
 
 
 def write_chart(result: dict[str, Any], path: Path) -> str | None:
@@ -282,14 +287,25 @@ def write_chart(result: dict[str, Any], path: Path) -> str | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
     except ImportError:
         return 'No chart: matplotlib is not installed (`pip install -e ".[bench]"`).'
-    figure, axes = plt.subplots(1, len(PANELS), figsize=(14, 4.8), layout="constrained")
+    figure, axes = plt.subplots(
+        1, len(PANELS), figsize=(13, 4.6), sharey=True, layout="constrained"
+    )
     for panel, (key, title, shape) in zip(axes, PANELS, strict=True):
         draw_panel(result, panel, key, title, shape)
+    handles = [Patch(color=COLORS[s], label=STORE_LABELS[s]) for s in result["stores"]]
+    handles.append(
+        Line2D([], [], color="grey", linestyle="--", label=f"{FLOOR_BOUND}× the floor, SQLite")
+    )
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles))
     smoke = " — SMOKE RUN, not a measurement" if result.get("smoke") else ""
     figure.suptitle(
-        f"jib run over {result['prompts']:,} prompts against its floor ({result['date']}){smoke}",
+        f"jib run over {result['prompts']:,} prompts against the floor script, "
+        f"{result['concurrency']} in flight ({result['date']}, median of {result['repeat']})"
+        f"{smoke}",
         fontweight="bold",
     )
     figure.savefig(path, dpi=110)
@@ -315,17 +331,15 @@ def draw_panel(result: dict[str, Any], axes: Any, key: str, title: str, shape: s
             if client == "jib_openai" and floor and key != "peak_rss_mb":
                 text += f"  ({times(value / floor[key])})"
             axes.text(value, position + offset, text, va="center", fontsize=8)
-    axes.set_yticks(range(len(clients)), [LABELS[c].replace("`", "") for c in clients])
+    floor = row_of(result, "floor", "sqlite")
+    if floor and key != "peak_rss_mb":
+        axes.axvline(FLOOR_BOUND * floor[key], color="grey", linestyle="--", linewidth=1)
+    axes.set_yticks(range(len(clients)), [CHART_LABELS[c] for c in clients])
     axes.set_ylim(len(clients) - 0.5, -0.5)
     highest = max([r[key] for r in result["rows"]] or [1.0])
-    axes.set_xlim(0, highest * 1.45)
+    axes.set_xlim(0, highest * 1.4)
     axes.set_title(f"{title} (lower is better)")
     axes.grid(axis="x", alpha=0.3)
-    if key == PANELS[0][0]:
-        from matplotlib.patches import Patch
-
-        handles = [Patch(color=COLORS[s], label=STORE_LABELS[s]) for s in stores]
-        axes.legend(handles=handles, loc="lower right")
 
 
 # --- writing -----------------------------------------------------------------------------------
