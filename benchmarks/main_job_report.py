@@ -212,7 +212,9 @@ def markdown(result: dict[str, Any], chart_name: str, chart_note: str | None) ->
         f"{result.get('driver_peak_rss_mb', 0):.0f} MB, which Linux carries into every child "
         "it starts). Each run writes into a fresh store: a new SQLite file, or a new "
         "PostgreSQL database dropped afterwards. × floor compares with the floor script in the "
-        "same kind of store; stub CPU is what the stub spent serving the run.",
+        "same kind of store; stub CPU is what the stub spent serving the run. The PostgreSQL "
+        "server's own CPU is in no client's CPU time; its wall time includes waiting for it "
+        "(the server shares the machine's cores).",
         "",
         *table(
             [
@@ -354,9 +356,8 @@ def write(result: dict[str, Any], json_path: Path, page_path: Path) -> None:
     note = write_chart(result, chart)
     page_path.write_text(markdown(result, chart.name, note))
     root = Path(__file__).resolve().parent.parent
-    for path in (json_path, page_path, chart):
-        if path.exists():
-            print(f"wrote {path.relative_to(root) if path.is_relative_to(root) else path}")
+    for path in (json_path, page_path) if note else (json_path, page_path, chart):
+        print(f"wrote {path.relative_to(root) if path.is_relative_to(root) else path}")
 
 
 def main(argv: list[str] | None = None) -> None:
