@@ -9,7 +9,8 @@ is printed at the end.
 
 `transport.py` (jib's transports against raw aiohttp, httpx, the openai SDK, LiteLLM and rigging)
 runs too; it also writes `docs/benchmarks.md` and its chart, and the report keeps its acceptance
-checks.
+checks. So does `main_job.py` (`jib run` over 20,000 prompts against a floor script; PostgreSQL
+too when `$JIB_TEST_POSTGRES_URL` names a server), which writes `docs/benchmarks_main_job.md`.
 
     python benchmarks/run_all.py [--skip NAME ...] [--report-only] [--timeout 3600]
 
@@ -41,6 +42,7 @@ JIB_PYTHON = ROOT / ".venv" / "bin" / "python"
 # No price-map download by litellm, no model hub traffic: every benchmark runs offline.
 ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 BENCHMARKS = ["import_time", "pipeline_overhead", "local_models", "faults", "peers", "transport"]
+BENCHMARKS += ["main_job"]
 
 
 @dataclass
@@ -443,6 +445,27 @@ def transport_section(result: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def main_job_section(result: dict[str, Any] | None) -> list[str]:
+    """The acceptance checks of issue 19 from `main_job.py`; its page has the figures."""
+    lines = ["## The main job against its floor (`main_job.py`)", ""]
+    if result is None:
+        return [*lines, "No result.", ""]
+    import main_job_report  # a sibling script: on the path when this one runs
+
+    rows = [
+        [c["check"], c["shown"], c["bound"], c["result"]]
+        for c in main_job_report.acceptance(result)
+    ]
+    return [
+        *lines,
+        *table(["check", "measured", "bound", "result"], rows),
+        "",
+        "Wall time, CPU time and peak RSS of `jib run` and the floor script, SQLite and "
+        "PostgreSQL: [docs/benchmarks_main_job.md](../../docs/benchmarks_main_job.md).",
+        "",
+    ]
+
+
 def report(runs: dict[str, Run], load_at_start: Sequence[float]) -> str:
     """The whole Markdown report."""
     result = {name: run.result for name, run in runs.items()}
@@ -470,6 +493,7 @@ def report(runs: dict[str, Run], load_at_start: Sequence[float]) -> str:
             "",
         ]
     lines += transport_section(result.get("transport"))
+    lines += main_job_section(result.get("main_job"))
     lines += generic_section("local_models", result.get("local_models"))[:-1]
     if result.get("local_models"):
         lines += [

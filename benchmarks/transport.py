@@ -522,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     chart_note = transport_report.write_chart(result, chart_path)
-    markdown_path.write_text(transport_report.markdown(result, chart_path.name, chart_note))
+    page = transport_report.markdown(result, chart_path.name, chart_note, markdown_path.parent)
+    markdown_path.write_text(page)
     for path in (json_path, markdown_path, chart_path):
         if path.exists():
             print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")

@@ -6,6 +6,10 @@ Run alone, it rewrites the Markdown and the chart from an existing result (by de
 `benchmarks/results/transport.json` into `docs/benchmarks.md` and `docs/benchmarks.png`), which
 is handy when only the presentation changed. The chart needs matplotlib
 (`pip install -e ".[bench]"`); without it the Markdown says so and keeps its tables.
+
+When the main job's page (`benchmarks_main_job.md`, written by `main_job.py`) sits beside the
+page, the page opens with its chart and a link to it: each benchmark keeps its own page and
+JSON, so neither has to rewrite the other's figures.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ IMAGE_BOUND = 1.5  # jib `openai!` / raw aiohttp, CPU per chat carrying a 1 MiB 
 RSS_BOUND_MB = 150.0
 RSS_CHATS = 5000
 FIRST_DELTA_BOUND_MS = 20.0
+MAIN_JOB_PAGE = "benchmarks_main_job.md"
 
 
 def label(name: str, result: dict[str, Any] | None = None) -> str:
@@ -394,8 +399,29 @@ def import_section(result: dict[str, Any]) -> list[str]:
     return section(result, "imports", "Cold import", intro, header, rows)
 
 
-def markdown(result: dict[str, Any], chart_name: str, chart_note: str | None) -> str:
-    """The whole page."""
+def main_job_section(page_dir: Path | None) -> list[str]:
+    """The main job's chart and a link to its page, when that page is in `page_dir`."""
+    if page_dir is None or not (page_dir / MAIN_JOB_PAGE).exists():
+        return []
+    chart = Path(MAIN_JOB_PAGE).with_suffix(".png").name
+    return [
+        "## The main job: `jib run` against its floor",
+        "",
+        f"![wall time, CPU time and peak RSS of jib run and its floor]({chart})",
+        "",
+        f"Acceptance checks (issue 19), figures and how they are measured: [{MAIN_JOB_PAGE}]"
+        f"({MAIN_JOB_PAGE}), written by `python benchmarks/main_job.py`.",
+        "",
+    ]
+
+
+def markdown(
+    result: dict[str, Any],
+    chart_name: str,
+    chart_note: str | None,
+    page_dir: Path | None = None,
+) -> str:
+    """The whole page; `page_dir`, where it goes, to find the main job's page beside it."""
     lines = [
         "# Benchmarks: jib's transports against their peers",
         "",
@@ -418,6 +444,7 @@ def markdown(result: dict[str, Any], chart_name: str, chart_note: str | None) ->
     lines += [f"![CPU per request, import time and first delta]({chart_name})", ""]
     if chart_note:
         lines += [chart_note, ""]
+    lines += main_job_section(page_dir)
     lines += [
         "## Acceptance (issues 11 and 18)",
         "",
@@ -572,7 +599,7 @@ def main(argv: list[str] | None = None) -> None:
     result = json.loads(source.read_text())
     chart = target.with_suffix(".png")
     note = write_chart(result, chart)
-    target.write_text(markdown(result, chart.name, note))
+    target.write_text(markdown(result, chart.name, note, target.parent))
     print(f"wrote {target} and {chart}")
 
 

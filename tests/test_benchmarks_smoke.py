@@ -1,8 +1,10 @@
-"""The transport benchmark runs: its stub speaks OpenAI's protocol, and `--smoke` completes.
+"""The benchmarks run: the stub speaks OpenAI's protocol, and each `--smoke` run completes.
 
-The figures themselves are not tested (ratios are not timed tests); the smoke run only has to
-measure or skip every client, fail none (a wrong answer fails a client), send the image with
-every image chat, and write its JSON and its page.
+The figures themselves are not tested (ratios are not timed tests). The transport smoke run only
+has to measure or skip every client, fail none (a wrong answer fails a client), send the image
+with every image chat, and write its JSON and its page; the main job's smoke run has to store
+and read back every chat of every client (jib `openai!`, jib `echo!`, the floor script), into
+SQLite and, when a server is given, PostgreSQL, and write its JSON and its page.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -52,6 +55,15 @@ def stub() -> Iterator[str]:
 
 def events(text: str) -> list[str]:
     return [line.removeprefix("data: ") for line in text.split("\n\n") if line]
+
+
+def load_script(name: str) -> Any:
+    """A sibling script of `benchmarks/` as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_stub_answers_chat_and_text_completions_as_json(stub: str) -> None:
@@ -168,12 +180,7 @@ def test_stub_asks_for_a_content_length_on_chunked_bodies(stub: str) -> None:
 
 def test_report_of_a_result_from_before_the_image_measurement_says_it_was_not_measured() -> None:
     # `run_all.py --report-only` reads whatever transport.json is on disk, perhaps an old one.
-    spec = importlib.util.spec_from_file_location(
-        "transport_report", BENCHMARKS / "transport_report.py"
-    )
-    assert spec is not None and spec.loader is not None
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = load_script("transport_report")
     result = json.loads((BENCHMARKS / "results" / "transport.json").read_text())
     result.pop("image", None)
 
@@ -225,3 +232,62 @@ def test_smoke_run_measures_or_skips_every_client_and_writes_its_json(tmp_path: 
     assert f"| {check} |" in page
     assert "## A chat carrying a 1 MiB image" in page
     assert "```python" not in page
+
+
+def test_main_job_report_says_why_postgresql_was_not_measured() -> None:
+    report = load_script("main_job_report")
+    row = {"chats": 10, "runs": 1, "wall_s": 2.0, "cpu_s": 1.0, "chats_per_s": 5.0}
+    result = {
+        "rows": [
+            {**row, "client": "floor", "store": "sqlite"},
+            {**row, "client": "jib_openai", "store": "sqlite", "wall_s": 3.0, "cpu_s": 2.0},
+        ],
+        "failed": {"jib_echo/sqlite": "exit status 1: boom"},
+        "stores": ["sqlite"],
+        "postgres_note": "skipped: no PostgreSQL (give --postgres URL)",
+    }
+
+    checks = {check["check"]: check for check in report.acceptance(result)}
+
+    assert checks["wall time, jib `openai!` / floor, SQLite"]["shown"] == "1.50×"
+    assert checks["wall time, jib `openai!` / floor, SQLite"]["result"] == "pass"
+    assert checks["CPU time, jib `openai!` / floor, SQLite"]["result"] == "**FAIL**"
+    assert checks["chats/s, jib `echo!`, SQLite"]["result"] == ("**failed**: exit status 1: boom")
+    assert checks["wall time, jib `openai!`, PostgreSQL / SQLite"]["result"] == (
+        "not measured: no PostgreSQL (give --postgres URL)"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_main_job_smoke_run_stores_every_chat_of_every_client_and_writes_its_json(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "main_job.py"), "--smoke", "--out-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=550,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "main_job_smoke.json").read_text())
+    assert result["failed"] == {}
+    # PostgreSQL runs when $JIB_TEST_POSTGRES_URL names a server, else it says why not.
+    if "postgres" not in result["stores"]:
+        assert result["postgres_note"].startswith("skipped: no PostgreSQL")
+    rows = {(row["client"], row["store"]): row for row in result["rows"]}
+    clients = ("floor", "jib_openai", "jib_echo")
+    assert set(rows) == {(client, store) for client in clients for store in result["stores"]}
+    for row in rows.values():
+        # Read back from the run's own store: 300 chats, one per prompt, each answer right.
+        assert row["stored_chats"] == [300]
+        assert row["wall_s"] > 0
+        assert row["cpu_s"] > 0
+        assert row["peak_rss_mb"] > 0
+    page = (tmp_path / "main_job_smoke.md").read_text()
+    assert "## Acceptance (issue 19)" in page
+    assert "| wall time, jib `openai!` / floor, SQLite |" in page
