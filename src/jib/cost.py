@@ -38,6 +38,7 @@ PRICES_ENV_VAR = "JIB_PRICES"
 """The environment variable the command line reads a prices file from."""
 
 _PER = 1_000_000
+_MOST_KNOWN = 64
 
 
 class PriceError(JibError, ValueError):
@@ -83,6 +84,9 @@ class Prices:
 
     def __init__(self, prices: Mapping[str, Price] | None = None) -> None:
         self._prices = dict(prices or {})
+        # id(generator) -> (the generator, its model then, its price): the generator is kept so
+        # its id is not reused while the entry stands.
+        self._known: dict[int, tuple[Generator, str, Price | None]] = {}
 
     @classmethod
     def parse(cls, items: Iterable[str], *, source: str = "--price") -> Prices:
@@ -124,7 +128,20 @@ class Prices:
         return f"Prices({self._prices!r})"
 
     def price_of(self, generator: Generator) -> Price | None:
-        """The price set for `generator`: by `provider!model`, else by its model."""
+        """The price set for `generator`: by `provider!model`, else by its model.
+
+        Looked up once per generator (a run prices thousands of chats of a few generators).
+        """
+        known = self._known.get(id(generator))
+        if known is not None and known[0] is generator and known[1] == generator.model:
+            return known[2]
+        price = self._look_up(generator)
+        if len(self._known) >= _MOST_KNOWN:
+            self._known.clear()
+        self._known[id(generator)] = (generator, generator.model, price)
+        return price
+
+    def _look_up(self, generator: Generator) -> Price | None:
         provider = provider_name_for(type(generator))
         if provider is not None:
             price = self._prices.get(f"{provider}!{generator.model}")

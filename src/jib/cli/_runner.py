@@ -4,8 +4,8 @@ it goes.
 Each generator gets one pipeline, `generator.chat().with_(params)`, and `run_batch` is called on
 chunks of the dataset by a few worker tasks, so at most `concurrency` prompts are in flight,
 progress moves chunk by chunk, and memory stays flat (the file is streamed; finished chats are
-stored and dropped). Every chunk is stored in one transaction before the next is taken, so a
-killed run leaves whole chats only.
+stored and dropped). Finished chunks go to a `BatchWriter`, which stores them in the background,
+many chunks to a transaction, while the workers go on; a killed run leaves whole chats only.
 
 Each stored chat carries its prompt's id and sample index (metadata `prompt_id`, `sample_index`)
 and the line's own metadata, its latency (measured around its chunk when the generator does not
@@ -19,6 +19,7 @@ is stopped (`stop_after` in a row) and `max_cost` stops the whole run once that 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ from jib.chat import Chat
 from jib.cli._progress import GeneratorStats, Reporter
 from jib.cli._prompts import Prompt, PromptsFile
 from jib.cli._schema import SCHEMA_ERROR, AnswerSchema
+from jib.cli._writer import BatchWriter
 from jib.cost import Prices
 from jib.errors import InvalidGeneratorError
 from jib.generator.base import Generator
@@ -367,25 +369,30 @@ async def execute(
                 _annotate(record, item, chunk_ms, plan.prices)
                 if plan.schema is not None and not record.failed:
                     plan.schema.apply(record)
-            await store.asave(
-                records,
-                run=plan.run,
-                tags=plan.tags,
-                replacing=[item.replacing for item in chunk if item.replacing],
-            )
             _tally(plan, index, records, reporter)
             reporter.update(index)
+            await writer.put(records, replacing=[i.replacing for i in chunk if i.replacing])
 
+    writer = BatchWriter(store, run=plan.run, tags=plan.tags)
     reporter.start(plan.stats)
     try:
         tasks = [asyncio.create_task(worker()) for _ in range(workers)]
         try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        except BaseException:
+            # Interrupted, or a worker failed: still store what is finished (unless storing is
+            # what failed).
+            with contextlib.suppress(Exception):
+                await writer.close()
+            raise
+        await writer.close()
     finally:
+        writer.abandon()
         reporter.stop()
         for generator in plan.generators:
             generator.unload()

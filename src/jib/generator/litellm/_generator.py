@@ -15,6 +15,7 @@ from jib._wire import DEFAULT_MAX_RESPONSE_BYTES
 from jib.errors import JibError, MalformedResponseError, MissingDependencyError, ProviderError
 from jib.generator.litellm._carry import check_params, check_parts
 from jib.generator.litellm._errors import _chain, litellm_failure
+from jib.generator.litellm._prices import flat_rates
 from jib.generator.litellm._runtime import (
     OLLAMA_PREFIXES,
     fix_ollama_stop_reason,
@@ -278,7 +279,7 @@ class LiteLLMGenerator(RequestGenerator):
 
         Ollama's models are self-hosted and free: LiteLLM would ask an Ollama server for them
         (`/api/show`, blocking, at `OLLAMA_API_BASE` whatever `api_base` says), so it is not
-        asked.
+        asked. A flat price is looked up once per model (`jib.generator.litellm._prices`).
         """
         if self.model.startswith(OLLAMA_PREFIXES):
             return 0.0
@@ -286,6 +287,10 @@ class LiteLLMGenerator(RequestGenerator):
             litellm: Any = import_litellm()
         except MissingDependencyError:
             return None
+        rates = flat_rates(litellm, self.model)
+        if rates is not None:
+            total = usage.input_tokens * rates[0] + usage.output_tokens * rates[1]
+            return total if math.isfinite(total) and total >= 0 else None
         try:
             input_cost, output_cost = litellm.cost_per_token(
                 model=self.model,
