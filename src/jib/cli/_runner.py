@@ -308,6 +308,8 @@ def _with_refused(
 ) -> list[Chat]:
     """The chunk's records in order: the answers, and a failed chat for each refused item
     (nothing was sent for it)."""
+    if all(item.refused is None for item in chunk):
+        return answered
     generator = plan.generators[index]
     base = generator.params.merge_with(plan.params)
     answers = iter(answered)
