@@ -3,8 +3,10 @@ before (`jib.storage._encode`, `jib.storage._insert`)."""
 
 from __future__ import annotations
 
+import enum
 import json
 import math
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -179,6 +181,19 @@ def test_values_json_writes_another_way_are_stored_as_json_writes_them(store: Ch
         "pair": [1, 2],
         "sub": {"a": 1},
     }
+
+
+def test_a_uuid_and_an_enum_member_are_stored_as_to_json_writes_them(store: ChatStore) -> None:
+    class Colour(enum.Enum):
+        RED = "red"
+
+    chat = Chat(metadata={"request": uuid.UUID(int=1), "colour": Colour.RED})
+
+    store.save(chat)
+
+    stored = store.get(chat.id).metadata
+    assert stored == json.loads(chat.to_json())["metadata"]
+    assert stored == {"request": "00000000-0000-0000-0000-000000000001", "colour": "red"}
 
 
 def test_a_value_with_no_json_form_is_refused_and_nothing_is_saved(store: ChatStore) -> None:

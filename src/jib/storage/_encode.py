@@ -1,16 +1,17 @@
 """Encoding column values for the database driver, each once, without SQLAlchemy's per-row work.
 
-The counterpart of `jib.storage._decode`. Rows are inserted with the driver's `executemany`
-(see `jib.storage._insert`), so every value is made here in the form the driver sends:
+The counterpart of `jib.storage._decode`. Rows go straight to the driver (see
+`jib.storage._insert`), so every value is made here in the form the driver takes:
 
-- JSON columns as JSON text, written by `orjson` (a fraction of the `json` module's time). Its
-  output reads back the same as `json.dumps`'s, which wrote every row before, with two
-  exceptions handled here: a lone surrogate (orjson refuses it) and a float that is not finite
-  (orjson writes `null`, `json.dumps` `NaN`). Whatever orjson does not take (a lone surrogate, a
-  key that is not a string, an integer beyond 64 bits, a subclass of a JSON type, a value with
-  no JSON form) is written by `json.dumps` as before, lone surrogates escaped, so it is stored
-  as before or refused with the same message. The text is UTF-8, not ASCII-escaped: the same
-  JSON to every reader.
+- JSON columns as JSON text, written by `orjson` (a fraction of the `json` module's time). It
+  reads back as what `json.dumps` wrote before (SQLAlchemy's JSON type), except where the two
+  differ, which goes to `json.dumps` as before: what orjson refuses (a lone surrogate, a key
+  that is not a string, an integer beyond 64 bits, a subclass of a JSON type, a value with no
+  JSON form) and a float that is not finite (orjson writes `null`, `json.dumps` `NaN`). So such
+  a value is stored as before, lone surrogates escaped, or refused with `json.dumps`'s message.
+  One difference is kept: orjson writes a `uuid.UUID` (as its text) and an `enum.Enum` member
+  (as its value), which `json.dumps` refused; `Chat.to_json()` writes them the same way. The
+  text is UTF-8, not ASCII-escaped: the same JSON to every reader.
 - Text columns with lone surrogates escaped (see `jib._unicode`).
 - Flags as 0 or 1 for SQLite (which keeps them so), `True`/`False` for PostgreSQL.
 - Timestamps as SQLite keeps them (UTC text, `YYYY-MM-DD HH:MM:SS.ffffff`, what SQLAlchemy's

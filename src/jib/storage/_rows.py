@@ -8,6 +8,10 @@ pipeline can set with `.meta(...)`) are copied into columns of their own, so a r
 its dataset. The inline data of content parts goes to `jib_blobs` (see `jib.storage._blobs`):
 the row's messages hold `jib-blob:` references, and `row_to_dict` gives them as stored (the
 loader swaps them back).
+
+Saving makes the rows of a batch together (`RowMaker`, `rows_to_save`): what the batch's records
+share is worked out once, and the rows are encoded for the database driver a column at a time
+(`jib.storage._encode`), ready for `jib.storage._insert`.
 """
 
 from __future__ import annotations
@@ -72,9 +76,9 @@ _KEY_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii
 
 def _key(value: Any) -> str:
     """The hash of what was sent, its inline data already swapped for references."""
-    text = _KEY_JSON.encode(value)
+    written = _KEY_JSON.encode(value)
     # surrogatepass: a prompt holding a lone surrogate still has a key (the row is escaped).
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(written.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def tags_of(metadata: Mapping[str, Any], extra: Iterable[str] = ()) -> list[str]:
