@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from jib.pipeline.completion import CompletionPipeline
 
 __all__ = [
+    "BatchDicts",
     "Chat",
     "Completion",
     "Record",
@@ -180,13 +181,18 @@ class _Record:
             self._generator_id = _identifier_of(self.generator, self.params)
         return self._generator_id
 
-    def _common_dict(self) -> dict[str, Any]:
+    def _common_dict(self, shared: BatchDicts | None) -> dict[str, Any]:
+        if shared is None:
+            generator_id = self.generator_id
+            params = self.params.model_dump(exclude_none=True) if self.params else None
+        else:
+            generator_id, params = shared.generator_id(self), shared.params_dict(self.params)
         return {
-            "schema_version": _records().RECORD_FORMAT_VERSION,
+            "schema_version": None,  # first, and set last (`format_version`)
             "id": self.id,
             "timestamp": self.timestamp.isoformat(),
-            "generator_id": self.generator_id,
-            "params": self.params.model_dump(exclude_none=True) if self.params else None,
+            "generator_id": generator_id,
+            "params": params,
             "stop_reason": self.stop_reason,
             "usage": self.usage.to_dict() if self.usage else None,
             "failed": self.failed,
@@ -275,7 +281,10 @@ class Chat(_Record):
         Raises:
             UnwritableRecordError: `output` has no JSON form.
         """
-        data = self._common_dict()
+        return self._to_dict(None)
+
+    def _to_dict(self, shared: BatchDicts | None) -> dict[str, Any]:
+        data = self._common_dict(shared)
         data["kind"] = "chat"
         data["messages"] = [message.to_dict() for message in self.messages]
         data["generated"] = [message.to_dict() for message in self.generated]
@@ -446,7 +455,10 @@ class Completion(_Record):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of this completion; secrets are not in it."""
-        data = self._common_dict()
+        return self._to_dict(None)
+
+    def _to_dict(self, shared: BatchDicts | None) -> dict[str, Any]:
+        data = self._common_dict(shared)
         data["kind"] = "completion"
         data["text"] = self.text
         data["generated"] = self.generated
@@ -563,6 +575,46 @@ def _fields(record: RecordModel, generator: Generator | None) -> dict[str, Any]:
         "id": record.id,
         "timestamp": record.timestamp,
     }
+
+
+class BatchDicts:
+    """Makes the `to_dict()` of a batch's records, working out what they share once.
+
+    The records of one run share their generator and params object; writing the generator's
+    identifier costs more than all the rest of a record's dict, so each (generator, params)
+    pair is written once per batch, and each params object dumped once. The params dict is then
+    one object shared by the records' dicts: read it, do not change it. Use one instance for
+    one batch: it keeps the objects it has seen (their identity is the key) until dropped.
+    """
+
+    def __init__(self) -> None:
+        self._identifiers: dict[tuple[int, int], tuple[Any, str | None]] = {}
+        self._params: dict[int, tuple[GenerateParams, dict[str, Any]]] = {}
+
+    def to_dict(self, record: Chat | Completion) -> dict[str, Any]:
+        """`record.to_dict()`, sharing the identifier and params dict with its batch."""
+        return record._to_dict(self)
+
+    def generator_id(self, record: _Record) -> str | None:
+        """`record.generator_id`, written once per (generator, params) pair."""
+        if record._generator_id is not None or record.generator is None:
+            return record.generator_id
+        key = (id(record.generator), id(record.params))
+        found = self._identifiers.get(key)
+        if found is None:
+            identifier = _identifier_of(record.generator, record.params)
+            found = self._identifiers[key] = ((record.generator, record.params), identifier)
+        record._generator_id = found[1]
+        return found[1]
+
+    def params_dict(self, params: GenerateParams | None) -> dict[str, Any] | None:
+        """The dict form of `params` (`None` for none), dumped once per params object."""
+        if not params:
+            return None
+        found = self._params.get(id(params))
+        if found is None:
+            found = self._params[id(params)] = (params, params.model_dump(exclude_none=True))
+        return found[1]
 
 
 # -- loading many records: one bad record never spoils the rest -----------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "StoredBlobs",
     "changes_between",
     "count_changes",
+    "references_by_record",
     "references_in",
     "stored_references",
 ]
@@ -67,6 +68,8 @@ class BlobCollector:
     def externalise(self, messages: Any) -> tuple[Any, set[str]]:
         """`messages` (message dicts) with their inline data swapped for references, and the
         hashes referred to."""
+        if not _holds_parts(messages):
+            return messages, set()
         used: set[str] = set()
 
         def swap(value: str, audio_format: str | None) -> str | None:
@@ -89,6 +92,16 @@ class BlobCollector:
         digest = _part_data.digest(data)
         self.blobs.setdefault(digest, data)
         return _part_data.reference(_part_data.BLOB, split[0], digest), digest
+
+
+def _holds_parts(messages: Any) -> bool:
+    """Whether any of `messages` has a list of parts (the only place inline data can be)."""
+    if not isinstance(messages, list):
+        return False
+    for message in messages:  # a loop: `any()` of a generator costs more for a few messages
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            return True
+    return False
 
 
 class StoredBlobs:
@@ -164,16 +177,36 @@ def stored_references(connection: Connection, record_ids: list[str]) -> Counter[
     outlive it, rather than others' blobs going early.
     """
     counts: Counter[str] = Counter()
-    raw = [type_coerce(records.c[name], NullType()) for name in ("kind", "input", "generated")]
-    for start in range(0, len(record_ids), _CHUNK):
-        chunk = record_ids[start : start + _CHUNK]
-        statement = select(*raw).where(records.c.id.in_(chunk))
-        if connection.dialect.name == "postgresql":
-            statement = statement.with_for_update()
-        for row in connection.execute(statement):
-            if row[0] == "chat":
-                counts.update(references_in(_parsed(row[1])) | references_in(_parsed(row[2])))
+    for used in references_by_record(connection, record_ids).values():
+        counts.update(used)
     return counts
+
+
+def references_by_record(connection: Connection, record_ids: list[str]) -> dict[str, set[str]]:
+    """The blobs each of these records refers to, by id, for those that are stored, their rows
+    locked until the transaction ends (see `stored_references`).
+
+    The ids go to the database as one value (a JSON array for SQLite, an array for PostgreSQL),
+    not one parameter each: a batch of new records costs one short query.
+    """
+    found: dict[str, set[str]] = {}
+    if not record_ids:
+        return found
+    if connection.dialect.name == "postgresql":
+        rows = connection.exec_driver_sql(_LOOKUP_POSTGRES, (record_ids,))
+    else:
+        rows = connection.exec_driver_sql(_LOOKUP_SQLITE, (json.dumps(record_ids),))
+    for record_id, kind, sent, generated in rows:
+        used: set[str] = set()
+        if kind == "chat":
+            used = references_in(_parsed(sent)) | references_in(_parsed(generated))
+        found[record_id] = used
+    return found
+
+
+_LOOKUP = f"SELECT id, kind, input, generated FROM {records.name}"
+_LOOKUP_SQLITE = f"{_LOOKUP} WHERE id IN (SELECT value FROM json_each(?))"
+_LOOKUP_POSTGRES = f"{_LOOKUP} WHERE id = ANY(%s) FOR UPDATE"
 
 
 def _parsed(value: Any) -> Any:

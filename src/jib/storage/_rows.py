@@ -8,6 +8,10 @@ pipeline can set with `.meta(...)`) are copied into columns of their own, so a r
 its dataset. The inline data of content parts goes to `jib_blobs` (see `jib.storage._blobs`):
 the row's messages hold `jib-blob:` references, and `row_to_dict` gives them as stored (the
 loader swaps them back).
+
+Saving makes the rows of a batch together (`RowMaker`, `rows_to_save`): what the batch's records
+share is worked out once, and the rows are encoded for the database driver a column at a time
+(`jib.storage._encode`), ready for `jib.storage._insert`.
 """
 
 from __future__ import annotations
@@ -22,15 +26,19 @@ from typing import Any
 from jib._secrets import redact
 from jib._syntax import IdentifierSyntaxError, parse_identifier
 from jib._unicode import escape_surrogates
-from jib.chat import Chat, Completion
+from jib.chat import BatchDicts, Chat, Completion
 from jib.errors import InvalidGeneratorError
 from jib.registry import DEFAULT_PROVIDER
 from jib.storage._blobs import BlobCollector
+from jib.storage._encode import column_encoders, encode_rows, text
+from jib.storage._insert import RECORD_COLUMNS
+from jib.storage._schema import records
 
 __all__ = [
     "PROMPT_ID",
     "SAMPLE_INDEX",
     "Record",
+    "RowMaker",
     "SaveBatch",
     "input_key",
     "record_to_row",
@@ -62,11 +70,15 @@ def input_key(value: Any) -> str:
     return _key(stored)
 
 
+_KEY_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""How `_key` writes what was sent (made once: `json.dumps` with options makes one per call)."""
+
+
 def _key(value: Any) -> str:
     """The hash of what was sent, its inline data already swapped for references."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    written = _KEY_JSON.encode(value)
     # surrogatepass: a prompt holding a lone surrogate still has a key (the row is escaped).
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return hashlib.sha256(written.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def tags_of(metadata: Mapping[str, Any], extra: Iterable[str] = ()) -> list[str]:
@@ -123,98 +135,166 @@ def record_to_row(
     stored_at: datetime,
     blobs: BlobCollector | None = None,
 ) -> tuple[dict[str, Any], list[str], set[str]]:
-    """The `jib_records` row of `record`, its tags, and the hashes of the blobs it refers to.
+    """The `jib_records` row of `record` as Python values (for SQLAlchemy), its tags, and the
+    hashes of the blobs it refers to (see `RowMaker.values`); lone surrogates escaped."""
+    maker = RowMaker(backend="sqlite", extra_tags=extra_tags, stored_at=stored_at, blobs=blobs)
+    values, tag_list, used = maker.values(record, run)
+    row = escape_surrogates(dict(zip(RECORD_COLUMNS, values, strict=True)))
+    return row, escape_surrogates(tag_list), used
 
-    Explicit `extra_tags` are added to the stored `metadata["tags"]`, so a loaded record shows
-    them. Secrets are masked in the stored error message (the generator's api key, whole or in
-    part, should a provider have echoed it, and any secret-looking `key=value`). The inline
-    data of its parts is collected by `blobs` (a new collector when not given).
+
+class RowMaker:
+    """Makes the `jib_records` rows of one batch, encoded for `backend`'s driver.
+
+    What the batch's records share is worked out once: their dicts' identifiers and params (see
+    `BatchDicts`), provider and model, the time they are stored, and the blobs their parts hold
+    (`blobs`, a collector for this batch).
     """
-    blobs = blobs if blobs is not None else BlobCollector()
-    data = record.to_dict()
-    metadata = dict(data["metadata"])
-    tag_list = tags_of(metadata, extra_tags)
-    if extra_tags:
-        metadata["tags"] = tag_list
-    provider, model = _provider_and_model(data["generator_id"])
-    sent: Any = data["messages"] if data["kind"] == "chat" else data["text"]
-    sent, used = blobs.externalise(sent)
-    generated, used_by_answer = blobs.externalise(data["generated"])
-    usage = data["usage"] or {}
-    error = data["error"]
-    error_message = error["message"] if error else None
-    if error_message:
-        error_message = redact(error_message, [_secret_of(record)])
-    row = {
-        "id": data["id"],
-        "kind": data["kind"],
-        "run": run,
-        "timestamp": record.timestamp,
-        "stored_at": stored_at,
-        "generator_id": data["generator_id"],
-        "provider": provider,
-        "model": model,
-        "input_key": _key(sent),
-        "params": data["params"],
-        "input": sent,
-        "generated": generated,
-        "stop_reason": data["stop_reason"],
-        "input_tokens": usage.get("input_tokens"),
-        "output_tokens": usage.get("output_tokens"),
-        "total_tokens": usage.get("total_tokens"),
-        "failed": bool(data["failed"]),
-        "error_type": error["type"] if error else None,
-        "error_message": error_message,
-        "meta": metadata,
-        "extra": data["extra"],
-        "record_version": data["schema_version"],
-        "prompt_id": _prompt_id(metadata),
-        "sample_index": _sample_index(metadata),
-        "latency_ms": data["latency_ms"],
-        "cost_usd": data["cost_usd"],
-        "attempts": data["attempts"],
-        "output": data.get("output"),
-        **{name: usage.get(name) for name in USAGE_COUNTS},
-    }
-    return escape_surrogates(row), escape_surrogates(tag_list), used | used_by_answer
+
+    def __init__(
+        self,
+        *,
+        backend: str,
+        extra_tags: Sequence[str],
+        stored_at: datetime,
+        blobs: BlobCollector | None = None,
+    ) -> None:
+        self.blobs = blobs if blobs is not None else BlobCollector()
+        self._extra_tags = list(extra_tags)
+        self._stored_at = stored_at
+        encoders = column_encoders(_COLUMNS, backend)
+        self._encoders = [(index, encode) for index, encode in encoders if index != _STORED_AT]
+        # One time for every row of the batch: encoded once.
+        self._constants = {_STORED_AT: dict(encoders)[_STORED_AT]((stored_at,))[0]}
+        self._dicts = BatchDicts()
+        self._models: dict[str | None, tuple[str | None, str | None]] = {}
+
+    def encode(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        """Rows made by `values`, encoded for the driver (lone surrogates escaped).
+
+        Raises:
+            UnencodableValue: a value has no JSON form, or is not what its column holds.
+        """
+        return encode_rows(rows, self._encoders, self._constants)
+
+    def values(self, record: Record, run: str | None) -> tuple[list[Any], list[str], set[str]]:
+        """The row of `record` as Python values in `RECORD_COLUMNS` order (JSON columns as
+        their data), its tags, and the hashes of the blobs it refers to.
+
+        Explicit extra tags are added to the stored `metadata["tags"]`, so a loaded record shows
+        them. Secrets are masked in the stored error message (the generator's api key, whole or
+        in part, should a provider have echoed it, and any secret-looking `key=value`).
+
+        Raises:
+            UnwritableRecordError: the record's `output` has no JSON form.
+        """
+        data = self._dicts.to_dict(record)
+        metadata = data["metadata"]
+        tag_list = tags_of(metadata, self._extra_tags)
+        if self._extra_tags:
+            metadata = {**metadata, "tags": tag_list}
+        generator_id = data["generator_id"]
+        provider, model = self._provider_and_model(generator_id)
+        sent: Any = data["messages"] if data["kind"] == "chat" else data["text"]
+        sent, used = self.blobs.externalise(sent)
+        generated, used_by_answer = self.blobs.externalise(data["generated"])
+        usage = data["usage"] or _NO_USAGE
+        error = data["error"]
+        error_message = error["message"] if error else None
+        if error_message:
+            error_message = redact(error_message, [_secret_of(record)])
+        values = [  # the order of RECORD_COLUMNS
+            data["id"],
+            data["kind"],
+            run,
+            record.timestamp,
+            self._stored_at,
+            generator_id,
+            provider,
+            model,
+            _key(sent),
+            data["params"],
+            sent,
+            generated,
+            data["stop_reason"],
+            usage.get("input_tokens"),
+            usage.get("output_tokens"),
+            usage.get("total_tokens"),
+            bool(data["failed"]),
+            error["type"] if error else None,
+            error_message,
+            metadata,
+            data["extra"],
+            data["schema_version"],
+            _prompt_id(metadata),
+            _sample_index(metadata),
+            data["latency_ms"],
+            data["cost_usd"],
+            data["attempts"],
+            data.get("output"),
+            *[usage.get(name) for name in USAGE_COUNTS],
+        ]
+        return values, tag_list, used | used_by_answer
+
+    def _provider_and_model(self, generator_id: str | None) -> tuple[str | None, str | None]:
+        found = self._models.get(generator_id)
+        if found is None:
+            found = self._models[generator_id] = _provider_and_model(generator_id)
+        return found
+
+
+_COLUMNS = [records.c[name] for name in RECORD_COLUMNS]
+_STORED_AT = RECORD_COLUMNS.index("stored_at")
+_NO_USAGE: dict[str, int] = {}
 
 
 @dataclass
 class SaveBatch:
-    """What saving a batch writes: rows, tags and the hashes of the blobs each record refers
-    to, by record id, and the blobs."""
+    """What saving a batch writes: rows (in `RECORD_COLUMNS` order), tags and the hashes of the
+    blobs each record refers to, by record id, and the blobs."""
 
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     tags: dict[str, list[str]] = field(default_factory=dict)
     references: dict[str, set[str]] = field(default_factory=dict)
     blobs: BlobCollector = field(default_factory=BlobCollector)
 
 
 def rows_to_save(
-    batch: Iterable[Any], *, run: str | None, tags: Sequence[str], stored_at: datetime
+    batch: Iterable[Any],
+    *,
+    run: str | None,
+    tags: Sequence[str],
+    stored_at: datetime,
+    backend: str,
 ) -> SaveBatch:
-    """The rows, tags and blobs of the records in `batch` (a later duplicate id wins).
+    """The rows, tags and blobs of the records in `batch` (a later duplicate id wins), encoded
+    for `backend`'s driver (`"sqlite"` or `"postgresql"`).
 
     Each record's run is `run`, else its `metadata["run"]` when that is a string.
 
     Raises:
         TypeError: an item is not a `Chat` or `Completion`.
+        UnwritableRecordError: a chat's `output` has no JSON form.
+        UnencodableValue: another value of a record has none.
     """
-    saved = SaveBatch()
+    maker = RowMaker(backend=backend, extra_tags=tags, stored_at=stored_at)
+    saved = SaveBatch(blobs=maker.blobs)
+    values: dict[str, list[Any]] = {}
     for record in batch:
         if not isinstance(record, (Chat, Completion)):
             raise TypeError(
                 f"a store saves Chat and Completion records, not {type(record).__name__}"
             )
         record_run = run
-        if record_run is None and isinstance(record.metadata.get("run"), str):
-            record_run = record.metadata["run"]
-        row, row_tags, used = record_to_row(
-            record, run=record_run, extra_tags=list(tags), stored_at=stored_at, blobs=saved.blobs
-        )
-        saved.rows[row["id"]] = row
-        saved.tags[row["id"]] = row_tags
-        saved.references[row["id"]] = used
+        if record_run is None:
+            named = record.metadata.get("run")
+            record_run = named if isinstance(named, str) else None
+        row, row_tags, used = maker.values(record, record_run)
+        record_id = text(row[0])
+        values[record_id] = row
+        saved.tags[record_id] = escape_surrogates(row_tags) if row_tags else row_tags
+        saved.references[record_id] = used
+    saved.rows = dict(zip(values, maker.encode(list(values.values())), strict=True))
     return saved
 
 

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from typing_extensions import Unpack
 
 from jib.chat import Chat, Completion
 from jib.storage import _export
-from jib.storage._blobs import StoredBlobs, changes_between, count_changes, stored_references
+from jib.storage._blobs import (
+    StoredBlobs,
+    changes_between,
+    count_changes,
+    references_by_record,
+    stored_references,
+)
 from jib.storage._decode import RAW_COLUMNS
+from jib.storage._encode import UnencodableValue, text
 from jib.storage._engine import WRITE, create_store_engine, redacted_url
 from jib.storage._errors import StoreError
+from jib.storage._insert import insert_records, insert_tags
 from jib.storage._load import readable_dicts, readable_records, stored_dict, stored_record
 from jib.storage._location import default_store_url, to_database_url
 from jib.storage._migrate import current_version, upgrade
@@ -187,26 +196,43 @@ class ChatStore:
         batch = [items] if isinstance(items, (Chat, Completion)) else list(items)
         if not batch:
             return 0
-        saved = rows_to_save(batch, run=run, tags=tags, stored_at=_now())
-        ids = list(dict.fromkeys([*saved.rows, *replacing]))
+        try:
+            saved = rows_to_save(batch, run=run, tags=tags, stored_at=_now(), backend=self._backend)
+        except UnencodableValue as exc:
+            raise StoreError(f"cannot write to the store {self._url}: {exc}") from exc
+        replaced_ids = list(dict.fromkeys(text(i) for i in replacing))
+        ids = list(dict.fromkeys([*saved.rows, *replaced_ids]))
+        tag_rows = [(i, t) for i, ts in saved.tags.items() for t in ts]
         with self._write() as connection:
-            replaced = stored_references(connection, ids)
-            self._delete_rows(connection, ids)
-            connection.execute(insert(records), list(saved.rows.values()))
-            tag_values = [{"record_id": i, "tag": t} for i, ts in saved.tags.items() for t in ts]
-            if tag_values:
-                connection.execute(insert(tags_table), tag_values)
+            stored = references_by_record(connection, ids)
+            # A new id has no row to delete; its tags only if a record was deleted by hand.
+            self._delete_rows(
+                connection,
+                list(stored),
+                tag_ids=list(dict.fromkeys([*stored, *replaced_ids, *(i for i, _ in tag_rows)])),
+            )
+            insert_records(connection, list(saved.rows.values()))
+            insert_tags(connection, tag_rows)
+            replaced: Counter[str] = Counter()
+            for used in stored.values():
+                replaced.update(used)
             changes = changes_between(replaced, saved.references.values())
             count_changes(connection, changes, saved.blobs.blobs)
         return len(saved.rows)
 
     @staticmethod
-    def _delete_rows(connection: Connection, ids: list[str]) -> int:
-        """Delete these records and their tags; return how many records were stored."""
+    def _delete_rows(
+        connection: Connection, ids: list[str], *, tag_ids: list[str] | None = None
+    ) -> int:
+        """Delete these records and their tags (and the tags of `tag_ids`, when given); return
+        how many records were stored."""
         removed = 0
+        tag_ids = ids if tag_ids is None else tag_ids
+        for start in range(0, len(tag_ids), _CHUNK):
+            chunk = tag_ids[start : start + _CHUNK]
+            connection.execute(delete(tags_table).where(tags_table.c.record_id.in_(chunk)))
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
-            connection.execute(delete(tags_table).where(tags_table.c.record_id.in_(chunk)))
             removed += connection.execute(delete(records).where(records.c.id.in_(chunk))).rowcount
         return removed
 
