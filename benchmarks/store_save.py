@@ -9,8 +9,11 @@ Each measurement is repeated; the median and the range are printed.
     python benchmarks/store_save.py [--chats 10000] [--chunk 500] [--repeat 3]
         [--postgres postgresql+psycopg://USER@HOST/DB]
 
+With `--postgres`, a scratch database is created on that server for the run and dropped after.
+
 Goal (issue 19): `store.save` at most 60 µs of CPU per chat on SQLite; PostgreSQL within 2×.
-The last line printed is the result as one JSON object.
+The last line printed is the result as one JSON object, also written to
+`benchmarks/results/store_save.json`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,7 @@ from jib import Chat
 from jib.storage import open_store
 
 GOAL_US = 60.0
+RESULTS = Path(__file__).parent / "results" / "store_save.json"
 _FLOOR_TABLE = "bench_floor"
 
 
@@ -120,7 +126,7 @@ def time_postgres_floor(url: str, chats: Sequence[Chat], chunk: int) -> float:
 
 
 def _empty_postgres(url: str) -> None:
-    """Drop jib's tables from the PostgreSQL database at `url`, so each run starts fresh."""
+    """Drop jib's tables from the (scratch) database at `url`, so each run starts fresh."""
     from sqlalchemy import create_engine
 
     from jib.storage._schema import metadata
@@ -130,6 +136,29 @@ def _empty_postgres(url: str) -> None:
         metadata.drop_all(engine)
     finally:
         engine.dispose()
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A database created on the server at `server_url` for this run, dropped at the end: the
+    benchmark never touches a database that holds anything."""
+    from sqlalchemy import create_engine, make_url, text
+
+    server = make_url(server_url)
+    if server.drivername == "postgresql":
+        server = server.set(drivername="postgresql+psycopg")
+    name = f"jib_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 def _repeat(measure: Callable[[], float], times: int) -> list[float]:
@@ -162,13 +191,10 @@ def _measure_postgres(url: str, chats: Sequence[Chat], chunk: int, repeat: int) 
         _empty_postgres(url)
         return time_store(url, chats, chunk)
 
-    try:
-        return {
-            "save": _summary(_repeat(save, repeat)),
-            "floor": _summary(_repeat(lambda: time_postgres_floor(url, chats, chunk), repeat)),
-        }
-    finally:
-        _empty_postgres(url)
+    return {
+        "save": _summary(_repeat(save, repeat)),
+        "floor": _summary(_repeat(lambda: time_postgres_floor(url, chats, chunk), repeat)),
+    }
 
 
 def _print_table(results: dict[str, dict[str, Any]]) -> None:
@@ -186,13 +212,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--chats", type=int, default=10_000)
     parser.add_argument("--chunk", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--postgres", metavar="URL", help="also measure this PostgreSQL database")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also measure PostgreSQL: a server where a scratch database may be created",
+    )
     args = parser.parse_args(argv)
 
     chats = make_chats(args.chats)
     results = {"sqlite": _measure_sqlite(chats, args.chunk, args.repeat)}
     if args.postgres:
-        results["postgresql"] = _measure_postgres(args.postgres, chats, args.chunk, args.repeat)
+        with scratch_database(args.postgres) as url:
+            results["postgresql"] = _measure_postgres(url, chats, args.chunk, args.repeat)
     _print_table(results)
     summary: dict[str, Any] = {
         "benchmark": "store_save",
@@ -203,6 +234,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "us_per_chat": results,
     }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
     return summary
 
