@@ -41,7 +41,7 @@ from jib.storage._query import (
     run_summaries,
     stored_results,
 )
-from jib.storage._rows import Record, rows_to_save
+from jib.storage._rows import Record, SaveBatch, rows_to_save
 from jib.storage._schema import SCHEMA_VERSION, records
 from jib.storage._schema import tags as tags_table
 from jib.trust import TrustPolicy
@@ -196,10 +196,17 @@ class ChatStore:
         batch = [items] if isinstance(items, (Chat, Completion)) else list(items)
         if not batch:
             return 0
+        return self._write_saved(self._encode(batch, run=run, tags=tags), replacing)
+
+    def _encode(self, batch: list[Any], *, run: str | None, tags: Sequence[str]) -> SaveBatch:
+        """The rows of `batch`, encoded for the driver (Python work, no database)."""
         try:
-            saved = rows_to_save(batch, run=run, tags=tags, stored_at=_now(), backend=self._backend)
+            return rows_to_save(batch, run=run, tags=tags, stored_at=_now(), backend=self._backend)
         except UnencodableValue as exc:
             raise StoreError(f"cannot write to the store {self._url}: {exc}") from exc
+
+    def _write_saved(self, saved: SaveBatch, replacing: Iterable[str]) -> int:
+        """Write encoded rows in one transaction (deleting what they replace); return how many."""
         replaced_ids = list(dict.fromkeys(text(i) for i in replacing))
         ids = list(dict.fromkeys([*saved.rows, *replaced_ids]))
         tag_rows = [(i, t) for i, ts in saved.tags.items() for t in ts]
@@ -244,11 +251,15 @@ class ChatStore:
         tags: Sequence[str] = (),
         replacing: Iterable[str] = (),
     ) -> int:
-        """`save` in a worker thread, so the event loop keeps running."""
+        """`save`, keeping the event loop running: the rows are encoded on the loop (Python
+        work, which a thread could only do holding the interpreter lock the loop needs) and the
+        database's part runs in a worker thread (the driver lets go of the lock while it waits
+        and writes)."""
         batch = [items] if isinstance(items, (Chat, Completion)) else list(items)
-        return await asyncio.to_thread(
-            self.save, batch, run=run, tags=tags, replacing=list(replacing)
-        )
+        if not batch:
+            return 0
+        saved = self._encode(batch, run=run, tags=tags)
+        return await asyncio.to_thread(self._write_saved, saved, list(replacing))
 
     def watch(
         self, *, run: str | None = None, tags: Sequence[str] = ()
