@@ -8,7 +8,10 @@ import select
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,41 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from jib.storage import open_store
+from tests.cli.answer_server import last_user_text
 from tests.cli.conftest import JibRunner, Result, assert_one_clean_error_line, jib_command
+from tests.support.scripted_server import Answer, ReceivedRequest, http_answer, serve_script
+
+
+@contextmanager
+def gated_echo_server(free: int) -> Iterator[tuple[str, threading.Event]]:
+    """An OpenAI-protocol server that answers each prompt with itself: the first `free` requests
+    at once, every later one only once the returned gate is set. So a run cannot finish before
+    the test has done to it what it means to (kill it, break its store), however fast it is.
+    Yields an `openai!` identifier for it and the gate."""
+    gate = threading.Event()
+    served = 0
+    lock = threading.Lock()
+
+    def script(request: ReceivedRequest, answer: Answer) -> None:
+        nonlocal served
+        with lock:
+            served += 1
+            held = served > free
+        while held and not gate.wait(0.05):
+            if stopping.is_set():
+                return
+        message = {"role": "assistant", "content": last_user_text(request.json())}
+        usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        answer.write(http_answer(200, {"id": "x", "object": "chat.completion",
+                                       "choices": [choice], "usage": usage}))  # fmt: skip
+
+    stopping = threading.Event()
+    with serve_script(script) as server:
+        try:
+            yield f"openai!echo,api_base={server.url}/v1,max_retries=0", gate
+        finally:
+            stopping.set()
 
 
 def stored_rows(database: Path) -> int:
@@ -40,6 +77,13 @@ def postgres_rows(url: str) -> int:
         engine.dispose()
 
 
+@pytest.fixture
+def stack() -> Iterator[ExitStack]:
+    """Context managers that close when the test ends."""
+    with ExitStack() as exits:
+        yield exits
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_sigkill_mid_run_leaves_whole_chats_and_resume_finishes_without_duplicates(
     jib: JibRunner,
@@ -48,12 +92,14 @@ def test_sigkill_mid_run_leaves_whole_chats_and_resume_finishes_without_duplicat
     default_store: Path,
     backend: str,
     request: pytest.FixtureRequest,
+    stack: ExitStack,
 ) -> None:
     total = 3000
     prompts = tmp_path / "many.txt"
     prompts.write_text("".join(f"prompt number {i}\n" for i in range(total)))
-    # One worker, chunks of 4: each chunk is stored in one transaction.
-    args = ["run", "echo!demo", "-f", str(prompts), "-r", "crash", "-c", "4", "--batch-size", "4"]
+    identifier, gate = stack.enter_context(gated_echo_server(free=400))
+    # Chunks of 4: each chunk is stored whole or not at all.
+    args = ["run", identifier, "-f", str(prompts), "-r", "crash", "-c", "4", "--batch-size", "4"]
     if backend == "postgresql":
         url = str(request.getfixturevalue("postgres_store"))
         args += ["--store", url]
@@ -92,6 +138,7 @@ def test_sigkill_mid_run_leaves_whole_chats_and_resume_finishes_without_duplicat
         assert chat.content == chat.messages[-1].content
         assert chat.usage is not None and chat.usage.total_tokens > 0
 
+    gate.set()
     result = jib(*args, "--resume", "--no-progress")
 
     assert result.code == 0, result.stderr
@@ -103,12 +150,17 @@ def test_sigkill_mid_run_leaves_whole_chats_and_resume_finishes_without_duplicat
 
 
 def test_a_store_failing_mid_run_stops_it_with_one_line_and_resume_finishes(
-    jib: JibRunner, jib_env: dict[str, str], tmp_path: Path, postgres_store: str
+    jib: JibRunner,
+    jib_env: dict[str, str],
+    tmp_path: Path,
+    postgres_store: str,
+    stack: ExitStack,
 ) -> None:
     total = 1000
     prompts = tmp_path / "many.txt"
     prompts.write_text("".join(f"prompt {i}\n" for i in range(total)))
-    args = ["run", "echo!demo", "-f", str(prompts), "-r", "broken", "--store", postgres_store]
+    identifier, gate = stack.enter_context(gated_echo_server(free=40))
+    args = ["run", identifier, "-f", str(prompts), "-r", "broken", "--store", postgres_store]
     process = subprocess.Popen(
         [*jib_command(), *args, "-c", "1", "--no-progress"],
         env=jib_env,
@@ -128,6 +180,7 @@ def test_a_store_failing_mid_run_stops_it_with_one_line_and_resume_finishes(
             connection.execute(
                 text("ALTER TABLE jib_records ADD CONSTRAINT jib_test_full CHECK (false) NOT VALID")
             )
+        gate.set()
         stdout, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
@@ -158,12 +211,13 @@ def test_a_store_failing_mid_run_stops_it_with_one_line_and_resume_finishes(
 
 
 def test_ctrl_c_stops_the_run_keeping_whole_chats_and_says_how_to_resume(
-    jib_env: dict[str, str], tmp_path: Path, default_store: Path
+    jib_env: dict[str, str], tmp_path: Path, default_store: Path, stack: ExitStack
 ) -> None:
     prompts = tmp_path / "many.txt"
     prompts.write_text("".join(f"prompt {i}\n" for i in range(3000)))
+    identifier, _ = stack.enter_context(gated_echo_server(free=100))
     process = subprocess.Popen(
-        [*jib_command(), "run", "echo!demo", "-f", str(prompts), "-r", "stop", "-c", "1"],
+        [*jib_command(), "run", identifier, "-f", str(prompts), "-r", "stop", "-c", "1"],
         env=jib_env,
         cwd=tmp_path,
         stdout=subprocess.PIPE,
