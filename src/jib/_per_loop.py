@@ -79,6 +79,7 @@ class PerLoop(Generic[T]):
         self._entries: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Entry[T]] = (
             weakref.WeakKeyDictionary()
         )
+        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], _Entry[T]] | None = None
 
     def __len__(self) -> int:
         """How many loops have an open resource."""
@@ -87,13 +88,19 @@ class PerLoop(Generic[T]):
     async def get(self) -> T:
         """The running loop's resource, opened on first use."""
         loop = asyncio.get_running_loop()
+        # The last loop's entry first: a weak key lookup makes a weak reference each time.
+        last = self._last
+        if last is not None and last[0]() is loop and not self._is_closed(last[1].resource):
+            return last[1].resource
         entry = self._entries.get(loop)
         if entry is not None and not self._is_closed(entry.resource):
+            self._last = (weakref.ref(loop), entry)
             return entry.resource
         self._forget_closed_loops()
         resource = self._open()
         closer = self._close_at_shutdown(loop, resource)
-        self._entries[loop] = _Entry(resource, closer)
+        entry = self._entries[loop] = _Entry(resource, closer)
+        self._last = (weakref.ref(loop), entry)
         # Runs to the `yield` without suspending, so no other task sees a half-made entry; the
         # first step registers the generator with the loop's `shutdown_asyncgens()`.
         await closer.__anext__()
@@ -101,6 +108,7 @@ class PerLoop(Generic[T]):
 
     async def aclose(self) -> None:
         """Close the running loop's resource, if it has one (a new one opens on next use)."""
+        self._last = None
         entry = self._entries.pop(asyncio.get_running_loop(), None)
         if entry is not None:
             await entry.closer.aclose()
@@ -114,12 +122,14 @@ class PerLoop(Generic[T]):
             entry = self._entries.get(loop)
             if entry is not None and entry.resource is resource:
                 del self._entries[loop]
+            self._last = None
             if not loop.is_closed():
                 await self._close(resource)
 
     def _forget_closed_loops(self) -> None:
         # A loop closed without `shutdown_asyncgens()` cannot close its resource any more; drop
         # it so the loop (which its connections reference) can be collected.
+        self._last = None
         for loop in [loop for loop in self._entries if loop.is_closed()]:
             closer = self._entries.pop(loop).closer
             # Finish the generator here (its `finally` skips the closed loop); left unfinished,

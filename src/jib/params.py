@@ -81,12 +81,13 @@ class GenerateParams(BaseModel):
         a field but never unset one. A later `stop` list replaces an earlier one (lists are not
         concatenated). `extra` dicts are merged key by key, later keys winning.
         """
-        merged = {name: value for name, value in self if value is not None}
+        # The fields' own dicts: iterating a model goes through pydantic per field.
+        merged = {name: value for name, value in self.__dict__.items() if value is not None}
         extra = dict(self.extra)
         for other in others:
             if other is None:
                 continue
-            for name, value in other:
+            for name, value in other.__dict__.items():
                 if name == "extra":
                     extra.update(value)
                 elif value is not None:

@@ -271,7 +271,10 @@ class RequestGenerator(Generator):
             return convert(await self._with_retries(limiter, send, item, params, attempts))
 
         try:
-            result = await self.wrapped(request)(item, params)
+            if self._runtime["_wrappers"]:
+                result = await self.wrapped(request)(item, params)
+            else:
+                result = await request(item, params)
         except JibError as error:
             _annotate(error, attempts)
             raise
@@ -446,7 +449,6 @@ class _Run:
         "deadline",
         "generator",
         "limiter",
-        "policy",
         "retries",
         "timeout",
         "tokens",
@@ -463,9 +465,6 @@ class _Run:
         self.generator = generator
         self.limiter = limiter
         self.attempts = attempts
-        self.policy = RetryPolicy(
-            generator.max_retries, generator.retry_backoff, generator.max_retry_wait
-        )
         self.timeout = generator.request_timeout(params)
         self.tokens = generator.estimate_tokens(item, params) if generator.tpm is not None else 0
         self.deadline: float | None = None
@@ -498,6 +497,11 @@ class _Run:
             raise
         self.attempts.count += 1
 
+    def policy(self) -> RetryPolicy:
+        """The generator's retry settings (read when an attempt fails: most never do)."""
+        generator = self.generator
+        return RetryPolicy(generator.max_retries, generator.retry_backoff, generator.max_retry_wait)
+
     def timed_out(self) -> ProviderTimeoutError:
         """The error for an attempt cut off by the deadline."""
         return ProviderTimeoutError(
@@ -524,8 +528,9 @@ class _Run:
                 raise error.final from None
             delay: float | None = 0.0
         else:
-            delay = self.policy.delay(error, self.retries)
-        detail = self.policy.refusal(error, self.retries) if delay is None else ""
+            policy = self.policy()
+            delay = policy.delay(error, self.retries)
+        detail = self.policy().refusal(error, self.retries) if delay is None else ""
         if delay is not None and deadline is not None and time.monotonic() + delay >= deadline:
             delay = None
             if time.monotonic() < deadline:

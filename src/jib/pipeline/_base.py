@@ -48,6 +48,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         "_catch",
         "_input",
         "_maps",
+        "_merged",
         "_metadata",
         "_retry",
         "_thens",
@@ -71,6 +72,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         self._metadata: dict[str, Any] = {}
         self._catch: tuple[type[BaseException], ...] = (JibError,)
         self._retry: dict[str, Any] = {}
+        self._merged: _MergedParams | None = None
 
     # -- what subclasses supply ----------------------------------------------------------------
 
@@ -300,6 +302,17 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
                 fields["attempts"] = error.attempts
         return self._make_record(input, result, fields)
 
+    def _base_params(self, generator: Generator) -> GenerateParams:
+        """`generator.params` overridden by this pipeline's: one object for as long as neither
+        changes, so a run's records share it (and their identifier is written once per batch,
+        see `BatchDicts`)."""
+        merged = self._merged
+        if merged is not None and merged.holds(generator.params, self.params):
+            return merged.base
+        base = generator.params.merge_with(self.params)
+        self._merged = _MergedParams(generator.params, self.params, base)
+        return base
+
     async def _run(
         self,
         generator: Generator,
@@ -321,7 +334,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
             if isinstance(generator, RequestGenerator):
                 # Records keep the generator as given: retry settings are how it ran, not what.
                 sender = generator.with_retries(**self._retry)
-        base = generator.params.merge_with(self.params)
+        base = self._base_params(generator)
         if many_params is None:
             params_list = [base] * len(inputs)
         else:
@@ -394,3 +407,24 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
                 raise TypeError(f"a map() callback must return a list, not {type(mapped).__name__}")
             records = [*mapped, *bad]
         return records
+
+
+class _MergedParams:
+    """Two params objects, what their fields held when merged, and the merge."""
+
+    __slots__ = ("_first", "_first_fields", "_second", "_second_fields", "base")
+
+    def __init__(self, first: GenerateParams, second: GenerateParams, base: GenerateParams):
+        self._first, self._first_fields = first, dict(first.__dict__)
+        self._second, self._second_fields = second, dict(second.__dict__)
+        self.base = base
+
+    def holds(self, first: GenerateParams, second: GenerateParams) -> bool:
+        """Whether merging `first` and `second` gives `base` still (the same objects, no field
+        assigned since)."""
+        return (
+            first is self._first
+            and second is self._second
+            and first.__dict__ == self._first_fields
+            and second.__dict__ == self._second_fields
+        )
