@@ -94,12 +94,13 @@ def test_sigkill_mid_run_leaves_whole_chats_and_resume_finishes_without_duplicat
     request: pytest.FixtureRequest,
     stack: ExitStack,
 ) -> None:
-    total = 3000
+    total = 20_000
     prompts = tmp_path / "many.txt"
     prompts.write_text("".join(f"prompt number {i}\n" for i in range(total)))
     identifier, gate = stack.enter_context(gated_echo_server(free=400))
     # Chunks of 4: each chunk is stored whole or not at all.
-    args = ["run", identifier, "-f", str(prompts), "-r", "crash", "-c", "4", "--batch-size", "4"]
+    args = ["run", identifier, "-f", str(prompts), "-r", "crash"]
+    pace = ["-c", "4", "--batch-size", "4"]
     if backend == "postgresql":
         url = str(request.getfixturevalue("postgres_store"))
         args += ["--store", url]
@@ -110,7 +111,7 @@ def test_sigkill_mid_run_leaves_whole_chats_and_resume_finishes_without_duplicat
         return postgres_rows(url) if backend == "postgresql" else stored_rows(default_store)
 
     process = subprocess.Popen(
-        [*jib_command(), *args, "--no-progress"],
+        [*jib_command(), *args, *pace, "--no-progress"],
         env=jib_env,
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -139,7 +140,8 @@ def test_sigkill_mid_run_leaves_whole_chats_and_resume_finishes_without_duplicat
         assert chat.usage is not None and chat.usage.total_tokens > 0
 
     gate.set()
-    result = jib(*args, "--resume", "--no-progress")
+    # The rest at a run's usual pace (the chunk size is no part of what a chat is).
+    result = jib(*args, "-c", "16", "--resume", "--no-progress")
 
     assert result.code == 0, result.stderr
     assert f"{len(survivors)} already stored, skipped" in result.stderr
