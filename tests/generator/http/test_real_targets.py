@@ -272,9 +272,11 @@ def test_a_session_id_is_not_sent_to_another_origin(
     async def switch() -> jib.Chat:
         chat = await first.chat("one").run()
         # The chat continued on another generator, whose target is another origin.
-        return await elsewhere.chat(chat.all + [jib.Message("user", "two")]).meta(
-            **chat.metadata
-        ).run()
+        return (
+            await elsewhere.chat([*chat.all, jib.Message("user", "two")])
+            .meta(**chat.metadata)
+            .run()
+        )
 
     chat = asyncio.run(switch())
 
