@@ -75,7 +75,7 @@ def test_jib_chat_continue_resumes_the_servers_conversation(
     answers.append(jib("chat", identifier, "another chat"))
 
     assert [a.code for a in answers] == [0] * 6, [a.stderr for a in answers]
-    assert answers[4].stdout.strip() == "turn 5: turn 5 (9 messages kept)"
+    assert answers[4].stdout.strip() == "turn 5: turn 5 (9 kept)"
     turns = targets.state.targets.turns
     first_id = turns[1]["conversation_id"]
     assert first_id.startswith("conv-")
@@ -83,7 +83,7 @@ def test_jib_chat_continue_resumes_the_servers_conversation(
     assert [t["messages"] for t in turns[1:5]] == [
         [{"role": "user", "content": f"turn {n}"}] for n in range(2, 6)
     ]
-    assert answers[5].stdout.strip() == "turn 1: another chat (1 messages kept)"
+    assert answers[5].stdout.strip() == "turn 1: another chat (1 kept)"
     shown = jib("log", "--json", "-n", "1")
     assert shown.code == 0, shown.stderr
     [last] = json.loads(shown.stdout)

@@ -8,8 +8,8 @@
 - `POST /bot/chat`: `{"message"}` with the `sid` cookie and `X-CSRF-Token` of that login;
   answers `{"reply": "Bot: <message>"}`, or 401 once the session expired (`expire()`).
 - `POST /bot/conv`: `{"conversation_id", "messages"}`; an empty id starts a conversation the
-  server keeps; answers `{"conversation_id", "reply": "turn N: <last message> (k messages
-  kept)"}`.
+  server keeps; answers `{"conversation_id", "reply": "turn N: <last message> (K kept)"}`,
+  K the messages it keeps.
 - `POST /bot/sse`, `POST /bot/ndjson`: `{"message"}`; stream "You said: <message>" in three
   pieces (server-sent events in OpenAI's chunk shape, or `{"delta"}` lines). With
   `hold_last` set, the last piece waits until `release` is set (at most 30 s).
@@ -146,7 +146,7 @@ def target_routes(state: TargetState) -> list[Route]:
         kept.extend(messages)
         turn = sum(1 for message in kept if message.get("role") == "user")
         last = messages[-1]["content"] if messages else ""
-        reply = f"turn {turn}: {last} ({len(kept)} messages kept)"
+        reply = f"turn {turn}: {last} ({len(kept)} kept)"
         kept.append({"role": "assistant", "content": reply})
         return JSONResponse({"conversation_id": conversation_id, "reply": reply})
 

@@ -240,7 +240,7 @@ def test_a_continued_chat_sends_its_conversation_id_and_only_the_new_message(
     first_id = chat.metadata["session"]["id"]
     assert [turn["conversation_id"] for turn in turns] == ["", *[first_id] * 4]
     assert [len(turn["messages"]) for turn in turns] == [1] * 5
-    assert chat.content == "turn 5: turn five (9 messages kept)"
+    assert chat.content == "turn 5: turn five (9 kept)"
     assert chat.metadata["session"] == {"id": first_id, "origin": server.url}
     assert "session" not in chat.extra
 

@@ -558,7 +558,8 @@ class HTTPGenerator(WiredGenerator):
     inert_options: ClassVar[frozenset[str]] = REQUEST_LIMIT_OPTIONS | {"max_redirects"}
 
     def secret_destinations(self) -> list[tuple[str, str]]:
-        """The spec's URL (a template's output: its templates may hold the key) and the proxy."""
+        """The spec's URL and its steps' URLs (a template's output: its templates may hold
+        the key), and the proxy."""
         destinations = super().secret_destinations()
         if self.spec is not None:
             steps = [
