@@ -349,3 +349,97 @@ def test_sessions_and_streams_round_trip_through_identifiers(server: RunningServ
     assert isinstance(again, HTTPGenerator) and again.spec is not None
     assert again.spec.response.stream == "sse"
     assert again.spec.session is not None and again.spec.session.history == "server"
+
+
+def test_steps_extract_from_json_headers_and_cookies(server: RunningServer) -> None:
+    spec = {
+        "steps": [
+            {
+                "name": "token",
+                "request": {"url": f"{server.url}/token"},
+                "extract": {"token": {"jsonpath": "$.access_token"}},
+            },
+            {
+                "name": "trace",
+                "request": {"url": f"{server.url}/headers", "method": "GET"},
+                "extract": {"trace": {"header": "x-request-id"}, "c": {"cookie": "sid"}},
+            },
+        ],
+        "request": {
+            "url": f"{server.url}/echo",
+            "headers": {
+                "Authorization": "Bearer {{ state.token }}",
+                "X-Trace": "{{ state.trace }}",
+            },
+            "transforms": [{"type": "json", "pattern": {"q": "$content"}}],
+        },
+        "response": {"transforms": [{"type": "jsonpath", "pattern": "$.headers"}]},
+    }
+    generator = HTTPGenerator(model="bot", spec=spec)
+
+    chat = asyncio.run(generator.chat("hi").run())
+
+    assert generator.state == {"token": "token-1", "trace": "req-1", "c": "secret-cookie"}
+    sent = server.state.requests[-1]["headers"]
+    assert sent["authorization"] == "Bearer token-1"
+    assert sent["x-trace"] == "req-1"
+    assert sent["cookie"] == "sid=secret-cookie"  # set by a step, for this origin
+    assert chat.content.startswith("{")
+
+
+def test_a_step_template_beyond_its_budget_fails_before_anything_is_sent(
+    server: RunningServer,
+) -> None:
+    spec = login_spec(server.url)
+    spec["steps"][1]["request"]["transforms"] = [
+        {
+            "type": "jinja",
+            "pattern": "{% for i in range(99999) %}{% for j in range(99999) %}x{% endfor %}"
+            "{% endfor %}",
+        }
+    ]
+    generator = HTTPGenerator(model="bot", api_key="hunter2", spec=spec, max_retries=0)
+
+    with pytest.raises(jib.errors.BudgetExceededError):
+        asyncio.run(generator.chat("hi").run())
+    assert server.state.targets.logins == 0
+    assert server.state.targets.chats == []
+
+
+def test_a_streaming_spec_reads_a_whole_json_answer_by_its_transforms(
+    server: RunningServer,
+) -> None:
+    spec = {
+        "request": {
+            "url": f"{server.url}/v1/chat/completions",
+            "transforms": [{"type": "json", "pattern": {"messages": "$messages"}}],
+        },
+        "response": {
+            "stream": "sse",
+            "delta_path": "$.choices[0].delta.content",
+            "transforms": [{"type": "jsonpath", "pattern": "$.choices[0].message.content"}],
+        },
+    }
+    generator = HTTPGenerator(model="bot", spec=spec)
+
+    async def read() -> tuple[list[str], jib.Chat]:
+        stream = generator.chat("hi").stream()
+        return [delta async for delta in stream], stream.chat
+
+    deltas, chat = asyncio.run(read())
+
+    assert deltas == ["You said: hi"]
+    assert chat.content == "You said: hi"
+
+
+def test_a_stream_answering_an_error_status_fails_with_it(server: RunningServer) -> None:
+    spec = stream_spec(server.url, "sse")
+    spec["request"]["url"] = f"{server.url}/status/503"
+    generator = HTTPGenerator(model="bot", spec=spec, max_retries=0)
+
+    async def read() -> None:
+        async for _ in generator.chat("hi").stream():
+            pass
+
+    with pytest.raises(jib.errors.ServerError, match="status 503 body"):
+        asyncio.run(read())

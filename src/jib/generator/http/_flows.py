@@ -122,6 +122,15 @@ class Flow(RuntimeResource):
             self._wire = Wire(settings)
         return self._wire
 
+    async def aclose(self) -> None:
+        """Close the running loop's connections of the steps' wire."""
+        if self._wire is not None:
+            await self._wire.aclose()
+
+    def forget_wire(self) -> None:
+        """Drop the wire (its connections close with their event loops)."""
+        self._wire = None
+
     async def send(
         self, generator: HTTPGenerator, request: WireRequest
     ) -> tuple[WireResponse, dict[str, str]]:

@@ -437,7 +437,11 @@ class HTTPGenerator(WiredGenerator):
                 status_code=response.status,
                 provider=self.wire_label,
             ) from exc
-        return answer, calls, self._extra(call, response, None, set_cookies)
+        if spec.session is not None and spec.needs_worker_thread:
+            extra = await asyncio.to_thread(self._extra, call, response, None, set_cookies)
+        else:
+            extra = self._extra(call, response, None, set_cookies)
+        return answer, calls, extra
 
     @staticmethod
     def _streams(spec: HTTPSpec, response: WireResponse) -> bool:
@@ -510,6 +514,19 @@ class HTTPGenerator(WiredGenerator):
         returns "retry". Copies of the generator share it.
         """
         return self._locks.get()
+
+    async def aclose(self) -> None:
+        """Close the running event loop's connections (the steps' too; new ones open on next
+        use)."""
+        await super().aclose()
+        await self._flow.aclose()
+
+    def unload(self) -> HTTPGenerator:
+        """Forget the connection pools (the steps' too); their connections close when their
+        event loops shut down."""
+        super().unload()
+        self._flow.forget_wire()
+        return self
 
     # -- identifiers, secrets, equality --------------------------------------------------------
 
