@@ -273,8 +273,9 @@ class HTTPGenerator(WiredGenerator):
                     text, calls, extra = await self._finish(call, response, {})
                     if text:
                         yield text
+                    message = Message("assistant", text, tool_calls=calls)
                     yield GeneratedMessage(
-                        Message("assistant", text, tool_calls=calls), extra=extra
+                        message, "tool_calls" if calls else "unknown", extra=extra
                     )
                     return
                 reader = self._reader(call, response)
