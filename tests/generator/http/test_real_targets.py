@@ -117,6 +117,27 @@ def test_a_session_expiring_mid_run_logs_in_again_exactly_once(server: RunningSe
     assert refused  # some requests did hit the expired session, and were retried
 
 
+def test_fifty_requests_hitting_a_401_at_once_log_in_once_and_are_each_sent_once_more(
+    server: RunningServer,
+) -> None:
+    targets = server.state.targets
+    generator = HTTPGenerator(
+        model="bot", api_key="hunter2", spec=login_spec(server.url), max_connections=50
+    )
+
+    async def scenario() -> list[jib.Chat]:
+        await generator.chat("first").run()
+        targets.expire()
+        return await generator.chat().run_batch([f"q{i}" for i in range(50)])
+
+    chats = asyncio.run(scenario())
+
+    assert [chat.content for chat in chats] == [f"Bot: q{i}" for i in range(50)]
+    assert targets.logins == 2
+    assert len(targets.chats) == 1 + 50 + 50  # the first chat, 50 refused, 50 sent once more
+    assert all(chat.attempts == 1 for chat in chats)
+
+
 def test_step_cookies_go_only_to_the_origin_that_set_them(
     server: RunningServer, other_server: RunningServer
 ) -> None:
