@@ -464,3 +464,14 @@ def test_a_stream_answering_an_error_status_fails_with_it(server: RunningServer)
 
     with pytest.raises(jib.errors.ServerError, match="status 503 body"):
         asyncio.run(read())
+
+
+def test_a_stream_behind_a_login_runs_the_steps_first(server: RunningServer) -> None:
+    spec = {**stream_spec(server.url, "sse"), "steps": login_spec(server.url)["steps"]}
+    generator = HTTPGenerator(model="bot", api_key="hunter2", spec=spec)
+
+    async def read() -> list[str]:
+        return [delta async for delta in generator.chat("hello").stream()]
+
+    assert asyncio.run(read()) == ["You ", "said: ", "hello"]
+    assert server.state.targets.logins == 1
