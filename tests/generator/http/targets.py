@@ -12,7 +12,7 @@
   K the messages it keeps.
 - `POST /bot/sse`, `POST /bot/ndjson`: `{"message"}`; stream "You said: <message>" in three
   pieces (server-sent events in OpenAI's chunk shape, or `{"delta"}` lines). With
-  `hold_last` set, the last piece waits until `release` is set (at most 30 s).
+  `hold_last` set, the last piece waits until `release` is set (at most 120 s).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def target_routes(state: TargetState) -> list[Route]:
 
     async def held(last: bool) -> None:
         if last and state.hold_last:
-            for _ in range(3000):
+            for _ in range(12000):
                 if state.release.is_set():
                     break
                 await asyncio.sleep(0.01)
