@@ -20,8 +20,8 @@ checked against a `TrustPolicy` before anything is built or sent. Data is denied
   takes from the environment unasked (`Generator.ambient_credentials`) — is only sent to the
   provider's own host (its endpoint's default), to loopback (`localhost`, `127.0.0.0/8`, `::1`)
   or to a host the user allows. The generator says where it sends them
-  (`Generator.secret_destinations`): for `http!`, its spec's URL and its proxy (a URL whose host
-  is a template is unknown: only `"*"` allows it).
+  (`Generator.secret_destinations`): for `http!`, its spec's URL, its steps' URLs and its proxy
+  (a URL whose host is a template is unknown: only `"*"` allows it).
 - **Code.** Options that run code — `trust_remote_code` set to anything but `false` (booleans
   follow `jib._values.read_bool`), a class or module to import (`*_cls`, `*_class`, `*_module`),
   at any depth of a value data may set — are refused unless the user allows remote code.

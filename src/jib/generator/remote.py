@@ -320,7 +320,8 @@ class RequestGenerator(Generator):
         retried only before the first delta (text already given out cannot be taken back). When
         the provider reports that the server ignored `stream` (`StreamNotHonoured`), the next
         attempt is a plain request. `wrap()` wrappers do not apply to streams: a wrapper takes a
-        coroutine function, and a stream is not one.
+        coroutine function, and a stream is not one. The finished message's
+        `extra["first_delta_ms"]` is the time from the first attempt's start to the first delta.
         """
         if not self.supports_chat():
             await self.request_message([], GenerateParams())  # raises NotImplementedError
@@ -329,6 +330,7 @@ class RequestGenerator(Generator):
         attempts = _Attempts()
         run = _Run(self, self._request_limiter(), messages, params, attempts)
         streaming = True
+        first_delta_ms: float | None = None
         while True:
             await run.begin()
             given_out = False
@@ -345,6 +347,8 @@ class RequestGenerator(Generator):
                     async for piece in pieces:
                         if isinstance(piece, str):
                             if piece:
+                                if not given_out and attempts.started is not None:
+                                    first_delta_ms = (time.monotonic() - attempts.started) * 1000
                                 given_out = True
                                 yield piece
                         else:
@@ -375,6 +379,9 @@ class RequestGenerator(Generator):
                 raise
             run.end(succeeded=True, result=final)
             attempts.stamp(final)
+            if first_delta_ms is not None:
+                # Time to the first delta, from the first attempt's start (as `latency_ms`).
+                final.extra = {**final.extra, "first_delta_ms": first_delta_ms}
             yield final
             return
 

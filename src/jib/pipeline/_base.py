@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from collections.abc import Generator as PyGenerator
 from typing import Any, Generic, Literal, TypeVar
 
+from jib._conversation import SESSION_KEY, using_session
 from jib.errors import JibError
 from jib.generator.base import Generator, Wrapper
 from jib.identifiers import get_generator
@@ -292,7 +293,13 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         if result is not None:
             fields["stop_reason"] = getattr(result, "stop_reason", "unknown")
             fields["usage"] = getattr(result, "usage", None)
-            fields["extra"] = getattr(result, "extra", {})
+            extra = getattr(result, "extra", {})
+            if isinstance(extra, dict) and SESSION_KEY in extra:
+                # The conversation's server-side session belongs to the chat: kept in its
+                # metadata, which continuing the chat carries (`jib._conversation`).
+                extra = dict(extra)
+                fields["metadata"][SESSION_KEY] = extra.pop(SESSION_KEY)
+            fields["extra"] = extra
             fields["attempts"] = getattr(result, "attempts", None)
             fields["latency_ms"] = getattr(result, "latency_ms", None) or batch_ms
         if error is not None:
@@ -342,7 +349,8 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
 
         started = time.perf_counter()
         try:
-            results = await (generate or self._generate)(sender, inputs, params_list)
+            with using_session(self._metadata):  # a continued chat's server-side conversation
+                results = await (generate or self._generate)(sender, inputs, params_list)
         except self._catch as exc:
             results = [exc] * len(inputs)
         batch_ms = (time.perf_counter() - started) * 1000

@@ -23,6 +23,8 @@ Endpoints (all JSON unless said otherwise):
 - `POST /malformed`, `/big?n=`, `/big-stream?n=`, `/redirect?to=&status=`, `/headers`,
   `/leak?status=` (an error whose body repeats the `Authorization` header), `/slow` (answers
   after 50 ms; `?together=N`: once N requests have been in flight at once, at most 30 s).
+- `/bot/…`: a chatbot behind a form login, one that keeps the conversation, and streaming ones
+  (see `tests.generator.http.targets`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.generator.http.targets import TargetState, target_routes
 from tests.support.docs_ports import HTTP_EXAMPLE_PORT
 
 
@@ -58,6 +61,7 @@ class ServerState:
     requests: list[dict[str, Any]] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    targets: TargetState = field(default_factory=TargetState)
 
     def reset(self) -> None:
         """Forget everything (a fresh server)."""
@@ -67,6 +71,7 @@ class ServerState:
         self.sessions.clear()
         self.hits.clear()
         self.requests.clear()
+        self.targets.reset()
 
     def hit(self, key: str) -> int:
         """Count one more request for `key`; return the count."""
@@ -264,6 +269,7 @@ def build_app(state: ServerState) -> Starlette:
         Route("/headers", headers, methods=methods),
         Route("/leak", leak, methods=methods),
         Route("/slow", slow, methods=methods),
+        *target_routes(state.targets),
     ]
     return Starlette(routes=routes)
 

@@ -14,6 +14,7 @@ from jib.generator.http._budget import RenderLimits
 from jib.generator.http._hooks import HookAction
 from jib.generator.http.generator import DEFAULT_TIMEOUT, Hook, HookResult, HTTPGenerator
 from jib.generator.http.spec import (
+    Extract,
     HTTPSpec,
     PreparedRequest,
     RequestSpec,
@@ -21,11 +22,14 @@ from jib.generator.http.spec import (
     RequestTransformContext,
     ResponseSpec,
     ResponseTransform,
+    SessionSpec,
+    StepSpec,
 )
 from jib.generator.http.transforms import now
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "Extract",
     "HTTPGenerator",
     "HTTPSpec",
     "Hook",
@@ -38,5 +42,7 @@ __all__ = [
     "RequestTransformContext",
     "ResponseSpec",
     "ResponseTransform",
+    "SessionSpec",
+    "StepSpec",
     "now",
 ]

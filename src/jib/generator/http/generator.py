@@ -11,12 +11,15 @@ honoured) are the request tier's (`RequestGenerator`); a hook's "retry" counts a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, PrivateAttr, field_validator
 
+from jib._conversation import SESSION_KEY, ConversationSession, current_session
 from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._per_loop import LoopLocks
 from jib._retry import retry_after_from
@@ -32,7 +35,9 @@ from jib.errors import (
 )
 from jib.generator._wired import WiredGenerator
 from jib.generator.http._budget import DEFAULT_RENDER_LIMITS, RenderLimits
+from jib.generator.http._flows import Flow, cookies_set_by
 from jib.generator.http._hooks import HookResult, run_hook
+from jib.generator.http._streams import StreamReader
 from jib.generator.http.factories import json_endpoint_spec, one_body, text_endpoint_spec
 from jib.generator.http.spec import HTTPSpec, RequestTransformContext, origin_of
 from jib.generator.http.transforms import NotJSONError, truncate
@@ -86,6 +91,7 @@ class HTTPGenerator(WiredGenerator):
     keeps_cookies: ClassVar[bool] = True
 
     _locks: LoopLocks = PrivateAttr(default_factory=LoopLocks)
+    _flow: Flow = PrivateAttr(default_factory=Flow)
     _render_limits: RenderLimits = PrivateAttr(default=DEFAULT_RENDER_LIMITS)
 
     @property
@@ -221,7 +227,7 @@ class HTTPGenerator(WiredGenerator):
             ProcessingError: the spec's request cannot carry a part, a tool call or a param
                 of this call (`HTTPSpec.check_carries`); nothing is sent.
         """
-        text, calls, extra = await self._call(self._context(messages, params), params)
+        text, calls, extra = await self._call(messages, params)
         message = Message("assistant", text, tool_calls=calls)
         if calls:
             return GeneratedMessage(message, "tool_calls", extra=extra)
@@ -229,12 +235,73 @@ class HTTPGenerator(WiredGenerator):
 
     async def request_text(self, text: str, params: GenerateParams) -> GeneratedText:
         """Send one text (as a single user message); the parsed response is the text."""
-        context = self._context([Message("user", text)], params)
-        answer, _calls, extra = await self._call(context, params)
+        answer, _calls, extra = await self._call([Message("user", text)], params)
         return GeneratedText(answer, extra=extra)
 
+    async def request_message_stream(
+        self, messages: Sequence[Message], params: GenerateParams
+    ) -> AsyncIterator[str | GeneratedMessage]:
+        """With `response.stream` (`sse` or `ndjson`), the answer's text deltas as they come,
+        then the whole message; without it, the whole answer at once.
+
+        A server that answers a streaming spec with one JSON body (`Content-Type:
+        application/json`, to an `sse` spec) is read as a whole answer, by the response's
+        transforms.
+        """
+        spec = self._spec()
+        if spec.response.stream is None:
+            yield await self.request_message(messages, params)
+            return
+        call = self._prepare(spec, messages, params)
+        await self._start(call)
+        retried = False
+        while True:
+            request = self._wire_request(call)
+            async with self._stream(call, request) as response:
+                if self._reruns(call, response.status) and not retried:
+                    await self.wire.read(response, self)
+                    await self._rerun(call, response.status)
+                    retried = True
+                    continue
+                whole = (
+                    not self._streams(spec, response)
+                    or response.status not in spec.response.valid_status_codes
+                    or self.hook is not None  # a hook is handed the whole response
+                )
+                if whole:
+                    await self.wire.read(response, self)
+                    text, calls, extra = await self._finish(call, response, {})
+                    if text:
+                        yield text
+                    message = Message("assistant", text, tool_calls=calls)
+                    yield GeneratedMessage(
+                        message, "tool_calls" if calls else "unknown", extra=extra
+                    )
+                    return
+                reader = self._reader(call, response)
+                async for line in self.wire.read_lines(response, self):
+                    for delta in reader.feed(line):
+                        yield delta
+                    if reader.done:
+                        break
+                for delta in reader.flush():
+                    yield delta
+                extra = self._extra(call, response, reader.watched, {})
+                yield GeneratedMessage(Message("assistant", reader.answer), extra=extra)
+                return
+
+    # -- one call --------------------------------------------------------------------------------
+
+    def _spec(self) -> HTTPSpec:
+        if self.spec is None:
+            raise ProcessingError(
+                "this HTTPGenerator has no spec: assign .spec or use "
+                "HTTPGenerator.for_json_endpoint()/for_text_endpoint()"
+            )
+        return self.spec
+
     def _context(
-        self, conversation: Sequence[Message], params: GenerateParams
+        self, conversation: Sequence[Message], params: GenerateParams, session_id: str = ""
     ) -> RequestTransformContext:
         return RequestTransformContext.from_messages(
             conversation,
@@ -242,36 +309,103 @@ class HTTPGenerator(WiredGenerator):
             model=self.model,
             state=self.state,
             params=params,
+            session_id=session_id,
         )
 
-    async def _call(
-        self, context: RequestTransformContext, params: GenerateParams
-    ) -> tuple[str, list[ToolCall], dict[str, Any]]:
-        """One attempt: check what the spec carries, render, send, let the hook decide, check
-        the status, parse the text and tool calls.
-
-        Retries are the request tier's: failures raise the normalized errors (marked
-        retryable or not), and a hook's "retry" raises `RetryRequested`.
-        """
-        spec = self.spec
-        if spec is None:
-            raise ProcessingError(
-                "this HTTPGenerator has no spec: assign .spec or use "
-                "HTTPGenerator.for_json_endpoint()/for_text_endpoint()"
-            )
-        spec.check_carries(context.messages, params)
+    def _prepare(
+        self, spec: HTTPSpec, messages: Sequence[Message], params: GenerateParams
+    ) -> _Call:
+        """The call's context: the conversation's session when it has one for this origin (and
+        then, with `history: server`, only the messages after the last answer)."""
         limits = self.render_limits.within(self.request_timeout(params))
-        # Rendered per attempt, so a hook that refreshed `state` changes the retry.
-        prepared = spec.build_request(context, limits)
+        session = current_session() if spec.session is not None else None
+        if session is not None:
+            probe = spec.make_url(self._context(messages, params), limits)
+            if origin_of(probe) != session.origin:
+                logger.info(
+                    "HTTP %s: the conversation's session came from another origin; not sent",
+                    origin_of(probe),
+                )
+                session = None
+        if session is not None and spec.session is not None and spec.session.history == "server":
+            last_answer = max(
+                (i for i, message in enumerate(messages) if message.role == "assistant"),
+                default=-1,
+            )
+            messages = messages[last_answer + 1 :]
+        context = self._context(messages, params, session.id if session is not None else "")
+        spec.check_carries(context.messages, params)
+        flow = self._flow if spec.steps else None
+        return _Call(spec, context, limits, flow, session)
+
+    async def _start(self, call: _Call) -> None:
+        if call.flow is not None:
+            call.round = await call.flow.before_first(self, call.spec, call.context, call.limits)
+
+    def _wire_request(self, call: _Call) -> WireRequest:
+        # Rendered per attempt, so a hook or a step that refreshed `state` changes the retry.
+        prepared = call.spec.build_request(call.context, call.limits)
         body = None if prepared.content is None else prepared.content.encode()
         request = WireRequest(prepared.method, prepared.url, prepared.headers, body)
+        if call.session is not None and origin_of(prepared.url) != call.session.origin:
+            raise ProcessingError(
+                "request.url rendered with the session id names another origin than the one "
+                "the id came from; it is sent only to its own origin"
+            )
+        return request
+
+    async def _send(self, call: _Call, request: WireRequest) -> tuple[WireResponse, dict[str, str]]:
+        if call.flow is not None:
+            return await call.flow.send(self, request)
         response = await self.wire.send(request, self)
+        return response, {}
+
+    def _stream(
+        self, call: _Call, request: WireRequest
+    ) -> contextlib.AbstractAsyncContextManager[WireResponse]:
+        if call.flow is not None:
+            return call.flow.stream(self, request)
+        return self.wire.stream(request, self)
+
+    def _reruns(self, call: _Call, status: int) -> bool:
+        return call.flow is not None and call.flow.reruns_on(call.spec, status)
+
+    async def _rerun(self, call: _Call, status: int) -> None:
+        assert call.flow is not None
+        await call.flow.rerun(self, call.spec, call.context, call.limits, call.round, status)
+        call.round = call.flow.round
+
+    async def _call(
+        self, messages: Sequence[Message], params: GenerateParams
+    ) -> tuple[str, list[ToolCall], dict[str, Any]]:
+        """One attempt: check what the spec carries, run the steps when due, render, send, let
+        the hook decide, check the status, parse the text and tool calls.
+
+        Retries are the request tier's: failures raise the normalized errors (marked
+        retryable or not), and a hook's "retry" raises `RetryRequested`. A status a step lists
+        in `rerun_on` runs the steps again (once for all requests that got it) and sends the
+        request once more, within this attempt.
+        """
+        spec = self._spec()
+        call = self._prepare(spec, messages, params)
+        await self._start(call)
+        response, set_cookies = await self._send(call, self._wire_request(call))
+        if self._reruns(call, response.status):
+            await self._rerun(call, response.status)
+            response, set_cookies = await self._send(call, self._wire_request(call))
+        return await self._finish(call, response, set_cookies)
+
+    async def _finish(
+        self, call: _Call, response: WireResponse, set_cookies: dict[str, str]
+    ) -> tuple[str, list[ToolCall], dict[str, Any]]:
+        """The hook's decision, the status, then the answer of a whole (read) response."""
+        spec, context, limits = call.spec, call.context, call.limits
         decision = None
         if self.hook is not None:
             decision = await run_hook(self.hook, self, _for_hook(response), self._redact)
         valid = response.status in spec.response.valid_status_codes
         if decision == "retry":
-            logger.info("HTTP %s: the hook asked for a retry", origin_of(prepared.url))
+            logger.info("HTTP %s: the hook asked for a retry", origin_of(response.url))
             final: JibError = (
                 ProcessingError(
                     f"the hook asked to retry, but max_retries={self.max_retries} is reached"
@@ -283,6 +417,14 @@ class HTTPGenerator(WiredGenerator):
         if decision == "raise" or not valid:
             raise self._status_error(spec, response)
         text = response.text
+        if spec.response.stream is not None and self._streams(spec, response):
+            reader = self._reader(call, response)
+            for line in response.body.splitlines():
+                for _ in reader.feed(line):
+                    pass
+            for _ in reader.flush():
+                pass
+            return reader.answer, [], self._extra(call, response, reader.watched, set_cookies)
         try:
             if spec.needs_worker_thread:
                 answer, calls = await asyncio.to_thread(spec.parse_response, text, context, limits)
@@ -296,8 +438,60 @@ class HTTPGenerator(WiredGenerator):
                 status_code=response.status,
                 provider=self.wire_label,
             ) from exc
-        extra = {"status_code": response.status, "headers": _safe_headers(response)}
+        if spec.session is not None and spec.needs_worker_thread:
+            extra = await asyncio.to_thread(self._extra, call, response, None, set_cookies)
+        else:
+            extra = self._extra(call, response, None, set_cookies)
         return answer, calls, extra
+
+    @staticmethod
+    def _streams(spec: HTTPSpec, response: WireResponse) -> bool:
+        """Whether to read `response` as the spec's stream: an `sse` spec's server may answer
+        with one JSON body instead, read as a whole answer."""
+        content_type = response.headers.get("Content-Type", "").lower()
+        return not (spec.response.stream == "sse" and content_type.startswith("application/json"))
+
+    def _reader(self, call: _Call, response: WireResponse) -> StreamReader:
+        reader = StreamReader(call.spec, self.max_response_bytes, self.wire_label, call.limits)
+        session = call.spec.session
+        if session is not None and session.id.kind in ("jsonpath", "regex"):
+
+            def watch(payload: str) -> str | None:
+                return call.spec.extract_value(session.id, payload, {}, {}, call.limits)
+
+            reader.watch = watch
+        return reader
+
+    def _extra(
+        self,
+        call: _Call,
+        response: WireResponse,
+        found: str | None,
+        set_cookies: dict[str, str],
+    ) -> dict[str, Any]:
+        """The answer's `extra`: the status, safe headers, and the conversation's session."""
+        extra: dict[str, Any] = {"status_code": response.status, "headers": _safe_headers(response)}
+        session = call.spec.session
+        if session is None:
+            return extra
+        if found is None and response.body:
+            cookies = {
+                **{k: v for k, v in cookies_set_by(response.header_pairs()).items() if v},
+                **set_cookies,
+            }
+            found = call.spec.extract_value(
+                session.id, response.text, dict(response.header_pairs()), cookies, call.limits
+            )
+        elif found is None and session.id.kind in ("header", "cookie"):
+            cookies = {k: v for k, v in cookies_set_by(response.header_pairs()).items() if v}
+            found = call.spec.extract_value(
+                session.id, "", dict(response.header_pairs()), cookies, call.limits
+            )
+        if found is None and call.session is not None:
+            found = call.session.id  # the server kept the conversation without saying so again
+        if found:
+            extra[SESSION_KEY] = {"id": found, "origin": origin_of(response.request.url)}
+        return extra
 
     def _status_error(self, spec: HTTPSpec, response: WireResponse) -> ProviderError:
         body = response.text
@@ -321,6 +515,19 @@ class HTTPGenerator(WiredGenerator):
         returns "retry". Copies of the generator share it.
         """
         return self._locks.get()
+
+    async def aclose(self) -> None:
+        """Close the running event loop's connections (the steps' too; new ones open on next
+        use)."""
+        await super().aclose()
+        await self._flow.aclose()
+
+    def unload(self) -> HTTPGenerator:
+        """Forget the connection pools (the steps' too); their connections close when their
+        event loops shut down."""
+        super().unload()
+        self._flow.forget_wire()
+        return self
 
     # -- identifiers, secrets, equality --------------------------------------------------------
 
@@ -347,6 +554,7 @@ class HTTPGenerator(WiredGenerator):
             for name, value in self.state.items()
             if isinstance(value, str) and len(value) >= 8 and is_secret_name(str(name))
         )
+        secrets.extend(value for value in self._flow.secrets() if len(value) >= 8)
         return secrets
 
     def _redact(self, text: str) -> str:
@@ -368,10 +576,15 @@ class HTTPGenerator(WiredGenerator):
     inert_options: ClassVar[frozenset[str]] = REQUEST_LIMIT_OPTIONS | {"max_redirects"}
 
     def secret_destinations(self) -> list[tuple[str, str]]:
-        """The spec's URL (a template's output: its templates may hold the key) and the proxy."""
+        """The spec's URL and its steps' URLs (a template's output: its templates may hold
+        the key), and the proxy."""
         destinations = super().secret_destinations()
         if self.spec is not None:
-            destinations.insert(0, ("the spec's request.url", self.spec.request.url))
+            steps = [
+                (f"the spec's steps[{index}].request.url ({step.name})", step.request.url)
+                for index, step in enumerate(self.spec.steps)
+            ]
+            destinations[0:0] = [("the spec's request.url", self.spec.request.url), *steps]
         return destinations
 
 
@@ -397,3 +610,16 @@ def _safe_headers(response: WireResponse) -> dict[str, str]:
     """Response headers without credentials (`Set-Cookie`, `Authorization`, tokens, keys…)."""
     headers: Mapping[str, str] = response.headers
     return {name: value for name, value in headers.items() if not is_secret_name(name)}
+
+
+@dataclass
+class _Call:
+    """What one call works with: the spec, the context, the render budget, the steps' flow
+    (`None` without steps), the round of steps it was sent in, and the conversation's session."""
+
+    spec: HTTPSpec
+    context: RequestTransformContext
+    limits: RenderLimits
+    flow: Flow | None
+    session: ConversationSession | None
+    round: int = 0

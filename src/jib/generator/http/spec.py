@@ -58,6 +58,7 @@ from jib.tools import ToolCall
 
 __all__ = [
     "COMPILE_SECONDS",
+    "Extract",
     "HTTPSpec",
     "PreparedRequest",
     "RequestSpec",
@@ -65,6 +66,8 @@ __all__ = [
     "RequestTransformContext",
     "ResponseSpec",
     "ResponseTransform",
+    "SessionSpec",
+    "StepSpec",
 ]
 
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
@@ -123,6 +126,8 @@ class RequestTransformContext:
         tools: the params' tool definitions, OpenAI-shaped (`None` when there are none).
         tool_choice: the params' `tool_choice` (`None` when not set).
         response_format: the params' `response_format` (`None` when not set).
+        session_id: the conversation's server-side id (`session:` in the spec), seen by
+            templates as `{{ session.id }}`; empty on the first turn.
 
     Raises:
         ProcessingError: a message is neither a `Message` nor a `{"role", "content"}` dict.
@@ -139,6 +144,7 @@ class RequestTransformContext:
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     response_format: dict[str, Any] | None = None
+    session_id: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if any(not isinstance(message, Message) for message in self.messages):
@@ -157,6 +163,7 @@ class RequestTransformContext:
         model: str = "",
         state: dict[str, Any] | None = None,
         params: GenerateParams | None = None,
+        session_id: str = "",
     ) -> RequestTransformContext:
         """The context for one conversation (`tools`, `tool_choice` and `response_format` taken
         from the params)."""
@@ -174,6 +181,7 @@ class RequestTransformContext:
             tools=as_dict.get("tools"),
             tool_choice=as_dict.get("tool_choice"),
             response_format=as_dict.get("response_format"),
+            session_id=session_id,
         )
 
     def to_variables(self) -> dict[str, Any]:
@@ -189,6 +197,7 @@ class RequestTransformContext:
             "tools": self.tools,
             "tool_choice": self.tool_choice,
             "response_format": self.response_format,
+            "session": {"id": self.session_id},
         }
         if self.api_key is not None:
             variables["api_key"] = self.api_key
@@ -324,6 +333,98 @@ class ResponseSpec(_SpecModel):
     tool_calls: str | None = None
     """JSONPath to the tool calls in a response: an OpenAI-shaped list
     (`$.choices[0].message.tool_calls`) or its items; matching nothing, or `null`, is no call."""
+    stream: Literal["sse", "ndjson"] | None = None
+    """Read the answer as it comes: server-sent events (`sse`: each `data:` line one piece,
+    `[DONE]` the end) or newline-delimited JSON (`ndjson`: each line one piece)."""
+    delta_path: str | None = None
+    """JSONPath to the text of each streamed piece (`$.choices[0].delta.content`); without it,
+    a piece that is a JSON string is the text, and another piece's whole text is."""
+
+    @model_validator(mode="after")
+    def _delta_path_needs_stream(self) -> ResponseSpec:
+        if self.delta_path is not None and self.stream is None:
+            raise ValueError("delta_path reads streamed pieces: set stream (sse or ndjson) too")
+        return self
+
+
+class Extract(_SpecModel):
+    """Where a value comes back in a response: exactly one of `regex` (its first group, or the
+    whole match, in the body), `jsonpath` (in a JSON body), `header` (a response header) or
+    `cookie` (a cookie the response sets)."""
+
+    regex: str | None = None
+    jsonpath: str | None = None
+    header: str | None = None
+    cookie: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Extract:
+        given = [name for name in ("regex", "jsonpath", "header", "cookie") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of regex, jsonpath, header or cookie"
+                + (f" (it gives {', '.join(given)})" if given else "")
+            )
+        if self.header is not None and not _HEADER_NAME.fullmatch(self.header):
+            raise ValueError(f"header {self.header!r} is not a valid HTTP header name")
+        if self.cookie is not None and not _HEADER_NAME.fullmatch(self.cookie):
+            raise ValueError(f"cookie {self.cookie!r} is not a valid cookie name")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """Which of `regex`, `jsonpath`, `header` or `cookie` this is."""
+        for name in ("regex", "jsonpath", "header", "cookie"):
+            if getattr(self, name) is not None:
+                return name
+        raise AssertionError("validated: one is set")
+
+    @property
+    def source(self) -> str:
+        """The pattern, path or name."""
+        return str(getattr(self, self.kind))
+
+
+_STATE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class StepSpec(_SpecModel):
+    """A request run before the first request, and again when the target answers a status in
+    `rerun_on` (a login, fetching a CSRF token): its `request` is shaped like the spec's main
+    `request`, and `extract` puts values of its response into `state`, by name."""
+
+    name: str = Field(min_length=1, max_length=100)
+    request: RequestSpec
+    extract: dict[str, Extract] = Field(default_factory=dict)
+    rerun_on: list[int] = Field(default_factory=list)
+
+    @field_validator("extract")
+    @classmethod
+    def _state_names(cls, extract: dict[str, Extract]) -> dict[str, Extract]:
+        for name in extract:
+            if not _STATE_NAME.fullmatch(name):
+                raise ValueError(
+                    f"extract name {name!r} must be a template name (letters, digits and _, "
+                    "not starting with a digit): templates read it as state.NAME"
+                )
+        return extract
+
+    @field_validator("rerun_on")
+    @classmethod
+    def _statuses(cls, statuses: list[int]) -> list[int]:
+        for status in statuses:
+            if not 100 <= status <= 599:
+                raise ValueError(f"rerun_on: {status} is not an HTTP status (100-599)")
+        return statuses
+
+
+class SessionSpec(_SpecModel):
+    """A conversation the server keeps: where its id comes back (`id`), and whether the server
+    keeps the history (`history: server`: each turn sends only the new messages) or the client
+    sends it all every turn (`client`, the default). Templates see `{{ session.id }}`."""
+
+    id: Extract
+    history: Literal["server", "client"] = "client"
 
 
 class HTTPSpec(_SpecModel):
@@ -338,6 +439,8 @@ class HTTPSpec(_SpecModel):
 
     request: RequestSpec
     response: ResponseSpec = Field(default_factory=ResponseSpec)
+    steps: list[StepSpec] = Field(default_factory=list, max_length=20)
+    session: SessionSpec | None = None
 
     _compiled: _Compiled = PrivateAttr(default_factory=_Compiled)
     _compile_deadline: float | None = PrivateAttr(default=None)
@@ -372,17 +475,35 @@ class HTTPSpec(_SpecModel):
         self._regex_weight = 0
         where = "request"
         try:
-            where = "request.url"
-            self._get("jinja", self.request.url)
-            for name, value in self.request.headers.items():
-                where = f"request.headers[{name!r}]"
-                self._get("jinja", value)
-            for index, step in enumerate(self.request.transforms):
-                where = f"request.transforms[{index}]"
-                if step.type == "jinja":
-                    self._get("jinja", step.pattern)
-                else:
-                    _walk_strings(step.pattern, self._precompile_string)
+            requests = [("request", self.request)]
+            requests += [(f"steps[{i}].request", s.request) for i, s in enumerate(self.steps)]
+            for prefix, request in requests:
+                where = f"{prefix}.url"
+                self._get("jinja", request.url)
+                for name, value in request.headers.items():
+                    where = f"{prefix}.headers[{name!r}]"
+                    self._get("jinja", value)
+                for index, step in enumerate(request.transforms):
+                    where = f"{prefix}.transforms[{index}]"
+                    if step.type == "jinja":
+                        self._get("jinja", step.pattern)
+                    else:
+                        _walk_strings(step.pattern, self._precompile_string)
+            names: set[str] = set()
+            for index, flow_step in enumerate(self.steps):
+                where = f"steps[{index}]"
+                if flow_step.name in names:
+                    raise ValueError(f"the step name {flow_step.name!r} is used twice")
+                names.add(flow_step.name)
+                for name, extract in flow_step.extract.items():
+                    where = f"steps[{index}].extract[{name!r}]"
+                    self._compile_extract(extract)
+            if self.session is not None:
+                where = "session.id"
+                self._compile_extract(self.session.id)
+            if self.response.delta_path is not None:
+                where = "response.delta_path"
+                self._get("jsonpath", self.response.delta_path)
             for index, response_step in enumerate(self.response.transforms):
                 where = f"response.transforms[{index}]"
                 self._get(response_step.type, response_step.pattern)
@@ -419,6 +540,10 @@ class HTTPSpec(_SpecModel):
             else:
                 _walk_strings(step.pattern, read)
         return frozenset(reads)
+
+    def _compile_extract(self, extract: Extract) -> None:
+        if extract.kind in ("regex", "jsonpath"):
+            self._get(extract.kind, extract.source)
 
     def _precompile_string(self, text: str) -> None:
         if "{{" in text or "{%" in text:
@@ -557,13 +682,19 @@ class HTTPSpec(_SpecModel):
         with metered(limits):
             return masked_errors(context.secrets, lambda: self._url(context))
 
-    def _url(self, context: RequestTransformContext) -> str:
-        url = self._render(self.request.url, context.to_variables(), "request.url").strip()
+    def _url(
+        self,
+        context: RequestTransformContext,
+        request: RequestSpec | None = None,
+        prefix: str = "request",
+    ) -> str:
+        request = self.request if request is None else request
+        url = self._render(request.url, context.to_variables(), f"{prefix}.url").strip()
         if not url.lower().startswith(("http://", "https://")):
             # What it rendered is not shown: a URL template can render the key.
             raise ProcessingError(
-                f"request.url must render to an http(s) URL; it rendered a {len(url):,}-character "
-                "text that does not start with http:// or https://"
+                f"{prefix}.url must render to an http(s) URL; it rendered a "
+                f"{len(url):,}-character text that does not start with http:// or https://"
             )
         try:
             parts = urlsplit(url)
@@ -574,11 +705,11 @@ class HTTPSpec(_SpecModel):
             valid = True
         if not valid:
             raise ProcessingError(
-                "request.url rendered an invalid URL (its port is not a number from 0 to 65535, "
-                "or its IPv6 address is malformed)"
+                f"{prefix}.url rendered an invalid URL (its port is not a number from 0 to "
+                "65535, or its IPv6 address is malformed)"
             )
         if not parts.hostname:
-            raise ProcessingError("request.url rendered a URL without a host")
+            raise ProcessingError(f"{prefix}.url rendered a URL without a host")
         return url
 
     def make_headers(
@@ -594,18 +725,24 @@ class HTTPSpec(_SpecModel):
         with metered(limits):
             return masked_errors(context.secrets, lambda: self._headers(context))
 
-    def _headers(self, context: RequestTransformContext) -> dict[str, str]:
+    def _headers(
+        self,
+        context: RequestTransformContext,
+        request: RequestSpec | None = None,
+        prefix: str = "request",
+    ) -> dict[str, str]:
+        request = self.request if request is None else request
         variables = context.to_variables()
         headers: dict[str, str] = {}
-        for name, template in self.request.headers.items():
-            value = self._render(template, variables, f"request.headers[{name!r}]")
+        for name, template in request.headers.items():
+            value = self._render(template, variables, f"{prefix}.headers[{name!r}]")
             if _HEADER_VALUE_BAD.search(value):
                 raise ProcessingError(
-                    f"request.headers[{name!r}] rendered a line break or control character"
+                    f"{prefix}.headers[{name!r}] rendered a line break or control character"
                 )
             if not value.isascii():
                 raise ProcessingError(
-                    f"request.headers[{name!r}] rendered characters that are not ASCII; "
+                    f"{prefix}.headers[{name!r}] rendered characters that are not ASCII; "
                     "header values must be ASCII"
                 )
             headers[name] = value
@@ -628,11 +765,17 @@ class HTTPSpec(_SpecModel):
             body = masked_errors(context.secrets, lambda: self._body(context))
         return None if body is None else to_text(body)
 
-    def _body(self, context: RequestTransformContext) -> Any:
+    def _body(
+        self,
+        context: RequestTransformContext,
+        request: RequestSpec | None = None,
+        prefix: str = "request",
+    ) -> Any:
+        request = self.request if request is None else request
         variables = context.to_variables()
         output: Any = None
-        for index, step in enumerate(self.request.transforms):
-            where = f"request.transforms[{index}] ({step.type})"
+        for index, step in enumerate(request.transforms):
+            where = f"{prefix}.transforms[{index}] ({step.type})"
             step_variables = {**variables, "result": output, "data": output, "output": output}
             if step.type == "jinja":
                 output = self._render(step.pattern, step_variables, where)
@@ -661,17 +804,38 @@ class HTTPSpec(_SpecModel):
             ProcessingError: a template fails or renders something a request cannot carry.
             BudgetExceededError: rendering ran out of time, steps or size.
         """
+        return self._build(context, limits, self.request, "request")
+
+    def build_step_request(
+        self, index: int, context: RequestTransformContext, limits: RenderLimits | None = None
+    ) -> PreparedRequest:
+        """The request of `steps[index]`, rendered as `build_request` renders the main one.
+
+        Raises:
+            IndexError: there is no such step.
+            ProcessingError, BudgetExceededError: as `build_request`.
+        """
+        return self._build(context, limits, self.steps[index].request, f"steps[{index}].request")
+
+    def _build(
+        self,
+        context: RequestTransformContext,
+        limits: RenderLimits | None,
+        request: RequestSpec,
+        prefix: str,
+    ) -> PreparedRequest:
+        secrets = context.secrets
         with metered(limits):
-            headers = self.make_headers(context)
-            body = masked_errors(context.secrets, lambda: self._body(context))
+            headers = masked_errors(secrets, lambda: self._headers(context, request, prefix))
+            body = masked_errors(secrets, lambda: self._body(context, request, prefix))
             content = None if body is None else to_text(body)
-            url = self.make_url(context)
+            url = masked_errors(secrets, lambda: self._url(context, request, prefix))
         if content is not None and not any(name.lower() == "content-type" for name in headers):
-            last = self.request.transforms[-1].type if self.request.transforms else "jinja"
+            last = request.transforms[-1].type if request.transforms else "jinja"
             headers["Content-Type"] = (
                 "application/json" if last == "json" else "text/plain; charset=utf-8"
             )
-        return PreparedRequest(self.request.method, url, headers, content)
+        return PreparedRequest(request.method, url, headers, content)
 
     # -- responses -----------------------------------------------------------------------------
 
@@ -794,6 +958,47 @@ class HTTPSpec(_SpecModel):
                     step.pattern, step_variables, f"response.transforms[{index}] (jinja)"
                 )
         return output
+
+    def extract_value(
+        self,
+        extract: Extract,
+        body: str,
+        headers: Mapping[str, str],
+        cookies: Mapping[str, str],
+        limits: RenderLimits | None = None,
+    ) -> str | None:
+        """What `extract` finds in a response: its body (`regex`, `jsonpath`), `headers`
+        (looked up ignoring case) or the `cookies` it set; `None` when it finds nothing (or a
+        `jsonpath` reads a body that is not JSON). A match that is not a string is written as
+        JSON text.
+
+        Raises:
+            BudgetExceededError: a pattern ran out of the budget (`limits`, the defaults when
+                `None`).
+        """
+        kind, source = extract.kind, extract.source
+        if kind == "header":
+            wanted = source.lower()
+            return next((v for k, v in headers.items() if k.lower() == wanted), None)
+        if kind == "cookie":
+            return cookies.get(source)
+        with metered(limits):
+            if kind == "regex":
+                pattern: CompiledRegex = self._get("regex", source)
+                found = pattern.search(body)
+                if found is None:
+                    return None
+                value = found.group(1) if pattern.groups else found.group(0)
+                return None if value is None else str(value)
+            path: CompiledJsonPath = self._get("jsonpath", source)
+            try:
+                values = path.find_in(body)
+            except NotJSONError:
+                return None
+        values = [value for value in values if value is not None]
+        if not values:
+            return None
+        return match_text(values[0])
 
     def extract_error(self, body: str) -> str | None:
         """What `response.error_path` finds in an error body, or `None`."""
