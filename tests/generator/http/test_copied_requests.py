@@ -362,7 +362,7 @@ async def test_the_spec_of_a_copy_round_trips_through_its_identifier(
 
 async def test_the_answer_is_read_with_a_response_path(recording: RecordingServer) -> None:
     generator = HTTPGenerator.from_curl(
-        f"curl {recording.url}/chat --json '{{\"message\": \"{{PROMPT}}\"}}'",
+        f'curl {recording.url}/chat --json \'{{"message": "{{PROMPT}}"}}\'',
         response="$.echo",
     )
 
@@ -373,7 +373,7 @@ async def test_the_answer_is_read_with_a_response_path(recording: RecordingServe
 
 async def test_a_custom_marker(recording: RecordingServer) -> None:
     generator = HTTPGenerator.from_curl(
-        f"curl {recording.url}/chat --json '{{\"message\": \"<<Q>>\", \"x\": \"{{PROMPT}}\"}}'",
+        f'curl {recording.url}/chat --json \'{{"message": "<<Q>>", "x": "{{PROMPT}}"}}\'',
         marker="<<Q>>",
     )
 
@@ -385,7 +385,7 @@ async def test_a_custom_marker(recording: RecordingServer) -> None:
 async def test_cookies_can_be_left_to_the_server(recording: RecordingServer) -> None:
     text = (
         f"POST /chat HTTP/1.1\nHost: {recording.url[7:]}\nCookie: session=old-session-cookie\n"
-        "Content-Type: application/json\n\n{\"message\": \"{PROMPT}\"}"
+        'Content-Type: application/json\n\n{"message": "{PROMPT}"}'
     )
     generator = HTTPGenerator.from_raw_request(text, scheme="http", cookies=False)
 
@@ -444,7 +444,7 @@ def test_curl_options_become_generator_attributes(tmp_path: Any) -> None:
 
 BAD_RAW = {
     "no marker": (
-        "POST /chat HTTP/1.1\nHost: bot.test\n\n{\"message\": \"hello\"}",
+        'POST /chat HTTP/1.1\nHost: bot.test\n\n{"message": "hello"}',
         "there is no {PROMPT} marker in the copied request",
     ),
     "empty": ("\n \n", "the copied request is empty"),
@@ -472,17 +472,16 @@ BAD_RAW = {
     ),
     "not JSON": (
         "POST /chat HTTP/1.1\nHost: bot.test\nContent-Type: application/json\n\n"
-        "{\"message\": {PROMPT}}",
+        '{"message": {PROMPT}}',
         "declared JSON but is not valid JSON",
     ),
     "marker in a JSON key": (
-        "POST /chat HTTP/1.1\nHost: bot.test\nContent-Type: application/json\n\n"
-        "{\"{PROMPT}\": 1}",
+        'POST /chat HTTP/1.1\nHost: bot.test\nContent-Type: application/json\n\n{"{PROMPT}": 1}',
         "is in a JSON key",
     ),
     "multipart without its boundary": (
         "POST /chat HTTP/1.1\nHost: bot.test\nContent-Type: multipart/form-data; boundary=zz\n\n"
-        "--other\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n{PROMPT}\r\n--other--\r\n",
+        '--other\r\nContent-Disposition: form-data; name="q"\r\n\r\n{PROMPT}\r\n--other--\r\n',
         "is not split by its boundary 'zz'",
     ),
     "an unknown method": ("BREW /pot HTTP/1.1\nHost: bot.test\n\n{PROMPT}", "method must be"),

@@ -396,10 +396,11 @@ class _Builder:
         kind = (request.header("Content-Type") or "").split(";", 1)[0].strip().lower()
         if kind.startswith("multipart/"):
             return [("jinja", Marked(tuple(self._multipart(body))))]
-        if kind == "application/x-www-form-urlencoded":
+        # `curl -d '{…}'` sends JSON as a form (curl's default type): it is still JSON.
+        parsed = _json_or_none(body) if "json" in kind or "form" in kind or not kind else None
+        if kind == "application/x-www-form-urlencoded" and parsed is None:
             form = self._form(body.rstrip("\r\n"), _RANK_BODY, "form field")
             return [("jinja", Marked(tuple(form)))]
-        parsed = _json_or_none(body) if "json" in kind or not kind else None
         if parsed is not None:
             return [("json", self._json(parsed, []))]
         if "json" in kind:
