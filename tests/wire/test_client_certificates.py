@@ -20,8 +20,6 @@ from jib.trust import TrustPolicy
 from tests.support.forward_proxy import RunningProxy, run_forward_proxy
 from tests.support.mtls import CertificateFiles, make_certificates, serve_mtls
 
-pytest.importorskip("cryptography")
-
 
 @pytest.fixture(scope="module")
 def certificates(tmp_path_factory: pytest.TempPathFactory) -> CertificateFiles:
