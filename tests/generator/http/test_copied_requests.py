@@ -382,6 +382,15 @@ async def test_a_custom_marker(recording: RecordingServer) -> None:
     assert recording.last.json() == {"message": "hi", "x": "{PROMPT}"}
 
 
+async def test_the_marker_in_a_header(recording: RecordingServer) -> None:
+    text = f"GET /ask HTTP/1.1\nHost: {recording.url[7:]}\nX-Question: Q={{PROMPT}};\n\n"
+    generator = HTTPGenerator.from_raw_request(text, scheme="http")
+
+    await generator.chat("why & how?")
+
+    assert recording.last.header("x-question") == "Q=why & how?;"
+
+
 async def test_cookies_can_be_left_to_the_server(recording: RecordingServer) -> None:
     text = (
         f"POST /chat HTTP/1.1\nHost: {recording.url[7:]}\nCookie: session=old-session-cookie\n"
@@ -485,6 +494,10 @@ BAD_RAW = {
         "is not split by its boundary 'zz'",
     ),
     "an unknown method": ("BREW /pot HTTP/1.1\nHost: bot.test\n\n{PROMPT}", "method must be"),
+    "marker in the host": (
+        "GET https://{PROMPT}.bot.test/ HTTP/1.1\n\n",
+        "marker is in the URL's host",
+    ),
     "a scheme that is not http": (
         "POST ftp://bot.test/x HTTP/1.1\n\n{PROMPT}",
         "the scheme must be http or https",

@@ -342,6 +342,11 @@ class _Builder:
         query, _, _fragment = query.partition("#")  # a fragment is never sent
         scheme, _, rest = base.partition("://")
         authority, slash, path = rest.partition("/")
+        if self.marker in unquote(authority):
+            raise InvalidGeneratorError(
+                f"the {self.marker} marker is in the URL's host; put it in the path, the query, "
+                "a header or the body"
+            )
         pieces: list[Piece] = [f"{scheme}://{authority}{slash}"]
         if self.marker in unquote(path):
             for index, segment in enumerate(path.split("/")):
