@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from jib.storage import open_store
 from jib.trust import TrustPolicy
@@ -116,6 +117,35 @@ def test_without_the_variable_the_run_says_what_is_missing(
     assert result.code != 0
     assert "JIB_TARGET_KEY" in result.stderr
     assert chatbot.requests == []
+
+
+def test_import_for_a_login_step_leaves_cookies_and_csrf_tokens_to_state(
+    jib: JibRunner, chatbot: RecordingServer, tmp_path: Path
+) -> None:
+    (tmp_path / "copied.txt").write_text(copied_from_dev_tools(chatbot.url))
+
+    result = jib(
+        "spec",
+        "import",
+        "copied.txt",
+        "--no-cookies",
+        "--from-state",
+        "X-CSRF-Token=csrf",
+        "--from-state",
+        "csrf_token=csrf",
+    )
+
+    assert result.code == 0, result.stderr
+    spec = yaml.safe_load(result.stdout.split("# identifier")[0])
+    assert spec["request"]["headers"]["X-CSRF-Token"] == "{{ state.csrf }}"
+    body = spec["request"]["transforms"][0]["pattern"]
+    assert (
+        body == "message={{ content | urlencode }}&csrf_token={{ state.csrf | urlencode }}&lang=en"
+    )
+    assert "Cookie" not in result.stdout
+    assert "api_key" not in result.stdout
+    assert CSRF not in result.stdout
+    assert result.stderr == ""
 
 
 def test_import_a_curl_command_as_json(jib: JibRunner, tmp_path: Path) -> None:

@@ -122,6 +122,15 @@ def import_command(
             "own cookies supply them).",
         ),
     ] = True,
+    from_state: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--from-state",
+            metavar="NAME[=KEY]",
+            help="A header or field whose value a login step fetches (a CSRF token): read "
+            "from state.KEY (default: NAME in snake case) instead of the copy. Repeatable.",
+        ),
+    ] = None,
     output: Annotated[
         str | None,
         typer.Option(
@@ -152,10 +161,21 @@ def import_command(
         if is_curl_command(text):
             if scheme is not None:
                 fail("--scheme is for raw requests; a curl command names its URL", EXIT_USAGE)
-            imported = import_curl(text, marker=marker, response=response, cookies=cookies)
+            imported = import_curl(
+                text,
+                marker=marker,
+                response=response,
+                cookies=cookies,
+                from_state=from_state or (),
+            )
         else:
             imported = import_raw_request(
-                text, marker=marker, scheme=scheme, response=response, cookies=cookies
+                text,
+                marker=marker,
+                scheme=scheme,
+                response=response,
+                cookies=cookies,
+                from_state=from_state or (),
             )
         if output is not None:
             try:

@@ -404,6 +404,56 @@ async def test_cookies_can_be_left_to_the_server(recording: RecordingServer) -> 
     assert generator.get_api_key() is None
 
 
+async def test_from_state_reads_what_a_login_step_fetches(recording: RecordingServer) -> None:
+    text = (
+        f"POST /chat?csrf=copied-1 HTTP/1.1\nHost: {recording.url[7:]}\n"
+        "X-CSRF-Token: copied-2\nContent-Type: application/x-www-form-urlencoded\n\n"
+        "message={PROMPT}&csrf_token=copied-3"
+    )
+    generator = HTTPGenerator.from_raw_request(
+        text,
+        scheme="http",
+        from_state=["X-CSRF-Token=csrf", "csrf_token=csrf", "csrf"],
+        cookies=False,
+    )
+    assert generator.spec is not None
+    assert "copied-" not in generator.spec.to_yaml()
+    generator.state["csrf"] = "fresh & new"  # as a login step would
+
+    await generator.chat("hi")
+
+    seen = recording.last
+    assert seen.header("x-csrf-token") == "fresh & new"
+    assert seen.form() == {"message": ["hi"], "csrf_token": ["fresh & new"]}
+    assert seen.query == {"csrf": ["fresh & new"]}
+
+
+def test_from_state_in_json_and_multipart_bodies() -> None:
+    from jib.generator.http.copied import import_curl
+
+    json_copy = import_curl(
+        """curl https://a.test --json '{"q": "{PROMPT}", "meta": {"xsrfToken": "old"}}'""",
+        from_state=["xsrfToken"],
+    )
+    form_copy = import_curl(
+        "curl https://a.test -F 'q={PROMPT}' -F 'nonce=old'", from_state=["nonce=n"]
+    )
+
+    assert json_copy.spec.request.transforms[0].pattern == {
+        "q": "$content",
+        "meta": {"xsrfToken": "$state.xsrf_token"},
+    }
+    assert "{{ state.n }}" in form_copy.spec.request.transforms[0].pattern
+    assert "old" not in form_copy.spec.to_yaml()
+
+
+def test_from_state_naming_what_the_copy_lacks_is_an_error() -> None:
+    with pytest.raises(jib.InvalidGeneratorError, match="from_state names 'X-Nonce'"):
+        HTTPGenerator.from_curl("curl https://a.test -d 'q={PROMPT}'", from_state=["X-Nonce"])
+    with pytest.raises(jib.InvalidGeneratorError, match="is not a state key"):
+        HTTPGenerator.from_curl("curl https://a.test -d 'q={PROMPT}'", from_state=["q=a.b"])
+
+
 def test_the_secrets_go_to_api_key_first_then_state() -> None:
     from jib.generator.http.copied import import_raw_request
 

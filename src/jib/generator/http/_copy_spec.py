@@ -98,13 +98,17 @@ def build_spec(
     cookies: bool,
     response: Mapping[str, Any] | str | None,
     valid_status_codes: Sequence[int] | None,
+    from_state: Sequence[str] = (),
 ) -> BuiltSpec:
-    """The spec sending `request` with the prompt where `marker` is.
+    """The spec sending `request` with the prompt where `marker` is, and the headers or fields
+    `from_state` names (`NAME` or `NAME=KEY`) read from `state`.
 
     Raises:
-        InvalidGeneratorError: no marker, or one where a prompt cannot go.
+        InvalidGeneratorError: no marker, one where a prompt cannot go, or a `from_state` name
+            the copy does not have.
     """
-    return _Builder(request, marker, cookies=cookies).build(response, valid_status_codes)
+    builder = _Builder(request, marker, cookies=cookies, from_state=from_state)
+    return builder.build(response, valid_status_codes)
 
 
 @dataclass
@@ -121,7 +125,9 @@ class _Found:
 class _Builder:
     """Turns one `CopiedRequest` into a spec, collecting the secrets and counting markers."""
 
-    def __init__(self, request: CopiedRequest, marker: str, *, cookies: bool) -> None:
+    def __init__(
+        self, request: CopiedRequest, marker: str, *, cookies: bool, from_state: Sequence[str]
+    ) -> None:
         if not marker or not marker.strip():
             raise InvalidGeneratorError("the prompt marker may not be empty")
         self.request = request
@@ -129,6 +135,28 @@ class _Builder:
         self.cookies = cookies
         self.markers = 0
         self.found: list[_Found] = []
+        # What `from_state` names, by its normal form: (as given, the `state` key), and which
+        # of them the copy has.
+        self.stated: dict[str, tuple[str, str]] = {}
+        for item in from_state:
+            name, _, key = item.partition("=")
+            if not name.strip():
+                raise InvalidGeneratorError(f"from_state: {item!r} names no header or field")
+            key = key.strip() or _snake(name)
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise InvalidGeneratorError(
+                    f"from_state: {key!r} is not a state key (letters, digits and _)"
+                )
+            self.stated[_normal(name)] = (name.strip(), key)
+        self.used: set[str] = set()
+
+    def _from_state(self, name: str, suffix: str = "") -> Expression | None:
+        """The expression reading `name` from `state`, if `from_state` names it."""
+        entry = self.stated.get(_normal(name))
+        if entry is None:
+            return None
+        self.used.add(_normal(name))
+        return Expression(f"state.{entry[1]}{suffix}")
 
     # -- secrets ---------------------------------------------------------------------------------
 
@@ -168,6 +196,12 @@ class _Builder:
         url = self._url()
         transforms = self._body()
         api_key, state, pulled = self._assign()  # fills the secret expressions' references
+        unused = [given for normal, (given, _) in self.stated.items() if normal not in self.used]
+        if unused:
+            raise InvalidGeneratorError(
+                f"from_state names {', '.join(map(repr, unused))}, which the copied request has "
+                "no header or field of"
+            )
         if self.markers == 0:
             raise InvalidGeneratorError(
                 f"there is no {self.marker} marker in the copied request: put {self.marker} "
@@ -235,6 +269,9 @@ class _Builder:
     def _header(self, name: str, lowered: str, value: str) -> list[Piece]:
         if self.marker in value:
             return self._marked(value, Expression("content"))
+        stated = self._from_state(name)
+        if stated is not None:
+            return [stated]
         if lowered in _AUTHORIZATION:
             match = _SCHEME_AND_CREDENTIALS.fullmatch(value.strip())
             if match:
@@ -298,6 +335,8 @@ class _Builder:
             if self.marker in value:
                 pieces.append(f"{raw_name}{equals}")
                 pieces += _encoded(self._marked(value, Expression("content | urlencode")))
+            elif (stated := self._from_state(name, " | urlencode")) is not None:
+                pieces += [f"{raw_name}=", stated]
             elif self.marker in name:
                 raise InvalidGeneratorError(
                     f"the {self.marker} marker is in the name of a {what} ({name!r}); put it in "
@@ -356,6 +395,8 @@ class _Builder:
         return value
 
     def _json_field(self, key: str, item: Any, path: list[str]) -> Any:
+        if not isinstance(item, (dict, list)) and (stated := self._from_state(key)) is not None:
+            return _JSONReference(stated)
         if (
             isinstance(item, str)
             and item
@@ -409,6 +450,9 @@ class _Builder:
         content, ending = (content[:-2], "\r\n") if content.endswith("\r\n") else (content, "")
         if self.marker in content:
             return [head, separator, *self._marked(content, Expression("content")), ending]
+        stated = self._from_state(name) if name else None
+        if stated is not None:
+            return [head, separator, stated, ending]
         is_file = "filename=" in head.lower()
         if content and not is_file and is_secret_name(name) and not _CSRF.search(name):
             secret = self._secret(_RANK_BODY, f"form field {name!r}", name, content)
@@ -468,10 +512,21 @@ def _without_final_newline(body: str) -> str:
     return body[:-1] if body.endswith("\n") else body
 
 
+def _normal(name: str) -> str:
+    """A header or field name compared without case or separators (`X-CSRF-Token`)."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _snake(name: str) -> str:
+    """`X-CSRF-Token` → `x_csrf_token`, `apiKey` → `api_key` (a digit first gets `v_`)."""
+    words = re.split(r"[^A-Za-z0-9]+", _CAMEL.sub("_", name).lower())
+    key = "_".join(word for word in words if word)
+    return f"v_{key}" if key[:1].isdigit() else key
+
+
 def _state_name(name: str, taken: Mapping[str, str]) -> str:
     """A `state` key for a secret called `name`: snake case, a secret name, not yet taken."""
-    words = re.split(r"[^A-Za-z0-9]+", _CAMEL.sub("_", name).lower())
-    key = "_".join(word for word in words if word) or "secret"
+    key = _snake(name) or "secret"
     if key[0].isdigit():
         key = f"secret_{key}"
     if not is_secret_name(key):

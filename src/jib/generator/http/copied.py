@@ -81,6 +81,7 @@ def import_raw_request(
     response: Mapping[str, Any] | str | None = None,
     valid_status_codes: Sequence[int] | None = None,
     cookies: bool = True,
+    from_state: Sequence[str] = (),
 ) -> ImportedRequest:
     """The spec of a raw HTTP request copied with `marker` where the prompt goes.
 
@@ -96,10 +97,15 @@ def import_raw_request(
         valid_status_codes: the statuses that are answers (`[200]` by default).
         cookies: keep the `Cookie` header; `False` leaves it out (a login step or the cookies
             the server sets supply them).
+        from_state: headers or fields (of the query or body) whose value a step fetches
+            fresh, such as a CSRF token: `NAME` (read from `state` under NAME in snake case,
+            `X-CSRF-Token` → `state.x_csrf_token`) or `NAME=KEY` (from `state.KEY`). Their
+            copied values are dropped.
 
     Raises:
-        InvalidGeneratorError: the copy is malformed, holds no marker, or holds it where a
-            prompt cannot go; the message says where.
+        InvalidGeneratorError: the copy is malformed, holds no marker, holds it where a
+            prompt cannot go, or lacks a header or field `from_state` names; the message says
+            where.
     """
     request = parse_raw_request(text, scheme=scheme)
     return _imported(
@@ -109,6 +115,7 @@ def import_raw_request(
             cookies=cookies,
             response=response,
             valid_status_codes=valid_status_codes,
+            from_state=from_state,
         )
     )
 
@@ -120,6 +127,7 @@ def import_curl(
     response: Mapping[str, Any] | str | None = None,
     valid_status_codes: Sequence[int] | None = None,
     cookies: bool = True,
+    from_state: Sequence[str] = (),
 ) -> ImportedRequest:
     """The spec of a `curl` command with `marker` where the prompt goes (see
     `import_raw_request` for the arguments; the module `_curl` lists the options read).
@@ -135,6 +143,7 @@ def import_curl(
             cookies=cookies,
             response=response,
             valid_status_codes=valid_status_codes,
+            from_state=from_state,
         )
     )
 

@@ -214,6 +214,7 @@ class HTTPGenerator(WiredGenerator):
         response: dict[str, Any] | str | None = None,
         valid_status_codes: Sequence[int] | None = None,
         cookies: bool = True,
+        from_state: Sequence[str] = (),
         model: str = "http",
         **kwargs: Any,
     ) -> HTTPGenerator:
@@ -232,6 +233,8 @@ class HTTPGenerator(WiredGenerator):
             valid_status_codes: the statuses that are answers (`[200]`).
             cookies: keep the copied `Cookie` header (`False`: the server's own cookies, or a
                 login step's, are sent instead).
+            from_state: headers or fields a step fetches fresh (a CSRF token): `NAME` or
+                `NAME=KEY`, read from `state` instead of the copied value.
             model, **kwargs: generator attributes (`api_key=` replaces the copied secret).
 
         Raises:
@@ -247,6 +250,7 @@ class HTTPGenerator(WiredGenerator):
             response=response,
             valid_status_codes=valid_status_codes,
             cookies=cookies,
+            from_state=from_state,
         )
         return imported.generator(model=model, **kwargs)
 
@@ -259,6 +263,7 @@ class HTTPGenerator(WiredGenerator):
         response: dict[str, Any] | str | None = None,
         valid_status_codes: Sequence[int] | None = None,
         cookies: bool = True,
+        from_state: Sequence[str] = (),
         model: str = "http",
         **kwargs: Any,
     ) -> HTTPGenerator:
@@ -279,6 +284,7 @@ class HTTPGenerator(WiredGenerator):
             response=response,
             valid_status_codes=valid_status_codes,
             cookies=cookies,
+            from_state=from_state,
         )
         return imported.generator(model=model, **kwargs)
 
