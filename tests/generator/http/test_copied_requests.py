@@ -565,6 +565,16 @@ def test_a_bad_raw_copy_is_one_clear_error(name: str) -> None:
     assert expected in str(caught.value)
 
 
+def test_a_bad_line_is_shown_without_its_credentials() -> None:
+    with pytest.raises(jib.InvalidGeneratorError) as caught:
+        HTTPGenerator.from_raw_request(
+            "POST /chat HTTP/1.1\nHost: a.test\nAuthorization Bearer sk-line-secret-99\n\n{PROMPT}"
+        )
+
+    assert "line 3 of the copied request is not a header" in str(caught.value)
+    assert "sk-line-secret-99" not in str(caught.value)
+
+
 BAD_CURL = {
     "not curl": ("wget https://bot.test", "not a curl command"),
     "no URL": ("curl -d 'q={PROMPT}'", "names no URL"),

@@ -288,7 +288,7 @@ class _Builder:
         if lowered == "cookie":
             names = [part.split("=", 1)[0].strip() for part in value.split(";") if "=" in part]
             hint = "the Cookie header's whole value" + (
-                f" (cookies {', '.join(names)})" if names else ""
+                f": cookies {', '.join(names)}" if names else ""
             )
             return [self._secret(_RANK_COOKIE, "the Cookie header", "cookie", value, hint)]
         if is_secret_name(name) and not _CSRF.search(name) and value:

@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterator
 from urllib.parse import quote_plus
 
+from jib._secrets import redact
 from jib.errors import InvalidGeneratorError
 from jib.generator.http._raw_request import CopiedRequest
 
@@ -471,7 +472,7 @@ class _Curl:
             if value.endswith(";"):  # `-H 'X-Empty;'`: a header with an empty value
                 self.headers.append((value[:-1].strip(), ""))
                 return
-            raise InvalidGeneratorError(f"curl header {value!r} is not Name: value")
+            raise InvalidGeneratorError(f"curl header {redact(value, [])!r} is not Name: value")
         if rest.strip() or rest:  # `-H 'Accept:'` removes curl's own header: nothing to send
             self.headers.append((name.strip(), rest.strip()))
 
@@ -554,7 +555,7 @@ def _urlencoded(value: str, given: str) -> str:
 def _form_field(value: str, given: str, *, literal: bool) -> tuple[str, str]:
     name, equals, content = value.partition("=")
     if not equals:
-        raise InvalidGeneratorError(f"curl option {given} {value!r} is not name=value")
+        raise InvalidGeneratorError(f"curl option {given} {redact(value, [])!r} is not name=value")
     if not literal:
         if content.startswith(("@", "<")):
             raise _reads_file(given, value)

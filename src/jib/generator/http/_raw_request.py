@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from jib._secrets import redact
 from jib.errors import InvalidGeneratorError
 
 __all__ = ["CopiedRequest", "parse_raw_request"]
@@ -212,4 +213,6 @@ def decode_chunked(body: str) -> str:
 
 
 def _shown(text: str) -> str:
+    """A line of the copy for an error message: cut short, credentials in it masked."""
+    text = redact(text, [])
     return repr(text if len(text) <= 60 else f"{text[:57]}...")
