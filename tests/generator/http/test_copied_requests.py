@@ -590,6 +590,10 @@ BAD_CURL = {
     "user without password": ("curl -u alice https://a.test -d '{PROMPT}'", "without a password"),
     "option without value": ("curl https://a.test -d", "needs a value"),
     "no marker": ("curl https://a.test -d 'q=hello'", "no {PROMPT} marker"),
+    "a certificate password": (
+        "curl --cert me.pem:hunter2-pass https://a.test -d '{PROMPT}'",
+        "jib does not take key passwords",
+    ),
 }
 
 
@@ -601,6 +605,7 @@ def test_a_bad_curl_command_is_one_clear_error(name: str) -> None:
         HTTPGenerator.from_curl(command)
 
     assert expected in str(caught.value)
+    assert "hunter2-pass" not in str(caught.value)
 
 
 def test_shell_words_read_what_copies_write() -> None:

@@ -458,7 +458,13 @@ class _Curl:
         elif name == "cacert":
             self.options["verify"] = value
         elif name == "cert":
-            self.options["cert"] = value
+            if re.search(r"(?<!\\):", value):  # curl's `--cert FILE:PASSWORD`
+                raise InvalidGeneratorError(
+                    f"curl option {given} gives the key's password after ':'; jib does not take "
+                    "key passwords: decrypt the key (openssl pkey -in KEY.pem -out PLAIN.pem) "
+                    "and leave the password out"
+                )
+            self.options["cert"] = value.replace("\\:", ":")
         elif name == "key":
             self.options["cert_keyfile"] = value
         elif name == "cert-type" and value.upper() != "PEM":
