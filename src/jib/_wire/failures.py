@@ -7,6 +7,7 @@
 | a socket timeout of the client library | `ProviderTimeoutError` | yes |
 | the request cannot be sent as built (bad URL or header) | `ProcessingError` | no |
 | the proxy refused the tunnel | `ProviderConnectionError` | no |
+| the server wants a client certificate, or refused ours | `ProviderConnectionError` | no |
 
 Too-large bodies and refused redirects are raised as `ProcessingError` where they are found
 (`bodies`, `redirects`). Every message is cut to the origin and passed through the caller's
@@ -69,7 +70,38 @@ def transport_error(
             f"the connection to {origin} closed before the whole answer arrived ({detail})",
             provider=provider,
         )
+    refusal = _certificate_refusal(str(exc))
+    if refusal is not None:
+        return ProviderConnectionError(
+            f"could not reach {origin}: {refusal} ({detail})", provider=provider, retryable=False
+        )
     return ProviderConnectionError(f"could not reach {origin}: {detail}", provider=provider)
+
+
+# TLS alerts a server sends about the client's certificate (mutual TLS); OpenSSL names them in
+# its error text. Sending again changes nothing, so they are not retried.
+_CERTIFICATE_ALERTS = (
+    (
+        "ALERT_CERTIFICATE_REQUIRED",
+        "the server requires a client certificate; give one with cert=PATH (a PEM file with "
+        "its key, or cert=PATH and cert_keyfile=PATH)",
+    ),
+    (
+        "ALERT_UNKNOWN_CA",
+        "the server does not trust the client certificate's issuer (cert=)",
+    ),
+    ("ALERT_BAD_CERTIFICATE", "the server refused the client certificate (cert=)"),
+    ("ALERT_CERTIFICATE_UNKNOWN", "the server refused the client certificate (cert=)"),
+    ("ALERT_CERTIFICATE_EXPIRED", "the server says the client certificate expired (cert=)"),
+)
+
+
+def _certificate_refusal(text: str) -> str | None:
+    upper = text.upper()
+    for alert, meaning in _CERTIFICATE_ALERTS:
+        if alert in upper:
+            return meaning
+    return None
 
 
 def _refused_value(exc: BaseException) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
 from jib._wire.models import WireRequest, WireResponse
-from jib._wire.settings import WireSettings, environment_proxies, tls_context
+from jib._wire.settings import WireSettings, environment_proxies
 from jib.errors import InvalidGeneratorError
 
 if TYPE_CHECKING:
@@ -61,9 +61,7 @@ class _Aiohttp:
 
         # The request tier bounds requests in flight; the connector only pools (limit=0: no
         # second cap). No timeouts here either: the tier cancels an attempt at its deadline.
-        connector = aiohttp.TCPConnector(
-            limit=0, ttl_dns_cache=300, ssl=tls_context(settings.verify)
-        )
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=settings.tls())
         jar: aiohttp.abc.AbstractCookieJar = (
             aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
         )
@@ -117,7 +115,7 @@ class _Httpx:
                 follow_redirects=False,  # the wire follows them, by its own policy
                 trust_env=True,  # HTTP(S)_PROXY, ALL_PROXY, NO_PROXY; no .netrc in httpx 0.28
                 proxy=settings.proxy,
-                verify=tls_context(settings.verify),
+                verify=settings.tls(),
                 cookies=cookies,
             )
         except ImportError as exc:  # a socks5:// proxy without httpx's socks extra

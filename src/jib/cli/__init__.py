@@ -1,5 +1,6 @@
 """The `jib` command line: `jib chat`, `jib run`, `jib log`, `jib show`, `jib export`, `jib runs`,
-`jib compare`, `jib report`, `jib id` and `jib spec render`. Run `jib --help` for the details.
+`jib compare`, `jib report`, `jib id`, `jib spec render` and `jib spec import`. Run `jib --help`
+for the details.
 
 This package imports typer, rich and (when a command needs the store) SQLAlchemy; `import jib`
 imports none of them.

@@ -20,6 +20,7 @@ from jib.cli.report import report_command
 from jib.cli.run import run_command
 from jib.cli.runs import runs_command
 from jib.cli.spec import render_command
+from jib.cli.spec_import import import_command
 
 __all__ = ["app", "main"]
 
@@ -49,6 +50,7 @@ spec_app = typer.Typer(
     rich_markup_mode=None,
 )
 spec_app.command("render")(render_command)
+spec_app.command("import")(import_command)
 app.add_typer(spec_app, name="spec")
 
 

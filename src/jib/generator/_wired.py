@@ -21,6 +21,7 @@ from jib._wire import (
     Wire,
     WireSettings,
 )
+from jib._wire.settings import CertPath
 from jib.errors import JibError
 from jib.generator.remote import RequestGenerator
 
@@ -38,6 +39,11 @@ class WiredGenerator(RequestGenerator):
         verify: verify TLS certificates (`True`: the system's, or `SSL_CERT_FILE`), don't
             (`False`), or trust the CA bundle (PEM) at this path: a private CA, an interception
             proxy's certificate.
+        cert: the client certificate to present to servers that ask for one (mutual TLS): a
+            PEM file holding the certificate and its private key, or only the certificate when
+            `cert_keyfile` names the key's file (as curl's `--cert` and `--key`). The key may not be
+            encrypted. A path is not inert: data (a stored chat) may not set it unless allowed.
+        cert_keyfile: the client certificate's private key (a PEM file), when not in `cert`.
         max_response_bytes: the largest answer read: a body after decompression, one line of a
             stream, or what a stream's deltas add up to (a whole stream, frames included, may
             carry twice as much). Larger answers fail with `ProcessingError`.
@@ -48,6 +54,8 @@ class WiredGenerator(RequestGenerator):
 
     proxy: ProxyURL = None
     verify: Verify = True
+    cert: CertPath = None
+    cert_keyfile: CertPath = None
     max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, gt=0)
     max_redirects: int = Field(default=DEFAULT_MAX_REDIRECTS, ge=0, le=30)
 
@@ -69,6 +77,8 @@ class WiredGenerator(RequestGenerator):
                 and made_for.proxy == self.proxy
                 and made_for.verify == self.verify
                 and made_for.max_redirects == self.max_redirects
+                and made_for.cert == self.cert
+                and made_for.cert_keyfile == self.cert_keyfile
             ):
                 return wire
         # Clients made for older settings close with their event loops.
@@ -79,6 +89,8 @@ class WiredGenerator(RequestGenerator):
                 self.max_response_bytes,
                 self.max_redirects,
                 self.keeps_cookies,
+                cert=self.cert,
+                cert_keyfile=self.cert_keyfile,
             )
         )
         return wire

@@ -210,6 +210,90 @@ class HTTPGenerator(WiredGenerator):
         )
         return cls(model=model, api_key=api_key, spec=spec, state=state, hook=hook, **kwargs)
 
+    @classmethod
+    def from_raw_request(
+        cls,
+        text: str,
+        *,
+        marker: str = "{PROMPT}",
+        scheme: str | None = None,
+        response: dict[str, Any] | str | None = None,
+        valid_status_codes: Sequence[int] | None = None,
+        cookies: bool = True,
+        from_state: Sequence[str] = (),
+        model: str = "http",
+        **kwargs: Any,
+    ) -> HTTPGenerator:
+        """A generator sending a raw HTTP request copied from Burp, ZAP or dev tools, with
+        `marker` where the prompt goes (see `jib.generator.http.copied`).
+
+        The secrets of the copy (`Authorization`, `Cookie`, key headers) are taken out of the
+        spec into `api_key` and `state`, which the generator holds (never its identifier).
+
+        Args:
+            text: the copied request (request line or HTTP/2 pseudo-headers, headers, body).
+            marker: the text standing for the prompt.
+            scheme: `http` or `https`, when the copy does not say (default `https`).
+            response: where the answer is: a JSONPath, or `{"content_path", "error_path",
+                "tool_calls_path"}`; by default the whole body.
+            valid_status_codes: the statuses that are answers (`[200]`).
+            cookies: keep the copied `Cookie` header (`False`: the server's own cookies, or a
+                login step's, are sent instead).
+            from_state: headers or fields a step fetches fresh (a CSRF token): `NAME` or
+                `NAME=KEY`, read from `state` instead of the copied value.
+            model, **kwargs: generator attributes (`api_key=` replaces the copied secret).
+
+        Raises:
+            InvalidGeneratorError: the copy is malformed or holds no marker (the message says
+                where).
+        """
+        from jib.generator.http.copied import import_raw_request
+
+        imported = import_raw_request(
+            text,
+            marker=marker,
+            scheme=scheme,
+            response=response,
+            valid_status_codes=valid_status_codes,
+            cookies=cookies,
+            from_state=from_state,
+        )
+        return imported.generator(model=model, **kwargs)
+
+    @classmethod
+    def from_curl(
+        cls,
+        command: str,
+        *,
+        marker: str = "{PROMPT}",
+        response: dict[str, Any] | str | None = None,
+        valid_status_codes: Sequence[int] | None = None,
+        cookies: bool = True,
+        from_state: Sequence[str] = (),
+        model: str = "http",
+        **kwargs: Any,
+    ) -> HTTPGenerator:
+        """A generator sending a `curl` command (a browser's "Copy as cURL", an API's docs),
+        with `marker` where the prompt goes; as `from_raw_request`. Options such as `-k`,
+        `--cacert`, `--cert`/`--key`, `-x` and `--max-redirs` become the generator's `verify`,
+        `cert`/`cert_keyfile`, `proxy` and `max_redirects`.
+
+        Raises:
+            InvalidGeneratorError: not a curl command, an option a spec cannot carry (reading a
+                file, a shell variable), or no marker.
+        """
+        from jib.generator.http.copied import import_curl
+
+        imported = import_curl(
+            command,
+            marker=marker,
+            response=response,
+            valid_status_codes=valid_status_codes,
+            cookies=cookies,
+            from_state=from_state,
+        )
+        return imported.generator(model=model, **kwargs)
+
     # -- one request -------------------------------------------------------------------------
 
     def request_timeout(self, params: GenerateParams) -> float:
