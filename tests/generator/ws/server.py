@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Iterator
@@ -171,8 +172,9 @@ class RunningWSServer:
 
 
 @contextmanager
-def serve_ws(port: int = 0) -> Iterator[RunningWSServer]:
-    """Run the chatbot on 127.0.0.1 (a free port by default) in a daemon thread."""
+def serve_ws(port: int = 0, *, tls: bool = False) -> Iterator[RunningWSServer]:
+    """Run the chatbot on 127.0.0.1 (a free port by default) in a daemon thread; with `tls`,
+    as `wss://` with the test CA's certificate (`tests/support/tls`)."""
     state = WSServerState()
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -184,15 +186,24 @@ def serve_ws(port: int = 0) -> Iterator[RunningWSServer]:
 
     async def start() -> None:
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        await web.SockSite(runner, sock, ssl_context=_server_tls() if tls else None).start()
 
     asyncio.run_coroutine_threadsafe(start(), loop).result(10)
     try:
-        yield RunningWSServer(f"ws://127.0.0.1:{sock.getsockname()[1]}", state)
+        scheme = "wss" if tls else "ws"
+        yield RunningWSServer(f"{scheme}://127.0.0.1:{sock.getsockname()[1]}", state)
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+def _server_tls() -> ssl.SSLContext:
+    from tests.support.forward_proxy import TLS_DIR
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(TLS_DIR / "server.pem", TLS_DIR / "server.key")
+    return context
 
 
 _example_lock = threading.Lock()

@@ -1,0 +1,235 @@
+"""`ws!` against a real WebSocket chatbot: whole answers, skipped frames, the three ways an
+answer ends, dropped connections retried, sessions, identifiers and spec files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jib
+from jib.cli._spec_files import expand_spec_file
+from jib.errors import ProcessingError, ProviderConnectionError, ProviderTimeoutError
+from jib.generator.ws import WSGenerator, WSSpec
+from tests.generator.ws.server import RunningWSServer
+
+SKIP_TYPING_AND_ACKS = {"regex": '"type": *"(typing|ack)"'}
+
+
+def chat_spec(url: str, **response: Any) -> dict[str, Any]:
+    """The spec of the `/chat` route: JSON frames, chunks joined, `{"type": "end"}` ends."""
+    return {
+        "request": {"url": f"{url}/chat", "message": {"text": "$content"}},
+        "response": {
+            "transforms": [{"type": "jsonpath", "pattern": "$.text"}],
+            "skip": SKIP_TYPING_AND_ACKS,
+            "done": {"jsonpath": "$.type", "equals": "end"},
+            **response,
+        },
+    }
+
+
+async def test_batch_of_100_chats_comes_back_whole_with_a_fifth_of_connections_dropped(
+    ws_server: RunningWSServer,
+) -> None:
+    spec = chat_spec(ws_server.url)
+    spec["request"]["url"] += "?drop=5"  # every 5th connection breaks half-way through
+    generator = WSGenerator(model="bot", spec=spec, retry_backoff=0)
+
+    prompts = [f"prompt number {i}" for i in range(100)]
+    chats = await generator.chat().run_batch(prompts)
+
+    assert [chat.content for chat in chats] == [f"You said: {p}" for p in prompts]
+    assert not any(chat.failed for chat in chats)
+    state = ws_server.state
+    assert state.dropped == state.connections // 5 >= 20
+    assert state.connections == 100 + state.dropped  # each drop retried once, on a new one
+    assert len(state.received) == state.connections  # one prompt per connection
+    assert set(state.received) == set(prompts)
+    assert sum((chat.attempts or 0) - 1 for chat in chats) == state.dropped
+
+
+async def test_typing_indicators_acks_and_pings_are_not_part_of_the_answer(
+    ws_server: RunningWSServer,
+) -> None:
+    generator = WSGenerator(model="bot", spec=chat_spec(ws_server.url))
+
+    chat = await generator.chat("a rather long prompt, split over many frames")
+
+    assert chat.content == "You said: a rather long prompt, split over many frames"
+    assert chat.extra["frames"] > 10  # typing, the pieces, the ack and the end
+
+
+async def test_a_frame_that_is_not_the_answer_and_not_skipped_fails_saying_to_set_skip(
+    ws_server: RunningWSServer,
+) -> None:
+    spec = chat_spec(ws_server.url)
+    del spec["response"]["skip"]
+    generator = WSGenerator(model="bot", spec=spec, max_retries=0)
+
+    with pytest.raises(ProcessingError, match=r"set response\.skip"):
+        await generator.chat("hi").run()
+
+
+async def test_done_by_marker_keeps_the_text_before_the_marker(
+    ws_server: RunningWSServer,
+) -> None:
+    generator = WSGenerator(
+        model="bot",
+        spec={
+            "request": {"url": f"{ws_server.url}/marker", "message": "{{ content }}"},
+            "response": {"skip": {"regex": r"^\.\.\.$"}, "done": {"marker": "[END]"}},
+        },
+    )
+
+    chats = await generator.chat().run_batch(["one", "two two"])
+
+    assert [chat.content for chat in chats] == ["You said: one", "You said: two two"]
+
+
+async def test_done_by_idle_gap_ends_the_answer_when_the_bot_goes_quiet(
+    ws_server: RunningWSServer,
+) -> None:
+    generator = WSGenerator(
+        model="bot",
+        spec={
+            "request": {"url": f"{ws_server.url}/idle", "message": "{{ content }}"},
+            "response": {"idle_timeout": 0.3},
+        },
+    )
+
+    chat = await generator.chat("quiet after this")
+
+    assert chat.content == "You said: quiet after this"
+
+
+async def test_an_answer_that_never_ends_runs_into_the_request_timeout(
+    ws_server: RunningWSServer,
+) -> None:
+    generator = WSGenerator(
+        model="bot",
+        spec={
+            "request": {"url": f"{ws_server.url}/idle", "message": "{{ content }}"},
+            "response": {"done": {"marker": "[END]"}},
+        },
+    )
+
+    with pytest.raises(ProviderTimeoutError):
+        await generator.chat("hi").with_(timeout=0.5).run()
+
+
+async def test_done_by_regex_condition(ws_server: RunningWSServer) -> None:
+    spec = chat_spec(ws_server.url, done={"regex": '"type": *"end"'})
+    generator = WSGenerator(model="bot", spec=spec)
+
+    assert (await generator.chat("regex")).content == "You said: regex"
+
+
+async def test_a_connection_dropped_mid_answer_fails_retryable_when_retries_are_off(
+    ws_server: RunningWSServer,
+) -> None:
+    spec = chat_spec(ws_server.url)
+    spec["request"]["url"] += "?drop=1"  # every connection breaks
+    generator = WSGenerator(model="bot", spec=spec, max_retries=0)
+
+    with pytest.raises(ProviderConnectionError, match="closed while the answer was awaited") as info:
+        await generator.chat("hi").run()
+    assert info.value.retryable
+
+
+async def test_session_connection_carries_a_conversation_and_only_the_new_message(
+    ws_server: RunningWSServer,
+) -> None:
+    generator = WSGenerator(
+        model="bot",
+        spec={
+            "request": {
+                "url": f"{ws_server.url}/session",
+                "message": "{{ content }}",
+                "connection": "session",
+            },
+            "response": {"done": {"marker": "[END]"}},
+        },
+    )
+
+    chat = await generator.chat("first")
+    for word in ("second", "third"):
+        chat = await chat.continue_(word)
+    other = await generator.chat("another conversation")
+
+    assert chat.content == "turn 3: You said: third"
+    assert other.content == "turn 1: You said: another conversation"
+    assert ws_server.state.connections == 2  # one per conversation
+    assert ws_server.state.received == ["first", "second", "third", "another conversation"]
+    await generator.aclose()
+
+
+async def test_chat_connection_opens_one_connection_per_turn(ws_server: RunningWSServer) -> None:
+    generator = WSGenerator(
+        model="bot",
+        spec={
+            "request": {"url": f"{ws_server.url}/session", "message": "{{ content }}"},
+            "response": {"done": {"marker": "[END]"}},
+        },
+    )
+
+    chat = await generator.chat("first")
+    chat = await chat.continue_("second")
+
+    assert chat.content == "turn 1: You said: second"
+    assert ws_server.state.connections == 2
+
+
+async def test_identifier_round_trips_and_the_rebuilt_generator_answers(
+    ws_server: RunningWSServer,
+) -> None:
+    generator = WSGenerator(model="bot", spec=chat_spec(ws_server.url), max_connections=4)
+
+    identifier = generator.to_identifier()
+    rebuilt = jib.get_generator(identifier)
+
+    assert identifier.startswith("ws!bot,spec=")
+    assert isinstance(rebuilt, WSGenerator)
+    assert rebuilt == generator
+    assert rebuilt.to_identifier() == identifier
+    assert (await rebuilt.chat("again")).content == "You said: again"
+
+
+async def test_stored_chat_reloads_its_ws_generator(ws_server: RunningWSServer) -> None:
+    generator = WSGenerator(model="bot", spec=chat_spec(ws_server.url))
+    chat = await generator.chat("keep me")
+
+    reloaded = jib.Chat.from_json(chat.to_json())
+
+    assert isinstance(reloaded.generator, WSGenerator)
+    assert reloaded.generator.spec == generator.spec
+
+
+async def test_spec_file_is_read_as_a_websocket_spec(
+    ws_server: RunningWSServer, tmp_path: Path
+) -> None:
+    spec_file = tmp_path / "bot.yaml"
+    spec_file.write_text(WSSpec.model_validate(chat_spec(ws_server.url)).to_yaml())
+
+    generator = jib.get_generator(expand_spec_file(f"ws!bot,spec=@{spec_file}"))
+
+    assert isinstance(generator, WSGenerator)
+    assert (await generator.chat("from a file")).content == "You said: from a file"
+
+
+def test_http_spec_file_is_still_read_as_an_http_spec(tmp_path: Path) -> None:
+    spec_file = tmp_path / "http.yaml"
+    spec_file.write_text("request: {url: 'http://127.0.0.1:9/x'}\n")
+
+    generator = jib.get_generator(expand_spec_file(f"http!x,spec=@{spec_file}"))
+
+    assert type(generator).__name__ == "HTTPGenerator"
+
+
+async def test_completion_sends_the_text_as_the_content(ws_server: RunningWSServer) -> None:
+    generator = WSGenerator(model="bot", spec=chat_spec(ws_server.url))
+
+    completion = await generator.complete("plain text").run()
+
+    assert completion.content == "You said: plain text"
