@@ -275,6 +275,15 @@ class WSSpec(HTTPSpec):
         self._reads = self._reads | reads
         return self
 
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data, defaults left out (but an explicit `equals: null` kept)."""
+        data = super().to_dict()
+        for name in ("skip", "done"):
+            condition: Condition | None = getattr(self.response, name)
+            if condition is not None and "equals" in condition.model_fields_set:
+                data["response"][name]["equals"] = condition.equals
+        return data
+
     # -- sending -------------------------------------------------------------------------------
 
     def make_url(self, context: RequestTransformContext, limits: RenderLimits | None = None) -> str:
