@@ -187,7 +187,8 @@ class WebSockets(RuntimeResource):
             ProviderConnectionError, ProviderTimeoutError: the transport failed.
         """
         session = await self._sessions.get()
-        for _ in range(self.settings.max_redirects + 1):
+        redirects = self.settings.max_redirects
+        for hop in range(redirects + 1):
             _check(request)
             try:
                 socket = await session.ws_connect(
@@ -198,8 +199,17 @@ class WebSockets(RuntimeResource):
                     autoping=True,
                 )
             except _Redirected as redirect:
-                hop = WireRequest("GET", http_url_of(request.url), request.headers)
-                followed = next_request(hop, redirect.status, http_url_of(redirect.location))
+                if hop == redirects:
+                    raise error_for_status(
+                        redirect.status,
+                        f"{origin_of(request.url)} redirected the WebSocket handshake; "
+                        f"max_redirects={redirects} are followed",
+                        provider=sender.wire_label,
+                    ) from None
+                hop_request = WireRequest("GET", http_url_of(request.url), request.headers)
+                followed = next_request(
+                    hop_request, redirect.status, http_url_of(redirect.location)
+                )
                 request = WireRequest("GET", ws_url_of(followed.url), followed.headers)
                 continue
             except JibError:
@@ -209,20 +219,13 @@ class WebSockets(RuntimeResource):
             else:
                 return WireSocket(socket, request.url, sender)
             raise self._refused(failure, request, sender)
-        raise ProviderConnectionError(
-            f"the WebSocket handshake with {origin_of(request.url)} was redirected more than "
-            f"max_redirects={self.settings.max_redirects} times",
-            provider=sender.wire_label,
-            retryable=False,
-        )
+        raise AssertionError("unreachable: the last hop returns or raises")
 
     def _refused(self, failure: BaseException, request: WireRequest, sender: Sender) -> JibError:
         import aiohttp
 
         if isinstance(failure, aiohttp.WSServerHandshakeError) and failure.status != 101:
             detail = "the server refused the WebSocket handshake"
-            if failure.status in REDIRECT_STATUS:
-                detail += " with a redirect (max_redirects=0, or it names no Location)"
             retry_after = None
             if failure.headers is not None:
                 from jib._retry import retry_after_from

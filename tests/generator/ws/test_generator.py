@@ -133,7 +133,9 @@ async def test_a_connection_dropped_mid_answer_fails_retryable_when_retries_are_
     spec["request"]["url"] += "?drop=1"  # every connection breaks
     generator = WSGenerator(model="bot", spec=spec, max_retries=0)
 
-    with pytest.raises(ProviderConnectionError, match="closed while the answer was awaited") as info:
+    with pytest.raises(
+        ProviderConnectionError, match="closed while the answer was awaited"
+    ) as info:
         await generator.chat("hi").run()
     assert info.value.retryable
 

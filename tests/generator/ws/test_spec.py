@@ -148,9 +148,7 @@ def test_frames_read_as_documented(
 
 
 def test_equals_null_survives_a_round_trip() -> None:
-    original = WSSpec.model_validate(
-        spec(response={"done": {"jsonpath": "$.t", "equals": None}})
-    )
+    original = WSSpec.model_validate(spec(response={"done": {"jsonpath": "$.t", "equals": None}}))
 
     rebuilt = WSSpec.model_validate(original.to_base64())
 
