@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from jib._per_loop import PerLoop, RuntimeResource
@@ -267,6 +266,7 @@ def _check(request: WireRequest) -> None:
 
 def _environment_proxy(url: str) -> str | None:
     """The environment's proxy for `url`, as curl and httpx read it (`NO_PROXY` honoured)."""
+    import urllib.request
     from urllib.parse import urlsplit
 
     proxies = urllib.request.getproxies_environment()

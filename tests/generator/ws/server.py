@@ -37,7 +37,8 @@ from typing import Any
 
 from aiohttp import web
 
-WS_EXAMPLE_PORT = 8766
+from tests.support.docs_ports import WS_EXAMPLE_PORT
+
 SECRET_TOKEN = "s3cret-token-abcdef"
 
 
@@ -208,6 +209,7 @@ def _server_tls() -> ssl.SSLContext:
 
 _example_lock = threading.Lock()
 _example_server: RunningWSServer | None = None
+_example_context: Any = None  # kept: a collected context manager would stop the server
 
 
 def ensure_ws_example_server() -> RunningWSServer:
@@ -215,10 +217,11 @@ def ensure_ws_example_server() -> RunningWSServer:
 
     The docs name `ws://127.0.0.1:8766`; tests rewrite that to this server's `url`.
     """
-    global _example_server
+    global _example_server, _example_context
     with _example_lock:
         if _example_server is None:
-            _example_server = serve_ws().__enter__()
+            _example_context = serve_ws()
+            _example_server = _example_context.__enter__()
         return _example_server
 
 
