@@ -83,11 +83,12 @@ class WireSocket:
     Every method raises jib errors only, redacted with the sender's secrets.
     """
 
-    __slots__ = ("_sender", "_socket", "url")
+    __slots__ = ("_limit", "_sender", "_socket", "url")
 
     def __init__(
-        self, socket: aiohttp.ClientWebSocketResponse[Any], url: str, sender: Sender
+        self, socket: aiohttp.ClientWebSocketResponse[Any], url: str, sender: Sender, limit: int
     ) -> None:
+        self._limit = limit
         self._socket = socket
         self._sender = sender
         self.url = url
@@ -137,15 +138,17 @@ class WireSocket:
                 return str(message.data)
             if message.type is aiohttp.WSMsgType.BINARY:
                 return bytes(message.data).decode("utf-8", "replace")
-            if message.type is aiohttp.WSMsgType.ERROR:
-                failure = message.data
-            else:  # CLOSE, CLOSING, CLOSED
+            if message.type is not aiohttp.WSMsgType.ERROR:  # CLOSE, CLOSING, CLOSED
                 code = self._socket.close_code
                 raise self._dropped(f"while the answer was awaited (close code {code})")
-        if isinstance(failure, ValueError) and "size" in str(failure).lower():
-            raise ProcessingError(
-                f"a frame from {origin_of(self.url)} is over max_response_bytes; stopped reading"
-            )
+            error = message.data
+            if getattr(error, "code", None) == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                raise ProcessingError(
+                    f"a frame from {origin_of(self.url)} is over max_response_bytes="
+                    f"{self._limit}; stopped reading"
+                )
+            detail = redact(f"{type(error).__name__}: {error}", self._sender.wire_secrets())
+            raise self._dropped(f"while the answer was awaited ({detail})")
         raise _mapped(failure, self.url, self._sender)
 
     def _dropped(self, when: str) -> ProviderConnectionError:
@@ -216,7 +219,7 @@ class WebSockets(RuntimeResource):
             except TRANSPORT_FAILURES() as exc:
                 failure: BaseException = exc
             else:
-                return WireSocket(socket, request.url, sender)
+                return WireSocket(socket, request.url, sender, self.settings.max_response_bytes)
             raise self._refused(failure, request, sender)
         raise AssertionError("unreachable: the last hop returns or raises")
 

@@ -235,3 +235,31 @@ async def test_completion_sends_the_text_as_the_content(ws_server: RunningWSServ
     completion = await generator.complete("plain text").run()
 
     assert completion.content == "You said: plain text"
+
+
+async def test_a_frame_over_max_response_bytes_fails_without_retries(
+    ws_server: RunningWSServer,
+) -> None:
+    generator = WSGenerator(model="bot", spec=chat_spec(ws_server.url), max_response_bytes=10)
+
+    chat = await generator.chat("hi").run(on_failed="include")
+
+    assert isinstance(chat.error, ProcessingError)
+    assert "over max_response_bytes=10" in str(chat.error)
+    assert chat.attempts == 1
+
+
+async def test_an_answer_over_max_response_bytes_fails(ws_server: RunningWSServer) -> None:
+    generator = WSGenerator(
+        model="bot",
+        spec={
+            "request": {"url": f"{ws_server.url}/idle", "message": "{{ content }}"},
+            "response": {"idle_timeout": 0.5},
+        },
+        max_response_bytes=20,
+    )
+
+    chat = await generator.chat("a prompt long enough to pass twenty").run(on_failed="include")
+
+    assert isinstance(chat.error, ProcessingError)
+    assert "over max_response_bytes=20" in str(chat.error)
