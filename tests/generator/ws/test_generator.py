@@ -263,3 +263,31 @@ async def test_an_answer_over_max_response_bytes_fails(ws_server: RunningWSServe
 
     assert isinstance(chat.error, ProcessingError)
     assert "over max_response_bytes=20" in str(chat.error)
+
+
+async def test_stream_gives_each_piece_as_its_frame_arrives(ws_server: RunningWSServer) -> None:
+    generator = WSGenerator(model="bot", spec=chat_spec(ws_server.url))
+
+    stream = generator.chat("stream this answer, please").stream()
+    deltas = [delta async for delta in stream]
+
+    assert len(deltas) > 3
+    assert "".join(deltas) == "You said: stream this answer, please"
+    assert stream.chat.content == "You said: stream this answer, please"
+
+
+async def test_stream_is_not_retried_once_pieces_were_given_out(
+    ws_server: RunningWSServer,
+) -> None:
+    spec = chat_spec(ws_server.url)
+    spec["request"]["url"] += "?drop=1"  # every connection breaks half-way through
+    generator = WSGenerator(model="bot", spec=spec)
+    given_out: list[str] = []
+
+    with pytest.raises(ProviderConnectionError) as info:
+        async for delta in generator.chat("a prompt long enough for several pieces").stream():
+            given_out.append(delta)
+
+    assert given_out  # text already shown cannot be taken back, so no second answer is mixed in
+    assert info.value.attempts == 1
+    assert ws_server.state.connections == 1

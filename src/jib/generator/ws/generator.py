@@ -17,10 +17,12 @@ the same conversation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import PrivateAttr, field_validator
@@ -33,7 +35,7 @@ from jib.errors import InvalidGeneratorError, ProcessingError
 from jib.generator.http.generator import HTTPGenerator
 from jib.generator.http.spec import RequestTransformContext
 from jib.generator.ws.spec import WSSpec
-from jib.messages import Message
+from jib.messages import GeneratedMessage, GeneratedText, Message
 from jib.params import GenerateParams
 from jib.tools import ToolCall
 
@@ -123,8 +125,31 @@ class WSGenerator(HTTPGenerator):
     async def _call(
         self, context: RequestTransformContext, params: GenerateParams
     ) -> tuple[str, list[ToolCall], dict[str, Any]]:
-        """One attempt: render, connect (or take the conversation's open connection), send the
-        frame, read the answer. Retries are the request tier's."""
+        """One attempt, read whole (see `_turn`). Retries are the request tier's."""
+        async with contextlib.aclosing(self._turn(context, params)) as turn:
+            async for item in turn:
+                if isinstance(item, _Answered):
+                    return item.text, [], {"frames": item.frames}
+        raise AssertionError("unreachable: a turn ends with its answer or raises")
+
+    async def request_message_stream(
+        self, messages: Sequence[Message], params: GenerateParams
+    ) -> AsyncIterator[str | GeneratedMessage | GeneratedText]:
+        """One attempt as a stream: each piece of the answer as its frame arrives, then the
+        whole answer (`pipeline.stream()`, `jib chat`)."""
+        async with contextlib.aclosing(self._turn(self._context(messages, params), params)) as turn:
+            async for item in turn:
+                if isinstance(item, str):
+                    yield item
+                else:
+                    message = Message("assistant", item.text)
+                    yield GeneratedMessage(message, extra={"frames": item.frames})
+
+    async def _turn(
+        self, context: RequestTransformContext, params: GenerateParams
+    ) -> AsyncGenerator[str | _Answered, None]:
+        """Render, connect (or take the conversation's open connection), send the frame, and
+        yield the answer's pieces as their frames arrive, then the whole answer."""
         spec = self.spec
         if spec is None:
             raise ProcessingError("this WSGenerator has no spec: assign .spec (a WSSpec)")
@@ -141,45 +166,47 @@ class WSGenerator(HTTPGenerator):
         kept = False
         try:
             await socket.send(frame)
-            answer, frames = await self._read_answer(socket, spec, context, limits)
+            idle = spec.response.idle_timeout
+            in_thread = spec.needs_worker_thread
+            pieces: list[str] = []
+            size = frames = 0
+            while True:
+                # Before the answer begins, the request's timeout bounds the wait.
+                text = await socket.receive(idle if pieces else None)
+                if text is None:  # quiet for idle_timeout seconds once the answer had begun
+                    break
+                frames += 1
+                if in_thread:
+                    verdict = await asyncio.to_thread(spec.read_frame, text, context, limits)
+                else:
+                    verdict = spec.read_frame(text, context, limits)
+                if verdict.skipped:
+                    continue
+                pieces.append(verdict.piece)
+                size += len(verdict.piece)
+                if size > self.max_response_bytes:
+                    raise too_large(self.max_response_bytes)
+                if verdict.piece:
+                    yield verdict.piece
+                if verdict.done:
+                    break
+            answer = "".join(pieces)
             if sessions:
                 answered = [*context.messages, Message("assistant", answer)]
                 await self._parked.park(_conversation_key(answered), socket)
                 kept = True
+            yield _Answered(answer, frames)
         finally:
             if not kept:
                 await socket.aclose()
-        return answer, [], {"frames": frames}
 
-    async def _read_answer(
-        self, socket: WireSocket, spec: WSSpec, context: RequestTransformContext, limits: Any
-    ) -> tuple[str, int]:
-        """Read frames until the answer is complete; the answer and the frames read."""
-        idle = spec.response.idle_timeout
-        in_thread = spec.needs_worker_thread
-        pieces: list[str] = []
-        size = 0
-        frames = 0
-        begun = False
-        while True:
-            text = await socket.receive(idle if begun else None)
-            if text is None:  # quiet for idle_timeout seconds once the answer had begun
-                break
-            frames += 1
-            if in_thread:
-                verdict = await asyncio.to_thread(spec.read_frame, text, context, limits)
-            else:
-                verdict = spec.read_frame(text, context, limits)
-            if verdict.skipped:
-                continue
-            begun = True
-            pieces.append(verdict.piece)
-            size += len(verdict.piece)
-            if size > self.max_response_bytes:
-                raise too_large(self.max_response_bytes)
-            if verdict.done:
-                break
-        return "".join(pieces), frames
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """The end of a turn: the whole answer and the frames read for it."""
+
+    text: str
+    frames: int
 
 
 def _conversation_key(messages: Sequence[Message]) -> str:
