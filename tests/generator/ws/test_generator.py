@@ -284,9 +284,12 @@ async def test_stream_is_not_retried_once_pieces_were_given_out(
     generator = WSGenerator(model="bot", spec=spec)
     given_out: list[str] = []
 
-    with pytest.raises(ProviderConnectionError) as info:
+    async def read_stream() -> None:
         async for delta in generator.chat("a prompt long enough for several pieces").stream():
             given_out.append(delta)
+
+    with pytest.raises(ProviderConnectionError) as info:
+        await read_stream()
 
     assert given_out  # text already shown cannot be taken back, so no second answer is mixed in
     assert info.value.attempts == 1
