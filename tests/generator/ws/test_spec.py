@@ -193,3 +193,27 @@ def test_any_message_and_marker_round_trip_through_an_identifier(
     rebuilt = jib.get_generator(generator.to_identifier())
 
     assert rebuilt == generator
+
+
+def test_build_request_shows_the_handshake_with_the_frame_as_its_content() -> None:
+    ws_spec = WSSpec.model_validate(
+        spec(request={"headers": {"Authorization": "Bearer {{ api_key }}"}})
+    )
+
+    request = ws_spec.build_request(RequestTransformContext(content="hi", api_key="k"))
+
+    assert (request.method, request.url, request.content) == ("GET", URL, "hi")
+    assert request.headers == {"Authorization": "Bearer k"}
+
+
+def test_generator_pickles_and_copies_with_fresh_or_shared_connections() -> None:
+    import copy
+    import pickle
+
+    generator = WSGenerator(model="bot", spec=spec())
+    sockets = generator.websockets
+
+    assert pickle.loads(pickle.dumps(generator)) == generator
+    assert copy.deepcopy(generator) == generator
+    assert generator.model_copy().websockets is sockets
+    assert pickle.loads(pickle.dumps(generator)).websockets is not sockets

@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from jib._wire.websocket import WS_SCHEMES
 from jib.errors import BudgetExceededError, ProcessingError
@@ -222,8 +222,6 @@ class WSSpec(HTTPSpec):
     request: WSRequestSpec
     response: WSResponseSpec
 
-    _message_reads: frozenset[str] = PrivateAttr(default=frozenset())
-
     @model_validator(mode="before")
     @classmethod
     def _websocket_spec_keys(cls, data: Any) -> Any:
@@ -345,10 +343,11 @@ class WSSpec(HTTPSpec):
         )
         return to_text(filled)
 
-    def build_handshake(
+    def build_request(
         self, context: RequestTransformContext, limits: RenderLimits | None = None
-    ) -> tuple[PreparedRequest, str]:
-        """The handshake (`GET`, URL, headers) and the frame to send, within one budget.
+    ) -> PreparedRequest:
+        """The handshake (`GET`, URL, headers) with the frame to send as its `content`, all
+        within one budget (what `jib spec render` shows).
 
         Raises:
             ProcessingError: a template fails or renders something that cannot be sent.
@@ -358,7 +357,19 @@ class WSSpec(HTTPSpec):
             headers = self.make_headers(context)
             message = self.make_message(context)
             url = self.make_url(context)
-        return PreparedRequest("GET", url, headers), message
+        return PreparedRequest("GET", url, headers, message)
+
+    def build_handshake(
+        self, context: RequestTransformContext, limits: RenderLimits | None = None
+    ) -> tuple[PreparedRequest, str]:
+        """The handshake (`GET`, URL, headers, no body) and the frame to send.
+
+        Raises:
+            as `build_request`.
+        """
+        request = self.build_request(context, limits)
+        handshake = PreparedRequest(request.method, request.url, request.headers)
+        return handshake, request.content or ""
 
     # -- reading -------------------------------------------------------------------------------
 
