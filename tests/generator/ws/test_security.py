@@ -235,3 +235,25 @@ async def test_a_socks_proxy_is_refused_with_a_clear_error(ws_server: RunningWSS
 def test_hook_is_refused() -> None:
     with pytest.raises(ValueError, match="ws! takes no hook"):
         WSGenerator(model="bot", spec=auth_spec("ws://127.0.0.1:9"), hook=lambda g, r: None)
+
+
+@pytest.mark.parametrize(("no_proxy", "through_proxy"), [("", True), ("127.0.0.1", False)])
+async def test_the_environment_proxy_applies_to_wss_with_no_proxy_honoured(
+    monkeypatch: pytest.MonkeyPatch, no_proxy: str, through_proxy: bool
+) -> None:
+    with serve_ws(tls=True) as tls_server, run_forward_proxy() as proxy:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+            monkeypatch.delenv(name.lower(), raising=False)
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+        spec = {
+            "request": {"url": f"{tls_server.url}/marker", "message": "{{ content }}"},
+            "response": MARKER_RESPONSE,
+        }
+        generator = WSGenerator(model="bot", spec=spec, verify=str(TLS_DIR / "ca.pem"))
+
+        chat = await generator.chat("env proxy")
+
+    assert chat.content == "You said: env proxy"
+    assert bool(proxy.log.requests) is through_proxy
