@@ -294,3 +294,35 @@ async def test_stream_is_not_retried_once_pieces_were_given_out(
     assert given_out  # text already shown cannot be taken back, so no second answer is mixed in
     assert info.value.attempts == 1
     assert ws_server.state.connections == 1
+
+
+def test_spec_render_shows_the_handshake_and_the_frame_with_the_key_masked(
+    tmp_path: Path,
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "bot.yaml").write_text(
+        "request:\n"
+        "  url: wss://bot.example.com/chat\n"
+        "  headers: {Authorization: 'Bearer {{ api_key }}'}\n"
+        "  message: {text: $content}\n"
+        "response: {done: {jsonpath: $.type, equals: end}}\n"
+    )
+    env = {**os.environ, "JIB_STORE": str(tmp_path / "jib.db"), "NO_COLOR": "1"}
+    command = [sys.executable, "-m", "jib.cli", "spec", "render", "ws!bot,spec=@bot.yaml"]
+    command += ["--prompt", "Hi", "--api-key", "sk-render-secret-1234", "--json"]
+
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 0, done.stderr
+    rendered = json.loads(done.stdout)
+    assert rendered["method"] == "GET"
+    assert rendered["url"] == "wss://bot.example.com/chat"
+    assert rendered["headers"] == {"Authorization": "Bearer ***"}
+    assert rendered["body"] == {"text": "Hi"}
+    assert "sk-render-secret-1234" not in done.stdout
