@@ -17,6 +17,7 @@ from tests.support.docs_ports import (
     OLLAMA_PORT,
     OPENAI_PORT,
     OPENAI_TOOLS_PORT,
+    WS_EXAMPLE_PORT,
     DocsPorts,
 )
 
@@ -101,13 +102,22 @@ def docs_environment(
     servers they name (`docs_servers`, the stub servers and the HTTP example server, reset).
     Yields every server's port, to rewrite into the example."""
     from tests.generator.http.server import ensure_example_server
+    from tests.generator.ws.server import ensure_ws_example_server
 
     example_server = ensure_example_server()
     example_server.state.reset()
+    ws_example_server = ensure_ws_example_server()
+    ws_example_server.state.reset()
     stub_ports, stub_states = docs_stub_servers
     for state in stub_states:
         state.reset()
     monkeypatch.setenv("JIB_STORE", str(tmp_path / "jib.db"))
     monkeypatch.setenv("JIB_TINY_MODEL", str(tiny_model_dir))
     monkeypatch.chdir(tmp_path)
-    yield docs_servers | stub_ports | DocsPorts.serving({HTTP_EXAMPLE_PORT: example_server.url})
+    yield (
+        docs_servers
+        | stub_ports
+        | DocsPorts.serving(
+            {HTTP_EXAMPLE_PORT: example_server.url, WS_EXAMPLE_PORT: ws_example_server.url}
+        )
+    )

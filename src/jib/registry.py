@@ -39,6 +39,7 @@ _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _sources: dict[str, GeneratorSource] = {
     "litellm": "jib.generator.litellm:LiteLLMGenerator",
     "http": "jib.generator.http:HTTPGenerator",
+    "ws": "jib.generator.ws:WSGenerator",
     "openai": "jib.generator.openai:OpenAIGenerator",
     "transformers": "jib.generator.transformers:TransformersGenerator",
     "vllm": "jib.generator.vllm:VLLMGenerator",

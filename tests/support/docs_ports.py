@@ -35,6 +35,7 @@ __all__ = [
     "OLLAMA_PORT",
     "OPENAI_PORT",
     "OPENAI_TOOLS_PORT",
+    "WS_EXAMPLE_PORT",
     "DocsPorts",
 ]
 
@@ -49,6 +50,8 @@ ANTHROPIC_PORT = 8300
 (`python -m tests.support.anthropic_server`)."""
 GEMINI_PORT = 8301
 """The port docs give the Gemini generateContent stub (`python -m tests.support.gemini_server`)."""
+WS_EXAMPLE_PORT = 8766
+"""The port docs give jib's WebSocket example server (`python -m tests.generator.ws.server`)."""
 OPENAI_TOOLS_PORT = 8302
 """The port docs give the OpenAI server whose model calls tools
 (`python -m tests.support.openai_chat_server`)."""

@@ -14,7 +14,9 @@ moving bytes is decided here, once:
   and bodies never cross origins;
 - `max_response_bytes` on bodies, decompressed bytes and stream lines (`bodies`);
 - log redaction of the libraries' own request logs (`logs`);
-- the one mapping from transport failures to jib errors (`failures`).
+- the one mapping from transport failures to jib errors (`failures`);
+- WebSockets (`websocket`, for `ws!`): the same settings and rules for the handshake, on
+  aiohttp's WebSocket client.
 
 What the wire does not do: retries, limits and the request's deadline belong to the request tier
 (`jib.generator.remote.RequestGenerator`), which cancels an attempt when its time is up.

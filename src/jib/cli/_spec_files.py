@@ -17,6 +17,7 @@ relative and stay inside that folder, since such files are shared and not writte
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from jib.errors import InvalidGeneratorError
 if TYPE_CHECKING:
     from jib.generator.http import HTTPSpec
 
-__all__ = ["FILE_PREFIX", "expand_spec_file", "read_spec_file"]
+__all__ = ["FILE_PREFIX", "expand_spec_file", "read_spec_file", "spec_type_of"]
 
 FILE_PREFIX = "@"
 """`spec=@path` reads the spec from `path`."""
@@ -60,19 +61,41 @@ def expand_spec_file(identifier: str, *, base: Path | None = None) -> str:
         return identifier  # `get_generator` says what is wrong with it
     if value is None or not value.startswith(FILE_PREFIX):
         return identifier
-    spec = read_spec_file(value[len(FILE_PREFIX) :], base=base).to_base64()
+    spec_type = spec_type_of(parsed.provider)
+    spec = read_spec_file(value[len(FILE_PREFIX) :], base=base, spec_type=spec_type).to_base64()
     items = [(key, spec if key == _KEY else raw) for key, raw in parsed.kwargs.items()]
     return format_identifier(parsed.provider, parsed.model, items)
 
 
-def read_spec_file(name: str, *, base: Path | None = None) -> HTTPSpec:
-    """The HTTP spec in file `name` (YAML or JSON).
+def spec_type_of(provider: str | None) -> type[HTTPSpec] | None:
+    """The spec class the provider's `spec` attribute takes (`WSSpec` for `ws!`), or `None`
+    for `HTTPSpec` (also when the provider is unknown: `get_generator` says so)."""
+    from jib.generator.http import HTTPSpec
+    from jib.registry import resolve_provider
+
+    try:
+        cls = resolve_provider(provider or "http")
+    except InvalidGeneratorError:
+        return None
+    field = cls.model_fields.get(_KEY)
+    annotation = None if field is None else field.annotation
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, HTTPSpec):
+            return candidate
+    return None
+
+
+def read_spec_file(
+    name: str, *, base: Path | None = None, spec_type: type[HTTPSpec] | None = None
+) -> HTTPSpec:
+    """The spec in file `name` (YAML or JSON), read as `spec_type` (default `HTTPSpec`).
 
     Raises:
         InvalidGeneratorError: no such file, not UTF-8, too large, or not a valid spec.
     """
     from jib.generator.http import HTTPSpec
 
+    spec_type = spec_type or HTTPSpec
     shown = f"{_KEY}={FILE_PREFIX}{name}"
     if not name.strip():
         raise InvalidGeneratorError(f"{shown} names no file; write {_KEY}={FILE_PREFIX}path.yaml")
@@ -98,7 +121,7 @@ def read_spec_file(name: str, *, base: Path | None = None) -> HTTPSpec:
     except OSError as exc:
         raise InvalidGeneratorError(f"{shown}: cannot read the file: {exc}") from exc
     try:
-        return HTTPSpec.model_validate(text)
+        return spec_type.model_validate(text)
     except ValidationError as exc:
         first = exc.errors()[0]
         problem = first["msg"].removeprefix("Value error, ")

@@ -37,7 +37,7 @@ def _load_source(source: str) -> tuple[HTTPSpec, str, str | None, dict[str, Any]
     """The spec, model, api key and state from a spec file or an `http!` identifier."""
     from jib.generator.http import HTTPGenerator, HTTPSpec
 
-    if source.startswith("http!"):
+    if source.startswith(("http!", "ws!")):  # ws!'s spec is an HTTPSpec too (`WSSpec`)
         from jib.cli._spec_files import expand_spec_file
         from jib.identifiers import get_generator
 
