@@ -5,7 +5,7 @@ and hands it to its generator's `WebSockets`; it gets back a `WireSocket` to sen
 and receive them from. What the HTTP wire decides holds here too, once:
 
 - one aiohttp session per event loop (`jib._per_loop`), closed when its loop shuts down;
-- TLS from `verify=` (`settings.tls_context`), the same as for requests;
+- TLS from `verify=`, `cert=` and `cert_keyfile=` (`WireSettings.tls`), the same as for requests;
 - proxies: the generator's `proxy=`, else the environment's (`HTTP_PROXY` for `ws://`,
   `HTTPS_PROXY` for `wss://`, `ALL_PROXY`, with `NO_PROXY`), reached with `CONNECT`; aiohttp
   speaks to HTTP proxies only, so a `socks5://` proxy is refused with a clear error;
@@ -34,7 +34,7 @@ from jib._wire.checks import check_sendable
 from jib._wire.failures import TRANSPORT_FAILURES
 from jib._wire.models import WireRequest, origin_of
 from jib._wire.redirects import REDIRECT_STATUS, next_request
-from jib._wire.settings import WireSettings, tls_context
+from jib._wire.settings import WireSettings
 from jib._wire.wire import Sender, _mapped
 from jib.errors import (
     InvalidGeneratorError,
@@ -286,7 +286,7 @@ def _environment_proxy(url: str) -> str | None:
 def _open_session(settings: WireSettings) -> aiohttp.ClientSession:
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=tls_context(settings.verify))
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=settings.tls())
     jar: aiohttp.abc.AbstractCookieJar = (
         aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
     )

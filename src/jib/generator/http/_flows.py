@@ -116,7 +116,13 @@ class Flow(RuntimeResource):
     def wire(self, generator: HTTPGenerator) -> Wire:
         """A wire with the generator's settings that follows no redirect and keeps no cookie."""
         settings = WireSettings(
-            generator.proxy, generator.verify, generator.max_response_bytes, 0, False
+            generator.proxy,
+            generator.verify,
+            generator.max_response_bytes,
+            0,
+            False,
+            cert=generator.cert,
+            cert_keyfile=generator.cert_keyfile,
         )
         if self._wire is None or self._wire.settings != settings:
             self._wire = Wire(settings)

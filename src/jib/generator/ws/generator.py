@@ -35,7 +35,7 @@ from jib.errors import InvalidGeneratorError, ProcessingError
 from jib.generator.http.generator import HTTPGenerator
 from jib.generator.http.spec import RequestTransformContext
 from jib.generator.ws.spec import WSSpec
-from jib.messages import GeneratedMessage, GeneratedText, Message
+from jib.messages import GeneratedMessage, Message
 from jib.params import GenerateParams
 from jib.tools import ToolCall
 
@@ -101,6 +101,8 @@ class WSGenerator(HTTPGenerator):
             self.max_response_bytes,
             self.max_redirects,
             self.keeps_cookies,
+            cert=self.cert,
+            cert_keyfile=self.cert_keyfile,
         )
         sockets: WebSockets | None = self._runtime["_sockets"]
         if sockets is None or sockets.settings != settings:
@@ -123,10 +125,10 @@ class WSGenerator(HTTPGenerator):
     # -- one turn ------------------------------------------------------------------------------
 
     async def _call(
-        self, context: RequestTransformContext, params: GenerateParams
+        self, messages: Sequence[Message], params: GenerateParams
     ) -> tuple[str, list[ToolCall], dict[str, Any]]:
         """One attempt, read whole (see `_turn`). Retries are the request tier's."""
-        async with contextlib.aclosing(self._turn(context, params)) as turn:
+        async with contextlib.aclosing(self._turn(self._context(messages, params), params)) as turn:
             async for item in turn:
                 if isinstance(item, _Answered):
                     return item.text, [], {"frames": item.frames}
@@ -134,7 +136,7 @@ class WSGenerator(HTTPGenerator):
 
     async def request_message_stream(
         self, messages: Sequence[Message], params: GenerateParams
-    ) -> AsyncIterator[str | GeneratedMessage | GeneratedText]:
+    ) -> AsyncIterator[str | GeneratedMessage]:
         """One attempt as a stream: each piece of the answer as its frame arrives, then the
         whole answer (`pipeline.stream()`, `jib chat`)."""
         async with contextlib.aclosing(self._turn(self._context(messages, params), params)) as turn:

@@ -294,14 +294,20 @@ class WSSpec(HTTPSpec):
         with metered(limits):
             return masked_errors(context.secrets, lambda: self._url(context))
 
-    def _url(self, context: RequestTransformContext) -> str:
+    def _url(
+        self,
+        context: RequestTransformContext,
+        request: RequestSpec | None = None,
+        prefix: str = "request",
+    ) -> str:
         from urllib.parse import urlsplit
 
-        url = self._render(self.request.url, context.to_variables(), "request.url").strip()
+        request = self.request if request is None else request
+        url = self._render(request.url, context.to_variables(), f"{prefix}.url").strip()
         if not url.lower().startswith(WS_SCHEMES):
             # What it rendered is not shown: a URL template can render the key.
             raise ProcessingError(
-                f"request.url must render to a ws:// or wss:// URL; it rendered a "
+                f"{prefix}.url must render to a ws:// or wss:// URL; it rendered a "
                 f"{len(url):,}-character text that does not start with either"
             )
         try:
