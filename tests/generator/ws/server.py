@@ -173,9 +173,14 @@ class RunningWSServer:
 
 
 @contextmanager
-def serve_ws(port: int = 0, *, tls: bool = False) -> Iterator[RunningWSServer]:
+def serve_ws(
+    port: int = 0, *, tls: bool = False, ssl_context: ssl.SSLContext | None = None
+) -> Iterator[RunningWSServer]:
     """Run the chatbot on 127.0.0.1 (a free port by default) in a daemon thread; with `tls`,
-    as `wss://` with the test CA's certificate (`tests/support/tls`)."""
+    as `wss://` with the test CA's certificate (`tests/support/tls`), or with `ssl_context`
+    (one that asks for client certificates, say)."""
+    if ssl_context is None and tls:
+        ssl_context = _server_tls()
     state = WSServerState()
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -187,11 +192,11 @@ def serve_ws(port: int = 0, *, tls: bool = False) -> Iterator[RunningWSServer]:
 
     async def start() -> None:
         await runner.setup()
-        await web.SockSite(runner, sock, ssl_context=_server_tls() if tls else None).start()
+        await web.SockSite(runner, sock, ssl_context=ssl_context).start()
 
     asyncio.run_coroutine_threadsafe(start(), loop).result(10)
     try:
-        scheme = "wss" if tls else "ws"
+        scheme = "wss" if ssl_context is not None else "ws"
         yield RunningWSServer(f"{scheme}://127.0.0.1:{sock.getsockname()[1]}", state)
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)

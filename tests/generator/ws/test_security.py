@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,7 @@ from jib.generator.ws import WSGenerator, WSSpec
 from jib.trust import TrustPolicy
 from tests.generator.ws.server import SECRET_TOKEN, RunningWSServer, serve_ws
 from tests.support.forward_proxy import TLS_DIR, run_forward_proxy
+from tests.support.mtls import make_certificates
 
 MARKER_RESPONSE = {"skip": {"regex": r"^\.\.\.$"}, "done": {"marker": "[END]"}}
 
@@ -202,6 +205,34 @@ async def test_wss_verifies_certificates_and_trusts_the_ca_given_as_verify() -> 
     assert answered.content == "You said: over TLS"
     assert isinstance(refused.error, ProviderConnectionError)
     assert "certificate" in str(refused.error).lower()
+
+
+async def test_wss_with_a_client_certificate_answers_and_without_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    files = make_certificates(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(files.server, files.server_key)
+    context.load_verify_locations(files.ca)
+    context.verify_mode = ssl.CERT_REQUIRED
+    with serve_ws(ssl_context=context) as mtls_server:
+        url = f"{mtls_server.url}/marker"
+        spec = {"request": {"url": url, "message": "{{ content }}"}, "response": MARKER_RESPONSE}
+        common = {"model": "bot", "spec": spec, "verify": str(files.ca), "max_retries": 0}
+        with_cert = WSGenerator(**common, cert=str(files.client))
+        split_files = WSGenerator(
+            **common, cert=str(files.client_cert), cert_keyfile=str(files.client_key)
+        )
+        without = WSGenerator(**common)
+
+        answered = await with_cert.chat("mutual TLS")
+        answered_too = await split_files.chat("mutual TLS")
+        refused = await without.chat("mutual TLS").run(on_failed="include")
+
+    assert answered.content == answered_too.content == "You said: mutual TLS"
+    # The server's TLS alert is not always what the client reads first (here aiohttp reports the
+    # closed connection), so the message may or may not name the certificate.
+    assert isinstance(refused.error, ProviderConnectionError)
 
 
 async def test_wss_goes_through_the_proxy_with_connect() -> None:
