@@ -214,7 +214,8 @@ class _Handler(JsonHandler):
         if provider == "openai":
             body = {"error": {"message": message, "type": "invalid_request_error", "code": None}}
         else:
-            kind = "authentication_error" if status == 401 else "not_found_error" if status == 404 else "invalid_request_error"  # fmt: skip
+            kinds = {401: "authentication_error", 404: "not_found_error"}
+            kind = kinds.get(status, "invalid_request_error")
             body = {"type": "error", "error": {"type": kind, "message": message}}
         self.send_json(status, body)
 
@@ -237,7 +238,7 @@ class _Handler(JsonHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         path = urlsplit(self.path).path
         provider = "anthropic" if path.startswith("/v1/messages/") else "openai"
         data = self._body()
@@ -257,7 +258,7 @@ class _Handler(JsonHandler):
         except InvalidRequest as exc:
             self._fail(provider, 400, str(exc))
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = urlsplit(self.path).path
         provider = "anthropic" if path.startswith("/v1/messages/") else "openai"
         if not self._authorized(provider):
@@ -332,7 +333,11 @@ class _Handler(JsonHandler):
         found = []
         for request in requests:
             custom_id = request.get("custom_id")
-            if not isinstance(custom_id, str) or not _CUSTOM_ID.match(custom_id) or custom_id in ids:
+            if (
+                not isinstance(custom_id, str)
+                or not _CUSTOM_ID.match(custom_id)
+                or custom_id in ids
+            ):
                 raise InvalidRequest(f"custom_id {custom_id!r} is invalid or repeated")
             ids.add(custom_id)
             check_request(request["params"])
@@ -344,7 +349,9 @@ class _Handler(JsonHandler):
 
     # -- both -----------------------------------------------------------------------------------
 
-    def _new_batch(self, provider: str, requests: list[tuple[str, dict[str, Any]]], size: int) -> Batch:
+    def _new_batch(
+        self, provider: str, requests: list[tuple[str, dict[str, Any]]], size: int
+    ) -> Batch:
         number = len(self.state.batches) + 1
         prefix = "batch_" if provider == "openai" else "msgbatch_"
         batch = Batch(provider, f"{prefix}{number:04d}", number, requests, size)
@@ -383,8 +390,11 @@ class _Handler(JsonHandler):
                 batch.errors = [
                     {"custom_id": c, "result": {"type": "canceled"}}
                     if provider == "anthropic"
-                    else {"custom_id": c, "response": None,
-                          "error": {"code": "batch_cancelled", "message": "cancelled"}}  # fmt: skip
+                    else {
+                        "custom_id": c,
+                        "response": None,
+                        "error": {"code": "batch_cancelled", "message": "cancelled"},
+                    }
                     for c, _ in batch.requests
                 ]
                 batch.status = "ended" if provider == "anthropic" else "cancelled"

@@ -47,8 +47,8 @@ from jib.messages import GeneratedMessage
 from jib.registry import provider_name_for
 
 if TYPE_CHECKING:
-    from jib.pipeline.chat import ChatPipeline
     from jib.pipeline import OnFailed
+    from jib.pipeline.chat import ChatPipeline
 
 __all__ = [
     "DEFAULT_LIMITS",

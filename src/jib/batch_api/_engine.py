@@ -131,9 +131,15 @@ class BatchAPIJob:
         try:
             async with _Group() as group:
                 waiting = set(self.pending)
-                for entry in self.journal.uncollected(self.generator_id, self.run_name):
-                    ids = {c for c in entry.custom_ids if c in self.pending}
+                entries = self.journal.uncollected(self.generator_id, self.run_name)
+                # The newest batch holding a request is the one it waits on (an older one
+                # failed it, and was not marked collected before the crash).
+                for entry in sorted(entries, key=lambda e: e.created_at, reverse=True):
+                    ids = {c for c in entry.custom_ids if c in waiting}
                     waiting -= ids
+                    if not ids:  # every answer it holds is kept
+                        self.journal.collected(entry.key)
+                        continue
                     self.resumed_batches += 1
                     group.create_task(
                         self._follow(_Batch(entry, ids, entry.created_at.timestamp()))
@@ -220,6 +226,7 @@ class BatchAPIJob:
         failures = 0
         last = batch.entry.status
         while True:
+            state: BatchState | None
             try:
                 state = await self.client.state(batch.entry.batch_id)
             except ProviderError as exc:
@@ -227,7 +234,7 @@ class BatchAPIJob:
                 if not exc.retryable or failures >= _MAX_POLL_FAILURES:
                     raise
                 state = None
-            else:
+            if state is not None:
                 failures = 0
                 if state.status != last:
                     last = state.status
@@ -258,9 +265,7 @@ class BatchAPIJob:
             attempts = batch.attempts.get(custom_id, 0) + 1
             batch.attempts[custom_id] = attempts
             failure = result.error
-            again = result.expired or (
-                isinstance(failure, ProviderError) and failure.retryable
-            )
+            again = result.expired or (isinstance(failure, ProviderError) and failure.retryable)
             if result.answer is not None:
                 await self._deliver(batch, custom_id, result.answer)
             elif again and attempts < self.settings.max_attempts:

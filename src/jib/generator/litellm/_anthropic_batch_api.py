@@ -218,7 +218,9 @@ class AnthropicBatchClient(BatchClient):
         kind = result.get("type")
         if kind == "succeeded":
             try:
-                return ItemResult(custom_id, answer=read_chat(_openai_shape(result.get("message")), label))
+                return ItemResult(
+                    custom_id, answer=read_chat(_openai_shape(result.get("message")), label)
+                )
             except ProviderError as exc:
                 return ItemResult(custom_id, error=exc)
         if kind in ("expired", "canceled"):

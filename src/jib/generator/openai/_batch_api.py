@@ -101,7 +101,10 @@ class OpenAIBatchClient(BatchClient):
         boundary = f"jib-{os.urandom(12).hex()}"
         body = _multipart(boundary, b"\n".join(lines) + b"\n")
         headers = self._generator._headers(
-            {"Content-Type": f"multipart/form-data; boundary={boundary}", "Accept": "application/json"}
+            {
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Accept": "application/json",
+            }
         )
         uploaded = await self._json(WireRequest("POST", f"{self._base}/files", headers, body))
         file_id = _text(uploaded.get("id"), "the uploaded file's id", self.wire_label)
@@ -173,9 +176,7 @@ class OpenAIBatchClient(BatchClient):
         label = self.wire_label
         data = parse_json(line, label)
         if type(data) is not dict or type(data.get("custom_id")) is not str:
-            raise error_for_status(
-                502, "a batch result line has no custom_id", provider=label
-            )
+            raise error_for_status(502, "a batch result line has no custom_id", provider=label)
         custom_id: str = data["custom_id"]
         response = data.get("response")
         if type(response) is dict:
@@ -246,5 +247,3 @@ def _multipart(boundary: str, content: bytes) -> tuple[bytes, ...]:
         "Content-Type: application/jsonl\r\n\r\n"
     ).encode()
     return (head, content, f"\r\n--{boundary}--\r\n".encode())
-
-
