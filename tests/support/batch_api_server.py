@@ -21,7 +21,8 @@ joined to its own prompt). What a test can ask of it (`BatchServerState`):
 - `polls`: how many polls a batch stays in progress; `gate`: while it is clear, batches stay in
   progress whatever `polls` says (a test holds a run there to kill it).
 
-Every created batch is recorded (`batches`: provider, id, custom ids, bytes of input).
+`POST /v1/chat/completions` and `POST /v1/messages` answer one request directly, the same way
+(counted in `direct`). Every created batch is recorded (`batches`: provider, id, custom ids, bytes of input).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class BatchServerState:
     files: dict[str, bytes] = field(default_factory=dict)
     seen: dict[str, int] = field(default_factory=dict)
     poll_count: int = 0
+    direct: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=lambda: random.Random(20))
 
@@ -94,6 +96,7 @@ class BatchServerState:
             self.files.clear()
             self.seen.clear()
             self.poll_count = 0
+            self.direct = 0
 
     def created(self, provider: str | None = None) -> list[Batch]:
         """The batches created, in order (of one provider, if given)."""
@@ -103,7 +106,7 @@ class BatchServerState:
 
     # -- the model ------------------------------------------------------------------------------
 
-    def _answer(self, prompt: str) -> tuple[int, str]:
+    def answer(self, prompt: str) -> tuple[int, str]:
         """(status, text) for one request's attempt."""
         self.seen[prompt] = self.seen.get(prompt, 0) + 1
         if prompt in self.refuse:
@@ -119,7 +122,7 @@ class BatchServerState:
         ran = len(requests) // 2 if expires else len(requests)
         for index, (custom_id, body) in enumerate(requests):
             if index < ran:
-                status, text = self._answer(_last_user_text(batch.provider, body))
+                status, text = self.answer(_last_user_text(batch.provider, body))
                 batch.output.append(_result(batch.provider, custom_id, body, status, text))
             else:
                 batch.errors.append(_not_run(batch.provider, custom_id))
@@ -145,8 +148,9 @@ def _result(
         if status != 200:
             kind = "server_error" if status >= 500 else "invalid_request_error"
             error_body = {"error": {"message": text, "type": kind, "code": None}}
+            response = {"status_code": status, "request_id": "q", "body": error_body}
             return {"id": f"r-{custom_id}", "custom_id": custom_id, "error": None,
-                    "response": {"status_code": status, "request_id": "q", "body": error_body}}  # fmt: skip
+                    "response": response}  # fmt: skip
         completion = {
             "id": f"chatcmpl-{custom_id}",
             "object": "chat.completion",
@@ -156,8 +160,9 @@ def _result(
             "usage": {"prompt_tokens": words, "completion_tokens": words,
                       "total_tokens": 2 * words},
         }  # fmt: skip
+        response = {"status_code": 200, "request_id": "q", "body": completion}
         return {"id": f"r-{custom_id}", "custom_id": custom_id, "error": None,
-                "response": {"status_code": 200, "request_id": "q", "body": completion}}  # fmt: skip
+                "response": response}  # fmt: skip
     if status != 200:
         kind = "api_error" if status >= 500 else "invalid_request_error"
         return {"custom_id": custom_id, "result": {"type": "errored", "error": {
@@ -240,17 +245,19 @@ class _Handler(JsonHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
-        provider = "anthropic" if path.startswith("/v1/messages/") else "openai"
+        provider = "anthropic" if path.startswith("/v1/messages") else "openai"
         data = self._body()
         if not self._authorized(provider):
             return
         try:
-            if path == "/v1/files":
+            if path in ("/v1/chat/completions", "/v1/messages"):
+                self._direct(provider if path == "/v1/chat/completions" else "anthropic", data)
+            elif path == "/v1/files":
                 self._upload(data)
             elif path == "/v1/batches":
                 self._create_openai(json.loads(data))
             elif path == "/v1/messages/batches":
-                self._create_anthropic(json.loads(data))
+                self._create_anthropic(json.loads(data), len(data))
             elif path.endswith("/cancel"):
                 self._cancel(provider, path.split("/")[-2])
             else:
@@ -286,6 +293,21 @@ class _Handler(JsonHandler):
             return
         self._poll(batch)
         self.send_json(200, self._view(batch))
+
+    def _direct(self, provider: str, data: bytes) -> None:
+        """A request sent directly (not in a batch), as `--batch-api-fallback` sends one."""
+        body = json.loads(data)
+        state = self.state
+        with state.lock:
+            state.direct += 1
+            status, text = state.answer(_last_user_text(provider, body))
+        result = _result(provider, "direct", body, status, text)
+        if provider == "openai":
+            self.send_json(result["response"]["status_code"], result["response"]["body"])
+        elif status != 200:
+            self.send_json(status, result["result"]["error"])
+        else:
+            self.send_json(200, result["result"]["message"])
 
     # -- OpenAI ---------------------------------------------------------------------------------
 
@@ -325,7 +347,7 @@ class _Handler(JsonHandler):
 
     # -- Anthropic -------------------------------------------------------------------------------
 
-    def _create_anthropic(self, body: dict[str, Any]) -> None:
+    def _create_anthropic(self, body: dict[str, Any], size: int) -> None:
         requests = body.get("requests")
         if not isinstance(requests, list) or not requests:
             raise InvalidRequest("requests: a non-empty list is required")
@@ -342,7 +364,6 @@ class _Handler(JsonHandler):
             ids.add(custom_id)
             check_request(request["params"])
             found.append((custom_id, request["params"]))
-        size = len(json.dumps(body).encode())
         with self.state.lock:
             batch = self._new_batch("anthropic", found, size)
         self.send_json(200, self._view(batch))

@@ -133,7 +133,8 @@ def chat_from_result(
 async def run_with_batch_api(
     pipelines: Sequence[ChatPipeline],
     *,
-    limits: BatchLimits | None = None,
+    max_requests: int | None = None,
+    max_bytes: int | None = None,
     poll_seconds: float = 10.0,
     max_poll_seconds: float = 300.0,
     max_attempts: int = 3,
@@ -144,8 +145,9 @@ async def run_with_batch_api(
 ) -> list[Chat]:
     """Send each pipeline's request through its provider's batch API; its chat, in order.
 
-    Pipelines of one generator share batches (split within `limits`, the provider's by
-    default); each batch is polled every `poll_seconds`, growing to `max_poll_seconds`.
+    Pipelines of one generator share batches (split within `max_requests` and `max_bytes`
+    of input, the provider's limits by default); each batch is polled every `poll_seconds`,
+    growing to `max_poll_seconds`.
     A request that fails in a way worth retrying, or that its batch did not run, is tried
     again alone (`max_attempts` in all; directly with `fallback`). `journal` (a
     `MemoryJournal` by default; `jib.storage.ProviderBatchJournal(store)` to keep it across
@@ -164,7 +166,8 @@ async def run_with_batch_api(
         raise ValueError(f"on_failed must be 'raise', 'include' or 'skip', not {on_failed!r}")
     journal = journal if journal is not None else MemoryJournal()
     settings = BatchAPISettings(
-        limits=limits,
+        max_requests=max_requests,
+        max_bytes=max_bytes,
         poll_seconds=poll_seconds,
         max_poll_seconds=max_poll_seconds,
         max_attempts=max_attempts,

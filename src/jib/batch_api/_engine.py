@@ -62,8 +62,8 @@ class BatchAPISettings:
     """How a run uses a batch API.
 
     Attributes:
-        limits: the most requests and bytes per batch; `None`: the provider's
-            (`DEFAULT_LIMITS`).
+        max_requests: the most requests per batch; `None`: the provider's (`DEFAULT_LIMITS`).
+        max_bytes: the most bytes of input per batch; `None`: the provider's.
         poll_seconds: the first wait between two polls of a batch; it grows by half each time,
             up to `max_poll_seconds`.
         max_attempts: attempts per request (the first included) before its failure is kept.
@@ -72,7 +72,8 @@ class BatchAPISettings:
         label: what a submitted batch's metadata names (a run).
     """
 
-    limits: BatchLimits | None = None
+    max_requests: int | None = None
+    max_bytes: int | None = None
     poll_seconds: float = 10.0
     max_poll_seconds: float = 300.0
     max_attempts: int = 3
@@ -120,7 +121,11 @@ class BatchAPIJob:
         self.journal = journal
         self.on_result = on_result
         self.settings = settings
-        self.limits = settings.limits or DEFAULT_LIMITS.get(client.provider, BatchLimits())
+        default = DEFAULT_LIMITS.get(client.provider, BatchLimits())
+        self.limits = BatchLimits(
+            settings.max_requests or default.max_requests,
+            settings.max_bytes or default.max_bytes,
+        )
         self.pending: dict[str, Request] = {r.custom_id: r for r in requests}
         self.submitted_batches = 0
         self.resumed_batches = 0
@@ -165,13 +170,13 @@ class BatchAPIJob:
         alone, for the provider to refuse)."""
         chunks: list[list[Request]] = []
         chunk: list[Request] = []
-        size = 0
+        envelope = size = self.client.envelope_bytes
         most_requests, most_bytes = self.limits.max_requests, self.limits.max_bytes
         for request in requests:
             length = len(self._line(request)) + 1
             if chunk and (len(chunk) >= most_requests or size + length > most_bytes):
                 chunks.append(chunk)
-                chunk, size = [], 0
+                chunk, size = [], envelope
             chunk.append(request)
             size += length
         if chunk:

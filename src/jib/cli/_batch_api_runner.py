@@ -89,7 +89,7 @@ async def execute_with_batch_api(
     jobs: list[BatchAPIJob] = []
     reporter.start(plan.stats)
     try:
-        for index, generator in enumerate(plan.generators):
+        for index in range(len(plan.generators)):
             items = list(_work(plan, index))
             refused = [item for item in items if item.refused is not None]
             if refused:

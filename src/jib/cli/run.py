@@ -408,6 +408,10 @@ def run_command(
                 max_cost=max_cost,
                 schema=answer_schema,
             )
+            if batch_api_settings is not None:
+                from jib.cli._batch_api_runner import check_batch_api
+
+                check_batch_api(plan)
             samples = f" × {repeat} samples" if repeat > 1 else ""
             err_console.print(
                 f"run [bold]{escape(run_name)}[/]: {prompts_file.count} prompts{samples} × "
@@ -418,10 +422,6 @@ def run_command(
             reporter: Reporter = (
                 RichReporter(err_console) if use_bars else TextReporter(err_console)
             )
-            if batch_api_settings is not None:
-                from jib.cli._batch_api_runner import check_batch_api
-
-                check_batch_api(plan)
             try:
                 if batch_api_settings is None:
                     asyncio.run(
@@ -468,17 +468,11 @@ def _batch_api_settings(
             "and priced when their batches end",
             EXIT_USAGE,
         )
-    from jib.batch_api import DEFAULT_LIMITS, BatchAPISettings, BatchLimits
+    from jib.batch_api import BatchAPISettings
 
-    limits = None
-    if max_requests is not None or max_bytes is not None:
-        # One value set: the other is the smallest provider default (it fits every provider).
-        limits = BatchLimits(
-            max_requests or min(l.max_requests for l in DEFAULT_LIMITS.values()),
-            max_bytes or min(l.max_bytes for l in DEFAULT_LIMITS.values()),
-        )
     return BatchAPISettings(
-        limits=limits,
+        max_requests=max_requests,
+        max_bytes=max_bytes,
         poll_seconds=poll,
         max_poll_seconds=max(poll, 300.0),
         fallback=fallback,

@@ -97,6 +97,9 @@ class BatchClient(abc.ABC):
     provider: str
     """The provider as `jib batches` shows it: `openai` or `anthropic`."""
 
+    envelope_bytes: int = 0
+    """Bytes a batch's input holds besides its lines and a separator after each."""
+
     @property
     @abc.abstractmethod
     def endpoint(self) -> str:
@@ -122,7 +125,7 @@ class BatchClient(abc.ABC):
     async def cancel(self, batch_id: str) -> BatchState:
         """Ask the provider to cancel the batch; its state after asking."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional: a client may hold no connections
         """Close the connections this client opened (on the running event loop)."""
 
 

@@ -84,6 +84,7 @@ class AnthropicBatchClient(BatchClient):
     """Anthropic's Message Batches API (see the module docstring) for one generator."""
 
     provider = "anthropic"
+    envelope_bytes = len(b'{"requests":[]}')
 
     def __init__(self, generator: LiteLLMGenerator, download_bytes: int = DOWNLOAD_BYTES) -> None:
         self._generator = generator
