@@ -22,14 +22,17 @@ joined to its own prompt). What a test can ask of it (`BatchServerState`):
   progress whatever `polls` says (a test holds a run there to kill it).
 
 `POST /v1/chat/completions` and `POST /v1/messages` answer one request directly, the same way
-(counted in `direct`). Every created batch is recorded (`batches`: provider, id, custom ids, bytes of input).
+(counted in `direct`). Every created batch is recorded (`batches`: provider, id, custom ids, bytes of input). Run it
+by hand with `python -m tests.support.batch_api_server [PORT]` (8303 by default).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -464,3 +467,11 @@ def run_batch_api_server(port: int = 0) -> Iterator[RunningBatchServer]:
     state = BatchServerState()
     with serve(_Handler, state, port) as bound:
         yield RunningBatchServer(f"http://127.0.0.1:{bound}", state)
+
+
+if __name__ == "__main__":
+    chosen = int(sys.argv[1]) if len(sys.argv) > 1 else 8303
+    with run_batch_api_server(chosen) as server:
+        print(f"OpenAI's batch API on {server.url}/v1, Anthropic's on {server.url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
