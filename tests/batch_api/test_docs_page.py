@@ -26,7 +26,9 @@ def shell_lines() -> list[str]:
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
-def test_every_shell_line_of_the_page_runs(tmp_path: Path, batch_server: RunningBatchServer) -> None:
+def test_every_shell_line_of_the_page_runs(
+    tmp_path: Path, batch_server: RunningBatchServer
+) -> None:
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     ports = DocsPorts.serving({BATCH_API_PORT: batch_server.url})
     env = isolated_env(tmp_path)

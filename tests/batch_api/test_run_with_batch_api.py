@@ -4,13 +4,19 @@ with partial output)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 import pytest
 
 import jib
-from jib.batch_api import BatchAPIUnsupportedError, MemoryJournal, run_with_batch_api
+from jib.batch_api import (
+    BatchAPIUnsupportedError,
+    JournalEntry,
+    MemoryJournal,
+    run_with_batch_api,
+)
 from jib.errors import AuthenticationError, BadRequestError, ProcessingError
 from jib.generator._batch_api import BatchState
 from jib.generator.litellm._anthropic_batch_api import AnthropicBatchClient
@@ -119,14 +125,19 @@ async def test_a_journal_lets_a_second_call_collect_batches_without_submitting_a
     state.gate.clear()  # batches stay in progress
     generator = jib.get_generator(identifiers(batch_server)["openai"])
     pipelines = [generator.chat(f"q{i}") for i in range(10)]
-    journal = MemoryJournal()
-    import asyncio
+    three_submitted = asyncio.Event()
 
+    class Journal(MemoryJournal):
+        def submitted(self, entry: JournalEntry) -> None:
+            super().submitted(entry)
+            if len(self.entries) == 3:
+                three_submitted.set()
+
+    journal = Journal()
     first = asyncio.ensure_future(
         run_with_batch_api(pipelines, journal=journal, run="r", poll_seconds=0.01, max_requests=4)
     )
-    while len(journal.entries) < 3:
-        await asyncio.sleep(0.01)
+    await three_submitted.wait()
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
@@ -139,16 +150,12 @@ async def test_a_journal_lets_a_second_call_collect_batches_without_submitting_a
 
 
 def test_a_provider_without_a_batch_api_is_refused_with_a_clear_error() -> None:
-    import asyncio
-
     pipelines = [jib.get_generator("echo!demo").chat("hi")]
     with pytest.raises(BatchAPIUnsupportedError, match=r"echo!demo has no batch API jib speaks"):
         asyncio.run(run_with_batch_api(pipelines))
 
 
 def test_a_pipeline_with_tool_rounds_is_refused(batch_server: RunningBatchServer) -> None:
-    import asyncio
-
     def add(a: int, b: int) -> int:
         """Add."""
         return a + b

@@ -22,8 +22,9 @@ joined to its own prompt). What a test can ask of it (`BatchServerState`):
   progress whatever `polls` says (a test holds a run there to kill it).
 
 `POST /v1/chat/completions` and `POST /v1/messages` answer one request directly, the same way
-(counted in `direct`). Every created batch is recorded (`batches`: provider, id, custom ids, bytes of input). Run it
-by hand with `python -m tests.support.batch_api_server [PORT]` (8303 by default).
+(counted in `direct`). Every created batch is recorded (`batches`: provider, id, custom ids,
+bytes of input). Run it by hand with `python -m tests.support.batch_api_server [PORT]` (8303 by
+default).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -177,8 +178,6 @@ async def _keep(
 ) -> None:
     stats = plan.stats[index]
     if stats.started is None:
-        import time
-
         stats.started = time.monotonic()
     for item, record in zip(items, records, strict=True):
         _annotate(record, item, record.latency_ms or 0.0, plan.prices)

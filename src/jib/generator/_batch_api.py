@@ -25,6 +25,7 @@ __all__ = [
     "ItemResult",
     "Submitted",
     "custom_id_for",
+    "endpoint_without_credentials",
 ]
 
 Phase = Literal["in_progress", "ended", "failed"]
@@ -127,6 +128,15 @@ class BatchClient(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional: a client may hold no connections
         """Close the connections this client opened (on the running event loop)."""
+
+
+def endpoint_without_credentials(url: str) -> str:
+    """`url` without a `user:password@` part: what is stored and shown of an endpoint."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host, slash, path = rest.partition("/")
+    return f"{scheme}://{host.rsplit('@', 1)[-1]}{slash}{path}"
 
 
 def custom_id_for(*keys: object) -> str:

@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 from jib._wire import Wire, WireRequest, WireResponse, WireSettings
 from jib._wire.models import origin_of
 from jib.errors import InvalidGeneratorError, ProcessingError, ProviderError, error_for_status
-from jib.generator._batch_api import BatchClient, BatchItem, BatchState, ItemResult, Submitted
+from jib.generator._batch_api import (
+    BatchClient,
+    BatchItem,
+    BatchState,
+    ItemResult,
+    Submitted,
+    endpoint_without_credentials,
+)
 from jib.generator.litellm._runtime import import_litellm
 from jib.generator.openai._protocol import (
     error_from_response,
@@ -115,7 +122,7 @@ class AnthropicBatchClient(BatchClient):
     @property
     def endpoint(self) -> str:
         """The API's base URL."""
-        return self._base
+        return endpoint_without_credentials(self._base)
 
     # -- the protocol -------------------------------------------------------------------------
 

@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from jib._wire import Wire, WireRequest, WireResponse, WireSettings
 from jib.errors import ProviderError, error_for_status
-from jib.generator._batch_api import BatchClient, BatchItem, BatchState, ItemResult, Submitted
+from jib.generator._batch_api import (
+    BatchClient,
+    BatchItem,
+    BatchState,
+    ItemResult,
+    Submitted,
+    endpoint_without_credentials,
+)
 from jib.generator.openai._protocol import (
     chat_body,
     error_from_response,
@@ -80,7 +87,7 @@ class OpenAIBatchClient(BatchClient):
     @property
     def endpoint(self) -> str:
         """The generator's `api_base`."""
-        return self._base
+        return endpoint_without_credentials(self._base)
 
     # -- the protocol -------------------------------------------------------------------------
 
