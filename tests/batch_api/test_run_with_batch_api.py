@@ -12,11 +12,14 @@ import pytest
 
 import jib
 from jib.batch_api import (
+    DEFAULT_LIMITS,
     BatchAPIUnsupportedError,
+    BatchLimits,
     JournalEntry,
     MemoryJournal,
     run_with_batch_api,
 )
+from jib.batch_api._engine import next_poll_delay
 from jib.errors import AuthenticationError, BadRequestError, ProcessingError
 from jib.generator._batch_api import BatchState
 from jib.generator.litellm._anthropic_batch_api import AnthropicBatchClient
@@ -226,3 +229,53 @@ async def test_the_openai_batch_line_is_the_body_openai_sends(
     }
     file = batch_server.state.files["file-1"]
     assert json.loads(file)["url"] == "/v1/chat/completions"
+
+
+async def test_a_batch_the_provider_refuses_fails_its_requests_without_retrying_them(
+    batch_server: RunningBatchServer,
+) -> None:
+    state = batch_server.state
+    state.refuse_batches = {1}
+    generator = jib.get_generator(identifiers(batch_server)["openai"])
+    chats = await run_with_batch_api(
+        [generator.chat(w) for w in ("a", "b", "c")],
+        max_requests=2,
+        poll_seconds=0.01,
+        on_failed="include",
+    )
+
+    assert [chat.failed for chat in chats] == [True, True, False]
+    assert isinstance(chats[0].error, BadRequestError)
+    assert "the provider refused batch batch_0001: This line is not parseable" in str(
+        chats[0].error
+    )
+    assert len(state.created()) == 2  # the refused batch's requests were not submitted again
+
+
+async def test_on_failed_raise_raises_the_first_failure_once_every_request_has_its_result(
+    batch_server: RunningBatchServer,
+) -> None:
+    state = batch_server.state
+    state.refuse = {"b"}
+    generator = jib.get_generator(identifiers(batch_server)["anthropic"])
+    with pytest.raises(BadRequestError, match="this prompt is refused"):
+        await run_with_batch_api([generator.chat(w) for w in "abc"], poll_seconds=0.01)
+    skipped = await run_with_batch_api(
+        [generator.chat(w) for w in "abc"], poll_seconds=0.01, on_failed="skip"
+    )
+    assert [chat.content for chat in skipped] == ["a", "c"]
+
+
+def test_the_default_limits_are_the_providers_own() -> None:
+    assert DEFAULT_LIMITS["openai"] == BatchLimits(50_000, 200_000_000)
+    assert DEFAULT_LIMITS["anthropic"] == BatchLimits(100_000, 256_000_000)
+    with pytest.raises(ValueError, match="at least 1 request"):
+        BatchLimits(0, 10)
+
+
+@pytest.mark.parametrize(
+    ("delay", "most", "expected"),
+    [(10, 300, 15), (0.01, 300, 0.015), (250, 300, 300), (300, 300, 300), (600, 300, 600)],
+)
+def test_polls_back_off_by_half_up_to_the_most(delay: float, most: float, expected: float) -> None:
+    assert next_poll_delay(delay, most) == pytest.approx(expected)

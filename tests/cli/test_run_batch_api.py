@@ -84,6 +84,8 @@ def test_batch_api_run_stores_every_chat_joined_to_its_prompt_at_the_batch_price
     every = jib("batches", "--all", "--json").json()
     assert sorted(b["batch_id"] for b in every) == sorted(b.id for b in created)
     assert all(b["collected"] and b["provider"] == provider for b in every)
+    for path in default_store.parent.glob("jib.db*"):  # the database and its journal files
+        assert b"sk-test" not in path.read_bytes()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -209,3 +211,62 @@ def test_batches_json_lists_nothing_in_an_empty_store(jib: JibRunner) -> None:
     result = jib("batches", "--json")
     assert result.code == 0
     assert json.loads(result.stdout) == []
+
+
+def test_kill_9_with_a_retry_batch_in_flight_resumes_both_batches_without_submitting(
+    jib: JibRunner, jib_env: dict[str, str], tmp_path: Path, default_store: Path,
+    batch_server: RunningBatchServer,
+) -> None:  # fmt: skip
+    (tmp_path / "few.txt").write_text("".join(f"q{i}\n" for i in range(20)))
+    state = batch_server.state
+    state.fail_once = {"q3", "q4"}
+    state.gate.clear()
+    state.hold = {2}  # the first batch ends; the retry of its two failures stays in progress
+    args = ["run", identifier(batch_server, "openai"), "-f", "few.txt", "-r", "r",
+            "--batch-api", *FAST]  # fmt: skip
+    process = subprocess.Popen(
+        [*jib_command(), *args],
+        env=jib_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while journal_rows(default_store) < 2 or state.batches["batch_0002"].polls < 3:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    retry = state.batches["batch_0002"]
+    assert sorted(body["messages"][-1]["content"] for _, body in retry.requests) == ["q3", "q4"]
+
+    state.gate.set()
+    resumed = jib(*args, "--resume")
+
+    assert resumed.code == 0, resumed.stderr
+    assert "batch API: 0 batch(es) submitted" in resumed.stderr
+    assert len(state.created()) == 2
+    with open_store(default_store) as store:
+        chats = store.query(run="r")
+    assert sorted(c.content for c in chats) == sorted(f"q{i}" for i in range(20))
+    assert {c.content: c.attempts for c in chats}["q3"] == 2
+
+
+def test_repeat_samples_go_in_the_batch_as_requests_of_their_own(
+    jib: JibRunner, tmp_path: Path, default_store: Path, batch_server: RunningBatchServer
+) -> None:
+    (tmp_path / "few.txt").write_text("one\ntwo\n")
+    result = jib(
+        "run", identifier(batch_server, "openai"), "-f", "few.txt", "-r", "rep",
+        "--repeat", "3", "--batch-api", *FAST,
+    )  # fmt: skip
+
+    assert result.code == 0, result.stderr
+    (batch,) = batch_server.state.created()
+    assert len({custom_id for custom_id, _ in batch.requests}) == 6
+    with open_store(default_store) as store:
+        chats = store.query(run="rep")
+    samples = sorted((c.metadata["prompt_id"], c.metadata["sample_index"]) for c in chats)
+    assert samples == [(p, s) for p in ("1", "2") for s in range(3)]

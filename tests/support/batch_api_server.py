@@ -18,8 +18,10 @@ joined to its own prompt). What a test can ask of it (`BatchServerState`):
 - `refuse`: prompts that always fail with a bad request (400);
 - `expire`: the numbers (1 = the first batch created) of batches that expire after running
   only half their requests (the rest `batch_expired` / `expired`);
+- `refuse_batches`: the numbers of batches that fail validation as a whole (OpenAI's `failed`);
 - `polls`: how many polls a batch stays in progress; `gate`: while it is clear, batches stay in
-  progress whatever `polls` says (a test holds a run there to kill it).
+  progress whatever `polls` says (a test holds a run there to kill it); `hold`: the numbers of
+  the only batches the gate holds, when not empty.
 
 `POST /v1/chat/completions` and `POST /v1/messages` answer one request directly, the same way
 (counted in `direct`). Every created batch is recorded (`batches`: provider, id, custom ids,
@@ -73,6 +75,8 @@ class BatchServerState:
     fail_once: set[str] = field(default_factory=set)
     refuse: set[str] = field(default_factory=set)
     expire: set[int] = field(default_factory=set)
+    refuse_batches: set[int] = field(default_factory=set)
+    hold: set[int] = field(default_factory=set)
     polls: int = 1
     gate: threading.Event = field(default_factory=threading.Event)
     batches: dict[str, Batch] = field(default_factory=dict)
@@ -94,6 +98,8 @@ class BatchServerState:
             self.fail_once.clear()
             self.refuse.clear()
             self.expire.clear()
+            self.refuse_batches.clear()
+            self.hold.clear()
             self.polls = 1
             self.gate.set()
             self.batches.clear()
@@ -390,7 +396,10 @@ class _Handler(JsonHandler):
             if batch.status != "in_progress":
                 return
             batch.polls += 1
-            if batch.polls > state.polls and state.gate.is_set():
+            held = not state.gate.is_set() and (not state.hold or batch.number in state.hold)
+            if batch.number in state.refuse_batches:
+                batch.status = "failed"
+            elif batch.polls > state.polls and not held:
                 state.finish(batch)
                 if batch.provider == "anthropic":
                     batch.status = "ended"
@@ -450,6 +459,10 @@ class _Handler(JsonHandler):
             "error_file_id": f"file-{batch.id}-errors" if done and batch.errors else None,
             "request_counts": {"total": len(batch.requests), "completed": len(batch.output),
                                "failed": len(batch.errors)},
+            "errors": {"object": "list", "data": [
+                {"code": "invalid_json_line", "line": 1,
+                 "message": "This line is not parseable as valid JSON."}]}
+            if batch.status == "failed" else None,
         }  # fmt: skip
 
 

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from jib.generator.base import Generator
 from jib.messages import GeneratedMessage, Message
 from jib.params import GenerateParams
 
-__all__ = ["BatchAPIJob", "BatchAPISettings", "Delivery", "Request"]
+__all__ = ["BatchAPIJob", "BatchAPISettings", "Delivery", "Request", "next_poll_delay"]
 
 logger = logging.getLogger("jib.batch_api")
 
@@ -139,16 +140,21 @@ class BatchAPIJob:
                 entries = self.journal.uncollected(self.generator_id, self.run_name)
                 # The newest batch holding a request is the one it waits on (an older one
                 # failed it, and was not marked collected before the crash).
-                for entry in sorted(entries, key=lambda e: e.created_at, reverse=True):
+                newest_first = sorted(entries, key=lambda e: e.created_at, reverse=True)
+                for position, entry in enumerate(newest_first):
                     ids = {c for c in entry.custom_ids if c in waiting}
                     waiting -= ids
                     if not ids:  # every answer it holds is kept
                         self.journal.collected(entry.key)
                         continue
                     self.resumed_batches += 1
-                    group.create_task(
-                        self._follow(_Batch(entry, ids, entry.created_at.timestamp()))
+                    # A request's earlier attempts: the older batches that held it.
+                    earlier = Counter(
+                        c for older in newest_first[position + 1 :] for c in older.custom_ids
                     )
+                    attempts = {c: earlier[c] for c in ids if earlier[c]}
+                    batch = _Batch(entry, ids, entry.created_at.timestamp(), attempts)
+                    group.create_task(self._follow(batch))
                 for chunk in self._split([self.pending[c] for c in self.pending if c in waiting]):
                     batch = await self._submit(chunk, {})
                     group.create_task(self._follow(batch))
@@ -247,7 +253,7 @@ class BatchAPIJob:
                 if state.phase != "in_progress":
                     return state
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, max(self.settings.max_poll_seconds, delay))
+            delay = next_poll_delay(delay, self.settings.max_poll_seconds)
 
     async def _collect(self, batch: _Batch, state: BatchState) -> list[str]:
         """Hand over the batch's results; the custom ids to try again."""
@@ -312,6 +318,12 @@ class BatchAPIJob:
                 self.client.provider, None, started, attempts.get(request.custom_id, 1) + 1
             )
             await self.on_result(request, result, delivery)
+
+
+def next_poll_delay(delay: float, most: float) -> float:
+    """The wait before the next poll of a batch after waiting `delay`: half as long again,
+    at most `most` (or `delay`, when that is already longer)."""
+    return min(delay * 1.5, max(most, delay))
 
 
 def _expired(batch: _Batch, state: BatchState) -> JibError:

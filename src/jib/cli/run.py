@@ -437,6 +437,11 @@ def run_command(
                     _run_batch_api(plan, chat_store, reporter, batch_api_settings)
             except KeyboardInterrupt:
                 _note(f"interrupted: {_resume_hint(chat_store, run_name)}")
+                if batch_api_settings is not None:
+                    _note(
+                        "the provider batches already submitted go on: --resume collects them "
+                        "(see them with `jib batches`)"
+                    )
                 raise typer.Exit(EXIT_INTERRUPTED) from None
             except StoreError as exc:  # storing a chunk failed: stop, say what is kept
                 fail(f"{exc}; {_resume_hint(chat_store, run_name)}", EXIT_FAILED)
