@@ -279,3 +279,20 @@ def test_the_default_limits_are_the_providers_own() -> None:
 )
 def test_polls_back_off_by_half_up_to_the_most(delay: float, most: float, expected: float) -> None:
     assert next_poll_delay(delay, most) == pytest.approx(expected)
+
+
+async def test_a_request_the_provider_cannot_carry_fails_alone_before_anything_is_sent(
+    batch_server: RunningBatchServer,
+) -> None:
+    generator = jib.get_generator(identifiers(batch_server)["anthropic"])
+    clip = jib.ContentAudioInput.from_bytes(b"RIFF....WAVE", "wav")
+    pipelines = [
+        generator.chat("fine"),
+        generator.chat([jib.Message("user", [jib.ContentText("Transcribe."), clip])]),
+    ]
+    chats = await run_with_batch_api(pipelines, poll_seconds=0.01, on_failed="include")
+
+    assert chats[0].content == "fine"
+    assert chats[1].failed and "audio" in str(chats[1].error).lower()
+    (batch,) = batch_server.state.created()
+    assert len(batch.requests) == 1

@@ -155,13 +155,36 @@ class BatchAPIJob:
                     attempts = {c: earlier[c] for c in ids if earlier[c]}
                     batch = _Batch(entry, ids, entry.created_at.timestamp(), attempts)
                     group.create_task(self._follow(batch))
-                for chunk in self._split([self.pending[c] for c in self.pending if c in waiting]):
+                sendable = await self._sendable(
+                    [self.pending[c] for c in self.pending if c in waiting]
+                )
+                for chunk in self._split(sendable):
                     batch = await self._submit(chunk, {})
                     group.create_task(self._follow(batch))
         finally:
             await self.client.aclose()
 
     # -- submitting ---------------------------------------------------------------------------
+
+    async def _sendable(self, requests: Sequence[Request]) -> list[Request]:
+        """`requests` but those that cannot go as they are (a part or param the provider would
+        not carry, a body that cannot be written): each of those fails alone, now."""
+        from jib.generator.remote import RequestGenerator
+
+        generator = self.generator
+        kept: list[Request] = []
+        for request in requests:
+            try:
+                if isinstance(generator, RequestGenerator):
+                    generator.check_request(request.messages, request.params)
+                self._line(request)
+            except JibError as exc:
+                self.pending.pop(request.custom_id, None)
+                delivery = Delivery(self.client.provider, None, time.time(), 0)
+                await self.on_result(request, exc, delivery)
+            else:
+                kept.append(request)
+        return kept
 
     def _line(self, request: Request) -> bytes:
         line = self._lines.get(request.custom_id)

@@ -25,9 +25,17 @@ import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from jib._secrets import redact
 from jib._wire import Wire, WireRequest, WireResponse, WireSettings
 from jib._wire.models import origin_of
-from jib.errors import InvalidGeneratorError, ProcessingError, ProviderError, error_for_status
+from jib.errors import (
+    BadRequestError,
+    InvalidGeneratorError,
+    MalformedResponseError,
+    ProcessingError,
+    ProviderError,
+    error_for_status,
+)
 from jib.generator._batch_api import (
     BatchClient,
     BatchItem,
@@ -139,12 +147,21 @@ class AnthropicBatchClient(BatchClient):
 
             config = self._config = AnthropicConfig()
         wanted = {k: v for k, v in item.params.to_dict().items() if k not in _NOT_PARAMS}
-        optional = config.map_openai_params(wanted, {}, self._model, True)
-        body: dict[str, Any] = config.transform_request(
-            self._model, wire_messages(item.messages), optional, {}, {}
-        )
-        body.pop("stream", None)
-        return body
+        try:
+            optional = config.map_openai_params(wanted, {}, self._model, True)
+            body: dict[str, Any] = config.transform_request(
+                self._model, wire_messages(item.messages), optional, {}, {}
+            )
+        except Exception as exc:  # LiteLLM's own errors for what Anthropic cannot take
+            reason = redact(str(exc), self.wire_secrets())[:500]
+            failure = BadRequestError(
+                f"LiteLLM cannot write this request for Anthropic: {reason}",
+                provider=self.wire_label,
+            )
+        else:
+            body.pop("stream", None)
+            return body
+        raise failure
 
     async def submit(self, lines: Sequence[bytes], *, label: str) -> Submitted:
         """`POST /v1/messages/batches` with every request."""
@@ -294,10 +311,10 @@ def _openai_shape(message: Any) -> Any:
         reply["tool_calls"] = calls
     usage = message.get("usage")
     usage = usage if isinstance(usage, Mapping) else {}
-    read = int(usage.get("cache_read_input_tokens") or 0)
-    written = int(usage.get("cache_creation_input_tokens") or 0)
-    prompt = int(usage.get("input_tokens") or 0) + read + written
-    completion = int(usage.get("output_tokens") or 0)
+    read = _count(usage, "cache_read_input_tokens")
+    written = _count(usage, "cache_creation_input_tokens")
+    prompt = _count(usage, "input_tokens") + read + written
+    completion = _count(usage, "output_tokens")
     counts: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -319,3 +336,12 @@ def _openai_shape(message: Any) -> Any:
         ],
         "usage": counts,
     }
+
+
+def _count(usage: Mapping[str, Any], name: str) -> int:
+    value = usage.get(name)
+    if value is None:
+        return 0
+    if type(value) is not int or value < 0:
+        raise MalformedResponseError(f"the message's usage.{name} is not a count: {value!r:.40}")
+    return value
