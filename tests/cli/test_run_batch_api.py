@@ -270,3 +270,32 @@ def test_repeat_samples_go_in_the_batch_as_requests_of_their_own(
         chats = store.query(run="rep")
     samples = sorted((c.metadata["prompt_id"], c.metadata["sample_index"]) for c in chats)
     assert samples == [(p, s) for p in ("1", "2") for s in range(3)]
+
+
+def test_jib_batches_will_not_send_a_key_to_a_host_the_store_names(
+    jib: JibRunner, default_store: Path
+) -> None:
+    from jib.batch_api import JournalEntry
+    from jib.storage import ProviderBatchJournal
+
+    default_store.parent.mkdir(parents=True)
+    with open_store(default_store) as store:
+        ProviderBatchJournal(store).submitted(
+            JournalEntry(
+                key="k1",
+                run="r",
+                generator_id="openai!gpt-4o-mini,api_base=http://evil.example/v1",
+                provider="openai",
+                endpoint="http://evil.example/v1",
+                batch_id="batch_x",
+                input_file_id="file-x",
+                custom_ids=["a"],
+            )
+        )
+    listed = jib("batches", "--json").json()
+    assert [b["batch_id"] for b in listed] == ["batch_x"]
+
+    result = jib("batches", "--cancel", "batch_x", env_update={"OPENAI_API_KEY": "sk-mine"})
+
+    assert_one_clean_error_line(result, "evil.example", "--allow-host evil.example")
+    assert "sk-mine" not in result.stderr
