@@ -296,3 +296,18 @@ async def test_a_request_the_provider_cannot_carry_fails_alone_before_anything_i
     assert chats[1].failed and "audio" in str(chats[1].error).lower()
     (batch,) = batch_server.state.created()
     assert len(batch.requests) == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_results_download_cut_short_is_read_again_and_each_chat_kept_once(
+    batch_server: RunningBatchServer, provider: str
+) -> None:
+    state = batch_server.state
+    state.cut_downloads = 1
+    generator = jib.get_generator(identifiers(batch_server)[provider])
+    words = [f"w{i}" for i in range(200)]
+    chats = await run_with_batch_api([generator.chat(w) for w in words], poll_seconds=0.01)
+
+    assert [chat.content for chat in chats] == words
+    assert state.cut_downloads == 0
+    assert len(state.created()) == 1

@@ -21,7 +21,8 @@ joined to its own prompt). What a test can ask of it (`BatchServerState`):
 - `refuse_batches`: the numbers of batches that fail validation as a whole (OpenAI's `failed`);
 - `polls`: how many polls a batch stays in progress; `gate`: while it is clear, batches stay in
   progress whatever `polls` says (a test holds a run there to kill it); `hold`: the numbers of
-  the only batches the gate holds, when not empty.
+  the only batches the gate holds, when not empty;
+- `cut_downloads`: how many result downloads end halfway (the connection closed mid-body).
 
 `POST /v1/chat/completions` and `POST /v1/messages` answer one request directly, the same way
 (counted in `direct`). Every created batch is recorded (`batches`: provider, id, custom ids,
@@ -77,6 +78,7 @@ class BatchServerState:
     expire: set[int] = field(default_factory=set)
     refuse_batches: set[int] = field(default_factory=set)
     hold: set[int] = field(default_factory=set)
+    cut_downloads: int = 0
     polls: int = 1
     gate: threading.Event = field(default_factory=threading.Event)
     batches: dict[str, Batch] = field(default_factory=dict)
@@ -100,6 +102,7 @@ class BatchServerState:
             self.expire.clear()
             self.refuse_batches.clear()
             self.hold.clear()
+            self.cut_downloads = 0
             self.polls = 1
             self.gate.set()
             self.batches.clear()
@@ -286,7 +289,7 @@ class _Handler(JsonHandler):
             if file is None:
                 self._fail(provider, 404, "no such file")
             else:
-                self.send_bytes(200, file, "application/jsonl")
+                self._send_results(file, "application/jsonl")
             return
         if path.startswith("/v1/messages/batches/") and path.endswith("/results"):
             batch = self.state.batches.get(parts[3])
@@ -294,7 +297,7 @@ class _Handler(JsonHandler):
                 self._fail(provider, 404, "no results yet")
                 return
             lines = b"".join(json.dumps(r).encode() + b"\n" for r in [*batch.output, *batch.errors])
-            self.send_bytes(200, lines, "application/binary")
+            self._send_results(lines, "application/binary")
             return
         batch_id = parts[-1]
         batch = self.state.batches.get(batch_id)
@@ -318,6 +321,21 @@ class _Handler(JsonHandler):
             self.send_json(status, result["result"]["error"])
         else:
             self.send_json(200, result["result"]["message"])
+
+    def _send_results(self, data: bytes, content_type: str) -> None:
+        with self.state.lock:
+            cut = self.state.cut_downloads > 0
+            self.state.cut_downloads -= cut
+        if not cut:
+            self.send_bytes(200, data, content_type)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        self.close_connection = True
 
     # -- OpenAI ---------------------------------------------------------------------------------
 

@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 
 from jib.batch_api._journal import Journal, JournalEntry
 from jib.errors import BadRequestError, JibError, ProviderError, ProviderTimeoutError
-from jib.generator._batch_api import BatchClient, BatchItem, BatchLimits, BatchState
+from jib.generator._batch_api import (
+    BatchClient,
+    BatchItem,
+    BatchLimits,
+    BatchState,
+    ItemResult,
+)
 from jib.generator.base import Generator
 from jib.messages import GeneratedMessage, Message
 from jib.params import GenerateParams
@@ -137,7 +143,9 @@ class BatchAPIJob:
         try:
             async with _Group() as group:
                 waiting = set(self.pending)
-                entries = self.journal.uncollected(self.generator_id, self.run_name)
+                entries = await asyncio.to_thread(
+                    self.journal.uncollected, self.generator_id, self.run_name
+                )
                 # The newest batch holding a request is the one it waits on (an older one
                 # failed it, and was not marked collected before the crash).
                 newest_first = sorted(entries, key=lambda e: e.created_at, reverse=True)
@@ -145,7 +153,7 @@ class BatchAPIJob:
                     ids = {c for c in entry.custom_ids if c in waiting}
                     waiting -= ids
                     if not ids:  # every answer it holds is kept
-                        self.journal.collected(entry.key)
+                        await asyncio.to_thread(self.journal.collected, entry.key)
                         continue
                     self.resumed_batches += 1
                     # A request's earlier attempts: the older batches that held it.
@@ -234,7 +242,8 @@ class BatchAPIJob:
             input_file_id=submitted.input_file_id,
             custom_ids=[r.custom_id for r in chunk],
         )
-        self.journal.submitted(entry)  # before anything waits on the batch
+        # Written (committed) before anything waits on the batch.
+        await asyncio.to_thread(self.journal.submitted, entry)
         self.submitted_batches += 1
         logger.info("submitted batch %s (%d requests)", submitted.batch_id, len(chunk))
         return _Batch(entry, {r.custom_id for r in chunk}, time.time(), attempts)
@@ -245,7 +254,7 @@ class BatchAPIJob:
         while True:
             state = await self._wait(batch)
             retry = await self._collect(batch, state)
-            self.journal.collected(batch.entry.key)
+            await asyncio.to_thread(self.journal.collected, batch.entry.key)
             if not retry:
                 return
             requests = [self.pending[c] for c in retry]
@@ -272,7 +281,7 @@ class BatchAPIJob:
                 failures = 0
                 if state.status != last:
                     last = state.status
-                    self.journal.update(batch.entry.key, state.status)
+                    await asyncio.to_thread(self.journal.update, batch.entry.key, state.status)
                 if state.phase != "in_progress":
                     return state
             await asyncio.sleep(delay)
@@ -291,21 +300,18 @@ class BatchAPIJob:
             for custom_id in sorted(unseen):
                 await self._deliver(batch, custom_id, error)
             return []
-        async for result in self.client.results(state):
-            custom_id = result.custom_id
-            if custom_id not in unseen or custom_id not in self.pending:
-                continue  # not this batch's, or already kept
-            unseen.discard(custom_id)
-            attempts = batch.attempts.get(custom_id, 0) + 1
-            batch.attempts[custom_id] = attempts
-            failure = result.error
-            again = result.expired or (isinstance(failure, ProviderError) and failure.retryable)
-            if result.answer is not None:
-                await self._deliver(batch, custom_id, result.answer)
-            elif again and attempts < self.settings.max_attempts:
-                retry.append(custom_id)
-            else:
-                await self._deliver(batch, custom_id, failure or _expired(batch, state))
+        delay = self.settings.poll_seconds
+        for tried in range(1, _MAX_POLL_FAILURES + 1):
+            try:
+                async for result in self.client.results(state):
+                    await self._take(batch, state, result, unseen, retry)
+                break
+            except ProviderError as exc:
+                # A download cut short is read again from the start: what was taken is skipped.
+                if not exc.retryable or tried == _MAX_POLL_FAILURES:
+                    raise
+                await asyncio.sleep(delay)
+                delay = next_poll_delay(delay, self.settings.max_poll_seconds)
         for custom_id in sorted(unseen):  # no result at all: not run
             if custom_id not in self.pending:
                 continue
@@ -316,6 +322,30 @@ class BatchAPIJob:
             else:
                 await self._deliver(batch, custom_id, _expired(batch, state))
         return retry
+
+    async def _take(
+        self,
+        batch: _Batch,
+        state: BatchState,
+        result: ItemResult,
+        unseen: set[str],
+        retry: list[str],
+    ) -> None:
+        """One result of the batch: handed over, or marked to try again."""
+        custom_id = result.custom_id
+        if custom_id not in unseen or custom_id not in self.pending:
+            return  # not this batch's, or already taken
+        unseen.discard(custom_id)
+        attempts = batch.attempts.get(custom_id, 0) + 1
+        batch.attempts[custom_id] = attempts
+        failure = result.error
+        again = result.expired or (isinstance(failure, ProviderError) and failure.retryable)
+        if result.answer is not None:
+            await self._deliver(batch, custom_id, result.answer)
+        elif again and attempts < self.settings.max_attempts:
+            retry.append(custom_id)
+        else:
+            await self._deliver(batch, custom_id, failure or _expired(batch, state))
 
     async def _deliver(
         self, batch: _Batch, custom_id: str, result: GeneratedMessage | BaseException
