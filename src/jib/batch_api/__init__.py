@@ -8,15 +8,11 @@ request.
 
 From Python, `run_with_batch_api` takes chat pipelines and returns their chats, in order:
 
->>> import asyncio, jib
->>> from jib.batch_api import run_with_batch_api
->>> generator = jib.get_generator(f"openai!gpt-4o-mini,api_base={BATCH_API_BASE}")
->>> pipelines = [generator.chat(f"Say {word}") for word in ("one", "two")]
->>> chats = asyncio.run(run_with_batch_api(pipelines, poll_seconds=0.05))
->>> [chat.content for chat in chats]
-['Say one', 'Say two']
->>> chats[0].extra["batch_api"]["provider"]
-'openai'
+    gpt = jib.get_generator("openai!gpt-4o-mini")
+    chats = await run_with_batch_api([gpt.chat(q) for q in questions])
+    chats[0].extra["batch_api"]  # {'provider': 'openai', 'batch_id': 'batch_…'}
+
+(docs/batch_api.md has examples that run against a local stub.)
 
 From the command line, `jib run --batch-api` (see docs/batch_api.md), which keeps the batches
 in the store so `--resume` after a crash polls them instead of paying twice.
