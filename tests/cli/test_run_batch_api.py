@@ -299,3 +299,38 @@ def test_jib_batches_will_not_send_a_key_to_a_host_the_store_names(
 
     assert_one_clean_error_line(result, "evil.example", "--allow-host evil.example")
     assert "sk-mine" not in result.stderr
+
+
+def test_a_prompt_edited_after_a_crash_is_sent_again_not_joined_to_its_old_answer(
+    jib: JibRunner, jib_env: dict[str, str], tmp_path: Path, default_store: Path,
+    batch_server: RunningBatchServer,
+) -> None:  # fmt: skip
+    dataset = tmp_path / "few.txt"
+    dataset.write_text("alpha\nbeta\n")
+    state = batch_server.state
+    state.gate.clear()
+    args = ["run", identifier(batch_server, "openai"), "-f", "few.txt", "-r", "e",
+            "--batch-api", *FAST]  # fmt: skip
+    process = subprocess.Popen(
+        [*jib_command(), *args],
+        env=jib_env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while journal_rows(default_store) < 1:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    dataset.write_text("alpha\nbeta, edited\n")
+    state.gate.set()
+    resumed = jib(*args, "--resume")
+
+    assert resumed.code == 0, resumed.stderr
+    assert "batch API: 1 batch(es) submitted, 1 resumed" in resumed.stderr
+    with open_store(default_store) as store:
+        assert sorted(c.content for c in store.query(run="e")) == ["alpha", "beta, edited"]

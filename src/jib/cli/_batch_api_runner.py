@@ -32,7 +32,7 @@ from jib.cli._runner import RunPlan, WorkItem, _annotate, _identifier, _tally, _
 from jib.cli._writer import BatchWriter
 from jib.generator._batch_api import custom_id_for
 from jib.messages import GeneratedMessage
-from jib.storage import ChatStore, ProviderBatchJournal
+from jib.storage import ChatStore, ProviderBatchJournal, input_key
 
 __all__ = ["BatchAPICounts", "check_batch_api", "execute_with_batch_api"]
 
@@ -135,7 +135,11 @@ def _job(
     by_id: dict[str, WorkItem] = {}
     requests: list[Request] = []
     for item in items:
-        custom_id = custom_id_for(generator_id, item.prompt.id, item.sample)
+        # What is sent is part of the id: a prompt edited since a crash is not joined to the
+        # answer its old text got in a batch still in flight.
+        params = item.prompt.params.to_dict() if item.prompt.params is not None else None
+        sent = input_key([[m.to_dict() for m in item.messages], params])
+        custom_id = custom_id_for(generator_id, item.prompt.id, item.sample, sent)
         by_id[custom_id] = item
         requests.append(Request(custom_id, item.messages, base.merge_with(item.prompt.params)))
     if not requests:
