@@ -134,6 +134,9 @@ def test_kill_9_while_polling_then_resume_submits_nothing_again_and_stores_each_
     assert sum(b["requests"] for b in in_flight) == total
 
     state.gate.set()
+    key = {"OPENAI_API_KEY": "sk-test"}  # the stored identifier holds none
+    refreshed = jib("batches", "--refresh", "--json", *store_args, env_update=key).json()
+    assert {b["status"] for b in refreshed} == {"completed"}
     resumed = jib(*args, "--resume")
 
     assert resumed.code == 0, resumed.stderr
