@@ -337,3 +337,15 @@ def test_a_prompt_edited_after_a_crash_is_sent_again_not_joined_to_its_old_answe
     assert "batch API: 1 batch(es) submitted, 1 resumed" in resumed.stderr
     with open_store(default_store) as store:
         assert sorted(c.content for c in store.query(run="e")) == ["alpha", "beta, edited"]
+
+
+def test_a_wrong_key_stops_the_run_with_one_line_that_does_not_show_it(
+    jib: JibRunner, prompts_file: Path, batch_server: RunningBatchServer
+) -> None:
+    wrong = f"openai!gpt-4o-mini,api_base={batch_server.url}/v1,api_key=sk-wrong-one"
+    result = jib("run", wrong, "-f", str(prompts_file), "--batch-api", *FAST)
+
+    assert_one_clean_error_line(result, "HTTP 401", "Incorrect API key provided")
+    assert result.code == 1
+    assert "sk-wrong-one" not in result.stderr + result.stdout
+    assert batch_server.state.created() == []

@@ -59,6 +59,7 @@ __all__ = [
     "Request",
     "batch_api_client",
     "chat_from_result",
+    "run_jobs",
     "run_with_batch_api",
 ]
 
@@ -213,7 +214,7 @@ async def run_with_batch_api(
             settings=settings,
         )
         jobs.append(job)
-    await asyncio.gather(*(job.run() for job in jobs))
+    await run_jobs(jobs)
     ordered = [chats[position] for position in sorted(chats)]
     if on_failed == "raise":
         for chat in ordered:
@@ -222,6 +223,19 @@ async def run_with_batch_api(
     if on_failed == "skip":
         ordered = [chat for chat in ordered if not chat.failed]
     return ordered
+
+
+async def run_jobs(jobs: Sequence[BatchAPIJob]) -> None:
+    """Run `jobs` side by side; when one fails, the others are cancelled and its error raised
+    (the batches they submitted are in the journal)."""
+    tasks = [asyncio.ensure_future(job.run()) for job in jobs]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _identifier(generator: Generator) -> str:

@@ -11,7 +11,6 @@ polling (or downloading again) what it submitted, never by submitting it again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from jib.batch_api import (
     Request,
     batch_api_client,
     chat_from_result,
+    run_jobs,
 )
 from jib.chat import Chat
 from jib.cli._progress import Reporter
@@ -101,7 +101,7 @@ async def execute_with_batch_api(
             if job is not None:
                 jobs.append(job)
         try:
-            await asyncio.gather(*(job.run() for job in jobs))
+            await run_jobs(jobs)
         finally:
             counts.submitted = sum(job.submitted_batches for job in jobs)
             counts.resumed = sum(job.resumed_batches for job in jobs)
