@@ -311,3 +311,18 @@ async def test_a_results_download_cut_short_is_read_again_and_each_chat_kept_onc
     assert [chat.content for chat in chats] == words
     assert state.cut_downloads == 0
     assert len(state.created()) == 1
+
+
+async def test_litellms_openai_route_goes_through_openais_batch_api(
+    batch_server: RunningBatchServer,
+) -> None:
+    batch_server.state.key = "sk-test"
+    generator = jib.get_generator(
+        f"openai/gpt-4o-mini,api_base={batch_server.url}/v1,api_key=sk-test"
+    )
+    chats = await run_with_batch_api([generator.chat("via litellm")], poll_seconds=0.01)
+
+    assert chats[0].content == "via litellm"
+    assert chats[0].generator is generator
+    (batch,) = batch_server.state.created("openai")
+    assert batch.requests[0][1]["model"] == "gpt-4o-mini"
