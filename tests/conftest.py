@@ -12,6 +12,7 @@ from hypothesis import settings
 
 from tests.support.docs_ports import (
     ANTHROPIC_PORT,
+    BATCH_API_PORT,
     GEMINI_PORT,
     HTTP_EXAMPLE_PORT,
     OLLAMA_PORT,
@@ -72,10 +73,12 @@ def docs_servers(
 @pytest.fixture(scope="session")
 def docs_stub_servers() -> Iterator[tuple[DocsPorts, list[Any]]]:
     """The protocol stub servers documentation examples name, each on a free port: Anthropic's
-    Messages API where the docs say http://localhost:8300, Gemini's generateContent at 8301 and
-    an OpenAI server whose model calls tools at 8302 (tests/support). Yields their ports and
+    Messages API where the docs say http://localhost:8300, Gemini's generateContent at 8301, an
+    OpenAI server whose model calls tools at 8302 and OpenAI's and Anthropic's batch APIs at 8303
+    (tests/support). Yields their ports and
     their states (to reset before each example)."""
     from tests.support.anthropic_server import run_anthropic_server
+    from tests.support.batch_api_server import run_batch_api_server
     from tests.support.gemini_server import run_gemini_server
     from tests.support.openai_chat_server import run_openai_chat_server
 
@@ -83,11 +86,17 @@ def docs_stub_servers() -> Iterator[tuple[DocsPorts, list[Any]]]:
         run_anthropic_server() as anthropic,
         run_gemini_server() as gemini,
         run_openai_chat_server() as tools,
+        run_batch_api_server() as batches,
     ):
         ports = DocsPorts.serving(
-            {ANTHROPIC_PORT: anthropic.url, GEMINI_PORT: gemini.url, OPENAI_TOOLS_PORT: tools.url}
+            {
+                ANTHROPIC_PORT: anthropic.url,
+                GEMINI_PORT: gemini.url,
+                OPENAI_TOOLS_PORT: tools.url,
+                BATCH_API_PORT: batches.url,
+            }
         )
-        yield ports, [anthropic.state, gemini.state, tools.state]
+        yield ports, [anthropic.state, gemini.state, tools.state, batches.state]
 
 
 @pytest.fixture

@@ -32,10 +32,14 @@ from jib.generator.base import Generator
 from jib.messages import Usage
 from jib.registry import provider_name_for
 
-__all__ = ["PRICES_ENV_VAR", "Price", "PriceError", "Prices"]
+__all__ = ["BATCH_API_PRICE_FACTOR", "PRICES_ENV_VAR", "Price", "PriceError", "Prices"]
 
 PRICES_ENV_VAR = "JIB_PRICES"
 """The environment variable the command line reads a prices file from."""
+
+BATCH_API_PRICE_FACTOR = 0.5
+"""What a request answered through a provider's batch API costs, as a share of its normal
+price (OpenAI's and Anthropic's batch APIs both charge half)."""
 
 _PER = 1_000_000
 _MOST_KNOWN = 64
@@ -157,3 +161,9 @@ class Prices:
         if price is not None:
             return price.cost(usage)
         return generator.list_price(usage)
+
+    def batch_api_cost(self, generator: Generator, usage: Usage | None) -> float | None:
+        """What a generation with `usage` cost on `generator` through its provider's batch
+        API: `cost()` at `BATCH_API_PRICE_FACTOR`, or `None`."""
+        cost = self.cost(generator, usage)
+        return None if cost is None else cost * BATCH_API_PRICE_FACTOR

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ANTHROPIC_PORT",
+    "BATCH_API_PORT",
     "GEMINI_PORT",
     "HTTP_EXAMPLE_PORT",
     "OLLAMA_PORT",
@@ -55,6 +56,10 @@ WS_EXAMPLE_PORT = 8766
 OPENAI_TOOLS_PORT = 8302
 """The port docs give the OpenAI server whose model calls tools
 (`python -m tests.support.openai_chat_server`)."""
+
+BATCH_API_PORT = 8303
+"""The port docs give the stub of OpenAI's and Anthropic's batch APIs
+(`python -m tests.support.batch_api_server`)."""
 
 _LOOPBACK_URL = re.compile(r"(?P<head>://(?:localhost|127\.0\.0\.1):)(?P<port>\d+)(?!\d)")
 

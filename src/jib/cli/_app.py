@@ -11,6 +11,7 @@ from typing import TextIO
 import typer
 
 from jib.cli._common import EXIT_FAILED, one_line
+from jib.cli.batches import batches_command
 from jib.cli.chat import ChatUsage, chat_command
 from jib.cli.compare import compare_command
 from jib.cli.export import export_command
@@ -41,6 +42,7 @@ app.command("show")(show_command)
 app.command("export")(export_command)
 app.command("id")(id_command)
 app.command("runs")(runs_command)
+app.command("batches")(batches_command)
 app.command("compare")(compare_command)
 app.command("report")(report_command)
 

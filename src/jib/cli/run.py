@@ -40,6 +40,7 @@ from jib.messages import Message, Usage
 from jib.params import GenerateParams
 
 if TYPE_CHECKING:
+    from jib.batch_api import BatchAPISettings
     from jib.cli._runner import RunPlan
     from jib.generator.base import Generator
     from jib.storage import ChatStore
@@ -234,6 +235,56 @@ def run_command(
             show_default=False,
         ),
     ] = None,
+    batch_api: Annotated[
+        bool,
+        typer.Option(
+            "--batch-api",
+            help="Send the requests through the providers' batch APIs (half price, answered "
+            "within hours): openai! (any server speaking OpenAI's files and batches protocol) "
+            "and anthropic/… models. Batches are kept in the store before waiting: --resume "
+            "polls them, never submits twice. See `jib batches`.",
+        ),
+    ] = False,
+    batch_api_fallback: Annotated[
+        bool,
+        typer.Option(
+            "--batch-api-fallback",
+            help="With --batch-api: send the requests a batch failed or did not run directly, "
+            "at the normal price, instead of in a new batch.",
+        ),
+    ] = False,
+    batch_api_max_requests: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-api-max-requests",
+            min=1,
+            metavar="N",
+            help="Most requests per provider batch. Default: the provider's (OpenAI 50,000; "
+            "Anthropic 100,000).",
+            show_default=False,
+        ),
+    ] = None,
+    batch_api_max_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-api-max-bytes",
+            min=1,
+            metavar="BYTES",
+            help="Most bytes of input per provider batch. Default: the provider's (OpenAI "
+            "200 MB; Anthropic 256 MB).",
+            show_default=False,
+        ),
+    ] = None,
+    batch_api_poll: Annotated[
+        float,
+        typer.Option(
+            "--batch-api-poll",
+            min=0,
+            metavar="SECONDS",
+            help="First wait between two polls of a batch; it grows by half each time, up to "
+            "5 minutes.",
+        ),
+    ] = 10.0,
     progress: Annotated[
         bool | None,
         typer.Option(
@@ -293,6 +344,15 @@ def run_command(
             fail("--resume needs --run NAME: the run to finish (see `jib runs`)", EXIT_USAGE)
         if retry_failed and not resume:
             fail("--retry-failed goes with --resume --run NAME (the run to finish)", EXIT_USAGE)
+        batch_api_settings = _batch_api_settings(
+            batch_api,
+            batch_api_fallback,
+            batch_api_max_requests,
+            batch_api_max_bytes,
+            batch_api_poll,
+            max_cost=max_cost,
+            run_name=run,
+        )
         params = parse_params(param)
         answer_schema = None
         if tools is not None:
@@ -348,6 +408,10 @@ def run_command(
                 max_cost=max_cost,
                 schema=answer_schema,
             )
+            if batch_api_settings is not None:
+                from jib.cli._batch_api_runner import check_batch_api
+
+                check_batch_api(plan)
             samples = f" × {repeat} samples" if repeat > 1 else ""
             err_console.print(
                 f"run [bold]{escape(run_name)}[/]: {prompts_file.count} prompts{samples} × "
@@ -359,13 +423,25 @@ def run_command(
                 RichReporter(err_console) if use_bars else TextReporter(err_console)
             )
             try:
-                asyncio.run(
-                    execute(
-                        plan, chat_store, reporter, concurrency=concurrency, batch_size=batch_size
+                if batch_api_settings is None:
+                    asyncio.run(
+                        execute(
+                            plan,
+                            chat_store,
+                            reporter,
+                            concurrency=concurrency,
+                            batch_size=batch_size,
+                        )
                     )
-                )
+                else:
+                    _run_batch_api(plan, chat_store, reporter, batch_api_settings)
             except KeyboardInterrupt:
                 _note(f"interrupted: {_resume_hint(chat_store, run_name)}")
+                if batch_api_settings is not None:
+                    _note(
+                        "the provider batches already submitted go on: --resume collects them "
+                        "(see them with `jib batches`)"
+                    )
                 raise typer.Exit(EXIT_INTERRUPTED) from None
             except StoreError as exc:  # storing a chunk failed: stop, say what is kept
                 fail(f"{exc}; {_resume_hint(chat_store, run_name)}", EXIT_FAILED)
@@ -374,6 +450,55 @@ def run_command(
         )
         _print_hints(run_name, plan.generators, prompts_file.label)
         _finish(plan)
+
+
+def _batch_api_settings(
+    enabled: bool,
+    fallback: bool,
+    max_requests: int | None,
+    max_bytes: int | None,
+    poll: float,
+    *,
+    max_cost: float | None,
+    run_name: str | None,
+) -> BatchAPISettings | None:
+    """The `--batch-api…` options as settings (`None` without `--batch-api`)."""
+    if not enabled:
+        if fallback or max_requests or max_bytes:
+            fail("--batch-api-fallback and --batch-api-max-… go with --batch-api", EXIT_USAGE)
+        return None
+    if max_cost is not None:
+        fail(
+            "--max-cost cannot stop a --batch-api run: its requests are all submitted at once "
+            "and priced when their batches end",
+            EXIT_USAGE,
+        )
+    from jib.batch_api import BatchAPISettings
+
+    return BatchAPISettings(
+        max_requests=max_requests,
+        max_bytes=max_bytes,
+        poll_seconds=poll,
+        max_poll_seconds=max(poll, 300.0),
+        fallback=fallback,
+        label=run_name or "jib",
+    )
+
+
+def _run_batch_api(
+    plan: RunPlan, chat_store: ChatStore, reporter: Reporter, settings: BatchAPISettings
+) -> None:
+    from dataclasses import replace
+
+    from jib.cli._batch_api_runner import execute_with_batch_api
+
+    counts = asyncio.run(
+        execute_with_batch_api(plan, chat_store, reporter, replace(settings, label=plan.run))
+    )
+    _note(
+        f"batch API: {counts.submitted} batch(es) submitted"
+        + (f", {counts.resumed} resumed" if counts.resumed else "")
+    )
 
 
 def _note(text: str) -> None:

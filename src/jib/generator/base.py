@@ -18,6 +18,7 @@ from jib.params import GenerateParams
 from jib.registry import DEFAULT_PROVIDER, provider_name_for
 
 if TYPE_CHECKING:
+    from jib.generator._batch_api import BatchClient
     from jib.pipeline.chat import ChatPipeline
     from jib.pipeline.completion import CompletionPipeline
 
@@ -121,6 +122,11 @@ class Generator(BaseModel):
 
         `None` (the default) when the provider publishes none that jib knows: never a guess.
         """
+        return None
+
+    def batch_api_client(self) -> BatchClient | None:
+        """A client for this provider's batch API (half price, answered within hours; see
+        `jib.batch_api`), or `None` (the default) when it has none jib speaks."""
         return None
 
     # -- what subclasses implement -------------------------------------------------------------

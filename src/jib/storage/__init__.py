@@ -24,6 +24,7 @@ from jib.storage._location import (
     default_store_url,
     to_database_url,
 )
+from jib.storage._provider_batches import ProviderBatchJournal
 from jib.storage._query import Filter, FilterArgs, StoredResult
 from jib.storage._rows import Record, input_key
 from jib.storage._schema import SCHEMA_VERSION
@@ -36,6 +37,7 @@ __all__ = [
     "ChatStore",
     "Filter",
     "FilterArgs",
+    "ProviderBatchJournal",
     "Record",
     "RecordNotFoundError",
     "StoreError",

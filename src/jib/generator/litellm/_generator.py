@@ -35,6 +35,7 @@ from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
 from jib.params import GenerateParams
 
 if TYPE_CHECKING:
+    from jib.generator._batch_api import BatchClient
     from jib.generator.litellm._clients import BoundedClients
 
 __all__ = ["LiteLLMGenerator"]
@@ -263,6 +264,24 @@ class LiteLLMGenerator(RequestGenerator):
         fix_ollama_stop_reason(self.model, generated, params.max_tokens)
         warn_if_truncated(self.model, [text], generated.usage)
         return generated
+
+    def batch_api_client(self) -> BatchClient | None:
+        """Anthropic's Message Batches API for `anthropic/…` models; OpenAI's batch API for
+        `openai/…` models (at `api_base`, or OpenAI's); `None` for the others."""
+        from jib.generator.litellm._anthropic_batch_api import AnthropicBatchClient, is_anthropic
+
+        if is_anthropic(self):
+            return AnthropicBatchClient(self)
+        if self.model.startswith("openai/"):
+            from jib.generator.openai import DEFAULT_API_BASE, OpenAIGenerator
+
+            native = OpenAIGenerator(
+                model=self.model.removeprefix("openai/"),
+                api_key=self.api_key,
+                api_base=self.api_base or DEFAULT_API_BASE,
+            )
+            return native.batch_api_client()
+        return None
 
     # -- what this provider says about itself (see `Generator`) --------------------------------
 

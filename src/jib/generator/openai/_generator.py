@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from jib._limits import REQUEST_LIMIT_OPTIONS
@@ -27,6 +27,9 @@ from jib.generator.openai._protocol import (
 )
 from jib.messages import GeneratedMessage, GeneratedText, Message
 from jib.params import GenerateParams
+
+if TYPE_CHECKING:
+    from jib.generator.openai._batch_api import OpenAIBatchClient
 
 __all__ = ["DEFAULT_API_BASE", "KEY_VARIABLE", "OpenAIGenerator"]
 
@@ -202,6 +205,12 @@ class OpenAIGenerator(WiredGenerator):
         headers = {**base, "Authorization": f"Bearer {key}"}
         cache["headers"] = (key, base, headers)
         return headers
+
+    def batch_api_client(self) -> OpenAIBatchClient:
+        """OpenAI's batch API (files + `/batches`) at `api_base`."""
+        from jib.generator.openai._batch_api import OpenAIBatchClient
+
+        return OpenAIBatchClient(self)
 
     # -- what this provider says about itself (see `Generator`) --------------------------------
 

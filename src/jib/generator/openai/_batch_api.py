@@ -1,0 +1,256 @@
+"""OpenAI's batch API for `openai!` generators: files + `/batches`, `custom_id` per request.
+
+The protocol, as OpenAI documents it and as other servers implement it:
+
+1. `POST {api_base}/files` (multipart: `purpose=batch`, `file`): the input, one JSON request a
+   line, `{"custom_id", "method": "POST", "url": "/v1/chat/completions", "body": {...}}`; the
+   body is what `openai!` sends for the same request (`chat_body`);
+2. `POST {api_base}/batches` `{"input_file_id", "endpoint", "completion_window": "24h",
+   "metadata"}`;
+3. `GET {api_base}/batches/{id}` until its `status` is `completed`, `expired`, `cancelled` or
+   `failed`;
+4. `GET {api_base}/files/{output_file_id}/content` and `…/{error_file_id}/content`: one line a
+   request, `{"custom_id", "response": {"status_code", "body"}, "error"}`, in any order. A
+   request the batch did not run before it expired or was cancelled is in the error file with
+   `error.code` `batch_expired` / `batch_cancelled`.
+
+Every request goes over the generator's wire settings (proxy, TLS); result files are read line
+by line with a larger bound (`download_bytes`), since a file holds many answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from jib._wire import Wire, WireRequest, WireResponse, WireSettings
+from jib.errors import ProviderError, error_for_status
+from jib.generator._batch_api import (
+    BatchClient,
+    BatchItem,
+    BatchState,
+    ItemResult,
+    Submitted,
+    endpoint_without_credentials,
+)
+from jib.generator.openai._protocol import (
+    chat_body,
+    error_from_response,
+    parse_json,
+    read_chat,
+)
+
+if TYPE_CHECKING:
+    from jib.generator.openai._generator import OpenAIGenerator
+
+__all__ = ["DOWNLOAD_BYTES", "OpenAIBatchClient"]
+
+DOWNLOAD_BYTES = 1 << 30
+"""The largest result file line read (and half the largest file): 1 GiB."""
+
+ENDPOINT = "/v1/chat/completions"
+_ENDED = frozenset({"completed", "expired", "cancelled"})
+_NOT_RUN = frozenset({"batch_expired", "batch_cancelled"})
+_JSON = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+class OpenAIBatchClient(BatchClient):
+    """OpenAI's batch API (see the module docstring) for one `openai!` generator."""
+
+    provider = "openai"
+
+    def __init__(self, generator: OpenAIGenerator, download_bytes: int = DOWNLOAD_BYTES) -> None:
+        self._generator = generator
+        self._base = generator.api_base.rstrip("/")
+        self._files = Wire(
+            WireSettings(
+                generator.proxy,
+                generator.verify,
+                max(download_bytes, generator.max_response_bytes),
+                generator.max_redirects,
+            )
+        )
+
+    # -- Sender -------------------------------------------------------------------------------
+
+    @property
+    def wire_label(self) -> str:
+        """The provider, as errors name it."""
+        return self._generator.wire_label
+
+    def wire_secrets(self) -> Sequence[str | None]:
+        """The generator's key."""
+        return self._generator.wire_secrets()
+
+    @property
+    def endpoint(self) -> str:
+        """The generator's `api_base`."""
+        return endpoint_without_credentials(self._base)
+
+    # -- the protocol -------------------------------------------------------------------------
+
+    def line(self, item: BatchItem) -> bytes:
+        """`{"custom_id", "method", "url", "body"}` with `openai!`'s own request body."""
+        generator = self._generator
+        body = chat_body(
+            generator.model,
+            item.messages,
+            item.params,
+            cache_marks=generator._sends_cache_marks(),
+        )
+        request = {"custom_id": item.custom_id, "method": "POST", "url": ENDPOINT, "body": body}
+        return json.dumps(request, separators=(",", ":")).encode()
+
+    async def submit(self, lines: Sequence[bytes], *, label: str) -> Submitted:
+        """Upload the input file, then create the batch."""
+        boundary = f"jib-{os.urandom(12).hex()}"
+        body = _multipart(boundary, b"\n".join(lines) + b"\n")
+        headers = self._generator._headers(
+            {
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Accept": "application/json",
+            }
+        )
+        uploaded = await self._json(WireRequest("POST", f"{self._base}/files", headers, body))
+        file_id = _text(uploaded.get("id"), "the uploaded file's id", self.wire_label)
+        created = await self._json(
+            self._post(
+                "/batches",
+                {
+                    "input_file_id": file_id,
+                    "endpoint": ENDPOINT,
+                    "completion_window": "24h",
+                    "metadata": {"jib_run": label[:512]},
+                },
+            )
+        )
+        return Submitted(_text(created.get("id"), "the batch's id", self.wire_label), file_id)
+
+    async def state(self, batch_id: str) -> BatchState:
+        """`GET /batches/{id}`."""
+        data = await self._json(
+            WireRequest("GET", f"{self._base}/batches/{batch_id}", self._generator._headers(_JSON))
+        )
+        return _state(data)
+
+    async def cancel(self, batch_id: str) -> BatchState:
+        """`POST /batches/{id}/cancel`."""
+        return _state(await self._json(self._post(f"/batches/{batch_id}/cancel", {})))
+
+    async def results(self, state: BatchState) -> AsyncIterator[ItemResult]:
+        """The output file's lines, then the error file's."""
+        for file_id in (state.output_file_id, state.error_file_id):
+            if file_id:
+                async for line in self._lines(file_id):
+                    yield self._result(line)
+
+    async def aclose(self) -> None:
+        """Close the result files' connections."""
+        await self._files.aclose()
+
+    # -- one request, one answer ----------------------------------------------------------------
+
+    def _post(self, path: str, payload: Mapping[str, Any]) -> WireRequest:
+        return WireRequest(
+            "POST",
+            self._base + path,
+            self._generator._headers(_JSON),
+            json.dumps(payload).encode(),
+        )
+
+    async def _json(self, request: WireRequest) -> dict[str, Any]:
+        response = await self._generator.wire.send(request, self)
+        return _answer(response, self.wire_label, self.wire_secrets())
+
+    async def _lines(self, file_id: str) -> AsyncIterator[bytes]:
+        request = WireRequest(
+            "GET",
+            f"{self._base}/files/{file_id}/content",
+            self._generator._headers({"Accept": "application/jsonl, application/json"}),
+        )
+        async with self._files.stream(request, self) as response:
+            if response.status >= 300:
+                await self._files.read(response, self)
+                _answer(response, self.wire_label, self.wire_secrets())
+            async for line in self._files.read_lines(response, self):
+                if line.strip():
+                    yield line
+
+    def _result(self, line: bytes) -> ItemResult:
+        """One result line, joined by its `custom_id`."""
+        label = self.wire_label
+        data = parse_json(line, label)
+        if type(data) is not dict or type(data.get("custom_id")) is not str:
+            raise error_for_status(502, "a batch result line has no custom_id", provider=label)
+        custom_id: str = data["custom_id"]
+        response = data.get("response")
+        if type(response) is dict:
+            status = response.get("status_code")
+            status = status if type(status) is int else 200
+            body = response.get("body")
+            if status < 300:
+                try:
+                    return ItemResult(custom_id, answer=read_chat(body, label, status))
+                except ProviderError as exc:
+                    return ItemResult(custom_id, error=exc)
+            raw = json.dumps(body).encode() if not isinstance(body, str) else body.encode()
+            return ItemResult(
+                custom_id,
+                error=error_from_response(status, raw, {}, label, self.wire_secrets()),
+            )
+        error = data.get("error")
+        error = error if type(error) is dict else {}
+        code = str(error.get("code") or "")
+        if code in _NOT_RUN:
+            return ItemResult(custom_id, expired=True)
+        message = str(error.get("message") or code or "the batch returned no response")
+        return ItemResult(custom_id, error=error_for_status(400, message, provider=label))
+
+
+def _answer(response: WireResponse, label: str, secrets: Sequence[str | None]) -> dict[str, Any]:
+    if response.status >= 300:
+        raise error_from_response(response.status, response.body, response.headers, label, secrets)
+    data = parse_json(response.body, label, response.status)
+    if type(data) is not dict:
+        raise error_for_status(502, "the answer is not a JSON object", provider=label)
+    return data
+
+
+def _text(value: Any, what: str, label: str) -> str:
+    if type(value) is not str or not value:
+        raise error_for_status(502, f"the answer has no {what}", provider=label)
+    return value
+
+
+def _state(data: Mapping[str, Any]) -> BatchState:
+    status = str(data.get("status") or "")
+    counts = data.get("request_counts")
+    errors = data.get("errors")
+    found = errors.get("data") if isinstance(errors, Mapping) else None
+    first = found[0] if isinstance(found, list) and found else None
+    message = str(first.get("message") or "") if isinstance(first, Mapping) else ""
+    return BatchState(
+        status=status,
+        phase="ended" if status in _ENDED else "failed" if status == "failed" else "in_progress",
+        output_file_id=data.get("output_file_id") or None,
+        error_file_id=data.get("error_file_id") or None,
+        counts={k: v for k, v in counts.items() if type(v) is int}
+        if isinstance(counts, Mapping)
+        else {},
+        message=message or None,
+    )
+
+
+def _multipart(boundary: str, content: bytes) -> tuple[bytes, ...]:
+    """A `multipart/form-data` body: `purpose=batch` and the JSONL `file`."""
+    head = (
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="purpose"\r\n\r\n'
+        "batch\r\n"
+        f"--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="batch.jsonl"\r\n'
+        "Content-Type: application/jsonl\r\n\r\n"
+    ).encode()
+    return (head, content, f"\r\n--{boundary}--\r\n".encode())
