@@ -30,6 +30,7 @@ from jib.errors import (
     ProviderError,
     error_for_status,
 )
+from jib.generator._response_key import safe_headers
 from jib.generator._wired import WiredGenerator
 from jib.generator.http._budget import DEFAULT_RENDER_LIMITS, RenderLimits
 from jib.generator.http._hooks import HookResult, run_hook
@@ -232,6 +233,26 @@ class HTTPGenerator(WiredGenerator):
         context = self._context([Message("user", text)], params)
         answer, _calls, extra = await self._call(context, params)
         return GeneratedText(answer, extra=extra)
+
+    def response_cache_request(self, item: Sequence[Message] | str, params: GenerateParams) -> Any:
+        """The request this item would send, rendered, for jib's response cache: method, URL,
+        body, and the headers but those a secret name marks (`Authorization`, `X-Api-Key`, …);
+        the key's own value is blanked wherever a template put it."""
+        spec = self.spec
+        if spec is None:
+            return None
+        conversation = [Message("user", item)] if isinstance(item, str) else item
+        context = self._context(conversation, params)
+        spec.check_carries(context.messages, params)
+        prepared = spec.build_request(
+            context, self.render_limits.within(self.request_timeout(params))
+        )
+        return {
+            "method": prepared.method,
+            "url": prepared.url,
+            "headers": safe_headers(prepared.headers),
+            "body": prepared.content,
+        }
 
     def _context(
         self, conversation: Sequence[Message], params: GenerateParams

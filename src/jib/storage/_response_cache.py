@@ -1,0 +1,465 @@
+"""jib's response cache: successful answers kept under the request that got them, and reused.
+
+Not the provider's prompt cache (`ChatPipeline.cache("latest")`, `cache_control`): this one
+keeps whole answers, in a database, so the same request is paid for once.
+
+Tables (created when missing, beside the store's own, or in a database of their own):
+
+- `jib_response_cache`: one row per (key, sample). `key` is the hash of what decides the
+  answer (`jib.generator._response_key`), `sample` the sample index (`--repeat 3` keeps three
+  answers). The primary key is the pair, and rows are written with insert-or-ignore (SQLite
+  `INSERT OR IGNORE`, PostgreSQL `ON CONFLICT DO NOTHING`): two processes that both asked for a
+  missing answer never leave two answers, and the first one written is the one served.
+  `answer` is the answer's JSON (message, stop reason, usage, extra), `origin_chat` the id of
+  the chat it was first made for, `created_at` seconds since the epoch (what `ttl` reads).
+- `jib_response_cache_stats`: hits, misses and the cost saved, per (run, generator), added to
+  as runs go (`jib cache`, `jib runs`).
+
+Only answers are kept: never an error, never a cut stream, never a secret (the key is a hash of
+material with every secret left out; see `jib.generator._response_key`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    select,
+    tuple_,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from jib.storage._engine import WRITE, create_store_engine, redacted_url
+from jib.storage._errors import StoreError
+from jib.storage._location import default_store_url, to_database_url
+
+if TYPE_CHECKING:
+    from jib.generator.base import Generator
+    from jib.messages import Usage
+
+__all__ = [
+    "CachedAnswer",
+    "ResponseCache",
+    "ResponseCacheStats",
+    "open_response_cache",
+    "response_cache_tables",
+]
+
+response_cache_tables = MetaData()
+
+entries = Table(
+    "jib_response_cache",
+    response_cache_tables,
+    Column("key", String(32), primary_key=True),
+    Column("sample", Integer, primary_key=True),
+    Column("generator", Text, nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("origin_chat", String(64)),
+    Column("run", Text),
+    Column("created_at", Float, nullable=False),
+    Column("size", Integer, nullable=False),
+    Index("ix_jib_response_cache_created", "created_at"),
+    Index("ix_jib_response_cache_generator", "generator"),
+    Index("ix_jib_response_cache_run", "run"),
+)
+
+stats = Table(
+    "jib_response_cache_stats",
+    response_cache_tables,
+    Column("run", Text, primary_key=True),
+    Column("generator", Text, primary_key=True),
+    Column("hits", Integer, nullable=False, default=0),
+    Column("misses", Integer, nullable=False, default=0),
+    Column("saved_usd", Float, nullable=False, default=0.0),
+)
+
+_LOOKUP_CHUNK = 400
+"""Keys per lookup query (SQLite allows 32,766 parameters; two a key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    """One kept answer: its JSON (`answer`), the chat it was first made for, and when."""
+
+    answer: dict[str, Any]
+    origin_chat: str | None
+    created_at: float
+
+
+@dataclass(slots=True)
+class NewEntry:
+    """An answer waiting to be written (its chat's id is filled in once the record exists)."""
+
+    key: str
+    sample: int
+    generator: str
+    kind: str
+    answer: bytes
+    origin_chat: str | None = None
+
+
+@dataclass(slots=True)
+class ResponseCacheStats:
+    """Counts of one generator in one run: hits, misses and the cost the hits saved (USD)."""
+
+    hits: int = 0
+    misses: int = 0
+    saved_usd: float = 0.0
+
+
+def open_response_cache(
+    url: str | None = None,
+    *,
+    ttl: float | None = None,
+    run: str | None = None,
+) -> ResponseCache:
+    """Open (creating its tables on first use) jib's response cache.
+
+    Args:
+        url: a database URL or SQLite file path; `None` for the default store (`$JIB_STORE`,
+            else `jib.db` in the user's data folder): the cache then lives beside the chats.
+        ttl: seconds an answer may be served after it was stored; `None` for ever.
+        run: the run name its hits and misses are counted under (`jib cache`, `jib runs`).
+
+    Raises:
+        StoreError: the database cannot be reached.
+    """
+    location = default_store_url() if url is None else to_database_url(str(url))
+    return ResponseCache(create_store_engine(location), ttl=ttl, run=run)
+
+
+class ResponseCache:
+    """A response cache in a SQLite or PostgreSQL database; see the module docstring.
+
+    Set it on a generator (`generator.with_response_cache(cache)`) or a pipeline
+    (`pipeline.with_response_cache(cache)`): each request is then looked up first, by what
+    decides its answer and its sample index, and each successful answer is kept. A hit comes
+    back with `extra["response_cache"] = {"hit": True, "chat_id": …, "stored_at": …}`, no
+    attempts, and the lookup's time as its latency.
+
+    Writes are buffered and go in one transaction at a time, at the end of each batch call
+    (`write_every`: only once that many are waiting; `flush()` and `close()` write the rest).
+    Thread-safe; usable from several event loops.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        ttl: float | None = None,
+        run: str | None = None,
+        write_every: int = 1,
+    ) -> None:
+        if ttl is not None and not (ttl > 0 and math.isfinite(ttl)):
+            raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        self._engine = engine
+        self._url = redacted_url(engine.url)
+        self._postgres = engine.url.get_backend_name() == "postgresql"
+        self.ttl = ttl
+        self.run = run
+        self.write_every = max(1, write_every)
+        self.price: Callable[[Generator, Usage], float | None] = _list_price
+        """What an answer costs (`None`: unknown), for the cost the hits saved."""
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, int], NewEntry] = {}
+        self._stats: dict[str, ResponseCacheStats] = {}
+        self.inflight: dict[tuple[Any, str, int], asyncio.Future[Any]] = {}
+        """Requests being sent for a missing key and sample, by (event loop, key, sample)."""
+        with self._errors("open"):
+            response_cache_tables.create_all(engine, checkfirst=True)
+
+    # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked."""
+        return self._url
+
+    def __repr__(self) -> str:
+        ttl = "" if self.ttl is None else f", ttl={self.ttl:g}"
+        return f"ResponseCache({self._url!r}{ttl})"
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write what is waiting, then close every connection."""
+        try:
+            self.flush()
+        finally:
+            self._engine.dispose()
+
+    def sender(self, generator: Generator, samples: dict[int, int] | None = None) -> Any:
+        """`generator`'s batch methods through this cache, for one batch of a pipeline (see
+        `jib.storage._response_answers.CachedSender`)."""
+        from jib.storage._response_answers import CachedSender
+
+        return CachedSender(self, generator, samples)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def lookup(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], CachedAnswer]:
+        """The kept answers of these (key, sample) pairs that have not expired."""
+        found: dict[tuple[str, int], CachedAnswer] = {}
+        if not keys:
+            return found
+        oldest = None if self.ttl is None else time.time() - self.ttl
+        with self._errors("read"), self._engine.connect() as connection:
+            for start in range(0, len(keys), _LOOKUP_CHUNK):
+                chunk = keys[start : start + _LOOKUP_CHUNK]
+                query = select(
+                    entries.c.key,
+                    entries.c.sample,
+                    entries.c.answer,
+                    entries.c.origin_chat,
+                    entries.c.created_at,
+                ).where(_pairs(chunk))
+                if oldest is not None:
+                    query = query.where(entries.c.created_at >= oldest)
+                for key, sample, answer, origin, created in connection.execute(query):
+                    found[(key, sample)] = CachedAnswer(orjson.loads(answer), origin, created)
+        return found
+
+    async def alookup(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], CachedAnswer]:
+        """`lookup` in a worker thread (the event loop goes on meanwhile)."""
+        return await asyncio.to_thread(self.lookup, keys)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def keep(self, entry: NewEntry) -> None:
+        """Queue an answer to be written (the first answer queued for a key and sample wins)."""
+        with self._lock:
+            self._pending.setdefault((entry.key, entry.sample), entry)
+
+    def pending(self, key: str, sample: int) -> NewEntry | None:
+        """The queued entry of this key and sample, if it is not written yet."""
+        return self._pending.get((key, sample))
+
+    def count(self, generator: str, *, hits: int = 0, misses: int = 0, saved: float = 0.0) -> None:
+        """Add to the hits, misses and saved cost of `generator` (written with the answers)."""
+        with self._lock:
+            counts = self._stats.get(generator)
+            if counts is None:
+                counts = self._stats[generator] = ResponseCacheStats()
+            counts.hits += hits
+            counts.misses += misses
+            counts.saved_usd += saved
+
+    def due(self) -> bool:
+        """Whether enough answers are waiting to be written now."""
+        return len(self._pending) >= self.write_every
+
+    def flush(self) -> int:
+        """Write every waiting answer and count, in one transaction; returns answers written.
+
+        An answer whose key and sample another process wrote first is left as that one wrote
+        it.
+        """
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+            counts, self._stats = self._stats, {}
+        if not pending and not counts:
+            return 0
+        now = time.time()
+        rows = [
+            {
+                "key": e.key,
+                "sample": e.sample,
+                "generator": e.generator,
+                "kind": e.kind,
+                "answer": e.answer.decode(),
+                "origin_chat": e.origin_chat,
+                "run": self.run,
+                "created_at": now,
+                "size": len(e.answer),
+            }
+            for e in pending
+        ]
+        with self._errors("write to"), self._engine.connect() as connection:
+            connection.execution_options(**WRITE)
+            with connection.begin():
+                if rows:
+                    connection.execute(self._insert_ignoring(), rows)
+                for generator, counted in counts.items():
+                    self._add_stats(connection, generator, counted)
+        return len(rows)
+
+    async def aflush(self) -> int:
+        """`flush` in a worker thread."""
+        return await asyncio.to_thread(self.flush)
+
+    def _insert_ignoring(self) -> Any:
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(entries).on_conflict_do_nothing()
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(entries).on_conflict_do_nothing()
+
+    def _add_stats(
+        self, connection: Connection, generator: str, counted: ResponseCacheStats
+    ) -> None:
+        run = self.run or ""
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+        statement = upsert(stats).values(
+            run=run,
+            generator=generator,
+            hits=counted.hits,
+            misses=counted.misses,
+            saved_usd=counted.saved_usd,
+        )
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[stats.c.run, stats.c.generator],
+                set_={
+                    "hits": stats.c.hits + statement.excluded.hits,
+                    "misses": stats.c.misses + statement.excluded.misses,
+                    "saved_usd": stats.c.saved_usd + statement.excluded.saved_usd,
+                },
+            )
+        )
+
+    # -- what `jib cache` shows and does -------------------------------------------------------
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per generator: `generator`, `entries`, `bytes`, `oldest`, `newest` (epoch seconds),
+        `hits`, `misses` and `saved_usd` (over every run)."""
+        by_generator: dict[str, dict[str, Any]] = {}
+        with self._errors("read"), self._engine.connect() as connection:
+            for generator, count, size, oldest, newest in connection.execute(
+                select(
+                    entries.c.generator,
+                    func.count(),
+                    func.coalesce(func.sum(entries.c.size), 0),
+                    func.min(entries.c.created_at),
+                    func.max(entries.c.created_at),
+                ).group_by(entries.c.generator)
+            ):
+                by_generator[generator] = {
+                    "generator": generator,
+                    "entries": int(count),
+                    "bytes": int(size),
+                    "oldest": oldest,
+                    "newest": newest,
+                    "hits": 0,
+                    "misses": 0,
+                    "saved_usd": 0.0,
+                }
+            for generator, hits, misses, saved in connection.execute(
+                select(
+                    stats.c.generator,
+                    func.sum(stats.c.hits),
+                    func.sum(stats.c.misses),
+                    func.sum(stats.c.saved_usd),
+                ).group_by(stats.c.generator)
+            ):
+                row = by_generator.setdefault(
+                    generator,
+                    {
+                        "generator": generator,
+                        "entries": 0,
+                        "bytes": 0,
+                        "oldest": None,
+                        "newest": None,
+                    },
+                )
+                row.update(hits=int(hits or 0), misses=int(misses or 0), saved_usd=saved or 0.0)
+        return sorted(by_generator.values(), key=lambda row: row["generator"])
+
+    def run_stats(self) -> dict[str, ResponseCacheStats]:
+        """Hits, misses and saved cost per run (all generators summed); runs with none left
+        out."""
+        result: dict[str, ResponseCacheStats] = {}
+        with self._errors("read"), self._engine.connect() as connection:
+            for run, hits, misses, saved in connection.execute(
+                select(
+                    stats.c.run,
+                    func.sum(stats.c.hits),
+                    func.sum(stats.c.misses),
+                    func.sum(stats.c.saved_usd),
+                ).group_by(stats.c.run)
+            ):
+                result[run] = ResponseCacheStats(int(hits or 0), int(misses or 0), saved or 0.0)
+        return result
+
+    def clear(
+        self,
+        *,
+        older_than: float | None = None,
+        generator: str | None = None,
+        run: str | None = None,
+    ) -> int:
+        """Delete kept answers: all of them, or those stored more than `older_than` seconds
+        ago, by `generator` (its identifier as `jib cache` shows it), or by `run`; the
+        conditions given all apply. Returns how many were deleted."""
+        conditions = []
+        if older_than is not None:
+            conditions.append(entries.c.created_at < time.time() - older_than)
+        if generator is not None:
+            conditions.append(entries.c.generator == generator)
+        if run is not None:
+            conditions.append(entries.c.run == run)
+        statement = delete(entries)
+        if conditions:
+            statement = statement.where(and_(*conditions))
+        with self._errors("write to"), self._engine.connect() as connection:
+            connection.execution_options(**WRITE)
+            with connection.begin():
+                deleted = connection.execute(statement).rowcount or 0
+                if not conditions:
+                    connection.execute(delete(stats))
+        return int(deleted)
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            original = getattr(exc, "orig", None) or exc
+            first = str(original).strip().splitlines()[:1]
+            raise StoreError(
+                f"cannot {action} the response cache {self._url}: "
+                f"{first[0] if first else type(original).__name__}"
+            ) from exc
+
+
+def _pairs(keys: Sequence[tuple[str, int]]) -> Any:
+    """A condition matching any of these (key, sample) pairs."""
+    samples = {sample for _, sample in keys}
+    if len(samples) == 1:
+        (sample,) = samples
+        return and_(entries.c.sample == sample, entries.c.key.in_([key for key, _ in keys]))
+    return tuple_(entries.c.key, entries.c.sample).in_(list(keys))
+
+
+def _list_price(generator: Generator, usage: Usage) -> float | None:
+    return generator.list_price(usage)
