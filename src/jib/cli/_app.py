@@ -11,6 +11,7 @@ from typing import TextIO
 import typer
 
 from jib.cli._common import EXIT_FAILED, one_line
+from jib.cli.cache import cache_app
 from jib.cli.chat import ChatUsage, chat_command
 from jib.cli.compare import compare_command
 from jib.cli.export import export_command
@@ -50,6 +51,7 @@ spec_app = typer.Typer(
 )
 spec_app.command("render")(render_command)
 app.add_typer(spec_app, name="spec")
+app.add_typer(cache_app, name="cache")
 
 
 def _show_warning(

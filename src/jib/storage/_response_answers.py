@@ -111,7 +111,6 @@ class CachedSender:
             )
         if final is not None and key is not None:
             self.cache.count(self._generator_label(), misses=1)
-            await self._maybe_flush()
 
     # -- after the records are made ------------------------------------------------------------
 

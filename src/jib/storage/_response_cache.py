@@ -63,6 +63,7 @@ __all__ = [
     "ResponseCache",
     "ResponseCacheStats",
     "open_response_cache",
+    "response_cache_run_stats",
     "response_cache_tables",
 ]
 
@@ -450,6 +451,24 @@ class ResponseCache:
                 f"cannot {action} the response cache {self._url}: "
                 f"{first[0] if first else type(original).__name__}"
             ) from exc
+
+
+def response_cache_run_stats(url: str | None = None) -> dict[str, ResponseCacheStats]:
+    """Hits, misses and saved cost per run of the response cache in the database at `url`
+    (`None`: the default store); empty when it holds no response cache. Creates nothing."""
+    from sqlalchemy import inspect
+
+    location = default_store_url() if url is None else to_database_url(str(url))
+    engine = create_store_engine(location)
+    try:
+        try:
+            if not inspect(engine).has_table(stats.name):
+                return {}
+        except SQLAlchemyError:
+            return {}
+        return ResponseCache(engine).run_stats()
+    finally:
+        engine.dispose()
 
 
 def _pairs(keys: Sequence[tuple[str, int]]) -> Any:
