@@ -382,9 +382,9 @@ def open_cli_response_cache(
             seconds = parse_duration(ttl, "--cache-ttl")
         except ValueError as exc:
             fail(str(exc), EXIT_USAGE)
-    opened = open_response_cache(location or store_url, ttl=seconds, run=run)
-    opened.write_every = write_every
-    return opened
+    return open_response_cache(
+        location or store_url, ttl=seconds, run=run, write_every=write_every
+    )
 
 
 def require_run(chat_store: ChatStore, run: str) -> None:

@@ -135,6 +135,7 @@ def open_response_cache(
     *,
     ttl: float | None = None,
     run: str | None = None,
+    write_every: int = 1,
 ) -> ResponseCache:
     """Open (creating its tables on first use) jib's response cache.
 
@@ -143,12 +144,17 @@ def open_response_cache(
             else `jib.db` in the user's data folder): the cache then lives beside the chats.
         ttl: seconds an answer may be served after it was stored; `None` for ever.
         run: the run name its hits and misses are counted under (`jib cache`, `jib runs`).
+        write_every: answers kept in memory before they are written, in one transaction, at
+            the end of a batch (1: every batch writes what it got); `flush()` and `close()`
+            write the rest.
 
     Raises:
         StoreError: the database cannot be reached.
     """
     location = default_store_url() if url is None else to_database_url(str(url))
-    return ResponseCache(create_store_engine(location), ttl=ttl, run=run)
+    return ResponseCache(
+        create_store_engine(location), ttl=ttl, run=run, write_every=write_every
+    )
 
 
 class ResponseCache:
