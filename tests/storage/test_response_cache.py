@@ -82,9 +82,7 @@ def test_a_second_run_is_answered_from_the_cache_without_a_request(
         assert after.id != before.id
 
 
-def test_what_decides_the_answer_makes_a_miss(
-    server: ScriptedServer, cache: ResponseCache
-) -> None:
+def test_what_decides_the_answer_makes_a_miss(server: ScriptedServer, cache: ResponseCache) -> None:
     with counting_server() as other:
         base = jib.get_generator(identifier(server)).with_response_cache(cache)
         chat_many(base, ["same"])
@@ -126,9 +124,7 @@ def test_failed_answers_and_cut_answers_are_never_kept(
     generator = jib.get_generator(identifier(server)).with_response_cache(cache)
     pipeline = generator.chat().catch(Exception)
     for _ in range(2):
-        failed = asyncio.run(
-            pipeline.run_batch(["error:no", "cut:half"], on_failed="include")
-        )
+        failed = asyncio.run(pipeline.run_batch(["error:no", "cut:half"], on_failed="include"))
         assert all(chat.failed for chat in failed)
     assert len(chat_posts(server)) == 4  # asked again: nothing was served from the cache
     assert rows(_url(cache), "SELECT count(*) FROM jib_response_cache")[0][0] == 0
@@ -197,7 +193,9 @@ def test_an_expired_answer_is_asked_again(server: ScriptedServer, store_url: str
         chat_many(jib.get_generator(identifier(server)).with_response_cache(cache), ["hi"])
     time.sleep(0.05)
     with open_response_cache(store_url, ttl=0.01) as short:
-        (fresh,) = chat_many(jib.get_generator(identifier(server)).with_response_cache(short), ["hi"])
+        (fresh,) = chat_many(
+            jib.get_generator(identifier(server)).with_response_cache(short), ["hi"]
+        )
     with open_response_cache(store_url, ttl=3600) as long:
         (kept,) = chat_many(jib.get_generator(identifier(server)).with_response_cache(long), ["hi"])
 
@@ -234,8 +232,12 @@ def test_the_cache_never_holds_two_answers_for_one_key_and_sample(
         open_response_cache(store_url, write_every=100) as one,
         open_response_cache(store_url, write_every=100) as two,
     ):
-        first = chat_many(jib.get_generator(identifier(server)).with_response_cache(one), ["x", "y"])
-        second = chat_many(jib.get_generator(identifier(server)).with_response_cache(two), ["x", "y"])
+        first = chat_many(
+            jib.get_generator(identifier(server)).with_response_cache(one), ["x", "y"]
+        )
+        second = chat_many(
+            jib.get_generator(identifier(server)).with_response_cache(two), ["x", "y"]
+        )
         assert all(hit(c) is None for c in first + second)  # neither had written yet
         one.flush()
         two.flush()
@@ -272,9 +274,9 @@ def test_a_cache_beside_the_chats_leaves_the_store_readable(
     server: ScriptedServer, store_url: str
 ) -> None:
     with open_store(store_url) as store, open_response_cache(store_url) as cache:
-        pipeline = (
-            jib.get_generator(identifier(server)).chat().with_response_cache(cache)
-        ).watch(store.watch(run="both"))
+        pipeline = (jib.get_generator(identifier(server)).chat().with_response_cache(cache)).watch(
+            store.watch(run="both")
+        )
         asyncio.run(pipeline.run_batch(["a"]))
         asyncio.run(pipeline.run_batch(["a"]))
         chats = store.query(run="both")

@@ -382,9 +382,7 @@ def open_cli_response_cache(
             seconds = parse_duration(ttl, "--cache-ttl")
         except ValueError as exc:
             fail(str(exc), EXIT_USAGE)
-    return open_response_cache(
-        location or store_url, ttl=seconds, run=run, write_every=write_every
-    )
+    return open_response_cache(location or store_url, ttl=seconds, run=run, write_every=write_every)
 
 
 def require_run(chat_store: ChatStore, run: str) -> None:

@@ -64,6 +64,7 @@ class CachedSender:
         self.samples = samples or {}
         self._label: str | None = None
         self._secrets: list[str | None] | None = None
+        self._kept_json: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.generator, name)
@@ -245,7 +246,7 @@ class CachedSender:
             results[index] = self._kept(kind, pair[0], pair[1], answer)
             future = futures.get(pair)
             if future is not None and not future.done():
-                future.set_result(CachedAnswer(_answer_json(answer), None, time.time()))
+                future.set_result(CachedAnswer(self._kept_json, None, time.time()))
         return counted
 
     def _key(self, item: Item, params: GenerateParams) -> str | None:
@@ -263,14 +264,17 @@ class CachedSender:
         )
 
     def _kept(self, kind: str, key: str, sample: int, answer: Any) -> Any:
-        """Queue `answer` to be kept; it comes back marked for `settle`."""
+        """Queue `answer` to be kept; it comes back marked for `settle`, and its JSON goes to
+        the items waiting for the same key and sample (`_kept_json`)."""
+        data = _answer_json(answer)
+        self._kept_json = data
         self.cache.keep(
             NewEntry(
                 key,
                 sample,
                 self._generator_label(),
                 kind,
-                orjson.dumps(_answer_json(answer), default=repr),
+                orjson.dumps(data, default=repr),
             )
         )
         answer.extra = {**answer.extra, _MISS: (key, sample)}
@@ -316,10 +320,7 @@ class CachedSender:
 
     def _generator_label(self) -> str:
         if self._label is None:
-            try:
-                self._label = self.generator.to_identifier()
-            except JibError:
-                self._label = f"{type(self.generator).__name__}:{self.generator.model}"
+            self._label = self.cache.label_of(self.generator)
         return self._label
 
     def _secret_values(self) -> list[str | None]:

@@ -22,6 +22,7 @@ material with every secret left out; see `jib.generator._response_key`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
@@ -46,7 +47,6 @@ from sqlalchemy import (
     delete,
     func,
     select,
-    tuple_,
 )
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -152,9 +152,7 @@ def open_response_cache(
         StoreError: the database cannot be reached.
     """
     location = default_store_url() if url is None else to_database_url(str(url))
-    return ResponseCache(
-        create_store_engine(location), ttl=ttl, run=run, write_every=write_every
-    )
+    return ResponseCache(create_store_engine(location), ttl=ttl, run=run, write_every=write_every)
 
 
 class ResponseCache:
@@ -192,6 +190,11 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, int], NewEntry] = {}
         self._stats: dict[str, ResponseCacheStats] = {}
+        self._local = threading.local()
+        self._readers: list[Any] = []
+        self._sql: dict[tuple[int, bool], str] = {}
+        self._labels: dict[int, tuple[Any, str, str]] = {}
+        self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self.inflight: dict[tuple[Any, str, int], asyncio.Future[Any]] = {}
         """Requests being sent for a missing key and sample, by (event loop, key, sample)."""
         with self._errors("open"):
@@ -219,6 +222,11 @@ class ResponseCache:
         try:
             self.flush()
         finally:
+            with self._lock:
+                readers, self._readers = self._readers, []
+            for connection in readers:
+                with contextlib.suppress(Exception):
+                    connection.close()
             self._engine.dispose()
 
     def sender(self, generator: Generator, samples: dict[int, int] | None = None) -> Any:
@@ -228,33 +236,101 @@ class ResponseCache:
 
         return CachedSender(self, generator, samples)
 
+    def label_of(self, generator: Generator) -> str:
+        """How `generator` is named in the cache (its identifier, secrets left out); worked
+        out once per generator object and model."""
+        known = self._labels.get(id(generator))
+        if known is not None and known[0] is generator and known[1] is generator.model:
+            return known[2]
+        from jib.errors import JibError
+
+        try:
+            label = generator.to_identifier()
+        except JibError:
+            label = f"{type(generator).__name__}:{generator.model}"
+        if len(self._labels) > 1000:
+            self._labels.clear()
+        self._labels[id(generator)] = (generator, generator.model, label)
+        return label
+
     # -- reading -------------------------------------------------------------------------------
 
     def lookup(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], CachedAnswer]:
-        """The kept answers of these (key, sample) pairs that have not expired."""
+        """The kept answers of these (key, sample) pairs that have not expired.
+
+        The hot path of every cached request: plain SQL on a DB-API connection this thread
+        keeps, no statement to build.
+        """
         found: dict[tuple[str, int], CachedAnswer] = {}
         if not keys:
             return found
+        wanted = set(keys)
+        unique = list(dict.fromkeys(key for key, _ in keys))
         oldest = None if self.ttl is None else time.time() - self.ttl
-        with self._errors("read"), self._engine.connect() as connection:
-            for start in range(0, len(keys), _LOOKUP_CHUNK):
-                chunk = keys[start : start + _LOOKUP_CHUNK]
-                query = select(
-                    entries.c.key,
-                    entries.c.sample,
-                    entries.c.answer,
-                    entries.c.origin_chat,
-                    entries.c.created_at,
-                ).where(_pairs(chunk))
-                if oldest is not None:
-                    query = query.where(entries.c.created_at >= oldest)
-                for key, sample, answer, origin, created in connection.execute(query):
-                    found[(key, sample)] = CachedAnswer(orjson.loads(answer), origin, created)
+        connection = self._reader()
+        try:
+            cursor = connection.cursor()
+            try:
+                for start in range(0, len(unique), _LOOKUP_CHUNK):
+                    chunk = unique[start : start + _LOOKUP_CHUNK]
+                    sql = self._lookup_sql(len(chunk), oldest is not None)
+                    cursor.execute(sql, chunk if oldest is None else [*chunk, oldest])
+                    for key, sample, answer, origin, created in cursor.fetchall():
+                        if (key, sample) in wanted:
+                            found[(key, sample)] = CachedAnswer(
+                                orjson.loads(answer), origin, created
+                            )
+            finally:
+                cursor.close()
+            if self._postgres:
+                connection.rollback()  # no transaction left open between lookups
+        except Exception as exc:
+            self._drop_reader()
+            if isinstance(exc, self._dbapi_error):
+                raise StoreError(
+                    f"cannot read the response cache {self._url}: {_first_line(exc)}"
+                ) from exc
+            raise
         return found
 
     async def alookup(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], CachedAnswer]:
-        """`lookup` in a worker thread (the event loop goes on meanwhile)."""
-        return await asyncio.to_thread(self.lookup, keys)
+        """`lookup`, from the event loop: SQLite answers at once (a lookup by primary key in a
+        local file takes microseconds, less than a hop to a thread); PostgreSQL's answer is
+        waited for in a worker thread."""
+        if self._postgres:
+            return await asyncio.to_thread(self.lookup, keys)
+        return self.lookup(keys)
+
+    def _lookup_sql(self, count: int, with_ttl: bool) -> str:
+        known = self._sql.get((count, with_ttl))
+        if known is None:
+            mark = "%s" if self._postgres else "?"
+            sql = (
+                "SELECT key, sample, answer, origin_chat, created_at FROM jib_response_cache "
+                f"WHERE key IN ({', '.join([mark] * count)})"
+            )
+            if with_ttl:
+                sql += f" AND created_at >= {mark}"
+            known = self._sql[(count, with_ttl)] = sql
+        return known
+
+    def _reader(self) -> Any:
+        """This thread's DB-API connection for lookups."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            with self._errors("read"):
+                connection = self._engine.raw_connection()
+            self._local.connection = connection
+            with self._lock:
+                self._readers.append(connection)
+        return connection
+
+    def _drop_reader(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.invalidate()
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -293,25 +369,26 @@ class ResponseCache:
         if not pending and not counts:
             return 0
         now = time.time()
+        run = self.run
         rows = [
-            {
-                "key": e.key,
-                "sample": e.sample,
-                "generator": e.generator,
-                "kind": e.kind,
-                "answer": e.answer.decode(),
-                "origin_chat": e.origin_chat,
-                "run": self.run,
-                "created_at": now,
-                "size": len(e.answer),
-            }
+            (
+                e.key,
+                e.sample,
+                e.generator,
+                e.kind,
+                e.answer.decode(),
+                e.origin_chat,
+                run,
+                now,
+                len(e.answer),
+            )
             for e in pending
         ]
         with self._errors("write to"), self._engine.connect() as connection:
             connection.execution_options(**WRITE)
             with connection.begin():
                 if rows:
-                    connection.execute(self._insert_ignoring(), rows)
+                    connection.exec_driver_sql(self._insert_sql(), rows)
                 for generator, counted in counts.items():
                     self._add_stats(connection, generator, counted)
         return len(rows)
@@ -320,14 +397,17 @@ class ResponseCache:
         """`flush` in a worker thread."""
         return await asyncio.to_thread(self.flush)
 
-    def _insert_ignoring(self) -> Any:
+    def _insert_sql(self) -> str:
+        """Insert-or-ignore, in the driver's own SQL (one statement for many rows)."""
+        columns = "key, sample, generator, kind, answer, origin_chat, run, created_at, size"
         if self._postgres:
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(entries).on_conflict_do_nothing()
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(entries).on_conflict_do_nothing()
+            marks = ", ".join(["%s"] * 9)
+            return (
+                f"INSERT INTO jib_response_cache ({columns}) VALUES ({marks}) "
+                "ON CONFLICT DO NOTHING"
+            )
+        marks = ", ".join(["?"] * 9)
+        return f"INSERT OR IGNORE INTO jib_response_cache ({columns}) VALUES ({marks})"
 
     def _add_stats(
         self, connection: Connection, generator: str, counted: ResponseCacheStats
@@ -477,13 +557,9 @@ def response_cache_run_stats(url: str | None = None) -> dict[str, ResponseCacheS
         engine.dispose()
 
 
-def _pairs(keys: Sequence[tuple[str, int]]) -> Any:
-    """A condition matching any of these (key, sample) pairs."""
-    samples = {sample for _, sample in keys}
-    if len(samples) == 1:
-        (sample,) = samples
-        return and_(entries.c.sample == sample, entries.c.key.in_([key for key, _ in keys]))
-    return tuple_(entries.c.key, entries.c.sample).in_(list(keys))
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _list_price(generator: Generator, usage: Usage) -> float | None:
