@@ -439,7 +439,9 @@ class ResponseCache:
 
     def summary(self) -> list[dict[str, Any]]:
         """Per generator: `generator`, `entries`, `bytes`, `oldest`, `newest` (epoch seconds),
-        `hits`, `misses` and `saved_usd` (over every run)."""
+        `hits`, `misses` and `saved_usd` (over every run); what this cache has not written yet
+        is written first."""
+        self.flush()
         by_generator: dict[str, dict[str, Any]] = {}
         with self._errors("read"), self._engine.connect() as connection:
             for generator, count, size, oldest, newest in connection.execute(
