@@ -48,14 +48,13 @@ sys.path.insert(0, str(HERE))
 import run_all  # noqa: E402  (sibling scripts, not a package)
 import transport  # noqa: E402
 from main_job import measure, prompts_for  # noqa: E402
+from response_cache_report import put_section, section  # noqa: E402
 
 CLIENTS = ["plain", "filling", "cached"]
 SMOKE_PROMPTS = 300
 MAX_RATIO = 0.2
 MAX_OVERHEAD = 0.10
 PAGE = ROOT / "docs" / "benchmarks.md"
-BEGIN = "<!-- response_cache.py: begin -->"
-END = "<!-- response_cache.py: end -->"
 
 
 def command(client: str, stub: str, dataset: Path, store: Path, concurrency: int) -> list[str]:
@@ -144,63 +143,6 @@ def summarize(rounds: list[dict[str, dict[str, Any]]], count: int) -> dict[str, 
             },
         ],
     }
-
-
-def section(result: dict[str, Any]) -> list[str]:
-    """The markdown section of `docs/benchmarks.md` (also written by `transport_report.py`)."""
-    medians = result["medians"]
-    lines = [
-        "## Response cache: a cached re-run, and what a miss costs (issue 20)",
-        "",
-        f"Written by `{result['command']}` on {result['date']} ({result['rounds']} round(s) "
-        f"of {result['prompts']:,} prompts, {result['concurrency']} in flight, each run a fresh "
-        "`jib run` process against the local OpenAI stub, measured whole; medians).",
-        "",
-        "| check | measured | bound | result |",
-        "|---|---|---|---|",
-    ]
-    for check in result["acceptance"]:
-        verdict = "pass" if check["ok"] else "**FAIL**"
-        lines.append(f"| {check['check']} | {check['measured']} | {check['bound']} | {verdict} |")
-    lines += [
-        "",
-        "| run | wall s | CPU s | CPU µs/chat | requests sent |",
-        "|---|---|---|---|---|",
-    ]
-    names = {
-        "plain": "`jib run` (no cache)",
-        "filling": "`jib run --cache`, empty cache (all miss)",
-        "cached": "`jib run --cache` again (all hit)",
-    }
-    for client in CLIENTS:
-        m = medians[client]
-        sent = result["prompts"] if client != "cached" else 0
-        lines.append(
-            f"| {names[client]} | {m['wall_s']:.2f} | {m['cpu_s']:.2f} | "
-            f"{m['cpu_us_per_chat']:.0f} | {sent:,} |"
-        )
-    lines += [
-        "",
-        "Each process is timed from its start to its exit, so interpreter start-up, imports and "
-        "storing every chat are in every figure; the cached re-run is bound by storing the "
-        "chats (see the main job above). The CPU overhead compares the run that fills the cache "
-        "with the same run without `--cache`: the key, the lookup and the write of each answer.",
-        "",
-    ]
-    return lines
-
-
-def put_section(page: Path, lines: list[str]) -> None:
-    """Replace the section between the markers in `page` (append it when absent)."""
-    block = "\n".join([BEGIN, *lines, END])
-    text = page.read_text() if page.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    page.write_text(text)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
