@@ -286,3 +286,29 @@ def test_a_cache_beside_the_chats_leaves_the_store_readable(
 
 def _url(cache: ResponseCache) -> str:
     return cache._engine.url.render_as_string(hide_password=False)
+
+
+def test_http_error_bodies_are_never_kept_and_answers_are(
+    server: ScriptedServer, cache: ResponseCache
+) -> None:
+    from jib.generator.http import HTTPGenerator
+
+    generator = HTTPGenerator.for_json_endpoint(
+        url=f"{server.url}/v1/chat/completions",
+        request_body={"model": "{{ model }}", "messages": "$messages"},
+        response={"content_path": "$.choices[0].message.content", "error_path": "$.error.message"},
+        api_key="sk-http-secret-1234",
+        auth={"header": "Authorization", "format": "Bearer {api_key}"},
+        max_retries=0,
+    ).with_response_cache(cache)
+    pipeline = generator.chat().catch(Exception)
+    for _ in range(2):
+        failed, good = asyncio.run(
+            pipeline.run_batch(["error:denied", "hello"], on_failed="include")
+        )
+        assert failed.failed and not good.failed
+    assert hit(good) is not None and good.content == "hello #1"
+    assert len(chat_posts(server)) == 3  # the error twice, the answer once
+    cache.flush()
+    kept = rows(_url(cache), "SELECT answer FROM jib_response_cache")
+    assert len(kept) == 1 and "denied" not in kept[0][0] and "sk-http" not in kept[0][0]

@@ -245,7 +245,7 @@ class CachedSender:
                 continue
             results[index] = self._kept(kind, pair[0], pair[1], answer)
             future = futures.get(pair)
-            if future is not None and not future.done():
+            if future is not None and not future.done() and _MISS in answer.extra:
                 future.set_result(CachedAnswer(self._kept_json, None, time.time()))
         return counted
 
@@ -265,18 +265,15 @@ class CachedSender:
 
     def _kept(self, kind: str, key: str, sample: int, answer: Any) -> Any:
         """Queue `answer` to be kept; it comes back marked for `settle`, and its JSON goes to
-        the items waiting for the same key and sample (`_kept_json`)."""
+        the items waiting for the same key and sample (`_kept_json`). An answer whose extra
+        cannot be written as JSON is handed on uncached: keeping it never fails it."""
         data = _answer_json(answer)
+        try:
+            encoded = orjson.dumps(data, default=repr, option=orjson.OPT_NON_STR_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            return answer
         self._kept_json = data
-        self.cache.keep(
-            NewEntry(
-                key,
-                sample,
-                self._generator_label(),
-                kind,
-                orjson.dumps(data, default=repr),
-            )
-        )
+        self.cache.keep(NewEntry(key, sample, self._generator_label(), kind, encoded))
         answer.extra = {**answer.extra, _MISS: (key, sample)}
         return answer
 
