@@ -245,3 +245,19 @@ def test_a_cache_store_of_its_own(jib: JibRunner, tmp_path: Path, server: Script
     assert len(chat_posts(server)) == 2
     assert json.loads(jib("cache", "--store", str(cache), "--json").stdout)[0]["entries"] == 2
     assert json.loads(jib("cache", "--json").stdout) == []  # the store itself holds none
+
+
+def test_an_unreachable_cache_store_is_one_clear_error(jib: JibRunner, tmp_path: Path) -> None:
+    from tests.support.scripted_server import closed_port
+
+    prompts = write_prompts(tmp_path, 1)
+    url = f"postgresql://nobody:pw-secret@127.0.0.1:{closed_port()}/x"
+    result = jib("run", "echo!x", "-f", str(prompts), "--cache", "--cache-store", url)
+    assert_one_clean_error_line(result, "response cache")
+    assert "pw-secret" not in result.stderr
+
+
+def test_cache_clear_refuses_a_bad_duration(jib: JibRunner) -> None:
+    result = jib("cache", "clear", "--older-than", "-3d")
+    assert_one_clean_error_line(result, "--older-than '-3d' is not a duration")
+    assert result.code == 2

@@ -312,3 +312,9 @@ def test_http_error_bodies_are_never_kept_and_answers_are(
     cache.flush()
     kept = rows(_url(cache), "SELECT answer FROM jib_response_cache")
     assert len(kept) == 1 and "denied" not in kept[0][0] and "sk-http" not in kept[0][0]
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf")])
+def test_a_ttl_must_be_a_positive_number_of_seconds(store_url: str, ttl: float) -> None:
+    with pytest.raises(ValueError, match="ttl must be a positive number of seconds"):
+        open_response_cache(store_url, ttl=ttl)

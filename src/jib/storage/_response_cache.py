@@ -143,6 +143,7 @@ def open_response_cache(
         url: a database URL or SQLite file path; `None` for the default store (`$JIB_STORE`,
             else `jib.db` in the user's data folder): the cache then lives beside the chats.
         ttl: seconds an answer may be served after it was stored; `None` for ever.
+            `ValueError` unless positive and finite.
         run: the run name its hits and misses are counted under (`jib cache`, `jib runs`).
         write_every: answers kept in memory before they are written, in one transaction, at
             the end of a batch (1: every batch writes what it got); `flush()` and `close()`
@@ -151,6 +152,7 @@ def open_response_cache(
     Raises:
         StoreError: the database cannot be reached.
     """
+    _check_ttl(ttl)
     location = default_store_url() if url is None else to_database_url(str(url))
     return ResponseCache(create_store_engine(location), ttl=ttl, run=run, write_every=write_every)
 
@@ -177,8 +179,7 @@ class ResponseCache:
         run: str | None = None,
         write_every: int = 1,
     ) -> None:
-        if ttl is not None and not (ttl > 0 and math.isfinite(ttl)):
-            raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+        _check_ttl(ttl)
         self._engine = engine
         self._url = redacted_url(engine.url)
         self._postgres = engine.url.get_backend_name() == "postgresql"
@@ -198,7 +199,7 @@ class ResponseCache:
         self.inflight: dict[tuple[Any, str, int], asyncio.Future[Any]] = {}
         """Requests being sent for a missing key and sample, by (event loop, key, sample)."""
         with self._errors("open"):
-            response_cache_tables.create_all(engine, checkfirst=True)
+            self._create_tables()
 
     # -- identity ------------------------------------------------------------------------------
 
@@ -228,6 +229,21 @@ class ResponseCache:
                 with contextlib.suppress(Exception):
                     connection.close()
             self._engine.dispose()
+
+    def _create_tables(self) -> None:
+        """Create the tables when missing. Two processes may try at once: SQLite queues them
+        (`BEGIN IMMEDIATE`); on PostgreSQL the loser's error is dropped when the tables exist."""
+        try:
+            with self._engine.connect() as connection:
+                connection.execution_options(**WRITE)
+                with connection.begin():
+                    response_cache_tables.create_all(connection, checkfirst=True)
+        except SQLAlchemyError:
+            from sqlalchemy import inspect
+
+            found = inspect(self._engine)
+            if not all(found.has_table(t.name) for t in response_cache_tables.sorted_tables):
+                raise
 
     def sender(self, generator: Generator, samples: dict[int, int] | None = None) -> Any:
         """`generator`'s batch methods through this cache, for one batch of a pipeline (see
@@ -557,6 +573,11 @@ def response_cache_run_stats(url: str | None = None) -> dict[str, ResponseCacheS
         return ResponseCache(engine).run_stats()
     finally:
         engine.dispose()
+
+
+def _check_ttl(ttl: float | None) -> None:
+    if ttl is not None and not (ttl > 0 and math.isfinite(ttl)):
+        raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
 
 
 def _first_line(exc: BaseException) -> str:
