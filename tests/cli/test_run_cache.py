@@ -245,6 +245,7 @@ def test_a_cache_store_of_its_own(jib: JibRunner, tmp_path: Path, server: Script
     assert len(chat_posts(server)) == 2
     assert json.loads(jib("cache", "--store", str(cache), "--json").stdout)[0]["entries"] == 2
     assert json.loads(jib("cache", "--json").stdout) == []  # the store itself holds none
+    assert "deleted 2 answers" in jib("cache", "--store", str(cache), "clear").stdout
 
 
 def test_an_unreachable_cache_store_is_one_clear_error(jib: JibRunner, tmp_path: Path) -> None:

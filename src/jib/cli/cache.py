@@ -70,6 +70,7 @@ def cache_callback(
       jib cache clear --generator 'openai!gpt-4o-mini'
     """
     if context.invoked_subcommand is not None:
+        context.obj = store  # `jib cache --store X clear` clears X
         return
     with handle_errors():
         cache = _open(store)
@@ -96,6 +97,7 @@ def cache_callback(
 
 @cache_app.command("clear")
 def clear_command(
+    context: typer.Context,
     older_than: Annotated[
         str | None,
         typer.Option(
@@ -138,7 +140,7 @@ def clear_command(
                 seconds = parse_duration(older_than, "--older-than")
             except ValueError as exc:
                 fail(str(exc), EXIT_USAGE)
-        cache = _open(store)
+        cache = _open(store or context.obj)
         try:
             deleted = cache.clear(older_than=seconds, generator=generator, run=run)
             url = cache.url
