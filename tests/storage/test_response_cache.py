@@ -223,6 +223,19 @@ def test_concurrent_batches_asking_the_same_missing_key_make_one_request(
     chat_many(generator, ["twice", "twice"])
     assert len(chat_posts(server)) == 11
 
+    # When the one request fails, each waiting item sends its own (and fails on its own).
+    failing = generator.chat().catch(Exception)
+
+    async def failing_twice() -> list[list[jib.Chat]]:
+        return await asyncio.gather(
+            failing.run_batch(["error:no"], on_failed="include"),
+            failing.run_batch(["error:no"], on_failed="include"),
+        )
+
+    (one,), (two,) = asyncio.run(failing_twice())
+    assert one.failed and two.failed and one.error is not two.error
+    assert len(chat_posts(server)) == 13
+
 
 def test_the_cache_never_holds_two_answers_for_one_key_and_sample(
     server: ScriptedServer, store_url: str

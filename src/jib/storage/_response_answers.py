@@ -190,16 +190,18 @@ class CachedSender:
             for future in futures.values():  # failed: its waiters send their own (no waiting
                 if not future.done():  # on each other across batches)
                     future.set_result(None)
-            for index, future in waiting:
-                answer = await asyncio.shield(future)
-                if answer is None:  # the request it waited for failed: send its own
-                    misses += await self._send(kind, items, params, keys, [index], results, {})
-                else:
-                    pair = keys[index]
-                    assert pair is not None
-                    results[index] = hit = self._hit(kind, pair, answer, started)
-                    hits += 1
-                    saved += self._price(hit.usage)
+            answers = await asyncio.gather(*(asyncio.shield(f) for _, f in waiting))
+            again: list[int] = []  # the request they waited for failed: they send their own
+            for (index, _), answer in zip(waiting, answers, strict=True):
+                pair = keys[index]
+                assert pair is not None
+                if answer is None:
+                    again.append(index)
+                    continue
+                results[index] = hit = self._hit(kind, pair, answer, started)
+                hits += 1
+                saved += self._price(hit.usage)
+            misses += await self._send(kind, items, params, keys, again, results, {})
         finally:
             for pair, future in futures.items():
                 if not future.done():
