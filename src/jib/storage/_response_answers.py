@@ -28,7 +28,7 @@ import orjson
 from jib.errors import JibError
 from jib.generator._response_key import request_key
 from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
-from jib.storage._response_cache import CachedAnswer, NewEntry
+from jib.storage._response_cache_tables import CachedAnswer, NewEntry
 
 if TYPE_CHECKING:
     from jib.generator.base import Generator

@@ -28,31 +28,28 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import (
-    Column,
-    Connection,
-    Engine,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
-    delete,
-    func,
-    select,
-)
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from jib.storage._engine import WRITE, create_store_engine, redacted_url
 from jib.storage._errors import StoreError
 from jib.storage._location import default_store_url, to_database_url
+from jib.storage._response_cache_admin import (
+    clear_answers,
+    response_cache_run_stats,
+    run_stats,
+    summary,
+)
+from jib.storage._response_cache_tables import (
+    CachedAnswer,
+    NewEntry,
+    ResponseCacheStats,
+    response_cache_tables,
+    stats,
+)
 
 if TYPE_CHECKING:
     from jib.generator.base import Generator
@@ -60,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CachedAnswer",
+    "NewEntry",
     "ResponseCache",
     "ResponseCacheStats",
     "open_response_cache",
@@ -67,67 +65,8 @@ __all__ = [
     "response_cache_tables",
 ]
 
-response_cache_tables = MetaData()
-
-entries = Table(
-    "jib_response_cache",
-    response_cache_tables,
-    Column("key", String(32), primary_key=True),
-    Column("sample", Integer, primary_key=True),
-    Column("generator", Text, nullable=False),
-    Column("kind", String(8), nullable=False),
-    Column("answer", Text, nullable=False),
-    Column("origin_chat", String(64)),
-    Column("run", Text),
-    Column("created_at", Float, nullable=False),
-    Column("size", Integer, nullable=False),
-    Index("ix_jib_response_cache_created", "created_at"),
-    Index("ix_jib_response_cache_generator", "generator"),
-    Index("ix_jib_response_cache_run", "run"),
-)
-
-stats = Table(
-    "jib_response_cache_stats",
-    response_cache_tables,
-    Column("run", Text, primary_key=True),
-    Column("generator", Text, primary_key=True),
-    Column("hits", Integer, nullable=False, default=0),
-    Column("misses", Integer, nullable=False, default=0),
-    Column("saved_usd", Float, nullable=False, default=0.0),
-)
-
 _LOOKUP_CHUNK = 400
 """Keys per lookup query (SQLite allows 32,766 parameters; two a key)."""
-
-
-@dataclass(frozen=True, slots=True)
-class CachedAnswer:
-    """One kept answer: its JSON (`answer`), the chat it was first made for, and when."""
-
-    answer: dict[str, Any]
-    origin_chat: str | None
-    created_at: float
-
-
-@dataclass(slots=True)
-class NewEntry:
-    """An answer waiting to be written (its chat's id is filled in once the record exists)."""
-
-    key: str
-    sample: int
-    generator: str
-    kind: str
-    answer: bytes
-    origin_chat: str | None = None
-
-
-@dataclass(slots=True)
-class ResponseCacheStats:
-    """Counts of one generator in one run: hits, misses and the cost the hits saved (USD)."""
-
-    hits: int = 0
-    misses: int = 0
-    saved_usd: float = 0.0
 
 
 def open_response_cache(
@@ -458,63 +397,15 @@ class ResponseCache:
         `hits`, `misses` and `saved_usd` (over every run); what this cache has not written yet
         is written first."""
         self.flush()
-        by_generator: dict[str, dict[str, Any]] = {}
         with self._errors("read"), self._engine.connect() as connection:
-            for generator, count, size, oldest, newest in connection.execute(
-                select(
-                    entries.c.generator,
-                    func.count(),
-                    func.coalesce(func.sum(entries.c.size), 0),
-                    func.min(entries.c.created_at),
-                    func.max(entries.c.created_at),
-                ).group_by(entries.c.generator)
-            ):
-                by_generator[generator] = {
-                    "generator": generator,
-                    "entries": int(count),
-                    "bytes": int(size),
-                    "oldest": oldest,
-                    "newest": newest,
-                    "hits": 0,
-                    "misses": 0,
-                    "saved_usd": 0.0,
-                }
-            for generator, hits, misses, saved in connection.execute(
-                select(
-                    stats.c.generator,
-                    func.sum(stats.c.hits),
-                    func.sum(stats.c.misses),
-                    func.sum(stats.c.saved_usd),
-                ).group_by(stats.c.generator)
-            ):
-                row = by_generator.setdefault(
-                    generator,
-                    {
-                        "generator": generator,
-                        "entries": 0,
-                        "bytes": 0,
-                        "oldest": None,
-                        "newest": None,
-                    },
-                )
-                row.update(hits=int(hits or 0), misses=int(misses or 0), saved_usd=saved or 0.0)
-        return sorted(by_generator.values(), key=lambda row: row["generator"])
+            return summary(connection)
 
     def run_stats(self) -> dict[str, ResponseCacheStats]:
         """Hits, misses and saved cost per run (all generators summed); runs with none left
-        out."""
-        result: dict[str, ResponseCacheStats] = {}
+        out. What this cache has not written yet is written first."""
+        self.flush()
         with self._errors("read"), self._engine.connect() as connection:
-            for run, hits, misses, saved in connection.execute(
-                select(
-                    stats.c.run,
-                    func.sum(stats.c.hits),
-                    func.sum(stats.c.misses),
-                    func.sum(stats.c.saved_usd),
-                ).group_by(stats.c.run)
-            ):
-                result[run] = ResponseCacheStats(int(hits or 0), int(misses or 0), saved or 0.0)
-        return result
+            return run_stats(connection)
 
     def clear(
         self,
@@ -526,23 +417,12 @@ class ResponseCache:
         """Delete kept answers: all of them, or those stored more than `older_than` seconds
         ago, by `generator` (its identifier as `jib cache` shows it), or by `run`; the
         conditions given all apply. Returns how many were deleted."""
-        conditions = []
-        if older_than is not None:
-            conditions.append(entries.c.created_at < time.time() - older_than)
-        if generator is not None:
-            conditions.append(entries.c.generator == generator)
-        if run is not None:
-            conditions.append(entries.c.run == run)
-        statement = delete(entries)
-        if conditions:
-            statement = statement.where(and_(*conditions))
         with self._errors("write to"), self._engine.connect() as connection:
             connection.execution_options(**WRITE)
             with connection.begin():
-                deleted = connection.execute(statement).rowcount or 0
-                if not conditions:
-                    connection.execute(delete(stats))
-        return int(deleted)
+                return clear_answers(
+                    connection, older_than=older_than, generator=generator, run=run
+                )
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -555,24 +435,6 @@ class ResponseCache:
                 f"cannot {action} the response cache {self._url}: "
                 f"{first[0] if first else type(original).__name__}"
             ) from exc
-
-
-def response_cache_run_stats(url: str | None = None) -> dict[str, ResponseCacheStats]:
-    """Hits, misses and saved cost per run of the response cache in the database at `url`
-    (`None`: the default store); empty when it holds no response cache. Creates nothing."""
-    from sqlalchemy import inspect
-
-    location = default_store_url() if url is None else to_database_url(str(url))
-    engine = create_store_engine(location)
-    try:
-        try:
-            if not inspect(engine).has_table(stats.name):
-                return {}
-        except SQLAlchemyError:
-            return {}
-        return ResponseCache(engine).run_stats()
-    finally:
-        engine.dispose()
 
 
 def _check_ttl(ttl: float | None) -> None:
