@@ -20,10 +20,10 @@ HI = [Message("user", "hi")]
 
 
 def key(generator: jib.Generator, params: GenerateParams | None = None, item: Any = None) -> str:
-    material = generator.response_cache_request(
+    request = generator.response_cache_request(
         HI if item is None else item, params or GenerateParams()
     )
-    return request_key(material)
+    return request_key({"generator": generator.response_cache_identity(), "request": request})
 
 
 def test_openai_keys_the_url_and_the_body_it_sends() -> None:
@@ -108,6 +108,13 @@ def test_http_keys_the_rendered_request_without_its_auth_header() -> None:
     assert request_key(second_material, ["sk-other-secret"]) == first  # the key is blanked
     other_model = generator("sk-first-secret", "n").response_cache_request(HI, GenerateParams())
     assert request_key(other_model, ["sk-first-secret"]) != first
+    # The spec is the generator's identity: what reads the answer decides it too.
+    one, two = generator("k"), generator("k")
+    two.spec = two.spec.model_copy(
+        update={"response": two.spec.response.model_copy(update={"valid_status_codes": [201]})}
+    )
+    assert one.response_cache_identity() != two.response_cache_identity()
+    assert "sk-first-secret" not in str(generator("sk-first-secret").response_cache_identity())
 
 
 def test_a_generator_marked_uncacheable_says_why() -> None:

@@ -1,11 +1,13 @@
 """The response cache's key: what decides an answer, written out and hashed.
 
-Each generator says what decides one item's answer (`Generator.response_cache_request`): for
-the providers that put a request on jib's wire (`openai!`, `http!`) it is that request — the
-URL and the body they send, and for `http!` the headers too — and for LiteLLM the arguments of
-its call; for a provider without a request of its own (local models, the test generators, a
-user's subclass), the provider, the model, every attribute that is not a secret or runtime
-state, the params, and the messages with their parts, tools and response format. What only
+A key has two parts. The generator's identity (`Generator.response_cache_identity`, once per
+batch): its provider, model, and every attribute that is not a secret, runtime state or a
+setting of how requests travel — so an `http!` spec's response transforms, which decide the
+answer's text, are in it. And each item's request (`Generator.response_cache_request`): for the
+providers that put a request on jib's wire (`openai!`, `http!`) that request — the URL and the
+body they send, and for `http!` the headers too — for LiteLLM the arguments of its call, and
+for a provider without a request of its own (local models, the test generators, a user's
+subclass) the params and the messages with their parts, tools and response format. What only
 shapes how a request is sent (limits, retries, `timeout`, the proxy, TLS settings) is left out:
 it does not change the answer.
 
@@ -34,7 +36,15 @@ if TYPE_CHECKING:
     from jib.messages import Message
     from jib.params import GenerateParams
 
-__all__ = ["KEY_VERSION", "generic_request", "params_material", "request_key", "safe_headers"]
+__all__ = [
+    "KEY_VERSION",
+    "answering_attributes",
+    "generator_identity",
+    "generic_request",
+    "params_material",
+    "request_key",
+    "safe_headers",
+]
 
 KEY_VERSION = 1
 """The version of the key format, mixed into every hash."""
@@ -87,11 +97,18 @@ def safe_headers(headers: dict[str, str]) -> dict[str, str]:
     }
 
 
-def generic_request(
-    generator: Generator, item: Sequence[Message] | str, params: GenerateParams
-) -> dict[str, Any]:
-    """What decides an answer when a provider has no request of its own to show (see the
-    module docstring)."""
+def generic_request(item: Sequence[Message] | str, params: GenerateParams) -> dict[str, Any]:
+    """What decides an answer beside the generator when a provider has no request of its own
+    to show: the params and the messages with their parts (or the text)."""
+    return {
+        "params": params_material(params),
+        "input": item if isinstance(item, str) else [message.to_dict() for message in item],
+    }
+
+
+def generator_identity(generator: Generator) -> dict[str, Any]:
+    """What decides every answer of `generator`: its provider, model and answering attributes
+    (worked out once per batch)."""
     from jib.registry import provider_name_for
 
     cls = type(generator)
@@ -100,8 +117,6 @@ def generic_request(
         "provider": provider,
         "model": generator.model,
         "attributes": answering_attributes(generator),
-        "params": params_material(params),
-        "input": item if isinstance(item, str) else [message.to_dict() for message in item],
     }
 
 

@@ -106,16 +106,24 @@ class Generator(BaseModel):
     """Whether jib's response cache may keep and reuse this generator's answers (`False` for
     generators whose answers are decided by something a request does not show, like `fail!`)."""
 
-    def response_cache_request(self, item: Sequence[Message] | str, params: GenerateParams) -> Any:
-        """What decides the answer to one item, for jib's response cache (JSON-able, no secret).
+    def response_cache_identity(self) -> Any:
+        """What decides every answer of this generator, for jib's response cache (JSON-able,
+        no secret): its provider, model and attributes, secrets, runtime state and send
+        settings left out. Worked out once per batch. See `jib.generator._response_key`."""
+        from jib.generator._response_key import generator_identity
 
-        By default the provider, model, attributes (not secrets, runtime state or send
-        settings), params and messages with their parts; a provider with a request of its own
-        returns that request (`openai!`: its URL and body). See `jib.generator._response_key`.
+        return generator_identity(self)
+
+    def response_cache_request(self, item: Sequence[Message] | str, params: GenerateParams) -> Any:
+        """What decides the answer to one item beside `response_cache_identity()`, for jib's
+        response cache (JSON-able, no secret).
+
+        By default the params and the messages with their parts; a provider with a request of
+        its own returns that request (`openai!`: its URL and body).
         """
         from jib.generator._response_key import generic_request
 
-        return generic_request(self, item, params)
+        return generic_request(item, params)
 
     def response_cache_refusal(self) -> str | None:
         """Why this generator's answers cannot be cached, or `None` when they can."""

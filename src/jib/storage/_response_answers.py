@@ -65,6 +65,7 @@ class CachedSender:
         self._label: str | None = None
         self._secrets: list[str | None] | None = None
         self._kept_json: dict[str, Any] = {}
+        self._identity: Any = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.generator, name)
@@ -260,10 +261,11 @@ class CachedSender:
             return None
         if material is None:
             return None
-        return request_key(
-            {"kind": "text" if isinstance(item, str) else "chat", "request": material},
-            self._secret_values(),
-        )
+        if self._identity is None:
+            self._identity = self.generator.response_cache_identity()
+        kind = "text" if isinstance(item, str) else "chat"
+        material = {"kind": kind, "generator": self._identity, "request": material}
+        return request_key(material, self._secret_values())
 
     def _kept(self, kind: str, key: str, sample: int, answer: Any) -> Any:
         """Queue `answer` to be kept; it comes back marked for `settle`, and its JSON goes to
