@@ -22,7 +22,6 @@ material with every secret left out; see `jib.generator._response_key`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import threading
 import time
@@ -130,8 +129,6 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, int], NewEntry] = {}
         self._stats: dict[str, ResponseCacheStats] = {}
-        self._local = threading.local()
-        self._readers: list[Any] = []
         self._sql: dict[tuple[int, bool], str] = {}
         self._labels: dict[int, tuple[Any, str, str]] = {}
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
@@ -162,11 +159,6 @@ class ResponseCache:
         try:
             self.flush()
         finally:
-            with self._lock:
-                readers, self._readers = self._readers, []
-            for connection in readers:
-                with contextlib.suppress(Exception):
-                    connection.close()
             self._engine.dispose()
 
     def _create_tables(self) -> None:
@@ -213,8 +205,8 @@ class ResponseCache:
     def lookup(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], CachedAnswer]:
         """The kept answers of these (key, sample) pairs that have not expired.
 
-        The hot path of every cached request: plain SQL on a DB-API connection this thread
-        keeps, no statement to build.
+        The hot path of every cached request: plain SQL on a DB-API connection from the pool,
+        no statement to build.
         """
         found: dict[tuple[str, int], CachedAnswer] = {}
         if not keys:
@@ -222,7 +214,11 @@ class ResponseCache:
         wanted = set(keys)
         unique = list(dict.fromkeys(key for key, _ in keys))
         oldest = None if self.ttl is None else time.time() - self.ttl
-        connection = self._reader()
+        try:
+            connection = self._engine.raw_connection()
+        except SQLAlchemyError as exc:
+            reason = _first_line(getattr(exc, "orig", None) or exc)
+            raise StoreError(f"cannot read the response cache {self._url}: {reason}") from exc
         try:
             cursor = connection.cursor()
             try:
@@ -237,15 +233,13 @@ class ResponseCache:
                             )
             finally:
                 cursor.close()
-            if self._postgres:
-                connection.rollback()  # no transaction left open between lookups
-        except Exception as exc:
-            self._drop_reader()
-            if isinstance(exc, self._dbapi_error):
-                raise StoreError(
-                    f"cannot read the response cache {self._url}: {_first_line(exc)}"
-                ) from exc
-            raise
+        except self._dbapi_error as exc:
+            connection.invalidate()
+            raise StoreError(
+                f"cannot read the response cache {self._url}: {_first_line(exc)}"
+            ) from exc
+        finally:
+            connection.close()  # back to the pool, its transaction (if any) rolled back
         return found
 
     async def alookup(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], CachedAnswer]:
@@ -268,24 +262,6 @@ class ResponseCache:
                 sql += f" AND created_at >= {mark}"
             known = self._sql[(count, with_ttl)] = sql
         return known
-
-    def _reader(self) -> Any:
-        """This thread's DB-API connection for lookups."""
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            with self._errors("read"):
-                connection = self._engine.raw_connection()
-            self._local.connection = connection
-            with self._lock:
-                self._readers.append(connection)
-        return connection
-
-    def _drop_reader(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.invalidate()
 
     # -- writing -------------------------------------------------------------------------------
 
