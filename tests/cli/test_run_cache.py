@@ -210,6 +210,9 @@ def test_chat_cache_answers_a_stream_from_the_cache(jib: JibRunner, server: Scri
     assert len(chat_posts(server)) == 1
     record = json.loads(jib("chat", identifier(server), "hello", "--cache", "--json").stdout)
     assert record["extra"]["response_cache"]["hit"] is True
+    shown = jib("show", record["id"]).stdout
+    origin = record["extra"]["response_cache"]["chat_id"]
+    assert f"from the response cache: the answer of chat {origin}" in shown
 
 
 def test_a_generator_that_cannot_be_cached_is_named(jib: JibRunner, tmp_path: Path) -> None:
