@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import response_cache_report  # a sibling script (benchmarks/ is on the path when run)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling scripts, also when loaded
+import response_cache_report  # a sibling script, not a package
 
 LABELS = {
     "raw_aiohttp": "raw aiohttp (the floor)",
