@@ -20,6 +20,8 @@ Routes:
   `time.monotonic()` at which it wrote each slow stream's first chunk to its socket, keyed by
   the request's last message (or prompt), so a client can measure the time from the server's
   send to its own receipt: `CLOCK_MONOTONIC` is one clock for every process on a Linux machine.
+- A model named `delay-MS` answers a plain (not streamed) request after MS milliseconds, as a
+  model that takes time would (the connection answers nothing else meanwhile).
 - `GET /stub/first-chunks`: `{key: monotonic_send_time}` of the slow streams so far.
 - `GET /stub/stats`: `{"requests": n, "completions": n, "completion_bytes": …, "cpu_s": …}`:
   requests of any route; completion requests and their bodies' bytes (to check what a client
@@ -45,6 +47,7 @@ ANSWER = "".join(ANSWER_WORDS)
 USAGE = {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
 CREATED = 1_700_000_000
 SLOW_MODEL = re.compile(r"^slow-stream(?:-(\d+))?$")
+DELAY_MODEL = re.compile(r"^delay-(\d+)$")
 MAX_HEAD = 64 * 1024
 MAX_BODY = 16 * 1024 * 1024
 
@@ -266,7 +269,14 @@ class StubProtocol(asyncio.Protocol):
             self.transport.write(error_response(400, "the request body is not a JSON object"))
             return
         if not request.get("stream"):
-            self.transport.write(self.answers.plain(chat, model))
+            delayed = DELAY_MODEL.match(model)
+            if delayed is None:
+                self.transport.write(self.answers.plain(chat, model))
+                return
+            self.busy = True
+            answer = self.answers.plain(chat, model)
+            delay = int(delayed.group(1)) / 1000
+            asyncio.get_running_loop().create_task(self.trickle([answer], delay))
             return
         include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         events = self.answers.stream(chat, model, include_usage)

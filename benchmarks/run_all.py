@@ -10,7 +10,9 @@ is printed at the end.
 `transport.py` (jib's transports against raw aiohttp, httpx, the openai SDK, LiteLLM and rigging)
 runs too; it also writes `docs/benchmarks.md` and its chart, and the report keeps its acceptance
 checks. So does `main_job.py` (`jib run` over 20,000 prompts against a floor script; PostgreSQL
-too when `$JIB_TEST_POSTGRES_URL` names a server), which writes `docs/benchmarks_main_job.md`.
+too when `$JIB_TEST_POSTGRES_URL` names a server), which writes `docs/benchmarks_main_job.md`,
+and `response_cache.py` (a cached re-run of 10,000 prompts against the run that filled the
+cache), which writes its section of `docs/benchmarks.md`.
 
     python benchmarks/run_all.py [--skip NAME ...] [--report-only] [--timeout 3600]
 
@@ -42,7 +44,7 @@ JIB_PYTHON = ROOT / ".venv" / "bin" / "python"
 # No price-map download by litellm, no model hub traffic: every benchmark runs offline.
 ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 BENCHMARKS = ["import_time", "pipeline_overhead", "local_models", "faults", "peers", "transport"]
-BENCHMARKS += ["main_job"]
+BENCHMARKS += ["main_job", "response_cache"]
 
 
 @dataclass
@@ -466,6 +468,25 @@ def main_job_section(result: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def response_cache_section(result: dict[str, Any] | None) -> list[str]:
+    """The acceptance checks of issue 20 from `response_cache.py`; docs/benchmarks.md has the
+    figures."""
+    lines = ["## The response cache (`response_cache.py`)", ""]
+    if result is None:
+        return [*lines, "No result.", ""]
+    rows = [
+        [c["check"], c["measured"], c["bound"], "pass" if c["ok"] else "**FAIL**"]
+        for c in result["acceptance"]
+    ]
+    return [
+        *lines,
+        *table(["check", "measured", "bound", "result"], rows),
+        "",
+        "Wall and CPU time of each run: [docs/benchmarks.md](../../docs/benchmarks.md).",
+        "",
+    ]
+
+
 def report(runs: dict[str, Run], load_at_start: Sequence[float]) -> str:
     """The whole Markdown report."""
     result = {name: run.result for name, run in runs.items()}
@@ -494,6 +515,7 @@ def report(runs: dict[str, Run], load_at_start: Sequence[float]) -> str:
         ]
     lines += transport_section(result.get("transport"))
     lines += main_job_section(result.get("main_job"))
+    lines += response_cache_section(result.get("response_cache"))
     lines += generic_section("local_models", result.get("local_models"))[:-1]
     if result.get("local_models"):
         lines += [

@@ -9,7 +9,8 @@ is handy when only the presentation changed. The chart needs matplotlib
 
 When the main job's page (`benchmarks_main_job.md`, written by `main_job.py`) sits beside the
 page, the page opens with its chart and a link to it: each benchmark keeps its own page and
-JSON, so neither has to rewrite the other's figures.
+JSON, so neither has to rewrite the other's figures. The response cache's section is written
+from its own JSON (`response_cache_report.py`), when there is one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling scripts, also when loaded
+import response_cache_report  # a sibling script, not a package
 
 LABELS = {
     "raw_aiohttp": "raw aiohttp (the floor)",
@@ -445,6 +449,7 @@ def markdown(
     if chart_note:
         lines += [chart_note, ""]
     lines += main_job_section(page_dir)
+    lines += response_cache_report.saved_section()
     lines += [
         "## Acceptance (issues 11 and 18)",
         "",

@@ -4,7 +4,8 @@ The figures themselves are not tested (ratios are not timed tests). The transpor
 has to measure or skip every client, fail none (a wrong answer fails a client), send the image
 with every image chat, and write its JSON and its page; the main job's smoke run has to store
 and read back every chat of every client (jib `openai!`, jib `echo!`, the floor script), into
-SQLite and, when a server is given, PostgreSQL, and write its JSON and its page.
+SQLite and, when a server is given, PostgreSQL, and write its JSON and its page; the response
+cache's smoke run has to fill the cache, then answer every prompt from it with no request.
 """
 
 from __future__ import annotations
@@ -291,3 +292,32 @@ def test_main_job_smoke_run_stores_every_chat_of_every_client_and_writes_its_jso
     page = (tmp_path / "main_job_smoke.md").read_text()
     assert "## Acceptance (issue 19)" in page
     assert "| wall time, jib `openai!` / floor, SQLite |" in page
+
+
+def test_response_cache_smoke_run_sends_nothing_the_second_time_and_writes_its_json(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    done = subprocess.run(
+        [
+            *(sys.executable, str(BENCHMARKS / "response_cache.py")),
+            *("--smoke", "--out-dir", str(tmp_path)),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=550,
+        check=False,
+    )
+
+    # The benchmark checks each run itself: every chat stored and right, marked as cached in
+    # the cached re-run, and the stub's count of requests (all of them, then none).
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "response_cache_smoke.json").read_text())
+    (scenarios,) = result["rounds_figures"]
+    assert set(scenarios) == {"instant", "model"}  # the stub answering at once, and later
+    for figures in scenarios.values():
+        sent = [figures[run]["requests"] for run in ("plain", "filling", "cached")]
+        assert sent == [300, 300, 0]
+    assert len(result["acceptance"]) == 3
+    assert not (tmp_path / "benchmarks.md").exists()  # a smoke run leaves the docs alone

@@ -1,4 +1,5 @@
-"""The shell examples of docs/cli.md run as written (those that need no real model or server).
+"""The shell examples of docs/cli.md and docs/response_cache.md run as written (those that need
+no real model or server).
 
 Each `jib …` line of the page's bash blocks runs in order, in a scratch folder holding a copy of
 `examples/`, against a private store. Lines that need something only a reader has — a hosted
@@ -19,6 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "cli.md"
+CACHE_PAGE = ROOT / "docs" / "response_cache.md"
 
 NEEDS_THE_READER = {
     "openai/": "a hosted model and its key",
@@ -30,8 +32,8 @@ NEEDS_THE_READER = {
 }
 
 
-def shell_lines() -> list[str]:
-    blocks = re.findall(r"```bash\n(.*?)\n```", PAGE.read_text(), flags=re.DOTALL)
+def shell_lines(page: Path = PAGE) -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)\n```", page.read_text(), flags=re.DOTALL)
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
@@ -48,7 +50,8 @@ def test_every_shell_line_is_run_or_says_why_not() -> None:
             assert line.startswith("python ") or any(m in line for m in NEEDS_THE_READER), line
 
 
-def test_cli_page_examples_run_in_order(tmp_path: Path) -> None:
+def run_in_order(lines: list[str], tmp_path: Path) -> dict[str, str]:
+    """Run each line with bash in `tmp_path` (holding a copy of `examples/`); stdout by line."""
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     bin_dir = str(Path(sys.executable).parent)
     env = {
@@ -58,8 +61,7 @@ def test_cli_page_examples_run_in_order(tmp_path: Path) -> None:
         "NO_COLOR": "1",
         "MY_KEY": "not-a-real-key",
     }
-    lines = [line for line in shell_lines() if runnable(line)]
-    assert len(lines) >= 15
+    outputs: dict[str, str] = {}
     for line in lines:
         done = subprocess.run(
             ["bash", "-c", line],
@@ -72,6 +74,24 @@ def test_cli_page_examples_run_in_order(tmp_path: Path) -> None:
         )
         if done.returncode != 0:
             pytest.fail(f"{line!r} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
+        outputs[line] = done.stdout + done.stderr
+    return outputs
+
+
+def test_cli_page_examples_run_in_order(tmp_path: Path) -> None:
+    lines = [line for line in shell_lines() if runnable(line)]
+    assert len(lines) >= 15
+    run_in_order(lines, tmp_path)
     assert (tmp_path / "nightly.csv").stat().st_size > 0
     assert (tmp_path / "nightly.parquet").stat().st_size > 0
     assert len((tmp_path / "nightly.jsonl").read_text().splitlines()) == 8
+
+
+def test_response_cache_page_examples_run_in_order(tmp_path: Path) -> None:
+    lines = shell_lines(CACHE_PAGE)
+    assert all(runnable(line) for line in lines)
+    outputs = run_in_order(lines, tmp_path)
+    second = next(line for line in lines if "--run tuesday" in line)
+    assert "8 hits, 0 misses" in outputs[second]
+    assert "8/8" in outputs["jib runs"]  # tuesday's requests, all answered from the cache
+    assert "deleted 0 answers" in outputs["jib cache clear --older-than 30d"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,26 @@ def test_main_job_runs_as_written_into_the_default_store(tmp_path: Path) -> None
     output = done.stdout + done.stderr
     assert f"{count}/{count} done, 0 failed" in output
     assert "openai/gpt-4o-mini" in output  # the real identifiers to swap in
+
+
+def test_the_main_jobs_offline_commands_run_and_the_second_run_is_cached(tmp_path: Path) -> None:
+    main_job = README.split("## The main job", 1)[1].split("\n## ", 1)[0]
+    block = re.findall(r"```text\n(.*?)\n```", main_job, flags=re.DOTALL)[0]
+    lines = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    assert lines[0].endswith("--cache") and lines[-1].endswith("--cache")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    env = {**os.environ, "JIB_STORE": str(tmp_path / "jib.db"), "NO_COLOR": "1"}
+    jib = str(Path(sys.executable).with_name("jib"))
+    outputs = []
+    for line in lines:
+        argv = shlex.split(line)
+        assert argv[0] == "jib"
+        done = subprocess.run(
+            [jib, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{line}: {done.stderr}"
+        outputs.append(done.stdout + done.stderr)
+    prompts = (ROOT / "examples" / "dataset.jsonl").read_text().splitlines()
+    count = 2 * sum(1 for line in prompts if line.strip())  # two generators
+    assert f"{count} hits, 0 misses" in outputs[-1]

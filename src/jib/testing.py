@@ -218,6 +218,7 @@ class FailingGenerator(_TestGenerator):
         return text
 
     inert_options: ClassVar[frozenset[str]] = _TestGenerator.inert_options | {"fail_times", "error"}
+    response_cacheable: ClassVar[bool] = False  # its answers depend on how often it was asked
 
 
 class AlwaysFailGenerator(_TestGenerator):
@@ -230,6 +231,7 @@ class AlwaysFailGenerator(_TestGenerator):
         raise _make_error(self.error, self.message)
 
     inert_options: ClassVar[frozenset[str]] = _TestGenerator.inert_options | {"error", "message"}
+    response_cacheable: ClassVar[bool] = False  # it never answers
 
 
 class ScriptExhaustedError(errors.JibError):
@@ -422,6 +424,8 @@ class CallbackGenerator(RequestGenerator):
     ) -> GeneratedText | GeneratedMessage:
         """Call the callback with the text as one user message."""
         return await self.request_message([Message("user", text)], params)
+
+    response_cacheable: ClassVar[bool] = False  # its answers are the callback's, unseen
 
 
 def _make_error(name: str, message: str) -> errors.JibError:

@@ -16,7 +16,14 @@ from sqlalchemy import create_engine, make_url, text
 
 ENV_VAR = "JIB_TEST_POSTGRES_URL"
 
-_TABLES = ("jib_blobs", "jib_tags", "jib_records", "jib_schema_version")
+_TABLES = (
+    "jib_blobs",
+    "jib_tags",
+    "jib_records",
+    "jib_schema_version",
+    "jib_response_cache",
+    "jib_response_cache_stats",
+)
 
 
 def postgres_server_url() -> str:

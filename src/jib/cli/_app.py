@@ -12,6 +12,7 @@ import typer
 
 from jib.cli._common import EXIT_FAILED, one_line
 from jib.cli.batches import batches_command
+from jib.cli.cache import cache_app
 from jib.cli.chat import ChatUsage, chat_command
 from jib.cli.compare import compare_command
 from jib.cli.export import export_command
@@ -54,6 +55,7 @@ spec_app = typer.Typer(
 spec_app.command("render")(render_command)
 spec_app.command("import")(import_command)
 app.add_typer(spec_app, name="spec")
+app.add_typer(cache_app, name="cache")
 
 
 def _show_warning(

@@ -28,7 +28,7 @@ from jib.trust import (
 )
 
 if TYPE_CHECKING:
-    from jib.storage import ChatStore
+    from jib.storage import ChatStore, ResponseCache
 
 __all__ = [
     "EXIT_FAILED",
@@ -38,6 +38,9 @@ __all__ = [
     "AllowEnvOption",
     "AllowHostOption",
     "AllowOptionOption",
+    "CacheOption",
+    "CacheStoreOption",
+    "CacheTTLOption",
     "CliError",
     "GeneratorOption",
     "ParamOption",
@@ -46,6 +49,7 @@ __all__ = [
     "err_console",
     "fail",
     "handle_errors",
+    "open_cli_response_cache",
     "open_cli_store",
     "out_console",
     "parse_params",
@@ -91,6 +95,35 @@ StoreOption = Annotated[
         metavar="URL|PATH",
         help="Database URL or SQLite file path. Default: $JIB_STORE, else "
         "~/.local/share/jib/jib.db ($XDG_DATA_HOME/jib/jib.db when set).",
+        show_default=False,
+    ),
+]
+CacheOption = Annotated[
+    bool,
+    typer.Option(
+        "--cache",
+        help="Use jib's response cache: a request asked before (the same request on the wire, "
+        "the same sample index) is answered from the cache, free and at once; new successful "
+        "answers are kept. Not the provider's prompt cache. See docs/response_cache.md.",
+    ),
+]
+CacheTTLOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-ttl",
+        metavar="DURATION",
+        help="With --cache: serve only answers kept less than this long ago (90s, 15m, 12h, "
+        "7d). Default: no expiry.",
+        show_default=False,
+    ),
+]
+CacheStoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-store",
+        metavar="URL|PATH",
+        help="Keep the response cache in this database (URL or SQLite file path) instead of "
+        "the store.",
         show_default=False,
     ),
 ]
@@ -322,6 +355,34 @@ def open_cli_store(location: str | None) -> ChatStore:
     from jib.storage import open_store
 
     return open_store(location)
+
+
+def open_cli_response_cache(
+    cache: bool,
+    ttl: str | None,
+    location: str | None,
+    store_url: str | None,
+    *,
+    run: str | None = None,
+    write_every: int = 1,
+) -> ResponseCache | None:
+    """The response cache `--cache` asks for (in `--cache-store`, else beside the chats at
+    `store_url`), or `None`; `--cache-ttl`/`--cache-store` without `--cache` is a usage error."""
+    if not cache:
+        if ttl is not None or location is not None:
+            given = "--cache-ttl" if ttl is not None else "--cache-store"
+            fail(f"{given} goes with --cache (use the response cache)", EXIT_USAGE)
+        return None
+    from jib.cli._durations import parse_duration
+    from jib.storage import open_response_cache
+
+    seconds = None
+    if ttl is not None:
+        try:
+            seconds = parse_duration(ttl, "--cache-ttl")
+        except ValueError as exc:
+            fail(str(exc), EXIT_USAGE)
+    return open_response_cache(location or store_url, ttl=seconds, run=run, write_every=write_every)
 
 
 def require_run(chat_store: ChatStore, run: str) -> None:

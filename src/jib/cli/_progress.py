@@ -55,6 +55,11 @@ class GeneratorStats:
     finished: float | None = None
     first_error: str | None = None
     stopped: str | None = None
+    cache_hits: int = 0
+    """Chats answered from the response cache (`--cache`); `cache_misses` were sent."""
+    cache_misses: int = 0
+    cache_saved: float = 0.0
+    """What the cache hits would have cost, in US dollars (when the price is known)."""
 
     @property
     def done(self) -> int:

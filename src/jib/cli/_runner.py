@@ -37,7 +37,8 @@ from jib.errors import InvalidGeneratorError
 from jib.generator.base import Generator
 from jib.messages import Message
 from jib.params import GenerateParams
-from jib.storage import ChatStore, StoredResult, input_key
+from jib.storage import ChatStore, ResponseCache, StoredResult, input_key
+from jib.storage._response_answers import NOTE as CACHE_NOTE
 from jib.storage._rows import PROMPT_ID, SAMPLE_INDEX
 
 __all__ = ["ResumeIndex", "RunPlan", "chunking", "execute", "plan_run", "stops_a_generator"]
@@ -136,6 +137,8 @@ class RunPlan:
     """The JSON Schema every answer is validated against, if any."""
     halted: str | None = None
     """Why the whole run stopped early (`max_cost` reached), if it did."""
+    response_cache: ResponseCache | None = None
+    """jib's response cache (`--cache`), if the run uses it."""
 
     @property
     def spent(self) -> float:
@@ -264,7 +267,10 @@ def _annotate(record: Chat, item: WorkItem, chunk_ms: float, prices: Prices) -> 
     if record.latency_ms is None:
         record.latency_ms = chunk_ms
     if record.cost_usd is None and not record.failed and record.generator is not None:
-        record.cost_usd = prices.cost(record.generator, record.usage)
+        if CACHE_NOTE in record.extra:  # answered from the response cache: free
+            record.cost_usd = 0.0
+        else:
+            record.cost_usd = prices.cost(record.generator, record.usage)
 
 
 def _tally(plan: RunPlan, index: int, records: list[Chat], reporter: Reporter) -> None:
@@ -281,6 +287,8 @@ def _tally(plan: RunPlan, index: int, records: list[Chat], reporter: Reporter) -
         else:
             stats.ok += 1
             stats.failures_in_a_row = 0
+            if plan.response_cache is not None:
+                _count_cached(plan, stats, record)
             if record.latency_ms is not None:
                 stats.latencies.append(record.latency_ms)
             stats.called += bool(record.generated and record.generated[-1].tool_calls)
@@ -301,6 +309,16 @@ def _tally(plan: RunPlan, index: int, records: list[Chat], reporter: Reporter) -
     if plan.max_cost is not None and plan.halted is None and plan.spent >= plan.max_cost:
         plan.halted = f"--max-cost {plan.max_cost:g} reached (${plan.spent:.4f} spent)"
         reporter.note(f"{plan.halted}: no new requests are sent")
+
+
+def _count_cached(plan: RunPlan, stats: GeneratorStats, record: Chat) -> None:
+    """Count a successful chat as a response-cache hit (and what it saved) or a miss."""
+    if CACHE_NOTE not in record.extra:
+        stats.cache_misses += 1
+        return
+    stats.cache_hits += 1
+    if record.generator is not None and record.usage is not None:
+        stats.cache_saved += plan.prices.cost(record.generator, record.usage) or 0.0
 
 
 def _with_refused(
@@ -344,6 +362,14 @@ async def execute(
         .catch(Exception)  # a batch job records every failure and goes on
         for generator in plan.generators
     ]
+    cache = plan.response_cache
+    if cache is not None:
+        pipelines = [
+            pipeline.with_response_cache(cache)
+            if pipeline.generator.response_cache_refusal() is None
+            else pipeline
+            for pipeline in pipelines
+        ]
     work = _chunks(plan, size)
 
     async def worker() -> None:
@@ -360,7 +386,10 @@ async def execute(
             started = time.perf_counter()
             answered = (
                 await pipelines[index].run_batch(
-                    [item.messages for item in sent], many_params, on_failed="include"
+                    [item.messages for item in sent],
+                    many_params,
+                    on_failed="include",
+                    samples=[item.sample for item in sent] if plan.repeat > 1 else None,
                 )
                 if sent
                 else []
@@ -393,6 +422,8 @@ async def execute(
                 await writer.close()
             raise
         await writer.close()
+        if cache is not None:
+            await cache.aflush()
     finally:
         writer.abandon()
         reporter.stop()

@@ -32,13 +32,15 @@ class _Column:
     style: Callable[[GeneratorStats], str] = lambda _: ""
 
 
-def _columns(resumed: bool, tools: bool, schema: bool) -> list[_Column]:
+def _columns(resumed: bool, tools: bool, schema: bool, cache: bool = False) -> list[_Column]:
     columns = [
         _Column("ok", lambda s: str(s.ok)),
         _Column("failed", lambda s: str(s.failed), lambda s: "red" if s.failed else ""),
     ]
     if resumed:
         columns.append(_Column("skipped", lambda s: str(s.skipped)))
+    if cache:
+        columns.append(_Column("cached", lambda s: str(s.cache_hits)))
     if tools:
         columns.append(_Column("tool calls", lambda s: str(s.called)))
     if schema:
@@ -78,13 +80,14 @@ def summary_lines(
     width: int,
     tools: bool = False,
     schema: bool = False,
+    cache: bool = False,
 ) -> list[Text]:
     """The lines of the summary of `stats`, at most `width` wide where the content allows.
 
     `tools` adds a column counting the answers that call tools, `schema` one counting those that
     fit the run's JSON Schema.
     """
-    columns = _columns(resumed, tools, schema)
+    columns = _columns(resumed, tools, schema, cache)
     header, rows = _figures(columns, stats)
     labels = [printable(s.label) for s in stats]  # identifiers may come from data (a store)
     label_width = max(len("generator"), *(len(label) for label in labels))

@@ -27,6 +27,9 @@ from jib.cli._common import (
     AllowEnvOption,
     AllowHostOption,
     AllowOptionOption,
+    CacheOption,
+    CacheStoreOption,
+    CacheTTLOption,
     ParamOption,
     StoreOption,
     TrustRemoteCodeOption,
@@ -34,6 +37,7 @@ from jib.cli._common import (
     fail,
     handle_errors,
     one_line,
+    open_cli_response_cache,
     open_cli_store,
     parse_params,
     quiet_litellm,
@@ -50,7 +54,7 @@ from jib.messages import Message
 from jib.registry import registered_providers
 
 if TYPE_CHECKING:
-    from jib.storage import ChatStore
+    from jib.storage import ChatStore, ResponseCache
     from jib.trust import TrustPolicy
 
 __all__ = ["ChatUsage", "chat_command", "looks_like_identifier"]
@@ -290,6 +294,9 @@ def chat_command(
         ),
     ] = False,
     store: StoreOption = None,
+    cache: CacheOption = False,
+    cache_ttl: CacheTTLOption = None,
+    cache_store: CacheStoreOption = None,
     allow_env: AllowEnvOption = None,
     allow_host: AllowHostOption = None,
     allow_option: AllowOptionOption = None,
@@ -321,6 +328,7 @@ def chat_command(
             fail("--system cannot be used with --continue or --cid", EXIT_USAGE)
         params = parse_params(param)
         parts = _attachments(attach or [])
+        response_cache = open_cli_response_cache(cache, cache_ttl, cache_store, store)
         chat_store = None if no_store and not continuing else open_cli_store(store)
         try:
             messages = [Message("system", system)] if system else []
@@ -342,6 +350,8 @@ def chat_command(
                 models = resolve_generators(identifiers, command="chat")
             messages.append(Message("user", [prompt, *parts]) if parts else Message("user", prompt))
             pipelines = [model.chat(messages).with_(params).meta(**metadata) for model in models]
+            if response_cache is not None:
+                pipelines = [_cached(pipeline, response_cache) for pipeline in pipelines]
             streamed = stream and len(pipelines) == 1 and not json_output
             if streamed:
                 records = asyncio.run(_stream_one(pipelines[0]))
@@ -352,7 +362,23 @@ def chat_command(
         finally:
             if chat_store is not None:
                 chat_store.close()
+            if response_cache is not None:
+                response_cache.close()
         _print(records, json_output=json_output, stored=not no_store, streamed=streamed)
+
+
+def _cached(pipeline: Any, response_cache: ResponseCache) -> Any:
+    """`pipeline` through the response cache, unless its generator's answers cannot be cached
+    (then a note says so and it runs as it is)."""
+    refusal = pipeline.generator.response_cache_refusal()
+    if refusal is None:
+        return pipeline.with_response_cache(response_cache)
+    err_console.print(
+        f"note: --cache: {pipeline.generator.to_identifier(short=True)}: {refusal}",
+        markup=False,
+        highlight=False,
+    )
+    return pipeline
 
 
 def _attachments(sources: Sequence[str]) -> list[ContentPart]:

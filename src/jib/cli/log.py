@@ -310,6 +310,12 @@ def print_record(data: dict[str, Any], console: Console) -> None:
         rows.append(("attempts", str(data["attempts"])))
     if data.get("cost_usd") is not None:
         rows.append(("cost", format_cost(data["cost_usd"])))
+    cached = (data.get("extra") or {}).get("response_cache")
+    if isinstance(cached, dict) and cached.get("hit"):
+        origin = cached.get("chat_id")
+        rows.append(
+            ("cached", f"from the response cache: the answer of chat {origin or '(unknown)'}")
+        )
     if data["error"]:
         rows.append(("error", f"{data['error']['type']}: {data['error']['message']}"))
     if data["metadata"]:

@@ -18,6 +18,9 @@ from jib.cli._common import (
     AllowEnvOption,
     AllowHostOption,
     AllowOptionOption,
+    CacheOption,
+    CacheStoreOption,
+    CacheTTLOption,
     GeneratorOption,
     ParamOption,
     StoreOption,
@@ -25,6 +28,7 @@ from jib.cli._common import (
     err_console,
     fail,
     handle_errors,
+    open_cli_response_cache,
     open_cli_store,
     out_console,
     parse_params,
@@ -43,7 +47,7 @@ if TYPE_CHECKING:
     from jib.batch_api import BatchAPISettings
     from jib.cli._runner import RunPlan
     from jib.generator.base import Generator
-    from jib.storage import ChatStore
+    from jib.storage import ChatStore, ResponseCache
 
 __all__ = ["run_command"]
 
@@ -294,6 +298,9 @@ def run_command(
         ),
     ] = None,
     store: StoreOption = None,
+    cache: CacheOption = False,
+    cache_ttl: CacheTTLOption = None,
+    cache_store: CacheStoreOption = None,
     allow_env: AllowEnvOption = None,
     allow_host: AllowHostOption = None,
     allow_option: AllowOptionOption = None,
@@ -386,6 +393,12 @@ def run_command(
         from jib.storage import StoreError
 
         with open_cli_store(store) as chat_store:
+            response_cache = open_cli_response_cache(
+                cache, cache_ttl, cache_store, store, run=run_name, write_every=_CACHE_WRITE_EVERY
+            )
+            if response_cache is not None:
+                response_cache.price = prices.cost
+                _note_uncacheable(generators)
             index = None
             if resume:
                 index = ResumeIndex(chat_store.stored_results(run_name), retry_failed=retry_failed)
@@ -412,6 +425,7 @@ def run_command(
                 from jib.cli._batch_api_runner import check_batch_api
 
                 check_batch_api(plan)
+            plan.response_cache = response_cache
             samples = f" × {repeat} samples" if repeat > 1 else ""
             err_console.print(
                 f"run [bold]{escape(run_name)}[/]: {prompts_file.count} prompts{samples} × "
@@ -445,9 +459,18 @@ def run_command(
                 raise typer.Exit(EXIT_INTERRUPTED) from None
             except StoreError as exc:  # storing a chunk failed: stop, say what is kept
                 fail(f"{exc}; {_resume_hint(chat_store, run_name)}", EXIT_FAILED)
+            finally:
+                if response_cache is not None:
+                    response_cache.close()
         _print_summary(
-            plan.stats, resumed=resume, tools=tools is not None, schema=schema is not None
+            plan.stats,
+            resumed=resume,
+            tools=tools is not None,
+            schema=schema is not None,
+            cache=response_cache is not None,
         )
+        if response_cache is not None:
+            _note_cache(plan.stats, response_cache)
         _print_hints(run_name, plan.generators, prompts_file.label)
         _finish(plan)
 
@@ -498,6 +521,29 @@ def _run_batch_api(
     _note(
         f"batch API: {counts.submitted} batch(es) submitted"
         + (f", {counts.resumed} resumed" if counts.resumed else "")
+    )
+
+
+_CACHE_WRITE_EVERY = 256
+"""Answers `jib run --cache` keeps before writing them to the cache in one transaction."""
+
+
+def _note_uncacheable(generators: list[Generator]) -> None:
+    for generator in generators:
+        refusal = generator.response_cache_refusal()
+        if refusal is not None:
+            _note(f"note: --cache: {generator.to_identifier(short=True)}: {refusal}")
+
+
+def _note_cache(stats: list[GeneratorStats], response_cache: ResponseCache) -> None:
+    """The response cache's line under the summary: hits, misses, what the hits saved."""
+    hits = sum(s.cache_hits for s in stats)
+    misses = sum(s.cache_misses for s in stats)
+    saved = sum(s.cache_saved for s in stats)
+    saved_text = f", saved ${saved:.4f}" if saved else ""
+    _note(
+        f"response cache ({response_cache.url}): {hits} hits, {misses} misses{saved_text}; "
+        "see `jib cache`"
     )
 
 
@@ -567,10 +613,10 @@ def _resume_hint(chat_store: ChatStore, run_name: str) -> str:
 
 
 def _print_summary(
-    stats: list[GeneratorStats], *, resumed: bool, tools: bool, schema: bool
+    stats: list[GeneratorStats], *, resumed: bool, tools: bool, schema: bool, cache: bool = False
 ) -> None:
     lines = summary_lines(
-        stats, resumed=resumed, width=out_console.width, tools=tools, schema=schema
+        stats, resumed=resumed, width=out_console.width, tools=tools, schema=schema, cache=cache
     )
     for line in lines:
         out_console.print(line, soft_wrap=True)

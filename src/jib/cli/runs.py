@@ -35,6 +35,7 @@ def runs_command(
     """
     with handle_errors(), open_cli_store(store) as chat_store:
         runs = chat_store.runs()[:number]
+        _add_cache_stats(runs, store)
         if json_output:
             typer.echo(json.dumps([_jsonable(run) for run in runs], ensure_ascii=False, indent=2))
             return
@@ -55,6 +56,20 @@ def runs_command(
             )
 
 
+def _add_cache_stats(runs: list[dict[str, Any]], store: str | None) -> None:
+    """Put the response cache's hits, misses and saved cost on each run that used it
+    (`jib run --cache` with the cache kept in this store)."""
+    from jib.storage._response_cache import response_cache_run_stats
+
+    counted = response_cache_run_stats(store)
+    for run in runs:
+        found = counted.get(run["run"])
+        if found is not None:
+            run["cache_hits"] = found.hits
+            run["cache_misses"] = found.misses
+            run["cache_saved_usd"] = found.saved_usd
+
+
 def _jsonable(run: dict[str, Any]) -> dict[str, Any]:
     return {
         **run,
@@ -63,13 +78,24 @@ def _jsonable(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _cache_cells(run: dict[str, Any]) -> list[Text | str]:
+    """`cached`: hits of the run's requests (of hits + misses); `saved`: what the hits saved."""
+    if "cache_hits" not in run:
+        return ["–", "–"]
+    hits, misses = run["cache_hits"], run["cache_misses"]
+    saved = run["cache_saved_usd"]
+    return [f"{hits}/{hits + misses}", format_cost(saved) if saved else "–"]
+
+
 def _table(runs: list[dict[str, Any]]) -> Table:
     unreadable = any(run["unreadable"] for run in runs)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("run", overflow="fold")
     table.add_column("last (UTC)", no_wrap=True)
     table.add_column("generators", overflow="fold")
-    for name in ("chats", "failed", "cost", *(("unreadable",) if unreadable else ())):
+    cached = any("cache_hits" in run for run in runs)
+    names = ("chats", "failed", "cost", *(("cached", "saved") if cached else ()))
+    for name in (*names, *(("unreadable",) if unreadable else ())):
         table.add_column(name, justify="right", no_wrap=True)
     for run in runs:
         generators = "\n".join(
@@ -84,6 +110,8 @@ def _table(runs: list[dict[str, Any]]) -> Table:
             Text(str(failed), style="red" if failed else ""),
             format_cost(run["cost_usd"]) if run["priced"] else "–",
         ]
+        if cached:
+            cells += _cache_cells(run)
         if unreadable:
             cells.append(Text(str(run["unreadable"]), style="red" if run["unreadable"] else ""))
         table.add_row(*cells)

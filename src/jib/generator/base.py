@@ -84,6 +84,7 @@ class Generator(BaseModel):
     params: GenerateParams = Field(default_factory=GenerateParams)
 
     _wrappers: tuple[Wrapper, ...] = PrivateAttr(default=())
+    _response_cache: Any = PrivateAttr(default=None)
 
     _chat_pipeline_factory: ClassVar[Callable[..., Any] | None] = None
     _completion_pipeline_factory: ClassVar[Callable[..., Any] | None] = None
@@ -102,6 +103,37 @@ class Generator(BaseModel):
     inert_options: ClassVar[frozenset[str]] = frozenset()
     """What data may set besides the model, sampling params and endpoint (`extra.NAME`: a
     `params.extra` key)."""
+    response_cacheable: ClassVar[bool] = True
+    """Whether jib's response cache may keep and reuse this generator's answers (`False` for
+    generators whose answers are decided by something a request does not show, like `fail!`)."""
+
+    def response_cache_identity(self) -> Any:
+        """What decides every answer of this generator, for jib's response cache (JSON-able,
+        no secret): its provider, model and attributes, secrets, runtime state and send
+        settings left out. Worked out once per batch. See `jib.generator._response_key`."""
+        from jib.generator._response_key import generator_identity
+
+        return generator_identity(self)
+
+    def response_cache_request(self, item: Sequence[Message] | str, params: GenerateParams) -> Any:
+        """What decides the answer to one item beside `response_cache_identity()`, for jib's
+        response cache (JSON-able, no secret).
+
+        By default the params and the messages with their parts; a provider with a request of
+        its own returns that request (`openai!`: its URL and body).
+        """
+        from jib.generator._response_key import generic_request
+
+        return generic_request(item, params)
+
+    def response_cache_refusal(self) -> str | None:
+        """Why this generator's answers cannot be cached, or `None` when they can."""
+        if not type(self).response_cacheable:
+            return (
+                f"{type(self).__name__} answers are decided by more than its requests (it is "
+                "marked response_cacheable = False), so they are never cached"
+            )
+        return None
 
     def secret_destinations(self) -> list[tuple[str, str]]:
         """Where this generator sends the key, beyond its provider's own host: (what, URL) pairs.
@@ -209,6 +241,25 @@ class Generator(BaseModel):
         """
         copy = self.model_copy(update={"params": self.params.model_copy(deep=True)})
         copy._wrappers = (*self._wrappers, wrapper)
+        return copy
+
+    def with_response_cache(self, cache: Any) -> Generator:
+        """A copy of this generator whose answers go through jib's response cache `cache`
+        (a `jib.storage.ResponseCache`; `None` for none): a pipeline of the copy asks the cache
+        before sending and keeps each successful answer in it.
+
+        This is jib's own cache of answers, not the provider's prompt cache
+        (`ChatPipeline.cache("latest")`).
+
+        Raises:
+            InvalidGeneratorError: this generator's answers cannot be cached (`fail!`).
+        """
+        if cache is not None:
+            refusal = self.response_cache_refusal()
+            if refusal is not None:
+                raise InvalidGeneratorError(refusal)
+        copy = self.model_copy(update={"params": self.params.model_copy(deep=True)})
+        copy._response_cache = cache
         return copy
 
     def wrapped(self, call: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:

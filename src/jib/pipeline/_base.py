@@ -31,6 +31,22 @@ ResultT = TypeVar("ResultT")
 SelfT = TypeVar("SelfT", bound="Pipeline[Any, Any, Any]")
 
 
+def _sample_indexes(
+    params_list: list[GenerateParams], samples: Sequence[int] | None
+) -> dict[int, int]:
+    """The response cache's sample index of each item, by the identity of its params object:
+    an item of sample `s > 0` gets a params object of its own (an equal copy), which the
+    rounds of a chat hand on unchanged to every request they make for it."""
+    by_params: dict[int, int] = {}
+    if samples is None:
+        return by_params
+    for index, sample in enumerate(samples):
+        if sample:
+            params_list[index] = params_list[index].model_copy()
+            by_params[id(params_list[index])] = sample
+    return by_params
+
+
 async def _resolve(value: Any) -> Any:
     """Await `value` if it is awaitable (callbacks may be sync or async)."""
     if inspect.isawaitable(value):
@@ -51,6 +67,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         "_maps",
         "_merged",
         "_metadata",
+        "_response_cache",
         "_retry",
         "_thens",
         "_watchers",
@@ -74,6 +91,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         self._catch: tuple[type[BaseException], ...] = (JibError,)
         self._retry: dict[str, Any] = {}
         self._merged: _MergedParams | None = None
+        self._response_cache: Any = None
 
     # -- what subclasses supply ----------------------------------------------------------------
 
@@ -161,6 +179,26 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         clone._retry = {**self._retry, **{k: v for k, v in settings.items() if v is not None}}
         return clone
 
+    def with_response_cache(self: SelfT, cache: Any) -> SelfT:
+        """A new pipeline whose requests go through jib's response cache `cache` (a
+        `jib.storage.ResponseCache`, from `jib.storage.open_response_cache()`), overriding one
+        set on the generator: each request is looked up first, by what decides its answer and
+        its sample index (`run_many(3)` keeps three answers), and each successful answer is
+        kept. Not the provider's prompt cache, which is `cache("latest")`.
+
+        Raises:
+            InvalidGeneratorError: the generator's answers cannot be cached (`fail!`).
+        """
+        from jib.errors import InvalidGeneratorError
+
+        if cache is not None:
+            refusal = self.generator.response_cache_refusal()
+            if refusal is not None:
+                raise InvalidGeneratorError(refusal)
+        clone = self._copy()
+        clone._response_cache = cache
+        return clone
+
     def then(self: SelfT, callback: Callable[[RecordT], Any]) -> SelfT:
         """Run `callback(record)` on each successful record; a returned record replaces it.
 
@@ -226,18 +264,22 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         """Generate `n` times from the same input, in one batch call."""
         if n < 0:
             raise ValueError(f"n must be >= 0, not {n}")
-        return await self._run(self.generator, [self._input] * n, None, on_failed)
+        return await self._run(self.generator, [self._input] * n, None, on_failed, samples=range(n))
 
     async def run_batch(
         self,
         many_inputs: Sequence[Any],
         many_params: Sequence[GenerateParams | None] | None = None,
         on_failed: OnFailed = "raise",
+        *,
+        samples: Sequence[int] | None = None,
     ) -> list[RecordT]:
         """Generate once for each input, in one batch call.
 
         Each input is appended to this pipeline's own input. `many_params`, when given, has one
-        entry per input and overrides the pipeline's params for that input.
+        entry per input and overrides the pipeline's params for that input. `samples`, when
+        given, is each input's sample index (default 0): with a response cache, the same
+        request under another sample index gets an answer of its own.
         """
         if isinstance(many_inputs, str):
             raise TypeError(
@@ -247,8 +289,12 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
             raise ValueError(
                 f"run_batch got {len(many_inputs)} inputs but {len(many_params)} params"
             )
+        if samples is not None and len(samples) != len(many_inputs):
+            raise ValueError(
+                f"run_batch got {len(many_inputs)} inputs but {len(samples)} sample indexes"
+            )
         inputs = [self._extend(self._normalize_input(item)) for item in many_inputs]
-        return await self._run(self.generator, inputs, many_params, on_failed)
+        return await self._run(self.generator, inputs, many_params, on_failed, samples=samples)
 
     async def run_over(
         self, *generators: Generator | str, on_failed: OnFailed = "raise"
@@ -327,6 +373,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
         many_params: Sequence[GenerateParams | None] | None,
         on_failed: OnFailed,
         generate: Callable[..., Awaitable[Sequence[ResultT | BaseException]]] | None = None,
+        samples: Sequence[int] | None = None,
     ) -> list[RecordT]:
         """Generate for `inputs` (with `generate` in place of `_generate` when given: a stream),
         turn results into records, apply callbacks, watchers and the `on_failed` policy."""
@@ -346,6 +393,11 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
             params_list = [base] * len(inputs)
         else:
             params_list = [base.merge_with(p) if p is not None else base for p in many_params]
+        cached = None
+        cache = self._response_cache or generator._runtime["_response_cache"]
+        if cache is not None and generator.response_cache_refusal() is None:
+            cached = cache.sender(sender, _sample_indexes(params_list, samples))
+            sender = cached
 
         started = time.perf_counter()
         try:
@@ -369,6 +421,9 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
                 records.append(self._record(generator, item, params, None, result))
             else:
                 records.append(self._record(generator, item, params, result, failure, batch_ms))
+        if cached is not None:
+            cached.settle(records)
+            await cached.finish()
 
         if self._thens or self._maps:
             records = await self._apply_callbacks(records, generator, inputs, params_list)

@@ -278,11 +278,11 @@ def _secrets_of(generator: Generator) -> Callable[[], Sequence[str | None]]:
     provider knows them all), else its key."""
 
     def secrets() -> Sequence[str | None]:
-        from jib.generator._wired import WiredGenerator  # only when an error is made
-
         try:
-            if isinstance(generator, WiredGenerator):
-                return generator.wire_secrets()
+            # A wired provider knows them all (so does a response cache's stand-in for one).
+            wire_secrets = getattr(generator, "wire_secrets", None)
+            if wire_secrets is not None:
+                return list(wire_secrets())
             return [generator.get_api_key()]
         except JibError:  # an `env:` key that is not set: nothing to hide
             return []

@@ -26,6 +26,7 @@ from jib.storage._location import (
 )
 from jib.storage._provider_batches import ProviderBatchJournal
 from jib.storage._query import Filter, FilterArgs, StoredResult
+from jib.storage._response_cache import ResponseCache, ResponseCacheStats, open_response_cache
 from jib.storage._rows import Record, input_key
 from jib.storage._schema import SCHEMA_VERSION
 from jib.storage.store import ChatStore, open_store
@@ -40,6 +41,8 @@ __all__ = [
     "ProviderBatchJournal",
     "Record",
     "RecordNotFoundError",
+    "ResponseCache",
+    "ResponseCacheStats",
     "StoreError",
     "StoredResult",
     "UnreadableRecordError",
@@ -47,6 +50,7 @@ __all__ = [
     "default_store_path",
     "default_store_url",
     "input_key",
+    "open_response_cache",
     "open_store",
     "to_database_url",
 ]

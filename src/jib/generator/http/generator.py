@@ -33,6 +33,7 @@ from jib.errors import (
     ProviderError,
     error_for_status,
 )
+from jib.generator._response_key import safe_headers
 from jib.generator._wired import WiredGenerator
 from jib.generator.http._budget import DEFAULT_RENDER_LIMITS, RenderLimits
 from jib.generator.http._flows import Flow, cookies_set_by
@@ -383,6 +384,43 @@ class HTTPGenerator(WiredGenerator):
                 "HTTPGenerator.for_json_endpoint()/for_text_endpoint()"
             )
         return self.spec
+
+    def response_cache_request(self, item: Sequence[Message] | str, params: GenerateParams) -> Any:
+        """The request this item would send, rendered, for jib's response cache: method, URL,
+        body, and the headers but those a secret name marks (`Authorization`, `X-Api-Key`, …);
+        the key's own value is blanked wherever a template put it."""
+        spec = self.spec
+        if spec is None:
+            return None
+        if spec.steps or spec.session is not None:
+            # What steps put in `state` (a CSRF token, a session cookie) changes with each
+            # login, not the answer: the spec (in the identity) and the messages decide it.
+            from jib.generator._response_key import generic_request
+
+            return generic_request(item, params)
+        conversation = [Message("user", item)] if isinstance(item, str) else item
+        context = self._context(conversation, params)
+        spec.check_carries(context.messages, params)
+        prepared = spec.build_request(
+            context, self.render_limits.within(self.request_timeout(params))
+        )
+        return {
+            "method": prepared.method,
+            "url": prepared.url,
+            "headers": safe_headers(prepared.headers),
+            "body": prepared.content,
+        }
+
+    def response_cache_refusal(self) -> str | None:
+        """Why this generator's answers cannot be cached: a server that keeps the conversation
+        (`session.history: server`) answers from what it holds, not from the request."""
+        spec = self.spec
+        if spec is not None and spec.session is not None and spec.session.history == "server":
+            return (
+                "the server keeps the conversation (session.history: server), so its answers "
+                "depend on more than the request and are never cached"
+            )
+        return super().response_cache_refusal()
 
     def _context(
         self, conversation: Sequence[Message], params: GenerateParams, session_id: str = ""

@@ -13,6 +13,7 @@ from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._retry import retry_after_from
 from jib._wire import DEFAULT_MAX_RESPONSE_BYTES
 from jib.errors import JibError, MalformedResponseError, MissingDependencyError, ProviderError
+from jib.generator._response_key import params_material
 from jib.generator.litellm._carry import check_params, check_parts
 from jib.generator.litellm._errors import _chain, litellm_failure
 from jib.generator.litellm._prices import flat_rates
@@ -141,6 +142,18 @@ class LiteLLMGenerator(RequestGenerator):
         if self.api_base is not None:
             arguments["api_base"] = self.api_base
         arguments.update(params.to_dict())
+        return arguments
+
+    def response_cache_request(self, item: Sequence[Message] | str, params: GenerateParams) -> Any:
+        """The arguments of this item's LiteLLM call (the key left out), for jib's response
+        cache: the model, `api_base`, every param (`extra` included: `num_ctx` changes an
+        Ollama answer), and the messages as sent."""
+        arguments: dict[str, Any] = {"model": self.model, "api_base": self.api_base}
+        arguments.update(params_material(params))
+        if isinstance(item, str):
+            arguments["prompt"] = item
+        else:
+            arguments["messages"] = wire_messages(item)
         return arguments
 
     async def _bounded_arguments(self, params: GenerateParams, text: bool) -> dict[str, Any]:

@@ -138,6 +138,17 @@ class OpenAIGenerator(WiredGenerator):
                         break
             yield state.message()
 
+    def response_cache_request(self, item: Sequence[Message] | str, params: GenerateParams) -> Any:
+        """The request this item puts on the wire, for jib's response cache: the URL and the
+        body (not streamed: a streamed answer is the same answer), never the key."""
+        if isinstance(item, str):
+            return {
+                "url": self.api_base.rstrip("/") + "/completions",
+                "body": text_body(self.model, item, params),
+            }
+        body = chat_body(self.model, item, params, cache_marks=self._sends_cache_marks())
+        return {"url": self.api_base.rstrip("/") + "/chat/completions", "body": body}
+
     # -- one request, one answer ---------------------------------------------------------------
 
     def _post(self, path: str, body: Body, headers: dict[str, str]) -> WireRequest:

@@ -122,6 +122,13 @@ class WSGenerator(HTTPGenerator):
         super().unload()
         return self
 
+    def response_cache_request(self, item: Sequence[Message] | str, params: GenerateParams) -> Any:
+        """For jib's response cache: the params and the messages (the spec, in the identity,
+        says how they become a frame; the frame itself is rendered per connection)."""
+        from jib.generator._response_key import generic_request
+
+        return generic_request(item, params)
+
     # -- one turn ------------------------------------------------------------------------------
 
     async def _call(

@@ -1,0 +1,145 @@
+"""The response cache's key: what decides an answer, written out and hashed.
+
+A key has two parts. The generator's identity (`Generator.response_cache_identity`, once per
+batch): its provider, model, and every attribute that is not a secret, runtime state or a
+setting of how requests travel — so an `http!` spec's response transforms, which decide the
+answer's text, are in it. And each item's request (`Generator.response_cache_request`): for the
+providers that put a request on jib's wire (`openai!`, `http!`) that request — the URL and the
+body they send, and for `http!` the headers too — for LiteLLM the arguments of its call, and
+for a provider without a request of its own (local models, the test generators, a user's
+subclass) the params and the messages with their parts, tools and response format. What only
+shapes how a request is sent (limits, retries, `timeout`, the proxy, TLS settings) is left out:
+it does not change the answer.
+
+Secrets never go into the key: no api key, no header a secret name marks (`Authorization`,
+`X-Api-Key`, …), and any secret value still found in the written material (a key a template
+put into a body) is replaced by `***` before hashing. A key rotation therefore keeps the cache.
+
+`request_key` writes the material as canonical JSON (keys sorted) and hashes it with BLAKE2b
+(128 bits), personalised with the key format's version: a new format starts a new cache rather
+than reading answers under keys that meant something else. The sample index is not in the hash:
+it is a column of its own beside it (`--repeat 3` keeps three answers under one key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from jib._secrets import REDACTED, is_secret_name
+
+if TYPE_CHECKING:
+    from jib.generator.base import Generator
+    from jib.messages import Message
+    from jib.params import GenerateParams
+
+__all__ = [
+    "KEY_VERSION",
+    "answering_attributes",
+    "generator_identity",
+    "generic_request",
+    "params_material",
+    "request_key",
+    "safe_headers",
+]
+
+KEY_VERSION = 1
+"""The version of the key format, mixed into every hash."""
+
+_PERSON = f"jib-rc-{KEY_VERSION}".encode()
+_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+_NOT_ANSWERING = frozenset({"timeout"})
+"""Params that bound how long a request may take, not what it answers."""
+_REDACTED = REDACTED.encode()
+
+
+def request_key(material: Any, secrets: Iterable[str | None] = ()) -> str:
+    """The key of `material` (JSON-able): 32 hex digits, with every secret value blanked."""
+    data = orjson.dumps(material, option=_OPTIONS, default=_plain)
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            data = data.replace(secret.encode(), _REDACTED)
+    return hashlib.blake2b(data, digest_size=16, person=_PERSON).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """What orjson cannot write itself: pydantic models, sets, other objects by their repr."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        return to_dict()
+    if isinstance(value, (set, frozenset)):
+        return sorted(map(repr, value))
+    if isinstance(value, bytes):
+        return hashlib.blake2b(value, digest_size=16).hexdigest()
+    return repr(value)
+
+
+def params_material(params: GenerateParams) -> dict[str, Any]:
+    """The params that reach a provider (`timeout` left out), as a plain dict."""
+    data = params.to_dict()
+    for name in _NOT_ANSWERING:
+        data.pop(name, None)
+    return data
+
+
+def safe_headers(headers: dict[str, str]) -> dict[str, str]:
+    """`headers` without those a secret name marks (`Authorization`, `X-Api-Key`, cookies)."""
+    return {
+        name.lower(): value
+        for name, value in headers.items()
+        if not is_secret_name(name) and name.lower() not in ("cookie", "content-length")
+    }
+
+
+def generic_request(item: Sequence[Message] | str, params: GenerateParams) -> dict[str, Any]:
+    """What decides an answer beside the generator when a provider has no request of its own
+    to show: the params and the messages with their parts (or the text)."""
+    return {
+        "params": params_material(params),
+        "input": item if isinstance(item, str) else [message.to_dict() for message in item],
+    }
+
+
+def generator_identity(generator: Generator) -> dict[str, Any]:
+    """What decides every answer of `generator`: its provider, model and answering attributes
+    (worked out once per batch)."""
+    from jib.registry import provider_name_for
+
+    cls = type(generator)
+    provider = provider_name_for(cls) or f"{cls.__module__}.{cls.__qualname__}"
+    return {
+        "provider": provider,
+        "model": generator.model,
+        "attributes": answering_attributes(generator),
+    }
+
+
+def answering_attributes(generator: Generator) -> dict[str, Any]:
+    """The generator's attributes that may change an answer: none that is a secret, runtime
+    state (`Field(exclude=True)`), or only a setting of how requests are sent."""
+    from jib._limits import REQUEST_LIMIT_OPTIONS
+
+    cls = type(generator)
+    attributes: dict[str, Any] = {}
+    for name, info in cls.model_fields.items():
+        if name in ("model", "params", "api_key") or info.exclude or is_secret_name(name):
+            continue
+        if name in REQUEST_LIMIT_OPTIONS or name in _SENDING_SETTINGS:
+            continue
+        value = getattr(generator, name)
+        if value == info.get_default(call_default_factory=True):
+            continue
+        attributes[name] = value
+    return attributes
+
+
+_SENDING_SETTINGS = frozenset(
+    {"proxy", "verify", "max_response_bytes", "max_redirects", "stream_usage"}
+)
+"""Wire settings: how a request travels, not what it asks."""

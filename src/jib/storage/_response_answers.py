@@ -1,0 +1,355 @@
+"""How a pipeline's requests go through jib's response cache: look up, send what is missing,
+keep what succeeded.
+
+`CachedSender` stands in for a generator while a pipeline sends one batch (`generate_messages`,
+`generate_texts`, `stream_messages`); everything else is the generator's own. For each item it
+works out the key (`Generator.response_cache_request`, hashed without secrets), looks every key
+of the batch up in one query, and sends only the items that missed, in one batch call to the
+real generator. Within a process, two items asking for the same missing key and sample at once
+(in one batch, or in batches running concurrently on one event loop) make one request: the
+first sends, the others wait for its answer (and send their own if it failed).
+
+An answer is kept only when it succeeded: an item that failed (an error status, `http!`'s
+error bodies included, a timeout, a stream cut before its end) is never kept. A hit comes back
+as the answer kept, with `extra["response_cache"]` saying so and naming the chat it was first
+made for, no attempts, and the lookup's time as its latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from jib.errors import JibError
+from jib.generator._response_key import request_key
+from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
+from jib.storage._response_cache_tables import CachedAnswer, NewEntry
+
+if TYPE_CHECKING:
+    from jib.generator.base import Generator
+    from jib.params import GenerateParams
+    from jib.storage._response_cache import ResponseCache
+
+__all__ = ["NOTE", "CachedSender"]
+
+NOTE = "response_cache"
+"""The key of `extra` that says an answer came from the response cache."""
+
+_MISS = "_jib_response_cache_miss"
+"""Marks (in `extra`) an answer just kept, until its record's id is known (`settle`)."""
+
+Item = Any  # a conversation (Sequence[Message]) or a text
+
+
+class CachedSender:
+    """A generator's batch methods through a `ResponseCache` (see the module docstring).
+
+    Args:
+        cache: the response cache.
+        generator: the generator answers come from.
+        samples: the sample index of each item, by the identity of its params object (items
+            whose params are not listed are sample 0).
+    """
+
+    def __init__(
+        self, cache: ResponseCache, generator: Generator, samples: dict[int, int] | None = None
+    ) -> None:
+        self.cache = cache
+        self.generator = generator
+        self.samples = samples or {}
+        self._label: str | None = None
+        self._secrets: list[str | None] | None = None
+        self._kept_json: dict[str, Any] = {}
+        self._identity: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.generator, name)
+
+    # -- the generator's batch methods ---------------------------------------------------------
+
+    async def generate_messages(
+        self, messages: Sequence[Sequence[Message]], params: Sequence[GenerateParams]
+    ) -> list[GeneratedMessage | BaseException]:
+        """`Generator.generate_messages`, answered from the cache where it can be."""
+        return await self._answer("chat", list(messages), list(params))
+
+    async def generate_texts(
+        self, texts: Sequence[str], params: Sequence[GenerateParams]
+    ) -> list[GeneratedText | BaseException]:
+        """`Generator.generate_texts`, answered from the cache where it can be."""
+        return await self._answer("text", list(texts), list(params))
+
+    async def stream_messages(
+        self, messages: Sequence[Message], params: GenerateParams
+    ) -> AsyncIterator[str | GeneratedMessage]:
+        """`Generator.stream_messages`: a hit is one delta (the whole text) and the answer; a
+        miss streams from the generator and is kept once its stream has ended whole."""
+        key = self._key(messages, params)
+        sample = self.samples.get(id(params), 0)
+        if key is not None:
+            started = time.perf_counter()
+            found = (await self.cache.alookup([(key, sample)])).get((key, sample))
+            if found is not None:
+                hit = self._hit("chat", (key, sample), found, started)
+                self.cache.count(self._generator_label(), hits=1, saved=self._price(hit.usage))
+                assert isinstance(hit, GeneratedMessage)
+                if hit.message.content:
+                    yield hit.message.content
+                yield hit
+                return
+        final: GeneratedMessage | None = None
+        async for piece in self.generator.stream_messages(messages, params):
+            if not isinstance(piece, str):
+                final = piece
+            yield (
+                piece
+                if isinstance(piece, str) or key is None
+                else self._kept("chat", key, sample, piece)
+            )
+        if final is not None and key is not None:
+            self.cache.count(self._generator_label(), misses=1)
+
+    # -- after the records are made ------------------------------------------------------------
+
+    def settle(self, records: Sequence[Any]) -> None:
+        """Give each answer kept by this batch its record's id (the chat it was made for), and
+        take the mark that waited for it off the record; a hit on an answer of this same batch
+        is told that chat's id."""
+        late: list[dict[str, Any]] = []
+        for record in records:
+            extra = getattr(record, "extra", None)
+            if not extra:
+                continue
+            if _MISS in extra:
+                key, sample = extra[_MISS]
+                record.extra = {name: value for name, value in extra.items() if name != _MISS}
+                entry = self.cache.pending(key, sample)
+                if entry is not None and entry.origin_chat is None:
+                    entry.origin_chat = record.id
+            else:
+                note = extra.get(NOTE)
+                if type(note) is dict and note.get("chat_id") is None:
+                    late.append(note)
+        for note in late:
+            entry = self.cache.pending(note["key"], note["sample"])
+            if entry is not None:
+                note["chat_id"] = entry.origin_chat
+
+    async def finish(self) -> None:
+        """Write the kept answers when enough are waiting (see `ResponseCache.write_every`)."""
+        await self._maybe_flush()
+
+    # -- the work ------------------------------------------------------------------------------
+
+    async def _answer(
+        self, kind: str, items: list[Item], params: list[GenerateParams]
+    ) -> list[Any]:
+        started = time.perf_counter()
+        results: list[Any] = [None] * len(items)
+        keys: list[tuple[str, int] | None] = []
+        samples = self.samples
+        for item, item_params in zip(items, params, strict=True):
+            key = self._key(item, item_params)
+            keys.append(None if key is None else (key, samples.get(id(item_params), 0)))
+        loop = asyncio.get_running_loop()
+        inflight = self.cache.inflight
+        leaders: dict[tuple[str, int], int] = {}  # pair -> the item that asks for it
+        futures: dict[tuple[str, int], asyncio.Future[CachedAnswer | None]] = {}
+        waiting: list[tuple[int, asyncio.Future[CachedAnswer | None]]] = []
+        uncached: list[int] = []
+        for index, pair in enumerate(keys):
+            if pair is None:
+                uncached.append(index)
+                continue
+            running = futures.get(pair) or inflight.get((loop, pair[0], pair[1]))
+            if running is not None:
+                waiting.append((index, running))
+                continue
+            leaders[pair] = index
+            futures[pair] = inflight[(loop, pair[0], pair[1])] = loop.create_future()
+        hits = misses = 0
+        saved = 0.0
+        try:
+            found = await self.cache.alookup(list(leaders)) if leaders else {}
+            send = list(uncached)
+            for pair, index in leaders.items():
+                answer = found.get(pair)
+                if answer is None:
+                    send.append(index)
+                    continue
+                results[index] = hit = self._hit(kind, pair, answer, started)
+                hits += 1
+                saved += self._price(hit.usage)
+                futures[pair].set_result(answer)
+            send.sort()
+            misses += await self._send(kind, items, params, keys, send, results, futures)
+            for future in futures.values():  # failed: its waiters send their own (no waiting
+                if not future.done():  # on each other across batches)
+                    future.set_result(None)
+            answers = await asyncio.gather(*(asyncio.shield(f) for _, f in waiting))
+            again: list[int] = []  # the request they waited for failed: they send their own
+            for (index, _), answer in zip(waiting, answers, strict=True):
+                pair = keys[index]
+                assert pair is not None
+                if answer is None:
+                    again.append(index)
+                    continue
+                results[index] = hit = self._hit(kind, pair, answer, started)
+                hits += 1
+                saved += self._price(hit.usage)
+            misses += await self._send(kind, items, params, keys, again, results, {})
+        finally:
+            for pair, future in futures.items():
+                if not future.done():
+                    future.set_result(None)
+                if inflight.get((loop, pair[0], pair[1])) is future:
+                    del inflight[(loop, pair[0], pair[1])]
+            self.cache.count(self._generator_label(), hits=hits, misses=misses, saved=saved)
+        return results
+
+    async def _send(
+        self,
+        kind: str,
+        items: list[Item],
+        params: list[GenerateParams],
+        keys: list[tuple[str, int] | None],
+        send: list[int],
+        results: list[Any],
+        futures: dict[tuple[str, int], asyncio.Future[CachedAnswer | None]],
+    ) -> int:
+        """Send the items at `send` in one batch call; keep and hand out what succeeded."""
+        if not send:
+            return 0
+        batch = [items[i] for i in send]
+        batch_params = [params[i] for i in send]
+        if kind == "chat":
+            answers: Sequence[Any] = await self.generator.generate_messages(batch, batch_params)
+        else:
+            answers = await self.generator.generate_texts(batch, batch_params)
+        if len(answers) != len(send):
+            raise RuntimeError(
+                f"{type(self.generator).__name__} returned {len(answers)} results for a batch "
+                f"of {len(send)}; a generator must return one result per item"
+            )
+        counted = 0
+        for index, answer in zip(send, answers, strict=True):
+            pair = keys[index]
+            if pair is None:
+                results[index] = answer
+                continue
+            counted += 1
+            if isinstance(answer, BaseException):
+                results[index] = answer
+                continue
+            results[index] = self._kept(kind, pair[0], pair[1], answer)
+            future = futures.get(pair)
+            if future is not None and not future.done() and _MISS in answer.extra:
+                future.set_result(CachedAnswer(self._kept_json, None, time.time()))
+        return counted
+
+    def _key(self, item: Item, params: GenerateParams) -> str | None:
+        """The item's key, or `None` when it cannot be worked out (the item is then sent as
+        it is, and its own request says what is wrong)."""
+        try:
+            material = self.generator.response_cache_request(item, params)
+        except (JibError, ValueError, TypeError):
+            return None
+        if material is None:
+            return None
+        if self._identity is None:
+            self._identity = self.generator.response_cache_identity()
+        kind = "text" if isinstance(item, str) else "chat"
+        material = {"kind": kind, "generator": self._identity, "request": material}
+        return request_key(material, self._secret_values())
+
+    def _kept(self, kind: str, key: str, sample: int, answer: Any) -> Any:
+        """Queue `answer` to be kept; it comes back marked for `settle`, and its JSON goes to
+        the items waiting for the same key and sample (`_kept_json`). An answer whose extra
+        cannot be written as JSON is handed on uncached: keeping it never fails it."""
+        data = _answer_json(answer)
+        try:
+            encoded = orjson.dumps(data, default=repr, option=orjson.OPT_NON_STR_KEYS)
+        except (TypeError, orjson.JSONEncodeError):
+            return answer
+        self._kept_json = data
+        self.cache.keep(NewEntry(key, sample, self._generator_label(), kind, encoded))
+        answer.extra = {**answer.extra, _MISS: (key, sample)}
+        return answer
+
+    def _hit(
+        self, kind: str, pair: tuple[str, int], found: CachedAnswer, started: float
+    ) -> GeneratedMessage | GeneratedText:
+        data = found.answer
+        usage = Usage(**data["usage"]) if data.get("usage") else None
+        note = {
+            "hit": True,
+            "chat_id": found.origin_chat,
+            "stored_at": found.created_at,
+            "key": pair[0],
+            "sample": pair[1],
+        }
+        extra = {**data.get("extra", {}), NOTE: note}
+        latency = (time.perf_counter() - started) * 1000
+        if kind == "chat":
+            message = Message.from_any(data["message"], default_role="assistant")
+            return GeneratedMessage(
+                message,
+                data.get("stop_reason", "unknown"),
+                usage,
+                extra,
+                attempts=0,
+                latency_ms=latency,
+                refusal=data.get("refusal"),
+            )
+        return GeneratedText(
+            data["text"], data.get("stop_reason", "unknown"), usage, extra, 0, latency
+        )
+
+    def _price(self, usage: Usage | None) -> float:
+        if usage is None:
+            return 0.0
+        try:
+            price = self.cache.price(self.generator, usage)
+        except Exception:  # a price table that cannot price it: nothing saved that is known
+            return 0.0
+        return price or 0.0
+
+    def _generator_label(self) -> str:
+        if self._label is None:
+            self._label = self.cache.label_of(self.generator)
+        return self._label
+
+    def _secret_values(self) -> list[str | None]:
+        if self._secrets is None:
+            secrets: list[str | None] = []
+            with contextlib.suppress(JibError):
+                wire_secrets = getattr(self.generator, "wire_secrets", None)
+                secrets = list(wire_secrets()) if wire_secrets else [self.generator.get_api_key()]
+            self._secrets = secrets
+        return self._secrets
+
+    async def _maybe_flush(self) -> None:
+        if self.cache.due():
+            await self.cache.aflush()
+
+
+def _answer_json(answer: GeneratedMessage | GeneratedText) -> dict[str, Any]:
+    """What is kept of an answer: its content, why it stopped, its usage and extra."""
+    data: dict[str, Any] = {"stop_reason": answer.stop_reason}
+    if isinstance(answer, GeneratedMessage):
+        data["message"] = answer.message.to_dict()
+        if answer.refusal:
+            data["refusal"] = answer.refusal
+    else:
+        data["text"] = answer.text
+    if answer.usage is not None:
+        data["usage"] = answer.usage.to_dict()
+    extra = {k: v for k, v in answer.extra.items() if k not in (NOTE, _MISS)}
+    if extra:
+        data["extra"] = extra
+    return data

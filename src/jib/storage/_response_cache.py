@@ -1,0 +1,427 @@
+"""jib's response cache: successful answers kept under the request that got them, and reused.
+
+Not the provider's prompt cache (`ChatPipeline.cache("latest")`, `cache_control`): this one
+keeps whole answers, in a database, so the same request is paid for once.
+
+Tables (created when missing, beside the store's own, or in a database of their own):
+
+- `jib_response_cache`: one row per (key, sample). `key` is the hash of what decides the
+  answer (`jib.generator._response_key`), `sample` the sample index (`--repeat 3` keeps three
+  answers). The primary key is the pair, and rows are written with insert-or-ignore (SQLite
+  `INSERT OR IGNORE`, PostgreSQL `ON CONFLICT DO NOTHING`): two processes that both asked for a
+  missing answer never leave two answers, and the first one written is the one served.
+  `answer` is the answer's JSON (message, stop reason, usage, extra), `origin_chat` the id of
+  the chat it was first made for, `created_at` seconds since the epoch (what `ttl` reads).
+- `jib_response_cache_stats`: hits, misses and the cost saved, per (run, generator), added to
+  as runs go (`jib cache`, `jib runs`).
+
+Only answers are kept: never an error, never a cut stream, never a secret (the key is a hash of
+material with every secret left out; see `jib.generator._response_key`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from jib.storage._engine import WRITE, create_store_engine, redacted_url
+from jib.storage._errors import StoreError
+from jib.storage._location import default_store_url, to_database_url
+from jib.storage._response_cache_admin import (
+    clear_answers,
+    response_cache_run_stats,
+    run_stats,
+    summary,
+)
+from jib.storage._response_cache_tables import (
+    CachedAnswer,
+    NewEntry,
+    ResponseCacheStats,
+    response_cache_tables,
+    stats,
+)
+
+if TYPE_CHECKING:
+    from jib.generator.base import Generator
+    from jib.messages import Usage
+
+__all__ = [
+    "CachedAnswer",
+    "NewEntry",
+    "ResponseCache",
+    "ResponseCacheStats",
+    "open_response_cache",
+    "response_cache_run_stats",
+    "response_cache_tables",
+]
+
+_LOOKUP_CHUNK = 400
+"""Keys per lookup query (SQLite allows 32,766 parameters; two a key)."""
+
+
+def open_response_cache(
+    url: str | None = None,
+    *,
+    ttl: float | None = None,
+    run: str | None = None,
+    write_every: int = 1,
+) -> ResponseCache:
+    """Open (creating its tables on first use) jib's response cache.
+
+    Args:
+        url: a database URL or SQLite file path; `None` for the default store (`$JIB_STORE`,
+            else `jib.db` in the user's data folder): the cache then lives beside the chats.
+        ttl: seconds an answer may be served after it was stored; `None` for ever.
+            `ValueError` unless positive and finite.
+        run: the run name its hits and misses are counted under (`jib cache`, `jib runs`).
+        write_every: answers kept in memory before they are written, in one transaction, at
+            the end of a batch (1: every batch writes what it got); `flush()` and `close()`
+            write the rest.
+
+    Raises:
+        StoreError: the database cannot be reached.
+    """
+    _check_ttl(ttl)
+    location = default_store_url() if url is None else to_database_url(str(url))
+    return ResponseCache(create_store_engine(location), ttl=ttl, run=run, write_every=write_every)
+
+
+class ResponseCache:
+    """A response cache in a SQLite or PostgreSQL database; see the module docstring.
+
+    Set it on a generator (`generator.with_response_cache(cache)`) or a pipeline
+    (`pipeline.with_response_cache(cache)`): each request is then looked up first, by what
+    decides its answer and its sample index, and each successful answer is kept. A hit comes
+    back with `extra["response_cache"] = {"hit": True, "chat_id": …, "stored_at": …}`, no
+    attempts, and the lookup's time as its latency.
+
+    Writes are buffered and go in one transaction at a time, at the end of each batch call
+    (`write_every`: only once that many are waiting; `flush()` and `close()` write the rest).
+    Thread-safe; usable from several event loops.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        ttl: float | None = None,
+        run: str | None = None,
+        write_every: int = 1,
+    ) -> None:
+        _check_ttl(ttl)
+        self._engine = engine
+        self._url = redacted_url(engine.url)
+        self._postgres = engine.url.get_backend_name() == "postgresql"
+        self.ttl = ttl
+        self.run = run
+        self.write_every = max(1, write_every)
+        self.price: Callable[[Generator, Usage], float | None] = _list_price
+        """What an answer costs (`None`: unknown), for the cost the hits saved."""
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, int], NewEntry] = {}
+        self._stats: dict[str, ResponseCacheStats] = {}
+        self._sql: dict[tuple[int, bool], str] = {}
+        self._labels: dict[int, tuple[Any, str, str]] = {}
+        self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+        self.inflight: dict[tuple[Any, str, int], asyncio.Future[Any]] = {}
+        """Requests being sent for a missing key and sample, by (event loop, key, sample)."""
+        with self._errors("open"):
+            self._create_tables()
+
+    # -- identity ------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The database URL, password masked."""
+        return self._url
+
+    def __repr__(self) -> str:
+        ttl = "" if self.ttl is None else f", ttl={self.ttl:g}"
+        return f"ResponseCache({self._url!r}{ttl})"
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Write what is waiting, then close every connection."""
+        try:
+            self.flush()
+        finally:
+            self._engine.dispose()
+
+    def _create_tables(self) -> None:
+        """Create the tables when missing. Two processes may try at once: SQLite queues them
+        (`BEGIN IMMEDIATE`); on PostgreSQL the loser's error is dropped when the tables exist."""
+        try:
+            with self._engine.connect() as connection:
+                connection.execution_options(**WRITE)
+                with connection.begin():
+                    response_cache_tables.create_all(connection, checkfirst=True)
+        except SQLAlchemyError:
+            from sqlalchemy import inspect
+
+            found = inspect(self._engine)
+            if not all(found.has_table(t.name) for t in response_cache_tables.sorted_tables):
+                raise
+
+    def sender(self, generator: Generator, samples: dict[int, int] | None = None) -> Any:
+        """`generator`'s batch methods through this cache, for one batch of a pipeline (see
+        `jib.storage._response_answers.CachedSender`)."""
+        from jib.storage._response_answers import CachedSender
+
+        return CachedSender(self, generator, samples)
+
+    def label_of(self, generator: Generator) -> str:
+        """How `generator` is named in the cache (its identifier, secrets left out); worked
+        out once per generator object and model."""
+        known = self._labels.get(id(generator))
+        if known is not None and known[0] is generator and known[1] is generator.model:
+            return known[2]
+        from jib.errors import JibError
+
+        try:
+            label = generator.to_identifier()
+        except JibError:
+            label = f"{type(generator).__name__}:{generator.model}"
+        if len(self._labels) > 1000:
+            self._labels.clear()
+        self._labels[id(generator)] = (generator, generator.model, label)
+        return label
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def lookup(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], CachedAnswer]:
+        """The kept answers of these (key, sample) pairs that have not expired.
+
+        The hot path of every cached request: plain SQL on a DB-API connection from the pool,
+        no statement to build.
+        """
+        found: dict[tuple[str, int], CachedAnswer] = {}
+        if not keys:
+            return found
+        wanted = set(keys)
+        unique = list(dict.fromkeys(key for key, _ in keys))
+        oldest = None if self.ttl is None else time.time() - self.ttl
+        try:
+            connection = self._engine.raw_connection()
+        except SQLAlchemyError as exc:
+            reason = _first_line(getattr(exc, "orig", None) or exc)
+            raise StoreError(f"cannot read the response cache {self._url}: {reason}") from exc
+        try:
+            cursor = connection.cursor()
+            try:
+                for start in range(0, len(unique), _LOOKUP_CHUNK):
+                    chunk = unique[start : start + _LOOKUP_CHUNK]
+                    sql = self._lookup_sql(len(chunk), oldest is not None)
+                    cursor.execute(sql, chunk if oldest is None else [*chunk, oldest])
+                    for key, sample, answer, origin, created in cursor.fetchall():
+                        if (key, sample) in wanted:
+                            found[(key, sample)] = CachedAnswer(
+                                orjson.loads(answer), origin, created
+                            )
+            finally:
+                cursor.close()
+        except self._dbapi_error as exc:
+            connection.invalidate()
+            raise StoreError(
+                f"cannot read the response cache {self._url}: {_first_line(exc)}"
+            ) from exc
+        finally:
+            connection.close()  # back to the pool, its transaction (if any) rolled back
+        return found
+
+    async def alookup(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], CachedAnswer]:
+        """`lookup`, from the event loop: SQLite answers at once (a lookup by primary key in a
+        local file takes microseconds, less than a hop to a thread); PostgreSQL's answer is
+        waited for in a worker thread."""
+        if self._postgres:
+            return await asyncio.to_thread(self.lookup, keys)
+        return self.lookup(keys)
+
+    def _lookup_sql(self, count: int, with_ttl: bool) -> str:
+        known = self._sql.get((count, with_ttl))
+        if known is None:
+            mark = "%s" if self._postgres else "?"
+            sql = (
+                "SELECT key, sample, answer, origin_chat, created_at FROM jib_response_cache "
+                f"WHERE key IN ({', '.join([mark] * count)})"
+            )
+            if with_ttl:
+                sql += f" AND created_at >= {mark}"
+            known = self._sql[(count, with_ttl)] = sql
+        return known
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def keep(self, entry: NewEntry) -> None:
+        """Queue an answer to be written (the first answer queued for a key and sample wins)."""
+        with self._lock:
+            self._pending.setdefault((entry.key, entry.sample), entry)
+
+    def pending(self, key: str, sample: int) -> NewEntry | None:
+        """The queued entry of this key and sample, if it is not written yet."""
+        return self._pending.get((key, sample))
+
+    def count(self, generator: str, *, hits: int = 0, misses: int = 0, saved: float = 0.0) -> None:
+        """Add to the hits, misses and saved cost of `generator` (written with the answers)."""
+        with self._lock:
+            counts = self._stats.get(generator)
+            if counts is None:
+                counts = self._stats[generator] = ResponseCacheStats()
+            counts.hits += hits
+            counts.misses += misses
+            counts.saved_usd += saved
+
+    def due(self) -> bool:
+        """Whether enough answers are waiting to be written now."""
+        return len(self._pending) >= self.write_every
+
+    def flush(self) -> int:
+        """Write every waiting answer and count, in one transaction; returns answers written.
+
+        An answer whose key and sample another process wrote first is left as that one wrote
+        it.
+        """
+        with self._lock:
+            pending, self._pending = list(self._pending.values()), {}
+            counts, self._stats = self._stats, {}
+        if not pending and not counts:
+            return 0
+        now = time.time()
+        run = self.run
+        rows = [
+            (
+                e.key,
+                e.sample,
+                e.generator,
+                e.kind,
+                e.answer.decode(),
+                e.origin_chat,
+                run,
+                now,
+                len(e.answer),
+            )
+            for e in pending
+        ]
+        with self._errors("write to"), self._engine.connect() as connection:
+            connection.execution_options(**WRITE)
+            with connection.begin():
+                if rows:
+                    connection.exec_driver_sql(self._insert_sql(), rows)
+                for generator, counted in counts.items():
+                    self._add_stats(connection, generator, counted)
+        return len(rows)
+
+    async def aflush(self) -> int:
+        """`flush` in a worker thread."""
+        return await asyncio.to_thread(self.flush)
+
+    def _insert_sql(self) -> str:
+        """Insert-or-ignore, in the driver's own SQL (one statement for many rows)."""
+        columns = "key, sample, generator, kind, answer, origin_chat, run, created_at, size"
+        if self._postgres:
+            marks = ", ".join(["%s"] * 9)
+            return (
+                f"INSERT INTO jib_response_cache ({columns}) VALUES ({marks}) "
+                "ON CONFLICT DO NOTHING"
+            )
+        marks = ", ".join(["?"] * 9)
+        return f"INSERT OR IGNORE INTO jib_response_cache ({columns}) VALUES ({marks})"
+
+    def _add_stats(
+        self, connection: Connection, generator: str, counted: ResponseCacheStats
+    ) -> None:
+        run = self.run or ""
+        if self._postgres:
+            from sqlalchemy.dialects.postgresql import insert as upsert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
+        statement = upsert(stats).values(
+            run=run,
+            generator=generator,
+            hits=counted.hits,
+            misses=counted.misses,
+            saved_usd=counted.saved_usd,
+        )
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[stats.c.run, stats.c.generator],
+                set_={
+                    "hits": stats.c.hits + statement.excluded.hits,
+                    "misses": stats.c.misses + statement.excluded.misses,
+                    "saved_usd": stats.c.saved_usd + statement.excluded.saved_usd,
+                },
+            )
+        )
+
+    # -- what `jib cache` shows and does -------------------------------------------------------
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per generator: `generator`, `entries`, `bytes`, `oldest`, `newest` (epoch seconds),
+        `hits`, `misses` and `saved_usd` (over every run); what this cache has not written yet
+        is written first."""
+        self.flush()
+        with self._errors("read"), self._engine.connect() as connection:
+            return summary(connection)
+
+    def run_stats(self) -> dict[str, ResponseCacheStats]:
+        """Hits, misses and saved cost per run (all generators summed); runs with none left
+        out. What this cache has not written yet is written first."""
+        self.flush()
+        with self._errors("read"), self._engine.connect() as connection:
+            return run_stats(connection)
+
+    def clear(
+        self,
+        *,
+        older_than: float | None = None,
+        generator: str | None = None,
+        run: str | None = None,
+    ) -> int:
+        """Delete kept answers: all of them, or those stored more than `older_than` seconds
+        ago, by `generator` (its identifier as `jib cache` shows it), or by `run`; the
+        conditions given all apply. Returns how many were deleted."""
+        with self._errors("write to"), self._engine.connect() as connection:
+            connection.execution_options(**WRITE)
+            with connection.begin():
+                return clear_answers(
+                    connection, older_than=older_than, generator=generator, run=run
+                )
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            original = getattr(exc, "orig", None) or exc
+            first = str(original).strip().splitlines()[:1]
+            raise StoreError(
+                f"cannot {action} the response cache {self._url}: "
+                f"{first[0] if first else type(original).__name__}"
+            ) from exc
+
+
+def _check_ttl(ttl: float | None) -> None:
+    if ttl is not None and not (ttl > 0 and math.isfinite(ttl)):
+        raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _list_price(generator: Generator, usage: Usage) -> float | None:
+    return generator.list_price(usage)

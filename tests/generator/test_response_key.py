@@ -1,0 +1,123 @@
+"""The response cache's key: what each provider says decides an answer, and what it leaves out.
+
+No server is needed: the key is worked out from the request a generator would send, before
+anything is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import jib
+from jib.generator._response_key import request_key
+from jib.generator.http import HTTPGenerator
+from jib.messages import Message
+from jib.params import GenerateParams
+
+HI = [Message("user", "hi")]
+
+
+def key(generator: jib.Generator, params: GenerateParams | None = None, item: Any = None) -> str:
+    request = generator.response_cache_request(
+        HI if item is None else item, params or GenerateParams()
+    )
+    return request_key({"generator": generator.response_cache_identity(), "request": request})
+
+
+def test_openai_keys_the_url_and_the_body_it_sends() -> None:
+    generator = jib.get_generator("openai!m,api_base=http://127.0.0.1:9/v1")
+    material = generator.response_cache_request(HI, GenerateParams(temperature=0.5))
+    assert material == {
+        "url": "http://127.0.0.1:9/v1/chat/completions",
+        "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.5},
+    }
+    text = generator.response_cache_request("Once", GenerateParams())
+    assert text["url"].endswith("/completions") and text["body"]["prompt"] == "Once"
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        "openai!m,api_base=http://127.0.0.1:9/v1",
+        "ollama_chat/qwen3:0.6b,api_base=http://127.0.0.1:9",
+        "echo!demo",
+    ],
+)
+def test_secrets_and_sending_settings_leave_the_key_alone(identifier: str) -> None:
+    base = jib.get_generator(identifier)
+    same = [jib.get_generator(identifier + ",api_key=sk-other-key-1234")]
+    if not identifier.startswith("echo!"):  # request settings, of providers that send requests
+        same += [
+            jib.get_generator(identifier + ",max_retries=0,rpm=10"),
+            jib.get_generator(identifier + ",max_connections=3"),
+        ]
+    assert all(key(generator) == key(base) for generator in same)
+    assert key(base, GenerateParams(timeout=5)) == key(base)
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        "openai!m,api_base=http://127.0.0.1:9/v1",
+        "ollama_chat/qwen3:0.6b,api_base=http://127.0.0.1:9",
+        "echo!demo",
+    ],
+)
+def test_what_decides_the_answer_changes_the_key(identifier: str) -> None:
+    base = jib.get_generator(identifier)
+    keys = {
+        key(base),
+        key(base, GenerateParams(temperature=0.2)),
+        key(base, GenerateParams(seed=1)),
+        key(base, GenerateParams(extra={"num_ctx": 8192})),  # LiteLLM's Ollama option
+        key(base, GenerateParams(response_format={"type": "json_object"})),
+        key(base, item=[Message("system", "be brief"), *HI]),
+        key(base, item=[Message("user", "hi!")]),
+    }
+    assert len(keys) == 7
+
+
+def test_the_endpoint_and_the_model_change_the_key() -> None:
+    one = jib.get_generator("openai!m,api_base=http://127.0.0.1:9/v1")
+    assert key(one) != key(jib.get_generator("openai!m,api_base=http://127.0.0.1:10/v1"))
+    assert key(one) != key(jib.get_generator("openai!n,api_base=http://127.0.0.1:9/v1"))
+    litellm = jib.get_generator("ollama_chat/qwen3:0.6b,api_base=http://127.0.0.1:9")
+    assert key(litellm) != key(jib.get_generator("ollama_chat/qwen3:0.6b,api_base=http://h:9"))
+    assert key(jib.get_generator("echo!a")) != key(jib.get_generator("echo!a,prefix=>"))
+
+
+def test_http_keys_the_rendered_request_without_its_auth_header() -> None:
+    def generator(api_key: str, model: str = "m") -> HTTPGenerator:
+        return HTTPGenerator.for_json_endpoint(
+            url="http://127.0.0.1:9/chat",
+            request_body={"model": "{{ model }}", "messages": "$messages", "key": "{{ api_key }}"},
+            response="$.answer",
+            api_key=api_key,
+            model=model,
+            auth={"header": "Authorization", "format": "Bearer {api_key}"},
+            headers={"X-Team": "blue"},
+        )
+
+    material = generator("sk-first-secret").response_cache_request(HI, GenerateParams())
+    assert material["url"] == "http://127.0.0.1:9/chat"
+    assert "authorization" not in material["headers"] and material["headers"]["x-team"] == "blue"
+    first = request_key(material, ["sk-first-secret"])
+    second_material = generator("sk-other-secret").response_cache_request(HI, GenerateParams())
+    assert request_key(second_material, ["sk-other-secret"]) == first  # the key is blanked
+    other_model = generator("sk-first-secret", "n").response_cache_request(HI, GenerateParams())
+    assert request_key(other_model, ["sk-first-secret"]) != first
+    # The spec is the generator's identity: what reads the answer decides it too.
+    one, two = generator("k"), generator("k")
+    two.spec = two.spec.model_copy(
+        update={"response": two.spec.response.model_copy(update={"valid_status_codes": [201]})}
+    )
+    assert one.response_cache_identity() != two.response_cache_identity()
+    assert "sk-first-secret" not in str(generator("sk-first-secret").response_cache_identity())
+
+
+def test_a_generator_marked_uncacheable_says_why() -> None:
+    assert jib.get_generator("echo!x").response_cache_refusal() is None
+    refusal = jib.get_generator("fail!x").response_cache_refusal()
+    assert refusal is not None and "never cached" in refusal

@@ -1,0 +1,333 @@
+"""jib's response cache from Python: what it keeps, what it serves, and what makes it miss.
+
+Each test talks to a real OpenAI-protocol server on 127.0.0.1 that numbers its answers
+(`tests.support.counting_server`), through `openai!`, with the cache in SQLite and in
+PostgreSQL (`store_url`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+import jib
+from jib.content import ContentImageUrl, ContentText
+from jib.errors import InvalidGeneratorError
+from jib.messages import Message
+from jib.storage import ResponseCache, open_response_cache, open_store
+from jib.storage._response_cache import response_cache_run_stats
+from tests.support.counting_server import chat_posts, counting_server, identifier
+from tests.support.scripted_server import ScriptedServer
+
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with counting_server() as running:
+        yield running
+
+
+@pytest.fixture
+def cache(store_url: str) -> Iterator[ResponseCache]:
+    with open_response_cache(store_url) as opened:
+        yield opened
+
+
+def chat_many(generator: jib.Generator, prompts: list[Any], **kwargs: Any) -> list[jib.Chat]:
+    return asyncio.run(generator.chat().run_batch(prompts, **kwargs))
+
+
+def hit(chat: jib.Chat) -> dict[str, Any] | None:
+    note: dict[str, Any] | None = chat.extra.get("response_cache")
+    return note
+
+
+def rows(url: str, query: str) -> list[Any]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(text(query)))
+    finally:
+        engine.dispose()
+
+
+def test_a_second_run_is_answered_from_the_cache_without_a_request(
+    server: ScriptedServer, cache: ResponseCache
+) -> None:
+    generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+    prompts = [f"prompt {n}" for n in range(20)]
+    first = chat_many(generator, prompts)
+    sent = len(chat_posts(server))
+    second = chat_many(generator, prompts)
+
+    assert sent == 20
+    assert len(chat_posts(server)) == 20  # nothing sent again
+    assert [c.content for c in second] == [c.content for c in first]
+    assert all(hit(c) is None for c in first)
+    for before, after in zip(first, second, strict=True):
+        note = hit(after)
+        assert note is not None and note["hit"] is True
+        assert note["chat_id"] == before.id  # the chat the answer was first made for
+        assert after.attempts == 0
+        assert after.usage == before.usage
+        assert after.id != before.id
+
+
+def test_what_decides_the_answer_makes_a_miss(server: ScriptedServer, cache: ResponseCache) -> None:
+    with counting_server() as other:
+        base = jib.get_generator(identifier(server)).with_response_cache(cache)
+        chat_many(base, ["same"])
+        variants = [
+            base.chat().with_(temperature=0.5),  # a wire param
+            base.chat().with_(extra={"num_ctx": 8192}),  # a provider option in `extra`
+            base.chat().with_(max_tokens=7),
+            jib.get_generator(identifier(server, model="other")).with_response_cache(cache).chat(),
+            jib.get_generator(identifier(other)).with_response_cache(cache).chat(),  # endpoint
+        ]
+        for pipeline in variants:
+            asyncio.run(pipeline.run_batch(["same"]))
+        parts = Message("user", [ContentText("same"), ContentImageUrl.from_bytes(PNG, "image/png")])
+        chat_many(base, [[parts]])  # a message part
+        chat_many(base, [[Message("system", "be brief"), Message("user", "same")]])
+        chat_many(base, ["same"], samples=[1])  # the sample index
+        assert len(chat_posts(server)) + len(chat_posts(other)) == 1 + 5 + 3
+
+        chat_many(base, ["same"])  # and the first request still hits
+        assert len(chat_posts(server)) + len(chat_posts(other)) == 9
+
+
+def test_the_key_leaves_the_api_key_out(server: ScriptedServer, cache: ResponseCache) -> None:
+    with_key = identifier(server) + ",api_key=sk-secret-one-1234"
+    chat_many(jib.get_generator(with_key).with_response_cache(cache), ["hello"])
+    other_key = identifier(server) + ",api_key=sk-secret-two-5678"
+    (again,) = chat_many(jib.get_generator(other_key).with_response_cache(cache), ["hello"])
+    cache.flush()
+
+    assert hit(again) is not None  # a key rotation keeps the cache
+    assert len(chat_posts(server)) == 1
+    kept = rows(_url(cache), "SELECT key, generator, answer FROM jib_response_cache")
+    assert kept and all("sk-secret" not in " ".join(map(str, row)) for row in kept)
+
+
+def test_failed_answers_and_cut_answers_are_never_kept(
+    server: ScriptedServer, cache: ResponseCache
+) -> None:
+    generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+    pipeline = generator.chat().catch(Exception)
+    for _ in range(2):
+        failed = asyncio.run(pipeline.run_batch(["error:no", "cut:half"], on_failed="include"))
+        assert all(chat.failed for chat in failed)
+    assert len(chat_posts(server)) == 4  # asked again: nothing was served from the cache
+    assert rows(_url(cache), "SELECT count(*) FROM jib_response_cache")[0][0] == 0
+
+
+def test_a_cut_stream_is_never_kept_and_a_whole_one_is(
+    server: ScriptedServer, cache: ResponseCache
+) -> None:
+    generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+
+    async def stream(prompt: str) -> tuple[list[str], jib.Chat]:
+        chat_stream = generator.chat(prompt).catch(Exception).stream(on_failed="include")
+        deltas = [delta async for delta in chat_stream]
+        return deltas, chat_stream.chat
+
+    _, cut = asyncio.run(stream("cut:story"))
+    assert cut.failed
+    _, cut_again = asyncio.run(stream("cut:story"))
+    assert cut_again.failed and hit(cut_again) is None
+
+    deltas, whole = asyncio.run(stream("a story"))
+    assert "".join(deltas) == whole.content and hit(whole) is None
+    deltas, kept = asyncio.run(stream("a story"))
+    assert deltas == [whole.content]  # one delta: the whole answer
+    assert kept.content == whole.content and hit(kept)["chat_id"] == whole.id  # type: ignore[index]
+    assert len(chat_posts(server)) == 3
+    # A streamed answer serves a plain request too, and the other way round.
+    (plain,) = chat_many(generator, ["a story"])
+    assert plain.content == whole.content and len(chat_posts(server)) == 3
+
+
+def test_samples_keep_an_answer_each(server: ScriptedServer, cache: ResponseCache) -> None:
+    generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+    first = asyncio.run(generator.chat("tell me").run_many(3))
+    again = asyncio.run(generator.chat("tell me").run_many(3))
+
+    assert len({chat.content for chat in first}) == 3
+    assert [c.content for c in again] == [c.content for c in first]
+    assert all(hit(chat) is not None for chat in again)
+    assert len(chat_posts(server)) == 3
+
+
+def test_a_pipeline_cache_overrides_none_on_the_generator(
+    server: ScriptedServer, cache: ResponseCache
+) -> None:
+    pipeline = jib.get_generator(identifier(server)).chat().with_response_cache(cache)
+    asyncio.run(pipeline.run_batch(["one", "two"]))
+    (second,) = asyncio.run(pipeline.run_batch(["one"]))
+    assert hit(second) is not None and len(chat_posts(server)) == 2
+    # Without the cache, the same request is sent.
+    asyncio.run(jib.get_generator(identifier(server)).chat().run_batch(["one"]))
+    assert len(chat_posts(server)) == 3
+
+
+def test_text_completions_are_kept_too(server: ScriptedServer, cache: ResponseCache) -> None:
+    generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+    first = asyncio.run(generator.complete("Once upon").run())
+    second = asyncio.run(generator.complete("Once upon").run())
+    assert second.generated == first.generated
+    assert second.extra["response_cache"]["chat_id"] == first.id
+    assert len(chat_posts(server)) == 1
+
+
+def test_an_expired_answer_is_asked_again(server: ScriptedServer, store_url: str) -> None:
+    with open_response_cache(store_url) as cache:
+        chat_many(jib.get_generator(identifier(server)).with_response_cache(cache), ["hi"])
+    time.sleep(0.05)
+    with open_response_cache(store_url, ttl=0.01) as short:
+        (fresh,) = chat_many(
+            jib.get_generator(identifier(server)).with_response_cache(short), ["hi"]
+        )
+    with open_response_cache(store_url, ttl=3600) as long:
+        (kept,) = chat_many(jib.get_generator(identifier(server)).with_response_cache(long), ["hi"])
+
+    assert hit(fresh) is None and fresh.content == "hi #2"
+    assert hit(kept) is not None and kept.content == "hi #1"  # the first answer stays kept
+    assert len(chat_posts(server)) == 2
+
+
+def test_concurrent_batches_asking_the_same_missing_key_make_one_request(
+    server: ScriptedServer, cache: ResponseCache
+) -> None:
+    generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+    prompts = [f"q{n}" for n in range(10)]
+
+    async def both() -> list[list[jib.Chat]]:
+        pipeline = generator.chat()
+        return await asyncio.gather(
+            pipeline.run_batch(prompts), pipeline.run_batch(prompts), pipeline.run_batch(prompts)
+        )
+
+    first, second, third = asyncio.run(both())
+    assert len(chat_posts(server)) == 10
+    assert [c.content for c in first] == [c.content for c in second] == [c.content for c in third]
+    # Within one batch too: the same prompt twice is one request.
+    chat_many(generator, ["twice", "twice"])
+    assert len(chat_posts(server)) == 11
+
+    # When the one request fails, each waiting item sends its own (and fails on its own).
+    failing = generator.chat().catch(Exception)
+
+    async def failing_twice() -> list[list[jib.Chat]]:
+        return await asyncio.gather(
+            failing.run_batch(["error:no"], on_failed="include"),
+            failing.run_batch(["error:no"], on_failed="include"),
+        )
+
+    (one,), (two,) = asyncio.run(failing_twice())
+    assert one.failed and two.failed and one.error is not two.error
+    assert len(chat_posts(server)) == 13
+
+
+def test_the_cache_never_holds_two_answers_for_one_key_and_sample(
+    server: ScriptedServer, store_url: str
+) -> None:
+    # Two caches (as two processes would have) each ask for the same missing answers.
+    with (
+        open_response_cache(store_url, write_every=100) as one,
+        open_response_cache(store_url, write_every=100) as two,
+    ):
+        first = chat_many(
+            jib.get_generator(identifier(server)).with_response_cache(one), ["x", "y"]
+        )
+        second = chat_many(
+            jib.get_generator(identifier(server)).with_response_cache(two), ["x", "y"]
+        )
+        assert all(hit(c) is None for c in first + second)  # neither had written yet
+        one.flush()
+        two.flush()
+        kept = rows(_url(one), "SELECT answer FROM jib_response_cache ORDER BY key")
+    assert len(kept) == 2  # the first written stays
+    with open_response_cache(store_url) as reader:
+        again = chat_many(jib.get_generator(identifier(server)).with_response_cache(reader), ["x"])
+    assert again[0].content == first[0].content
+
+
+def test_a_generator_whose_answers_cannot_be_cached_says_so(cache: ResponseCache) -> None:
+    with pytest.raises(InvalidGeneratorError, match="never cached"):
+        jib.get_generator("fail!x").with_response_cache(cache)
+    with pytest.raises(InvalidGeneratorError, match="never cached"):
+        jib.get_generator("always_fail!x").chat().with_response_cache(cache)
+
+
+def test_counts_and_clearing(server: ScriptedServer, store_url: str) -> None:
+    with open_response_cache(store_url, run="counted") as cache:
+        generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+        chat_many(generator, ["a", "b"])
+        chat_many(generator, ["a", "c"])
+    with open_response_cache(store_url) as cache:
+        (summary,) = cache.summary()
+        assert (summary["entries"], summary["hits"], summary["misses"]) == (3, 1, 3)
+        assert response_cache_run_stats(store_url)["counted"].hits == 1
+        assert cache.clear(older_than=3600) == 0
+        assert cache.clear(generator="openai!nothing") == 0
+        assert cache.clear(run="counted") == 3
+        assert cache.summary()[0]["entries"] == 0
+
+
+def test_a_cache_beside_the_chats_leaves_the_store_readable(
+    server: ScriptedServer, store_url: str
+) -> None:
+    with open_store(store_url) as store, open_response_cache(store_url) as cache:
+        pipeline = (jib.get_generator(identifier(server)).chat().with_response_cache(cache)).watch(
+            store.watch(run="both")
+        )
+        asyncio.run(pipeline.run_batch(["a"]))
+        asyncio.run(pipeline.run_batch(["a"]))
+        chats = store.query(run="both")
+    assert len(chats) == 2
+    assert sum(1 for chat in chats if chat.extra.get("response_cache")) == 1
+
+
+def _url(cache: ResponseCache) -> str:
+    return cache._engine.url.render_as_string(hide_password=False)
+
+
+def test_http_error_bodies_are_never_kept_and_answers_are(
+    server: ScriptedServer, cache: ResponseCache
+) -> None:
+    from jib.generator.http import HTTPGenerator
+
+    generator = HTTPGenerator.for_json_endpoint(
+        url=f"{server.url}/v1/chat/completions",
+        request_body={"model": "{{ model }}", "messages": "$messages"},
+        response={"content_path": "$.choices[0].message.content", "error_path": "$.error.message"},
+        api_key="sk-http-secret-1234",
+        auth={"header": "Authorization", "format": "Bearer {api_key}"},
+        max_retries=0,
+    ).with_response_cache(cache)
+    pipeline = generator.chat().catch(Exception)
+    for _ in range(2):
+        failed, good = asyncio.run(
+            pipeline.run_batch(["error:denied", "hello"], on_failed="include")
+        )
+        assert failed.failed and not good.failed
+    assert hit(good) is not None and good.content == "hello #1"
+    assert len(chat_posts(server)) == 3  # the error twice, the answer once
+    cache.flush()
+    kept = rows(_url(cache), "SELECT answer FROM jib_response_cache")
+    assert len(kept) == 1 and "denied" not in kept[0][0] and "sk-http" not in kept[0][0]
+
+
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf")])
+def test_a_ttl_must_be_a_positive_number_of_seconds(store_url: str, ttl: float) -> None:
+    with pytest.raises(ValueError, match="ttl must be a positive number of seconds"):
+        open_response_cache(store_url, ttl=ttl)
