@@ -23,6 +23,7 @@ _TABLES = (
     "jib_schema_version",
     "jib_response_cache",
     "jib_response_cache_stats",
+    "jib_provider_batches",
 )
 
 
