@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
@@ -437,6 +437,11 @@ class HTTPSpec(_SpecModel):
     'http://127.0.0.1:8000/m'
     """
 
+    url_schemes: ClassVar[tuple[str, ...]] = ("http://", "https://")
+    """The schemes a rendered URL may have."""
+    url_kind: ClassVar[tuple[str, str]] = ("an http(s) URL", "http:// or https://")
+    """How errors name such a URL, and its schemes."""
+
     request: RequestSpec
     response: ResponseSpec = Field(default_factory=ResponseSpec)
     steps: list[StepSpec] = Field(default_factory=list, max_length=20)
@@ -690,11 +695,12 @@ class HTTPSpec(_SpecModel):
     ) -> str:
         request = self.request if request is None else request
         url = self._render(request.url, context.to_variables(), f"{prefix}.url").strip()
-        if not url.lower().startswith(("http://", "https://")):
+        if not url.lower().startswith(self.url_schemes):
             # What it rendered is not shown: a URL template can render the key.
+            kind, schemes = self.url_kind
             raise ProcessingError(
-                f"{prefix}.url must render to an http(s) URL; it rendered a "
-                f"{len(url):,}-character text that does not start with http:// or https://"
+                f"{prefix}.url must render to {kind}; it rendered a "
+                f"{len(url):,}-character text that does not start with {schemes}"
             )
         try:
             parts = urlsplit(url)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -219,6 +219,9 @@ class WSSpec(HTTPSpec):
     FrameVerdict(skipped=False, piece='Hello', done=True)
     """
 
+    url_schemes: ClassVar[tuple[str, ...]] = WS_SCHEMES
+    url_kind: ClassVar[tuple[str, str]] = ("a ws:// or wss:// URL", "either")
+
     request: WSRequestSpec
     response: WSResponseSpec
 
@@ -283,44 +286,6 @@ class WSSpec(HTTPSpec):
         return data
 
     # -- sending -------------------------------------------------------------------------------
-
-    def make_url(self, context: RequestTransformContext, limits: RenderLimits | None = None) -> str:
-        """Render the URL template (within `limits`, the defaults when `None`).
-
-        Raises:
-            ProcessingError: a template fails, or the result is not a ws(s) URL with a host.
-            BudgetExceededError: rendering ran out of time, steps or size.
-        """
-        with metered(limits):
-            return masked_errors(context.secrets, lambda: self._url(context))
-
-    def _url(
-        self,
-        context: RequestTransformContext,
-        request: RequestSpec | None = None,
-        prefix: str = "request",
-    ) -> str:
-        from urllib.parse import urlsplit
-
-        request = self.request if request is None else request
-        url = self._render(request.url, context.to_variables(), f"{prefix}.url").strip()
-        if not url.lower().startswith(WS_SCHEMES):
-            # What it rendered is not shown: a URL template can render the key.
-            raise ProcessingError(
-                f"{prefix}.url must render to a ws:// or wss:// URL; it rendered a "
-                f"{len(url):,}-character text that does not start with either"
-            )
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - raises ValueError when the port is out of range
-        except ValueError:
-            raise ProcessingError(
-                "request.url rendered an invalid URL (its port is not a number from 0 to "
-                "65535, or its IPv6 address is malformed)"
-            ) from None
-        if not parts.hostname:
-            raise ProcessingError("request.url rendered a URL without a host")
-        return url
 
     def make_message(
         self, context: RequestTransformContext, limits: RenderLimits | None = None
