@@ -351,6 +351,7 @@ class BatchAPIJob:
         self, batch: _Batch, custom_id: str, result: GeneratedMessage | BaseException
     ) -> None:
         request = self.pending.pop(custom_id)
+        self._lines.pop(custom_id, None)  # done: its serialized body is not needed again
         delivery = Delivery(
             self.client.provider,
             batch.entry.batch_id,
@@ -367,6 +368,7 @@ class BatchAPIJob:
         )
         for request, result in zip(requests, results, strict=True):
             self.pending.pop(request.custom_id, None)
+            self._lines.pop(request.custom_id, None)
             delivery = Delivery(
                 self.client.provider, None, started, attempts.get(request.custom_id, 1) + 1
             )

@@ -8,8 +8,9 @@ pickled one, rebuilt when a setting changes).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field, PrivateAttr
 
@@ -66,6 +67,20 @@ class WiredGenerator(RequestGenerator):
 
     _wire: Wire | None = PrivateAttr(default=None)
 
+    def wire_settings(self, **changes: Any) -> WireSettings:
+        """The wire settings this generator's attributes make, with `changes` over them (a
+        second wire of its own, say, that follows no redirect: `max_redirects=0`)."""
+        settings = WireSettings(
+            self.proxy,
+            self.verify,
+            self.max_response_bytes,
+            self.max_redirects,
+            self.keeps_cookies,
+            cert=self.cert,
+            cert_keyfile=self.cert_keyfile,
+        )
+        return dataclasses.replace(settings, **changes) if changes else settings
+
     @property
     def wire(self) -> Wire:
         """The wire this generator sends over; a copy whose settings changed gets its own."""
@@ -82,17 +97,7 @@ class WiredGenerator(RequestGenerator):
             ):
                 return wire
         # Clients made for older settings close with their event loops.
-        wire = self._wire = Wire(
-            WireSettings(
-                self.proxy,
-                self.verify,
-                self.max_response_bytes,
-                self.max_redirects,
-                self.keeps_cookies,
-                cert=self.cert,
-                cert_keyfile=self.cert_keyfile,
-            )
-        )
+        wire = self._wire = Wire(self.wire_settings())
         return wire
 
     @property

@@ -534,10 +534,11 @@ class _Run:
             ):
                 raise error.final from None
             delay: float | None = 0.0
+            detail = ""
         else:
             policy = self.policy()
             delay = policy.delay(error, self.retries)
-        detail = self.policy().refusal(error, self.retries) if delay is None else ""
+            detail = policy.refusal(error, self.retries) if delay is None else ""
         if delay is not None and deadline is not None and time.monotonic() + delay >= deadline:
             delay = None
             if time.monotonic() < deadline:

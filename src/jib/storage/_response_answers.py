@@ -262,7 +262,7 @@ class CachedSender:
         if material is None:
             return None
         if self._identity is None:
-            self._identity = self.generator.response_cache_identity()
+            self._identity = self.cache.identity_of(self.generator)
         kind = "text" if isinstance(item, str) else "chat"
         material = {"kind": kind, "generator": self._identity, "request": material}
         return request_key(material, self._secret_values())

@@ -131,6 +131,7 @@ class ResponseCache:
         self._stats: dict[str, ResponseCacheStats] = {}
         self._sql: dict[tuple[int, bool], str] = {}
         self._labels: dict[int, tuple[Any, str, str]] = {}
+        self._identities: dict[int, tuple[Any, dict[str, Any], Any]] = {}
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self.inflight: dict[tuple[Any, str, int], asyncio.Future[Any]] = {}
         """Requests being sent for a missing key and sample, by (event loop, key, sample)."""
@@ -199,6 +200,18 @@ class ResponseCache:
             self._labels.clear()
         self._labels[id(generator)] = (generator, generator.model, label)
         return label
+
+    def identity_of(self, generator: Generator) -> Any:
+        """`generator.response_cache_identity()`, worked out once per generator object while
+        its attributes stay as they were (a pipeline makes a sender per batch)."""
+        known = self._identities.get(id(generator))
+        if known is not None and known[0] is generator and known[1] == generator.__dict__:
+            return known[2]
+        identity = generator.response_cache_identity()
+        if len(self._identities) > 1000:
+            self._identities.clear()
+        self._identities[id(generator)] = (generator, dict(generator.__dict__), identity)
+        return identity
 
     # -- reading -------------------------------------------------------------------------------
 

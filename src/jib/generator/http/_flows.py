@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from jib._per_loop import RuntimeResource
 from jib._secrets import redact
-from jib._wire import Wire, WireRequest, WireResponse, WireSettings
+from jib._wire import Wire, WireRequest, WireResponse
 from jib._wire.models import origin_of
 from jib._wire.redirects import REDIRECT_STATUS, next_request
 from jib.errors import ProcessingError, error_for_status
@@ -115,15 +115,7 @@ class Flow(RuntimeResource):
 
     def wire(self, generator: HTTPGenerator) -> Wire:
         """A wire with the generator's settings that follows no redirect and keeps no cookie."""
-        settings = WireSettings(
-            generator.proxy,
-            generator.verify,
-            generator.max_response_bytes,
-            0,
-            False,
-            cert=generator.cert,
-            cert_keyfile=generator.cert_keyfile,
-        )
+        settings = generator.wire_settings(max_redirects=0, cookies=False)
         if self._wire is None or self._wire.settings != settings:
             self._wire = Wire(settings)
         return self._wire

@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import PrivateAttr, field_validator
 
 from jib._per_loop import PerLoop, RuntimeResource
-from jib._wire import WireRequest, WireSettings
+from jib._wire import WireRequest
 from jib._wire.models import too_large
 from jib._wire.websocket import WebSockets, WireSocket
 from jib.errors import InvalidGeneratorError, ProcessingError
@@ -95,15 +95,7 @@ class WSGenerator(HTTPGenerator):
     def websockets(self) -> WebSockets:
         """Where this generator opens its connections; a copy whose settings changed gets its
         own (the same settings as `wire`)."""
-        settings = WireSettings(
-            self.proxy,
-            self.verify,
-            self.max_response_bytes,
-            self.max_redirects,
-            self.keeps_cookies,
-            cert=self.cert,
-            cert_keyfile=self.cert_keyfile,
-        )
+        settings = self.wire_settings()
         sockets: WebSockets | None = self._runtime["_sockets"]
         if sockets is None or sockets.settings != settings:
             sockets = self._sockets = WebSockets(settings)
