@@ -3,18 +3,22 @@ before (`jib.storage._encode`, `jib.storage._insert`)."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import math
+import sqlite3
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jib import Chat, Completion, GenerateParams, Message, Usage
 from jib.chat import UnwritableRecordError
-from jib.storage import ChatStore, StoreError
+from jib.storage import ChatStore, StoreError, open_store
+from jib.storage.store import ON_LOOP_MOST
 from jib.testing import EchoGenerator
 from tests.storage.test_parts import chat_with_parts, image, sql
 
@@ -365,3 +369,52 @@ def test_a_row_the_database_refuses_fails_the_whole_save_and_the_store_goes_on(
     assert store.count(tag="t") == 0
     store.save(echo_chats(2))
     assert store.count() == 3
+
+
+@pytest.mark.parametrize("count", [ON_LOOP_MOST, ON_LOOP_MOST + 1])
+async def test_asave_stores_a_batch_small_or_big_as_save_does(store: ChatStore, count: int) -> None:
+    """A small SQLite save is written on the loop, a big one (and PostgreSQL's) in a thread:
+    the same rows either way, replacements included."""
+    old = echo_chats(2)
+    store.save(old, tags=["old"])
+    chats = echo_chats(count)
+
+    saved = await store.asave(chats, run="r", tags=["t"], replacing=[old[0].id])
+
+    assert saved == count
+    assert store.count(run="r", tag="t") == count
+    assert [r.id for r in store.query(tag="old")] == [old[1].id]
+    assert [stored_dict(store, c.id) for c in chats[:3]] == [
+        {**c.to_dict(), "metadata": {"tags": ["t"]}} for c in chats[:3]
+    ]
+
+
+async def test_a_refused_asave_fails_whole_and_the_store_goes_on(store: ChatStore) -> None:
+    for statement in REFUSE[store.backend]:
+        sql(store, statement)
+
+    with pytest.raises(StoreError, match="refused by a trigger"):
+        await store.asave([*echo_chats(3), Chat(id="refused")], tags=["t"])
+
+    assert store.count() == 0
+    assert await store.asave(echo_chats(2)) == 2
+
+
+async def test_asave_waits_for_another_sqlite_writer_without_stopping_the_loop(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "jib.db"
+    with open_store(path) as store:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process's writer holds the file
+        saving = asyncio.create_task(store.asave(echo_chats(3)))
+        ticks = 0
+        while ticks < 5:  # the loop goes on while the save waits
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not saving.done()
+        blocker.rollback()
+        blocker.close()
+
+        assert await saving == 3
+        assert store.count() == 3

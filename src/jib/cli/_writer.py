@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 from jib.chat import Chat
 from jib.storage import ChatStore
+from jib.storage.store import ON_LOOP_MOST
 
 __all__ = ["BatchWriter"]
 
 BATCH = 500
-"""Most chats written in one transaction."""
+"""Most chats written in one transaction (PostgreSQL: each one is a round trip to the server)."""
 LINGER_SECONDS = 0.25
 """Longest a finished chat waits for others to share its transaction."""
 
@@ -45,12 +46,14 @@ class BatchWriter:
         *,
         run: str,
         tags: Sequence[str] = (),
-        batch: int = BATCH,
+        batch: int | None = None,
         linger: float = LINGER_SECONDS,
     ) -> None:
         self._store = store
         self._run = run
         self._tags = list(tags)
+        if batch is None:  # SQLite: small enough to be written on the loop (`ChatStore.asave`)
+            batch = ON_LOOP_MOST if store.backend == "sqlite" else BATCH
         self._batch = max(1, batch)
         self._linger = linger
         self._pending: deque[_Chunk] = deque()

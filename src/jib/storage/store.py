@@ -6,13 +6,13 @@ import asyncio
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from typing_extensions import Unpack
 
 from jib.chat import Chat, Completion
@@ -26,7 +26,7 @@ from jib.storage._blobs import (
 )
 from jib.storage._decode import RAW_COLUMNS
 from jib.storage._encode import UnencodableValue, text
-from jib.storage._engine import WRITE, create_store_engine, redacted_url
+from jib.storage._engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, redacted_url
 from jib.storage._errors import StoreError
 from jib.storage._insert import insert_records, insert_tags
 from jib.storage._load import readable_dicts, readable_records, stored_dict, stored_record
@@ -49,9 +49,11 @@ from jib.trust import TrustPolicy
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["ChatStore", "open_store"]
+__all__ = ["ON_LOOP_MOST", "ChatStore", "open_store"]
 
 _CHUNK = 500
+ON_LOOP_MOST = 250
+"""The most records an `asave` into SQLite writes on the event loop itself (see `asave`)."""
 
 
 def open_store(url: str | Path | None = None, *, trusted: bool | TrustPolicy = False) -> ChatStore:
@@ -72,6 +74,14 @@ def open_store(url: str | Path | None = None, *, trusted: bool | TrustPolicy = F
     if url is None:
         return ChatStore(default_store_url(), trusted=trusted)
     return ChatStore(to_database_url(str(url)), trusted=trusted)
+
+
+_SQLITE_BUSY = 5
+"""SQLite's result code for a database another connection holds."""
+
+
+class _Busy(Exception):
+    """Another writer holds the SQLite store (see `ChatStore._write_at_once`)."""
 
 
 def _now() -> datetime:
@@ -155,6 +165,31 @@ class ChatStore:
                 yield connection
 
     @contextmanager
+    def _write_at_once(self) -> Iterator[Connection]:
+        """SQLite's write transaction, or `_Busy` at once (rather than waiting) when another
+        writer, in this process or another, holds the store."""
+        if not self._write_lock.acquire(blocking=False):
+            raise _Busy
+        try:
+            with self._errors("write to"), self._engine.connect() as connection:
+                connection.execution_options(**WRITE)
+                driver = connection.connection.dbapi_connection
+                assert driver is not None
+                driver.execute("PRAGMA busy_timeout = 0")
+                try:
+                    transaction = connection.begin()
+                except OperationalError as exc:
+                    if getattr(exc.orig, "sqlite_errorcode", None) == _SQLITE_BUSY:
+                        raise _Busy from None
+                    raise
+                finally:
+                    driver.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                with transaction:
+                    yield connection
+        finally:
+            self._write_lock.release()
+
+    @contextmanager
     def _read(self) -> Iterator[Connection]:
         with self._errors("read"), self._engine.connect() as connection:
             yield connection
@@ -205,12 +240,17 @@ class ChatStore:
         except UnencodableValue as exc:
             raise StoreError(f"cannot write to the store {self._url}: {exc}") from exc
 
-    def _write_saved(self, saved: SaveBatch, replacing: Iterable[str]) -> int:
-        """Write encoded rows in one transaction (deleting what they replace); return how many."""
+    def _write_saved(
+        self, saved: SaveBatch, replacing: Iterable[str], *, at_once: bool = False
+    ) -> int:
+        """Write encoded rows in one transaction (deleting what they replace); return how many.
+
+        With `at_once` (SQLite), raise `_Busy` rather than wait for another writer.
+        """
         replaced_ids = list(dict.fromkeys(text(i) for i in replacing))
         ids = list(dict.fromkeys([*saved.rows, *replaced_ids]))
         tag_rows = [(i, t) for i, ts in saved.tags.items() for t in ts]
-        with self._write() as connection:
+        with self._write_at_once() if at_once else self._write() as connection:
             stored = references_by_record(connection, ids)
             # A new id has no row to delete; its tags only if a record was deleted by hand.
             self._delete_rows(
@@ -251,15 +291,25 @@ class ChatStore:
         tags: Sequence[str] = (),
         replacing: Iterable[str] = (),
     ) -> int:
-        """`save`, keeping the event loop running: the rows are encoded on the loop (Python
-        work, which a thread could only do holding the interpreter lock the loop needs) and the
-        database's part runs in a worker thread (the driver lets go of the lock while it waits
-        and writes)."""
+        """`save` from async code, keeping the event loop running.
+
+        The rows are encoded on the loop (Python work, which a thread could only do holding the
+        interpreter lock the loop needs). A SQLite save of at most `ON_LOOP_MOST` records is then
+        written on the loop too, in one go (a few milliseconds): handing it to a thread costs
+        more, as the driver lets go of the interpreter lock for every row and the two threads
+        trade it back and forth. Bigger SQLite saves, a SQLite save while another writer holds
+        the store (the loop never waits for it), and PostgreSQL's (a round trip to the server)
+        run in a worker thread.
+        """
         batch = [items] if isinstance(items, (Chat, Completion)) else list(items)
         if not batch:
             return 0
         saved = self._encode(batch, run=run, tags=tags)
-        return await asyncio.to_thread(self._write_saved, saved, list(replacing))
+        replaced = list(replacing)
+        if self._backend == "sqlite" and len(saved.rows) <= ON_LOOP_MOST:
+            with suppress(_Busy):  # another writer holds the store: wait for it in a thread
+                return self._write_saved(saved, replaced, at_once=True)
+        return await asyncio.to_thread(self._write_saved, saved, replaced)
 
     def watch(
         self, *, run: str | None = None, tags: Sequence[str] = ()
