@@ -176,6 +176,9 @@ COLUMNS_ADDED = {
 }
 """The columns of `jib_records` each schema version added."""
 INDEXES_ADDED = {2: ("ix_jib_records_run_prompt",)}
+INDEXES_DROPPED = {4: ("ix_jib_records_run_input",)}
+"""The indexes of `jib_records` each schema version added, and dropped (with their columns)."""
+DROPPED_INDEX_COLUMNS = {"ix_jib_records_run_input": ("run", "input_key")}
 
 
 def make_old_store(url: str, version: int) -> Chat:
@@ -205,6 +208,9 @@ def make_old_store(url: str, version: int) -> Chat:
     for index in records.indexes:
         if index.name not in later_indexes:
             Index(index.name, *(old_records.c[c.name] for c in index.columns))
+    for v, names in INDEXES_DROPPED.items():
+        for name in names if v > version else ():
+            Index(name, *(old_records.c[c] for c in DROPPED_INDEX_COLUMNS[name]))
     tags.to_metadata(old)
     schema_version.to_metadata(old)
     chat = Chat(messages=[Message("user", f"from version {version}")], metadata={"prompt_id": "q1"})
@@ -222,7 +228,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_records(store_url: str) -> 
     chat = make_old_store(store_url, 1)
 
     with open_store(store_url) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         [old] = list(store.iter_dicts(run="old"))
         store.save(Chat(latency_ms=5.0, cost_usd=0.5, metadata={"prompt_id": "q2"}), run="new")
         [new] = list(store.iter_dicts(run="new"))
@@ -251,7 +257,7 @@ def test_a_version_2_store_is_migrated_then_keeps_parts_beside_its_old_records(
     with_parts = Chat(messages=[Message("user", ["What is this?", image])], output={"a": 1})
 
     with open_store(store_url) as store:
-        assert store.schema_version == 3
+        assert store.schema_version == SCHEMA_VERSION
         [old] = store.query(run="old")
         store.save(with_parts, run="new")
         [new] = store.query(run="new")
@@ -274,7 +280,7 @@ def test_a_store_written_by_the_previous_jib_opens_and_reads(tmp_path: Path) -> 
     shutil.copyfile(Path(__file__).parent / "data" / "store-v2.db", path)
 
     with open_store(path) as store:
-        assert store.schema_version == 3
+        assert store.schema_version == SCHEMA_VERSION
         chat, failed, completion = store.query(run="v2")
         runs = store.runs()
 
@@ -288,3 +294,29 @@ def test_a_store_written_by_the_previous_jib_opens_and_reads(tmp_path: Path) -> 
     assert failed.error.message == "boom"
     assert isinstance(completion, Completion) and completion.all == "The sky is blue"
     assert runs[0]["records"] == 3 and runs[0]["unreadable"] == 0
+
+
+def test_a_version_3_store_loses_its_run_input_index_and_keeps_its_records(
+    store_url: str,
+) -> None:
+    from sqlalchemy import inspect
+
+    chat = make_old_store(store_url, 3)
+    engine = create_engine(to_database_url(store_url))
+
+    def indexes() -> set[str]:
+        with engine.connect() as connection:
+            return {i["name"] or "" for i in inspect(connection).get_indexes("jib_records")}
+
+    assert "ix_jib_records_run_input" in indexes()
+
+    with open_store(store_url) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        [old] = store.query(run="old")
+        store.save(Chat(metadata={"prompt_id": "q2"}), run="old")
+        assert [r.prompt_id for r in store.stored_results("old")] == ["q1", "q2"]
+
+    assert old.id == chat.id
+    assert "ix_jib_records_run_input" not in indexes()
+    assert "ix_jib_records_run_prompt" in indexes()
+    engine.dispose()
