@@ -22,6 +22,7 @@ Local models keep the batch path of `Generator`: they gain from seeing a whole b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -53,7 +54,11 @@ logger = logging.getLogger("jib.requests")
 ResultT = TypeVar("ResultT", GeneratedMessage, GeneratedText)
 
 if sys.version_info >= (3, 11):
-    _timeout_after = asyncio.timeout
+    from jib._deadlines import deadline_after
+
+    def _timeout_after(delay: float | None) -> Any:
+        return contextlib.nullcontext() if delay is None else deadline_after(delay)
+
 else:  # pragma: no cover - Python 3.10
 
     def _timeout_after(delay: float | None) -> Any:
