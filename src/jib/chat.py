@@ -16,7 +16,6 @@ dropped, with a `GeneratorWarning`. Loading one record (`from_dict`, `from_json`
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -158,17 +157,6 @@ def _error_dict(error: BaseException | None) -> dict[str, str] | None:
     return {"type": type(error).__name__, "message": str(error)}
 
 
-def _new_record_id() -> str:
-    """A new record id: 32 hex digits, the first 12 the time in milliseconds, the other 20
-    random (80 bits).
-
-    Records made one after another get ids that sort together, so a store's index of ids grows
-    at its end; random ids would put every insert on another page of that index, and a big
-    store writes (and reads) several times more per save.
-    """
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
-
-
 @dataclass(slots=True, eq=False)
 class _Record:
     generator: Generator | None = None
@@ -182,7 +170,7 @@ class _Record:
     attempts: int | None = None
     latency_ms: float | None = None
     cost_usd: float | None = None
-    id: str = field(default_factory=_new_record_id)
+    id: str = field(default_factory=lambda: os.urandom(16).hex())
     timestamp: datetime = field(default_factory=_now)
     _generator_id: str | None = None
 
