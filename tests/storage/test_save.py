@@ -345,7 +345,7 @@ REFUSE = {
         "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
     ],
     "postgresql": [
-        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         "IF NEW.id = 'refused' THEN RAISE EXCEPTION 'refused by a trigger'; END IF; "
         "RETURN NEW; END $$",
         "CREATE TRIGGER refuse BEFORE INSERT ON jib_records FOR EACH ROW EXECUTE FUNCTION refuse()",
