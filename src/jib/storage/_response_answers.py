@@ -192,8 +192,7 @@ class CachedSender:
         leaders: list[tuple[int, tuple[str, int]]] = []  # the item asking for each, its pair
         waiting: list[tuple[int, tuple[str, int], Flight]] = []  # another item asks for theirs
         send: list[int] = []
-        for index in range(count):
-            key = self._key(items[index], params[index])
+        for index, key in enumerate(self._keys(items, params)):
             if key is None:
                 send.append(index)
                 continue
@@ -288,6 +287,24 @@ class CachedSender:
             self.cache.keep_all(entries)
         return counted
 
+    def _keys(self, items: list[Item], params: list[GenerateParams]) -> list[str | None]:
+        """Each item's key (`_key`), the batch's requests worked out in one call when they
+        can be."""
+        try:
+            materials = self.generator.response_cache_requests(items, params)
+        except (JibError, ValueError, TypeError):  # one of them cannot: each by itself
+            pairs = zip(items, params, strict=True)
+            return [self._key(item, item_params) for item, item_params in pairs]
+        if len(materials) != len(items):
+            raise RuntimeError(
+                f"{type(self.generator).__name__}.response_cache_requests returned "
+                f"{len(materials)} requests for a batch of {len(items)}"
+            )
+        return [
+            None if material is None else self._key_of(item, material)
+            for item, material in zip(items, materials, strict=True)
+        ]
+
     def _key(self, item: Item, params: GenerateParams) -> str | None:
         """The item's key, or `None` when it cannot be worked out (the item is then sent as
         it is, and its own request says what is wrong)."""
@@ -295,8 +312,9 @@ class CachedSender:
             material = self.generator.response_cache_request(item, params)
         except (JibError, ValueError, TypeError):
             return None
-        if material is None:
-            return None
+        return None if material is None else self._key_of(item, material)
+
+    def _key_of(self, item: Item, material: Any) -> str:
         kind = "text" if isinstance(item, str) else "chat"
         prefix = self._prefixes.get(kind)
         if prefix is None:
