@@ -54,14 +54,17 @@ class LoopConnection:
         self._connection: sqlite3.Connection | None = None
         self._thread: int | None = None
 
-    def get(self) -> sqlite3.Connection | None:
-        """The kept connection when the calling thread is its thread, else `None`.
+    def get(self, *, open_: bool = True) -> sqlite3.Connection | None:
+        """The kept connection when the calling thread is its thread, else `None`; opened for
+        the calling thread when none is kept yet, unless `open_` is false.
 
         Raises:
             sqlite3.Error, sqlalchemy.exc.SQLAlchemyError: it could not be opened.
         """
         thread = threading.get_ident()
         if self._thread is None:
+            if not open_:
+                return None
             with self._lock:
                 if self._thread is None and isinstance(self._engine.pool, SingletonThreadPool):
                     self._thread = -1  # an in-memory database: one connection per thread

@@ -258,7 +258,7 @@ class ResponseCache:
         """
         if not keys:
             return {}
-        connection = self._loop_connection()
+        connection = self._loop_connection(open_=False)  # the loop's, on the loop's thread
         if connection is not None:
             with contextlib.suppress(Busy):
                 return self._read(connection, keys)
@@ -329,13 +329,14 @@ class ResponseCache:
             ) from exc
         return found
 
-    def _loop_connection(self) -> sqlite3.Connection | None:
-        """The SQLite connection kept for this thread (see `jib.storage._loop_sqlite`), or
-        `None` (PostgreSQL, another thread, an in-memory database)."""
+    def _loop_connection(self, *, open_: bool = True) -> sqlite3.Connection | None:
+        """The SQLite connection kept for this thread (see `jib.storage._loop_sqlite`; opened
+        for it when none is kept yet and `open_`: the async methods ask from the event loop),
+        or `None` (PostgreSQL, another thread, an in-memory database)."""
         if self._local is None:
             return None
         try:
-            return self._local.get()
+            return self._local.get(open_=open_)
         except (SQLAlchemyError, sqlite3.Error) as exc:
             reason = _first_line(getattr(exc, "orig", None) or exc)
             raise StoreError(f"cannot read the response cache {self._url}: {reason}") from exc
