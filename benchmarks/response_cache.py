@@ -1,20 +1,23 @@
 """jib's response cache: a cached re-run against the run that filled the cache, and what the
 cache costs a request that misses.
 
-    python benchmarks/response_cache.py [--prompts 10000] [--repeat 3] [--concurrency 32]
-                                        [--smoke] [--out-dir DIR]
+    python benchmarks/response_cache.py [--prompts 10000] [--seed 3000] [--repeat 3]
+                                        [--concurrency 32] [--smoke] [--out-dir DIR]
 
 Writes a dataset of `--prompts` distinct prompts, starts the stub OpenAI-compatible server
 (`benchmarks/openai_stub.py`, its own process, 127.0.0.1, a free port), and runs, each in a fresh
 process measured whole (wall time, and CPU time from `os.wait4`), in turns, `--repeat` rounds
-(medians reported); each round in a fresh SQLite store:
+(medians reported). Each round starts from a copy of one seeded SQLite store: before the rounds
+(unmeasured), `jib run --cache` of `--seed` other prompts against the same generator filled its
+cache (and stored those chats), so every lookup searches a populated index, as a cache in use
+does:
 
 - `plain`: `python -m jib.cli run 'openai!stub,api_base=…,api_key=x' --prompts FILE
   --concurrency 32 --run plain --store STORE`: no cache, every request sent;
-- `filling`: the same with `--cache --run filling`, into a store with an empty cache: every
-  request misses, is sent, and its answer kept. This is the uncached run of the acceptance
-  check, and beside `plain` it gives what the cache adds to a request that misses (the lookup,
-  the key, the write);
+- `filling`: the same with `--cache --run filling`: every request is looked up, misses (the
+  cache holds only the seed's answers), is sent, and its answer kept. This is the uncached run
+  of the acceptance check, and beside `plain` it gives what the cache adds to a request that
+  misses (the lookup, the key, the write);
 - `cached`: the same again with `--run cached`: every request hits, none is sent (the stub's
   own count of completions is checked to be 0), every chat stored.
 
@@ -41,6 +44,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -59,6 +63,9 @@ from response_cache_report import put_section, section  # noqa: E402
 
 CLIENTS = ["plain", "filling", "cached"]
 SMOKE_PROMPTS = 300
+SMOKE_SEED = 300
+LATENCY_MS = 50
+"""The stub's answer time in the second scenario (`--latency-ms`)."""
 MAX_RATIO = 0.2
 MAX_OVERHEAD = 0.10
 PAGE = ROOT / "docs" / "benchmarks.md"
@@ -67,7 +74,8 @@ PAGE = ROOT / "docs" / "benchmarks.md"
 def command(
     client: str, stub: str, dataset: Path, store: Path, concurrency: int, latency_ms: int
 ) -> list[str]:
-    """The `jib run` command line of `client` (the stub's `delay-MS` model for a latency)."""
+    """The `jib run` command line of `client` (the stub's `delay-MS` model for a latency);
+    every client but `plain` uses the cache."""
     cache = [] if client == "plain" else ["--cache"]
     model = f"delay-{latency_ms}" if latency_ms else "stub"
     return [
@@ -75,6 +83,31 @@ def command(
         *("--prompts", str(dataset), "--concurrency", str(concurrency)),
         *("--run", client, "--store", str(store), "--no-progress", *cache),
     ]
+
+
+def seed_prompts(count: int) -> list[str]:
+    """`count` distinct prompts, none of them one of `prompts_for`'s."""
+    return [f"Seed {i}: name a prime number above {i * 7 + 11}." for i in range(count)]
+
+
+def seeded_store(
+    stub: str, folder: Path, count: int, concurrency: int, latencies: list[int]
+) -> Path:
+    """A store whose cache holds the answers to `count` seed prompts, for the generator of each
+    scenario (the stub's latency of each; unmeasured); each round's runs start from a copy."""
+    dataset = folder / "seed.txt"
+    dataset.write_text("".join(f"{p}\n" for p in seed_prompts(count)))
+    store = folder / "seed.db"
+    for latency_ms in latencies:
+        log = folder / f"seed-{latency_ms}.log"
+        args = command("seed", stub, dataset, store, concurrency, latency_ms)
+        status, _ = measure(args, log, timeout=1800)
+        if status != 0:
+            raise RuntimeError(f"seeding the cache failed: {log.read_text()[-2000:]}")
+    for leftover in ("-wal", "-shm"):  # a closed SQLite store has none; a copy needs none
+        if Path(f"{store}{leftover}").exists():
+            raise RuntimeError(f"the seeded store left {store}{leftover} behind")
+    return store
 
 
 def check_store(store: Path, run: str, count: int, cached: bool) -> None:
@@ -99,13 +132,16 @@ def one_round(
     concurrency: int,
     folder: Path,
     number: int,
+    seed: Path,
     latency_ms: int = 0,
 ) -> dict[str, dict[str, Any]]:
-    """`plain` into one store; `filling` then `cached` into another, whose cache is empty."""
+    """`plain` into one copy of the seeded store; `filling` then `cached` into another."""
     figures: dict[str, dict[str, Any]] = {}
     for client in CLIENTS:
         name = f"{number}-{latency_ms}"
         store = folder / (f"plain-{name}.db" if client == "plain" else f"cache-{name}.db")
+        if client != "cached":
+            shutil.copyfile(seed, store)
         before = transport.stub_get(stub, "/stub/stats")
         log = folder / f"{client}-{name}.log"
         status, usage = measure(
@@ -198,12 +234,18 @@ def summarize(
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=10_000)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=3000,
+        help="other prompts whose answers the cache holds before the measured runs",
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument(
         "--latency-ms",
         type=int,
-        default=50,
+        default=LATENCY_MS,
         help="a second scenario where the stub answers after this long (0: none)",
     )
     parser.add_argument("--smoke", action="store_true", help="300 prompts, one round, no docs")
@@ -211,6 +253,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.smoke:
         args.prompts, args.repeat = min(args.prompts, SMOKE_PROMPTS), 1
+        args.seed = min(args.seed, SMOKE_SEED)
     return args
 
 
@@ -232,15 +275,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stub at {stub}; {args.prompts:,} prompts; {args.repeat} round(s)", flush=True)
             try:
                 warm_up(stub, folder, args.concurrency)
+                latencies = [0, args.latency_ms] if args.latency_ms else [0]
+                seed = seeded_store(stub, folder, args.seed, args.concurrency, latencies)
                 for number in range(args.repeat):
                     taken = {
                         "instant": one_round(
-                            stub, dataset, args.prompts, args.concurrency, folder, number
+                            *(stub, dataset, args.prompts, args.concurrency, folder, number),
+                            seed,
                         )
                     }
                     if args.latency_ms:
                         taken["model"] = one_round(
                             *(stub, dataset, args.prompts, args.concurrency, folder, number),
+                            seed,
                             latency_ms=args.latency_ms,
                         )
                     rounds.append(taken)
@@ -253,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds_figures": rounds,
         "rounds": args.repeat,
         "prompts": args.prompts,
+        "seed": args.seed,
         "concurrency": args.concurrency,
         "latency_ms": args.latency_ms,
         "smoke": args.smoke,

@@ -121,3 +121,17 @@ def test_a_generator_marked_uncacheable_says_why() -> None:
     assert jib.get_generator("echo!x").response_cache_refusal() is None
     refusal = jib.get_generator("fail!x").response_cache_refusal()
     assert refusal is not None and "never cached" in refusal
+
+
+def test_a_batch_of_requests_is_each_item_s_request() -> None:
+    generator = jib.get_generator("openai!m,api_base=http://127.0.0.1:9/v1")
+    shared, own = GenerateParams(temperature=0.5), GenerateParams(seed=3, extra={"top_k": 2})
+    items: list[Any] = [HI, [Message("system", "be brief"), *HI], "Once", HI]
+    params = [shared, shared, own, own]
+    pairs = list(zip(items, params, strict=True))
+    batch = generator.response_cache_requests(items, params)
+    assert batch == [generator.response_cache_request(i, p) for i, p in pairs]
+    echo = jib.get_generator("echo!demo")  # the default: item by item
+    assert echo.response_cache_requests(items, params) == [
+        echo.response_cache_request(i, p) for i, p in pairs
+    ]

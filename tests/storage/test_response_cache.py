@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -331,3 +332,32 @@ def test_http_error_bodies_are_never_kept_and_answers_are(
 def test_a_ttl_must_be_a_positive_number_of_seconds(store_url: str, ttl: float) -> None:
     with pytest.raises(ValueError, match="ttl must be a positive number of seconds"):
         open_response_cache(store_url, ttl=ttl)
+
+
+def test_a_sqlite_write_that_would_wait_for_a_lock_waits_off_the_event_loop(
+    server: ScriptedServer, tmp_path: Any
+) -> None:
+    path = tmp_path / "cache.db"
+    with open_response_cache(str(path), write_every=1000) as cache:
+        generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+        other_writer = sqlite3.connect(path, isolation_level=None)  # as another process's
+
+        async def scenario() -> int:
+            await generator.chat().run_batch(["a", "b"])  # kept, not written yet
+            other_writer.execute("BEGIN IMMEDIATE")
+            flush = asyncio.create_task(cache.aflush())
+            for _ in range(20):  # the event loop goes on while the write waits for the lock
+                await asyncio.sleep(0.01)
+            assert not flush.done()
+            assert await cache.alookup([("0" * 32, 0)]) == {}  # and reads need no lock
+            other_writer.execute("COMMIT")
+            return await flush
+
+        try:
+            assert asyncio.run(scenario()) == 2
+        finally:
+            other_writer.close()
+    assert len(rows(f"sqlite:///{path}", "SELECT key FROM jib_response_cache")) == 2
+    with open_response_cache(str(path)) as reader:
+        again = chat_many(jib.get_generator(identifier(server)).with_response_cache(reader), ["a"])
+    assert hit(again[0]) is not None and len(chat_posts(server)) == 2

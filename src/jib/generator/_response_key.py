@@ -17,8 +17,11 @@ put into a body) is replaced by `***` before hashing. A key rotation therefore k
 
 `request_key` writes the material as canonical JSON (keys sorted) and hashes it with BLAKE2b
 (128 bits), personalised with the key format's version: a new format starts a new cache rather
-than reading answers under keys that meant something else. The sample index is not in the hash:
-it is a column of its own beside it (`--repeat 3` keeps three answers under one key).
+than reading answers under keys that meant something else. What every request of a generator
+shares (the kind of request and the generator's identity) is written and hashed once
+(`key_prefix`); each request then only writes and hashes its own part, after it. The sample
+index is not in the hash: it is a column of its own beside it (`--repeat 3` keeps three answers
+under one key).
 """
 
 from __future__ import annotations
@@ -38,15 +41,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KEY_VERSION",
+    "KeyPrefix",
     "answering_attributes",
     "generator_identity",
     "generic_request",
+    "key_prefix",
     "params_material",
     "request_key",
     "safe_headers",
 ]
 
-KEY_VERSION = 1
+KEY_VERSION = 2
 """The version of the key format, mixed into every hash."""
 
 _PERSON = f"jib-rc-{KEY_VERSION}".encode()
@@ -56,13 +61,47 @@ _NOT_ANSWERING = frozenset({"timeout"})
 _REDACTED = REDACTED.encode()
 
 
+class KeyPrefix:
+    """What every request of one generator shares, already hashed: the kind of request and
+    the generator's identity (`key_prefix`), and the secret values to blank in each request's
+    material."""
+
+    __slots__ = ("_hash", "_secrets")
+
+    def __init__(self, shared: Any, secrets: Iterable[str | None] = ()) -> None:
+        self._secrets = _secret_bytes(secrets)
+        self._hash = hashlib.blake2b(self.written(shared), digest_size=16, person=_PERSON)
+
+    def written(self, material: Any) -> bytes:
+        """`material` as canonical JSON, every secret value blanked."""
+        data = orjson.dumps(material, option=_OPTIONS, default=_plain)
+        for secret in self._secrets:
+            if secret in data:
+                data = data.replace(secret, _REDACTED)
+        return data
+
+    def key(self, material: Any) -> str:
+        """The key of one request's `material` (JSON-able) after this prefix: 32 hex digits."""
+        digest = self._hash.copy()
+        digest.update(self.written(material))
+        return digest.hexdigest()
+
+
+def key_prefix(kind: str, identity: Any, secrets: Iterable[str | None] = ()) -> KeyPrefix:
+    """The part of every key a generator's requests of `kind` (`"chat"`, `"text"`) share:
+    its `identity` (`Generator.response_cache_identity()`), written and hashed once."""
+    return KeyPrefix({"kind": kind, "generator": identity}, secrets)
+
+
 def request_key(material: Any, secrets: Iterable[str | None] = ()) -> str:
-    """The key of `material` (JSON-able): 32 hex digits, with every secret value blanked."""
-    data = orjson.dumps(material, option=_OPTIONS, default=_plain)
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            data = data.replace(secret.encode(), _REDACTED)
-    return hashlib.blake2b(data, digest_size=16, person=_PERSON).hexdigest()
+    """The key of `material` (JSON-able) with no shared part before it (a prefix of `null`):
+    32 hex digits, with every secret value blanked."""
+    return KeyPrefix(None, secrets).key(material)
+
+
+def _secret_bytes(secrets: Iterable[str | None]) -> tuple[bytes, ...]:
+    """The secret values worth blanking, as bytes (very short values would blank at random)."""
+    return tuple(secret.encode() for secret in secrets if secret and len(secret) >= 4)
 
 
 def _plain(value: Any) -> Any:

@@ -126,6 +126,22 @@ class Generator(BaseModel):
 
         return generic_request(item, params)
 
+    def response_cache_requests(
+        self, items: Sequence[Sequence[Message] | str], params: Sequence[GenerateParams]
+    ) -> list[Any]:
+        """`response_cache_request` of each item of a batch, in order: what the response cache
+        asks for (a provider may override it to work out once what the batch's requests share,
+        such as the params most items share).
+
+        Raises:
+            JibError, ValueError, TypeError: an item's request cannot be worked out (the cache
+                then asks item by item, and sends the item that fails uncached).
+        """
+        return [
+            self.response_cache_request(item, item_params)
+            for item, item_params in zip(items, params, strict=True)
+        ]
+
     def response_cache_refusal(self) -> str | None:
         """Why this generator's answers cannot be cached, or `None` when they can."""
         if not type(self).response_cacheable:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from jib.errors import JibError
-from jib.generator._response_key import request_key
+from jib.generator._response_key import KeyPrefix
 from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
 from jib.storage._response_cache_tables import CachedAnswer, NewEntry
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from jib.params import GenerateParams
     from jib.storage._response_cache import ResponseCache
 
-__all__ = ["NOTE", "CachedSender"]
+__all__ = ["NOTE", "CachedSender", "Flight"]
 
 NOTE = "response_cache"
 """The key of `extra` that says an answer came from the response cache."""
@@ -44,6 +44,40 @@ _MISS = "_jib_response_cache_miss"
 """Marks (in `extra`) an answer just kept, until its record's id is known (`settle`)."""
 
 Item = Any  # a conversation (Sequence[Message]) or a text
+
+
+class Flight:
+    """A request being sent for a missing key and sample, within one event loop: what the
+    batches that ask for the same pair meanwhile wait for (`wait`). Its future is made only
+    when one does wait."""
+
+    __slots__ = ("answer", "done", "future")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.answer: CachedAnswer | dict[str, Any] | None = None
+        self.future: asyncio.Future[None] | None = None
+
+    def land(self, answer: CachedAnswer | dict[str, Any] | None) -> None:
+        """The request's outcome (once; later calls change nothing): the answer found or kept
+        (its JSON), or `None` when it failed."""
+        if self.done:
+            return
+        self.done = True
+        self.answer = answer
+        if self.future is not None and not self.future.done():
+            self.future.set_result(None)
+
+    async def wait(self) -> CachedAnswer | None:
+        """The answer once the request has one; `None` when it failed."""
+        if not self.done:
+            if self.future is None:
+                self.future = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self.future)  # a waiter cancelled leaves it to the others
+        answer = self.answer
+        if type(answer) is dict:
+            return CachedAnswer(answer, None, time.time())
+        return answer  # type: ignore[return-value]
 
 
 class CachedSender:
@@ -64,8 +98,7 @@ class CachedSender:
         self.samples = samples or {}
         self._label: str | None = None
         self._secrets: list[str | None] | None = None
-        self._kept_json: dict[str, Any] = {}
-        self._identity: Any = None
+        self._prefixes: dict[str, KeyPrefix] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.generator, name)
@@ -106,11 +139,11 @@ class CachedSender:
         async for piece in self.generator.stream_messages(messages, params):
             if not isinstance(piece, str):
                 final = piece
-            yield (
-                piece
-                if isinstance(piece, str) or key is None
-                else self._kept("chat", key, sample, piece)
-            )
+                if key is not None:
+                    entries: list[NewEntry] = []
+                    self._kept("chat", (key, sample), piece, self._generator_label(), entries)
+                    self.cache.keep_all(entries)
+            yield piece
         if final is not None and key is not None:
             self.cache.count(self._generator_label(), misses=1)
 
@@ -121,14 +154,14 @@ class CachedSender:
         take the mark that waited for it off the record; a hit on an answer of this same batch
         is told that chat's id."""
         late: list[dict[str, Any]] = []
+        pending = self.cache.pending
         for record in records:
             extra = getattr(record, "extra", None)
             if not extra:
                 continue
-            if _MISS in extra:
-                key, sample = extra[_MISS]
-                record.extra = {name: value for name, value in extra.items() if name != _MISS}
-                entry = self.cache.pending(key, sample)
+            pair = extra.pop(_MISS, None)  # the kept answer's own dict (see `_kept`)
+            if pair is not None:
+                entry = pending(*pair)
                 if entry is not None and entry.origin_chat is None:
                     entry.origin_chat = record.id
             else:
@@ -136,7 +169,7 @@ class CachedSender:
                 if type(note) is dict and note.get("chat_id") is None:
                     late.append(note)
         for note in late:
-            entry = self.cache.pending(note["key"], note["sample"])
+            entry = pending(note["key"], note["sample"])
             if entry is not None:
                 note["chat_id"] = entry.origin_chat
 
@@ -150,65 +183,60 @@ class CachedSender:
         self, kind: str, items: list[Item], params: list[GenerateParams]
     ) -> list[Any]:
         started = time.perf_counter()
-        results: list[Any] = [None] * len(items)
-        keys: list[tuple[str, int] | None] = []
+        count = len(items)
+        results: list[Any] = [None] * count
+        keys: list[tuple[str, int] | None] = [None] * count
         samples = self.samples
-        for item, item_params in zip(items, params, strict=True):
-            key = self._key(item, item_params)
-            keys.append(None if key is None else (key, samples.get(id(item_params), 0)))
-        loop = asyncio.get_running_loop()
-        inflight = self.cache.inflight
-        leaders: dict[tuple[str, int], int] = {}  # pair -> the item that asks for it
-        futures: dict[tuple[str, int], asyncio.Future[CachedAnswer | None]] = {}
-        waiting: list[tuple[int, asyncio.Future[CachedAnswer | None]]] = []
-        uncached: list[int] = []
-        for index, pair in enumerate(keys):
-            if pair is None:
-                uncached.append(index)
+        flights = self.cache.flights(asyncio.get_running_loop())
+        mine: dict[tuple[str, int], Flight] = {}  # the pairs this batch asks for
+        leaders: list[tuple[int, tuple[str, int]]] = []  # the item asking for each, its pair
+        waiting: list[tuple[int, tuple[str, int], Flight]] = []  # another item asks for theirs
+        send: list[int] = []
+        for index, key in enumerate(self._keys(items, params)):
+            if key is None:
+                send.append(index)
                 continue
-            running = futures.get(pair) or inflight.get((loop, pair[0], pair[1]))
-            if running is not None:
-                waiting.append((index, running))
+            pair = (key, samples.get(id(params[index]), 0) if samples else 0)
+            keys[index] = pair
+            flight = mine.get(pair) or flights.get(pair)
+            if flight is not None:
+                waiting.append((index, pair, flight))
                 continue
-            leaders[pair] = index
-            futures[pair] = inflight[(loop, pair[0], pair[1])] = loop.create_future()
+            flights[pair] = mine[pair] = Flight()
+            leaders.append((index, pair))
         hits = misses = 0
         saved = 0.0
         try:
-            found = await self.cache.alookup(list(leaders)) if leaders else {}
-            send = list(uncached)
-            for pair, index in leaders.items():
-                answer = found.get(pair)
+            found = await self.cache.alookup([pair for _, pair in leaders]) if leaders else {}
+            for index, pair in leaders:
+                answer = found.get(pair) if found else None
                 if answer is None:
                     send.append(index)
                     continue
                 results[index] = hit = self._hit(kind, pair, answer, started)
                 hits += 1
                 saved += self._price(hit.usage)
-                futures[pair].set_result(answer)
+                mine[pair].land(answer)
             send.sort()
-            misses += await self._send(kind, items, params, keys, send, results, futures)
-            for future in futures.values():  # failed: its waiters send their own (no waiting
-                if not future.done():  # on each other across batches)
-                    future.set_result(None)
-            answers = await asyncio.gather(*(asyncio.shield(f) for _, f in waiting))
-            again: list[int] = []  # the request they waited for failed: they send their own
-            for (index, _), answer in zip(waiting, answers, strict=True):
-                pair = keys[index]
-                assert pair is not None
-                if answer is None:
-                    again.append(index)
-                    continue
-                results[index] = hit = self._hit(kind, pair, answer, started)
-                hits += 1
-                saved += self._price(hit.usage)
-            misses += await self._send(kind, items, params, keys, again, results, {})
+            misses += await self._send(kind, items, params, keys, send, results, mine)
+            for flight in mine.values():  # failed: its waiters send their own (no waiting
+                flight.land(None)  # on each other across batches)
+            if waiting:
+                answers = await asyncio.gather(*(flight.wait() for _, _, flight in waiting))
+                again: list[int] = []  # the request they waited for failed: they send their own
+                for (index, pair, _), answer in zip(waiting, answers, strict=True):
+                    if answer is None:
+                        again.append(index)
+                        continue
+                    results[index] = hit = self._hit(kind, pair, answer, started)
+                    hits += 1
+                    saved += self._price(hit.usage)
+                misses += await self._send(kind, items, params, keys, again, results, {})
         finally:
-            for pair, future in futures.items():
-                if not future.done():
-                    future.set_result(None)
-                if inflight.get((loop, pair[0], pair[1])) is future:
-                    del inflight[(loop, pair[0], pair[1])]
+            for pair, flight in mine.items():
+                flight.land(None)
+                if flights.get(pair) is flight:
+                    del flights[pair]
             self.cache.count(self._generator_label(), hits=hits, misses=misses, saved=saved)
         return results
 
@@ -220,13 +248,16 @@ class CachedSender:
         keys: list[tuple[str, int] | None],
         send: list[int],
         results: list[Any],
-        futures: dict[tuple[str, int], asyncio.Future[CachedAnswer | None]],
+        flights: dict[tuple[str, int], Flight],
     ) -> int:
         """Send the items at `send` in one batch call; keep and hand out what succeeded."""
         if not send:
             return 0
-        batch = [items[i] for i in send]
-        batch_params = [params[i] for i in send]
+        if len(send) == len(items):
+            batch, batch_params = items, params
+        else:
+            batch = [items[i] for i in send]
+            batch_params = [params[i] for i in send]
         if kind == "chat":
             answers: Sequence[Any] = await self.generator.generate_messages(batch, batch_params)
         else:
@@ -237,20 +268,42 @@ class CachedSender:
                 f"of {len(send)}; a generator must return one result per item"
             )
         counted = 0
+        entries: list[NewEntry] = []
+        label = self._generator_label()
         for index, answer in zip(send, answers, strict=True):
+            results[index] = answer
             pair = keys[index]
             if pair is None:
-                results[index] = answer
                 continue
             counted += 1
             if isinstance(answer, BaseException):
-                results[index] = answer
                 continue
-            results[index] = self._kept(kind, pair[0], pair[1], answer)
-            future = futures.get(pair)
-            if future is not None and not future.done() and _MISS in answer.extra:
-                future.set_result(CachedAnswer(self._kept_json, None, time.time()))
+            data = self._kept(kind, pair, answer, label, entries)
+            if data is not None:
+                flight = flights.get(pair)
+                if flight is not None:
+                    flight.land(data)
+        if entries:
+            self.cache.keep_all(entries)
         return counted
+
+    def _keys(self, items: list[Item], params: list[GenerateParams]) -> list[str | None]:
+        """Each item's key (`_key`), the batch's requests worked out in one call when they
+        can be."""
+        try:
+            materials = self.generator.response_cache_requests(items, params)
+        except (JibError, ValueError, TypeError):  # one of them cannot: each by itself
+            pairs = zip(items, params, strict=True)
+            return [self._key(item, item_params) for item, item_params in pairs]
+        if len(materials) != len(items):
+            raise RuntimeError(
+                f"{type(self.generator).__name__}.response_cache_requests returned "
+                f"{len(materials)} requests for a batch of {len(items)}"
+            )
+        return [
+            None if material is None else self._key_of(item, material)
+            for item, material in zip(items, materials, strict=True)
+        ]
 
     def _key(self, item: Item, params: GenerateParams) -> str | None:
         """The item's key, or `None` when it cannot be worked out (the item is then sent as
@@ -259,27 +312,37 @@ class CachedSender:
             material = self.generator.response_cache_request(item, params)
         except (JibError, ValueError, TypeError):
             return None
-        if material is None:
-            return None
-        if self._identity is None:
-            self._identity = self.cache.identity_of(self.generator)
-        kind = "text" if isinstance(item, str) else "chat"
-        material = {"kind": kind, "generator": self._identity, "request": material}
-        return request_key(material, self._secret_values())
+        return None if material is None else self._key_of(item, material)
 
-    def _kept(self, kind: str, key: str, sample: int, answer: Any) -> Any:
-        """Queue `answer` to be kept; it comes back marked for `settle`, and its JSON goes to
-        the items waiting for the same key and sample (`_kept_json`). An answer whose extra
-        cannot be written as JSON is handed on uncached: keeping it never fails it."""
+    def _key_of(self, item: Item, material: Any) -> str:
+        kind = "text" if isinstance(item, str) else "chat"
+        prefix = self._prefixes.get(kind)
+        if prefix is None:
+            prefix = self._prefixes[kind] = self.cache.key_prefix(
+                self.generator, kind, self._secret_values()
+            )
+        return prefix.key(material)
+
+    def _kept(
+        self,
+        kind: str,
+        pair: tuple[str, int],
+        answer: Any,
+        label: str,
+        entries: list[NewEntry],
+    ) -> dict[str, Any] | None:
+        """Add `answer` to `entries` (to be kept) and mark it for `settle` (in an `extra` dict
+        of its own); its JSON, for the items waiting for the same key and sample. An answer
+        whose extra cannot be written as JSON is handed on uncached (`None`): keeping it never
+        fails it."""
         data = _answer_json(answer)
         try:
             encoded = orjson.dumps(data, default=repr, option=orjson.OPT_NON_STR_KEYS)
         except (TypeError, orjson.JSONEncodeError):
-            return answer
-        self._kept_json = data
-        self.cache.keep(NewEntry(key, sample, self._generator_label(), kind, encoded))
-        answer.extra = {**answer.extra, _MISS: (key, sample)}
-        return answer
+            return None
+        entries.append(NewEntry(pair[0], pair[1], label, kind, encoded))
+        answer.extra = {**answer.extra, _MISS: pair}
+        return data
 
     def _hit(
         self, kind: str, pair: tuple[str, int], found: CachedAnswer, started: float

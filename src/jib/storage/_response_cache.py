@@ -22,20 +22,25 @@ material with every secret left out; see `jib.generator._response_key`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from jib.generator._response_key import KeyPrefix, key_prefix
 from jib.storage._engine import WRITE, create_store_engine, redacted_url
 from jib.storage._errors import StoreError
 from jib.storage._location import default_store_url, to_database_url
+from jib.storage._loop_sqlite import Busy, LoopConnection, is_busy
 from jib.storage._response_cache_admin import (
     clear_answers,
     response_cache_run_stats,
@@ -47,7 +52,6 @@ from jib.storage._response_cache_tables import (
     NewEntry,
     ResponseCacheStats,
     response_cache_tables,
-    stats,
 )
 
 if TYPE_CHECKING:
@@ -65,7 +69,10 @@ __all__ = [
 ]
 
 _LOOKUP_CHUNK = 400
-"""Keys per lookup query (SQLite allows 32,766 parameters; two a key)."""
+"""Keys per lookup query (SQLite allows 32,766 parameters)."""
+_WRITE_SLICE = 256
+"""Answers written per transaction on the event loop (a slice takes a millisecond or two; each
+transaction's commit costs about as much as a hundred answers, so slices are not smaller)."""
 
 
 def open_response_cache(
@@ -131,10 +138,14 @@ class ResponseCache:
         self._stats: dict[str, ResponseCacheStats] = {}
         self._sql: dict[tuple[int, bool], str] = {}
         self._labels: dict[int, tuple[Any, str, str]] = {}
-        self._identities: dict[int, tuple[Any, dict[str, Any], Any]] = {}
+        self._identities: dict[
+            int, tuple[Any, dict[str, Any], Any, dict[tuple[str | None, ...], KeyPrefix]]
+        ] = {}
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
-        self.inflight: dict[tuple[Any, str, int], asyncio.Future[Any]] = {}
-        """Requests being sent for a missing key and sample, by (event loop, key, sample)."""
+        self._local = None if self._postgres else LoopConnection(engine)
+        self._flights: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], Any]] = (
+            weakref.WeakKeyDictionary()
+        )
         with self._errors("open"):
             self._create_tables()
 
@@ -160,6 +171,8 @@ class ResponseCache:
         try:
             self.flush()
         finally:
+            if self._local is not None:
+                self._local.close()
             self._engine.dispose()
 
     def _create_tables(self) -> None:
@@ -204,29 +217,67 @@ class ResponseCache:
     def identity_of(self, generator: Generator) -> Any:
         """`generator.response_cache_identity()`, worked out once per generator object while
         its attributes stay as they were (a pipeline makes a sender per batch)."""
+        return self._identity_entry(generator)[2]
+
+    def key_prefix(
+        self, generator: Generator, kind: str, secrets: Sequence[str | None]
+    ) -> KeyPrefix:
+        """The part of every key `generator`'s requests of `kind` share, hashed once (see
+        `jib.generator._response_key.key_prefix`); kept while its identity stands."""
+        entry = self._identity_entry(generator)
+        wanted = (kind, *secrets)
+        known = entry[3].get(wanted)
+        if known is None:
+            known = entry[3][wanted] = key_prefix(kind, entry[2], secrets)
+        return known
+
+    def _identity_entry(
+        self, generator: Generator
+    ) -> tuple[Any, dict[str, Any], Any, dict[tuple[str | None, ...], KeyPrefix]]:
         known = self._identities.get(id(generator))
         if known is not None and known[0] is generator and known[1] == generator.__dict__:
-            return known[2]
+            return known
         identity = generator.response_cache_identity()
         if len(self._identities) > 1000:
             self._identities.clear()
-        self._identities[id(generator)] = (generator, dict(generator.__dict__), identity)
-        return identity
+        known = self._identities[id(generator)] = (
+            generator,
+            dict(generator.__dict__),
+            identity,
+            {},
+        )
+        return known
 
     # -- reading -------------------------------------------------------------------------------
 
     def lookup(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], CachedAnswer]:
         """The kept answers of these (key, sample) pairs that have not expired.
 
-        The hot path of every cached request: plain SQL on a DB-API connection from the pool,
-        no statement to build.
+        The hot path of every cached request: one prepared statement per chunk of keys, on the
+        connection kept for the event loop's thread (SQLite) or a pooled DB-API connection.
         """
-        found: dict[tuple[str, int], CachedAnswer] = {}
         if not keys:
-            return found
-        wanted = set(keys)
-        unique = list(dict.fromkeys(key for key, _ in keys))
-        oldest = None if self.ttl is None else time.time() - self.ttl
+            return {}
+        connection = self._loop_connection(open_=False)  # the loop's, on the loop's thread
+        if connection is not None:
+            with contextlib.suppress(Busy):
+                return self._read(connection, keys)
+        return self._read_pooled(keys)
+
+    async def alookup(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], CachedAnswer]:
+        """`lookup`, from the event loop: SQLite answers at once, on the loop (a lookup by
+        primary key in a local file takes microseconds, less than a hop to a thread); a
+        PostgreSQL lookup, or a SQLite one that would wait for another process's lock, is
+        waited for in a worker thread."""
+        if not keys:
+            return {}
+        connection = self._loop_connection()
+        if connection is not None:
+            with contextlib.suppress(Busy):
+                return self._read(connection, keys)
+        return await asyncio.to_thread(self._read_pooled, keys)
+
+    def _read_pooled(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], CachedAnswer]:
         try:
             connection = self._engine.raw_connection()
         except SQLAlchemyError as exc:
@@ -235,33 +286,60 @@ class ResponseCache:
         try:
             cursor = connection.cursor()
             try:
-                for start in range(0, len(unique), _LOOKUP_CHUNK):
-                    chunk = unique[start : start + _LOOKUP_CHUNK]
-                    sql = self._lookup_sql(len(chunk), oldest is not None)
-                    cursor.execute(sql, chunk if oldest is None else [*chunk, oldest])
-                    for key, sample, answer, origin, created in cursor.fetchall():
+                return self._read(cursor, keys)
+            except Busy as exc:  # waited for the store's busy timeout
+                raise StoreError(f"cannot read the response cache {self._url}: {exc}") from exc
+            finally:
+                cursor.close()
+        except StoreError:
+            connection.invalidate()
+            raise
+        finally:
+            connection.close()  # back to the pool, its transaction (if any) rolled back
+
+    def _read(
+        self, on: Any, keys: Sequence[tuple[str, int]]
+    ) -> dict[tuple[str, int], CachedAnswer]:
+        """The lookup, on `on` (a DB-API connection or cursor: what has `execute`).
+
+        Raises:
+            Busy: on the loop's connection, another process holds a lock the read needs.
+            StoreError: the database failed otherwise.
+        """
+        found: dict[tuple[str, int], CachedAnswer] = {}
+        unique = list(dict.fromkeys(key for key, _ in keys))
+        oldest = None if self.ttl is None else time.time() - self.ttl
+        try:
+            for start in range(0, len(unique), _LOOKUP_CHUNK):
+                chunk = unique[start : start + _LOOKUP_CHUNK]
+                sql = self._lookup_sql(len(chunk), oldest is not None)
+                rows = on.execute(sql, chunk if oldest is None else [*chunk, oldest]).fetchall()
+                if rows:
+                    wanted = set(keys)
+                    for key, sample, answer, origin, created in rows:
                         if (key, sample) in wanted:
                             found[(key, sample)] = CachedAnswer(
                                 orjson.loads(answer), origin, created
                             )
-            finally:
-                cursor.close()
         except self._dbapi_error as exc:
-            connection.invalidate()
+            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+                raise Busy(str(exc)) from exc
             raise StoreError(
                 f"cannot read the response cache {self._url}: {_first_line(exc)}"
             ) from exc
-        finally:
-            connection.close()  # back to the pool, its transaction (if any) rolled back
         return found
 
-    async def alookup(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], CachedAnswer]:
-        """`lookup`, from the event loop: SQLite answers at once (a lookup by primary key in a
-        local file takes microseconds, less than a hop to a thread); PostgreSQL's answer is
-        waited for in a worker thread."""
-        if self._postgres:
-            return await asyncio.to_thread(self.lookup, keys)
-        return self.lookup(keys)
+    def _loop_connection(self, *, open_: bool = True) -> sqlite3.Connection | None:
+        """The SQLite connection kept for this thread (see `jib.storage._loop_sqlite`; opened
+        for it when none is kept yet and `open_`: the async methods ask from the event loop),
+        or `None` (PostgreSQL, another thread, an in-memory database)."""
+        if self._local is None:
+            return None
+        try:
+            return self._local.get(open_=open_)
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            reason = _first_line(getattr(exc, "orig", None) or exc)
+            raise StoreError(f"cannot read the response cache {self._url}: {reason}") from exc
 
     def _lookup_sql(self, count: int, with_ttl: bool) -> str:
         known = self._sql.get((count, with_ttl))
@@ -282,6 +360,21 @@ class ResponseCache:
         """Queue an answer to be written (the first answer queued for a key and sample wins)."""
         with self._lock:
             self._pending.setdefault((entry.key, entry.sample), entry)
+
+    def keep_all(self, entries: Sequence[NewEntry]) -> None:
+        """`keep` each of `entries`, in order."""
+        with self._lock:
+            pending = self._pending
+            for entry in entries:
+                pending.setdefault((entry.key, entry.sample), entry)
+
+    def flights(self, loop: asyncio.AbstractEventLoop) -> dict[tuple[str, int], Any]:
+        """The requests being sent on `loop` for a missing key and sample, by (key, sample)
+        (`jib.storage._response_answers.Flight`): what single-flight reads and writes."""
+        known = self._flights.get(loop)
+        if known is None:
+            known = self._flights[loop] = {}
+        return known
 
     def pending(self, key: str, sample: int) -> NewEntry | None:
         """The queued entry of this key and sample, if it is not written yet."""
@@ -307,11 +400,41 @@ class ResponseCache:
         An answer whose key and sample another process wrote first is left as that one wrote
         it.
         """
+        rows, counts = self._take()
+        if rows or counts:
+            self._write_pooled(rows, counts)
+        return len(rows)
+
+    async def aflush(self) -> int:
+        """`flush`, from the event loop. SQLite: on the loop, a slice of answers per
+        transaction (so the loop is never held for long) with the counts in the last; a slice
+        that would wait for another process's write lock, and the rest after it, go to a worker
+        thread. PostgreSQL: in a worker thread, in one transaction."""
+        rows, counts = self._take()
+        if not rows and not counts:
+            return 0
+        start = 0
+        connection = self._loop_connection()
+        if connection is not None:
+            while True:
+                end = start + _WRITE_SLICE
+                last = end >= len(rows)
+                try:
+                    self._write_on(connection, rows[start:end], counts if last else {})
+                except Busy:
+                    break
+                if last:
+                    return len(rows)
+                start = end
+                await asyncio.sleep(0)  # let the loop run between slices
+        await asyncio.to_thread(self._write_pooled, rows[start:], counts)
+        return len(rows)
+
+    def _take(self) -> tuple[list[tuple[Any, ...]], dict[str, ResponseCacheStats]]:
+        """The waiting answers as rows to insert, and the waiting counts; both taken."""
         with self._lock:
             pending, self._pending = list(self._pending.values()), {}
             counts, self._stats = self._stats, {}
-        if not pending and not counts:
-            return 0
         now = time.time()
         run = self.run
         rows = [
@@ -328,18 +451,51 @@ class ResponseCache:
             )
             for e in pending
         ]
+        return rows, counts
+
+    def _write_pooled(
+        self, rows: list[tuple[Any, ...]], counts: dict[str, ResponseCacheStats]
+    ) -> None:
         with self._errors("write to"), self._engine.connect() as connection:
             connection.execution_options(**WRITE)
             with connection.begin():
                 if rows:
                     connection.exec_driver_sql(self._insert_sql(), rows)
                 for generator, counted in counts.items():
-                    self._add_stats(connection, generator, counted)
-        return len(rows)
+                    connection.exec_driver_sql(
+                        self._stats_sql(), self._stats_row(generator, counted)
+                    )
 
-    async def aflush(self) -> int:
-        """`flush` in a worker thread."""
-        return await asyncio.to_thread(self.flush)
+    def _write_on(
+        self,
+        connection: sqlite3.Connection,
+        rows: list[tuple[Any, ...]],
+        counts: dict[str, ResponseCacheStats],
+    ) -> None:
+        """Write `rows` and `counts` in one transaction on the loop's SQLite connection.
+
+        Raises:
+            Busy: another process holds the write lock (nothing was written).
+            StoreError: the database failed otherwise (nothing was written).
+        """
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                if rows:
+                    connection.executemany(self._insert_sql(), rows)
+                for generator, counted in counts.items():
+                    connection.execute(self._stats_sql(), self._stats_row(generator, counted))
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+                raise Busy(str(exc)) from exc
+            raise StoreError(
+                f"cannot write to the response cache {self._url}: {_first_line(exc)}"
+            ) from exc
 
     def _insert_sql(self) -> str:
         """Insert-or-ignore, in the driver's own SQL (one statement for many rows)."""
@@ -353,31 +509,20 @@ class ResponseCache:
         marks = ", ".join(["?"] * 9)
         return f"INSERT OR IGNORE INTO jib_response_cache ({columns}) VALUES ({marks})"
 
-    def _add_stats(
-        self, connection: Connection, generator: str, counted: ResponseCacheStats
-    ) -> None:
-        run = self.run or ""
-        if self._postgres:
-            from sqlalchemy.dialects.postgresql import insert as upsert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as upsert  # type: ignore[assignment]
-        statement = upsert(stats).values(
-            run=run,
-            generator=generator,
-            hits=counted.hits,
-            misses=counted.misses,
-            saved_usd=counted.saved_usd,
+    def _stats_sql(self) -> str:
+        """Add to a run's and generator's counts (the row made when missing), in the driver's
+        own SQL (SQLite and PostgreSQL share the upsert's shape)."""
+        mark = "%s" if self._postgres else "?"
+        table = "jib_response_cache_stats"
+        return (
+            f"INSERT INTO {table} (run, generator, hits, misses, saved_usd) "
+            f"VALUES ({', '.join([mark] * 5)}) ON CONFLICT (run, generator) DO UPDATE SET "
+            f"hits = {table}.hits + excluded.hits, misses = {table}.misses + excluded.misses, "
+            f"saved_usd = {table}.saved_usd + excluded.saved_usd"
         )
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[stats.c.run, stats.c.generator],
-                set_={
-                    "hits": stats.c.hits + statement.excluded.hits,
-                    "misses": stats.c.misses + statement.excluded.misses,
-                    "saved_usd": stats.c.saved_usd + statement.excluded.saved_usd,
-                },
-            )
-        )
+
+    def _stats_row(self, generator: str, counted: ResponseCacheStats) -> tuple[Any, ...]:
+        return (self.run or "", generator, counted.hits, counted.misses, counted.saved_usd)
 
     # -- what `jib cache` shows and does -------------------------------------------------------
 

@@ -23,6 +23,7 @@ from jib.generator.openai._protocol import (
     parse_json,
     read_chat,
     read_text,
+    sampling_fields,
     text_body,
 )
 from jib.messages import GeneratedMessage, GeneratedText, Message
@@ -148,6 +149,27 @@ class OpenAIGenerator(WiredGenerator):
             }
         body = chat_body(self.model, item, params, cache_marks=self._sends_cache_marks())
         return {"url": self.api_base.rstrip("/") + "/chat/completions", "body": body}
+
+    def response_cache_requests(
+        self, items: Sequence[Sequence[Message] | str], params: Sequence[GenerateParams]
+    ) -> list[Any]:
+        """`response_cache_request` of each item, the URL, the cache marks' setting and each
+        distinct params object's part of the body worked out once for the batch."""
+        model = self.model
+        marks = self._sends_cache_marks()
+        url = self.api_base.rstrip("/") + "/chat/completions"
+        shared: dict[int, dict[str, Any]] = {}
+        requests: list[Any] = []
+        for item, item_params in zip(items, params, strict=True):
+            if isinstance(item, str):
+                requests.append(self.response_cache_request(item, item_params))
+                continue
+            sampling = shared.get(id(item_params))
+            if sampling is None:
+                sampling = shared[id(item_params)] = sampling_fields(item_params)
+            body = chat_body(model, item, item_params, cache_marks=marks, sampling=sampling)
+            requests.append({"url": url, "body": body})
+        return requests
 
     # -- one request, one answer ---------------------------------------------------------------
 

@@ -53,6 +53,7 @@ __all__ = [
     "parse_json",
     "read_chat",
     "read_text",
+    "sampling_fields",
     "text_body",
     "wire_messages",
 ]
@@ -90,17 +91,28 @@ def _sampling(params: GenerateParams) -> dict[str, Any]:
 
 
 def chat_body(
-    model: str, messages: Sequence[Message], params: GenerateParams, *, cache_marks: bool = True
+    model: str,
+    messages: Sequence[Message],
+    params: GenerateParams,
+    *,
+    cache_marks: bool = True,
+    sampling: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `/chat/completions` request body: each message in the OpenAI shape (parts, tool
     calls, tool results), then the params (tools, `tool_choice`, `response_format`, …).
 
     `cache_marks=False` leaves the messages' and parts' `cache_control` out, for servers that
-    cache by themselves and refuse the field (OpenAI's own).
+    cache by themselves and refuse the field (OpenAI's own). `sampling`: `params`' part of the
+    body when the caller has it already (`sampling_fields`); it is not copied.
     """
     body: dict[str, Any] = {"model": model, "messages": wire_messages(messages, cache_marks)}
-    body.update(_sampling(params))
+    body.update(_sampling(params) if sampling is None else sampling)
     return body
+
+
+def sampling_fields(params: GenerateParams) -> dict[str, Any]:
+    """`params`' part of a request body (all but `timeout` and what jib keeps to itself)."""
+    return _sampling(params)
 
 
 def wire_messages(messages: Sequence[Message], cache_marks: bool = True) -> list[dict[str, Any]]:
