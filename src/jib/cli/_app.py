@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 from typer.main import get_group
 
 from jib.cli._common import EXIT_FAILED, one_line
+from jib.cli._startup import end_startup, startup
 
 __all__ = ["app", "main"]
 
@@ -168,6 +169,11 @@ class _LazyGroup(TyperGroup):
     def list_commands(self, ctx: Any) -> list[str]:
         return list(self.commands)
 
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        resolved = super().resolve_command(ctx, args)
+        end_startup()  # the subcommand is built: what runs next is the command
+        return resolved
+
 
 app = typer.Typer(
     name="jib",
@@ -206,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the `jib` command line (the console script's entry point)."""
     warnings.showwarning = _show_warning
     try:
-        app(args=argv, prog_name="jib")
+        with startup():
+            app(args=argv, prog_name="jib")
     except SystemExit:
         raise
     except Exception as exc:  # a bug: say so in one line, unless asked for the traceback
