@@ -191,7 +191,7 @@ _SHAPES = {  # JSON columns: the JSON type each holds, by the record's kind
 
 def readable_condition(backend: str) -> ColumnElement[bool]:
     """True for the rows of `jib_records` that decode, as far as the database can tell."""
-    from jib._records import RECORD_FORMAT_VERSION
+    from jib._record_format import RECORD_FORMAT_VERSION
 
     c = records.c
     rules: list[ColumnElement[bool]] = [
