@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the `jib` command line (the console script's entry point)."""
     warnings.showwarning = _show_warning
     try:
-        with startup():
+        with startup(process_exits=argv is None):  # no argv: the command line's, in `jib`
             app(args=argv, prog_name="jib")
     except SystemExit:
         raise

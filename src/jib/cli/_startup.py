@@ -5,7 +5,10 @@ objects that live as long as the process, and next to no garbage. The collector,
 hundred allocations, would walk them again and again for nothing. So `main()` pauses it until
 the subcommand to run is built, then freezes what start-up made (`gc.freeze`: kept where the
 collector never looks) and lets it run again: the command runs with the collector as usual, and
-its collections skip the start-up's objects. Importing `jib.cli` pauses it for the import only.
+its collections skip the start-up's objects. Run from the command line, they stay frozen to the
+end, so the interpreter's last collection at exit skips them too (about as much CPU again as
+start-up's collections); a caller in the same process (a test calling `main(argv)`) gets them
+back when the command returns. Importing `jib.cli` pauses the collector for the import only.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ def paused_collector() -> Iterator[None]:
 
 
 @contextmanager
-def startup() -> Iterator[None]:
-    """Run a command (all of it, inside) with the collector paused until `end_startup`."""
+def startup(*, process_exits: bool) -> Iterator[None]:
+    """Run a command (all of it, inside) with the collector paused until `end_startup`;
+    `process_exits`: the process ends with the command (what was frozen stays frozen)."""
     global _pending
     if not gc.isenabled():  # paused by someone else: theirs to resume
         yield
@@ -47,8 +51,8 @@ def startup() -> Iterator[None]:
         if _pending:  # the command never started (help, a usage error)
             _pending = False
             gc.enable()
-        else:
-            gc.unfreeze()  # an in-process caller (a test) gets its objects back
+        elif not process_exits:
+            gc.unfreeze()
 
 
 def end_startup() -> None:
