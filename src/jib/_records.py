@@ -1,9 +1,10 @@
 """The validated JSON form of `Chat` and `Completion` records, and reading it from data.
 
-Loaded lazily by `jib.chat` the first time a record is serialized or loaded, so `import jib`
-does not pay for building these models. `record_model` reads one record's data and says what is
-wrong with it without quoting the values (they are data); `json_lines` and `numbered` feed the
-batch loaders one item at a time, so one bad item is one problem, not a failed batch.
+Loaded lazily by `jib.chat` the first time a record is loaded or written as JSON text, so
+`import jib` (and a run, which stores records as dicts) does not pay for building these
+models. `record_model` reads one record's data and says what is wrong with it without quoting
+the values (they are data); `json_lines` and `numbered` feed the batch loaders one item at a
+time, so one bad item is one problem, not a failed batch.
 
 Record format versions: 1 holds text messages; 2 adds content parts, tool calls,
 `tool_call_id` and `cache_control` on messages, the cache and reasoning token counts and the
@@ -40,13 +41,11 @@ from pydantic import (
 
 from jib import _part_data
 from jib._json import loads as load_json
+from jib._record_format import RECORD_FORMAT_VERSION
 from jib.content import ContentPart, part_from_dict
 from jib.messages import Message, Role, StopReason
 from jib.params import GenerateParams
 from jib.tools import ToolCall
-
-RECORD_FORMAT_VERSION = 2
-"""Version of the JSON form of records; bump it (and teach loading the old form) on a change."""
 
 _PARTS_CACHE = "parts"
 """The validation context key of a batch's cache of parts (see `_part`)."""
@@ -297,32 +296,6 @@ class CompletionModel(RecordModel):
     kind: Literal["completion"] = "completion"
     text: str = ""
     generated: str = ""
-
-
-_FIRST_MESSAGE_KEYS = frozenset({"role", "content"})
-_FIRST_USAGE_KEYS = frozenset({"input_tokens", "output_tokens", "total_tokens"})
-
-
-def format_version(data: dict[str, Any]) -> int:
-    """The oldest record format that holds a record dict (`to_dict` form): 1 unless it has
-    parts, tool calls, cache marks, the newer token counts or an `output`."""
-    if data.get("output") is not None:
-        return 2
-    usage = data.get("usage")
-    if isinstance(usage, dict) and not usage.keys() <= _FIRST_USAGE_KEYS:
-        return 2
-    for name in ("messages", "generated"):
-        messages = data.get(name)
-        if not isinstance(messages, list):
-            continue
-        for message in messages:
-            if not isinstance(message, dict):
-                continue
-            if not message.keys() <= _FIRST_MESSAGE_KEYS or not isinstance(
-                message.get("content"), str
-            ):
-                return 2
-    return 1
 
 
 def parts_cache() -> dict[str, Any]:

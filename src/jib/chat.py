@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from jib._record_format import format_version
 from jib._unicode import escape_surrogates
 from jib.errors import GeneratorWarning, InvalidGeneratorError, JibError
 from jib.generator.base import Generator
@@ -290,7 +291,7 @@ class Chat(_Record):
         data["generated"] = [message.to_dict() for message in self.generated]
         if self.output is not None:
             data["output"] = _output_json(self.output)
-        data["schema_version"] = _records().format_version(data)
+        data["schema_version"] = format_version(data)
         return data
 
     def to_json(self) -> str:
@@ -319,7 +320,7 @@ class Chat(_Record):
 
         Raises:
             pydantic.ValidationError: the data is not a chat, or was written by a newer jib
-                (its `schema_version` is above `jib._records.RECORD_FORMAT_VERSION`).
+                (its `schema_version` is above `jib._record_format.RECORD_FORMAT_VERSION`).
             UntrustedIdentifierError: the identifier wants what `trusted` does not allow (the
                 message says how to allow it).
             InvalidGeneratorError: the generator cannot be rebuilt (pass
@@ -462,7 +463,7 @@ class Completion(_Record):
         data["kind"] = "completion"
         data["text"] = self.text
         data["generated"] = self.generated
-        data["schema_version"] = _records().format_version(data)
+        data["schema_version"] = format_version(data)
         return data
 
     def to_json(self) -> str:

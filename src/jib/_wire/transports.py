@@ -18,6 +18,8 @@ from jib._wire.settings import WireSettings, environment_proxies
 from jib.errors import InvalidGeneratorError
 
 if TYPE_CHECKING:
+    import ssl
+
     import aiohttp
     import httpx
 
@@ -59,9 +61,20 @@ class _Aiohttp:
     def __init__(self, settings: WireSettings) -> None:
         import aiohttp
 
+        self._settings = settings
+        # The default TLS setting (the system's certificates, no client certificate) is made at
+        # the first https request, as each request passes it: loading the certificates costs
+        # more CPU than a short run's requests to a local http:// server. Any other setting is
+        # made now, so a bad CA bundle or client certificate fails the first request, whatever
+        # its URL.
+        default_tls = settings.verify is True and settings.cert is None
+        default_tls = default_tls and settings.cert_keyfile is None
+        self._tls: ssl.SSLContext | bool | None = None if default_tls else settings.tls()
         # The request tier bounds requests in flight; the connector only pools (limit=0: no
         # second cap). No timeouts here either: the tier cancels an attempt at its deadline.
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, ssl=settings.tls())
+        connector = aiohttp.TCPConnector(
+            limit=0, ttl_dns_cache=300, ssl=True if self._tls is None else self._tls
+        )
         jar: aiohttp.abc.AbstractCookieJar = (
             aiohttp.CookieJar(unsafe=True) if settings.cookies else aiohttp.DummyCookieJar()
         )
@@ -79,11 +92,19 @@ class _Aiohttp:
             headers=request.headers,
             data=_pieces(request.body) if isinstance(request.body, tuple) else request.body,
             allow_redirects=False,
+            ssl=self._tls_for(request.url),
             # Only needed when the request sets no Content-Type (aiohttp works the set out per
             # request).
             skip_auto_headers=None if "Content-Type" in request.headers else _NO_AUTO_HEADERS,
         )
         return _AiohttpResponse(response, request, limit)
+
+    def _tls_for(self, url: str) -> ssl.SSLContext | bool:
+        if self._tls is None:
+            if url[:6].lower() != "https:":
+                return True  # no TLS: the connector's setting, unused
+            self._tls = self._settings.tls()
+        return self._tls
 
     async def aclose(self) -> None:
         await self._session.close()

@@ -6,6 +6,9 @@ This package imports typer, rich and (when a command needs the store) SQLAlchemy
 imports none of them.
 """
 
-from jib.cli._app import app, main
+from jib.cli._startup import paused_collector
+
+with paused_collector():  # see jib.cli._startup
+    from jib.cli._app import app, main
 
 __all__ = ["app", "main"]

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 from jib.cli._terminal import printable
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 __all__ = ["GeneratorStats", "RichReporter", "TextReporter"]
 
@@ -96,40 +87,13 @@ class Reporter(Protocol):
         """The run ended (finished or interrupted)."""
 
 
-class _RateColumn(ProgressColumn):
-    """Chats per second."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.speed
-        if speed is None:
-            return Text("  – chats/s", style="progress.data.speed")
-        return Text(f"{speed:5.1f} chats/s", style="progress.data.speed")
-
-
-class _FailedColumn(ProgressColumn):
-    """How many failed so far."""
-
-    def render(self, task: Task) -> Text:
-        failed = int(task.fields.get("failed", 0))
-        return Text(f"{failed} failed", style="red" if failed else "dim")
-
-
 class RichReporter:
     """A live progress bar per generator, with rate, elapsed time and ETA."""
 
     def __init__(self, console: Console) -> None:
-        self._progress = Progress(
-            TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            _FailedColumn(),
-            _RateColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            speed_estimate_period=10,
-        )
+        from jib.cli._progress_bars import progress_bars  # rich's progress, when bars are shown
+
+        self._progress = progress_bars(console)
         self._tasks: list[TaskID] = []
         self._stats: list[GeneratorStats] = []
 

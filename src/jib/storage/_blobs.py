@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, delete, select, type_coerce, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import NullType
 
 from jib import _part_data
@@ -241,7 +240,11 @@ def count_changes(
 
 def _insert_or_count(connection: Connection, digest: str, refs: int, data: bytes) -> Any:
     """Store a blob, or (another writer stored it meanwhile) add `refs` to its count."""
-    dialect: Any = postgresql if connection.dialect.name == "postgresql" else sqlite
+    dialect: Any
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql as dialect
+    else:
+        from sqlalchemy.dialects import sqlite as dialect
     statement = dialect.insert(blobs).values(sha256=digest, refs=refs, data=data)
     return statement.on_conflict_do_update(
         index_elements=[blobs.c.sha256], set_={"refs": blobs.c.refs + statement.excluded.refs}

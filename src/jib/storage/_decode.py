@@ -47,7 +47,7 @@ from sqlalchemy.types import NullType
 from jib._json import loads as load_json
 from jib.chat import UnreadableRecordError
 from jib.errors import GeneratorWarning
-from jib.storage._schema import UTCDateTime, records
+from jib.storage._schema import JSONDocument, UTCDateTime, records
 
 __all__ = ["RAW_COLUMNS", "decode_row", "readable_condition", "row_label"]
 
@@ -161,7 +161,7 @@ def _text(value: Any, _backend: str) -> str:
 def _decoder(kind: Any) -> Decoder:
     """How a column of type `kind` is decoded."""
     for declared, decoder in (
-        (JSON, _json),
+        ((JSON, JSONDocument), _json),
         (UTCDateTime, _timestamp),
         (Boolean, _flag),
         (Integer, _whole),
@@ -191,7 +191,7 @@ _SHAPES = {  # JSON columns: the JSON type each holds, by the record's kind
 
 def readable_condition(backend: str) -> ColumnElement[bool]:
     """True for the rows of `jib_records` that decode, as far as the database can tell."""
-    from jib._records import RECORD_FORMAT_VERSION
+    from jib._record_format import RECORD_FORMAT_VERSION
 
     c = records.c
     rules: list[ColumnElement[bool]] = [

@@ -31,7 +31,7 @@ from sqlalchemy import JSON, Boolean, Float, String, Text
 from sqlalchemy import Column as SQLColumn
 
 from jib._unicode import escape_surrogates
-from jib.storage._schema import UTCDateTime
+from jib.storage._schema import JSONDocument, UTCDateTime
 
 __all__ = [
     "ColumnEncoder",
@@ -207,7 +207,7 @@ _REALS = _each(real)
 
 
 def _encoder(kind: Any, backend: str) -> ColumnEncoder | None:
-    if isinstance(kind, JSON):
+    if isinstance(kind, (JSON, JSONDocument)):
         # `None` is SQL NULL in a column that says so, else JSON `null` (as SQLAlchemy wrote it).
         return _JSON_TEXTS_OR_NULL if kind.none_as_null else _JSON_TEXTS
     if isinstance(kind, UTCDateTime):

@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    JSON,
     Boolean,
     Column,
     Connection,
@@ -32,10 +31,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 from jib.batch_api._journal import JournalEntry
-from jib.storage._schema import UTCDateTime
+from jib.storage._schema import JSONDocument, UTCDateTime
 
 if TYPE_CHECKING:
     from jib.storage.store import ChatStore
@@ -55,7 +53,7 @@ provider_batches = Table(
     Column("endpoint", Text, nullable=False),
     Column("batch_id", String(255), nullable=False),
     Column("input_file_id", String(255), nullable=True),
-    Column("custom_ids", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    Column("custom_ids", JSONDocument(), nullable=False),
     Column("requests", Integer, nullable=False),
     Column("status", String(64), nullable=False),
     Column("collected", Boolean, nullable=False),

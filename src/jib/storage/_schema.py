@@ -55,12 +55,12 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "JSONDocument",
     "blobs",
     "metadata",
     "records",
@@ -94,9 +94,37 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
-_JSON = JSON().with_variant(JSONB(), "postgresql")
+class JSONDocument(TypeDecorator[Any]):
+    """JSON, kept as `JSONB` on PostgreSQL, as `JSON` (text) elsewhere.
+
+    What `JSON().with_variant(JSONB(), "postgresql")` declares, but SQLAlchemy's PostgreSQL
+    dialect (all its drivers' modules) is imported only when a PostgreSQL database is used, not
+    by every SQLite store. `none_as_null`: Python `None` is SQL NULL, not JSON `null`.
+    """
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, none_as_null: bool = False) -> None:
+        super().__init__(none_as_null=none_as_null)
+        self.none_as_null = none_as_null
+
+    @property
+    def should_evaluate_none(self) -> bool:  # type: ignore[override]
+        """`None` is written as JSON `null` unless `none_as_null` (as `JSON` does)."""
+        return not self.none_as_null
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB(none_as_null=self.none_as_null))
+        return dialect.type_descriptor(JSON(none_as_null=self.none_as_null))
+
+
+_JSON = JSONDocument()
 # Python `None` as SQL NULL (not JSON `null`): a column that is often empty.
-_JSON_OR_NULL = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+_JSON_OR_NULL = JSONDocument(none_as_null=True)
 
 metadata = MetaData()
 
