@@ -447,9 +447,11 @@ def assert_only_what_is_declared_or_allowed(generator: Generator, policy: TrustP
     for option in set_options(generator) - declared:
         if ANY_EXTRA in cls.inert_options and option.startswith(EXTRA_PREFIX):
             continue  # a provider that ignores `extra`
-        # Left: only code options, and only with remote code allowed.
-        key = option.removeprefix(EXTRA_PREFIX)
-        assert policy.allow_remote_code and key == "trust_remote_code", option
+        # Left: only code options (`trust_remote_code`, a class or module to import: see
+        # `jib.trust`), and only with remote code allowed.
+        key = option.removeprefix(EXTRA_PREFIX).lower()
+        is_code = key == "trust_remote_code" or key.endswith(("_cls", "_class", "_module"))
+        assert policy.allow_remote_code and is_code, option
 
 
 @FUZZ
