@@ -119,3 +119,21 @@ async def test_closing_an_unused_writer_stores_nothing_and_abandon_is_safe(
         writer.abandon()
 
         assert store.count() == 0
+
+
+async def test_workers_that_never_wait_fill_batches_without_lingering(tmp_path: Path) -> None:
+    """Four workers putting chunks as fast as they can (as `echo!` makes them): each full batch
+    is written as it fills. A worker clearing the writer's wake-up before waiting once left
+    both sides asleep until the linger ran out; with an hour's linger that would hang."""
+    with open_store(tmp_path / "jib.db") as store:
+        writer = BatchWriter(store, run="r", batch=40, linger=3600.0)
+
+        async def worker(first: int) -> None:
+            for start in range(first, 4000, 32):
+                await asyncio.sleep(0)  # the chunk's generation, answered at once
+                await writer.put(chats(8, start))
+
+        await asyncio.wait_for(asyncio.gather(*(worker(i * 8) for i in range(4))), 120)
+        await writer.close()
+
+        assert store.count(run="r") == 4000

@@ -60,7 +60,10 @@ class BatchWriter:
         self._pending_records = 0
         self._closing = False
         self._error: BaseException | None = None
-        self._changed = asyncio.Event()  # something was put, taken, or the writer is closing
+        # Two events, each cleared only by whoever waits on it: with one, a worker clearing it
+        # before it waits could swallow the put that should wake the writer.
+        self._arrived = asyncio.Event()  # something was put, or the writer is closing
+        self._room = asyncio.Event()  # the writer took a batch, or failed
         self._task: asyncio.Task[None] | None = None
 
     async def put(self, records: list[Chat], *, replacing: Sequence[str] = ()) -> None:
@@ -72,14 +75,14 @@ class BatchWriter:
         """
         self._raise_if_failed()
         while self._pending_records >= self._batch and self._error is None:
-            self._changed.clear()
-            await self._changed.wait()
+            self._room.clear()
+            await self._room.wait()
         self._raise_if_failed()
         if self._task is None:
             self._task = asyncio.create_task(self._write_batches())
         self._pending.append(_Chunk(records, list(replacing), time.monotonic()))
         self._pending_records += len(records)
-        self._changed.set()
+        self._arrived.set()
 
     async def close(self) -> None:
         """Store everything still waiting, then stop.
@@ -88,7 +91,7 @@ class BatchWriter:
             StoreError: a write failed.
         """
         self._closing = True
-        self._changed.set()
+        self._arrived.set()
         if self._task is not None:
             await self._task
         self._raise_if_failed()
@@ -112,21 +115,21 @@ class BatchWriter:
                 await self._write(self._take())
         except Exception as exc:
             self._error = exc
-            self._changed.set()
+            self._room.set()
 
     async def _wait_for_batch(self) -> None:
         """Until a batch is full, the oldest waiting chat has lingered long enough, or the
         writer is closing."""
         while not self._closing and self._pending_records < self._batch:
-            self._changed.clear()
+            self._arrived.clear()
             if not self._pending:
-                await self._changed.wait()
+                await self._arrived.wait()
                 continue
             left = self._pending[0].put_at + self._linger - time.monotonic()
             if left <= 0:
                 return
             try:
-                await asyncio.wait_for(self._changed.wait(), left)
+                await asyncio.wait_for(self._arrived.wait(), left)
             except asyncio.TimeoutError:
                 return
 
@@ -139,7 +142,7 @@ class BatchWriter:
             taken.append(chunk)
             count += len(chunk.records)
         self._pending_records -= count
-        self._changed.set()  # room for the workers
+        self._room.set()
         return taken
 
     async def _write(self, chunks: list[_Chunk]) -> None:
