@@ -12,8 +12,8 @@ process measured whole (wall time, and CPU time from `os.wait4`), in turns, `--r
 cache (and stored those chats), so every lookup searches a populated index, as a cache in use
 does:
 
-- `plain`: `python -m jib.cli run 'openai!stub,api_base=…,api_key=x' --prompts FILE
-  --concurrency 32 --run plain --store STORE`: no cache, every request sent;
+- `plain`: `python -m jib.cli run 'openai!stub,api_base=…,api_key=x,max_connections=32'
+  --prompts FILE --concurrency 32 --run plain --store STORE`: no cache, every request sent;
 - `filling`: the same with `--cache --run filling`: every request is looked up, misses (the
   cache holds only the seed's answers), is sent, and its answer kept. This is the uncached run
   of the acceptance check, and beside `plain` it gives what the cache adds to a request that
@@ -79,10 +79,16 @@ def command(
     cache = [] if client == "plain" else ["--cache"]
     model = f"delay-{latency_ms}" if latency_ms else "stub"
     return [
-        *(sys.executable, "-m", "jib.cli", "run", f"openai!{model},api_base={stub},api_key=x"),
+        # max_connections: the generator's own cap (10 by default) would hold the run below
+        # `--concurrency`, which only bounds prompts in flight.
+        *(sys.executable, "-m", "jib.cli", "run", f"openai!{model},{_options(stub, concurrency)}"),
         *("--prompts", str(dataset), "--concurrency", str(concurrency)),
         *("--run", client, "--store", str(store), "--no-progress", *cache),
     ]
+
+
+def _options(stub: str, concurrency: int) -> str:
+    return f"api_base={stub},api_key=x,max_connections={concurrency}"
 
 
 def seed_prompts(count: int) -> list[str]:
