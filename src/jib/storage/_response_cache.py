@@ -322,12 +322,15 @@ class ResponseCache:
                                 orjson.loads(answer), origin, created
                             )
         except self._dbapi_error as exc:
-            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
-                raise Busy(str(exc)) from exc
-            raise StoreError(
-                f"cannot read the response cache {self._url}: {_first_line(exc)}"
-            ) from exc
+            raise self._driver_error(exc, "read") from exc
         return found
+
+    def _driver_error(self, exc: BaseException, action: str) -> Exception:
+        """What the driver's `exc` is raised as: `Busy` for a lock another writer holds (the
+        caller goes to a thread), else a `StoreError` saying what could not be done."""
+        if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+            return Busy(str(exc))
+        return StoreError(f"cannot {action} the response cache {self._url}: {_first_line(exc)}")
 
     def _loop_connection(self, *, open_: bool = True) -> sqlite3.Connection | None:
         """The SQLite connection kept for this thread (see `jib.storage._loop_sqlite`; opened
@@ -491,11 +494,7 @@ class ResponseCache:
                     connection.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
-                raise Busy(str(exc)) from exc
-            raise StoreError(
-                f"cannot write to the response cache {self._url}: {_first_line(exc)}"
-            ) from exc
+            raise self._driver_error(exc, "write to") from exc
 
     def _insert_sql(self) -> str:
         """Insert-or-ignore, in the driver's own SQL (one statement for many rows)."""
