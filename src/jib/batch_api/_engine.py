@@ -149,18 +149,18 @@ class BatchAPIJob:
                 # The newest batch holding a request is the one it waits on (an older one
                 # failed it, and was not marked collected before the crash).
                 newest_first = sorted(entries, key=lambda e: e.created_at, reverse=True)
-                for position, entry in enumerate(newest_first):
+                # How many batches older than the one at hand held each request (its earlier
+                # attempts): every batch's ids, less each batch's own as the walk passes it.
+                earlier = Counter(c for entry in entries for c in entry.custom_ids)
+                for entry in newest_first:
+                    earlier.subtract(entry.custom_ids)
                     ids = {c for c in entry.custom_ids if c in waiting}
                     waiting -= ids
                     if not ids:  # every answer it holds is kept
                         await asyncio.to_thread(self.journal.collected, entry.key)
                         continue
                     self.resumed_batches += 1
-                    # A request's earlier attempts: the older batches that held it.
-                    earlier = Counter(
-                        c for older in newest_first[position + 1 :] for c in older.custom_ids
-                    )
-                    attempts = {c: earlier[c] for c in ids if earlier[c]}
+                    attempts = {c: earlier[c] for c in ids if earlier[c] > 0}
                     batch = _Batch(entry, ids, entry.created_at.timestamp(), attempts)
                     group.create_task(self._follow(batch))
                 sendable = await self._sendable(

@@ -19,10 +19,18 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from jib.errors import MissingDependencyError
 from jib.storage._errors import StoreError
 
-__all__ = ["BUSY_TIMEOUT_SECONDS", "WRITE", "create_store_engine", "redacted_url"]
+__all__ = [
+    "BUSY_TIMEOUT_PRAGMA",
+    "BUSY_TIMEOUT_SECONDS",
+    "WRITE",
+    "create_store_engine",
+    "redacted_url",
+]
 
 BUSY_TIMEOUT_SECONDS = 30.0
 """How long a SQLite writer waits for another writer before giving up."""
+BUSY_TIMEOUT_PRAGMA = f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}"
+"""Sets a SQLite connection's busy timeout to `BUSY_TIMEOUT_SECONDS` (as jib opens them)."""
 
 WRITE = {"jib_write": True}
 """Execution options marking a connection whose transaction writes (`BEGIN IMMEDIATE`)."""
@@ -78,7 +86,7 @@ def _sqlite_engine(url: URL) -> Engine:
         # Let SQLAlchemy's "begin" event below issue BEGIN itself, so it can be IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        cursor.execute(BUSY_TIMEOUT_PRAGMA)
         cursor.execute("PRAGMA journal_mode = WAL")
         # WAL + NORMAL: a process crash never loses a committed transaction.
         cursor.execute("PRAGMA synchronous = NORMAL")

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.pool import SingletonThreadPool
 
-from jib.storage._engine import BUSY_TIMEOUT_SECONDS
+from jib.storage._engine import BUSY_TIMEOUT_PRAGMA
 
 __all__ = ["Busy", "LoopConnection", "is_busy"]
 
@@ -80,15 +80,6 @@ class LoopConnection:
                     self._thread = thread
         return self._connection if self._thread == thread else None
 
-    def execute(self, connection: sqlite3.Connection, sql: str, parameters: Any = ()) -> Any:
-        """`connection.execute`, a held lock raised as `Busy`."""
-        try:
-            return connection.execute(sql, parameters)
-        except sqlite3.OperationalError as exc:
-            if is_busy(exc):
-                raise Busy(str(exc)) from exc
-            raise
-
     def close(self) -> None:
         """Give the connection back to the pool as the pool made it (its busy timeout too)."""
         with self._lock:
@@ -100,7 +91,7 @@ class LoopConnection:
         try:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            connection.execute(BUSY_TIMEOUT_PRAGMA)
         except sqlite3.Error:
             proxy.invalidate()
         finally:

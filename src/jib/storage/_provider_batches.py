@@ -83,7 +83,8 @@ class ProviderBatchJournal:
         if self._ready:
             return True
         with self._store._read() as connection:
-            return inspect(connection).has_table(provider_batches.name)
+            self._ready = inspect(connection).has_table(provider_batches.name)
+        return self._ready
 
     # -- the journal ----------------------------------------------------------------------------
 

@@ -309,13 +309,13 @@ class ResponseCache:
         found: dict[tuple[str, int], CachedAnswer] = {}
         unique = list(dict.fromkeys(key for key, _ in keys))
         oldest = None if self.ttl is None else time.time() - self.ttl
+        wanted = set(keys)
         try:
             for start in range(0, len(unique), _LOOKUP_CHUNK):
                 chunk = unique[start : start + _LOOKUP_CHUNK]
                 sql = self._lookup_sql(len(chunk), oldest is not None)
                 rows = on.execute(sql, chunk if oldest is None else [*chunk, oldest]).fetchall()
                 if rows:
-                    wanted = set(keys)
                     for key, sample, answer, origin, created in rows:
                         if (key, sample) in wanted:
                             found[(key, sample)] = CachedAnswer(

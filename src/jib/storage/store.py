@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
@@ -26,11 +27,12 @@ from jib.storage._blobs import (
 )
 from jib.storage._decode import RAW_COLUMNS
 from jib.storage._encode import UnencodableValue, text
-from jib.storage._engine import BUSY_TIMEOUT_SECONDS, WRITE, create_store_engine, redacted_url
+from jib.storage._engine import BUSY_TIMEOUT_PRAGMA, WRITE, create_store_engine, redacted_url
 from jib.storage._errors import StoreError
 from jib.storage._insert import insert_records, insert_tags
 from jib.storage._load import readable_dicts, readable_records, stored_dict, stored_record
 from jib.storage._location import default_store_url, to_database_url
+from jib.storage._loop_sqlite import Busy, is_busy
 from jib.storage._migrate import current_version, upgrade
 from jib.storage._query import (
     Filter,
@@ -74,14 +76,6 @@ def open_store(url: str | Path | None = None, *, trusted: bool | TrustPolicy = F
     if url is None:
         return ChatStore(default_store_url(), trusted=trusted)
     return ChatStore(to_database_url(str(url)), trusted=trusted)
-
-
-_SQLITE_BUSY = 5
-"""SQLite's result code for a database another connection holds."""
-
-
-class _Busy(Exception):
-    """Another writer holds the SQLite store (see `ChatStore._write_at_once`)."""
 
 
 def _now() -> datetime:
@@ -166,10 +160,10 @@ class ChatStore:
 
     @contextmanager
     def _write_at_once(self) -> Iterator[Connection]:
-        """SQLite's write transaction, or `_Busy` at once (rather than waiting) when another
+        """SQLite's write transaction, or `Busy` at once (rather than waiting) when another
         writer, in this process or another, holds the store."""
         if not self._write_lock.acquire(blocking=False):
-            raise _Busy
+            raise Busy
         try:
             with self._errors("write to"), self._engine.connect() as connection:
                 connection.execution_options(**WRITE)
@@ -179,11 +173,11 @@ class ChatStore:
                 try:
                     transaction = connection.begin()
                 except OperationalError as exc:
-                    if getattr(exc.orig, "sqlite_errorcode", None) == _SQLITE_BUSY:
-                        raise _Busy from None
+                    if isinstance(exc.orig, sqlite3.Error) and is_busy(exc.orig):
+                        raise Busy from None
                     raise
                 finally:
-                    driver.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                    driver.execute(BUSY_TIMEOUT_PRAGMA)
                 with transaction:
                     yield connection
         finally:
@@ -245,7 +239,7 @@ class ChatStore:
     ) -> int:
         """Write encoded rows in one transaction (deleting what they replace); return how many.
 
-        With `at_once` (SQLite), raise `_Busy` rather than wait for another writer.
+        With `at_once` (SQLite), raise `Busy` rather than wait for another writer.
         """
         replaced_ids = list(dict.fromkeys(text(i) for i in replacing))
         ids = list(dict.fromkeys([*saved.rows, *replaced_ids]))
@@ -307,7 +301,7 @@ class ChatStore:
         saved = self._encode(batch, run=run, tags=tags)
         replaced = list(replacing)
         if self._backend == "sqlite" and len(saved.rows) <= ON_LOOP_MOST:
-            with suppress(_Busy):  # another writer holds the store: wait for it in a thread
+            with suppress(Busy):  # another writer holds the store: wait for it in a thread
                 return self._write_saved(saved, replaced, at_once=True)
         return await asyncio.to_thread(self._write_saved, saved, replaced)
 

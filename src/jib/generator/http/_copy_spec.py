@@ -25,33 +25,22 @@ from jib.generator.http._marked import (
     template,
 )
 from jib.generator.http._raw_request import CopiedRequest
-from jib.generator.http.spec import HTTPSpec
+from jib.generator.http.spec import _CLIENT_HEADERS, HTTPSpec
 
 __all__ = ["BuiltSpec", "PulledSecret", "build_spec"]
 
 
 # Set by the HTTP client from the request itself, or asking the server for a 304.
-_DROPPED_HEADERS = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "http2-settings",
-        "expect",
-        "accept-encoding",
-        "if-none-match",
-        "if-modified-since",
-        "if-match",
-        "if-unmodified-since",
-        "if-range",
-    }
-)
+_DROPPED_HEADERS = _CLIENT_HEADERS | {
+    "http2-settings",
+    "expect",
+    "accept-encoding",
+    "if-none-match",
+    "if-modified-since",
+    "if-match",
+    "if-unmodified-since",
+    "if-range",
+}
 _AUTHORIZATION = frozenset({"authorization", "proxy-authorization"})
 _CSRF = re.compile(r"csrf|xsrf", re.IGNORECASE)
 _SCHEME_AND_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)[ \t]+(\S.*)")

@@ -479,7 +479,7 @@ class _Curl:
                 self.headers.append((value[:-1].strip(), ""))
                 return
             raise InvalidGeneratorError(f"curl header {redact(value, [])!r} is not Name: value")
-        if rest.strip() or rest:  # `-H 'Accept:'` removes curl's own header: nothing to send
+        if rest:  # `-H 'Accept:'` removes curl's own header: nothing to send
             self.headers.append((name.strip(), rest.strip()))
 
     def request(self) -> CopiedRequest:

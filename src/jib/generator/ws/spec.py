@@ -45,6 +45,7 @@ from jib.generator.http._exposure import masked_errors
 from jib.generator.http._loading import load_spec_text
 from jib.generator.http.spec import (
     _OWN_VARIABLES,
+    COMPILE_SECONDS,
     HTTPSpec,
     PreparedRequest,
     RequestSpec,
@@ -247,7 +248,7 @@ class WSSpec(HTTPSpec):
     def _compile_websocket_parts(self) -> WSSpec:
         # `HTTPSpec._compile_all` compiled the URL, headers and response transforms; the frame
         # template and the conditions are compiled here, under the same kind of deadline.
-        self._compile_deadline = time.monotonic() + 1.0
+        self._compile_deadline = time.monotonic() + COMPILE_SECONDS
         where = "request.message"
         try:
             reads: set[str] = set()
