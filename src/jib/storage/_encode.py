@@ -36,11 +36,13 @@ from jib.storage._schema import JSONDocument, UTCDateTime
 __all__ = [
     "ColumnEncoder",
     "UnencodableValue",
+    "ValueEncoders",
     "column_encoders",
     "encode_rows",
     "json_text",
     "real",
     "text",
+    "value_encoders",
 ]
 
 _OPTIONS = (
@@ -120,6 +122,10 @@ def real(value: Any) -> float | None:
 
 def _flag(value: Any) -> Any:
     return int(value) if isinstance(value, bool) else value
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _json_or_null(value: Any) -> str | None:
@@ -220,3 +226,27 @@ def _encoder(kind: Any, backend: str) -> ColumnEncoder | None:
     if isinstance(kind, (String, Text)):
         return _texts
     return None
+
+
+class ValueEncoders:
+    """One value at a time, what `column_encoders` does a column at a time, for `backend`
+    (`"sqlite"` or `"postgresql"`): for rows made already encoded (see
+    `jib.storage._rows.RowMaker`)."""
+
+    __slots__ = ("flag", "time")
+
+    def __init__(self, backend: str) -> None:
+        self.time: Callable[[datetime], Any] = (
+            _sqlite_time if backend == "sqlite" else _postgres_time
+        )
+        self.flag: Callable[[Any], Any] = _flag if backend == "sqlite" else _as_is
+
+    json = staticmethod(json_text)
+    json_or_null = staticmethod(_json_or_null)
+    real = staticmethod(real)
+    text = staticmethod(text)
+
+
+def value_encoders(backend: str) -> ValueEncoders:
+    """The encoders of single values for `backend` (see `ValueEncoders`)."""
+    return ValueEncoders(backend)

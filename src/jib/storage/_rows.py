@@ -23,14 +23,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from jib._secrets import redact
 from jib._syntax import IdentifierSyntaxError, parse_identifier
 from jib._unicode import escape_surrogates
 from jib.chat import BatchDicts, Chat, Completion
 from jib.errors import InvalidGeneratorError
+from jib.messages import Message
 from jib.registry import DEFAULT_PROVIDER
 from jib.storage._blobs import BlobCollector
-from jib.storage._encode import column_encoders, encode_rows, text
+from jib.storage._encode import column_encoders, encode_rows, text, value_encoders
 from jib.storage._insert import RECORD_COLUMNS
 from jib.storage._schema import records
 
@@ -168,6 +171,11 @@ class RowMaker:
         self._constants = {_STORED_AT: dict(encoders)[_STORED_AT]((stored_at,))[0]}
         self._dicts = BatchDicts()
         self._models: dict[str | None, tuple[str | None, str | None]] = {}
+        self._run: str | None = None
+        self._value = value_encoders(backend)
+        self._stored_at_value = self._constants[_STORED_AT]
+        # What the rows of a batch share, encoded once: by (generator, params) identity.
+        self._shared: dict[tuple[str | None, int, str | None], tuple[Any, ...]] = {}
 
     def encode(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         """Rows made by `values`, encoded for the driver (lone surrogates escaped).
@@ -236,11 +244,124 @@ class RowMaker:
         ]
         return values, tag_list, used | used_by_answer
 
+    def encoded(self, record: Record, run: str | None) -> tuple[tuple[Any, ...], list[str]] | None:
+        """The row of a plain chat, already encoded for the driver, and its tags; `None` when
+        `record` is not plain (then `values` and `encode` make its row).
+
+        Plain is what almost every chat of a run is: a `Chat` that did not fail, without
+        structured output, whose messages are text (no parts, tool calls or cache marks). Its
+        row is the same, value for value, as `encode` makes from `values`, without the record's
+        dict: its messages are written straight to JSON, its hash with orjson, which writes
+        what `_key`'s encoder does for text (keys sorted, compact, no ASCII escaping).
+        """
+        if type(record) is not Chat or record.failed or record.output is not None:
+            return None
+        sent = _plain(record.messages)
+        generated = _plain(record.generated) if sent is not None else None
+        if generated is None or sent is None:
+            return None
+        try:
+            key_json = orjson.dumps(sent, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # a lone surrogate: `_key` writes it (with `surrogatepass`)
+            return None
+        metadata = record.metadata
+        tag_list: list[str] = []
+        if self._extra_tags or "tags" in metadata:
+            tag_list = tags_of(metadata, self._extra_tags)
+            if self._extra_tags:
+                metadata = {**metadata, "tags": tag_list}
+        usage = record.usage
+        value = self._value
+        shared = self._shared_values(record, run)
+        return (
+            (
+                text(record.id),
+                "chat",
+                shared[0],
+                value.time(record.timestamp),
+                self._stored_at_value,
+                shared[1],
+                shared[2],
+                shared[3],
+                hashlib.sha256(key_json).hexdigest(),
+                shared[4],
+                value.json(sent),
+                value.json(generated),
+                text(record.stop_reason),
+                usage.input_tokens if usage else None,
+                usage.output_tokens if usage else None,
+                usage.total_tokens if usage else None,
+                value.flag(False),
+                None,
+                None,
+                value.json(metadata),
+                value.json(record.extra),
+                1 if usage is None or _first_usage(usage) else 2,
+                text(_prompt_id(metadata)),
+                _sample_index(metadata),
+                value.real(record.latency_ms),
+                value.real(record.cost_usd),
+                record.attempts,
+                None,
+                *(_count(usage, name) for name in USAGE_COUNTS),
+            ),
+            tag_list,
+        )
+
+    def _shared_values(self, record: Record, run: str | None) -> tuple[Any, ...]:
+        """The run, identifier, provider, model and params of a row, encoded once for the
+        records sharing them."""
+        generator_id = self._dicts.generator_id(record)
+        key = (generator_id, id(record.params), run)
+        found = self._shared.get(key)
+        if found is None:
+            provider, model = self._provider_and_model(generator_id)
+            params = self._dicts.params_dict(record.params)
+            text_of = self._value.text
+            found = (
+                text_of(run),
+                text_of(generator_id),
+                text_of(provider),
+                text_of(model),
+                self._value.json(params),
+                record.params,  # kept alive: its id is in the key
+            )
+            self._shared[key] = found
+        return found
+
     def _provider_and_model(self, generator_id: str | None) -> tuple[str | None, str | None]:
         found = self._models.get(generator_id)
         if found is None:
             found = self._models[generator_id] = _provider_and_model(generator_id)
         return found
+
+
+def _plain(messages: list[Message]) -> list[dict[str, str]] | None:
+    """The dicts of text messages (as `Message.to_dict` makes them); `None` if one is not."""
+    dicts = []
+    for message in messages:
+        content = message._content
+        if (
+            type(content) is not str
+            or message.tool_calls
+            or message.tool_call_id is not None
+            or message.cache_control is not None
+        ):
+            return None
+        dicts.append({"role": message.role, "content": content})
+    return dicts
+
+
+def _first_usage(usage: Any) -> bool:
+    """Whether `usage` has only the token counts of the first record format."""
+    return not (usage.cached_input_tokens or usage.cache_write_tokens or usage.reasoning_tokens)
+
+
+def _count(usage: Any, name: str) -> int | None:
+    """A token count beyond input/output/total, as the row holds it (`None` when 0)."""
+    if usage is None:
+        return None
+    return getattr(usage, name) or None
 
 
 _COLUMNS = [records.c[name] for name in RECORD_COLUMNS]
@@ -279,6 +400,7 @@ def rows_to_save(
     """
     maker = RowMaker(backend=backend, extra_tags=tags, stored_at=stored_at)
     saved = SaveBatch(blobs=maker.blobs)
+    rows: dict[str, tuple[Any, ...] | None] = {}  # None: among `values`, to encode
     values: dict[str, list[Any]] = {}
     for record in batch:
         if not isinstance(record, (Chat, Completion)):
@@ -289,12 +411,24 @@ def rows_to_save(
         if record_run is None:
             named = record.metadata.get("run")
             record_run = named if isinstance(named, str) else None
-        row, row_tags, used = maker.values(record, record_run)
-        record_id = text(row[0])
-        values[record_id] = row
+        encoded = maker.encoded(record, record_run)
+        if encoded is not None:
+            row, row_tags = encoded
+            record_id = row[0]
+            values.pop(record_id, None)
+            rows[record_id] = row
+            used: set[str] = set()
+        else:
+            raw, row_tags, used = maker.values(record, record_run)
+            record_id = text(raw[0])
+            values[record_id] = raw
+            rows[record_id] = None
         saved.tags[record_id] = escape_surrogates(row_tags) if row_tags else row_tags
         saved.references[record_id] = used
-    saved.rows = dict(zip(values, maker.encode(list(values.values())), strict=True))
+    if values:
+        encoded_rows = dict(zip(values, maker.encode(list(values.values())), strict=True))
+        rows = {record_id: row or encoded_rows[record_id] for record_id, row in rows.items()}
+    saved.rows = rows  # type: ignore[assignment]  # every row encoded now
     return saved
 
 
