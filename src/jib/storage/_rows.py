@@ -30,10 +30,10 @@ from jib._syntax import IdentifierSyntaxError, parse_identifier
 from jib._unicode import escape_surrogates
 from jib.chat import BatchDicts, Chat, Completion
 from jib.errors import InvalidGeneratorError
-from jib.messages import Message
+from jib.messages import Message, Usage
 from jib.registry import DEFAULT_PROVIDER
 from jib.storage._blobs import BlobCollector
-from jib.storage._encode import column_encoders, encode_rows, text, value_encoders
+from jib.storage._encode import column_encoders, encode_rows, json_text, real, text, value_encoders
 from jib.storage._insert import RECORD_COLUMNS
 from jib.storage._schema import records
 
@@ -174,6 +174,7 @@ class RowMaker:
         self._run: str | None = None
         self._value = value_encoders(backend)
         self._stored_at_value = self._constants[_STORED_AT]
+        self._not_failed = self._value.flag(False)
         # What the rows of a batch share, encoded once: by (generator, params) identity.
         self._shared: dict[tuple[str | None, int, str | None], tuple[Any, ...]] = {}
 
@@ -262,6 +263,9 @@ class RowMaker:
             return None
         try:
             key_json = orjson.dumps(sent, option=orjson.OPT_SORT_KEYS)
+            # Text only, so orjson writes what `json_text` does (no value for it to hand over).
+            sent_json = orjson.dumps(sent).decode()
+            generated_json = orjson.dumps(generated).decode()
         except TypeError:  # a lone surrogate: `_key` writes it (with `surrogatepass`)
             return None
         metadata = record.metadata
@@ -270,12 +274,16 @@ class RowMaker:
             tag_list = tags_of(metadata, self._extra_tags)
             if self._extra_tags:
                 metadata = {**metadata, "tags": tag_list}
+        record_id = record.id
+        if type(record_id) is not str or not record_id.isascii():
+            record_id = text(record_id)
         usage = record.usage
+        counts = _NO_COUNTS if usage is None else _counts(usage)
         value = self._value
         shared = self._shared_values(record, run)
         return (
             (
-                text(record.id),
+                record_id,
                 "chat",
                 shared[0],
                 value.time(record.timestamp),
@@ -285,25 +293,27 @@ class RowMaker:
                 shared[3],
                 hashlib.sha256(key_json).hexdigest(),
                 shared[4],
-                value.json(sent),
-                value.json(generated),
+                sent_json,
+                generated_json,
                 text(record.stop_reason),
-                usage.input_tokens if usage else None,
-                usage.output_tokens if usage else None,
-                usage.total_tokens if usage else None,
-                value.flag(False),
+                counts[0],
+                counts[1],
+                counts[2],
+                self._not_failed,
                 None,
                 None,
-                value.json(metadata),
-                value.json(record.extra),
-                1 if usage is None or _first_usage(usage) else 2,
+                json_text(metadata),
+                json_text(record.extra),
+                counts[6],
                 text(_prompt_id(metadata)),
                 _sample_index(metadata),
-                value.real(record.latency_ms),
-                value.real(record.cost_usd),
+                real(record.latency_ms),
+                real(record.cost_usd),
                 record.attempts,
                 None,
-                *(_count(usage, name) for name in USAGE_COUNTS),
+                counts[3],
+                counts[4],
+                counts[5],
             ),
             tag_list,
         )
@@ -352,16 +362,22 @@ def _plain(messages: list[Message]) -> list[dict[str, str]] | None:
     return dicts
 
 
-def _first_usage(usage: Any) -> bool:
-    """Whether `usage` has only the token counts of the first record format."""
-    return not (usage.cached_input_tokens or usage.cache_write_tokens or usage.reasoning_tokens)
+def _counts(usage: Usage) -> tuple[int | None, ...]:
+    """A row's token counts (input, output, total, then `USAGE_COUNTS`, each `None` when 0)
+    and its record format version (2 when one of `USAGE_COUNTS` is set)."""
+    more = (usage.cached_input_tokens, usage.cache_write_tokens, usage.reasoning_tokens)
+    return (
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.total_tokens,
+        more[0] or None,
+        more[1] or None,
+        more[2] or None,
+        2 if any(more) else 1,
+    )
 
 
-def _count(usage: Any, name: str) -> int | None:
-    """A token count beyond input/output/total, as the row holds it (`None` when 0)."""
-    if usage is None:
-        return None
-    return getattr(usage, name) or None
+_NO_COUNTS: tuple[int | None, ...] = (None, None, None, None, None, None, 1)
 
 
 _COLUMNS = [records.c[name] for name in RECORD_COLUMNS]
