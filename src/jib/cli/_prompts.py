@@ -41,11 +41,11 @@ import io
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -66,6 +66,8 @@ from jib.messages import Message, as_messages
 from jib.params import GenerateParams
 from jib.storage._rows import PROMPT_ID, SAMPLE_INDEX
 from jib.trust import TrustPolicy
+
+_Item = TypeVar("_Item")
 
 if TYPE_CHECKING:
     from jib.generator.base import Generator
@@ -207,6 +209,12 @@ class PromptsFile:
             raise CliError(f"stdin is not UTF-8 text: {exc.reason}", EXIT_USAGE) from None
 
     def _check(self) -> int:
+        if self.format is PromptsFormat.txt:
+            # A line's id is its number, so nothing repeats: the lines are all there is to check.
+            count = sum(1 for _ in self._reading(self._texts))
+            if not count:
+                raise CliError(f"prompts file '{self.label}' has no prompts", EXIT_USAGE)
+            return count
         seen: dict[str, int] = {}
         for prompt in self._prompts(read_files=False):
             if prompt.refused is not None:
@@ -227,12 +235,15 @@ class PromptsFile:
 
     def _prompts(self, *, read_files: bool) -> Iterator[Prompt]:
         """The prompts; `read_files=False` checks attachments without reading them."""
+        if self.format is PromptsFormat.csv:
+            return self._reading(self._csv_prompts)
+        return self._reading(lambda handle: self._line_prompts(handle, read_files))
+
+    def _reading(self, read: Callable[[IO[str]], Iterator[_Item]]) -> Iterator[_Item]:
+        """What `read` makes of the open dataset, its read errors raised as `CliError`s."""
         try:
             with self._open() as handle:
-                if self.format is PromptsFormat.csv:
-                    yield from self._csv_prompts(handle)
-                else:
-                    yield from self._line_prompts(handle, read_files)
+                yield from read(handle)
         except UnicodeDecodeError as exc:
             raise CliError(
                 f"prompts file '{self.path}' is not UTF-8 text: {exc.reason}", EXIT_USAGE
@@ -265,11 +276,15 @@ class PromptsFile:
                 )
             yield line
 
-    def _line_prompts(self, handle: IO[str], read_files: bool) -> Iterator[Prompt]:
+    def _texts(self, handle: IO[str]) -> Iterator[tuple[int, str]]:
+        """The number and text (line end left out) of each line that is not blank."""
         for number, line in enumerate(self._lines(handle), start=1):
             text = line.rstrip("\r\n")
-            if not text.strip():
-                continue
+            if text.strip():
+                yield number, text
+
+    def _line_prompts(self, handle: IO[str], read_files: bool) -> Iterator[Prompt]:
+        for number, text in self._texts(handle):
             if self.format is PromptsFormat.jsonl:
                 yield self._json_prompt(text, number, read_files)
             else:
