@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 _SPECIAL = frozenset("%,=!;")
+_SPECIAL_OR_SPACE = re.compile(r"[%,=!;\s]")
+r"""A special character or whitespace (`\s` is what `str.isspace` calls whitespace)."""
 _PROVIDER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -63,7 +65,7 @@ class ParsedIdentifier:
 
 def escape(text: str) -> str:
     """Percent-encode the grammar's special characters, whitespace and unprintables in `text`."""
-    if text.isprintable() and not any(ch in _SPECIAL or ch.isspace() for ch in text):
+    if text.isprintable() and _SPECIAL_OR_SPACE.search(text) is None:
         return text
     out = []
     for ch in text:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -29,6 +30,23 @@ Wrapper = Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]
 """Wraps an async callable, returning another: `backoff.on_exception(...)` is one."""
 
 _BASE_FIELDS = frozenset({"model", "api_key", "params"})
+
+
+@functools.lru_cache(maxsize=256)
+def _identifier_fields(cls: type[BaseModel]) -> tuple[tuple[str, Any, bool, bool], ...]:
+    """What an identifier needs of each field of a generator class, worked out once per class:
+    `(name, default, secret by its name, written as "name=" when None)`. Fields excluded from
+    serialization (`Field(exclude=True)`) are runtime state, and `model`/`params` are written
+    apart, so neither is listed. The defaults are kept to compare with, never handed out."""
+    optional = optional_fields(cls)
+    found = []
+    for name, info in cls.model_fields.items():
+        if name in ("model", "params") or info.exclude:
+            continue
+        default = info.get_default(call_default_factory=True)
+        secret = name == "api_key" or is_secret_name(name)
+        found.append((name, default, secret, default is not None and name in optional))
+    return tuple(found)
 
 
 class Generator(BaseModel):
@@ -360,7 +378,9 @@ class Generator(BaseModel):
         if short:
             return format_identifier(shown_provider, self.model, [])
         items = list(self._identifier_attributes(include_secrets))
-        merged = self.params.merge_with(params) if params is not None else self.params
+        merged = self.params if params is None or params is self.params else None
+        if merged is None:
+            merged = self.params.merge_with(params)
         for name, kind in field_kinds(GenerateParams).items():
             value = getattr(merged, name)
             if value is None or (name == "extra" and not value):
@@ -369,24 +389,19 @@ class Generator(BaseModel):
         return format_identifier(shown_provider, self.model, items)
 
     def _identifier_attributes(self, include_secrets: bool) -> Iterator[tuple[str, str]]:
-        for name, info in type(self).model_fields.items():
-            # Fields excluded from serialization (`Field(exclude=True)`) are runtime state.
-            if name in ("model", "params") or info.exclude:
-                continue
+        for name, default, secret_name, unset_needed in _identifier_fields(type(self)):
             value = getattr(self, name)
             if value is None:
                 # `key=` unsets an optional field; only needed when its default is not None.
-                default = info.get_default(call_default_factory=True)
-                if default is not None and name in optional_fields(type(self)):
+                if unset_needed:
                     yield name, ""
                 continue
-            secret = name == "api_key" or is_secret_name(name) or isinstance(value, SecretStr)
-            if secret:
+            if secret_name or isinstance(value, SecretStr):
                 raw = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
                 if include_secrets or raw.startswith(ENV_REFERENCE_PREFIX):
                     yield name, escape(raw)
                 continue
-            if value == info.get_default(call_default_factory=True):
+            if value == default:
                 continue
             yield name, self.identifier_value(name, value)
 

@@ -16,6 +16,7 @@ share is worked out once, and the rows are encoded for the database driver a col
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,7 +34,15 @@ from jib.errors import InvalidGeneratorError
 from jib.messages import Message, Usage
 from jib.registry import DEFAULT_PROVIDER
 from jib.storage._blobs import BlobCollector
-from jib.storage._encode import column_encoders, encode_rows, json_text, real, text, value_encoders
+from jib.storage._encode import (
+    ColumnEncoder,
+    column_encoders,
+    encode_rows,
+    json_text,
+    real,
+    text,
+    value_encoders,
+)
 from jib.storage._insert import RECORD_COLUMNS
 from jib.storage._schema import records
 
@@ -165,10 +174,10 @@ class RowMaker:
         self.blobs = blobs if blobs is not None else BlobCollector()
         self._extra_tags = list(extra_tags)
         self._stored_at = stored_at
-        encoders = column_encoders(_COLUMNS, backend)
-        self._encoders = [(index, encode) for index, encode in encoders if index != _STORED_AT]
+        encoders, encode_time = _encoders_of(backend)
+        self._encoders = encoders
         # One time for every row of the batch: encoded once.
-        self._constants = {_STORED_AT: dict(encoders)[_STORED_AT]((stored_at,))[0]}
+        self._constants = {_STORED_AT: encode_time((stored_at,))[0]}
         self._dicts = BatchDicts()
         self._models: dict[str | None, tuple[str | None, str | None]] = {}
         self._run: str | None = None
@@ -381,6 +390,17 @@ _NO_COUNTS: tuple[int | None, ...] = (None, None, None, None, None, None, 1)
 
 
 _COLUMNS = [records.c[name] for name in RECORD_COLUMNS]
+
+
+@functools.lru_cache(maxsize=4)
+def _encoders_of(backend: str) -> tuple[list[tuple[int, ColumnEncoder]], ColumnEncoder]:
+    """The column encoders of a `jib_records` row for `backend`, but the time it is stored
+    at (one value for a whole batch), and that one's: worked out once per backend."""
+    encoders = column_encoders(_COLUMNS, backend)
+    rest = [(index, encode) for index, encode in encoders if index != _STORED_AT]
+    return rest, dict(encoders)[_STORED_AT]
+
+
 _STORED_AT = RECORD_COLUMNS.index("stored_at")
 _NO_USAGE: dict[str, int] = {}
 
