@@ -9,6 +9,12 @@ its collections skip the start-up's objects. Run from the command line, they sta
 end, so the interpreter's last collection at exit skips them too (about as much CPU again as
 start-up's collections); a caller in the same process (a test calling `main(argv)`) gets them
 back when the command returns. Importing `jib.cli` pauses the collector for the import only.
+
+The command then runs with a youngest generation of `YOUNGEST_THRESHOLD` objects rather than
+Python's 700: a run keeps hundreds of chats in flight and waiting to be stored, so at 700 the
+collector ran some 1,400 times in a 20,000-chat run, walking objects that are about to be freed
+by reference counting anyway (0.29 s of CPU, 7 % of the run); at 10,000 it runs a few times. The
+old threshold is put back when the command returns to a caller in the same process.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ __all__ = ["end_startup", "paused_collector", "startup"]
 
 _pending = False
 """Whether `startup` paused the collector and start-up has not ended yet."""
+
+YOUNGEST_THRESHOLD = 10_000
+"""Objects allocated (net) between two collections of the youngest generation, while a
+command runs (see the module docstring)."""
 
 
 @contextmanager
@@ -45,6 +55,7 @@ def startup(*, process_exits: bool) -> Iterator[None]:
         return
     gc.disable()
     _pending = True
+    thresholds = gc.get_threshold()
     try:
         yield
     finally:
@@ -53,6 +64,7 @@ def startup(*, process_exits: bool) -> Iterator[None]:
             gc.enable()
         elif not process_exits:
             gc.unfreeze()
+            gc.set_threshold(*thresholds)
 
 
 def end_startup() -> None:
@@ -61,4 +73,6 @@ def end_startup() -> None:
     if _pending:
         _pending = False
         gc.freeze()
+        youngest, *older = gc.get_threshold()
+        gc.set_threshold(max(youngest, YOUNGEST_THRESHOLD), *older)
         gc.enable()
