@@ -46,12 +46,7 @@ class Deadline:
         self._done = False
 
     async def __aenter__(self) -> None:
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("a deadline is used inside a task")
-        self._task = task
-        self._cancelling = task.cancelling()
-        self._owner.add(self)
+        self.enter()
 
     async def __aexit__(
         self,
@@ -59,14 +54,32 @@ class Deadline:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self.leave(exc)
+
+    def enter(self) -> None:
+        """Start the block in the running task (what `async with` does, without a coroutine:
+        the request tier calls `enter` and `leave` itself on its hot path)."""
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a deadline is used inside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._owner.add(self)
+
+    def leave(self, exc: BaseException | None) -> None:
+        """End the block, which `exc` (or nothing) left.
+
+        Raises:
+            TimeoutError: from `exc`, when the deadline cut the block short.
+        """
         self._done = True
         if not self._expired:  # an expired entry has left the heap already
             self._owner.finished()
-        task, self._task = self._task, None  # a done entry holds nothing (its loop included)
+            self._task = None  # a done entry holds nothing (its loop included)
+            return
+        task, self._task = self._task, None
         if (
-            self._expired
-            and exc_type is not None
-            and issubclass(exc_type, asyncio.CancelledError)
+            isinstance(exc, asyncio.CancelledError)
             and task is not None
             and task.uncancel() <= self._cancelling
         ):

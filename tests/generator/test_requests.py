@@ -294,7 +294,7 @@ async def test_cancelling_a_batch_leaves_no_task_and_frees_every_slot() -> None:
     await asyncio.sleep(0)
     assert asyncio.all_tasks() == before
     limiter = generator._request_limiter()
-    state = limiter._state()
+    state = limiter.state()
     assert state.in_flight == 0 and not state.waiters
 
 
