@@ -55,15 +55,15 @@ ResultT = TypeVar("ResultT", GeneratedMessage, GeneratedText)
 T = TypeVar("T")
 
 if sys.version_info >= (3, 11):
-    from jib._deadlines import Deadline, deadline_after
+    from jib._deadlines import Deadline, deadline_after, enter_deadline
 
-    _deadline_after: Callable[[float], Deadline] | None = deadline_after
+    _enter_deadline: Callable[[float], Deadline] | None = enter_deadline
 
     def _timeout_after(delay: float | None) -> Any:
         return contextlib.nullcontext() if delay is None else deadline_after(delay)
 
 else:  # pragma: no cover - Python 3.10
-    _deadline_after = None
+    _enter_deadline = None
 
     def _timeout_after(delay: float | None) -> Any:
         from contextlib import asynccontextmanager
@@ -321,9 +321,8 @@ class RequestGenerator(Generator):
                     deadline = run.deadline
                     if deadline is None:
                         answer = await send(item, params)
-                    elif _deadline_after is not None:
-                        block = _deadline_after(max(0.0, deadline - time.monotonic()))
-                        block.enter()
+                    elif _enter_deadline is not None:
+                        block = _enter_deadline(deadline)
                         try:
                             answer = await send(item, params)
                         except BaseException as exc:
