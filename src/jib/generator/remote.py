@@ -27,7 +27,7 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field, PrivateAttr
 
@@ -301,7 +301,7 @@ class RequestGenerator(Generator):
         convert: Callable[[Any], ResultT],
         item: Any,
         params: GenerateParams,
-        attempts: _Attempts | None = None,
+        before: _Attempts | None = None,
     ) -> ResultT:
         """Send `item` until it succeeds, fails for good, or its budget runs out; count its
         attempts and latency onto the result, or its attempts onto the error.
@@ -310,8 +310,7 @@ class RequestGenerator(Generator):
         request waits on the network there is one frame less to pass through per layer saved;
         the slot and the deadline are taken without a coroutine when no one waits.
         """
-        run = _Run(self, limiter, item, params, attempts)
-        counted = run.attempts
+        run = _Run(self, limiter, item, params, before)
         try:
             self.check_request(item, params)
             while True:
@@ -344,10 +343,13 @@ class RequestGenerator(Generator):
                 run.end(succeeded=True, result=answer)
                 break
         except JibError as error:
-            error.attempts = counted.count or None
+            error.attempts = run.count or None
             raise
+        finally:
+            if before is not None:
+                before.count, before.started = run.count, run.started
         result = convert(answer)
-        counted.stamp(result)
+        run.stamp(result)
         return result
 
     async def stream_messages(
@@ -366,8 +368,7 @@ class RequestGenerator(Generator):
             await self.request_message([], GenerateParams())  # raises NotImplementedError
         self.before_batch()
         self.check_request(messages, params)
-        attempts = _Attempts()
-        run = _Run(self, self._request_limiter(), messages, params, attempts)
+        run = attempts = _Run(self, self._request_limiter(), messages, params)
         streaming = True
         first_delta_ms: float | None = None
         while True:
@@ -487,11 +488,12 @@ class RequestGenerator(Generator):
         return label
 
 
-class _Run:
-    """One item's way through the tier: slots, pacing, the deadline and the retry decisions."""
+class _Run(_Attempts):
+    """One item's way through the tier: slots, pacing, the deadline and the retry decisions,
+    and its attempts (counted on from `before`'s: the earlier requests of one item sent
+    through a `wrap()` wrapper)."""
 
     __slots__ = (
-        "attempts",
         "deadline",
         "generator",
         "limiter",
@@ -507,12 +509,17 @@ class _Run:
         limiter: RequestLimiter,
         item: Any,
         params: GenerateParams,
-        attempts: _Attempts | None = None,
+        before: _Attempts | None = None,
     ) -> None:
         self.generator = generator
         self.limiter = limiter
         self.slots = limiter.state()
-        self.attempts = _Attempts() if attempts is None else attempts
+        if before is None:
+            self.count = 0
+            self.started: float | None = None
+        else:
+            self.count = before.count
+            self.started = before.started
         self.timeout = generator.request_timeout(params)
         self.tokens = generator.estimate_tokens(item, params) if generator.tpm is not None else 0
         self.deadline: float | None = None
@@ -526,10 +533,9 @@ class _Run:
         now = time.monotonic()
         if self.deadline is None and self.timeout is not None:
             self.deadline = now + self.timeout
-        attempts = self.attempts
-        if attempts.started is None:
-            attempts.started = now
-        attempts.count += 1
+        if self.started is None:
+            self.started = now
+        self.count += 1
         return True
 
     async def begin(self) -> None:
@@ -542,8 +548,8 @@ class _Run:
         now = time.monotonic()
         if self.deadline is None and self.timeout is not None:
             self.deadline = now + self.timeout
-        if self.attempts.started is None:
-            self.attempts.started = now
+        if self.started is None:
+            self.started = now
         try:
             await self.limiter.pace(self.tokens, self.deadline)
         except RateExceedsDeadline as exc:
@@ -557,7 +563,7 @@ class _Run:
         except BaseException:
             self.slots.give_back()
             raise
-        self.attempts.count += 1
+        self.count += 1
 
     def policy(self) -> RetryPolicy:
         """The generator's retry settings (read when an attempt fails: most never do)."""
@@ -616,38 +622,51 @@ class _Run:
 
 async def _gather(items: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
     """Each item's result or exception, run concurrently: `asyncio.gather(...,
-    return_exceptions=True)` for coroutines, with less bookkeeping per item.
+    return_exceptions=True)` for coroutines, with less bookkeeping per item (each task puts
+    its own outcome, so no done callback is scheduled per item).
 
     When the caller is cancelled, the items are cancelled and waited for, then the
     cancellation goes on (as `gather` does).
     """
     loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    left = len(items)
-
-    def finished(_: asyncio.Future[T]) -> None:
-        nonlocal left
-        left -= 1
-        if not left and not done.done():
-            done.set_result(None)
-
-    tasks = [loop.create_task(item) for item in items]
-    for task in tasks:
-        task.add_done_callback(finished)
+    gathered = _Gathered[T](len(items), loop.create_future())
+    tasks = [loop.create_task(_into(gathered, index, item)) for index, item in enumerate(items)]
     try:
-        await done
+        await gathered.done
     except BaseException:
         for task in tasks:
             task.cancel()
         await asyncio.wait(tasks)
         raise
-    return [
-        _cancelled() if task.cancelled() else (task.exception() or task.result()) for task in tasks
-    ]
+    return gathered.results
 
 
-def _cancelled() -> asyncio.CancelledError:
-    return asyncio.CancelledError()
+class _Gathered(Generic[T]):
+    """The outcomes of `_gather`'s items as they come in; `done` when the last one is in."""
+
+    __slots__ = ("done", "left", "results")
+
+    def __init__(self, size: int, done: asyncio.Future[None]) -> None:
+        self.results: list[T | BaseException] = [None] * size  # type: ignore[list-item]
+        self.left = size
+        self.done = done
+
+    def put(self, index: int, outcome: T | BaseException) -> None:
+        self.results[index] = outcome
+        self.left -= 1
+        if not self.left and not self.done.done():
+            self.done.set_result(None)
+
+
+async def _into(gathered: _Gathered[T], index: int, item: Coroutine[Any, Any, T]) -> None:
+    try:
+        outcome: T | BaseException = await item
+    except (Exception, asyncio.CancelledError) as exc:
+        outcome = exc
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit: counted, and raised on
+        gathered.put(index, exc)
+        raise
+    gathered.put(index, outcome)
 
 
 async def _whole(answer: Awaitable[Any]) -> AsyncIterator[Any]:
