@@ -241,12 +241,23 @@ class ChatPipeline(Pipeline[list[Message], Chat, Answer]):
     def _extend(self, input: list[Message]) -> list[Message]:
         return [*self._input, *input] if self._input else input
 
+    def _inputs(self, many_inputs: Sequence[Any]) -> list[list[Message]]:
+        base = self._input
+        inputs = [
+            [Message("user", item)] if type(item) is str else as_messages(item)
+            for item in many_inputs
+        ]
+        return [[*base, *messages] for messages in inputs] if base else inputs
+
     async def _generate(
         self,
         generator: Generator,
         inputs: Sequence[list[Message]],
         params: Sequence[GenerateParams],
     ) -> Sequence[Answer | BaseException]:
+        if self._toolbox is None and self._structured is None and self._cache_mode is None:
+            # One round (as `_converse` would run it), sent straight to the generator.
+            return await generator.generate_messages(inputs, params)
         return await self._converse(_send_batch, generator, inputs, params)
 
     async def _converse(
