@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 import pytest
 
@@ -11,7 +12,7 @@ if sys.version_info < (3, 11):  # pragma: no cover
     pytest.skip("Python 3.10 uses its own timeout", allow_module_level=True)
 
 from jib import _deadlines
-from jib._deadlines import deadline_after
+from jib._deadlines import deadline_after, enter_deadline
 
 
 async def sleeper(delay: float, sleep: float) -> str:
@@ -82,3 +83,58 @@ def test_each_loop_has_its_own_deadlines() -> None:
         with pytest.raises(TimeoutError):
             asyncio.run(sleeper(0.01, 30.0))
         assert asyncio.run(sleeper(30.0, 0.0)) == "done"
+
+
+async def entered(delay: float, sleep: float) -> str:
+    block = enter_deadline(time.monotonic() + delay)
+    try:
+        await asyncio.sleep(sleep)
+    except BaseException as exc:
+        block.leave(exc)
+        raise
+    block.leave(None)
+    return "done"
+
+
+async def test_an_entered_deadline_left_in_time_ends_normally() -> None:
+    assert await entered(10.0, 0.01) == "done"
+
+
+async def test_an_entered_deadline_that_passes_raises_timeout_error() -> None:
+    with pytest.raises(TimeoutError):
+        await entered(0.02, 30.0)
+
+
+async def test_an_entered_deadline_leaves_an_outside_cancellation_alone() -> None:
+    task = asyncio.create_task(entered(30.0, 30.0))
+    await asyncio.sleep(0.01)
+    task.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_entered_and_async_with_deadlines_share_one_timer() -> None:
+    results = await asyncio.gather(
+        entered(0.02, 30.0), sleeper(0.03, 30.0), entered(30.0, 0.01), return_exceptions=True
+    )
+    assert isinstance(results[0], TimeoutError) and isinstance(results[1], TimeoutError)
+    assert results[2] == "done"
+
+
+def test_entering_a_deadline_outside_a_task_is_refused() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        failures: list[BaseException] = []
+
+        def outside() -> None:
+            try:
+                enter_deadline(time.monotonic() + 1.0)
+            except RuntimeError as exc:
+                failures.append(exc)
+
+        loop.call_soon(outside)
+        await asyncio.sleep(0.01)
+        assert failures and "inside a task" in str(failures[0])
+
+    asyncio.run(main())

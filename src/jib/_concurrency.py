@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from jib._per_loop import RuntimeResource
 
-__all__ = ["RateExceedsDeadline", "RequestLimiter"]
+__all__ = ["LoopLimits", "RateExceedsDeadline", "RequestLimiter"]
 
 
 class RateExceedsDeadline(Exception):
@@ -66,11 +66,44 @@ class _Bucket:
 
 
 @dataclass(slots=True)
-class _LoopState:
+class LoopLimits:
+    """One loop's share of a `RequestLimiter`: its slots in flight, waiters and buckets.
+
+    `take_now` and `give_back` are the success path of `RequestLimiter.acquire`/`release`
+    without a coroutine or a loop lookup: the request tier finds the state once per item.
+    """
+
     limit: float
+    max_connections: int
     in_flight: int = 0
     waiters: deque[asyncio.Future[None]] = field(default_factory=deque)
     buckets: list[_Bucket] = field(default_factory=list)
+
+    def take_now(self) -> bool:
+        """Take a slot if one is free now, no one waits before us and nothing paces requests
+        (then no `pace` is needed either); `False` when `acquire` and `pace` must be awaited."""
+        if self.buckets or self.waiters or self.in_flight >= int(self.limit):
+            return False
+        self.in_flight += 1
+        return True
+
+    def give_back(self, *, rate_limited: bool = False, succeeded: bool = False) -> None:
+        """Give a slot back; a rate-limited answer halves the limit, a success grows it."""
+        self.in_flight -= 1
+        if rate_limited:
+            self.limit = max(1.0, self.limit / 2)
+        elif succeeded and self.limit < self.max_connections:
+            self.limit = min(float(self.max_connections), self.limit + 1.0)
+        if self.waiters:
+            self.wake()
+
+    def wake(self) -> None:
+        """Hand free slots to the waiters, in order (skipping the cancelled)."""
+        while self.waiters and self.in_flight < int(self.limit):
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
 
 
 class RequestLimiter(RuntimeResource):
@@ -97,11 +130,11 @@ class RequestLimiter(RuntimeResource):
         self.min_delay_ms = min_delay_ms
         self.rpm = rpm
         self.tpm = tpm
-        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        self._states: dict[asyncio.AbstractEventLoop, LoopLimits] = {}
         # The last loop's state, found without a dict lookup (the common case by far). Closed
         # loops are dropped from `_states` when a new loop first asks.
         self._last_loop: asyncio.AbstractEventLoop | None = None
-        self._last_state: _LoopState | None = None
+        self._last_state: LoopLimits | None = None
 
     def _fresh_arguments(self) -> tuple[int, float, float | None, float | None]:
         return (self.max_connections, self.min_delay_ms, self.rpm, self.tpm)
@@ -111,7 +144,8 @@ class RequestLimiter(RuntimeResource):
         """`(max_connections, min_delay_ms, rpm, tpm)`."""
         return (self.max_connections, self.min_delay_ms, self.rpm, self.tpm)
 
-    def _state(self) -> _LoopState:
+    def state(self) -> LoopLimits:
+        """The running loop's state (made on first use)."""
         loop = asyncio.get_running_loop()
         if loop is self._last_loop:
             return self._last_state  # type: ignore[return-value]
@@ -120,7 +154,9 @@ class RequestLimiter(RuntimeResource):
             # Futures hold their loop, so weak keys would not free it: drop closed loops here.
             for closed in [old for old in self._states if old.is_closed()]:
                 del self._states[closed]
-            state = self._states[loop] = _LoopState(limit=float(self.max_connections))
+            state = self._states[loop] = LoopLimits(
+                float(self.max_connections), self.max_connections
+            )
             if self.min_delay_ms > 0:
                 setting = f"min_delay_between_requests={self.min_delay_ms:g}"
                 state.buckets.append(_Bucket(self.min_delay_ms / 1000, 1.0, setting))
@@ -136,7 +172,7 @@ class RequestLimiter(RuntimeResource):
 
     async def acquire(self) -> None:
         """Wait for a request slot. Pair every successful call with one `release`."""
-        state = self._state()
+        state = self.state()
         if state.in_flight < int(state.limit) and not state.waiters:
             state.in_flight += 1
             return
@@ -148,31 +184,18 @@ class RequestLimiter(RuntimeResource):
             if waiter.done() and not waiter.cancelled():
                 # The slot was handed over just as this task was cancelled: pass it on.
                 state.in_flight -= 1
-                self._wake(state)
-            elif waiter in state.waiters:  # `_wake` drops waiters cancelled before their turn
+                state.wake()
+            elif waiter in state.waiters:  # `wake` drops waiters cancelled before their turn
                 state.waiters.remove(waiter)
             raise
 
     def release(self, *, rate_limited: bool = False, succeeded: bool = False) -> None:
         """Give a slot back; a rate-limited answer halves the limit, a success grows it."""
-        state = self._state()
-        state.in_flight -= 1
-        if rate_limited:
-            state.limit = max(1.0, state.limit / 2)
-        elif succeeded and state.limit < self.max_connections:
-            state.limit = min(float(self.max_connections), state.limit + 1.0)
-        self._wake(state)
-
-    def _wake(self, state: _LoopState) -> None:
-        while state.waiters and state.in_flight < int(state.limit):
-            waiter = state.waiters.popleft()
-            if not waiter.done():
-                state.in_flight += 1
-                waiter.set_result(None)
+        self.state().give_back(rate_limited=rate_limited, succeeded=succeeded)
 
     def current_limit(self) -> int:
         """The adaptive in-flight limit now, on the running loop."""
-        return int(self._state().limit)
+        return int(self.state().limit)
 
     # -- pacing and rates ----------------------------------------------------------------------
 
@@ -183,7 +206,7 @@ class RequestLimiter(RuntimeResource):
             RateExceedsDeadline: the wait would end after `deadline` (a `time.monotonic()`
                 time); nothing is reserved then.
         """
-        state = self._state()
+        state = self.state()
         if not state.buckets:
             return
         now = time.monotonic()
@@ -201,6 +224,6 @@ class RequestLimiter(RuntimeResource):
 
     def settle_tokens(self, estimated: int, actual: int) -> None:
         """Correct the `tpm` charge of a finished request by the tokens it really used."""
-        for bucket in self._state().buckets:
+        for bucket in self.state().buckets:
             if bucket.per_token:
                 bucket.tat += (actual - estimated) * bucket.interval

@@ -15,6 +15,7 @@ dropped, with a `GeneratorWarning`. Loading one record (`from_dict`, `from_json`
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -117,8 +118,8 @@ class UnreadableRecordWarning(GeneratorWarning):
         self.reason = reason
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
+_now: Callable[[], datetime] = functools.partial(datetime.now, timezone.utc)
+"""The time now, in UTC (a partial, not a function: one Python frame fewer per record)."""
 
 
 def _identifier_of(generator: Generator | None, params: GenerateParams | None) -> str | None:

@@ -74,7 +74,7 @@ class Message:
         if role not in ROLES:
             raise ValueError(f"message role must be one of {sorted(ROLES)}, not {role!r}")
         self.role = role
-        self._content = _content_of(content)
+        self._content = content if type(content) is str else _content_of(content)
         self.tool_calls: tuple[ToolCall, ...] = tuple(tool_calls) if tool_calls else ()
         self.tool_call_id = tool_call_id
         self.cache_control = cache_control
@@ -209,6 +209,8 @@ def as_messages(
     value: MessageInput | Iterable[MessageInput], *, default_role: Role = "user"
 ) -> list[Message]:
     """Normalize one message or a sequence of messages (any accepted form) to a list."""
+    if type(value) is str:  # the common case (a prompt), without `from_any`
+        return [Message(default_role, value)]
     if isinstance(value, (Message, str, Mapping)):
         return [Message.from_any(value, default_role=default_role)]
     return [Message.from_any(item, default_role=default_role) for item in value]

@@ -294,8 +294,67 @@ async def test_cancelling_a_batch_leaves_no_task_and_frees_every_slot() -> None:
     await asyncio.sleep(0)
     assert asyncio.all_tasks() == before
     limiter = generator._request_limiter()
-    state = limiter._state()
+    state = limiter.state()
     assert state.in_flight == 0 and not state.waiters
+
+
+async def test_cancelling_a_batch_of_one_frees_its_slot() -> None:
+    # A batch of one runs in the caller's task (no task of its own): its cancellation is the
+    # caller's, and the slot still goes back.
+    started = asyncio.Event()
+
+    async def slow(messages: list[Message], params: GenerateParams) -> str:
+        started.set()
+        await asyncio.sleep(30)
+        return "never"
+
+    generator = gen(slow, max_connections=1)
+    task = asyncio.ensure_future(generator.chat("x").run())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    state = generator._request_limiter().state()
+    assert state.in_flight == 0 and not state.waiters
+    assert (await gen(lambda m, p: "next", max_connections=1).chat("y").run()).content == "next"
+
+
+async def test_a_batch_of_one_returns_its_failure_and_attempts() -> None:
+    flaky = Flaky(5, ServerError, status_code=503)
+    (result,) = await gen(flaky, max_retries=1).generate_messages(
+        [[Message("user", "a")]], [GenerateParams()]
+    )
+    assert isinstance(result, ServerError)
+    assert result.attempts == 2
+
+
+async def test_a_wrapped_item_counts_latency_from_its_first_request() -> None:
+    flaky = Flaky(2, ServerError, status_code=503)
+    retry = backoff.on_exception(
+        backoff.constant, jib.errors.RETRYABLE_ERRORS, interval=0.05, max_tries=3, jitter=None
+    )
+    chat = await gen(flaky, max_retries=0).chat("a").wrap(retry).run()
+    assert chat.attempts == 3
+    assert chat.latency_ms is not None and chat.latency_ms >= 100  # both waits included
+
+
+async def test_results_of_a_batch_come_back_in_order_whatever_finishes_first() -> None:
+    async def reply(messages: list[Message], params: GenerateParams) -> str:
+        prompt = messages[-1].content
+        await asyncio.sleep(0.001 * (10 - int(prompt)))
+        if prompt in ("3", "7"):
+            raise AuthenticationError(f"no {prompt}")
+        return f"answer {prompt}"
+
+    results = await gen(reply, max_connections=10).generate_messages(
+        [[Message("user", str(i))] for i in range(10)], [GenerateParams()] * 10
+    )
+    for i, result in enumerate(results):
+        if i in (3, 7):
+            assert isinstance(result, AuthenticationError) and result.attempts == 1
+        else:
+            assert not isinstance(result, BaseException)
+            assert result.message.content == f"answer {i}"
 
 
 # -- writing a generator -------------------------------------------------------------------------

@@ -486,3 +486,29 @@ async def test_chats_of_one_run_do_not_share_their_message_lists() -> None:
 async def test_run_batch_refuses_a_single_string() -> None:
     with pytest.raises(TypeError, match=r"pass \[text\] for one input"):
         await echo().chat().run_batch("hello")
+
+
+# -- a continued chat's server-side session ------------------------------------------------------
+
+
+async def test_a_run_sees_its_own_session_and_never_an_outer_one() -> None:
+    from jib._conversation import current_session, using_session
+
+    seen: list[Any] = []
+
+    def answer(messages: list[Message], params: GenerateParams) -> str:
+        session = current_session()
+        seen.append(None if session is None else session.id)
+        return "ok"
+
+    generator = CallbackGenerator(model="cb", callback=answer)
+    session = {"id": "conv-1", "origin": "http://127.0.0.1:1"}
+    outer = {"session": {"id": "outer", "origin": "http://127.0.0.1:2"}}
+
+    await generator.chat("plain").run()
+    await generator.chat("continued").meta(session=session).run_batch(["a", "b"])
+    with using_session(outer):  # a run inside another conversation's (a `then` callback's)
+        await generator.chat("plain").run()
+        await generator.chat("continued").meta(session=session).run()
+
+    assert seen == [None, "conv-1", "conv-1", None, "conv-1"]

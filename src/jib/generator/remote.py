@@ -26,8 +26,8 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field, PrivateAttr
 
@@ -52,14 +52,18 @@ __all__ = ["RequestGenerator", "RetryRequested", "StreamNotHonoured"]
 logger = logging.getLogger("jib.requests")
 
 ResultT = TypeVar("ResultT", GeneratedMessage, GeneratedText)
+T = TypeVar("T")
 
 if sys.version_info >= (3, 11):
-    from jib._deadlines import deadline_after
+    from jib._deadlines import Deadline, deadline_after, enter_deadline
+
+    _enter_deadline: Callable[[float], Deadline] | None = enter_deadline
 
     def _timeout_after(delay: float | None) -> Any:
         return contextlib.nullcontext() if delay is None else deadline_after(delay)
 
 else:  # pragma: no cover - Python 3.10
+    _enter_deadline = None
 
     def _timeout_after(delay: float | None) -> Any:
         from contextlib import asynccontextmanager
@@ -249,12 +253,18 @@ class RequestGenerator(Generator):
         """
         self.before_batch()
         limiter = self._request_limiter()
-        results = await asyncio.gather(
-            *(
-                self._item(limiter, send, convert, item, item_params)
-                for item, item_params in zip(inputs, params, strict=True)
-            ),
-            return_exceptions=True,
+        item = self._item if self._runtime["_wrappers"] else self._send_item
+        if len(inputs) == 1:
+            # A batch of one needs no task of its own (and its cancellation is the caller's).
+            try:
+                return [await item(limiter, send, convert, inputs[0], params[0])]
+            except Exception as exc:
+                return [exc]
+        results = await _gather(
+            [
+                item(limiter, send, convert, one, one_params)
+                for one, one_params in zip(inputs, params, strict=True)
+            ]
         )
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
@@ -269,52 +279,78 @@ class RequestGenerator(Generator):
         item: Any,
         params: GenerateParams,
     ) -> ResultT:
+        """One item through the user's `wrap()` wrappers: each call of the wrapped request
+        is a `_send_item` of its own (its own retries and budget), counted together."""
         attempts = _Attempts()
 
         async def request(item: Any, params: GenerateParams) -> ResultT:
-            self.check_request(item, params)
-            return convert(await self._with_retries(limiter, send, item, params, attempts))
+            return await self._send_item(limiter, send, convert, item, params, attempts)
 
         try:
-            if self._runtime["_wrappers"]:
-                result = await self.wrapped(request)(item, params)
-            else:
-                result = await request(item, params)
+            result = await self.wrapped(request)(item, params)
         except JibError as error:
             _annotate(error, attempts)
             raise
         attempts.stamp(result)
         return result
 
-    async def _with_retries(
+    async def _send_item(
         self,
         limiter: RequestLimiter,
         send: Callable[[Any, GenerateParams], Awaitable[Any]],
+        convert: Callable[[Any], ResultT],
         item: Any,
         params: GenerateParams,
-        attempts: _Attempts,
-    ) -> Any:
-        """Send `item` until it succeeds, fails for good, or its budget runs out."""
-        run = _Run(self, limiter, item, params, attempts)
-        while True:
-            await run.begin()
-            try:
-                if run.deadline is None:
-                    result = await send(item, params)
-                else:
-                    async with _timeout_after(max(0.0, run.deadline - time.monotonic())):
-                        result = await send(item, params)
-            except TimeoutError:
-                await run.failed(run.timed_out())
-                continue
-            except JibError as error:
-                await run.failed(error)
-                continue
-            except BaseException:
-                run.end(succeeded=False)
-                raise
-            run.end(succeeded=True, result=result)
-            return result
+        before: _Attempts | None = None,
+    ) -> ResultT:
+        """Send `item` until it succeeds, fails for good, or its budget runs out; count its
+        attempts and latency onto the result, or its attempts onto the error.
+
+        One coroutine for the whole way (checks, slots, deadline, retries), so each time the
+        request waits on the network there is one frame less to pass through per layer saved;
+        the slot and the deadline are taken without a coroutine when no one waits.
+        """
+        run = _Run(self, limiter, item, params, before)
+        try:
+            self.check_request(item, params)
+            while True:
+                if not run.begin_now():
+                    await run.begin()
+                try:
+                    deadline = run.deadline
+                    if deadline is None:
+                        answer = await send(item, params)
+                    elif _enter_deadline is not None:
+                        block = _enter_deadline(deadline)
+                        try:
+                            answer = await send(item, params)
+                        except BaseException as exc:
+                            block.leave(exc)  # TimeoutError when the deadline cut it short
+                            raise
+                        block.leave(None)
+                    else:  # pragma: no cover - Python 3.10
+                        async with _timeout_after(max(0.0, deadline - time.monotonic())):
+                            answer = await send(item, params)
+                except TimeoutError:
+                    await run.failed(run.timed_out())
+                    continue
+                except JibError as error:
+                    await run.failed(error)
+                    continue
+                except BaseException:
+                    run.end(succeeded=False)
+                    raise
+                run.end(succeeded=True, result=answer)
+                break
+        except JibError as error:
+            error.attempts = run.count or None
+            raise
+        finally:
+            if before is not None:
+                before.count, before.started = run.count, run.started
+        result = convert(answer)
+        run.stamp(result)
+        return result
 
     async def stream_messages(
         self, messages: Sequence[Message], params: GenerateParams
@@ -332,8 +368,7 @@ class RequestGenerator(Generator):
             await self.request_message([], GenerateParams())  # raises NotImplementedError
         self.before_batch()
         self.check_request(messages, params)
-        attempts = _Attempts()
-        run = _Run(self, self._request_limiter(), messages, params, attempts)
+        run = attempts = _Run(self, self._request_limiter(), messages, params)
         streaming = True
         first_delta_ms: float | None = None
         while True:
@@ -409,7 +444,7 @@ class RequestGenerator(Generator):
             self.rpm,
             self.tpm,
         )
-        limiter = self._limiter
+        limiter: RequestLimiter | None = self._runtime["_limiter"]
         if limiter is None or limiter.settings != settings:
             limiter = self._limiter = RequestLimiter(*settings)
         return limiter
@@ -453,15 +488,17 @@ class RequestGenerator(Generator):
         return label
 
 
-class _Run:
-    """One item's way through the tier: slots, pacing, the deadline and the retry decisions."""
+class _Run(_Attempts):
+    """One item's way through the tier: slots, pacing, the deadline and the retry decisions,
+    and its attempts (counted on from `before`'s: the earlier requests of one item sent
+    through a `wrap()` wrapper)."""
 
     __slots__ = (
-        "attempts",
         "deadline",
         "generator",
         "limiter",
         "retries",
+        "slots",
         "timeout",
         "tokens",
     )
@@ -472,15 +509,34 @@ class _Run:
         limiter: RequestLimiter,
         item: Any,
         params: GenerateParams,
-        attempts: _Attempts,
+        before: _Attempts | None = None,
     ) -> None:
         self.generator = generator
         self.limiter = limiter
-        self.attempts = attempts
+        self.slots = limiter.state()
+        if before is None:
+            self.count = 0
+            self.started: float | None = None
+        else:
+            self.count = before.count
+            self.started = before.started
         self.timeout = generator.request_timeout(params)
         self.tokens = generator.estimate_tokens(item, params) if generator.tpm is not None else 0
         self.deadline: float | None = None
         self.retries = 0
+
+    def begin_now(self) -> bool:
+        """`begin` without waiting, when a slot is free and nothing paces requests (the
+        common case); `False` when `begin` must be awaited instead."""
+        if not self.slots.take_now():
+            return False
+        now = time.monotonic()
+        if self.deadline is None and self.timeout is not None:
+            self.deadline = now + self.timeout
+        if self.started is None:
+            self.started = now
+        self.count += 1
+        return True
 
     async def begin(self) -> None:
         """Take a slot and wait for pacing; count the attempt. The budget starts at the first.
@@ -492,12 +548,12 @@ class _Run:
         now = time.monotonic()
         if self.deadline is None and self.timeout is not None:
             self.deadline = now + self.timeout
-        if self.attempts.started is None:
-            self.attempts.started = now
+        if self.started is None:
+            self.started = now
         try:
             await self.limiter.pace(self.tokens, self.deadline)
         except RateExceedsDeadline as exc:
-            self.limiter.release()
+            self.slots.give_back()
             raise ProviderTimeoutError(
                 f"{exc.setting} would delay this request by {exc.wait:.3g}s, past its "
                 f"timeout of {self.timeout:g}s; raise the timeout or the limit",
@@ -505,9 +561,9 @@ class _Run:
                 retryable=False,
             ) from None
         except BaseException:
-            self.limiter.release()
+            self.slots.give_back()
             raise
-        self.attempts.count += 1
+        self.count += 1
 
     def policy(self) -> RetryPolicy:
         """The generator's retry settings (read when an attempt fails: most never do)."""
@@ -523,7 +579,7 @@ class _Run:
 
     def end(self, *, succeeded: bool, result: Any = None) -> None:
         """Give the slot back after an attempt that did not fail with a jib error."""
-        self.limiter.release(succeeded=succeeded)
+        self.slots.give_back(succeeded=succeeded)
         if succeeded and self.tokens:
             usage = getattr(result, "usage", None)
             if usage is not None and usage.total_tokens:
@@ -531,7 +587,7 @@ class _Run:
 
     async def failed(self, error: JibError) -> None:
         """Give the slot back after `error`; wait before the retry, or raise to give up."""
-        self.limiter.release(rate_limited=isinstance(error, RateLimitError))
+        self.slots.give_back(rate_limited=isinstance(error, RateLimitError))
         deadline = self.deadline
         if isinstance(error, RetryRequested):
             if self.retries >= self.generator.max_retries or (
@@ -562,6 +618,55 @@ class _Run:
             delay,
         )
         await asyncio.sleep(delay)
+
+
+async def _gather(items: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
+    """Each item's result or exception, run concurrently: `asyncio.gather(...,
+    return_exceptions=True)` for coroutines, with less bookkeeping per item (each task puts
+    its own outcome, so no done callback is scheduled per item).
+
+    When the caller is cancelled, the items are cancelled and waited for, then the
+    cancellation goes on (as `gather` does).
+    """
+    loop = asyncio.get_running_loop()
+    gathered = _Gathered[T](len(items), loop.create_future())
+    tasks = [loop.create_task(_into(gathered, index, item)) for index, item in enumerate(items)]
+    try:
+        await gathered.done
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        raise
+    return gathered.results
+
+
+class _Gathered(Generic[T]):
+    """The outcomes of `_gather`'s items as they come in; `done` when the last one is in."""
+
+    __slots__ = ("done", "left", "results")
+
+    def __init__(self, size: int, done: asyncio.Future[None]) -> None:
+        self.results: list[T | BaseException] = [None] * size  # type: ignore[list-item]
+        self.left = size
+        self.done = done
+
+    def put(self, index: int, outcome: T | BaseException) -> None:
+        self.results[index] = outcome
+        self.left -= 1
+        if not self.left and not self.done.done():
+            self.done.set_result(None)
+
+
+async def _into(gathered: _Gathered[T], index: int, item: Coroutine[Any, Any, T]) -> None:
+    try:
+        outcome: T | BaseException = await item
+    except (Exception, asyncio.CancelledError) as exc:
+        outcome = exc
+    except BaseException as exc:  # KeyboardInterrupt, SystemExit: counted, and raised on
+        gathered.put(index, exc)
+        raise
+    gathered.put(index, outcome)
 
 
 async def _whole(answer: Awaitable[Any]) -> AsyncIterator[Any]:

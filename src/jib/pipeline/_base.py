@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from collections.abc import Generator as PyGenerator
 from typing import Any, Generic, Literal, TypeVar
 
-from jib._conversation import SESSION_KEY, using_session
+from jib._conversation import SESSION_KEY, current_session, using_session
 from jib.errors import JibError
 from jib.generator.base import Generator, Wrapper
 from jib.identifiers import get_generator
@@ -293,7 +293,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
             raise ValueError(
                 f"run_batch got {len(many_inputs)} inputs but {len(samples)} sample indexes"
             )
-        inputs = [self._extend(self._normalize_input(item)) for item in many_inputs]
+        inputs = self._inputs(many_inputs)
         return await self._run(self.generator, inputs, many_params, on_failed, samples=samples)
 
     async def run_over(
@@ -319,6 +319,10 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
 
     def _extend(self, input: InputT) -> InputT:
         raise NotImplementedError
+
+    def _inputs(self, many_inputs: Sequence[Any]) -> list[InputT]:
+        """Each of `run_batch`'s inputs, normalized and appended to this pipeline's input."""
+        return [self._extend(self._normalize_input(item)) for item in many_inputs]
 
     def _record(
         self,
@@ -401,8 +405,12 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
 
         started = time.perf_counter()
         try:
-            with using_session(self._metadata):  # a continued chat's server-side conversation
-                results = await (generate or self._generate)(sender, inputs, params_list)
+            work = (generate or self._generate)(sender, inputs, params_list)
+            if SESSION_KEY in self._metadata or current_session() is not None:
+                with using_session(self._metadata):  # a continued chat's server-side conversation
+                    results = await work
+            else:  # no session to set, none to hide: the common case, without a context manager
+                results = await work
         except self._catch as exc:
             results = [exc] * len(inputs)
         batch_ms = (time.perf_counter() - started) * 1000

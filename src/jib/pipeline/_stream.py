@@ -18,8 +18,7 @@ if TYPE_CHECKING:
     from jib.chat import Chat
     from jib.generator.base import Generator as JibGenerator
     from jib.pipeline._base import OnFailed
-    from jib.pipeline._rounds import Exchange
-    from jib.pipeline.chat import ChatPipeline
+    from jib.pipeline.chat import Answer, ChatPipeline
 
 __all__ = ["ChatStream"]
 
@@ -103,7 +102,7 @@ class ChatStream:
             generator: JibGenerator,
             inputs: Sequence[list[Message]],
             params: Sequence[GenerateParams],
-        ) -> list[Exchange | BaseException]:
+        ) -> Sequence[Answer | BaseException]:
             return await pipeline._converse(send, generator, inputs, params)
 
         task = asyncio.ensure_future(

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from jib._conversation import SESSION_KEY
 from jib.chat import Chat
 from jib.errors import JibError
 from jib.generator.base import Generator
@@ -31,7 +32,11 @@ ToolLike = Tool | ToolDefinition | Mapping[str, Any] | Callable[..., Any]
 """What `using()` takes: a function, a `Tool`, or a definition (then calls are only recorded)."""
 
 
-class ChatPipeline(Pipeline[list[Message], Chat, Exchange]):
+Answer = Exchange | GeneratedMessage
+"""What a chat's run produced: its rounds, or (a chat of one round) its generated message."""
+
+
+class ChatPipeline(Pipeline[list[Message], Chat, Answer]):
     """A chat waiting to run: a generator, messages, params, callbacks and an error policy.
 
     Every builder method (`with_`, `wrap`, `then`, `map`, `watch`, `meta`, `catch`, `add`,
@@ -236,12 +241,23 @@ class ChatPipeline(Pipeline[list[Message], Chat, Exchange]):
     def _extend(self, input: list[Message]) -> list[Message]:
         return [*self._input, *input] if self._input else input
 
+    def _inputs(self, many_inputs: Sequence[Any]) -> list[list[Message]]:
+        base = self._input
+        inputs = [
+            [Message("user", item)] if type(item) is str else as_messages(item)
+            for item in many_inputs
+        ]
+        return [[*base, *messages] for messages in inputs] if base else inputs
+
     async def _generate(
         self,
         generator: Generator,
         inputs: Sequence[list[Message]],
         params: Sequence[GenerateParams],
-    ) -> Sequence[Exchange | BaseException]:
+    ) -> Sequence[Answer | BaseException]:
+        if self._toolbox is None and self._structured is None and self._cache_mode is None:
+            # One round (as `_converse` would run it), sent straight to the generator.
+            return await generator.generate_messages(inputs, params)
         return await self._converse(_send_batch, generator, inputs, params)
 
     async def _converse(
@@ -250,26 +266,74 @@ class ChatPipeline(Pipeline[list[Message], Chat, Exchange]):
         generator: Generator,
         inputs: Sequence[list[Message]],
         params: Sequence[GenerateParams],
-    ) -> list[Exchange | BaseException]:
+    ) -> Sequence[Answer | BaseException]:
         """Run `inputs` in rounds (see `jib.pipeline._rounds`), each round's generation by
-        `send`; an item that failed before any answer is its bare exception."""
+        `send`; an item that failed before any answer is its bare exception.
+
+        A chat of one round (no tools, no structured output, no cache marks: the common case)
+        is its generated message itself, without rounds or an `Exchange` around it.
+        """
+        if self._toolbox is None and self._structured is None and self._cache_mode is None:
+            return list(await send(generator, list(inputs), list(params)))
         plan = Plan(self._toolbox, self._structured, self._cache_mode, _secrets_of(generator))
         return await converse(plan, send, generator, inputs, params)
 
-    def _failure_in(self, result: Exchange | BaseException) -> BaseException | None:
+    def _failure_in(self, result: Answer | BaseException) -> BaseException | None:
         if isinstance(result, BaseException):
             return result
-        return result.error
+        if isinstance(result, Exchange):
+            return result.error
+        return None
 
-    def _make_record(
-        self, input: list[Message], result: Exchange | None, fields: dict[str, Any]
+    def _record(
+        self,
+        generator: Generator,
+        input: list[Message],
+        params: GenerateParams,
+        result: Answer | None,
+        error: BaseException | None,
+        batch_ms: float | None = None,
     ) -> Chat:
+        # `Pipeline._record` for a chat, the record built at once (one per chat on the hot
+        # path): the same fields, without a dict of them in between.
+        metadata = dict(self._metadata)
         if result is None:
             # A copy: records of one run (and the pipeline) must not share one mutable list.
-            return Chat(messages=list(input), **fields)
-        # The exchange is this record's alone: its list is not copied.
+            return Chat(
+                generator=generator,
+                params=params,
+                failed=error is not None,
+                error=error,
+                metadata=metadata,
+                attempts=error.attempts if isinstance(error, JibError) else None,
+                messages=list(input),
+            )
+        if isinstance(result, Exchange):
+            # The exchange is this record's alone: its list is not copied.
+            generated, output, extra = result.generated, result.output, result.extra
+        else:  # a chat of one round: its answer (as `Exchange.of` counts it)
+            generated, output, extra = [result.message], None, result.extra
+            if result.refusal:
+                extra = {**extra, "refusal": result.refusal}
+        if SESSION_KEY in extra:
+            # The conversation's server-side session belongs to the chat: kept in its
+            # metadata, which continuing the chat carries (`jib._conversation`).
+            extra = dict(extra)
+            metadata[SESSION_KEY] = extra.pop(SESSION_KEY)
         return Chat(
-            messages=list(input), generated=result.generated, output=result.output, **fields
+            generator=generator,
+            params=params,
+            stop_reason=result.stop_reason,
+            usage=result.usage,
+            failed=error is not None,
+            error=error,
+            metadata=metadata,
+            extra=extra,
+            attempts=result.attempts,
+            latency_ms=result.latency_ms or batch_ms,
+            messages=list(input),
+            generated=generated,
+            output=output,
         )
 
 
