@@ -6,12 +6,14 @@ anything is sent.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 import jib
-from jib.generator._response_key import request_key
+from jib import ContentImageUrl, ContentText
+from jib.generator._response_key import SentRequest, request_key
 from jib.generator.http import HTTPGenerator
 from jib.messages import Message
 from jib.params import GenerateParams
@@ -29,12 +31,16 @@ def key(generator: jib.Generator, params: GenerateParams | None = None, item: An
 def test_openai_keys_the_url_and_the_body_it_sends() -> None:
     generator = jib.get_generator("openai!m,api_base=http://127.0.0.1:9/v1")
     material = generator.response_cache_request(HI, GenerateParams(temperature=0.5))
-    assert material == {
-        "url": "http://127.0.0.1:9/v1/chat/completions",
-        "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.5},
-    }
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.5}
+    url = "http://127.0.0.1:9/v1/chat/completions"
+    assert material == SentRequest(url, json.dumps(body).encode())  # the very bytes it sends
     text = generator.response_cache_request("Once", GenerateParams())
-    assert text["url"].endswith("/completions") and text["body"]["prompt"] == "Once"
+    assert text.url.endswith("/completions") and json.loads(text.body)["prompt"] == "Once"
+    # A body with content parts (its media written apart when sent) is keyed by its JSON.
+    image = ContentImageUrl(url="data:image/png;base64,iVBORw0KGgo=")
+    parts = [Message("user", [ContentText("what is it?"), image])]
+    with_parts = generator.response_cache_request(parts, GenerateParams())
+    assert with_parts["body"]["messages"][0]["content"][1]["type"] == "image_url"
 
 
 @pytest.mark.parametrize(
