@@ -13,7 +13,14 @@ import pytest
 
 import jib
 from jib import ContentImageUrl, ContentText
-from jib.generator._response_key import SentRequest, request_key
+from jib.generator._response_key import (
+    SentRequest,
+    keep_sent_body,
+    key_prefix,
+    request_key,
+    sending_bodies,
+    sent_body,
+)
 from jib.generator.http import HTTPGenerator
 from jib.messages import Message
 from jib.params import GenerateParams
@@ -141,3 +148,28 @@ def test_a_batch_of_requests_is_each_item_s_request() -> None:
     assert echo.response_cache_requests(items, params) == [
         echo.response_cache_request(i, p) for i, p in pairs
     ]
+
+
+def test_a_sent_request_is_hashed_as_its_bytes_with_secrets_blanked() -> None:
+    prefix = key_prefix("chat", {"provider": "openai"}, ["sk-first-secret"])
+    url = "http://127.0.0.1:9/v1/chat/completions"
+    one = prefix.key(SentRequest(url, b'{"model":"m","key":"sk-first-secret"}'))
+    other = key_prefix("chat", {"provider": "openai"}, ["sk-other-secret"])
+    assert other.key(SentRequest(url, b'{"model":"m","key":"sk-other-secret"}')) == one
+    assert prefix.key(SentRequest(url, b'{"model":"n","key":"sk-first-secret"}')) != one
+    assert prefix.key(SentRequest(url + "/", b'{"model":"m","key":"sk-first-secret"}')) != one
+    written = prefix.written({"request": SentRequest(url, b'{"a": 1}')})
+    assert json.loads(written) == {"request": {"body": {"a": 1}, "url": url}}
+
+
+def test_a_body_written_for_the_key_is_only_sent_by_the_same_request() -> None:
+    item, params = [Message("user", "hi")], GenerateParams()
+    keep_sent_body(item, params, ("m", "http://h/v1"), b"{}")  # outside a batch: not kept
+    assert sent_body(item, params, ("m", "http://h/v1")) is None
+    with sending_bodies():
+        keep_sent_body(item, params, ("m", "http://h/v1"), b"{}")
+        assert sent_body(item, params, ("m", "http://h/v1")) == b"{}"
+        assert sent_body(item, params, ("n", "http://h/v1")) is None  # another model
+        assert sent_body(item, GenerateParams(), ("m", "http://h/v1")) is None
+        assert sent_body(list(item), params, ("m", "http://h/v1")) is None
+    assert sent_body(item, params, ("m", "http://h/v1")) is None  # the batch is over

@@ -83,6 +83,18 @@ def test_a_second_run_is_answered_from_the_cache_without_a_request(
         assert after.id != before.id
 
 
+def test_a_miss_sends_the_body_an_uncached_request_sends(
+    server: ScriptedServer, cache: ResponseCache
+) -> None:
+    plain = jib.get_generator(identifier(server))
+    prompts = ["one", [Message("system", "be brief"), Message("user", "two")], "three"]
+    asyncio.run(plain.chat().with_(temperature=0.5).run_batch(prompts))
+    cached = plain.with_response_cache(cache).chat().with_(temperature=0.5)
+    asyncio.run(cached.run_batch(prompts))  # misses: sent as written for their keys
+    posts = [request.body for request in server.requests if request.method == "POST"]
+    assert len(posts) == 6 and sorted(posts[3:]) == sorted(posts[:3])
+
+
 def test_what_decides_the_answer_makes_a_miss(server: ScriptedServer, cache: ResponseCache) -> None:
     with counting_server() as other:
         base = jib.get_generator(identifier(server)).with_response_cache(cache)

@@ -75,11 +75,14 @@ class KeyPrefix:
     the generator's identity (`key_prefix`), and the secret values to blank in each request's
     material."""
 
-    __slots__ = ("_hash", "_secrets")
+    __slots__ = ("_hash", "_secrets", "_urls")
 
     def __init__(self, shared: Any, secrets: Iterable[str | None] = ()) -> None:
         self._secrets = _secret_bytes(secrets)
         self._hash = hashlib.blake2b(self.written(shared), digest_size=16, person=_PERSON)
+        self._urls: dict[str, Any] = {}
+        """The hash after the prefix and a `SentRequest`'s URL, by URL (a generator has one
+        or two)."""
 
     def written(self, material: Any) -> bytes:
         """`material` as canonical JSON, every secret value blanked."""
@@ -92,15 +95,21 @@ class KeyPrefix:
     def key(self, material: Any) -> str:
         """The key of one request's `material` (JSON-able, or a `SentRequest`) after this
         prefix: 32 hex digits."""
-        digest = self._hash.copy()
         if type(material) is SentRequest:
-            digest.update(orjson.dumps(material.url))
+            after_url = self._urls.get(material.url)
+            if after_url is None:
+                if len(self._urls) > 16:
+                    self._urls.clear()
+                after_url = self._urls[material.url] = self._hash.copy()
+                after_url.update(orjson.dumps(material.url))
+            digest = after_url.copy()
             body = material.body
             for secret in self._secrets:
                 if secret in body:
                     body = body.replace(secret, _REDACTED)
             digest.update(body)
         else:
+            digest = self._hash.copy()
             digest.update(self.written(material))
         return digest.hexdigest()
 

@@ -211,9 +211,9 @@ class CachedSender:
                 mine[pair].land(answer)
             send.sort()
             misses += await self._send(kind, items, params, keys, send, results, mine)
-            for flight in mine.values():  # failed: its waiters send their own (no waiting
-                flight.land(None)  # on each other across batches)
             if waiting:
+                for flight in mine.values():  # failed: its waiters send their own (no waiting
+                    flight.land(None)  # on each other across batches)
                 answers = await asyncio.gather(*(flight.wait() for _, _, flight in waiting))
                 again: list[int] = []  # the request they waited for failed: they send their own
                 for (index, pair, _), answer in zip(waiting, answers, strict=True):
@@ -226,7 +226,8 @@ class CachedSender:
                 misses += await self._send(kind, items, params, keys, again, results, {})
         finally:
             for pair, flight in mine.items():
-                flight.land(None)
+                if not flight.done:
+                    flight.land(None)
                 if flights.get(pair) is flight:
                     del flights[pair]
             self.cache.count(self._generator_label(), hits=hits, misses=misses, saved=saved)
@@ -293,10 +294,18 @@ class CachedSender:
                 f"{type(self.generator).__name__}.response_cache_requests returned "
                 f"{len(materials)} requests for a batch of {len(items)}"
             )
-        return [
-            None if material is None else self._key_of(item, material)
-            for item, material in zip(items, materials, strict=True)
-        ]
+        keys: list[str | None] = []
+        chat: KeyPrefix | None = None
+        for item, material in zip(items, materials, strict=True):
+            if material is None:
+                keys.append(None)
+            elif isinstance(item, str):
+                keys.append(self._key_of(item, material))
+            else:
+                if chat is None:
+                    chat = self._prefix("chat")
+                keys.append(chat.key(material))
+        return keys
 
     def _key(self, item: Item, params: GenerateParams) -> str | None:
         """The item's key, or `None` when it cannot be worked out (the item is then sent as
@@ -308,13 +317,15 @@ class CachedSender:
         return None if material is None else self._key_of(item, material)
 
     def _key_of(self, item: Item, material: Any) -> str:
-        kind = "text" if isinstance(item, str) else "chat"
+        return self._prefix("text" if isinstance(item, str) else "chat").key(material)
+
+    def _prefix(self, kind: str) -> KeyPrefix:
         prefix = self._prefixes.get(kind)
         if prefix is None:
             prefix = self._prefixes[kind] = self.cache.key_prefix(
                 self.generator, kind, self._secret_values()
             )
-        return prefix.key(material)
+        return prefix
 
     def _kept(
         self,

@@ -30,6 +30,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -599,7 +600,7 @@ def _check_ttl(ttl: float | None) -> None:
 
 
 def _flat(rows: list[tuple[Any, ...]]) -> list[Any]:
-    return [value for row in rows for value in row]
+    return list(chain.from_iterable(rows))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -183,12 +183,14 @@ class OpenAIGenerator(WiredGenerator):
             if sampling is None:
                 sampling = shared[id(item_params)] = sampling_fields(item_params)
             body = chat_body(model, item, item_params, cache_marks=marks, sampling=sampling)
-            if any(message.has_parts for message in item):
-                requests.append({"url": url, "body": body})
-                continue
-            data = json.dumps(body).encode()
-            keep_sent_body(item, item_params, owner, data)
-            requests.append(SentRequest(url, data))
+            for message in item:
+                if message.has_parts:
+                    requests.append({"url": url, "body": body})
+                    break
+            else:
+                data = json.dumps(body).encode()
+                keep_sent_body(item, item_params, owner, data)
+                requests.append(SentRequest(url, data))
         return requests
 
     # -- one request, one answer ---------------------------------------------------------------
