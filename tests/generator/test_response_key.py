@@ -173,3 +173,8 @@ def test_a_body_written_for_the_key_is_only_sent_by_the_same_request() -> None:
         assert sent_body(item, GenerateParams(), ("m", "http://h/v1")) is None
         assert sent_body(list(item), params, ("m", "http://h/v1")) is None
     assert sent_body(item, params, ("m", "http://h/v1")) is None  # the batch is over
+
+
+def test_a_material_with_keys_that_are_not_strings_is_written_too() -> None:
+    assert request_key({"extra": {1: "a"}}) == request_key({"extra": {"1": "a"}})
+    assert request_key({"extra": {1: "a"}}) != request_key({"extra": {2: "a"}})

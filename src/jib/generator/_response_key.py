@@ -86,7 +86,10 @@ class KeyPrefix:
 
     def written(self, material: Any) -> bytes:
         """`material` as canonical JSON, every secret value blanked."""
-        data = orjson.dumps(material, option=_OPTIONS, default=_plain)
+        try:
+            data = orjson.dumps(material, option=orjson.OPT_SORT_KEYS, default=_plain)
+        except TypeError:  # keys that are not strings (allowing them slows every dict down)
+            data = orjson.dumps(material, option=_OPTIONS, default=_plain)
         for secret in self._secrets:
             if secret in data:
                 data = data.replace(secret, _REDACTED)

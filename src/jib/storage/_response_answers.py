@@ -342,9 +342,12 @@ class CachedSender:
         never fails it."""
         data = _answer_json(answer)
         try:
-            encoded = orjson.dumps(data, default=repr, option=orjson.OPT_NON_STR_KEYS)
-        except (TypeError, orjson.JSONEncodeError):
-            return None
+            encoded = orjson.dumps(data, default=repr)
+        except TypeError:  # orjson's JSONEncodeError too
+            try:  # keys that are not strings (orjson writes every dict slower when allowed)
+                encoded = orjson.dumps(data, default=repr, option=orjson.OPT_NON_STR_KEYS)
+            except TypeError:
+                return None
         entry = NewEntry(pair[0], pair[1], label, kind, encoded)
         entries.append(entry)
         self._kept_at.append((index, entry))
