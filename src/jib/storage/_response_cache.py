@@ -71,7 +71,9 @@ __all__ = [
 
 _LOOKUP_CHUNK = 100
 """Keys per lookup query (a SQLite lookup is a `UNION ALL` of one query per key: SQLite allows
-500 of them)."""
+500 of them, and 999 parameters before 3.32)."""
+_INSERT_ROWS = 100
+"""Rows per SQLite insert statement (9 parameters each: SQLite before 3.32 allows 999)."""
 _WRITE_SLICE = 256
 """Answers written per transaction on the event loop (a slice takes a millisecond or two; each
 transaction's commit costs about as much as a hundred answers, so slices are not smaller)."""
@@ -494,8 +496,9 @@ class ResponseCache:
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                if rows:
-                    connection.execute(self._insert_rows_sql(len(rows)), _flat(rows))
+                for start in range(0, len(rows), _INSERT_ROWS):
+                    part = rows[start : start + _INSERT_ROWS]
+                    connection.execute(self._insert_rows_sql(len(part)), _flat(part))
                 for generator, counted in counts.items():
                     connection.execute(self._stats_sql(), self._stats_row(generator, counted))
                 connection.execute("COMMIT")
@@ -520,8 +523,7 @@ class ResponseCache:
 
     def _insert_rows_sql(self, count: int) -> str:
         """SQLite's insert-or-ignore of `count` rows in one statement (`VALUES (…), (…)`): a
-        statement run once per row costs more than its row (`_WRITE_SLICE` rows at most, well
-        within SQLite's 32,766 parameters)."""
+        statement run once per row costs more than its row."""
         known = self._sql_rows.get(count)
         if known is None:
             columns = "key, sample, generator, kind, answer, origin_chat, run, created_at, size"
