@@ -6,12 +6,21 @@ anything is sent.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 import jib
-from jib.generator._response_key import request_key
+from jib import ContentImageUrl, ContentText
+from jib.generator._response_key import (
+    SentRequest,
+    keep_sent_body,
+    key_prefix,
+    request_key,
+    sending_bodies,
+    sent_body,
+)
 from jib.generator.http import HTTPGenerator
 from jib.messages import Message
 from jib.params import GenerateParams
@@ -29,12 +38,16 @@ def key(generator: jib.Generator, params: GenerateParams | None = None, item: An
 def test_openai_keys_the_url_and_the_body_it_sends() -> None:
     generator = jib.get_generator("openai!m,api_base=http://127.0.0.1:9/v1")
     material = generator.response_cache_request(HI, GenerateParams(temperature=0.5))
-    assert material == {
-        "url": "http://127.0.0.1:9/v1/chat/completions",
-        "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.5},
-    }
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.5}
+    url = "http://127.0.0.1:9/v1/chat/completions"
+    assert material == SentRequest(url, json.dumps(body).encode())  # the very bytes it sends
     text = generator.response_cache_request("Once", GenerateParams())
-    assert text["url"].endswith("/completions") and text["body"]["prompt"] == "Once"
+    assert text.url.endswith("/completions") and json.loads(text.body)["prompt"] == "Once"
+    # A body with content parts (its media written apart when sent) is keyed by its JSON.
+    image = ContentImageUrl(url="data:image/png;base64,iVBORw0KGgo=")
+    parts = [Message("user", [ContentText("what is it?"), image])]
+    with_parts = generator.response_cache_request(parts, GenerateParams())
+    assert with_parts["body"]["messages"][0]["content"][1]["type"] == "image_url"
 
 
 @pytest.mark.parametrize(
@@ -135,3 +148,33 @@ def test_a_batch_of_requests_is_each_item_s_request() -> None:
     assert echo.response_cache_requests(items, params) == [
         echo.response_cache_request(i, p) for i, p in pairs
     ]
+
+
+def test_a_sent_request_is_hashed_as_its_bytes_with_secrets_blanked() -> None:
+    prefix = key_prefix("chat", {"provider": "openai"}, ["sk-first-secret"])
+    url = "http://127.0.0.1:9/v1/chat/completions"
+    one = prefix.key(SentRequest(url, b'{"model":"m","key":"sk-first-secret"}'))
+    other = key_prefix("chat", {"provider": "openai"}, ["sk-other-secret"])
+    assert other.key(SentRequest(url, b'{"model":"m","key":"sk-other-secret"}')) == one
+    assert prefix.key(SentRequest(url, b'{"model":"n","key":"sk-first-secret"}')) != one
+    assert prefix.key(SentRequest(url + "/", b'{"model":"m","key":"sk-first-secret"}')) != one
+    written = prefix.written({"request": SentRequest(url, b'{"a": 1}')})
+    assert json.loads(written) == {"request": {"body": {"a": 1}, "url": url}}
+
+
+def test_a_body_written_for_the_key_is_only_sent_by_the_same_request() -> None:
+    item, params = [Message("user", "hi")], GenerateParams()
+    keep_sent_body(item, params, ("m", "http://h/v1"), b"{}")  # outside a batch: not kept
+    assert sent_body(item, params, ("m", "http://h/v1")) is None
+    with sending_bodies():
+        keep_sent_body(item, params, ("m", "http://h/v1"), b"{}")
+        assert sent_body(item, params, ("m", "http://h/v1")) == b"{}"
+        assert sent_body(item, params, ("n", "http://h/v1")) is None  # another model
+        assert sent_body(item, GenerateParams(), ("m", "http://h/v1")) is None
+        assert sent_body(list(item), params, ("m", "http://h/v1")) is None
+    assert sent_body(item, params, ("m", "http://h/v1")) is None  # the batch is over
+
+
+def test_a_material_with_keys_that_are_not_strings_is_written_too() -> None:
+    assert request_key({"extra": {1: "a"}}) == request_key({"extra": {"1": "a"}})
+    assert request_key({"extra": {1: "a"}}) != request_key({"extra": {2: "a"}})

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -23,6 +24,7 @@ from jib.errors import InvalidGeneratorError
 from jib.messages import Message
 from jib.storage import ResponseCache, open_response_cache, open_store
 from jib.storage._response_cache import response_cache_run_stats
+from jib.storage._response_cache_tables import NewEntry
 from tests.support.counting_server import chat_posts, counting_server, identifier
 from tests.support.scripted_server import ScriptedServer
 
@@ -81,6 +83,18 @@ def test_a_second_run_is_answered_from_the_cache_without_a_request(
         assert after.attempts == 0
         assert after.usage == before.usage
         assert after.id != before.id
+
+
+def test_a_miss_sends_the_body_an_uncached_request_sends(
+    server: ScriptedServer, cache: ResponseCache
+) -> None:
+    plain = jib.get_generator(identifier(server))
+    prompts = ["one", [Message("system", "be brief"), Message("user", "two")], "three"]
+    asyncio.run(plain.chat().with_(temperature=0.5).run_batch(prompts))
+    cached = plain.with_response_cache(cache).chat().with_(temperature=0.5)
+    asyncio.run(cached.run_batch(prompts))  # misses: sent as written for their keys
+    posts = [request.body for request in server.requests if request.method == "POST"]
+    assert len(posts) == 6 and sorted(posts[3:]) == sorted(posts[:3])
 
 
 def test_what_decides_the_answer_makes_a_miss(server: ScriptedServer, cache: ResponseCache) -> None:
@@ -361,3 +375,21 @@ def test_a_sqlite_write_that_would_wait_for_a_lock_waits_off_the_event_loop(
     with open_response_cache(str(path)) as reader:
         again = chat_many(jib.get_generator(identifier(server)).with_response_cache(reader), ["a"])
     assert hit(again[0]) is not None and len(chat_posts(server)) == 2
+
+
+def test_many_answers_are_written_and_found_in_chunks(cache: ResponseCache) -> None:
+    # More than one insert statement, write slice and lookup query each.
+    entries = [
+        NewEntry(f"{n:032x}", n % 3, "gen", "chat", orjson.dumps({"text": str(n)}))
+        for n in range(650)
+    ]
+    cache.keep_all(entries)
+    assert asyncio.run(cache.aflush()) == 650
+    wanted = [(entry.key, entry.sample) for entry in entries]
+    wanted += [(entries[0].key, 1), ("f" * 32, 0)]  # another sample of a kept key, a missing key
+    found = asyncio.run(cache.alookup(wanted))
+    assert len(found) == 650 and found[(entries[7].key, 1)].answer == {"text": "7"}
+    assert set(cache.lookup(wanted[:3] + wanted[-2:])) == set(wanted[:3])
+    cache.keep_all(entries[:5])  # already kept: left as they are
+    assert cache.flush() == 5
+    assert len(rows(_url(cache), "SELECT key FROM jib_response_cache")) == 650

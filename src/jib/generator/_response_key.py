@@ -16,7 +16,10 @@ Secrets never go into the key: no api key, no header a secret name marks (`Autho
 put into a body) is replaced by `***` before hashing. A key rotation therefore keeps the cache.
 
 `request_key` writes the material as canonical JSON (keys sorted) and hashes it with BLAKE2b
-(128 bits), personalised with the key format's version: a new format starts a new cache rather
+(128 bits), personalised with the key format's version; a body a provider has already written as
+it goes on the wire (`SentRequest`: `openai!`'s JSON bodies) is hashed as those very bytes, and
+the same bytes are then sent (`keep_sent_body`, `sent_body`), so a request that misses is not
+written twice. A new format of the key is a new version: a new format starts a new cache rather
 than reading answers under keys that meant something else. What every request of a generator
 shares (the kind of request and the generator's identity) is written and hashed once
 (`key_prefix`); each request then only writes and hashes its own part, after it. The sample
@@ -27,7 +30,9 @@ under one key).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -42,16 +47,20 @@ if TYPE_CHECKING:
 __all__ = [
     "KEY_VERSION",
     "KeyPrefix",
+    "SentRequest",
     "answering_attributes",
     "generator_identity",
     "generic_request",
+    "keep_sent_body",
     "key_prefix",
     "params_material",
     "request_key",
     "safe_headers",
+    "sending_bodies",
+    "sent_body",
 ]
 
-KEY_VERSION = 2
+KEY_VERSION = 3
 """The version of the key format, mixed into every hash."""
 
 _PERSON = f"jib-rc-{KEY_VERSION}".encode()
@@ -66,24 +75,45 @@ class KeyPrefix:
     the generator's identity (`key_prefix`), and the secret values to blank in each request's
     material."""
 
-    __slots__ = ("_hash", "_secrets")
+    __slots__ = ("_hash", "_secrets", "_urls")
 
     def __init__(self, shared: Any, secrets: Iterable[str | None] = ()) -> None:
         self._secrets = _secret_bytes(secrets)
         self._hash = hashlib.blake2b(self.written(shared), digest_size=16, person=_PERSON)
+        self._urls: dict[str, Any] = {}
+        """The hash after the prefix and a `SentRequest`'s URL, by URL (a generator has one
+        or two)."""
 
     def written(self, material: Any) -> bytes:
         """`material` as canonical JSON, every secret value blanked."""
-        data = orjson.dumps(material, option=_OPTIONS, default=_plain)
+        try:
+            data = orjson.dumps(material, option=orjson.OPT_SORT_KEYS, default=_plain)
+        except TypeError:  # keys that are not strings (allowing them slows every dict down)
+            data = orjson.dumps(material, option=_OPTIONS, default=_plain)
         for secret in self._secrets:
             if secret in data:
                 data = data.replace(secret, _REDACTED)
         return data
 
     def key(self, material: Any) -> str:
-        """The key of one request's `material` (JSON-able) after this prefix: 32 hex digits."""
-        digest = self._hash.copy()
-        digest.update(self.written(material))
+        """The key of one request's `material` (JSON-able, or a `SentRequest`) after this
+        prefix: 32 hex digits."""
+        if type(material) is SentRequest:
+            after_url = self._urls.get(material.url)
+            if after_url is None:
+                if len(self._urls) > 16:
+                    self._urls.clear()
+                after_url = self._urls[material.url] = self._hash.copy()
+                after_url.update(orjson.dumps(material.url))
+            digest = after_url.copy()
+            body = material.body
+            for secret in self._secrets:
+                if secret in body:
+                    body = body.replace(secret, _REDACTED)
+            digest.update(body)
+        else:
+            digest = self._hash.copy()
+            digest.update(self.written(material))
         return digest.hexdigest()
 
 
@@ -99,13 +129,78 @@ def request_key(material: Any, secrets: Iterable[str | None] = ()) -> str:
     return KeyPrefix(None, secrets).key(material)
 
 
+class SentRequest:
+    """A request as a provider puts it on the wire: its URL and its body, already written
+    (JSON bytes). Its key hashes the URL (as a JSON string) and then those very bytes, not the
+    body read and written again; in a material of its own it is written as
+    `{"body": <the bytes>, "url": …}`."""
+
+    __slots__ = ("body", "url")
+
+    def __init__(self, url: str, body: bytes) -> None:
+        self.url = url
+        self.body = body
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SentRequest) and (other.url, other.body) == (self.url, self.body)
+
+    def __hash__(self) -> int:
+        return hash((self.url, self.body))
+
+    def __repr__(self) -> str:
+        return f"SentRequest({self.url!r}, {self.body!r})"
+
+
+_SENT: ContextVar[dict[tuple[int, int], tuple[Any, Any, Any, bytes]] | None] = ContextVar(
+    "jib_response_cache_sent_bodies", default=None
+)
+"""The bodies written for the keys of the batch the response cache is sending (see
+`sending_bodies`), by the identity of each item and its params."""
+
+
+@contextmanager
+def sending_bodies() -> Iterator[None]:
+    """While the block runs (one batch through the response cache: its keys, then the send of
+    what missed), bodies a provider wrote for the keys (`keep_sent_body`) are kept for its sends
+    to reuse (`sent_body`); the requests it makes in tasks of their own see them too."""
+    token = _SENT.set({})
+    try:
+        yield
+    finally:
+        _SENT.reset(token)
+
+
+def keep_sent_body(item: Any, params: Any, owner: Any, data: bytes) -> None:
+    """Keep `data`, the body `item` is sent as with `params` by the generator `owner` names
+    (what else decides the body: `openai!`'s model and endpoint), for the send that follows
+    the lookup; nothing is kept outside `sending_bodies`."""
+    known = _SENT.get()
+    if known is not None:
+        known[(id(item), id(params))] = (item, params, owner, data)
+
+
+def sent_body(item: Any, params: Any, owner: Any) -> bytes | None:
+    """The body kept for these very `item` and `params` objects and an equal `owner`
+    (`keep_sent_body`), or `None`: the caller writes it."""
+    known = _SENT.get()
+    if not known:
+        return None
+    entry = known.get((id(item), id(params)))
+    if entry is None or entry[0] is not item or entry[1] is not params or entry[2] != owner:
+        return None
+    return entry[3]
+
+
 def _secret_bytes(secrets: Iterable[str | None]) -> tuple[bytes, ...]:
     """The secret values worth blanking, as bytes (very short values would blank at random)."""
     return tuple(secret.encode() for secret in secrets if secret and len(secret) >= 4)
 
 
 def _plain(value: Any) -> Any:
-    """What orjson cannot write itself: pydantic models, sets, other objects by their repr."""
+    """What orjson cannot write itself: a body already written (as it is), pydantic models,
+    sets, other objects by their repr."""
+    if type(value) is SentRequest:
+        return {"body": orjson.Fragment(value.body), "url": value.url}
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         return dump(mode="json")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from jib.errors import JibError
-from jib.generator._response_key import KeyPrefix
+from jib.generator._response_key import KeyPrefix, sending_bodies
 from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
 from jib.storage._response_cache_tables import CachedAnswer, NewEntry
 
@@ -39,9 +39,6 @@ __all__ = ["NOTE", "CachedSender", "Flight"]
 
 NOTE = "response_cache"
 """The key of `extra` that says an answer came from the response cache."""
-
-_MISS = "_jib_response_cache_miss"
-"""Marks (in `extra`) an answer just kept, until its record's id is known (`settle`)."""
 
 Item = Any  # a conversation (Sequence[Message]) or a text
 
@@ -99,6 +96,10 @@ class CachedSender:
         self._label: str | None = None
         self._secrets: list[str | None] | None = None
         self._prefixes: dict[str, KeyPrefix] = {}
+        self._kept_at: list[tuple[int, NewEntry]] = []
+        """Each answer this batch kept, by the index of its item (its record's, in `settle`)."""
+        self._late: list[dict[str, Any]] = []
+        """The notes of hits on answers not written yet, whose chat `settle` may name."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.generator, name)
@@ -109,13 +110,15 @@ class CachedSender:
         self, messages: Sequence[Sequence[Message]], params: Sequence[GenerateParams]
     ) -> list[GeneratedMessage | BaseException]:
         """`Generator.generate_messages`, answered from the cache where it can be."""
-        return await self._answer("chat", list(messages), list(params))
+        with sending_bodies():  # a body written for its key is sent as it is
+            return await self._answer("chat", list(messages), list(params))
 
     async def generate_texts(
         self, texts: Sequence[str], params: Sequence[GenerateParams]
     ) -> list[GeneratedText | BaseException]:
         """`Generator.generate_texts`, answered from the cache where it can be."""
-        return await self._answer("text", list(texts), list(params))
+        with sending_bodies():
+            return await self._answer("text", list(texts), list(params))
 
     async def stream_messages(
         self, messages: Sequence[Message], params: GenerateParams
@@ -141,7 +144,7 @@ class CachedSender:
                 final = piece
                 if key is not None:
                     entries: list[NewEntry] = []
-                    self._kept("chat", (key, sample), piece, self._generator_label(), entries)
+                    self._kept(0, "chat", (key, sample), piece, self._generator_label(), entries)
                     self.cache.keep_all(entries)
             yield piece
         if final is not None and key is not None:
@@ -150,28 +153,17 @@ class CachedSender:
     # -- after the records are made ------------------------------------------------------------
 
     def settle(self, records: Sequence[Any]) -> None:
-        """Give each answer kept by this batch its record's id (the chat it was made for), and
-        take the mark that waited for it off the record; a hit on an answer of this same batch
-        is told that chat's id."""
-        late: list[dict[str, Any]] = []
+        """Give each answer kept by this batch its record's id (the chat it was made for:
+        `records` are the batch's, in the order of its items); a hit on an answer of this same
+        batch (or another not written yet) is told that chat's id."""
+        for index, entry in self._kept_at:
+            if entry.origin_chat is None:
+                entry.origin_chat = getattr(records[index], "id", None)
         pending = self.cache.pending
-        for record in records:
-            extra = getattr(record, "extra", None)
-            if not extra:
-                continue
-            pair = extra.pop(_MISS, None)  # the kept answer's own dict (see `_kept`)
-            if pair is not None:
-                entry = pending(*pair)
-                if entry is not None and entry.origin_chat is None:
-                    entry.origin_chat = record.id
-            else:
-                note = extra.get(NOTE)
-                if type(note) is dict and note.get("chat_id") is None:
-                    late.append(note)
-        for note in late:
-            entry = pending(note["key"], note["sample"])
-            if entry is not None:
-                note["chat_id"] = entry.origin_chat
+        for note in self._late:
+            waiting = pending(note["key"], note["sample"])
+            if waiting is not None:
+                note["chat_id"] = waiting.origin_chat
 
     async def finish(self) -> None:
         """Write the kept answers when enough are waiting (see `ResponseCache.write_every`)."""
@@ -219,9 +211,9 @@ class CachedSender:
                 mine[pair].land(answer)
             send.sort()
             misses += await self._send(kind, items, params, keys, send, results, mine)
-            for flight in mine.values():  # failed: its waiters send their own (no waiting
-                flight.land(None)  # on each other across batches)
             if waiting:
+                for flight in mine.values():  # failed: its waiters send their own (no waiting
+                    flight.land(None)  # on each other across batches)
                 answers = await asyncio.gather(*(flight.wait() for _, _, flight in waiting))
                 again: list[int] = []  # the request they waited for failed: they send their own
                 for (index, pair, _), answer in zip(waiting, answers, strict=True):
@@ -234,7 +226,8 @@ class CachedSender:
                 misses += await self._send(kind, items, params, keys, again, results, {})
         finally:
             for pair, flight in mine.items():
-                flight.land(None)
+                if not flight.done:
+                    flight.land(None)
                 if flights.get(pair) is flight:
                     del flights[pair]
             self.cache.count(self._generator_label(), hits=hits, misses=misses, saved=saved)
@@ -270,6 +263,7 @@ class CachedSender:
         counted = 0
         entries: list[NewEntry] = []
         label = self._generator_label()
+        kept = self._kept
         for index, answer in zip(send, answers, strict=True):
             results[index] = answer
             pair = keys[index]
@@ -278,8 +272,8 @@ class CachedSender:
             counted += 1
             if isinstance(answer, BaseException):
                 continue
-            data = self._kept(kind, pair, answer, label, entries)
-            if data is not None:
+            data = kept(index, kind, pair, answer, label, entries)
+            if data is not None and flights:
                 flight = flights.get(pair)
                 if flight is not None:
                     flight.land(data)
@@ -300,10 +294,18 @@ class CachedSender:
                 f"{type(self.generator).__name__}.response_cache_requests returned "
                 f"{len(materials)} requests for a batch of {len(items)}"
             )
-        return [
-            None if material is None else self._key_of(item, material)
-            for item, material in zip(items, materials, strict=True)
-        ]
+        keys: list[str | None] = []
+        chat: KeyPrefix | None = None
+        for item, material in zip(items, materials, strict=True):
+            if material is None:
+                keys.append(None)
+            elif isinstance(item, str):
+                keys.append(self._key_of(item, material))
+            else:
+                if chat is None:
+                    chat = self._prefix("chat")
+                keys.append(chat.key(material))
+        return keys
 
     def _key(self, item: Item, params: GenerateParams) -> str | None:
         """The item's key, or `None` when it cannot be worked out (the item is then sent as
@@ -315,33 +317,40 @@ class CachedSender:
         return None if material is None else self._key_of(item, material)
 
     def _key_of(self, item: Item, material: Any) -> str:
-        kind = "text" if isinstance(item, str) else "chat"
+        return self._prefix("text" if isinstance(item, str) else "chat").key(material)
+
+    def _prefix(self, kind: str) -> KeyPrefix:
         prefix = self._prefixes.get(kind)
         if prefix is None:
             prefix = self._prefixes[kind] = self.cache.key_prefix(
                 self.generator, kind, self._secret_values()
             )
-        return prefix.key(material)
+        return prefix
 
     def _kept(
         self,
+        index: int,
         kind: str,
         pair: tuple[str, int],
         answer: Any,
         label: str,
         entries: list[NewEntry],
     ) -> dict[str, Any] | None:
-        """Add `answer` to `entries` (to be kept) and mark it for `settle` (in an `extra` dict
-        of its own); its JSON, for the items waiting for the same key and sample. An answer
-        whose extra cannot be written as JSON is handed on uncached (`None`): keeping it never
-        fails it."""
+        """Add `answer` (of the item at `index`) to `entries`, to be kept, with its chat's id
+        to come (`settle`); its JSON, for the items waiting for the same key and sample. An
+        answer whose extra cannot be written as JSON is handed on uncached (`None`): keeping it
+        never fails it."""
         data = _answer_json(answer)
         try:
-            encoded = orjson.dumps(data, default=repr, option=orjson.OPT_NON_STR_KEYS)
-        except (TypeError, orjson.JSONEncodeError):
-            return None
-        entries.append(NewEntry(pair[0], pair[1], label, kind, encoded))
-        answer.extra = {**answer.extra, _MISS: pair}
+            encoded = orjson.dumps(data, default=repr)
+        except TypeError:  # orjson's JSONEncodeError too
+            try:  # keys that are not strings (orjson writes every dict slower when allowed)
+                encoded = orjson.dumps(data, default=repr, option=orjson.OPT_NON_STR_KEYS)
+            except TypeError:
+                return None
+        entry = NewEntry(pair[0], pair[1], label, kind, encoded)
+        entries.append(entry)
+        self._kept_at.append((index, entry))
         return data
 
     def _hit(
@@ -356,6 +365,8 @@ class CachedSender:
             "key": pair[0],
             "sample": pair[1],
         }
+        if found.origin_chat is None:
+            self._late.append(note)
         extra = {**data.get("extra", {}), NOTE: note}
         latency = (time.perf_counter() - started) * 1000
         if kind == "chat":
@@ -403,16 +414,18 @@ class CachedSender:
 
 def _answer_json(answer: GeneratedMessage | GeneratedText) -> dict[str, Any]:
     """What is kept of an answer: its content, why it stopped, its usage and extra."""
-    data: dict[str, Any] = {"stop_reason": answer.stop_reason}
     if isinstance(answer, GeneratedMessage):
-        data["message"] = answer.message.to_dict()
+        data: dict[str, Any] = {
+            "stop_reason": answer.stop_reason,
+            "message": answer.message.to_dict(),
+        }
         if answer.refusal:
             data["refusal"] = answer.refusal
     else:
-        data["text"] = answer.text
+        data = {"stop_reason": answer.stop_reason, "text": answer.text}
     if answer.usage is not None:
         data["usage"] = answer.usage.to_dict()
-    extra = {k: v for k, v in answer.extra.items() if k not in (NOTE, _MISS)}
+    extra = answer.extra
     if extra:
-        data["extra"] = extra
+        data["extra"] = {k: v for k, v in extra.items() if k != NOTE} if NOTE in extra else extra
     return data

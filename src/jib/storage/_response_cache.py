@@ -30,6 +30,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -68,8 +69,11 @@ __all__ = [
     "response_cache_tables",
 ]
 
-_LOOKUP_CHUNK = 400
-"""Keys per lookup query (SQLite allows 32,766 parameters)."""
+_LOOKUP_CHUNK = 100
+"""Keys per lookup query (a SQLite lookup is a `UNION ALL` of one query per key: SQLite allows
+500 of them, and 999 parameters before 3.32)."""
+_INSERT_ROWS = 100
+"""Rows per SQLite insert statement (9 parameters each: SQLite before 3.32 allows 999)."""
 _WRITE_SLICE = 256
 """Answers written per transaction on the event loop (a slice takes a millisecond or two; each
 transaction's commit costs about as much as a hundred answers, so slices are not smaller)."""
@@ -137,6 +141,7 @@ class ResponseCache:
         self._pending: dict[tuple[str, int], NewEntry] = {}
         self._stats: dict[str, ResponseCacheStats] = {}
         self._sql: dict[tuple[int, bool], str] = {}
+        self._sql_rows: dict[int, str] = {}
         self._labels: dict[int, tuple[Any, str, str]] = {}
         self._identities: dict[
             int, tuple[Any, dict[str, Any], Any, dict[tuple[str | None, ...], KeyPrefix]]
@@ -345,15 +350,22 @@ class ResponseCache:
             raise StoreError(f"cannot read the response cache {self._url}: {reason}") from exc
 
     def _lookup_sql(self, count: int, with_ttl: bool) -> str:
+        """The lookup of `count` keys (then the oldest time served, `with_ttl`). PostgreSQL:
+        `key IN (…)`. SQLite: one indexed `key = ?` per key, joined by `UNION ALL`; an `IN`
+        list of several values first builds a temporary b-tree of them, which costs more than
+        the lookups."""
         known = self._sql.get((count, with_ttl))
         if known is None:
-            mark = "%s" if self._postgres else "?"
-            sql = (
-                "SELECT key, sample, answer, origin_chat, created_at FROM jib_response_cache "
-                f"WHERE key IN ({', '.join([mark] * count)})"
-            )
-            if with_ttl:
-                sql += f" AND created_at >= {mark}"
+            columns = "SELECT key, sample, answer, origin_chat, created_at FROM jib_response_cache"
+            if self._postgres:
+                sql = f"{columns} WHERE key IN ({', '.join(['%s'] * count)})"
+                if with_ttl:
+                    sql += " AND created_at >= %s"
+            else:
+                age = f" AND created_at >= ?{count + 1}" if with_ttl else ""
+                sql = " UNION ALL ".join(
+                    f"{columns} WHERE key = ?{n}{age}" for n in range(1, count + 1)
+                )
             known = self._sql[(count, with_ttl)] = sql
         return known
 
@@ -484,8 +496,9 @@ class ResponseCache:
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                if rows:
-                    connection.executemany(self._insert_sql(), rows)
+                for start in range(0, len(rows), _INSERT_ROWS):
+                    part = rows[start : start + _INSERT_ROWS]
+                    connection.execute(self._insert_rows_sql(len(part)), _flat(part))
                 for generator, counted in counts.items():
                     connection.execute(self._stats_sql(), self._stats_row(generator, counted))
                 connection.execute("COMMIT")
@@ -507,6 +520,19 @@ class ResponseCache:
             )
         marks = ", ".join(["?"] * 9)
         return f"INSERT OR IGNORE INTO jib_response_cache ({columns}) VALUES ({marks})"
+
+    def _insert_rows_sql(self, count: int) -> str:
+        """SQLite's insert-or-ignore of `count` rows in one statement (`VALUES (…), (…)`): a
+        statement run once per row costs more than its row."""
+        known = self._sql_rows.get(count)
+        if known is None:
+            columns = "key, sample, generator, kind, answer, origin_chat, run, created_at, size"
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
+            known = f"INSERT OR IGNORE INTO jib_response_cache ({columns}) VALUES {values}"
+            if len(self._sql_rows) > 64:
+                self._sql_rows.clear()
+            self._sql_rows[count] = known
+        return known
 
     def _stats_sql(self) -> str:
         """Add to a run's and generator's counts (the row made when missing), in the driver's
@@ -573,6 +599,10 @@ class ResponseCache:
 def _check_ttl(ttl: float | None) -> None:
     if ttl is not None and not (ttl > 0 and math.isfinite(ttl)):
         raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
+
+
+def _flat(rows: list[tuple[Any, ...]]) -> list[Any]:
+    return list(chain.from_iterable(rows))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._wire import WireRequest, WireResponse
 from jib._wire.models import Body
 from jib.errors import InvalidGeneratorError, ProviderError
+from jib.generator._response_key import SentRequest, keep_sent_body, sent_body
 from jib.generator._wired import WiredGenerator
 from jib.generator.openai._bodies import EncodedBodies
 from jib.generator.openai._protocol import (
@@ -79,6 +80,9 @@ class OpenAIGenerator(WiredGenerator):
         self, messages: Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
         """One chat completion."""
+        sent = sent_body(messages, params, (self.model, self.api_base))
+        if sent is not None:  # written for the response cache's key: sent as it was hashed
+            return await self._chat(sent)
         body = chat_body(self.model, messages, params, cache_marks=self._sends_cache_marks())
         if not any(message.has_parts for message in messages):
             # Text only: encoding is cheap, and there is nothing worth keeping for a retry.
@@ -93,7 +97,9 @@ class OpenAIGenerator(WiredGenerator):
 
     async def request_text(self, text: str, params: GenerateParams) -> GeneratedText:
         """One text completion."""
-        body = json.dumps(text_body(self.model, text, params)).encode()
+        body = sent_body(text, params, (self.model, self.api_base))
+        if body is None:
+            body = json.dumps(text_body(self.model, text, params)).encode()
         response = await self.wire.send(self._post("/completions", body, _JSON), self)
         label = self.wire_label
         return read_text(self._answer(response, label), label, response.status)
@@ -141,14 +147,22 @@ class OpenAIGenerator(WiredGenerator):
 
     def response_cache_request(self, item: Sequence[Message] | str, params: GenerateParams) -> Any:
         """The request this item puts on the wire, for jib's response cache: the URL and the
-        body (not streamed: a streamed answer is the same answer), never the key."""
+        body (not streamed: a streamed answer is the same answer), never the key.
+
+        A body of text only is written as it is sent (a `SentRequest`), and kept for the send
+        that follows while the cache sends a batch (`_response_key.sending_bodies`); a body
+        with content parts (whose media are written apart, `_bodies`) is `{"url", "body"}`."""
         if isinstance(item, str):
-            return {
-                "url": self.api_base.rstrip("/") + "/completions",
-                "body": text_body(self.model, item, params),
-            }
-        body = chat_body(self.model, item, params, cache_marks=self._sends_cache_marks())
-        return {"url": self.api_base.rstrip("/") + "/chat/completions", "body": body}
+            body = text_body(self.model, item, params)
+            url = self.api_base.rstrip("/") + "/completions"
+        else:
+            body = chat_body(self.model, item, params, cache_marks=self._sends_cache_marks())
+            url = self.api_base.rstrip("/") + "/chat/completions"
+            if any(message.has_parts for message in item):
+                return {"url": url, "body": body}
+        data = json.dumps(body).encode()
+        keep_sent_body(item, params, (self.model, self.api_base), data)
+        return SentRequest(url, data)
 
     def response_cache_requests(
         self, items: Sequence[Sequence[Message] | str], params: Sequence[GenerateParams]
@@ -158,6 +172,7 @@ class OpenAIGenerator(WiredGenerator):
         model = self.model
         marks = self._sends_cache_marks()
         url = self.api_base.rstrip("/") + "/chat/completions"
+        owner = (model, self.api_base)
         shared: dict[int, dict[str, Any]] = {}
         requests: list[Any] = []
         for item, item_params in zip(items, params, strict=True):
@@ -168,7 +183,14 @@ class OpenAIGenerator(WiredGenerator):
             if sampling is None:
                 sampling = shared[id(item_params)] = sampling_fields(item_params)
             body = chat_body(model, item, item_params, cache_marks=marks, sampling=sampling)
-            requests.append({"url": url, "body": body})
+            for message in item:
+                if message.has_parts:
+                    requests.append({"url": url, "body": body})
+                    break
+            else:
+                data = json.dumps(body).encode()
+                keep_sent_body(item, item_params, owner, data)
+                requests.append(SentRequest(url, data))
         return requests
 
     # -- one request, one answer ---------------------------------------------------------------
