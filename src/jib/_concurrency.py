@@ -117,6 +117,14 @@ class LoopLimits:
         if self.waiters:
             self.wake()
 
+    def give_back_ok(self) -> None:
+        """`give_back(succeeded=True)`, for the success path of every request."""
+        self.in_flight -= 1
+        if self.limit < self.max_connections:
+            self.limit = min(float(self.max_connections), self.limit + 1.0)
+        if self.waiters:
+            self.wake()
+
     def wake(self) -> None:
         """Hand free slots to the waiters, in order (skipping the cancelled)."""
         while self.waiters and self.in_flight < int(self.limit):

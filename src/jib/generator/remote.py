@@ -340,7 +340,9 @@ class RequestGenerator(Generator):
                 except BaseException:
                     run.end(succeeded=False)
                     raise
-                run.end(succeeded=True, result=answer)
+                run.slots.give_back_ok()
+                if run.tokens:
+                    run.settle(answer)
                 break
         except JibError as error:
             error.attempts = run.count or None
@@ -589,9 +591,13 @@ class _Run(_Attempts):
         """Give the slot back after an attempt that did not fail with a jib error."""
         self.slots.give_back(succeeded=succeeded)
         if succeeded and self.tokens:
-            usage = getattr(result, "usage", None)
-            if usage is not None and usage.total_tokens:
-                self.limiter.settle_tokens(self.tokens, usage.total_tokens)
+            self.settle(result)
+
+    def settle(self, result: Any) -> None:
+        """Settle the `tpm` charge of a successful attempt with the usage it reported."""
+        usage = getattr(result, "usage", None)
+        if usage is not None and usage.total_tokens:
+            self.limiter.settle_tokens(self.tokens, usage.total_tokens)
 
     async def failed(self, error: JibError) -> None:
         """Give the slot back after `error`; wait before the retry, or raise to give up."""
