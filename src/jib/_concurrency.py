@@ -87,12 +87,40 @@ class LoopLimits:
         self.in_flight += 1
         return True
 
+    def queue(self) -> asyncio.Future[None] | None:
+        """Take a slot now (`None`) when one is free and no one waits before us, else join
+        the queue: the future is done when a slot is handed over. A wait given up (cancelled)
+        must call `leave_queue`."""
+        if self.in_flight < int(self.limit) and not self.waiters:
+            self.in_flight += 1
+            return None
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        return waiter
+
+    def leave_queue(self, waiter: asyncio.Future[None]) -> None:
+        """Leave the queue after the wait for `waiter` was given up; a slot handed over just
+        then is passed on."""
+        if waiter.done() and not waiter.cancelled():
+            self.in_flight -= 1
+            self.wake()
+        elif waiter in self.waiters:  # `wake` drops waiters cancelled before their turn
+            self.waiters.remove(waiter)
+
     def give_back(self, *, rate_limited: bool = False, succeeded: bool = False) -> None:
         """Give a slot back; a rate-limited answer halves the limit, a success grows it."""
         self.in_flight -= 1
         if rate_limited:
             self.limit = max(1.0, self.limit / 2)
         elif succeeded and self.limit < self.max_connections:
+            self.limit = min(float(self.max_connections), self.limit + 1.0)
+        if self.waiters:
+            self.wake()
+
+    def give_back_ok(self) -> None:
+        """`give_back(succeeded=True)`, for the success path of every request."""
+        self.in_flight -= 1
+        if self.limit < self.max_connections:
             self.limit = min(float(self.max_connections), self.limit + 1.0)
         if self.waiters:
             self.wake()
@@ -173,21 +201,13 @@ class RequestLimiter(RuntimeResource):
     async def acquire(self) -> None:
         """Wait for a request slot. Pair every successful call with one `release`."""
         state = self.state()
-        if state.in_flight < int(state.limit) and not state.waiters:
-            state.in_flight += 1
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        state.waiters.append(waiter)
-        try:
-            await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                # The slot was handed over just as this task was cancelled: pass it on.
-                state.in_flight -= 1
-                state.wake()
-            elif waiter in state.waiters:  # `wake` drops waiters cancelled before their turn
-                state.waiters.remove(waiter)
-            raise
+        waiter = state.queue()
+        if waiter is not None:
+            try:
+                await waiter
+            except BaseException:
+                state.leave_queue(waiter)
+                raise
 
     def release(self, *, rate_limited: bool = False, succeeded: bool = False) -> None:
         """Give a slot back; a rate-limited answer halves the limit, a success grows it."""

@@ -340,7 +340,9 @@ class RequestGenerator(Generator):
                 except BaseException:
                     run.end(succeeded=False)
                     raise
-                run.end(succeeded=True, result=answer)
+                run.slots.give_back_ok()
+                if run.tokens:
+                    run.settle(answer)
                 break
         except JibError as error:
             error.attempts = run.count or None
@@ -544,14 +546,22 @@ class _Run(_Attempts):
         Raises:
             ProviderTimeoutError: pacing would take the request past its deadline.
         """
-        await self.limiter.acquire()
+        slots = self.slots
+        waiter = slots.queue()
+        if waiter is not None:
+            try:
+                await waiter
+            except BaseException:
+                slots.leave_queue(waiter)
+                raise
         now = time.monotonic()
         if self.deadline is None and self.timeout is not None:
             self.deadline = now + self.timeout
         if self.started is None:
             self.started = now
         try:
-            await self.limiter.pace(self.tokens, self.deadline)
+            if slots.buckets:
+                await self.limiter.pace(self.tokens, self.deadline)
         except RateExceedsDeadline as exc:
             self.slots.give_back()
             raise ProviderTimeoutError(
@@ -581,9 +591,13 @@ class _Run(_Attempts):
         """Give the slot back after an attempt that did not fail with a jib error."""
         self.slots.give_back(succeeded=succeeded)
         if succeeded and self.tokens:
-            usage = getattr(result, "usage", None)
-            if usage is not None and usage.total_tokens:
-                self.limiter.settle_tokens(self.tokens, usage.total_tokens)
+            self.settle(result)
+
+    def settle(self, result: Any) -> None:
+        """Settle the `tpm` charge of a successful attempt with the usage it reported."""
+        usage = getattr(result, "usage", None)
+        if usage is not None and usage.total_tokens:
+            self.limiter.settle_tokens(self.tokens, usage.total_tokens)
 
     async def failed(self, error: JibError) -> None:
         """Give the slot back after `error`; wait before the retry, or raise to give up."""
@@ -622,21 +636,31 @@ class _Run(_Attempts):
 
 async def _gather(items: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
     """Each item's result or exception, run concurrently: `asyncio.gather(...,
-    return_exceptions=True)` for coroutines, with less bookkeeping per item (each task puts
-    its own outcome, so no done callback is scheduled per item).
+    return_exceptions=True)` for coroutines, with less bookkeeping per item. The first item
+    runs in the caller's task (a task costs more than the rest of an item's way through the
+    tier); each other task puts its own outcome, so no done callback is scheduled per item.
 
     When the caller is cancelled, the items are cancelled and waited for, then the
     cancellation goes on (as `gather` does).
     """
     loop = asyncio.get_running_loop()
     gathered = _Gathered[T](len(items), loop.create_future())
-    tasks = [loop.create_task(_into(gathered, index, item)) for index, item in enumerate(items)]
+    tasks = [
+        loop.create_task(_into(gathered, index, item)) for index, item in enumerate(items[1:], 1)
+    ]
     try:
-        await gathered.done
+        try:
+            outcome: T | BaseException = await items[0]
+        except Exception as exc:
+            outcome = exc
+        gathered.put(0, outcome)
+        if not gathered.done.done():
+            await gathered.done
     except BaseException:
         for task in tasks:
             task.cancel()
-        await asyncio.wait(tasks)
+        if tasks:
+            await asyncio.wait(tasks)
         raise
     return gathered.results
 
