@@ -8,6 +8,7 @@ providers against servers on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import pickle
 import time
@@ -379,3 +380,28 @@ async def test_one_method_is_a_whole_generator_with_limits_and_retries() -> None
 async def test_the_batch_interface_reports_a_missing_request_method_clearly() -> None:
     with pytest.raises(NotImplementedError, match="request_text"):
         await Shout(model="shout").generate_texts(["a"], [GenerateParams()])
+
+
+async def test_an_empty_batch_is_an_empty_answer() -> None:
+    generator = CallbackGenerator(model="m", callback=lambda messages, params: "hi")
+
+    assert await generator.generate_messages([], []) == []
+    assert await generator.generate_texts([], []) == []
+
+
+WRAPPER_SAW: contextvars.ContextVar[str] = contextvars.ContextVar("wrapper_saw", default="unset")
+
+
+async def test_a_wrapper_setting_a_context_variable_keeps_it_to_its_item() -> None:
+    def marking(call: Any) -> Any:
+        async def wrapped(messages: Sequence[Message], params: GenerateParams) -> Any:
+            WRAPPER_SAW.set(messages[-1].content)
+            return await call(messages, params)
+
+        return wrapped
+
+    generator = CallbackGenerator(model="m", callback=lambda messages, params: "hi")
+    chats = await generator.wrap(marking).chat().run_batch(["a", "b"])
+
+    assert [chat.content for chat in chats] == ["hi", "hi"]
+    assert WRAPPER_SAW.get() == "unset"

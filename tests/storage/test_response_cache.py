@@ -12,7 +12,7 @@ import base64
 import sqlite3
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 import pytest
@@ -25,6 +25,8 @@ from jib.messages import Message
 from jib.storage import ResponseCache, open_response_cache, open_store
 from jib.storage._response_cache import response_cache_run_stats
 from jib.storage._response_cache_tables import NewEntry
+from jib.testing import CallbackGenerator
+from jib.tools import FunctionCall, ToolCall
 from tests.support.counting_server import chat_posts, counting_server, identifier
 from tests.support.scripted_server import ScriptedServer
 
@@ -393,3 +395,37 @@ def test_many_answers_are_written_and_found_in_chunks(cache: ResponseCache) -> N
     cache.keep_all(entries[:5])  # already kept: left as they are
     assert cache.flush() == 5
     assert len(rows(_url(cache), "SELECT key FROM jib_response_cache")) == 650
+
+
+class _KeptCallback(CallbackGenerator):
+    """A callback generator whose answers the cache may keep (the test's callback decides
+    them from the request alone)."""
+
+    response_cacheable: ClassVar[bool] = True
+
+
+def test_an_answer_of_a_later_round_names_its_own_chat(cache: ResponseCache) -> None:
+    # A tool loop sends its second round with only the chats still running: each answer kept
+    # there still names the chat it was made for, not the chat at its place in the first round.
+    def answer(messages: list[Message], params: Any) -> str | Message:
+        if messages[-1].role == "tool":
+            return f"done {messages[0].content}"
+        if messages[0].content == "B":
+            return Message(
+                "assistant", "", tool_calls=[ToolCall("call-1", FunctionCall("weather", "{}"))]
+            )
+        return f"plain {messages[0].content}"
+
+    def weather() -> str:
+        """Today's weather."""
+        return "sunny"
+
+    pipeline = _KeptCallback(model="m", callback=answer).chat().using(weather)
+    pipeline = pipeline.with_response_cache(cache)
+    first = asyncio.run(pipeline.run_batch(["A", "B"]))
+    asyncio.run(cache.aflush())
+    second = asyncio.run(pipeline.run_batch(["A", "B"]))
+
+    notes = [hit(chat) for chat in second]
+    assert [note["chat_id"] if note else None for note in notes] == [chat.id for chat in first]
+    assert second[1].content == "done B"

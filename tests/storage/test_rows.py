@@ -53,6 +53,8 @@ def chats(draw: st.DrawFn) -> Chat:
     )
     if draw(st.booleans()):
         chat.id = draw(TEXT.filter(bool))
+    if draw(st.integers(0, 9)) == 1:  # an error kept on a chat that did not fail
+        chat.error = ValueError("boom")
     if draw(st.integers(0, 9)) == 0:  # not plain: made through its dict
         chat.generated = [Message("assistant", ["part", {"type": "text", "text": "two"}])]
     return chat
@@ -85,6 +87,8 @@ def test_the_fast_row_is_taken_for_a_plain_chat_and_not_for_parts() -> None:
     parts = Chat(generator=GENERATOR, messages=[Message("user", ["hi"])])
     failed = Chat(generator=GENERATOR, messages=[Message("user", "hi")], failed=True)
     surrogate = Chat(generator=GENERATOR, messages=[Message("user", "\udc80")])
+    errored = Chat(generator=GENERATOR, messages=[Message("user", "hi")], error=ValueError("x"))
 
     assert maker.encoded(plain, None) is not None
-    assert [maker.encoded(chat, None) for chat in (parts, failed, surrogate)] == [None] * 3
+    not_plain = (parts, failed, surrogate, errored)
+    assert [maker.encoded(chat, None) for chat in not_plain] == [None] * 4

@@ -252,9 +252,12 @@ class RequestGenerator(Generator):
         raised, not returned: the batch stops.
         """
         self.before_batch()
+        if not inputs:
+            return []
         limiter = self._request_limiter()
-        item = self._item if self._runtime["_wrappers"] else self._send_item
-        if len(inputs) == 1:
+        wrapped = bool(self._runtime["_wrappers"])
+        item = self._item if wrapped else self._send_item
+        if len(inputs) == 1 and not wrapped:
             # A batch of one needs no task of its own (and its cancellation is the caller's).
             try:
                 return [await item(limiter, send, convert, inputs[0], params[0])]
@@ -264,7 +267,10 @@ class RequestGenerator(Generator):
             [
                 item(limiter, send, convert, one, one_params)
                 for one, one_params in zip(inputs, params, strict=True)
-            ]
+            ],
+            # A user's wrapper may set context variables: each item then runs in a task (and
+            # a copy of the context) of its own, as it always did.
+            first_inline=not wrapped,
         )
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
@@ -634,26 +640,32 @@ class _Run(_Attempts):
         await asyncio.sleep(delay)
 
 
-async def _gather(items: list[Coroutine[Any, Any, T]]) -> list[T | BaseException]:
+async def _gather(
+    items: list[Coroutine[Any, Any, T]], *, first_inline: bool = True
+) -> list[T | BaseException]:
     """Each item's result or exception, run concurrently: `asyncio.gather(...,
-    return_exceptions=True)` for coroutines, with less bookkeeping per item. The first item
-    runs in the caller's task (a task costs more than the rest of an item's way through the
-    tier); each other task puts its own outcome, so no done callback is scheduled per item.
+    return_exceptions=True)` for coroutines, with less bookkeeping per item. With
+    `first_inline`, the first item runs in the caller's task (a task costs more than the rest of
+    an item's way through the tier; jib's own context variables are always reset, so none
+    leaks to the caller); each other task puts its own outcome, so no done callback is
+    scheduled per item.
 
     When the caller is cancelled, the items are cancelled and waited for, then the
     cancellation goes on (as `gather` does).
     """
     loop = asyncio.get_running_loop()
     gathered = _Gathered[T](len(items), loop.create_future())
+    start = 1 if first_inline else 0
     tasks = [
-        loop.create_task(_into(gathered, index, item)) for index, item in enumerate(items[1:], 1)
+        loop.create_task(_into(gathered, index, items[index])) for index in range(start, len(items))
     ]
     try:
-        try:
-            outcome: T | BaseException = await items[0]
-        except Exception as exc:
-            outcome = exc
-        gathered.put(0, outcome)
+        if first_inline:
+            try:
+                outcome: T | BaseException = await items[0]
+            except Exception as exc:
+                outcome = exc
+            gathered.put(0, outcome)
         if not gathered.done.done():
             await gathered.done
     except BaseException:

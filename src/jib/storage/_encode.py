@@ -229,9 +229,10 @@ def _encoder(kind: Any, backend: str) -> ColumnEncoder | None:
 
 
 class ValueEncoders:
-    """One value at a time, what `column_encoders` does a column at a time, for `backend`
-    (`"sqlite"` or `"postgresql"`): for rows made already encoded (see
-    `jib.storage._rows.RowMaker`)."""
+    """One value at a time, what `column_encoders` does a column at a time, for the columns
+    whose encoding depends on `backend` (`"sqlite"` or `"postgresql"`): times and flags. For
+    rows made already encoded (see `jib.storage._rows.RowMaker`); JSON, text and real columns
+    are the same for both (`json_text`, `text`, `real`)."""
 
     __slots__ = ("flag", "time")
 
@@ -240,11 +241,6 @@ class ValueEncoders:
             _sqlite_time if backend == "sqlite" else _postgres_time
         )
         self.flag: Callable[[Any], Any] = _flag if backend == "sqlite" else _as_is
-
-    json = staticmethod(json_text)
-    json_or_null = staticmethod(_json_or_null)
-    real = staticmethod(real)
-    text = staticmethod(text)
 
 
 def value_encoders(backend: str) -> ValueEncoders:

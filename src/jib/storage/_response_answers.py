@@ -96,8 +96,10 @@ class CachedSender:
         self._label: str | None = None
         self._secrets: list[str | None] | None = None
         self._prefixes: dict[str, KeyPrefix] = {}
-        self._kept_at: list[tuple[int, NewEntry]] = []
-        """Each answer this batch kept, by the index of its item (its record's, in `settle`)."""
+        self._kept_at: list[tuple[int, NewEntry, Any]] = []
+        """Each answer this batch kept: the index of its item in the call that sent it, the
+        entry, and its message (how `settle` finds its record: a chat of several rounds sends
+        later rounds with fewer items, so the index is its record's only in a first round)."""
         self._late: list[dict[str, Any]] = []
         """The notes of hits on answers not written yet, whose chat `settle` may name."""
 
@@ -156,9 +158,17 @@ class CachedSender:
         """Give each answer kept by this batch its record's id (the chat it was made for:
         `records` are the batch's, in the order of its items); a hit on an answer of this same
         batch (or another not written yet) is told that chat's id."""
-        for index, entry in self._kept_at:
+        by_message: dict[int, Any] = {}
+        if self._kept_at:
+            for record in records:
+                for message in getattr(record, "generated", None) or ():
+                    by_message[id(message)] = record
+        for index, entry, message in self._kept_at:
             if entry.origin_chat is None:
-                entry.origin_chat = getattr(records[index], "id", None)
+                record = by_message.get(id(message)) if message is not None else None
+                if record is None and index < len(records):
+                    record = records[index]  # a text completion (one round, in order)
+                entry.origin_chat = getattr(record, "id", None)
         pending = self.cache.pending
         for note in self._late:
             waiting = pending(note["key"], note["sample"])
@@ -350,7 +360,7 @@ class CachedSender:
                 return None
         entry = NewEntry(pair[0], pair[1], label, kind, encoded)
         entries.append(entry)
-        self._kept_at.append((index, entry))
+        self._kept_at.append((index, entry, getattr(answer, "message", None)))
         return data
 
     def _hit(
@@ -426,6 +436,6 @@ def _answer_json(answer: GeneratedMessage | GeneratedText) -> dict[str, Any]:
     if answer.usage is not None:
         data["usage"] = answer.usage.to_dict()
     extra = answer.extra
-    if extra:
-        data["extra"] = {k: v for k, v in extra.items() if k != NOTE} if NOTE in extra else extra
+    if extra:  # a copy: the record's own extra may be changed later (`.then()`)
+        data["extra"] = {k: v for k, v in extra.items() if k != NOTE}
     return data

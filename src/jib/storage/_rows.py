@@ -180,7 +180,6 @@ class RowMaker:
         self._constants = {_STORED_AT: encode_time((stored_at,))[0]}
         self._dicts = BatchDicts()
         self._models: dict[str | None, tuple[str | None, str | None]] = {}
-        self._run: str | None = None
         self._value = value_encoders(backend)
         self._stored_at_value = self._constants[_STORED_AT]
         self._not_failed = self._value.flag(False)
@@ -258,13 +257,19 @@ class RowMaker:
         """The row of a plain chat, already encoded for the driver, and its tags; `None` when
         `record` is not plain (then `values` and `encode` make its row).
 
-        Plain is what almost every chat of a run is: a `Chat` that did not fail, without
-        structured output, whose messages are text (no parts, tool calls or cache marks). Its
-        row is the same, value for value, as `encode` makes from `values`, without the record's
-        dict: its messages are written straight to JSON, its hash with orjson, which writes
-        what `_key`'s encoder does for text (keys sorted, compact, no ASCII escaping).
+        Plain is what almost every chat of a run is: a `Chat` that did not fail (and holds no
+        error), without structured output, whose messages are text (no parts, tool calls or
+        cache marks). Its row is the same, value for value, as `encode` makes from `values`,
+        without the record's dict: its messages are written straight to JSON, its hash with
+        orjson, which writes what `_key`'s encoder does for text (keys sorted, compact, no ASCII
+        escaping).
         """
-        if type(record) is not Chat or record.failed or record.output is not None:
+        if (
+            type(record) is not Chat
+            or record.failed
+            or record.error is not None
+            or record.output is not None
+        ):
             return None
         sent = _plain(record.messages)
         generated = _plain(record.generated) if sent is not None else None
@@ -336,13 +341,12 @@ class RowMaker:
         if found is None:
             provider, model = self._provider_and_model(generator_id)
             params = self._dicts.params_dict(record.params)
-            text_of = self._value.text
             found = (
-                text_of(run),
-                text_of(generator_id),
-                text_of(provider),
-                text_of(model),
-                self._value.json(params),
+                text(run),
+                text(generator_id),
+                text(provider),
+                text(model),
+                json_text(params),
                 record.params,  # kept alive: its id is in the key
             )
             self._shared[key] = found
