@@ -63,26 +63,6 @@ class Exchange:
     error: BaseException | None = None
     rounds: int = 0
 
-    @classmethod
-    def of(cls, result: GeneratedMessage, round_ms: float) -> Exchange:
-        """The exchange of a chat of one round (made directly: this is the hot path)."""
-        extra = result.extra
-        if result.refusal:
-            extra = {**extra, "refusal": result.refusal}
-        latency = result.latency_ms if result.latency_ms is not None else round_ms
-        return cls(
-            [result.message],
-            result.stop_reason,
-            result.usage,
-            extra,
-            result.attempts,
-            latency,
-            result.refusal,
-            None,
-            None,
-            1,
-        )
-
     def add(self, result: GeneratedMessage, round_ms: float) -> None:
         """Count one round's answer."""
         self.generated.append(result.message)
@@ -122,11 +102,6 @@ class Plan:
     """Values an error showing an answer must not hold (the generator's key), asked for only
     when such an error is made."""
 
-    @property
-    def single_round(self) -> bool:
-        """Whether every chat is one round (no tools to run, nothing to validate)."""
-        return self.toolbox is None and self.structured is None
-
 
 async def converse(
     plan: Plan,
@@ -144,8 +119,6 @@ async def converse(
         What `send` raises for the whole batch, and any exception that is not an item's
         failure (the rounds still running are cancelled).
     """
-    if plan.single_round and plan.cache is None:
-        return await _one_round(send, generator, inputs, params)
     exchanges = [Exchange() for _ in inputs]
     depth = [0] * len(inputs)
     corrections = [0] * len(inputs)
@@ -183,24 +156,6 @@ async def converse(
     return [
         exchange.error if exchange.error is not None and not exchange.rounds else exchange
         for exchange in exchanges
-    ]
-
-
-async def _one_round(
-    send: Send,
-    generator: Generator,
-    inputs: Sequence[list[Message]],
-    params: Sequence[GenerateParams],
-) -> list[Exchange | BaseException]:
-    """The common case, kept cheap (it runs per item on the hot path): one round, nothing to
-    run or check after it."""
-    started = time.perf_counter()
-    results = await send(generator, list(inputs), list(params))
-    round_ms = (time.perf_counter() - started) * 1000
-    _check_count(generator, results, inputs)
-    return [
-        result if isinstance(result, BaseException) else Exchange.of(result, round_ms)
-        for result in results
     ]
 
 

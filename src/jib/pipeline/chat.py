@@ -311,7 +311,7 @@ class ChatPipeline(Pipeline[list[Message], Chat, Answer]):
         if isinstance(result, Exchange):
             # The exchange is this record's alone: its list is not copied.
             generated, output, extra = result.generated, result.output, result.extra
-        else:  # a chat of one round: its answer (as `Exchange.of` counts it)
+        else:  # a chat of one round: its answer
             generated, output, extra = [result.message], None, result.extra
             if result.refusal:
                 extra = {**extra, "refusal": result.refusal}
@@ -330,7 +330,7 @@ class ChatPipeline(Pipeline[list[Message], Chat, Answer]):
             metadata=metadata,
             extra=extra,
             attempts=result.attempts,
-            latency_ms=result.latency_ms or batch_ms,
+            latency_ms=batch_ms if result.latency_ms is None else result.latency_ms,
             messages=list(input),
             generated=generated,
             output=output,
