@@ -98,6 +98,16 @@ class LoopLimits:
         self.waiters.append(waiter)
         return waiter
 
+    async def take(self) -> None:
+        """Wait for a slot (`queue`, then the wait; a wait given up leaves the queue)."""
+        waiter = self.queue()
+        if waiter is not None:
+            try:
+                await waiter
+            except BaseException:
+                self.leave_queue(waiter)
+                raise
+
     def leave_queue(self, waiter: asyncio.Future[None]) -> None:
         """Leave the queue after the wait for `waiter` was given up; a slot handed over just
         then is passed on."""
@@ -109,11 +119,12 @@ class LoopLimits:
 
     def give_back(self, *, rate_limited: bool = False, succeeded: bool = False) -> None:
         """Give a slot back; a rate-limited answer halves the limit, a success grows it."""
+        if succeeded and not rate_limited:
+            self.give_back_ok()
+            return
         self.in_flight -= 1
         if rate_limited:
             self.limit = max(1.0, self.limit / 2)
-        elif succeeded and self.limit < self.max_connections:
-            self.limit = min(float(self.max_connections), self.limit + 1.0)
         if self.waiters:
             self.wake()
 
@@ -200,14 +211,7 @@ class RequestLimiter(RuntimeResource):
 
     async def acquire(self) -> None:
         """Wait for a request slot. Pair every successful call with one `release`."""
-        state = self.state()
-        waiter = state.queue()
-        if waiter is not None:
-            try:
-                await waiter
-            except BaseException:
-                state.leave_queue(waiter)
-                raise
+        await self.state().take()
 
     def release(self, *, rate_limited: bool = False, succeeded: bool = False) -> None:
         """Give a slot back; a rate-limited answer halves the limit, a success grows it."""

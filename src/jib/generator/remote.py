@@ -346,9 +346,7 @@ class RequestGenerator(Generator):
                 except BaseException:
                     run.end(succeeded=False)
                     raise
-                run.slots.give_back_ok()
-                if run.tokens:
-                    run.settle(answer)
+                run.succeeded(answer)
                 break
         except JibError as error:
             error.attempts = run.count or None
@@ -538,13 +536,17 @@ class _Run(_Attempts):
         common case); `False` when `begin` must be awaited instead."""
         if not self.slots.take_now():
             return False
+        self._clock_on()
+        self.count += 1
+        return True
+
+    def _clock_on(self) -> None:
+        """Start the item's clock and its budget at its first attempt."""
         now = time.monotonic()
         if self.deadline is None and self.timeout is not None:
             self.deadline = now + self.timeout
         if self.started is None:
             self.started = now
-        self.count += 1
-        return True
 
     async def begin(self) -> None:
         """Take a slot and wait for pacing; count the attempt. The budget starts at the first.
@@ -553,18 +555,8 @@ class _Run(_Attempts):
             ProviderTimeoutError: pacing would take the request past its deadline.
         """
         slots = self.slots
-        waiter = slots.queue()
-        if waiter is not None:
-            try:
-                await waiter
-            except BaseException:
-                slots.leave_queue(waiter)
-                raise
-        now = time.monotonic()
-        if self.deadline is None and self.timeout is not None:
-            self.deadline = now + self.timeout
-        if self.started is None:
-            self.started = now
+        await slots.take()
+        self._clock_on()
         try:
             if slots.buckets:
                 await self.limiter.pace(self.tokens, self.deadline)
@@ -595,15 +587,19 @@ class _Run(_Attempts):
 
     def end(self, *, succeeded: bool, result: Any = None) -> None:
         """Give the slot back after an attempt that did not fail with a jib error."""
-        self.slots.give_back(succeeded=succeeded)
-        if succeeded and self.tokens:
-            self.settle(result)
+        if succeeded:
+            self.succeeded(result)
+        else:
+            self.slots.give_back()
 
-    def settle(self, result: Any) -> None:
-        """Settle the `tpm` charge of a successful attempt with the usage it reported."""
-        usage = getattr(result, "usage", None)
-        if usage is not None and usage.total_tokens:
-            self.limiter.settle_tokens(self.tokens, usage.total_tokens)
+    def succeeded(self, result: Any) -> None:
+        """Give the slot back after a successful attempt, settling its `tpm` charge with the
+        usage it reported."""
+        self.slots.give_back_ok()
+        if self.tokens:
+            usage = getattr(result, "usage", None)
+            if usage is not None and usage.total_tokens:
+                self.limiter.settle_tokens(self.tokens, usage.total_tokens)
 
     async def failed(self, error: JibError) -> None:
         """Give the slot back after `error`; wait before the retry, or raise to give up."""

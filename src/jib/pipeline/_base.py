@@ -20,7 +20,7 @@ from jib.identifiers import get_generator
 from jib.params import GenerateParams
 from jib.pipeline._gather import gather_all
 
-__all__ = ["OnFailed", "Pipeline"]
+__all__ = ["OnFailed", "Pipeline", "session_to_metadata"]
 
 OnFailed = Literal["raise", "include", "skip"]
 _ON_FAILED = ("raise", "include", "skip")
@@ -52,6 +52,15 @@ async def _resolve(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
+
+
+def session_to_metadata(extra: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """`extra` without its server-side session, which moves into `metadata`: the conversation's
+    session belongs to the chat, and continuing the chat carries its metadata
+    (`jib._conversation`)."""
+    extra = dict(extra)
+    metadata[SESSION_KEY] = extra.pop(SESSION_KEY)
+    return extra
 
 
 class Pipeline(Generic[InputT, RecordT, ResultT]):
@@ -345,10 +354,7 @@ class Pipeline(Generic[InputT, RecordT, ResultT]):
             fields["usage"] = getattr(result, "usage", None)
             extra = getattr(result, "extra", {})
             if isinstance(extra, dict) and SESSION_KEY in extra:
-                # The conversation's server-side session belongs to the chat: kept in its
-                # metadata, which continuing the chat carries (`jib._conversation`).
-                extra = dict(extra)
-                fields["metadata"][SESSION_KEY] = extra.pop(SESSION_KEY)
+                extra = session_to_metadata(extra, fields["metadata"])
             fields["extra"] = extra
             fields["attempts"] = getattr(result, "attempts", None)
             fields["latency_ms"] = getattr(result, "latency_ms", None) or batch_ms

@@ -13,7 +13,7 @@ from jib.errors import JibError
 from jib.generator.base import Generator
 from jib.messages import GeneratedMessage, Message, MessageInput, as_messages
 from jib.params import GenerateParams, ToolChoice
-from jib.pipeline._base import OnFailed, Pipeline
+from jib.pipeline._base import OnFailed, Pipeline, session_to_metadata
 from jib.pipeline._caching import CacheMode
 from jib.pipeline._rounds import Exchange, Plan, Send, converse
 from jib.pipeline._stream import ChatStream
@@ -255,10 +255,14 @@ class ChatPipeline(Pipeline[list[Message], Chat, Answer]):
         inputs: Sequence[list[Message]],
         params: Sequence[GenerateParams],
     ) -> Sequence[Answer | BaseException]:
-        if self._toolbox is None and self._structured is None and self._cache_mode is None:
-            # One round (as `_converse` would run it), sent straight to the generator.
+        if self._one_round:  # sent straight to the generator (as `_converse` would send it)
             return await generator.generate_messages(inputs, params)
         return await self._converse(_send_batch, generator, inputs, params)
+
+    @property
+    def _one_round(self) -> bool:
+        """Whether each chat is one round: no tools to run, nothing to validate or mark."""
+        return self._toolbox is None and self._structured is None and self._cache_mode is None
 
     async def _converse(
         self,
@@ -273,7 +277,7 @@ class ChatPipeline(Pipeline[list[Message], Chat, Answer]):
         A chat of one round (no tools, no structured output, no cache marks: the common case)
         is its generated message itself, without rounds or an `Exchange` around it.
         """
-        if self._toolbox is None and self._structured is None and self._cache_mode is None:
+        if self._one_round:
             return list(await send(generator, list(inputs), list(params)))
         plan = Plan(self._toolbox, self._structured, self._cache_mode, _secrets_of(generator))
         return await converse(plan, send, generator, inputs, params)
@@ -316,10 +320,7 @@ class ChatPipeline(Pipeline[list[Message], Chat, Answer]):
             if result.refusal:
                 extra = {**extra, "refusal": result.refusal}
         if SESSION_KEY in extra:
-            # The conversation's server-side session belongs to the chat: kept in its
-            # metadata, which continuing the chat carries (`jib._conversation`).
-            extra = dict(extra)
-            metadata[SESSION_KEY] = extra.pop(SESSION_KEY)
+            extra = session_to_metadata(extra, metadata)
         return Chat(
             generator=generator,
             params=params,

@@ -42,7 +42,6 @@ __all__ = [
     "json_text",
     "real",
     "text",
-    "value_encoders",
 ]
 
 _OPTIONS = (
@@ -241,8 +240,3 @@ class ValueEncoders:
             _sqlite_time if backend == "sqlite" else _postgres_time
         )
         self.flag: Callable[[Any], Any] = _flag if backend == "sqlite" else _as_is
-
-
-def value_encoders(backend: str) -> ValueEncoders:
-    """The encoders of single values for `backend` (see `ValueEncoders`)."""
-    return ValueEncoders(backend)

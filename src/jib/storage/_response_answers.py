@@ -215,9 +215,8 @@ class CachedSender:
                 if answer is None:
                     send.append(index)
                     continue
-                results[index] = hit = self._hit(kind, pair, answer, started)
+                saved += self._take_hit(kind, pair, answer, started, results, index)
                 hits += 1
-                saved += self._price(hit.usage)
                 mine[pair].land(answer)
             send.sort()
             misses += await self._send(kind, items, params, keys, send, results, mine)
@@ -230,9 +229,8 @@ class CachedSender:
                     if answer is None:
                         again.append(index)
                         continue
-                    results[index] = hit = self._hit(kind, pair, answer, started)
+                    saved += self._take_hit(kind, pair, answer, started, results, index)
                     hits += 1
-                    saved += self._price(hit.usage)
                 misses += await self._send(kind, items, params, keys, again, results, {})
         finally:
             for pair, flight in mine.items():
@@ -362,6 +360,19 @@ class CachedSender:
         entries.append(entry)
         self._kept_at.append((index, entry, getattr(answer, "message", None)))
         return data
+
+    def _take_hit(
+        self,
+        kind: str,
+        pair: tuple[str, int],
+        found: CachedAnswer,
+        started: float,
+        results: list[Any],
+        index: int,
+    ) -> float:
+        """Put the hit at `index` of `results`; what it saved."""
+        results[index] = hit = self._hit(kind, pair, found, started)
+        return self._price(hit.usage)
 
     def _hit(
         self, kind: str, pair: tuple[str, int], found: CachedAnswer, started: float

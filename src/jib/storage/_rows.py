@@ -36,12 +36,12 @@ from jib.registry import DEFAULT_PROVIDER
 from jib.storage._blobs import BlobCollector
 from jib.storage._encode import (
     ColumnEncoder,
+    ValueEncoders,
     column_encoders,
     encode_rows,
     json_text,
     real,
     text,
-    value_encoders,
 )
 from jib.storage._insert import RECORD_COLUMNS
 from jib.storage._schema import records
@@ -180,7 +180,7 @@ class RowMaker:
         self._constants = {_STORED_AT: encode_time((stored_at,))[0]}
         self._dicts = BatchDicts()
         self._models: dict[str | None, tuple[str | None, str | None]] = {}
-        self._value = value_encoders(backend)
+        self._value = ValueEncoders(backend)
         self._stored_at_value = self._constants[_STORED_AT]
         self._not_failed = self._value.flag(False)
         # What the rows of a batch share, encoded once: by (generator, params) identity.

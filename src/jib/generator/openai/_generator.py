@@ -80,7 +80,7 @@ class OpenAIGenerator(WiredGenerator):
         self, messages: Sequence[Message], params: GenerateParams
     ) -> GeneratedMessage:
         """One chat completion."""
-        sent = sent_body(messages, params, (self.model, self.api_base))
+        sent = sent_body(messages, params, self._body_owner())
         if sent is not None:  # written for the response cache's key: sent as it was hashed
             return await self._chat(sent)
         body = chat_body(self.model, messages, params, cache_marks=self._sends_cache_marks())
@@ -97,7 +97,7 @@ class OpenAIGenerator(WiredGenerator):
 
     async def request_text(self, text: str, params: GenerateParams) -> GeneratedText:
         """One text completion."""
-        body = sent_body(text, params, (self.model, self.api_base))
+        body = sent_body(text, params, self._body_owner())
         if body is None:
             body = json.dumps(text_body(self.model, text, params)).encode()
         response = await self.wire.send(self._post("/completions", body, _JSON), self)
@@ -153,16 +153,9 @@ class OpenAIGenerator(WiredGenerator):
         that follows while the cache sends a batch (`_response_key.sending_bodies`); a body
         with content parts (whose media are written apart, `_bodies`) is `{"url", "body"}`."""
         if isinstance(item, str):
-            body = text_body(self.model, item, params)
             url = self.api_base.rstrip("/") + "/completions"
-        else:
-            body = chat_body(self.model, item, params, cache_marks=self._sends_cache_marks())
-            url = self.api_base.rstrip("/") + "/chat/completions"
-            if any(message.has_parts for message in item):
-                return {"url": url, "body": body}
-        data = json.dumps(body).encode()
-        keep_sent_body(item, params, (self.model, self.api_base), data)
-        return SentRequest(url, data)
+            return self._sent_request(item, params, url, text_body(self.model, item, params))
+        return self.response_cache_requests([item], [params])[0]
 
     def response_cache_requests(
         self, items: Sequence[Sequence[Message] | str], params: Sequence[GenerateParams]
@@ -172,7 +165,6 @@ class OpenAIGenerator(WiredGenerator):
         model = self.model
         marks = self._sends_cache_marks()
         url = self.api_base.rstrip("/") + "/chat/completions"
-        owner = (model, self.api_base)
         shared: dict[int, dict[str, Any]] = {}
         requests: list[Any] = []
         for item, item_params in zip(items, params, strict=True):
@@ -183,15 +175,23 @@ class OpenAIGenerator(WiredGenerator):
             if sampling is None:
                 sampling = shared[id(item_params)] = sampling_fields(item_params)
             body = chat_body(model, item, item_params, cache_marks=marks, sampling=sampling)
-            for message in item:
-                if message.has_parts:
-                    requests.append({"url": url, "body": body})
-                    break
+            if any(message.has_parts for message in item):
+                requests.append({"url": url, "body": body})
             else:
-                data = json.dumps(body).encode()
-                keep_sent_body(item, item_params, owner, data)
-                requests.append(SentRequest(url, data))
+                requests.append(self._sent_request(item, item_params, url, body))
         return requests
+
+    def _sent_request(
+        self, item: Sequence[Message] | str, params: GenerateParams, url: str, body: Any
+    ) -> SentRequest:
+        """A text-only body written as it is sent, and kept for the send that follows."""
+        data = json.dumps(body).encode()
+        keep_sent_body(item, params, self._body_owner(), data)
+        return SentRequest(url, data)
+
+    def _body_owner(self) -> tuple[str, str]:
+        """What a body kept for sending was written for, besides its item and params."""
+        return (self.model, self.api_base)
 
     # -- one request, one answer ---------------------------------------------------------------
 
