@@ -52,6 +52,12 @@ class Answer:
         self._stop = stop
         self.closed = False
 
+    @property
+    def peer(self) -> tuple[str, int]:
+        """The client's address and port: one per connection."""
+        host, port = self._connection.getpeername()[:2]
+        return str(host), int(port)
+
     def write(self, data: bytes) -> None:
         """Send `data` now."""
         self._connection.sendall(data)

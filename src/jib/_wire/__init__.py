@@ -4,10 +4,11 @@ In the spirit of httpx's `handle_async_request`, a provider builds a `WireReques
 to its generator's `Wire`; it gets back a `WireResponse` whose body is bounded. Everything about
 moving bytes is decided here, once:
 
-- one pooled client per event loop (`jib._per_loop`), closed when its loop shuts down: an aiohttp
-  session for requests straight to the server (the fast path), an httpx client when a proxy is in
-  play (`proxy=` or the environment's `HTTP(S)_PROXY`/`ALL_PROXY`, with `NO_PROXY`), since httpx
-  implements proxies fully; the two differ only in how bytes move (`_transports`);
+- one pooled client per event loop (`jib._per_loop`), closed when its loop shuts down: jib's own
+  HTTP/1.1 client for requests straight to the server (the fast path, `http1`), an aiohttp
+  session when the generator keeps cookies (aiohttp's cookie jar), an httpx client when a proxy
+  is in play (`proxy=` or the environment's `HTTP(S)_PROXY`/`ALL_PROXY`, with `NO_PROXY`), since
+  httpx implements proxies fully; they differ only in how bytes move (`transports`);
 - TLS: `verify=` true (the system's certificates, `SSL_CERT_FILE`/`SSL_CERT_DIR`), false, or the
   path of a CA bundle (`settings`);
 - cookies (kept per client, or not at all) and the one redirect policy (`redirects`): credentials

@@ -27,14 +27,29 @@ from jib.errors import (
     ProviderTimeoutError,
 )
 
-__all__ = ["TRANSPORT_FAILURES", "transport_error"]
+__all__ = ["TRANSPORT_FAILURES", "AnswerCut", "NotHTTP", "transport_error"]
+
+
+class AnswerCut(ConnectionError):
+    """jib's HTTP/1.1 client: the connection closed in the middle of an answer's body."""
+
+
+class NotHTTP(Exception):
+    """jib's HTTP/1.1 client: what the server sent is not a valid HTTP/1.1 answer."""
 
 
 def _failure_types() -> tuple[type[BaseException], ...]:
     import aiohttp
     import httpx
 
-    return (asyncio.TimeoutError, OSError, ValueError, aiohttp.ClientError, httpx.HTTPError)
+    return (
+        asyncio.TimeoutError,
+        OSError,
+        ValueError,
+        NotHTTP,
+        aiohttp.ClientError,
+        httpx.HTTPError,
+    )
 
 
 TRANSPORT_FAILURES = _failure_types
@@ -61,11 +76,13 @@ def transport_error(
             provider=provider,
             retryable=False,
         )
-    if isinstance(exc, aiohttp.ClientResponseError):
+    if isinstance(exc, (aiohttp.ClientResponseError, NotHTTP)):
         return MalformedResponseError(
             f"the answer from {origin} is not valid HTTP: {detail}", provider=provider
         )
-    if isinstance(exc, (aiohttp.ClientPayloadError, httpx.ReadError, httpx.RemoteProtocolError)):
+    if isinstance(
+        exc, (AnswerCut, aiohttp.ClientPayloadError, httpx.ReadError, httpx.RemoteProtocolError)
+    ):
         return ProviderConnectionError(
             f"the connection to {origin} closed before the whole answer arrived ({detail})",
             provider=provider,

@@ -1,9 +1,10 @@
-"""The two ways the wire moves bytes: an aiohttp session (straight to the server, the fast
-path) and an httpx client (through a proxy, which httpx implements fully, `NO_PROXY` included).
+"""The ways the wire moves bytes: jib's own HTTP/1.1 client (straight to the server, the fast
+path: `http1`), an aiohttp session (straight to the server, keeping cookies in aiohttp's jar) and
+an httpx client (through a proxy, which httpx implements fully, `NO_PROXY` included).
 
 Each sends one hop (no redirects) and hands back a `WireResponse` whose body is still to be
-read. Nothing else differs between them: TLS, cookies, bounds and failures are set or read the
-same way for both.
+read. Nothing else differs between them: TLS, bounds and failures are set or read the same way
+for all.
 """
 
 from __future__ import annotations
@@ -49,10 +50,14 @@ class Transport(Protocol):
 
 def open_transport(settings: WireSettings) -> Transport:
     """The client for `settings`: httpx when a proxy is in play (the setting, or the
-    environment's), else aiohttp."""
-    if settings.proxy is None and not environment_proxies():
+    environment's), aiohttp when cookies are kept, else jib's own HTTP/1.1 client."""
+    if settings.proxy is not None or environment_proxies():
+        return _Httpx(settings)
+    if settings.cookies:
         return _Aiohttp(settings)
-    return _Httpx(settings)
+    from jib._wire.http1 import Http1Transport
+
+    return Http1Transport(settings)
 
 
 class _Aiohttp:

@@ -1,0 +1,540 @@
+"""jib's own HTTP/1.1 client: the transport for requests straight to a server (no proxy, no
+cookie jar), which is nearly every request a batch run sends.
+
+Why not aiohttp's client here: it spends ~75 µs of CPU on every request (its request and response
+objects, header multidicts, tracing hooks, timers), three times what the exchange itself needs,
+and a run of a million prompts against a self-hosted server is bound by exactly that CPU
+(`benchmarks/main_job.py`). This client writes a request's head and body in one buffer, parses
+the answer with httptools (llhttp, the parser of Node.js and of aiohttp itself) straight from
+the socket's protocol callbacks, and keeps connections alive per origin. What it does not do is
+done elsewhere, once, for every transport: redirects, size bounds and error mapping in the wire,
+limits, retries and deadlines in the request tier. Proxies go through httpx, a cookie jar
+through aiohttp (`transports`).
+
+The connection pool has no limit of its own: the request tier bounds requests in flight. A
+connection goes back to the pool only when its answer was read whole and the server keeps it
+alive; a cancelled or failed exchange closes it. An idle connection the server closed is noticed
+when its end of file arrives and is never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit
+
+import httptools
+from multidict import CIMultiDict
+
+from jib._wire.bodies import read_limited
+from jib._wire.failures import AnswerCut, NotHTTP
+from jib._wire.models import WireRequest, WireResponse
+from jib._wire.settings import WireSettings
+
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = ["Http1Transport"]
+
+_USER_AGENT = "jib (python)"
+_ACCEPT_ENCODING = "gzip, deflate"
+# The headers this client writes unless the request sets them (compared lower-cased).
+_DEFAULTED = ("host", "user-agent", "accept", "accept-encoding", "content-length")
+_READ_PAUSE = 256 * 1024
+"""Body bytes held unread before the socket stops being read (resumed below a quarter)."""
+_SAFE_IN_TARGET = "!$&'()*+,;=:@/?%~-._[]"
+"""What a request target keeps as it is; anything else (spaces, non-ASCII) is percent-encoded,
+as aiohttp's and curl's URL handling does."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """What a URL gives a request: where to connect and what to write."""
+
+    origin: tuple[str, str, int]
+    """(scheme, host to connect to, port): the pool's key."""
+    host_header: str
+    target: bytes
+    authorization: str | None
+    """Basic credentials carried in the URL (`user:password@host`), as aiohttp and curl send
+    them, unless the request sets its own `Authorization`."""
+
+
+@functools.lru_cache(maxsize=256)
+def _target_of(url: str) -> _Target:
+    """`url` split for sending (the wire checked it before: http(s), a host, a valid port)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")
+    port = parts.port or (443 if scheme == "https" else 80)
+    shown = f"[{host}]" if ":" in host else host
+    default_port = 443 if scheme == "https" else 80
+    host_header = shown if port == default_port else f"{shown}:{port}"
+    path = parts.path or "/"
+    target = quote(path + (f"?{parts.query}" if parts.query else ""), safe=_SAFE_IN_TARGET)
+    authorization = None
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+    return _Target((scheme, host, port), host_header, target.encode("ascii"), authorization)
+
+
+def _head(request: WireRequest, target: _Target, body_size: int | None) -> bytes:
+    """The request line and headers, ending with the blank line."""
+    lines = [f"{request.method.upper()} {target.target.decode('ascii')} HTTP/1.1"]
+    given = set()
+    for name, value in request.headers.items():
+        given.add(name.lower())
+        lines.append(f"{name}: {value}")
+    if "host" not in given:
+        lines.append(f"Host: {target.host_header}")
+    if "user-agent" not in given:
+        lines.append(f"User-Agent: {_USER_AGENT}")
+    if "accept" not in given:
+        lines.append("Accept: */*")
+    if "accept-encoding" not in given:
+        lines.append(f"Accept-Encoding: {_ACCEPT_ENCODING}")
+    if target.authorization is not None and "authorization" not in given:
+        lines.append(f"Authorization: {target.authorization}")
+    if body_size is not None and "content-length" not in given:
+        lines.append(f"Content-Length: {body_size}")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("utf-8")
+
+
+def _body_size(request: WireRequest) -> int | None:
+    body = request.body
+    if body is None:
+        return 0 if request.method in ("POST", "PUT", "PATCH") else None
+    if isinstance(body, tuple):
+        return sum(len(piece) for piece in body)
+    return len(body)
+
+
+class Http1Transport:
+    """One event loop's HTTP/1.1 client (see the module docstring)."""
+
+    logs_requests = False
+
+    def __init__(self, settings: WireSettings) -> None:
+        self._settings = settings
+        # As the aiohttp transport: the default TLS context (the system's certificates) is made
+        # at the first https request; any other setting now, so a bad CA bundle or client
+        # certificate fails the first request whatever its URL.
+        default_tls = settings.verify is True and settings.cert is None
+        default_tls = default_tls and settings.cert_keyfile is None
+        self._tls: ssl.SSLContext | None = None if default_tls else _context(settings.tls())
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._open: set[_Connection] = set()
+        self._closed = False
+
+    async def hop(self, request: WireRequest, limit: int) -> WireResponse:
+        """Send `request` on a pooled connection (or a new one); the body is left to read."""
+        if self._closed:
+            raise ConnectionAbortedError("the client was closed")
+        target = _target_of(request.url)
+        size = _body_size(request)
+        head = _head(request, target, size)
+        connection = await self._connection(target.origin)
+        try:
+            status, headers = await connection.exchange(head, request.body, request.method)
+        except BaseException:
+            self._drop(connection)
+            raise
+        return _Http1Response(self, connection, status, headers, request, limit)
+
+    async def _connection(self, origin: tuple[str, str, int]) -> _Connection:
+        idle = self._idle.get(origin)
+        while idle:
+            connection = idle.pop()
+            if connection.reusable:
+                return connection
+            self._drop(connection)
+        scheme, host, port = origin
+        tls = self._tls_context() if scheme == "https" else None
+        loop = asyncio.get_running_loop()
+        _, connection = await loop.create_connection(
+            lambda: _Connection(origin),
+            host,
+            port,
+            ssl=tls,
+            server_hostname=host if tls is not None else None,
+            happy_eyeballs_delay=0.25,
+        )
+        self._open.add(connection)
+        return connection
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = _context(self._settings.tls())
+        return self._tls
+
+    def release(self, connection: _Connection) -> None:
+        """Take back `connection` after its answer was read whole (or close it)."""
+        if connection.reusable and not self._closed:
+            self._idle.setdefault(connection.origin, []).append(connection)
+        else:
+            self._drop(connection)
+
+    def _drop(self, connection: _Connection) -> None:
+        connection.close()
+        self._open.discard(connection)
+
+    async def aclose(self) -> None:
+        """Close every connection, idle or not."""
+        self._closed = True
+        for connection in list(self._open):
+            connection.close()
+        self._open.clear()
+        self._idle.clear()
+        # The sockets close on the loop's next turn; `asyncio.run` closes the loop right after.
+        await asyncio.sleep(0)
+
+    @property
+    def closed(self) -> bool:
+        """Whether `aclose` was called."""
+        return self._closed
+
+
+def _context(tls: ssl.SSLContext | bool) -> ssl.SSLContext:
+    """An `SSLContext` for asyncio from the wire's TLS setting (`False`: no verification)."""
+    import ssl
+
+    if isinstance(tls, ssl.SSLContext):
+        return tls
+    context = ssl.create_default_context()
+    if tls is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: writes a request, parses its answer as bytes arrive."""
+
+    def __init__(self, origin: tuple[str, str, int]) -> None:
+        self.origin = origin
+        self._transport: asyncio.Transport | None = None
+        self._parser: Any = httptools.HttpResponseParser(self)
+        self._lost = False
+        self._busy = False
+        self._header_pairs: list[tuple[str, str]] = []
+        self._head: asyncio.Future[tuple[int, CIMultiDict[str]]] | None = None
+        self._headers_done = False
+        self._informational = False
+        self._to_eof = False
+        self._no_body = False
+        self._complete = False
+        self._error: BaseException | None = None
+        self.chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+        self._more: asyncio.Future[None] | None = None
+
+    # -- used by the transport ---------------------------------------------------------------
+
+    @property
+    def reusable(self) -> bool:
+        """Whether another request may go out on this connection now."""
+        transport = self._transport
+        return (
+            not self._busy
+            and not self._lost
+            and transport is not None
+            and not transport.is_closing()
+        )
+
+    async def exchange(
+        self, head: bytes, body: bytes | tuple[bytes, ...] | None, method: str
+    ) -> tuple[int, CIMultiDict[str]]:
+        """Write one request; the status and headers of its answer (the body follows)."""
+        transport = self._transport
+        assert transport is not None
+        self._busy = True
+        self._header_pairs = []
+        self._headers_done = self._complete = self._informational = False
+        self._to_eof = False
+        self._no_body = method.upper() == "HEAD"
+        self._error = None
+        self.chunks.clear()
+        self._buffered = 0
+        waiter: asyncio.Future[tuple[int, CIMultiDict[str]]]
+        waiter = self._head = asyncio.get_running_loop().create_future()
+        if body is None:
+            transport.write(head)
+        elif isinstance(body, bytes):
+            transport.write(head + body)
+        else:
+            transport.writelines((head, *body))
+        return await waiter
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole answer arrived."""
+        return self._complete
+
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body as received, `None` at its end.
+
+        Raises:
+            AnswerCut: the connection closed before the whole body arrived.
+            NotHTTP: the body is not valid HTTP (a bad chunk size, …).
+        """
+        while not self.chunks:
+            if self._complete:
+                return None
+            if self._error is not None:
+                raise self._error
+            self._more = asyncio.get_running_loop().create_future()
+            try:
+                await self._more
+            finally:
+                self._more = None
+        chunk = self.chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered < _READ_PAUSE // 4 and self._transport is not None:
+            self._paused = False
+            self._transport.resume_reading()
+        return chunk
+
+    def done(self) -> None:
+        """The exchange is over: the connection may carry the next request."""
+        self._busy = False
+
+    def close(self) -> None:
+        """Close the socket (at once, dropping anything unsent)."""
+        self._lost = True
+        if self._transport is not None:
+            self._transport.abort()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self._busy or self._complete:
+            # Bytes nobody asked for (a second answer, garbage): the connection is spoiled.
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(NotHTTP("the server switched protocols, which was not asked for"))
+        except httptools.HttpParserError as exc:
+            self._fail(NotHTTP(f"the answer is not valid HTTP/1.1 ({exc})"))
+
+    def eof_received(self) -> bool:
+        self._lost = True
+        self._ended()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._ended(exc)
+        self._transport = None
+
+    def _ended(self, exc: Exception | None = None) -> None:
+        if not self._busy or self._complete:
+            return
+        if exc is not None:
+            self._fail(exc)  # what the socket or TLS said (a refused client certificate, …)
+        elif self._headers_done and self._to_eof:
+            self._finish()
+        elif self._headers_done:
+            self._fail(AnswerCut("the connection closed before the whole answer arrived"))
+        else:
+            self._fail(ConnectionResetError("the server closed the connection without answering"))
+
+    def _fail(self, error: BaseException) -> None:
+        self._lost = True
+        if self._error is None:
+            self._error = error
+        head = self._head
+        if head is not None and not head.done():
+            head.set_exception(error)
+        self._wake()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _wake(self) -> None:
+        more = self._more
+        if more is not None and not more.done():
+            more.set_result(None)
+
+    def _finish(self) -> None:
+        self._complete = True
+        self._wake()
+
+    # -- httptools callbacks -------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_pairs.append(
+            (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+        )
+
+    def on_headers_complete(self) -> None:
+        status: int = self._parser.get_status_code()
+        if 100 <= status < 200:
+            self._informational = True  # `100 Continue` and the like: the answer follows
+            self._header_pairs = []
+            return
+        headers = CIMultiDict(self._header_pairs)
+        self._headers_done = True
+        if self._no_body:
+            # An answer to HEAD has no body, whatever its headers say; the parser cannot be told
+            # so, and would wait for one: the answer ends here and the connection is not reused.
+            self._lost = True
+            self._finish()
+        elif status not in (204, 304) and "Content-Length" not in headers:
+            encoding = headers.get("Transfer-Encoding", "")
+            self._to_eof = "chunked" not in encoding.lower()
+        head = self._head
+        if head is not None and not head.done():
+            head.set_result((status, headers))
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > _READ_PAUSE and not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        if not self._parser.should_keep_alive():
+            self._lost = True  # closed once the body is read: see `reusable`
+        self._finish()
+
+
+class _Http1Response(WireResponse):
+    __slots__ = ("_connection", "_transport")
+
+    def __init__(
+        self,
+        transport: Http1Transport,
+        connection: _Connection,
+        status: int,
+        headers: CIMultiDict[str],
+        request: WireRequest,
+        limit: int,
+    ) -> None:
+        encoded = "Content-Encoding" in headers
+        declared = None if encoded else headers.get("Content-Length")
+        super().__init__(status, headers, request, declared_length=declared, limit=limit)
+        self._transport: Http1Transport | None = transport
+        self._connection = connection
+
+    async def read(self) -> bytes:
+        connection = self._connection
+        if connection.complete and "Content-Encoding" not in self.headers:
+            # The whole answer is here already (most answers fit in one read): no stream.
+            try:
+                self.body = await read_limited(_drained(connection), self._declared, self._limit)
+            finally:
+                await self.aclose()
+            return self.body
+        return await super().read()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        decoder = _decoder(self.headers.get("Content-Encoding"))
+        connection = self._connection
+        while True:
+            chunk = await connection.next_chunk()
+            if chunk is None:
+                break
+            if decoder is None:
+                yield chunk
+                continue
+            # Bounded pieces: a compressed bomb never expands past what the reader stops at.
+            piece = decoder.decompress(chunk, _READ_PAUSE)
+            while piece:
+                yield piece
+                piece = decoder.decompress(decoder.unconsumed_tail, _READ_PAUSE)
+        if decoder is not None:
+            rest = decoder.flush()
+            if rest:
+                yield rest
+
+    async def aclose(self) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        self._transport = None
+        connection = self._connection
+        connection.done()
+        if connection.complete:
+            transport.release(connection)
+        else:
+            transport._drop(connection)
+
+
+async def _drained(connection: _Connection) -> AsyncIterator[bytes]:
+    while connection.chunks:
+        chunk = await connection.next_chunk()
+        if chunk is not None:
+            yield chunk
+
+
+class _Inflater:
+    """zlib's decompressor for `deflate`, which servers send with or without zlib's header."""
+
+    def __init__(self) -> None:
+        self._decoder: Any = None
+        self.unconsumed_tail = b""
+
+    def decompress(self, data: bytes, most: int) -> bytes:
+        if self._decoder is None:
+            raw = len(data) >= 1 and (data[0] & 0x0F) != 8  # not a zlib header: raw deflate
+            self._decoder = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
+        try:
+            piece: bytes = self._decoder.decompress(data, most)
+        except zlib.error as exc:
+            raise NotHTTP(f"the answer's deflate body is corrupt ({exc})") from None
+        self.unconsumed_tail = self._decoder.unconsumed_tail
+        return piece
+
+    def flush(self) -> bytes:
+        return b"" if self._decoder is None else bytes(self._decoder.flush())
+
+
+class _Gunzip:
+    def __init__(self) -> None:
+        self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.unconsumed_tail = b""
+
+    def decompress(self, data: bytes, most: int) -> bytes:
+        try:
+            piece = self._decoder.decompress(data, most)
+        except zlib.error as exc:
+            raise NotHTTP(f"the answer's gzip body is corrupt ({exc})") from None
+        self.unconsumed_tail = self._decoder.unconsumed_tail
+        return piece
+
+    def flush(self) -> bytes:
+        return self._decoder.flush()
+
+
+def _decoder(encoding: str | None) -> _Inflater | _Gunzip | None:
+    if encoding is None:
+        return None
+    name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return None
+    if name in ("gzip", "x-gzip"):
+        return _Gunzip()
+    if name == "deflate":
+        return _Inflater()
+    raise NotHTTP(f"the answer is compressed as {encoding!r}, which jib cannot decode")
