@@ -193,6 +193,84 @@ async def test_a_429_halves_the_in_flight_limit_and_successes_grow_it_back() -> 
     assert limiter.current_limit() == 8
 
 
+# -- with_concurrency: `jib run -c N` raising an unset max_connections ---------------------------
+
+
+def holding(target: int) -> tuple[Any, list[int]]:
+    """A callback answering once `target` calls are in flight (or after a second without one
+    more), and the peak it saw."""
+    state = {"now": 0}
+    peak = [0]
+    full = asyncio.Event()
+
+    async def hold(messages: list[Message], params: GenerateParams) -> str:
+        state["now"] += 1
+        peak[0] = max(peak[0], state["now"])
+        if state["now"] >= target:
+            full.set()
+        try:
+            await asyncio.wait_for(full.wait(), 1.0)
+        except asyncio.TimeoutError:  # TimeoutError from 3.11 on
+            full.set()
+        state["now"] -= 1
+        return "ok"
+
+    return hold, peak
+
+
+async def test_with_concurrency_raises_an_unset_cap_and_keeps_the_identifier() -> None:
+    hold, peak = holding(32)
+    generator = gen(hold)
+    raised = generator.with_concurrency(32)
+    assert raised is not generator
+    assert raised.max_connections == 10 and raised.model_fields_set == generator.model_fields_set
+    assert raised == generator
+    assert raised._request_limiter().settings[0] == 32
+    assert generator._request_limiter().settings[0] == 10  # the original keeps its own
+    await raised.chat().run_batch(["x"] * 40)
+    assert peak[0] == 32
+    # copies of the raised generator share its limiter
+    assert raised.wrap(lambda call: call)._request_limiter() is raised._request_limiter()
+    assert raised.with_retries(max_retries=1)._request_limiter() is raised._request_limiter()
+
+
+def test_with_concurrency_keeps_the_identifier_and_an_identifier_s_cap() -> None:
+    capped = jib.get_generator("http!m,max_connections=4")
+    assert capped.with_concurrency(32) is capped
+    assert capped._request_limiter().settings[0] == 4
+    read_back = jib.get_generator(capped.to_identifier())  # as a stored identifier is
+    assert read_back.with_concurrency(32) is read_back
+    uncapped = jib.get_generator("http!m")
+    assert uncapped.with_concurrency(3) is uncapped
+    assert uncapped._request_limiter().settings[0] == 10
+    raised = uncapped.with_concurrency(32)
+    assert raised.to_identifier() == uncapped.to_identifier() == "http!m"
+    assert raised._request_limiter().settings[0] == 32
+    assert pickle.loads(pickle.dumps(raised))._request_limiter().settings[0] == 32
+    assert raised.with_concurrency(16) is raised  # already higher
+    assert raised.with_concurrency(64)._request_limiter().settings[0] == 64
+    with pytest.raises(ValueError, match="at least 1"):
+        uncapped.with_concurrency(0)
+
+
+async def test_a_429_halves_the_raised_cap_and_successes_grow_it_back_to_it() -> None:
+    def once(messages: list[Message], params: GenerateParams) -> str:
+        if messages[-1].content == "once" and not seen:
+            seen.append(1)
+            raise RateLimitError("slow down", status_code=429)
+        return "ok"
+
+    seen: list[int] = []
+    generator = gen(once)
+    raised = generator.with_concurrency(32)
+    limiter = raised._request_limiter()
+    await raised.chat("once").run()
+    assert limiter.current_limit() == 17  # halved to 16, one success after it
+    await raised.chat().run_batch(["x"] * 30)
+    assert limiter.current_limit() == 32
+    assert generator._request_limiter().current_limit() == 10
+
+
 def assert_paced(starts: list[float], begun: float, burst: int, interval: float) -> None:
     """No more requests started by any moment than the limiter allows since `begun`.
 

@@ -161,7 +161,12 @@ def run_command(
     concurrency: Annotated[
         int,
         typer.Option(
-            "--concurrency", "-c", min=1, metavar="N", help="Most prompts in flight at once."
+            "--concurrency",
+            "-c",
+            min=1,
+            metavar="N",
+            help="Most prompts in flight at once; a remote generator whose identifier sets no "
+            "max_connections may then send N requests at once (its identifier unchanged).",
         ),
     ] = 8,
     batch_size: Annotated[
@@ -374,7 +379,10 @@ def run_command(
                 GenerateParams(response_format=answer_schema.response_format)
             )
         prices = _prices(price)
-        generators = resolve_generators([*(identifiers or []), *(generator or [])], command="run")
+        generators = _with_concurrency(
+            resolve_generators([*(identifiers or []), *(generator or [])], command="run"),
+            concurrency,
+        )
         prompts_file = PromptsFile(
             prompts,
             format=prompts_format,
@@ -522,6 +530,20 @@ def _run_batch_api(
         f"batch API: {counts.submitted} batch(es) submitted"
         + (f", {counts.resumed} resumed" if counts.resumed else "")
     )
+
+
+def _with_concurrency(generators: list[Generator], concurrency: int) -> list[Generator]:
+    """The generators, each request-based one whose identifier sets no `max_connections`
+    allowed `concurrency` requests in flight (its identifier unchanged, so `--resume` with
+    another `-c` still matches)."""
+    from jib.generator.remote import RequestGenerator
+
+    return [
+        generator.with_concurrency(concurrency)
+        if isinstance(generator, RequestGenerator)
+        else generator
+        for generator in generators
+    ]
 
 
 _CACHE_WRITE_EVERY = 256

@@ -131,7 +131,8 @@ class RequestGenerator(Generator):
 
     Attributes:
         max_connections: the most requests in flight at once (per event loop). A 429 halves
-            the limit in force, each success raises it by one again, up to this.
+            the limit in force, each success raises it by one again, up to this. When it is
+            not set, `jib run -c N` raises it to N for the run (`with_concurrency`).
         min_delay_between_requests: milliseconds between the starts of two requests.
         rpm: requests per minute, shared by every use of this generator; `None` for no limit.
         tpm: tokens per minute (prompt estimate plus `max_tokens`, settled with the reported
@@ -158,6 +159,7 @@ class RequestGenerator(Generator):
 
     _limiter: RequestLimiter | None = PrivateAttr(default=None)
     _cache: RuntimeCache = PrivateAttr(default_factory=RuntimeCache)
+    _connections_floor: int = PrivateAttr(default=0)
 
     def model_post_init(self, context: Any, /) -> None:
         """Create the limiter now, so every copy (`wrap()`, `model_copy`) shares it."""
@@ -442,10 +444,37 @@ class RequestGenerator(Generator):
 
     # -- limits shared by copies ---------------------------------------------------------------
 
+    def with_concurrency(self, concurrency: int) -> RequestGenerator:
+        """A copy that may keep `concurrency` requests in flight (`jib run -c N`), when this
+        generator's `max_connections` was left at its default; this generator itself when its
+        `max_connections` was set, or is at least `concurrency` already.
+
+        Only the copy's limiter changes: its `max_connections` and its identifier stay as they
+        are (so a stored run matches the same identifier whatever the concurrency). The copy and
+        its own copies share a limiter of their own, adaptive as usual: a 429 halves the raised
+        limit, successes grow it back up to `concurrency`.
+        """
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        if "max_connections" in self.model_fields_set or concurrency <= self._connection_cap():
+            return self
+        copy = self.model_copy()
+        copy._connections_floor = concurrency
+        copy._request_limiter()
+        return copy
+
+    def _connection_cap(self) -> int:
+        """The most requests in flight: `max_connections`, or the higher cap `with_concurrency`
+        gave a copy whose `max_connections` was not set."""
+        floor: int = self._runtime["_connections_floor"]
+        if floor > self.max_connections and "max_connections" not in self.model_fields_set:
+            return floor
+        return self.max_connections
+
     def _request_limiter(self) -> RequestLimiter:
         """The shared limiter; a copy whose limit settings were changed gets its own."""
         settings = (
-            self.max_connections,
+            self._connection_cap(),
             self.min_delay_between_requests,
             self.rpm,
             self.tpm,
