@@ -78,7 +78,7 @@ IMPORTS = {
     "openai_sdk": "import openai",
     "litellm": "import litellm",
     "jib": "import jib",
-    "jib_openai": "import aiohttp, jib; jib.get_generator('openai!m')",
+    "jib_openai": "import jib, jib._wire.http1; jib.get_generator('openai!m')",
     "jib_litellm": "import litellm, jib; jib.get_generator('openai/m')",
     "jib_http": "import httpx, jib.generator.http",
     "rigging": "import rigging",

@@ -44,7 +44,7 @@ IMPORT_LABELS = {
     "openai_sdk": "openai",
     "litellm": "litellm",
     "jib": "jib (lazy)",
-    "jib_openai": "jib + openai! (aiohttp)",
+    "jib_openai": "jib + openai! (its own HTTP/1.1 client)",
     "jib_litellm": "jib + LiteLLM path",
     "jib_http": "jib + http! (httpx)",
     "rigging": "rigging",

@@ -263,6 +263,12 @@ def test_a_compressed_bomb_stops_at_max_response_bytes() -> None:
             id="bad-chunk",
         ),
         pytest.param(
+            b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"x" * 300_000 + b"\r\n\r\n",
+            MalformedResponseError,
+            "headers are over",
+            id="endless-headers",
+        ),
+        pytest.param(
             b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
             ProviderConnectionError,
             "before the whole answer arrived",

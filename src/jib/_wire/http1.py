@@ -46,6 +46,8 @@ _USER_AGENT = "jib (python)"
 _ACCEPT_ENCODING = "gzip, deflate"
 # The headers this client writes unless the request sets them (compared lower-cased).
 _DEFAULTED = ("host", "user-agent", "accept", "accept-encoding", "content-length")
+_MOST_HEADER_BYTES = 256 * 1024
+"""The largest header section read: a server sending headers without end is cut off here."""
 _READ_PAUSE = 256 * 1024
 """Body bytes held unread before the socket stops being read (resumed below a quarter)."""
 _SAFE_IN_TARGET = "!$&'()*+,;=:@/?%~-._[]"
@@ -227,6 +229,7 @@ class _Connection(asyncio.Protocol):
         self._lost = False
         self._busy = False
         self._header_pairs: list[tuple[str, str]] = []
+        self._header_bytes = 0
         self._head: asyncio.Future[tuple[int, CIMultiDict[str]]] | None = None
         self._headers_done = False
         self._informational = False
@@ -260,6 +263,7 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         self._busy = True
         self._header_pairs = []
+        self._header_bytes = 0
         self._headers_done = self._complete = self._informational = False
         self._to_eof = False
         self._no_body = method.upper() == "HEAD"
@@ -331,7 +335,9 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(NotHTTP("the server switched protocols, which was not asked for"))
         except httptools.HttpParserError as exc:
-            self._fail(NotHTTP(f"the answer is not valid HTTP/1.1 ({exc})"))
+            # httptools wraps what a callback raised; that error says more than the wrapper.
+            said = exc.__context__ if isinstance(exc.__context__, NotHTTP) else None
+            self._fail(said or NotHTTP(f"the answer is not valid HTTP/1.1 ({exc})"))
 
     def eof_received(self) -> bool:
         self._lost = True
@@ -378,6 +384,9 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks -------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > _MOST_HEADER_BYTES:
+            raise NotHTTP(f"the answer's headers are over {_MOST_HEADER_BYTES} bytes")
         self._header_pairs.append(
             (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
         )
