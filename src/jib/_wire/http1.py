@@ -6,10 +6,10 @@ objects, header multidicts, tracing hooks, timers), three times what the exchang
 and a run of a million prompts against a self-hosted server is bound by exactly that CPU
 (`benchmarks/main_job.py`). This client writes a request's head and body in one buffer, parses
 the answer with httptools (llhttp, the parser of Node.js and of aiohttp itself) straight from
-the socket's protocol callbacks, and keeps connections alive per origin. What it does not do is
-done elsewhere, once, for every transport: redirects, size bounds and error mapping in the wire,
-limits, retries and deadlines in the request tier. Proxies go through httpx, a cookie jar
-through aiohttp (`transports`).
+the socket's protocol callbacks, and keeps connections alive per origin (an idle one for at most
+15 s, as aiohttp). What it does not do is done elsewhere, once, for every transport: redirects,
+size bounds and error mapping in the wire, limits, retries and deadlines in the request tier.
+Proxies go through httpx, a cookie jar through aiohttp (`transports`).
 
 The connection pool has no limit of its own: the request tier bounds requests in flight. A
 connection goes back to the pool only when its answer was read whole and the server keeps it
@@ -46,6 +46,10 @@ _USER_AGENT = "jib (python)"
 _ACCEPT_ENCODING = "gzip, deflate"
 # The headers this client writes unless the request sets them (compared lower-cased).
 _DEFAULTED = ("host", "user-agent", "accept", "accept-encoding", "content-length")
+_IDLE_SECONDS = 15.0
+"""How long a pooled connection may idle before it is closed instead of reused (aiohttp's
+keep-alive default): a middlebox may have forgotten a connection idle for longer, and a request
+written into it would wait for an answer that never comes."""
 _MOST_HEADER_BYTES = 256 * 1024
 """The largest header section read: a server sending headers without end is cut off here."""
 _READ_PAUSE = 256 * 1024
@@ -155,11 +159,14 @@ class Http1Transport:
 
     async def _connection(self, origin: tuple[str, str, int]) -> _Connection:
         idle = self._idle.get(origin)
-        while idle:
-            connection = idle.pop()
-            if connection.reusable:
-                return connection
-            self._drop(connection)
+        if idle:
+            loop = asyncio.get_running_loop()
+            fresh_since = loop.time() - _IDLE_SECONDS
+            while idle:
+                connection = idle.pop()
+                if connection.reusable and connection.idle_since >= fresh_since:
+                    return connection
+                self._drop(connection)
         scheme, host, port = origin
         tls = self._tls_context() if scheme == "https" else None
         loop = asyncio.get_running_loop()
@@ -182,6 +189,7 @@ class Http1Transport:
     def release(self, connection: _Connection) -> None:
         """Take back `connection` after its answer was read whole (or close it)."""
         if connection.reusable and not self._closed:
+            connection.idle_since = asyncio.get_running_loop().time()
             self._idle.setdefault(connection.origin, []).append(connection)
         else:
             self._drop(connection)
@@ -224,6 +232,8 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, origin: tuple[str, str, int]) -> None:
         self.origin = origin
+        self.idle_since = 0.0
+        """The loop's time when the connection last went back to the pool."""
         self._transport: asyncio.Transport | None = None
         self._parser: Any = httptools.HttpResponseParser(self)
         self._lost = False
