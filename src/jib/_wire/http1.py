@@ -240,6 +240,9 @@ class _Connection(asyncio.Protocol):
         self._busy = False
         self._header_pairs: list[tuple[str, str]] = []
         self._header_bytes = 0
+        self._head_bytes = 0
+        """Bytes received while the answer's head is incomplete (the parser holds a header
+        without bound until its line ends)."""
         self._head: asyncio.Future[tuple[int, CIMultiDict[str]]] | None = None
         self._headers_done = False
         self._informational = False
@@ -273,13 +276,17 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         self._busy = True
         self._header_pairs = []
-        self._header_bytes = 0
+        self._header_bytes = self._head_bytes = 0
         self._headers_done = self._complete = self._informational = False
         self._to_eof = False
         self._no_body = method.upper() == "HEAD"
         self._error = None
         self.chunks.clear()
         self._buffered = 0
+        if self._paused:
+            # The last answer's unread rest tipped reading into a pause, then was dropped.
+            self._paused = False
+            transport.resume_reading()
         waiter: asyncio.Future[tuple[int, CIMultiDict[str]]]
         waiter = self._head = asyncio.get_running_loop().create_future()
         if body is None:
@@ -348,6 +355,11 @@ class _Connection(asyncio.Protocol):
             # httptools wraps what a callback raised; that error says more than the wrapper.
             said = exc.__context__ if isinstance(exc.__context__, NotHTTP) else None
             self._fail(said or NotHTTP(f"the answer is not valid HTTP/1.1 ({exc})"))
+            return
+        if not self._headers_done and not self._complete:
+            self._head_bytes += len(data)
+            if self._head_bytes > _MOST_HEADER_BYTES:
+                self._fail(NotHTTP(f"the answer's headers are over {_MOST_HEADER_BYTES} bytes"))
 
     def eof_received(self) -> bool:
         self._lost = True
@@ -392,6 +404,11 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     # -- httptools callbacks -------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._complete:
+            # A second answer to one request: what follows the first is not part of it.
+            raise NotHTTP("the server sent more than one answer to one request")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
