@@ -5,9 +5,11 @@ never ends."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -116,3 +118,90 @@ def test_answers_that_never_stop_being_informational_are_cut_off() -> None:
 
     with serve_script(script) as server, pytest.raises(MalformedResponseError, match="over"):
         asyncio.run(main(server.url))
+
+
+@contextlib.contextmanager
+def _raw_server(handle: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A TCP server on 127.0.0.1 calling `handle` with each connection (in a thread of its own),
+    for exchanges the scripted server cannot play (it reads every request whole first)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    threads: list[threading.Thread] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=_serve, args=(handle, connection), daemon=True)
+            threads.append(thread)
+            thread.start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the thread waiting in `accept`
+        listener.close()
+        acceptor.join(5)
+        for thread in threads:
+            thread.join(5)
+
+
+def _serve(handle: Callable[[socket.socket], None], connection: socket.socket) -> None:
+    with connection:
+        connection.settimeout(_HANG)
+        with contextlib.suppress(OSError):
+            handle(connection)
+
+
+def _request_line(connection: socket.socket) -> bytes:
+    """The first line of what the client sends next (at most 64 KiB read), `b""` at its end."""
+    received = b""
+    while b"\r\n" not in received and len(received) < 65536:
+        data = connection.recv(65536)
+        if not data:
+            break
+        received += data
+    return received.split(b"\r\n", 1)[0][:40]
+
+
+def test_a_connection_whose_request_was_not_all_sent_is_not_reused() -> None:
+    # The server answers before reading a large body and keeps the connection: the rest of the
+    # body is still on its way, so a request sent after it would be read as part of it.
+    first_lines: list[bytes] = []
+    after_the_body: list[bool] = []
+
+    def handle(connection: socket.socket) -> None:
+        line = _request_line(connection)
+        first_lines.append(line)
+        if not line.startswith(b"POST"):
+            connection.sendall(http_answer(200, b"next"))
+            _request_line(connection)
+            return
+        connection.sendall(b"HTTP/1.1 413 Too Large\r\nContent-Length: 3\r\n\r\nbig")
+        tail = b""
+        while b"GET /next" not in tail:  # the rest of the body, then what follows it
+            data = connection.recv(65536)
+            if not data:
+                after_the_body.append(False)
+                return
+            tail = tail[-16:] + data
+        after_the_body.append(True)
+        connection.sendall(http_answer(200, b"next"))
+
+    async def main(url: str) -> tuple[bytes, bytes]:
+        wire = Wire(WireSettings())
+        try:
+            request = WireRequest("POST", url, {}, b"z" * 30_000_000)
+            first = await asyncio.wait_for(wire.send(request, SENDER), _HANG)
+            return first.body, await _send(wire, f"{url}/next")
+        finally:
+            await wire.aclose()
+
+    with _raw_server(handle) as url:
+        assert asyncio.run(main(url)) == (b"big", b"next")
+    assert sorted(first_lines) == [b"GET /next HTTP/1.1", b"POST / HTTP/1.1"]
+    assert after_the_body == [False]

@@ -12,9 +12,9 @@ size bounds and error mapping in the wire, limits, retries and deadlines in the 
 Proxies go through httpx, a cookie jar through aiohttp (`transports`).
 
 The connection pool has no limit of its own: the request tier bounds requests in flight. A
-connection goes back to the pool only when its answer was read whole and the server keeps it
-alive; a cancelled or failed exchange closes it. An idle connection the server closed is noticed
-when its end of file arrives and is never reused.
+connection goes back to the pool only when its request was sent whole, its answer read whole
+and the server keeps it alive; a cancelled or failed exchange closes it. An idle connection the
+server closed is noticed when its end of file arrives and is never reused.
 """
 
 from __future__ import annotations
@@ -259,13 +259,16 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        """Whether another request may go out on this connection now."""
+        """Whether another request may go out on this connection now: not when the last
+        request is still being written (the server answered early), as what follows it would be
+        read as part of its body."""
         transport = self._transport
         return (
             not self._busy
             and not self._lost
             and transport is not None
             and not transport.is_closing()
+            and not transport.get_write_buffer_size()
         )
 
     async def exchange(
