@@ -205,3 +205,35 @@ def test_a_connection_whose_request_was_not_all_sent_is_not_reused() -> None:
         assert asyncio.run(main(url)) == (b"big", b"next")
     assert sorted(first_lines) == [b"GET /next HTTP/1.1", b"POST / HTTP/1.1"]
     assert after_the_body == [False]
+
+
+@pytest.mark.parametrize(
+    "answer_bytes",
+    [
+        pytest.param(b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello", id="lines-end-in-lf"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+            id="space-after-chunk-size",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nX-Note: a\x01b\r\nContent-Length: 5\r\n\r\nhello",
+            id="control-character-in-a-value",
+        ),
+    ],
+)
+def test_answers_aiohttp_reads_despite_their_flaws_are_read(answer_bytes: bytes) -> None:
+    # The leniencies aiohttp's parser grants (the transport this client replaced for most
+    # requests): a server that worked before keeps working.
+    def script(request: ReceivedRequest, answer: Answer) -> None:
+        answer.write(answer_bytes)
+        answer.close()
+
+    async def main(url: str) -> bytes:
+        wire = Wire(WireSettings())
+        try:
+            return await _send(wire, url)
+        finally:
+            await wire.aclose()
+
+    with serve_script(script) as server:
+        assert asyncio.run(main(server.url)) == b"hello"

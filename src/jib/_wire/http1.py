@@ -236,6 +236,13 @@ class _Connection(asyncio.Protocol):
         """The loop's time when the connection last went back to the pool."""
         self._transport: asyncio.Transport | None = None
         self._parser: Any = httptools.HttpResponseParser(self)
+        # What aiohttp's parser forgives a server (bare LF line ends, spaces after a chunk size,
+        # odd bytes in a header value), so a server that worked with it still does.
+        self._parser.set_dangerous_leniencies(
+            lenient_headers=True,
+            lenient_optional_cr_before_lf=True,
+            lenient_spaces_after_chunk_size=True,
+        )
         self._lost = False
         self._busy = False
         self._header_pairs: list[tuple[str, str]] = []
