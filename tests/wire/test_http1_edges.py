@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, cast
 
 import pytest
 
-from jib._wire import Wire, WireRequest, WireSettings
+from jib._wire import Wire, WireRequest, WireResponse, WireSettings
 from jib.errors import MalformedResponseError
 from tests.support.scripted_server import Answer, ReceivedRequest, http_answer, serve_script
 
@@ -237,3 +239,57 @@ def test_answers_aiohttp_reads_despite_their_flaws_are_read(answer_bytes: bytes)
 
     with serve_script(script) as server:
         assert asyncio.run(main(server.url)) == b"hello"
+
+
+def _echo(request: ReceivedRequest, answer: Answer) -> None:
+    seen = {"method": request.method, "headers": request.headers, "body": request.body.decode()}
+    answer.write(http_answer(200, seen))
+
+
+def _redirect(status: int, location: str) -> Callable[[ReceivedRequest, Answer], None]:
+    def script(request: ReceivedRequest, answer: Answer) -> None:
+        if request.path == "/moved":
+            answer.write(http_answer(status, b"moved", headers={"Location": location}))
+        else:
+            _echo(request, answer)
+
+    return script
+
+
+def _post_with_credentials(wire: Wire, url: str) -> Awaitable[WireResponse]:
+    headers = {"Authorization": "Bearer sk-1", "X-Api-Key": "sk-1", "Content-Type": "text/plain"}
+    return wire.send(WireRequest("POST", url, headers, b"the body"), SENDER)
+
+
+def test_a_307_on_the_same_origin_is_followed_with_its_body_and_credentials() -> None:
+    # `http!` keeps cookies, so it sends through aiohttp: the wire's redirects over this client
+    # are `openai!`'s, tested here.
+    async def main(url: str) -> dict[str, Any]:
+        wire = Wire(WireSettings())
+        try:
+            return cast(dict[str, Any], json.loads((await _post_with_credentials(wire, url)).body))
+        finally:
+            await wire.aclose()
+
+    with serve_script(_redirect(307, "/there")) as server:
+        seen = asyncio.run(main(f"{server.url}/moved"))
+        assert [request.path for request in server.requests] == ["/moved", "/there"]
+    assert seen["method"] == "POST"
+    assert seen["body"] == "the body"
+    assert seen["headers"]["authorization"] == "Bearer sk-1"
+    assert seen["headers"]["x-api-key"] == "sk-1"
+
+
+def test_a_redirect_to_another_origin_carries_no_credentials() -> None:
+    async def main(url: str) -> dict[str, Any]:
+        wire = Wire(WireSettings())
+        try:
+            return cast(dict[str, Any], json.loads((await _post_with_credentials(wire, url)).body))
+        finally:
+            await wire.aclose()
+
+    with serve_script(_echo) as other, serve_script(_redirect(302, f"{other.url}/x")) as asked:
+        seen = asyncio.run(main(f"http://user:pw@127.0.0.1:{asked.port}/moved"))
+    assert seen["method"] == "GET"
+    assert seen["body"] == ""
+    assert not {"authorization", "x-api-key", "cookie"} & set(seen["headers"])
