@@ -16,7 +16,7 @@ from typing import Any, cast
 import pytest
 
 from jib._wire import Wire, WireRequest, WireResponse, WireSettings
-from jib.errors import MalformedResponseError
+from jib.errors import MalformedResponseError, ProviderConnectionError
 from tests.support.scripted_server import Answer, ReceivedRequest, http_answer, serve_script
 
 # A guard against a hang, not a bound on speed: a healthy exchange on loopback takes milliseconds.
@@ -293,3 +293,21 @@ def test_a_redirect_to_another_origin_carries_no_credentials() -> None:
     assert seen["method"] == "GET"
     assert seen["body"] == ""
     assert not {"authorization", "x-api-key", "cookie"} & set(seen["headers"])
+
+
+def test_reading_an_answer_after_its_stream_closed_fails_instead_of_waiting() -> None:
+    def script(request: ReceivedRequest, answer: Answer) -> None:
+        answer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf")
+        answer.hang()
+
+    async def main(url: str) -> None:
+        wire = Wire(WireSettings())
+        try:
+            async with wire.stream(WireRequest("GET", url), SENDER) as response:
+                pass
+            await asyncio.wait_for(wire.read(response, SENDER), _HANG)
+        finally:
+            await wire.aclose()
+
+    with serve_script(script) as server, pytest.raises(ProviderConnectionError, match="before"):
+        asyncio.run(main(server.url))

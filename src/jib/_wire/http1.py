@@ -341,8 +341,12 @@ class _Connection(asyncio.Protocol):
         self._busy = False
 
     def close(self) -> None:
-        """Close the socket (at once, dropping anything unsent)."""
+        """Close the socket (at once, dropping anything unsent); a reader of the answer's body
+        is told it was cut, rather than left waiting for bytes that no longer come."""
         self._lost = True
+        if not self._complete and self._error is None:
+            self._error = AnswerCut("the connection was closed before the whole answer was read")
+            self._wake()
         if self._transport is not None:
             self._transport.abort()
 
