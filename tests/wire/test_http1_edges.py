@@ -6,17 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from jib._wire import Wire, WireRequest, WireResponse, WireSettings
 from jib.errors import MalformedResponseError, ProviderConnectionError
+from tests.support.mtls import CertificateFiles, make_certificates
 from tests.support.scripted_server import Answer, ReceivedRequest, http_answer, serve_script
 
 # A guard against a hang, not a bound on speed: a healthy exchange on loopback takes milliseconds.
@@ -311,3 +319,125 @@ def test_reading_an_answer_after_its_stream_closed_fails_instead_of_waiting() ->
 
     with serve_script(script) as server, pytest.raises(ProviderConnectionError, match="before"):
         asyncio.run(main(server.url))
+
+
+_GZIPPED = gzip.compress(b"hello gzip " * 40)
+_SPLIT_ANSWERS = {
+    "chunked": (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
+        b"\r\n5\r\nhello\r\n1;ext=1\r\n \r\n10\r\n0123456789abcdef\r\n0\r\nX-Trailer: t\r\n\r\n",
+        b"hello 0123456789abcdef",
+    ),
+    "informational-first": (
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+        + http_answer(200, b"after", headers={"Set-Cookie": "a=1"}),
+        b"after",
+    ),
+    "gzip-chunked": (
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
+        b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n"
+        + b"%x\r\n%s\r\n0\r\n\r\n"
+        % (len(_GZIPPED), _GZIPPED),
+        b"hello gzip " * 40,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SPLIT_ANSWERS))
+def test_an_answer_written_a_byte_at_a_time_is_read_whole(name: str) -> None:
+    # Every boundary falls somewhere: inside a header's name, a chunk size, a CRLF.
+    answer_bytes, body = _SPLIT_ANSWERS[name]
+    peers: set[tuple[str, int]] = set()
+
+    def script(request: ReceivedRequest, answer: Answer) -> None:
+        peers.add(answer.peer)
+        for at in range(len(answer_bytes)):
+            answer.write(answer_bytes[at : at + 1])
+            time.sleep(0.0002)
+
+    async def main(url: str) -> tuple[bytes, list[str], bytes]:
+        wire = Wire(WireSettings())
+        try:
+            first = await asyncio.wait_for(wire.send(WireRequest("GET", url), SENDER), _HANG)
+            cookies = [value for name, value in first.header_pairs() if name == "Set-Cookie"]
+            return first.body, cookies, await _send(wire, url)  # on the same connection
+        finally:
+            await wire.aclose()
+
+    with serve_script(script) as server:
+        got, cookies, again = asyncio.run(main(server.url))
+    assert len(peers) == 1
+    assert got == again == body
+    assert cookies == (["a=1"] if name == "informational-first" else ["a=1", "b=2"])
+
+
+@dataclass
+class _Uvicorn:
+    url: str
+    server: uvicorn.Server
+
+    def wait_until_idle(self) -> None:
+        """Wait (in a thread) until the server has closed every connection."""
+        while self.server.server_state.connections:
+            time.sleep(0.02)
+
+
+async def _which_connection(request: Request) -> Response:
+    body = await request.body()
+    client = request.client
+    return Response(b"%d %d" % (len(body), client.port if client else 0))
+
+
+@contextlib.contextmanager
+def _serve_https(certificates: CertificateFiles, **options: Any) -> Iterator[_Uvicorn]:
+    """uvicorn over TLS on 127.0.0.1, answering `<body length> <client port>`."""
+    app = Starlette(routes=[Route("/", _which_connection, methods=["POST"])])
+    listener = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="off",
+        ssl_certfile=str(certificates.server),
+        ssl_keyfile=str(certificates.server_key),
+        **options,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.01)
+    try:
+        yield _Uvicorn(f"https://127.0.0.1:{listener.getsockname()[1]}", server)
+    finally:
+        server.should_exit = True
+        thread.join(_HANG)
+        listener.close()
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> CertificateFiles:
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+def test_https_keeps_its_connection_alive_and_replaces_one_the_server_closed(
+    certificates: CertificateFiles,
+) -> None:
+    async def main(served: _Uvicorn) -> list[bytes]:
+        wire = Wire(WireSettings(verify=str(certificates.ca)))
+        answers = []
+        try:
+            for size in (0, 1000, 200_000):
+                request = WireRequest("POST", served.url, {}, b"x" * size)
+                answers.append((await wire.send(request, SENDER)).body)
+            await asyncio.to_thread(served.wait_until_idle)  # it closed the idle connection
+            await asyncio.sleep(0.1)  # its close_notify and end of file arrive
+            answers.append((await wire.send(WireRequest("POST", served.url), SENDER)).body)
+        finally:
+            await wire.aclose()
+        return answers
+
+    with _serve_https(certificates, timeout_keep_alive=1) as served:
+        answers = asyncio.run(main(served))
+    sizes, ports = zip(*(answer.split() for answer in answers), strict=True)
+    assert sizes == (b"0", b"1000", b"200000", b"0")
+    assert ports[0] == ports[1] == ports[2] != ports[3]
