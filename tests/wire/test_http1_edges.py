@@ -441,3 +441,25 @@ def test_https_keeps_its_connection_alive_and_replaces_one_the_server_closed(
     sizes, ports = zip(*(answer.split() for answer in answers), strict=True)
     assert sizes == (b"0", b"1000", b"200000", b"0")
     assert ports[0] == ports[1] == ports[2] != ports[3]
+
+
+def test_requests_are_sent_on_uvloop() -> None:
+    # uvloop's `create_connection` takes no `happy_eyeballs_delay`: a run on uvloop failed every
+    # request with a TypeError.
+    uvloop = pytest.importorskip("uvloop")
+    peers: set[tuple[str, int]] = set()
+
+    def script(request: ReceivedRequest, answer: Answer) -> None:
+        peers.add(answer.peer)
+        answer.write(http_answer(200, b"on uvloop"))
+
+    async def main(url: str) -> list[bytes]:
+        wire = Wire(WireSettings())
+        try:
+            return [await _send(wire, url) for _ in range(3)]
+        finally:
+            await wire.aclose()
+
+    with serve_script(script) as server:
+        assert uvloop.run(main(server.url)) == [b"on uvloop"] * 3
+    assert len(peers) == 1

@@ -26,7 +26,7 @@ import zlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
 import httptools
@@ -170,13 +170,17 @@ class Http1Transport:
         scheme, host, port = origin
         tls = self._tls_context() if scheme == "https" else None
         loop = asyncio.get_running_loop()
+        # Happy eyeballs is asyncio's own: uvloop's `create_connection` takes no such argument.
+        eyeballs: dict[str, Any] = (
+            {"happy_eyeballs_delay": 0.25} if isinstance(loop, asyncio.BaseEventLoop) else {}
+        )
         _, connection = await loop.create_connection(
             lambda: _Connection(origin),
             host,
             port,
             ssl=tls,
             server_hostname=host if tls is not None else None,
-            happy_eyeballs_delay=0.25,
+            **eyeballs,
         )
         self._open.add(connection)
         return connection
@@ -353,8 +357,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport, though not always a subclass of `asyncio.Transport` (uvloop's).
+        self._transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         if not self._busy or self._complete:
