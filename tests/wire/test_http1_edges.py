@@ -463,3 +463,31 @@ def test_requests_are_sent_on_uvloop() -> None:
     with serve_script(script) as server:
         assert uvloop.run(main(server.url)) == [b"on uvloop"] * 3
     assert len(peers) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "answer_bytes"),
+    [
+        pytest.param("HEAD", b"HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n", id="head"),
+        pytest.param(
+            "GET", b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5000000\r\n\r\n", id="304"
+        ),
+    ],
+)
+def test_the_length_of_a_body_an_answer_cannot_have_is_not_held_against_it(
+    method: str, answer_bytes: bytes
+) -> None:
+    # An answer to HEAD names the length of the body a GET would get; it has none itself.
+    def script(request: ReceivedRequest, answer: Answer) -> None:
+        answer.write(answer_bytes)
+
+    async def main(url: str) -> bytes:
+        wire = Wire(WireSettings(max_response_bytes=1000))
+        try:
+            request = WireRequest(method, url)
+            return (await asyncio.wait_for(wire.send(request, SENDER), _HANG)).body
+        finally:
+            await wire.aclose()
+
+    with serve_script(script) as server:
+        assert asyncio.run(main(server.url)) == b""

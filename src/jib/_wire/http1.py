@@ -485,8 +485,11 @@ class _Http1Response(WireResponse):
         request: WireRequest,
         limit: int,
     ) -> None:
+        # A compressed body's length is not the length read; an answer to HEAD, a 204 and a 304
+        # have no body, whatever length they name (the body a GET would get).
+        bodiless = status in (204, 304) or request.method.upper() == "HEAD"
         encoded = "Content-Encoding" in headers
-        declared = None if encoded else headers.get("Content-Length")
+        declared = None if encoded or bodiless else headers.get("Content-Length")
         super().__init__(status, headers, request, declared_length=declared, limit=limit)
         self._transport: Http1Transport | None = transport
         self._connection = connection
