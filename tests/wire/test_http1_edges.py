@@ -114,6 +114,30 @@ def test_a_header_that_never_ends_is_cut_off() -> None:
         asyncio.run(main(server.url))
 
 
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param(b"5\r\nhello\r\n0\r\nX-Trailer: ", id="trailer"),
+        pytest.param(b"5;extension=", id="chunk-extension"),
+    ],
+)
+def test_chunk_framing_that_never_ends_is_cut_off(start: bytes) -> None:
+    def script(request: ReceivedRequest, answer: Answer) -> None:
+        answer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + start)
+        for _ in range(1000):  # 64 MB, unless the client hangs up first
+            answer.write(b"y" * 65536)
+
+    async def main(url: str) -> None:
+        wire = Wire(WireSettings())
+        try:
+            await _send(wire, url)
+        finally:
+            await wire.aclose()
+
+    with serve_script(script) as server, pytest.raises(MalformedResponseError, match="over"):
+        asyncio.run(main(server.url))
+
+
 def test_answers_that_never_stop_being_informational_are_cut_off() -> None:
     def script(request: ReceivedRequest, answer: Answer) -> None:
         for _ in range(100_000):

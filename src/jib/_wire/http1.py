@@ -251,9 +251,10 @@ class _Connection(asyncio.Protocol):
         self._busy = False
         self._header_pairs: list[tuple[str, str]] = []
         self._header_bytes = 0
-        self._head_bytes = 0
-        """Bytes received while the answer's head is incomplete (the parser holds a header
-        without bound until its line ends)."""
+        self._bodiless_bytes = 0
+        """Bytes received in a row without any of the body: the head, chunk framing, trailers
+        (the parser holds a header or a trailer without bound until its line ends)."""
+        self._body_arrived = False
         self._head: asyncio.Future[tuple[int, CIMultiDict[str]]] | None = None
         self._headers_done = False
         self._informational = False
@@ -290,7 +291,8 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         self._busy = True
         self._header_pairs = []
-        self._header_bytes = self._head_bytes = 0
+        self._header_bytes = self._bodiless_bytes = 0
+        self._body_arrived = False
         self._headers_done = self._complete = self._informational = False
         self._to_eof = False
         self._no_body = method.upper() == "HEAD"
@@ -374,10 +376,18 @@ class _Connection(asyncio.Protocol):
             said = exc.__context__ if isinstance(exc.__context__, NotHTTP) else None
             self._fail(said or NotHTTP(f"the answer is not valid HTTP/1.1 ({exc})"))
             return
-        if not self._headers_done and not self._complete:
-            self._head_bytes += len(data)
-            if self._head_bytes > _MOST_HEADER_BYTES:
-                self._fail(NotHTTP(f"the answer's headers are over {_MOST_HEADER_BYTES} bytes"))
+        if self._body_arrived:
+            self._body_arrived = False
+            self._bodiless_bytes = 0
+        elif not self._complete:
+            self._bodiless_bytes += len(data)
+            if self._bodiless_bytes > _MOST_HEADER_BYTES:
+                self._fail(
+                    NotHTTP(
+                        f"the answer's headers (or chunk framing, trailers) are over "
+                        f"{_MOST_HEADER_BYTES} bytes"
+                    )
+                )
 
     def eof_received(self) -> bool:
         self._lost = True
@@ -457,6 +467,7 @@ class _Connection(asyncio.Protocol):
             head.set_result((status, headers))
 
     def on_body(self, body: bytes) -> None:
+        self._body_arrived = True
         self.chunks.append(body)
         self._buffered += len(body)
         if self._buffered > _READ_PAUSE and not self._paused and self._transport is not None:
