@@ -273,7 +273,9 @@ class _Connection(asyncio.Protocol):
     def reusable(self) -> bool:
         """Whether another request may go out on this connection now: not when the last
         request is still being written (the server answered early), as what follows it would be
-        read as part of its body."""
+        read as part of its body. Over TLS asyncio hands a body's encrypted bytes to the socket's
+        own buffer at once, where they are not counted: there a server that answers early and
+        keeps the connection must read the rest of the body first, as HTTP/1.1 asks of it."""
         transport = self._transport
         return (
             not self._busy
