@@ -1,6 +1,8 @@
-"""jib's own HTTP/1.1 client (`jib._wire.http1`) at its edges, against real servers on 127.0.0.1:
-a connection paused mid-answer and then pooled, bytes after the end of an answer, a header that
-never ends."""
+"""jib's own HTTP/1.1 client (`jib._wire.http1`) at its edges, against real servers on 127.0.0.1
+(the scripted server, a raw socket server, uvicorn over TLS): a connection paused mid-answer
+then pooled, bytes after an answer's end, heads, framing and 1xx answers without end, a server
+answering before the body was all sent, flaws aiohttp forgives, redirects, a stream read after
+it closed, answers a byte at a time, https keep-alive, uvloop, bodiless answers' lengths."""
 
 from __future__ import annotations
 
