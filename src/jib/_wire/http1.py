@@ -12,9 +12,9 @@ size bounds and error mapping in the wire, limits, retries and deadlines in the 
 Proxies go through httpx, a cookie jar through aiohttp (`transports`).
 
 The connection pool has no limit of its own: the request tier bounds requests in flight. A
-connection goes back to the pool only when its answer was read whole and the server keeps it
-alive; a cancelled or failed exchange closes it. An idle connection the server closed is noticed
-when its end of file arrives and is never reused.
+connection goes back to the pool only when its request was sent whole, its answer read whole
+and the server keeps it alive; a cancelled or failed exchange closes it. An idle connection the
+server closed is noticed when its end of file arrives and is never reused.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import zlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, unquote, urlsplit
 
 import httptools
@@ -170,13 +170,17 @@ class Http1Transport:
         scheme, host, port = origin
         tls = self._tls_context() if scheme == "https" else None
         loop = asyncio.get_running_loop()
+        # Happy eyeballs is asyncio's own: uvloop's `create_connection` takes no such argument.
+        eyeballs: dict[str, Any] = (
+            {"happy_eyeballs_delay": 0.25} if isinstance(loop, asyncio.BaseEventLoop) else {}
+        )
         _, connection = await loop.create_connection(
             lambda: _Connection(origin),
             host,
             port,
             ssl=tls,
             server_hostname=host if tls is not None else None,
-            happy_eyeballs_delay=0.25,
+            **eyeballs,
         )
         self._open.add(connection)
         return connection
@@ -236,10 +240,21 @@ class _Connection(asyncio.Protocol):
         """The loop's time when the connection last went back to the pool."""
         self._transport: asyncio.Transport | None = None
         self._parser: Any = httptools.HttpResponseParser(self)
+        # What aiohttp's parser forgives a server (bare LF line ends, spaces after a chunk size,
+        # odd bytes in a header value), so a server that worked with it still does.
+        self._parser.set_dangerous_leniencies(
+            lenient_headers=True,
+            lenient_optional_cr_before_lf=True,
+            lenient_spaces_after_chunk_size=True,
+        )
         self._lost = False
         self._busy = False
         self._header_pairs: list[tuple[str, str]] = []
         self._header_bytes = 0
+        self._bodiless_bytes = 0
+        """Bytes received in a row without any of the body: the head, chunk framing, trailers
+        (the parser holds a header or a trailer without bound until its line ends)."""
+        self._body_arrived = False
         self._head: asyncio.Future[tuple[int, CIMultiDict[str]]] | None = None
         self._headers_done = False
         self._informational = False
@@ -256,13 +271,18 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        """Whether another request may go out on this connection now."""
+        """Whether another request may go out on this connection now: not when the last
+        request is still being written (the server answered early), as what follows it would be
+        read as part of its body. Over TLS asyncio hands a body's encrypted bytes to the socket's
+        own buffer at once, where they are not counted: there a server that answers early and
+        keeps the connection must read the rest of the body first, as HTTP/1.1 asks of it."""
         transport = self._transport
         return (
             not self._busy
             and not self._lost
             and transport is not None
             and not transport.is_closing()
+            and not transport.get_write_buffer_size()
         )
 
     async def exchange(
@@ -273,13 +293,18 @@ class _Connection(asyncio.Protocol):
         assert transport is not None
         self._busy = True
         self._header_pairs = []
-        self._header_bytes = 0
+        self._header_bytes = self._bodiless_bytes = 0
+        self._body_arrived = False
         self._headers_done = self._complete = self._informational = False
         self._to_eof = False
         self._no_body = method.upper() == "HEAD"
         self._error = None
         self.chunks.clear()
         self._buffered = 0
+        if self._paused:
+            # The last answer's unread rest tipped reading into a pause, then was dropped.
+            self._paused = False
+            transport.resume_reading()
         waiter: asyncio.Future[tuple[int, CIMultiDict[str]]]
         waiter = self._head = asyncio.get_running_loop().create_future()
         if body is None:
@@ -324,16 +349,20 @@ class _Connection(asyncio.Protocol):
         self._busy = False
 
     def close(self) -> None:
-        """Close the socket (at once, dropping anything unsent)."""
+        """Close the socket (at once, dropping anything unsent); a reader of the answer's body
+        is told it was cut, rather than left waiting for bytes that no longer come."""
         self._lost = True
+        if not self._complete and self._error is None:
+            self._error = AnswerCut("the connection was closed before the whole answer was read")
+            self._wake()
         if self._transport is not None:
             self._transport.abort()
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport, though not always a subclass of `asyncio.Transport` (uvloop's).
+        self._transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         if not self._busy or self._complete:
@@ -348,6 +377,19 @@ class _Connection(asyncio.Protocol):
             # httptools wraps what a callback raised; that error says more than the wrapper.
             said = exc.__context__ if isinstance(exc.__context__, NotHTTP) else None
             self._fail(said or NotHTTP(f"the answer is not valid HTTP/1.1 ({exc})"))
+            return
+        if self._body_arrived:
+            self._body_arrived = False
+            self._bodiless_bytes = 0
+        elif not self._complete:
+            self._bodiless_bytes += len(data)
+            if self._bodiless_bytes > _MOST_HEADER_BYTES:
+                self._fail(
+                    NotHTTP(
+                        f"the answer's headers (or chunk framing, trailers) are over "
+                        f"{_MOST_HEADER_BYTES} bytes"
+                    )
+                )
 
     def eof_received(self) -> bool:
         self._lost = True
@@ -393,6 +435,11 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks -------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._complete:
+            # A second answer to one request: what follows the first is not part of it.
+            raise NotHTTP("the server sent more than one answer to one request")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_bytes += len(name) + len(value)
         if self._header_bytes > _MOST_HEADER_BYTES:
@@ -422,6 +469,7 @@ class _Connection(asyncio.Protocol):
             head.set_result((status, headers))
 
     def on_body(self, body: bytes) -> None:
+        self._body_arrived = True
         self.chunks.append(body)
         self._buffered += len(body)
         if self._buffered > _READ_PAUSE and not self._paused and self._transport is not None:
@@ -450,8 +498,11 @@ class _Http1Response(WireResponse):
         request: WireRequest,
         limit: int,
     ) -> None:
+        # A compressed body's length is not the length read; an answer to HEAD, a 204 and a 304
+        # have no body, whatever length they name (the body a GET would get).
+        bodiless = status in (204, 304) or request.method.upper() == "HEAD"
         encoded = "Content-Encoding" in headers
-        declared = None if encoded else headers.get("Content-Length")
+        declared = None if encoded or bodiless else headers.get("Content-Length")
         super().__init__(status, headers, request, declared_length=declared, limit=limit)
         self._transport: Http1Transport | None = transport
         self._connection = connection
