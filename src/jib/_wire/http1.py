@@ -193,8 +193,13 @@ class Http1Transport:
     def release(self, connection: _Connection) -> None:
         """Take back `connection` after its answer was read whole (or close it)."""
         if connection.reusable and not self._closed:
-            connection.idle_since = asyncio.get_running_loop().time()
-            self._idle.setdefault(connection.origin, []).append(connection)
+            now = connection.idle_since = asyncio.get_running_loop().time()
+            idle = self._idle.setdefault(connection.origin, [])
+            # The oldest idle connections are first: after a burst, those past their time are
+            # closed here rather than left open until a burst as large comes again.
+            while idle and idle[0].idle_since < now - _IDLE_SECONDS:
+                self._drop(idle.pop(0))
+            idle.append(connection)
         else:
             self._drop(connection)
 
