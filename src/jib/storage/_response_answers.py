@@ -52,12 +52,12 @@ class Flight:
 
     def __init__(self) -> None:
         self.done = False
-        self.answer: CachedAnswer | dict[str, Any] | None = None
+        self.answer: CachedAnswer | bytes | None = None
         self.future: asyncio.Future[None] | None = None
 
-    def land(self, answer: CachedAnswer | dict[str, Any] | None) -> None:
-        """The request's outcome (once; later calls change nothing): the answer found or kept
-        (its JSON), or `None` when it failed."""
+    def land(self, answer: CachedAnswer | bytes | None) -> None:
+        """The request's outcome (once; later calls change nothing): the answer found, or the
+        one kept (its JSON, as written), or `None` when it failed."""
         if self.done:
             return
         self.done = True
@@ -72,8 +72,8 @@ class Flight:
                 self.future = asyncio.get_running_loop().create_future()
             await asyncio.shield(self.future)  # a waiter cancelled leaves it to the others
         answer = self.answer
-        if type(answer) is dict:
-            return CachedAnswer(answer, None, time.time())
+        if type(answer) is bytes:  # read only when a waiter needs it (rare)
+            return CachedAnswer(orjson.loads(answer), None, time.time())
         return answer  # type: ignore[return-value]
 
 
@@ -158,17 +158,23 @@ class CachedSender:
         """Give each answer kept by this batch its record's id (the chat it was made for:
         `records` are the batch's, in the order of its items); a hit on an answer of this same
         batch (or another not written yet) is told that chat's id."""
-        by_message: dict[int, Any] = {}
-        if self._kept_at:
-            for record in records:
-                for message in getattr(record, "generated", None) or ():
-                    by_message[id(message)] = record
+        by_message: dict[int, Any] | None = None
+        count = len(records)
         for index, entry, message in self._kept_at:
-            if entry.origin_chat is None:
-                record = by_message.get(id(message)) if message is not None else None
-                if record is None and index < len(records):
-                    record = records[index]  # a text completion (one round, in order)
-                entry.origin_chat = getattr(record, "id", None)
+            if entry.origin_chat is not None:
+                continue
+            record = records[index] if index < count else None
+            if message is not None and not _made(record, message):
+                if by_message is None:  # a later round's answer: found by its message
+                    by_message = {
+                        id(made): each
+                        for each in records
+                        for made in getattr(each, "generated", None) or ()
+                    }
+                record = by_message.get(id(message))
+                if record is None and index < count:
+                    record = records[index]
+            entry.origin_chat = getattr(record, "id", None)
         pending = self.cache.pending
         for note in self._late:
             waiting = pending(note["key"], note["sample"])
@@ -200,7 +206,7 @@ class CachedSender:
                 continue
             pair = (key, samples.get(id(params[index]), 0) if samples else 0)
             keys[index] = pair
-            flight = mine.get(pair) or flights.get(pair)
+            flight = flights.get(pair)  # this batch's own pairs are in `flights` too
             if flight is not None:
                 waiting.append((index, pair, flight))
                 continue
@@ -210,8 +216,10 @@ class CachedSender:
         saved = 0.0
         try:
             found = await self.cache.alookup([pair for _, pair in leaders]) if leaders else {}
-            for index, pair in leaders:
-                answer = found.get(pair) if found else None
+            if not found:  # every one missed (a cache being filled)
+                send.extend(index for index, _ in leaders)
+            for index, pair in leaders if found else ():
+                answer = found.get(pair)
                 if answer is None:
                     send.append(index)
                     continue
@@ -343,7 +351,7 @@ class CachedSender:
         answer: Any,
         label: str,
         entries: list[NewEntry],
-    ) -> dict[str, Any] | None:
+    ) -> bytes | None:
         """Add `answer` (of the item at `index`) to `entries`, to be kept, with its chat's id
         to come (`settle`); its JSON, for the items waiting for the same key and sample. An
         answer whose extra cannot be written as JSON is handed on uncached (`None`): keeping it
@@ -359,7 +367,7 @@ class CachedSender:
         entry = NewEntry(pair[0], pair[1], label, kind, encoded)
         entries.append(entry)
         self._kept_at.append((index, entry, getattr(answer, "message", None)))
-        return data
+        return encoded
 
     def _take_hit(
         self,
@@ -433,6 +441,12 @@ class CachedSender:
             await self.cache.aflush()
 
 
+def _made(record: Any, message: Any) -> bool:
+    """Whether `message` is the last one `record` was answered with (a first round's)."""
+    generated: Any = getattr(record, "generated", None)
+    return bool(generated) and generated[-1] is message
+
+
 def _answer_json(answer: GeneratedMessage | GeneratedText) -> dict[str, Any]:
     """What is kept of an answer: its content, why it stopped, its usage and extra."""
     if isinstance(answer, GeneratedMessage):
@@ -447,6 +461,8 @@ def _answer_json(answer: GeneratedMessage | GeneratedText) -> dict[str, Any]:
     if answer.usage is not None:
         data["usage"] = answer.usage.to_dict()
     extra = answer.extra
-    if extra:  # a copy: the record's own extra may be changed later (`.then()`)
-        data["extra"] = {k: v for k, v in extra.items() if k != NOTE}
+    if extra:  # written at once, so the record's own (a copy only to leave a note out)
+        if NOTE in extra:
+            extra = {k: v for k, v in extra.items() if k != NOTE}
+        data["extra"] = extra
     return data
