@@ -95,6 +95,25 @@ class KeyPrefix:
                 data = data.replace(secret, _REDACTED)
         return data
 
+    def sent_keys(self, url: str, bodies: Sequence[bytes]) -> list[str]:
+        """The keys of `SentRequest(url, body)` for each of `bodies` (`key`, for a batch)."""
+        after_url = self._urls.get(url)
+        if after_url is None:
+            if len(self._urls) > 16:
+                self._urls.clear()
+            after_url = self._urls[url] = self._hash.copy()
+            after_url.update(orjson.dumps(url))
+        secrets = self._secrets
+        keys: list[str] = []
+        for body in bodies:
+            for secret in secrets:
+                if secret in body:
+                    body = body.replace(secret, _REDACTED)
+            digest = after_url.copy()
+            digest.update(body)
+            keys.append(digest.hexdigest())
+        return keys
+
     def key(self, material: Any) -> str:
         """The key of one request's `material` (JSON-able, or a `SentRequest`) after this
         prefix: 32 hex digits."""
@@ -198,8 +217,9 @@ def sent_body(item: Any, params: Any, owner: Any) -> bytes | None:
     known = _SENT.get()
     if not known:
         return None
+    # The entry holds `item` and `params`, so no other object has their ids while it is kept.
     entry = known.get((id(item), id(params)))
-    if entry is None or entry[0] is not item or entry[1] is not params or entry[2] != owner:
+    if entry is None or entry[2] != owner:
         return None
     return entry[3]
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from jib.errors import JibError
-from jib.generator._response_key import KeyPrefix, sending_bodies
+from jib.generator._response_key import KeyPrefix, SentRequest, sending_bodies
 from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
 from jib.storage._response_cache_tables import CachedAnswer, NewEntry
 
@@ -164,7 +164,8 @@ class CachedSender:
             if entry.origin_chat is not None:
                 continue
             record = records[index] if index < count else None
-            if message is not None and not _made(record, message):
+            generated: Any = getattr(record, "generated", None) if message is not None else None
+            if message is not None and not (generated and generated[-1] is message):
                 if by_message is None:  # a later round's answer: found by its message
                     by_message = {
                         id(made): each
@@ -310,7 +311,24 @@ class CachedSender:
                 f"{type(self.generator).__name__}.response_cache_requests returned "
                 f"{len(materials)} requests for a batch of {len(items)}"
             )
-        keys: list[str | None] = []
+        if materials and type(materials[0]) is SentRequest:
+            # The common batch: bodies already written, to one URL (of one kind), hashed in a row.
+            url = materials[0].url
+            text = isinstance(items[0], str)
+            bodies: list[bytes] = []
+            for item, material in zip(items, materials, strict=True):
+                if (
+                    type(material) is not SentRequest
+                    or material.url != url
+                    or isinstance(item, str) is not text
+                ):
+                    break
+                bodies.append(material.body)
+            else:
+                keys: list[str | None] = []
+                keys += self._prefix("text" if text else "chat").sent_keys(url, bodies)
+                return keys
+        keys = []
         chat: KeyPrefix | None = None
         for item, material in zip(items, materials, strict=True):
             if material is None:
@@ -439,12 +457,6 @@ class CachedSender:
     async def _maybe_flush(self) -> None:
         if self.cache.due():
             await self.cache.aflush()
-
-
-def _made(record: Any, message: Any) -> bool:
-    """Whether `message` is the last one `record` was answered with (a first round's)."""
-    generated: Any = getattr(record, "generated", None)
-    return bool(generated) and generated[-1] is message
 
 
 def _answer_json(answer: GeneratedMessage | GeneratedText) -> dict[str, Any]:
