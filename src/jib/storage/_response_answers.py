@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from jib.params import GenerateParams
     from jib.storage._response_cache import ResponseCache
 
-__all__ = ["NOTE", "CachedSender", "Flight"]
+__all__ = ["NOTE", "CachedSender", "Flights"]
 
 NOTE = "response_cache"
 """The key of `extra` that says an answer came from the response cache."""
@@ -43,35 +43,60 @@ NOTE = "response_cache"
 Item = Any  # a conversation (Sequence[Message]) or a text
 
 
-class Flight:
-    """A request being sent for a missing key and sample, within one event loop: what the
-    batches that ask for the same pair meanwhile wait for (`wait`). Its future is made only
-    when one does wait."""
+Pair = tuple[str, int]  # a key and a sample index
 
-    __slots__ = ("answer", "done", "future")
+
+class Flights:
+    """The requests one batch is sending for missing keys and samples (by pair), within one
+    event loop: what the batches that ask for the same pair meanwhile wait for (`wait`). A
+    future is made only for a pair one does wait for."""
+
+    __slots__ = ("answers", "done", "futures")
 
     def __init__(self) -> None:
+        self.answers: dict[Pair, CachedAnswer | bytes | None] = {}
+        """Each pair's outcome, once it has one: the answer found, or the one kept (its JSON,
+        as written), or `None` when its request failed."""
+        self.futures: dict[Pair, asyncio.Future[None]] | None = None
         self.done = False
-        self.answer: CachedAnswer | bytes | None = None
-        self.future: asyncio.Future[None] | None = None
+        """The batch is over: a pair without an outcome failed."""
 
-    def land(self, answer: CachedAnswer | bytes | None) -> None:
-        """The request's outcome (once; later calls change nothing): the answer found, or the
-        one kept (its JSON, as written), or `None` when it failed."""
-        if self.done:
+    def land(self, pair: Pair, answer: CachedAnswer | bytes | None) -> None:
+        """`pair`'s outcome (once; later calls change nothing)."""
+        if pair in self.answers:
             return
-        self.done = True
-        self.answer = answer
-        if self.future is not None and not self.future.done():
-            self.future.set_result(None)
+        self.answers[pair] = answer
+        if self.futures is not None:
+            future = self.futures.pop(pair, None)
+            if future is not None and not future.done():
+                future.set_result(None)
 
-    async def wait(self) -> CachedAnswer | None:
-        """The answer once the request has one; `None` when it failed."""
-        if not self.done:
-            if self.future is None:
-                self.future = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self.future)  # a waiter cancelled leaves it to the others
-        answer = self.answer
+    def land_rest(self, pairs: Sequence[Pair]) -> None:
+        """Each of `pairs` without an outcome yet failed."""
+        answers = self.answers
+        for pair in pairs:
+            if pair not in answers:
+                self.land(pair, None)
+
+    def finish(self, pairs: Sequence[Pair]) -> None:
+        """The batch asking for `pairs` is over: those without an outcome failed (for the
+        waiters there are, and those still to come)."""
+        self.done = True
+        if self.futures:
+            self.land_rest(pairs)
+
+    async def wait(self, pair: Pair) -> CachedAnswer | None:
+        """`pair`'s answer once its request has one; `None` when it failed."""
+        if pair not in self.answers:
+            if self.done:
+                return None
+            if self.futures is None:
+                self.futures = {}
+            future = self.futures.get(pair)
+            if future is None:
+                future = self.futures[pair] = asyncio.get_running_loop().create_future()
+            await asyncio.shield(future)  # a waiter cancelled leaves it to the others
+        answer = self.answers[pair]
         if type(answer) is bytes:  # read only when a waiter needs it (rare)
             return CachedAnswer(orjson.loads(answer), None, time.time())
         return answer  # type: ignore[return-value]
@@ -194,12 +219,13 @@ class CachedSender:
         started = time.perf_counter()
         count = len(items)
         results: list[Any] = [None] * count
-        keys: list[tuple[str, int] | None] = [None] * count
+        keys: list[Pair | None] = [None] * count
         samples = self.samples
         flights = self.cache.flights(asyncio.get_running_loop())
-        mine: dict[tuple[str, int], Flight] = {}  # the pairs this batch asks for
-        leaders: list[tuple[int, tuple[str, int]]] = []  # the item asking for each, its pair
-        waiting: list[tuple[int, tuple[str, int], Flight]] = []  # another item asks for theirs
+        mine = Flights()  # the pairs this batch asks for (in `flights` while it does)
+        leaders: list[int] = []  # the item asking for each of them
+        pairs: list[Pair] = []  # and its pair
+        waiting: list[tuple[int, Pair, Flights]] = []  # another item asks for theirs
         send: list[int] = []
         for index, key in enumerate(self._keys(items, params)):
             if key is None:
@@ -207,32 +233,34 @@ class CachedSender:
                 continue
             pair = (key, samples.get(id(params[index]), 0) if samples else 0)
             keys[index] = pair
-            flight = flights.get(pair)  # this batch's own pairs are in `flights` too
-            if flight is not None:
-                waiting.append((index, pair, flight))
+            other = flights.get(pair)  # this batch's own pairs are in `flights` too
+            if other is not None:
+                waiting.append((index, pair, other))
                 continue
-            flights[pair] = mine[pair] = Flight()
-            leaders.append((index, pair))
+            flights[pair] = mine
+            leaders.append(index)
+            pairs.append(pair)
         hits = misses = 0
         saved = 0.0
         try:
-            found = await self.cache.alookup([pair for _, pair in leaders]) if leaders else {}
+            found = await self.cache.alookup(pairs) if pairs else {}
             if not found:  # every one missed (a cache being filled)
-                send.extend(index for index, _ in leaders)
-            for index, pair in leaders if found else ():
+                send += leaders
+            for index, pair in zip(leaders, pairs, strict=True) if found else ():
                 answer = found.get(pair)
                 if answer is None:
                     send.append(index)
                     continue
                 saved += self._take_hit(kind, pair, answer, started, results, index)
                 hits += 1
-                mine[pair].land(answer)
+                mine.land(pair, answer)
             send.sort()
             misses += await self._send(kind, items, params, keys, send, results, mine)
             if waiting:
-                for flight in mine.values():  # failed: its waiters send their own (no waiting
-                    flight.land(None)  # on each other across batches)
-                answers = await asyncio.gather(*(flight.wait() for _, _, flight in waiting))
+                # What has no answer yet failed: its waiters send their own (no waiting on each
+                # other across batches).
+                mine.land_rest(pairs)
+                answers = await asyncio.gather(*(other.wait(pair) for _, pair, other in waiting))
                 again: list[int] = []  # the request they waited for failed: they send their own
                 for (index, pair, _), answer in zip(waiting, answers, strict=True):
                     if answer is None:
@@ -240,12 +268,11 @@ class CachedSender:
                         continue
                     saved += self._take_hit(kind, pair, answer, started, results, index)
                     hits += 1
-                misses += await self._send(kind, items, params, keys, again, results, {})
+                misses += await self._send(kind, items, params, keys, again, results, None)
         finally:
-            for pair, flight in mine.items():
-                if not flight.done:
-                    flight.land(None)
-                if flights.get(pair) is flight:
+            mine.finish(pairs)
+            for pair in pairs:
+                if flights.get(pair) is mine:
                     del flights[pair]
             self.cache.count(self._generator_label(), hits=hits, misses=misses, saved=saved)
         return results
@@ -255,10 +282,10 @@ class CachedSender:
         kind: str,
         items: list[Item],
         params: list[GenerateParams],
-        keys: list[tuple[str, int] | None],
+        keys: list[Pair | None],
         send: list[int],
         results: list[Any],
-        flights: dict[tuple[str, int], Flight],
+        flights: Flights | None,
     ) -> int:
         """Send the items at `send` in one batch call; keep and hand out what succeeded."""
         if not send:
@@ -290,10 +317,8 @@ class CachedSender:
             if isinstance(answer, BaseException):
                 continue
             data = kept(index, kind, pair, answer, label, entries)
-            if data is not None and flights:
-                flight = flights.get(pair)
-                if flight is not None:
-                    flight.land(data)
+            if data is not None and flights is not None:
+                flights.land(pair, data)
         if entries:
             self.cache.keep_all(entries)
         return counted

@@ -388,7 +388,8 @@ class ResponseCache:
 
     def flights(self, loop: asyncio.AbstractEventLoop) -> dict[tuple[str, int], Any]:
         """The requests being sent on `loop` for a missing key and sample, by (key, sample)
-        (`jib.storage._response_answers.Flight`): what single-flight reads and writes."""
+        (`jib.storage._response_answers.Flights`, the batch sending it): what single-flight
+        reads and writes."""
         known = self._flights.get(loop)
         if known is None:
             known = self._flights[loop] = {}
