@@ -337,16 +337,13 @@ class CachedSender:
                 f"{len(materials)} requests for a batch of {len(items)}"
             )
         if materials and type(materials[0]) is SentRequest:
-            # The common batch: bodies already written, to one URL (of one kind), hashed in a row.
+            # The common batch: bodies already written, to one URL (so of one kind: a provider
+            # sends chats and texts to endpoints of their own), hashed in a row.
             url = materials[0].url
             text = isinstance(items[0], str)
             bodies: list[bytes] = []
-            for item, material in zip(items, materials, strict=True):
-                if (
-                    type(material) is not SentRequest
-                    or material.url != url
-                    or isinstance(item, str) is not text
-                ):
+            for material in materials:
+                if type(material) is not SentRequest or material.url != url:
                     break
                 bodies.append(material.body)
             else:
@@ -398,8 +395,29 @@ class CachedSender:
         """Add `answer` (of the item at `index`) to `entries`, to be kept, with its chat's id
         to come (`settle`); its JSON, for the items waiting for the same key and sample. An
         answer whose extra cannot be written as JSON is handed on uncached (`None`): keeping it
-        never fails it."""
-        data = _answer_json(answer)
+        never fails it.
+
+        What is kept of an answer: its content, why it stopped, its usage and extra.
+        """
+        if isinstance(answer, GeneratedMessage):
+            message: Message | None = answer.message
+            data: dict[str, Any] = {
+                "stop_reason": answer.stop_reason,
+                "message": answer.message.to_dict(),
+            }
+            if answer.refusal:
+                data["refusal"] = answer.refusal
+        else:
+            message = None
+            data = {"stop_reason": answer.stop_reason, "text": answer.text}
+        usage = answer.usage
+        if usage is not None:
+            data["usage"] = usage.to_dict()
+        extra = answer.extra
+        if extra:  # written at once, so the record's own (a copy only to leave a note out)
+            if NOTE in extra:
+                extra = {k: v for k, v in extra.items() if k != NOTE}
+            data["extra"] = extra
         try:
             encoded = orjson.dumps(data, default=repr)
         except TypeError:  # orjson's JSONEncodeError too
@@ -409,7 +427,7 @@ class CachedSender:
                 return None
         entry = NewEntry(pair[0], pair[1], label, kind, encoded)
         entries.append(entry)
-        self._kept_at.append((index, entry, getattr(answer, "message", None)))
+        self._kept_at.append((index, entry, message))
         return encoded
 
     def _take_hit(
@@ -482,24 +500,3 @@ class CachedSender:
     async def _maybe_flush(self) -> None:
         if self.cache.due():
             await self.cache.aflush()
-
-
-def _answer_json(answer: GeneratedMessage | GeneratedText) -> dict[str, Any]:
-    """What is kept of an answer: its content, why it stopped, its usage and extra."""
-    if isinstance(answer, GeneratedMessage):
-        data: dict[str, Any] = {
-            "stop_reason": answer.stop_reason,
-            "message": answer.message.to_dict(),
-        }
-        if answer.refusal:
-            data["refusal"] = answer.refusal
-    else:
-        data = {"stop_reason": answer.stop_reason, "text": answer.text}
-    if answer.usage is not None:
-        data["usage"] = answer.usage.to_dict()
-    extra = answer.extra
-    if extra:  # written at once, so the record's own (a copy only to leave a note out)
-        if NOTE in extra:
-            extra = {k: v for k, v in extra.items() if k != NOTE}
-        data["extra"] = extra
-    return data
