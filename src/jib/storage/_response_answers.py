@@ -209,7 +209,8 @@ class CachedSender:
 
     async def finish(self) -> None:
         """Write the kept answers when enough are waiting (see `ResponseCache.write_every`)."""
-        await self._maybe_flush()
+        if self.cache.due():
+            await self.cache.aflush()
 
     # -- the work ------------------------------------------------------------------------------
 
@@ -496,7 +497,3 @@ class CachedSender:
                 secrets = list(wire_secrets()) if wire_secrets else [self.generator.get_api_key()]
             self._secrets = secrets
         return self._secrets
-
-    async def _maybe_flush(self) -> None:
-        if self.cache.due():
-            await self.cache.aflush()
