@@ -264,10 +264,13 @@ class Usage:
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
         }
-        for name in ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens"):
-            value = getattr(self, name)
-            if value:
-                counts[name] = value
+        # Written out (not a loop over the names): every answer kept or stored is counted here.
+        if self.cached_input_tokens:
+            counts["cached_input_tokens"] = self.cached_input_tokens
+        if self.cache_write_tokens:
+            counts["cache_write_tokens"] = self.cache_write_tokens
+        if self.reasoning_tokens:
+            counts["reasoning_tokens"] = self.reasoning_tokens
         return counts
 
 

@@ -429,3 +429,38 @@ def test_an_answer_of_a_later_round_names_its_own_chat(cache: ResponseCache) -> 
     notes = [hit(chat) for chat in second]
     assert [note["chat_id"] if note else None for note in notes] == [chat.id for chat in first]
     assert second[1].content == "done B"
+
+
+def test_a_batch_that_waits_after_the_request_it_waits_for_has_failed_sends_its_own(
+    cache: ResponseCache,
+) -> None:
+    # Batch one's "fail" fails (and batch one ends) while batch two, which found it in flight,
+    # is still sending its own "slow": when two then waits, it learns the request failed at
+    # once and sends "fail" itself (rather than waiting for an answer that never comes).
+    gate = asyncio.Event()
+    asked: list[str] = []
+
+    async def answer(messages: list[Message], params: Any) -> str:
+        prompt = str(messages[0].content)
+        asked.append(prompt)
+        if prompt == "slow":
+            await gate.wait()
+            return "slow, done"
+        for _ in range(3):  # batch two starts and finds this request in flight
+            await asyncio.sleep(0)
+        gate.set()
+        raise ValueError("no")
+
+    pipeline = _KeptCallback(model="m", callback=answer).chat().catch(Exception)
+    pipeline = pipeline.with_response_cache(cache)
+
+    async def both() -> list[list[jib.Chat]]:
+        return await asyncio.gather(
+            pipeline.run_batch(["fail"], on_failed="include"),
+            pipeline.run_batch(["slow", "fail"], on_failed="include"),
+        )
+
+    (one,), (slow, two) = asyncio.run(both())
+    assert one.failed and two.failed and one.error is not two.error
+    assert slow.content == "slow, done"
+    assert sorted(asked) == ["fail", "fail", "slow"]

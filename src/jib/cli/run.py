@@ -546,7 +546,7 @@ def _with_concurrency(generators: list[Generator], concurrency: int) -> list[Gen
     ]
 
 
-_CACHE_WRITE_EVERY = 256
+_CACHE_WRITE_EVERY = 1024
 """Answers `jib run --cache` keeps before writing them to the cache in one transaction."""
 
 

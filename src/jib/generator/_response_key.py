@@ -30,8 +30,7 @@ under one key).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +51,7 @@ __all__ = [
     "generator_identity",
     "generic_request",
     "keep_sent_body",
+    "kept_bodies",
     "key_prefix",
     "params_material",
     "request_key",
@@ -94,6 +94,25 @@ class KeyPrefix:
             if secret in data:
                 data = data.replace(secret, _REDACTED)
         return data
+
+    def sent_keys(self, url: str, bodies: Sequence[bytes]) -> list[str]:
+        """The keys of `SentRequest(url, body)` for each of `bodies` (`key`, for a batch)."""
+        after_url = self._urls.get(url)
+        if after_url is None:
+            if len(self._urls) > 16:
+                self._urls.clear()
+            after_url = self._urls[url] = self._hash.copy()
+            after_url.update(orjson.dumps(url))
+        secrets = self._secrets
+        keys: list[str] = []
+        for body in bodies:
+            for secret in secrets:
+                if secret in body:
+                    body = body.replace(secret, _REDACTED)
+            digest = after_url.copy()
+            digest.update(body)
+            keys.append(digest.hexdigest())
+        return keys
 
     def key(self, material: Any) -> str:
         """The key of one request's `material` (JSON-able, or a `SentRequest`) after this
@@ -158,16 +177,29 @@ _SENT: ContextVar[dict[tuple[int, int], tuple[Any, Any, Any, bytes]] | None] = C
 `sending_bodies`), by the identity of each item and its params."""
 
 
-@contextmanager
-def sending_bodies() -> Iterator[None]:
+def sending_bodies() -> _SendingBodies:
     """While the block runs (one batch through the response cache: its keys, then the send of
     what missed), bodies a provider wrote for the keys (`keep_sent_body`) are kept for its sends
     to reuse (`sent_body`); the requests it makes in tasks of their own see them too."""
-    token = _SENT.set({})
-    try:
-        yield
-    finally:
-        _SENT.reset(token)
+    return _SendingBodies()
+
+
+class _SendingBodies:
+    """`sending_bodies`' block (a class: entered once per batch, cheaper than a generator's)."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _SENT.set({})
+
+    def __exit__(self, *_exc: object) -> None:
+        _SENT.reset(self._token)
+
+
+def kept_bodies() -> dict[tuple[int, int], tuple[Any, Any, Any, bytes]] | None:
+    """Where `keep_sent_body` keeps bodies, for a provider keeping a batch's at once (`None`
+    outside `sending_bodies`): `[(id(item), id(params))] = (item, params, owner, data)`."""
+    return _SENT.get()
 
 
 def keep_sent_body(item: Any, params: Any, owner: Any, data: bytes) -> None:
@@ -185,8 +217,9 @@ def sent_body(item: Any, params: Any, owner: Any) -> bytes | None:
     known = _SENT.get()
     if not known:
         return None
+    # The entry holds `item` and `params`, so no other object has their ids while it is kept.
     entry = known.get((id(item), id(params)))
-    if entry is None or entry[0] is not item or entry[1] is not params or entry[2] != owner:
+    if entry is None or entry[2] != owner:
         return None
     return entry[3]
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from jib.errors import JibError
-from jib.generator._response_key import KeyPrefix, sending_bodies
+from jib.generator._response_key import KeyPrefix, SentRequest, sending_bodies
 from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
 from jib.storage._response_cache_tables import CachedAnswer, NewEntry
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from jib.params import GenerateParams
     from jib.storage._response_cache import ResponseCache
 
-__all__ = ["NOTE", "CachedSender", "Flight"]
+__all__ = ["NOTE", "CachedSender", "Flights"]
 
 NOTE = "response_cache"
 """The key of `extra` that says an answer came from the response cache."""
@@ -43,37 +43,62 @@ NOTE = "response_cache"
 Item = Any  # a conversation (Sequence[Message]) or a text
 
 
-class Flight:
-    """A request being sent for a missing key and sample, within one event loop: what the
-    batches that ask for the same pair meanwhile wait for (`wait`). Its future is made only
-    when one does wait."""
+Pair = tuple[str, int]  # a key and a sample index
 
-    __slots__ = ("answer", "done", "future")
+
+class Flights:
+    """The requests one batch is sending for missing keys and samples (by pair), within one
+    event loop: what the batches that ask for the same pair meanwhile wait for (`wait`). A
+    future is made only for a pair one does wait for."""
+
+    __slots__ = ("answers", "done", "futures")
 
     def __init__(self) -> None:
+        self.answers: dict[Pair, CachedAnswer | bytes | None] = {}
+        """Each pair's outcome, once it has one: the answer found, or the one kept (its JSON,
+        as written), or `None` when its request failed."""
+        self.futures: dict[Pair, asyncio.Future[None]] | None = None
         self.done = False
-        self.answer: CachedAnswer | dict[str, Any] | None = None
-        self.future: asyncio.Future[None] | None = None
+        """The batch is over: a pair without an outcome failed."""
 
-    def land(self, answer: CachedAnswer | dict[str, Any] | None) -> None:
-        """The request's outcome (once; later calls change nothing): the answer found or kept
-        (its JSON), or `None` when it failed."""
-        if self.done:
+    def land(self, pair: Pair, answer: CachedAnswer | bytes | None) -> None:
+        """`pair`'s outcome (once; later calls change nothing)."""
+        if pair in self.answers:
             return
-        self.done = True
-        self.answer = answer
-        if self.future is not None and not self.future.done():
-            self.future.set_result(None)
+        self.answers[pair] = answer
+        if self.futures is not None:
+            future = self.futures.pop(pair, None)
+            if future is not None and not future.done():
+                future.set_result(None)
 
-    async def wait(self) -> CachedAnswer | None:
-        """The answer once the request has one; `None` when it failed."""
-        if not self.done:
-            if self.future is None:
-                self.future = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self.future)  # a waiter cancelled leaves it to the others
-        answer = self.answer
-        if type(answer) is dict:
-            return CachedAnswer(answer, None, time.time())
+    def land_rest(self, pairs: Sequence[Pair]) -> None:
+        """Each of `pairs` without an outcome yet failed."""
+        answers = self.answers
+        for pair in pairs:
+            if pair not in answers:
+                self.land(pair, None)
+
+    def finish(self, pairs: Sequence[Pair]) -> None:
+        """The batch asking for `pairs` is over: those without an outcome failed (for the
+        waiters there are, and those still to come)."""
+        self.done = True
+        if self.futures:
+            self.land_rest(pairs)
+
+    async def wait(self, pair: Pair) -> CachedAnswer | None:
+        """`pair`'s answer once its request has one; `None` when it failed."""
+        if pair not in self.answers:
+            if self.done:
+                return None
+            if self.futures is None:
+                self.futures = {}
+            future = self.futures.get(pair)
+            if future is None:
+                future = self.futures[pair] = asyncio.get_running_loop().create_future()
+            await asyncio.shield(future)  # a waiter cancelled leaves it to the others
+        answer = self.answers[pair]
+        if type(answer) is bytes:  # read only when a waiter needs it (rare)
+            return CachedAnswer(orjson.loads(answer), None, time.time())
         return answer  # type: ignore[return-value]
 
 
@@ -158,17 +183,24 @@ class CachedSender:
         """Give each answer kept by this batch its record's id (the chat it was made for:
         `records` are the batch's, in the order of its items); a hit on an answer of this same
         batch (or another not written yet) is told that chat's id."""
-        by_message: dict[int, Any] = {}
-        if self._kept_at:
-            for record in records:
-                for message in getattr(record, "generated", None) or ():
-                    by_message[id(message)] = record
+        by_message: dict[int, Any] | None = None
+        count = len(records)
         for index, entry, message in self._kept_at:
-            if entry.origin_chat is None:
-                record = by_message.get(id(message)) if message is not None else None
-                if record is None and index < len(records):
-                    record = records[index]  # a text completion (one round, in order)
-                entry.origin_chat = getattr(record, "id", None)
+            if entry.origin_chat is not None:
+                continue
+            record = records[index] if index < count else None
+            generated: Any = getattr(record, "generated", None) if message is not None else None
+            if message is not None and not (generated and generated[-1] is message):
+                if by_message is None:  # a later round's answer: found by its message
+                    by_message = {
+                        id(made): each
+                        for each in records
+                        for made in getattr(each, "generated", None) or ()
+                    }
+                record = by_message.get(id(message))
+                if record is None and index < count:
+                    record = records[index]
+            entry.origin_chat = getattr(record, "id", None)
         pending = self.cache.pending
         for note in self._late:
             waiting = pending(note["key"], note["sample"])
@@ -177,7 +209,8 @@ class CachedSender:
 
     async def finish(self) -> None:
         """Write the kept answers when enough are waiting (see `ResponseCache.write_every`)."""
-        await self._maybe_flush()
+        if self.cache.due():
+            await self.cache.aflush()
 
     # -- the work ------------------------------------------------------------------------------
 
@@ -187,12 +220,13 @@ class CachedSender:
         started = time.perf_counter()
         count = len(items)
         results: list[Any] = [None] * count
-        keys: list[tuple[str, int] | None] = [None] * count
+        keys: list[Pair | None] = [None] * count
         samples = self.samples
         flights = self.cache.flights(asyncio.get_running_loop())
-        mine: dict[tuple[str, int], Flight] = {}  # the pairs this batch asks for
-        leaders: list[tuple[int, tuple[str, int]]] = []  # the item asking for each, its pair
-        waiting: list[tuple[int, tuple[str, int], Flight]] = []  # another item asks for theirs
+        mine = Flights()  # the pairs this batch asks for (in `flights` while it does)
+        leaders: list[int] = []  # the item asking for each of them
+        pairs: list[Pair] = []  # and its pair
+        waiting: list[tuple[int, Pair, Flights]] = []  # another item asks for theirs
         send: list[int] = []
         for index, key in enumerate(self._keys(items, params)):
             if key is None:
@@ -200,30 +234,34 @@ class CachedSender:
                 continue
             pair = (key, samples.get(id(params[index]), 0) if samples else 0)
             keys[index] = pair
-            flight = mine.get(pair) or flights.get(pair)
-            if flight is not None:
-                waiting.append((index, pair, flight))
+            other = flights.get(pair)  # this batch's own pairs are in `flights` too
+            if other is not None:
+                waiting.append((index, pair, other))
                 continue
-            flights[pair] = mine[pair] = Flight()
-            leaders.append((index, pair))
+            flights[pair] = mine
+            leaders.append(index)
+            pairs.append(pair)
         hits = misses = 0
         saved = 0.0
         try:
-            found = await self.cache.alookup([pair for _, pair in leaders]) if leaders else {}
-            for index, pair in leaders:
-                answer = found.get(pair) if found else None
+            found = await self.cache.alookup(pairs) if pairs else {}
+            if not found:  # every one missed (a cache being filled)
+                send += leaders
+            for index, pair in zip(leaders, pairs, strict=True) if found else ():
+                answer = found.get(pair)
                 if answer is None:
                     send.append(index)
                     continue
                 saved += self._take_hit(kind, pair, answer, started, results, index)
                 hits += 1
-                mine[pair].land(answer)
+                mine.land(pair, answer)
             send.sort()
             misses += await self._send(kind, items, params, keys, send, results, mine)
             if waiting:
-                for flight in mine.values():  # failed: its waiters send their own (no waiting
-                    flight.land(None)  # on each other across batches)
-                answers = await asyncio.gather(*(flight.wait() for _, _, flight in waiting))
+                # What has no answer yet failed: its waiters send their own (no waiting on each
+                # other across batches).
+                mine.land_rest(pairs)
+                answers = await asyncio.gather(*(other.wait(pair) for _, pair, other in waiting))
                 again: list[int] = []  # the request they waited for failed: they send their own
                 for (index, pair, _), answer in zip(waiting, answers, strict=True):
                     if answer is None:
@@ -231,12 +269,11 @@ class CachedSender:
                         continue
                     saved += self._take_hit(kind, pair, answer, started, results, index)
                     hits += 1
-                misses += await self._send(kind, items, params, keys, again, results, {})
+                misses += await self._send(kind, items, params, keys, again, results, None)
         finally:
-            for pair, flight in mine.items():
-                if not flight.done:
-                    flight.land(None)
-                if flights.get(pair) is flight:
+            mine.finish(pairs)
+            for pair in pairs:
+                if flights.get(pair) is mine:
                     del flights[pair]
             self.cache.count(self._generator_label(), hits=hits, misses=misses, saved=saved)
         return results
@@ -246,10 +283,10 @@ class CachedSender:
         kind: str,
         items: list[Item],
         params: list[GenerateParams],
-        keys: list[tuple[str, int] | None],
+        keys: list[Pair | None],
         send: list[int],
         results: list[Any],
-        flights: dict[tuple[str, int], Flight],
+        flights: Flights | None,
     ) -> int:
         """Send the items at `send` in one batch call; keep and hand out what succeeded."""
         if not send:
@@ -281,10 +318,8 @@ class CachedSender:
             if isinstance(answer, BaseException):
                 continue
             data = kept(index, kind, pair, answer, label, entries)
-            if data is not None and flights:
-                flight = flights.get(pair)
-                if flight is not None:
-                    flight.land(data)
+            if data is not None and flights is not None:
+                flights.land(pair, data)
         if entries:
             self.cache.keep_all(entries)
         return counted
@@ -302,7 +337,21 @@ class CachedSender:
                 f"{type(self.generator).__name__}.response_cache_requests returned "
                 f"{len(materials)} requests for a batch of {len(items)}"
             )
-        keys: list[str | None] = []
+        if materials and type(materials[0]) is SentRequest:
+            # The common batch: bodies already written, to one URL (so of one kind: a provider
+            # sends chats and texts to endpoints of their own), hashed in a row.
+            url = materials[0].url
+            text = isinstance(items[0], str)
+            bodies: list[bytes] = []
+            for material in materials:
+                if type(material) is not SentRequest or material.url != url:
+                    break
+                bodies.append(material.body)
+            else:
+                keys: list[str | None] = []
+                keys += self._prefix("text" if text else "chat").sent_keys(url, bodies)
+                return keys
+        keys = []
         chat: KeyPrefix | None = None
         for item, material in zip(items, materials, strict=True):
             if material is None:
@@ -343,12 +392,33 @@ class CachedSender:
         answer: Any,
         label: str,
         entries: list[NewEntry],
-    ) -> dict[str, Any] | None:
+    ) -> bytes | None:
         """Add `answer` (of the item at `index`) to `entries`, to be kept, with its chat's id
         to come (`settle`); its JSON, for the items waiting for the same key and sample. An
         answer whose extra cannot be written as JSON is handed on uncached (`None`): keeping it
-        never fails it."""
-        data = _answer_json(answer)
+        never fails it.
+
+        What is kept of an answer: its content, why it stopped, its usage and extra.
+        """
+        if isinstance(answer, GeneratedMessage):
+            message: Message | None = answer.message
+            data: dict[str, Any] = {
+                "stop_reason": answer.stop_reason,
+                "message": answer.message.to_dict(),
+            }
+            if answer.refusal:
+                data["refusal"] = answer.refusal
+        else:
+            message = None
+            data = {"stop_reason": answer.stop_reason, "text": answer.text}
+        usage = answer.usage
+        if usage is not None:
+            data["usage"] = usage.to_dict()
+        extra = answer.extra
+        if extra:  # written at once, so the record's own (a copy only to leave a note out)
+            if NOTE in extra:
+                extra = {k: v for k, v in extra.items() if k != NOTE}
+            data["extra"] = extra
         try:
             encoded = orjson.dumps(data, default=repr)
         except TypeError:  # orjson's JSONEncodeError too
@@ -358,8 +428,8 @@ class CachedSender:
                 return None
         entry = NewEntry(pair[0], pair[1], label, kind, encoded)
         entries.append(entry)
-        self._kept_at.append((index, entry, getattr(answer, "message", None)))
-        return data
+        self._kept_at.append((index, entry, message))
+        return encoded
 
     def _take_hit(
         self,
@@ -427,26 +497,3 @@ class CachedSender:
                 secrets = list(wire_secrets()) if wire_secrets else [self.generator.get_api_key()]
             self._secrets = secrets
         return self._secrets
-
-    async def _maybe_flush(self) -> None:
-        if self.cache.due():
-            await self.cache.aflush()
-
-
-def _answer_json(answer: GeneratedMessage | GeneratedText) -> dict[str, Any]:
-    """What is kept of an answer: its content, why it stopped, its usage and extra."""
-    if isinstance(answer, GeneratedMessage):
-        data: dict[str, Any] = {
-            "stop_reason": answer.stop_reason,
-            "message": answer.message.to_dict(),
-        }
-        if answer.refusal:
-            data["refusal"] = answer.refusal
-    else:
-        data = {"stop_reason": answer.stop_reason, "text": answer.text}
-    if answer.usage is not None:
-        data["usage"] = answer.usage.to_dict()
-    extra = answer.extra
-    if extra:  # a copy: the record's own extra may be changed later (`.then()`)
-        data["extra"] = {k: v for k, v in extra.items() if k != NOTE}
-    return data

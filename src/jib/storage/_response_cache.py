@@ -42,6 +42,7 @@ from jib.storage._engine import WRITE, create_store_engine, redacted_url
 from jib.storage._errors import StoreError
 from jib.storage._location import default_store_url, to_database_url
 from jib.storage._loop_sqlite import Busy, LoopConnection, is_busy
+from jib.storage._response_answers import CachedSender
 from jib.storage._response_cache_admin import (
     clear_answers,
     response_cache_run_stats,
@@ -73,10 +74,13 @@ _LOOKUP_CHUNK = 100
 """Keys per lookup query (a SQLite lookup is a `UNION ALL` of one query per key: SQLite allows
 500 of them, and 999 parameters before 3.32)."""
 _INSERT_ROWS = 100
-"""Rows per SQLite insert statement (9 parameters each: SQLite before 3.32 allows 999)."""
-_WRITE_SLICE = 256
-"""Answers written per transaction on the event loop (a slice takes a millisecond or two; each
-transaction's commit costs about as much as a hundred answers, so slices are not smaller)."""
+"""Rows per SQLite insert statement (at most 9 parameters each: SQLite before 3.32 allows
+999)."""
+_WRITE_SLICE = 1024
+"""Answers written per transaction on the event loop (a slice takes a few milliseconds). Keys
+are random, so each answer dirties its own page of the key's index until a slice is big enough
+for answers to share pages: each page is written once per transaction, and 1,024 answers cost
+about a third less each than 256 do."""
 
 
 def open_response_cache(
@@ -142,6 +146,7 @@ class ResponseCache:
         self._stats: dict[str, ResponseCacheStats] = {}
         self._sql: dict[tuple[int, bool], str] = {}
         self._sql_rows: dict[int, str] = {}
+        self._sql_shared: dict[int, str] = {}
         self._labels: dict[int, tuple[Any, str, str]] = {}
         self._identities: dict[
             int, tuple[Any, dict[str, Any], Any, dict[tuple[str | None, ...], KeyPrefix]]
@@ -198,8 +203,6 @@ class ResponseCache:
     def sender(self, generator: Generator, samples: dict[int, int] | None = None) -> Any:
         """`generator`'s batch methods through this cache, for one batch of a pipeline (see
         `jib.storage._response_answers.CachedSender`)."""
-        from jib.storage._response_answers import CachedSender
-
         return CachedSender(self, generator, samples)
 
     def label_of(self, generator: Generator) -> str:
@@ -385,7 +388,8 @@ class ResponseCache:
 
     def flights(self, loop: asyncio.AbstractEventLoop) -> dict[tuple[str, int], Any]:
         """The requests being sent on `loop` for a missing key and sample, by (key, sample)
-        (`jib.storage._response_answers.Flight`): what single-flight reads and writes."""
+        (`jib.storage._response_answers.Flights`, the batch sending it): what single-flight
+        reads and writes."""
         known = self._flights.get(loop)
         if known is None:
             known = self._flights[loop] = {}
@@ -415,44 +419,47 @@ class ResponseCache:
         An answer whose key and sample another process wrote first is left as that one wrote
         it.
         """
-        rows, counts = self._take()
-        if rows or counts:
-            self._write_pooled(rows, counts)
-        return len(rows)
+        entries, counts, now = self._take()
+        if entries or counts:
+            self._write_pooled(self._rows(entries, now), counts)
+        return len(entries)
 
     async def aflush(self) -> int:
         """`flush`, from the event loop. SQLite: on the loop, a slice of answers per
         transaction (so the loop is never held for long) with the counts in the last; a slice
         that would wait for another process's write lock, and the rest after it, go to a worker
         thread. PostgreSQL: in a worker thread, in one transaction."""
-        rows, counts = self._take()
-        if not rows and not counts:
+        entries, counts, now = self._take()
+        if not entries and not counts:
             return 0
         start = 0
         connection = self._loop_connection()
         if connection is not None:
             while True:
                 end = start + _WRITE_SLICE
-                last = end >= len(rows)
+                last = end >= len(entries)
                 try:
-                    self._write_on(connection, rows[start:end], counts if last else {})
+                    self._write_on(connection, entries[start:end], now, counts if last else {})
                 except Busy:
                     break
                 if last:
-                    return len(rows)
+                    return len(entries)
                 start = end
                 await asyncio.sleep(0)  # let the loop run between slices
-        await asyncio.to_thread(self._write_pooled, rows[start:], counts)
-        return len(rows)
+        await asyncio.to_thread(self._write_pooled, self._rows(entries[start:], now), counts)
+        return len(entries)
 
-    def _take(self) -> tuple[list[tuple[Any, ...]], dict[str, ResponseCacheStats]]:
-        """The waiting answers as rows to insert, and the waiting counts; both taken."""
+    def _take(self) -> tuple[list[NewEntry], dict[str, ResponseCacheStats], float]:
+        """The waiting answers and the waiting counts, both taken; the time they are kept at."""
         with self._lock:
             pending, self._pending = list(self._pending.values()), {}
             counts, self._stats = self._stats, {}
-        now = time.time()
+        return pending, counts, time.time()
+
+    def _rows(self, entries: list[NewEntry], now: float) -> list[tuple[Any, ...]]:
+        """`entries` as rows to insert (every column, in `_insert_sql`'s order)."""
         run = self.run
-        rows = [
+        return [
             (
                 e.key,
                 e.sample,
@@ -464,9 +471,8 @@ class ResponseCache:
                 now,
                 len(e.answer),
             )
-            for e in pending
+            for e in entries
         ]
-        return rows, counts
 
     def _write_pooled(
         self, rows: list[tuple[Any, ...]], counts: dict[str, ResponseCacheStats]
@@ -484,21 +490,37 @@ class ResponseCache:
     def _write_on(
         self,
         connection: sqlite3.Connection,
-        rows: list[tuple[Any, ...]],
+        entries: list[NewEntry],
+        now: float,
         counts: dict[str, ResponseCacheStats],
     ) -> None:
-        """Write `rows` and `counts` in one transaction on the loop's SQLite connection.
+        """Write `entries` (kept at `now`) and `counts` in one transaction on the loop's SQLite
+        connection.
 
         Raises:
             Busy: another process holds the write lock (nothing was written).
             StoreError: the database failed otherwise (nothing was written).
         """
+        run = self.run
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                for start in range(0, len(rows), _INSERT_ROWS):
-                    part = rows[start : start + _INSERT_ROWS]
-                    connection.execute(self._insert_rows_sql(len(part)), _flat(part))
+                for start in range(0, len(entries), _INSERT_ROWS):
+                    part = entries[start : start + _INSERT_ROWS]
+                    generator, kind = part[0].generator, part[0].kind
+                    # What the rows share is bound once (each value bound is copied), when
+                    # they are of one generator and kind.
+                    values: list[Any] = [generator, kind, run, now]
+                    for e in part:
+                        if e.generator != generator or e.kind != kind:
+                            break
+                        answer = e.answer
+                        values += (e.key, e.sample, answer.decode(), e.origin_chat, len(answer))
+                    else:
+                        connection.execute(self._insert_shared_sql(len(part)), values)
+                        continue
+                    rows = self._rows(part, now)
+                    connection.execute(self._insert_rows_sql(len(part)), _flat(rows))
                 for generator, counted in counts.items():
                     connection.execute(self._stats_sql(), self._stats_row(generator, counted))
                 connection.execute("COMMIT")
@@ -532,6 +554,22 @@ class ResponseCache:
             if len(self._sql_rows) > 64:
                 self._sql_rows.clear()
             self._sql_rows[count] = known
+        return known
+
+    def _insert_shared_sql(self, count: int) -> str:
+        """`_insert_rows_sql` for rows of one generator and kind: the generator, the kind, the
+        run and the time are bound once (`?1`–`?4`), then each row's own five values."""
+        known = self._sql_shared.get(count)
+        if known is None:
+            columns = "key, sample, generator, kind, answer, origin_chat, run, created_at, size"
+            values = ", ".join(
+                f"(?{n}, ?{n + 1}, ?1, ?2, ?{n + 2}, ?{n + 3}, ?3, ?4, ?{n + 4})"
+                for n in range(5, 5 + 5 * count, 5)
+            )
+            known = f"INSERT OR IGNORE INTO jib_response_cache ({columns}) VALUES {values}"
+            if len(self._sql_shared) > 64:
+                self._sql_shared.clear()
+            self._sql_shared[count] = known
         return known
 
     def _stats_sql(self) -> str:

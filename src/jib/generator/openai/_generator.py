@@ -12,7 +12,7 @@ from jib._limits import REQUEST_LIMIT_OPTIONS
 from jib._wire import WireRequest, WireResponse
 from jib._wire.models import Body
 from jib.errors import InvalidGeneratorError, ProviderError
-from jib.generator._response_key import SentRequest, keep_sent_body, sent_body
+from jib.generator._response_key import SentRequest, keep_sent_body, kept_bodies, sent_body
 from jib.generator._wired import WiredGenerator
 from jib.generator.openai._bodies import EncodedBodies
 from jib.generator.openai._protocol import (
@@ -165,8 +165,11 @@ class OpenAIGenerator(WiredGenerator):
         model = self.model
         marks = self._sends_cache_marks()
         url = self.api_base.rstrip("/") + "/chat/completions"
+        kept = kept_bodies()  # the bodies are kept for the sends (`_sent_request`), owned by
+        owner = self._body_owner()  # this model and endpoint
         shared: dict[int, dict[str, Any]] = {}
         requests: list[Any] = []
+        dumps = json.dumps
         for item, item_params in zip(items, params, strict=True):
             if isinstance(item, str):
                 requests.append(self.response_cache_request(item, item_params))
@@ -177,8 +180,11 @@ class OpenAIGenerator(WiredGenerator):
             body = chat_body(model, item, item_params, cache_marks=marks, sampling=sampling)
             if any(message.has_parts for message in item):
                 requests.append({"url": url, "body": body})
-            else:
-                requests.append(self._sent_request(item, item_params, url, body))
+                continue
+            data = dumps(body).encode()
+            if kept is not None:
+                kept[(id(item), id(item_params))] = (item, item_params, owner, data)
+            requests.append(SentRequest(url, data))
         return requests
 
     def _sent_request(
