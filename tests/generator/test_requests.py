@@ -176,15 +176,21 @@ async def test_a_pickled_generator_gets_a_limiter_of_its_own() -> None:
     assert clone._request_limiter().settings == generator._request_limiter().settings
 
 
-async def test_a_429_halves_the_in_flight_limit_and_successes_grow_it_back() -> None:
+def rate_limited_once() -> Any:
+    """A callback whose first chat saying "once" is refused with a 429; every other says ok."""
+    seen: list[int] = []
+
     def once(messages: list[Message], params: GenerateParams) -> str:
         if messages[-1].content == "once" and not seen:
             seen.append(1)
             raise RateLimitError("slow down", status_code=429)
         return "ok"
 
-    seen: list[int] = []
-    generator = gen(once, max_connections=8)
+    return once
+
+
+async def test_a_429_halves_the_in_flight_limit_and_successes_grow_it_back() -> None:
+    generator = gen(rate_limited_once(), max_connections=8)
     limiter = generator._request_limiter()
     await generator.chat("once").run()
     # one 429 halved the limit to 4, the success after it raised it to 5
@@ -254,14 +260,7 @@ def test_with_concurrency_keeps_the_identifier_and_an_identifier_s_cap() -> None
 
 
 async def test_a_429_halves_the_raised_cap_and_successes_grow_it_back_to_it() -> None:
-    def once(messages: list[Message], params: GenerateParams) -> str:
-        if messages[-1].content == "once" and not seen:
-            seen.append(1)
-            raise RateLimitError("slow down", status_code=429)
-        return "ok"
-
-    seen: list[int] = []
-    generator = gen(once)
+    generator = gen(rate_limited_once())
     raised = generator.with_concurrency(32)
     limiter = raised._request_limiter()
     await raised.chat("once").run()

@@ -132,12 +132,7 @@ class Http1Transport:
 
     def __init__(self, settings: WireSettings) -> None:
         self._settings = settings
-        # As the aiohttp transport: the default TLS context (the system's certificates) is made
-        # at the first https request; any other setting now, so a bad CA bundle or client
-        # certificate fails the first request whatever its URL.
-        default_tls = settings.verify is True and settings.cert is None
-        default_tls = default_tls and settings.cert_keyfile is None
-        self._tls: ssl.SSLContext | None = None if default_tls else _context(settings.tls())
+        self._tls: ssl.SSLContext | None = None if settings.system_tls else _context(settings.tls())
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._closed = False

@@ -70,6 +70,15 @@ class WireSettings:
     cert: str | None = None
     cert_keyfile: str | None = None
 
+    @property
+    def system_tls(self) -> bool:
+        """Whether TLS is the default: the system's certificates, no client certificate. A
+        transport then makes its context at the first https request, since loading the
+        certificates costs more CPU than a short run's requests to a local http:// server;
+        any other setting is made at once, so a bad CA bundle or client certificate fails the
+        first request whatever its URL."""
+        return self.verify is True and self.cert is None and self.cert_keyfile is None
+
     def tls(self) -> ssl.SSLContext | bool:
         """The TLS setting of a client made for these settings (see `tls_context`): every
         transport on the wire (HTTP or WebSocket) takes it from here."""

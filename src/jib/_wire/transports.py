@@ -67,14 +67,8 @@ class _Aiohttp:
         import aiohttp
 
         self._settings = settings
-        # The default TLS setting (the system's certificates, no client certificate) is made at
-        # the first https request, as each request passes it: loading the certificates costs
-        # more CPU than a short run's requests to a local http:// server. Any other setting is
-        # made now, so a bad CA bundle or client certificate fails the first request, whatever
-        # its URL.
-        default_tls = settings.verify is True and settings.cert is None
-        default_tls = default_tls and settings.cert_keyfile is None
-        self._tls: ssl.SSLContext | bool | None = None if default_tls else settings.tls()
+        # Each request passes its TLS setting (see `WireSettings.system_tls` for when it is made).
+        self._tls: ssl.SSLContext | bool | None = None if settings.system_tls else settings.tls()
         # The request tier bounds requests in flight; the connector only pools (limit=0: no
         # second cap). No timeouts here either: the tier cancels an attempt at its deadline.
         connector = aiohttp.TCPConnector(
