@@ -94,6 +94,16 @@ class ScriptedServer:
     url: str
     port: int
     requests: list[ReceivedRequest] = field(default_factory=list)
+    closed: list[tuple[str, int]] = field(default_factory=list)
+    """The client address of each connection the server has closed, in order."""
+
+    def wait_closed(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until the server has closed `count` connections (a guard, not a bound)."""
+        deadline = time.monotonic() + timeout
+        while len(self.closed) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the server closed {len(self.closed)} of {count} connections")
+            time.sleep(0.005)
 
 
 def http_answer(
@@ -168,6 +178,14 @@ def serve_script(script: Script) -> Iterator[ScriptedServer]:
     class Server(socketserver.ThreadingTCPServer):
         daemon_threads = True
         allow_reuse_address = True
+
+        def shutdown_request(self, request: Any) -> None:
+            try:
+                peer = request.getpeername()[:2]
+            except OSError:
+                peer = ("", 0)
+            super().shutdown_request(request)
+            running.closed.append(peer)
 
     server = Server(("127.0.0.1", 0), Handler)
     port = server.server_address[1]

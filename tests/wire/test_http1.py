@@ -17,7 +17,13 @@ from jib._wire import Wire, WireRequest, WireSettings
 from jib._wire.http1 import Http1Transport
 from jib._wire.transports import open_transport
 from jib.errors import MalformedResponseError, ProcessingError, ProviderConnectionError
-from tests.support.scripted_server import Answer, ReceivedRequest, http_answer, serve_script
+from tests.support.scripted_server import (
+    Answer,
+    ReceivedRequest,
+    ScriptedServer,
+    http_answer,
+    serve_script,
+)
 
 
 class _Sender:
@@ -302,19 +308,21 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
         answer.write(http_answer(200, b"fine"))  # says nothing of closing, then closes
         answer.close()
 
-    async def main(url: str) -> list[bytes]:
+    async def main(server: ScriptedServer) -> list[bytes]:
         wire = Wire(WireSettings())
         bodies = []
         try:
-            for _ in range(3):
-                bodies.append((await wire.send(_post(url), SENDER)).body)
-                await asyncio.sleep(0.05)  # the end of file arrives while the connection idles
+            for sent in range(1, 4):
+                bodies.append((await wire.send(_post(server.url), SENDER)).body)
+                # The server has closed the connection, the loop not yet run since: the end of
+                # file waits unread on the idle socket when the next request takes it.
+                server.wait_closed(sent)
         finally:
             await wire.aclose()
         return bodies
 
     with serve_script(script) as server:
-        assert asyncio.run(main(server.url)) == [b"fine"] * 3
+        assert asyncio.run(main(server)) == [b"fine"] * 3
     assert connections.count == 3
 
 

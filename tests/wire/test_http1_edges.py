@@ -53,10 +53,8 @@ def test_a_connection_whose_reading_was_paused_reads_the_next_answer() -> None:
     # is also the last of the answer, the connection goes back to the pool paused.
     body = b"x" * 263_000
     all_sent = threading.Event()
-    peers: list[tuple[str, int]] = []
 
     def script(request: ReceivedRequest, answer: Answer) -> None:
-        peers.append(answer.peer)
         if request.path != "/big":
             answer.write(http_answer(200, b"next"))
             return
@@ -77,8 +75,10 @@ def test_a_connection_whose_reading_was_paused_reads_the_next_answer() -> None:
             await wire.aclose()
 
     with serve_script(script) as server:
+        # Were the paused connection reused, the next answer would never be read (the guard
+        # fails the test). Whether it was reused depends on the answer having arrived whole in
+        # time, so the connection count is not asserted: the test must not depend on timing.
         assert asyncio.run(main(server.url)) == b"next"
-    assert len(set(peers)) == 1  # the same connection carried both
 
 
 def test_bytes_after_the_end_of_an_answer_are_not_taken_as_its_body() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import select
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator
@@ -159,7 +160,8 @@ class Http1Transport:
             fresh_since = loop.time() - _IDLE_SECONDS
             while idle:
                 connection = idle.pop()
-                if connection.reusable and connection.idle_since >= fresh_since:
+                fresh = connection.idle_since >= fresh_since
+                if fresh and connection.reusable and connection.quiet:
                     return connection
                 self._drop(connection)
         scheme, host, port = origin
@@ -284,6 +286,22 @@ class _Connection(asyncio.Protocol):
             and not transport.is_closing()
             and not transport.get_write_buffer_size()
         )
+
+    @property
+    def quiet(self) -> bool:
+        """Whether nothing waits to be read on this idle connection's socket. A server that closed
+        it (or wrote to it unasked) makes it readable before the loop has run the callbacks that
+        say so, which a busy loop may not do before the next request goes out."""
+        transport = self._transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is None:
+            return True
+        try:
+            poller = select.poll()
+        except AttributeError:  # Windows has no poll(); its select() takes any socket
+            return not select.select([sock.fileno()], [], [], 0)[0]
+        poller.register(sock.fileno(), select.POLLIN)
+        return not poller.poll(0)
 
     async def exchange(
         self, head: bytes, body: bytes | tuple[bytes, ...] | None, method: str
