@@ -354,7 +354,8 @@ async def test_a_request_that_hangs_fails_with_the_timeout() -> None:
     assert cancelled == ["a"]
 
 
-async def test_cancelling_a_batch_leaves_no_task_and_frees_every_slot() -> None:
+def never_answering() -> tuple[asyncio.Event, Any]:
+    """A callback that never answers, and the event it sets once it is called."""
     started = asyncio.Event()
 
     async def slow(messages: list[Message], params: GenerateParams) -> str:
@@ -362,6 +363,11 @@ async def test_cancelling_a_batch_leaves_no_task_and_frees_every_slot() -> None:
         await asyncio.sleep(30)
         return "never"
 
+    return started, slow
+
+
+async def test_cancelling_a_batch_leaves_no_task_and_frees_every_slot() -> None:
+    started, slow = never_answering()
     generator = gen(slow, max_connections=4)
     before = asyncio.all_tasks()
     task = asyncio.ensure_future(generator.chat().run_batch(["x"] * 20))
@@ -379,13 +385,7 @@ async def test_cancelling_a_batch_leaves_no_task_and_frees_every_slot() -> None:
 async def test_cancelling_a_batch_of_one_frees_its_slot() -> None:
     # A batch of one runs in the caller's task (no task of its own): its cancellation is the
     # caller's, and the slot still goes back.
-    started = asyncio.Event()
-
-    async def slow(messages: list[Message], params: GenerateParams) -> str:
-        started.set()
-        await asyncio.sleep(30)
-        return "never"
-
+    started, slow = never_answering()
     generator = gen(slow, max_connections=1)
     task = asyncio.ensure_future(generator.chat("x").run())
     await started.wait()

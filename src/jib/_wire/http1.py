@@ -33,10 +33,9 @@ from urllib.parse import quote, unquote, urlsplit
 import httptools
 from multidict import CIMultiDict
 
-from jib._wire.bodies import read_limited
 from jib._wire.failures import AnswerCut, NotHTTP
 from jib._wire.models import WireRequest, WireResponse
-from jib._wire.settings import WireSettings
+from jib._wire.settings import WireSettings, unverified_context
 
 if TYPE_CHECKING:
     import ssl
@@ -45,8 +44,6 @@ __all__ = ["Http1Transport"]
 
 _USER_AGENT = "jib (python)"
 _ACCEPT_ENCODING = "gzip, deflate"
-# The headers this client writes unless the request sets them (compared lower-cased).
-_DEFAULTED = ("host", "user-agent", "accept", "accept-encoding", "content-length")
 _IDLE_SECONDS = 15.0
 """How long a pooled connection may idle before it is closed instead of reused (aiohttp's
 keep-alive default): a middlebox may have forgotten a connection idle for longer, and a request
@@ -67,7 +64,7 @@ class _Target:
     origin: tuple[str, str, int]
     """(scheme, host to connect to, port): the pool's key."""
     host_header: str
-    target: bytes
+    target: str
     authorization: str | None
     """Basic credentials carried in the URL (`user:password@host`), as aiohttp and curl send
     them, unless the request sets its own `Authorization`."""
@@ -81,9 +78,9 @@ def _target_of(url: str) -> _Target:
     host = parts.hostname or ""
     if not host.isascii():
         host = host.encode("idna").decode("ascii")
-    port = parts.port or (443 if scheme == "https" else 80)
-    shown = f"[{host}]" if ":" in host else host
     default_port = 443 if scheme == "https" else 80
+    port = parts.port or default_port
+    shown = f"[{host}]" if ":" in host else host
     host_header = shown if port == default_port else f"{shown}:{port}"
     path = parts.path or "/"
     target = quote(path + (f"?{parts.query}" if parts.query else ""), safe=_SAFE_IN_TARGET)
@@ -91,12 +88,12 @@ def _target_of(url: str) -> _Target:
     if parts.username is not None:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         authorization = "Basic " + base64.b64encode(pair.encode()).decode("ascii")
-    return _Target((scheme, host, port), host_header, target.encode("ascii"), authorization)
+    return _Target((scheme, host, port), host_header, target, authorization)
 
 
 def _head(request: WireRequest, target: _Target, body_size: int | None) -> bytes:
     """The request line and headers, ending with the blank line."""
-    lines = [f"{request.method.upper()} {target.target.decode('ascii')} HTTP/1.1"]
+    lines = [f"{request.method.upper()} {target.target} HTTP/1.1"]
     given = set()
     for name, value in request.headers.items():
         given.add(name.lower())
@@ -120,7 +117,7 @@ def _head(request: WireRequest, target: _Target, body_size: int | None) -> bytes
 def _body_size(request: WireRequest) -> int | None:
     body = request.body
     if body is None:
-        return 0 if request.method in ("POST", "PUT", "PATCH") else None
+        return 0 if request.method.upper() in ("POST", "PUT", "PATCH") else None
     if isinstance(body, tuple):
         return sum(len(piece) for piece in body)
     return len(body)
@@ -222,15 +219,13 @@ class Http1Transport:
 
 def _context(tls: ssl.SSLContext | bool) -> ssl.SSLContext:
     """An `SSLContext` for asyncio from the wire's TLS setting (`False`: no verification)."""
-    import ssl
-
-    if isinstance(tls, ssl.SSLContext):
-        return tls
-    context = ssl.create_default_context()
     if tls is False:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+        return unverified_context()
+    if tls is True:  # not made by `WireSettings.tls`, which gives a context when it verifies
+        import ssl
+
+        return ssl.create_default_context()
+    return tls
 
 
 class _Connection(asyncio.Protocol):
@@ -525,17 +520,6 @@ class _Http1Response(WireResponse):
         self._transport: Http1Transport | None = transport
         self._connection = connection
 
-    async def read(self) -> bytes:
-        connection = self._connection
-        if connection.complete and "Content-Encoding" not in self.headers:
-            # The whole answer is here already (most answers fit in one read): no stream.
-            try:
-                self.body = await read_limited(_drained(connection), self._declared, self._limit)
-            finally:
-                await self.aclose()
-            return self.body
-        return await super().read()
-
     async def _chunks(self) -> AsyncIterator[bytes]:
         decoder = _decoder(self.headers.get("Content-Encoding"))
         connection = self._connection
@@ -569,60 +553,40 @@ class _Http1Response(WireResponse):
             transport._drop(connection)
 
 
-async def _drained(connection: _Connection) -> AsyncIterator[bytes]:
-    while connection.chunks:
-        chunk = await connection.next_chunk()
-        if chunk is not None:
-            yield chunk
+class _Decompressor:
+    """zlib's decompressor for a gzip or deflate body; deflate comes with or without zlib's
+    header, so which one is told by its first byte."""
 
-
-class _Inflater:
-    """zlib's decompressor for `deflate`, which servers send with or without zlib's header."""
-
-    def __init__(self) -> None:
-        self._decoder: Any = None
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._decoder: Any = zlib.decompressobj(16 + zlib.MAX_WBITS) if name == "gzip" else None
         self.unconsumed_tail = b""
 
     def decompress(self, data: bytes, most: int) -> bytes:
+        """At most `most` bytes of what `data` expands to (the rest: `unconsumed_tail`)."""
         if self._decoder is None:
             raw = len(data) >= 1 and (data[0] & 0x0F) != 8  # not a zlib header: raw deflate
             self._decoder = zlib.decompressobj(-zlib.MAX_WBITS if raw else zlib.MAX_WBITS)
         try:
             piece: bytes = self._decoder.decompress(data, most)
         except zlib.error as exc:
-            raise NotHTTP(f"the answer's deflate body is corrupt ({exc})") from None
+            raise NotHTTP(f"the answer's {self._name} body is corrupt ({exc})") from None
         self.unconsumed_tail = self._decoder.unconsumed_tail
         return piece
 
     def flush(self) -> bytes:
+        """What is left once the body has all been given."""
         return b"" if self._decoder is None else bytes(self._decoder.flush())
 
 
-class _Gunzip:
-    def __init__(self) -> None:
-        self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self.unconsumed_tail = b""
-
-    def decompress(self, data: bytes, most: int) -> bytes:
-        try:
-            piece = self._decoder.decompress(data, most)
-        except zlib.error as exc:
-            raise NotHTTP(f"the answer's gzip body is corrupt ({exc})") from None
-        self.unconsumed_tail = self._decoder.unconsumed_tail
-        return piece
-
-    def flush(self) -> bytes:
-        return self._decoder.flush()
-
-
-def _decoder(encoding: str | None) -> _Inflater | _Gunzip | None:
+def _decoder(encoding: str | None) -> _Decompressor | None:
     if encoding is None:
         return None
     name = encoding.strip().lower()
     if name in ("", "identity"):
         return None
     if name in ("gzip", "x-gzip"):
-        return _Gunzip()
+        return _Decompressor("gzip")
     if name == "deflate":
-        return _Inflater()
+        return _Decompressor("deflate")
     raise NotHTTP(f"the answer is compressed as {encoding!r}, which jib cannot decode")

@@ -35,6 +35,7 @@ __all__ = [
     "read_cert_path",
     "read_verify",
     "tls_context",
+    "unverified_context",
 ]
 
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
@@ -175,7 +176,6 @@ def tls_context(
             certificate, or the client certificate or its key cannot be used (missing, not
             PEM, not matching, or encrypted: jib never prompts for a password).
     """
-    import ssl
 
     if cert is None and cert_keyfile is not None:
         raise InvalidGeneratorError(
@@ -186,10 +186,19 @@ def tls_context(
     if cert is None:
         return context
     if context is False:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+        context = unverified_context()
     _load_client_certificate(context, cert, cert_keyfile)
+    return context
+
+
+def unverified_context() -> ssl.SSLContext:
+    """A TLS context that checks neither the server's certificate nor its name (`verify=false`),
+    for a client certificate to be loaded into, or a client that needs a context object."""
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
     return context
 
 

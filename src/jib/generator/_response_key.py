@@ -118,21 +118,9 @@ class KeyPrefix:
         """The key of one request's `material` (JSON-able, or a `SentRequest`) after this
         prefix: 32 hex digits."""
         if type(material) is SentRequest:
-            after_url = self._urls.get(material.url)
-            if after_url is None:
-                if len(self._urls) > 16:
-                    self._urls.clear()
-                after_url = self._urls[material.url] = self._hash.copy()
-                after_url.update(orjson.dumps(material.url))
-            digest = after_url.copy()
-            body = material.body
-            for secret in self._secrets:
-                if secret in body:
-                    body = body.replace(secret, _REDACTED)
-            digest.update(body)
-        else:
-            digest = self._hash.copy()
-            digest.update(self.written(material))
+            return self.sent_keys(material.url, (material.body,))[0]
+        digest = self._hash.copy()
+        digest.update(self.written(material))
         return digest.hexdigest()
 
 
