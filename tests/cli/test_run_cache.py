@@ -111,6 +111,26 @@ def test_a_changed_param_or_endpoint_misses(
     assert len(chat_posts(server)) == 9
 
 
+def test_a_prompt_asked_again_in_the_same_run_is_sent_once(
+    jib: JibRunner, tmp_path: Path, server: ScriptedServer
+) -> None:
+    # The dataset repeats its first prompt at the end, long after the first answer came (and
+    # before it is written: a run writes answers many to a transaction).
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("".join(f"prompt {n}\n" for n in [*range(300), 0]))
+    result = jib("run", identifier(server), "-f", str(prompts), "--cache", "--run", "dup")
+    assert result.code == 0, result.stderr
+    assert len(chat_posts(server)) == 300
+    assert "1 hits, 300 misses" in result.stderr
+    with open_store(tmp_path / "data" / "jib" / "jib.db") as store:
+        chats = store.query(run="dup")
+    hits = [chat for chat in chats if chat.extra.get("response_cache")]
+    (again,) = hits
+    (first,) = [chat for chat in chats if chat.id == again.extra["response_cache"]["chat_id"]]
+    assert first.messages[-1].content == again.messages[-1].content == "prompt 0"
+    assert again.content == first.content and again.cost_usd == 0.0
+
+
 def test_failures_are_never_served_from_the_cache(
     jib: JibRunner, tmp_path: Path, server: ScriptedServer
 ) -> None:

@@ -464,3 +464,48 @@ def test_a_batch_that_waits_after_the_request_it_waits_for_has_failed_sends_its_
     assert one.failed and two.failed and one.error is not two.error
     assert slow.content == "slow, done"
     assert sorted(asked) == ["fail", "fail", "slow"]
+
+
+def test_an_answer_not_written_yet_answers_the_same_request_again(
+    server: ScriptedServer, store_url: str
+) -> None:
+    # A run keeps answers in memory and writes them many to a transaction: a prompt asked again
+    # before its first answer is written is still answered from the cache, naming its chat.
+    with open_response_cache(store_url, write_every=100) as cache:
+        generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+        (first,) = chat_many(generator, ["again"])
+        (second,) = chat_many(generator, ["again"])
+        assert rows(_url(cache), "SELECT key FROM jib_response_cache") == []  # not written yet
+        assert len(chat_posts(server)) == 1
+        note = hit(second)
+        assert note is not None and note["chat_id"] == first.id
+        assert second.content == first.content
+
+        async def stream() -> tuple[list[str], jib.Chat]:
+            chat_stream = generator.chat("again").stream()
+            return [delta async for delta in chat_stream], chat_stream.chat
+
+        deltas, streamed = asyncio.run(stream())
+        assert deltas == [first.content] and hit(streamed) is not None
+        assert len(chat_posts(server)) == 1
+    assert len(rows(store_url, "SELECT key FROM jib_response_cache")) == 1  # written on close
+
+
+def test_answers_being_written_are_still_found(cache: ResponseCache) -> None:
+    # A big flush writes a slice at a time, letting the event loop run between slices: a
+    # lookup meanwhile finds the answers of the slices still to be written.
+    entries = [
+        NewEntry(f"{n:032x}", 0, "gen", "chat", orjson.dumps({"text": str(n)})) for n in range(5000)
+    ]
+    cache.keep_all(entries)
+    last = (entries[-1].key, 0)
+
+    async def look_up_while_flushing() -> tuple[int, dict[tuple[str, int], Any]]:
+        flush = asyncio.create_task(cache.aflush())
+        await asyncio.sleep(0)  # the flush starts, and yields after its first slice
+        found = await cache.alookup([last])
+        return await flush, found
+
+    written, found = asyncio.run(look_up_while_flushing())
+    assert written == 5000 and found[last].answer == {"text": "4999"}
+    assert cache.lookup([last])[last].answer == {"text": "4999"}  # and once written

@@ -546,8 +546,9 @@ def _with_concurrency(generators: list[Generator], concurrency: int) -> list[Gen
     ]
 
 
-_CACHE_WRITE_EVERY = 1024
-"""Answers `jib run --cache` keeps before writing them to the cache in one transaction."""
+_CACHE_WRITE_EVERY = 2048
+"""Answers `jib run --cache` keeps before writing them to the cache in one transaction (the
+cache's write slice, `jib.storage._response_cache._WRITE_SLICE`)."""
 
 
 def _note_uncacheable(generators: list[Generator]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
 
 __all__ = [
     "CachedAnswer",
@@ -31,10 +31,9 @@ entries = Table(
     Column("run", Text),
     Column("created_at", Float, nullable=False),
     Column("size", Integer, nullable=False),
-    # Only the age is indexed (pruning by age is what a cache in use does): every index is
-    # paid for by every answer written, and `jib cache` reads by generator or run are rare
-    # enough to scan.
-    Index("ix_jib_response_cache_created", "created_at"),
+    # No index but the primary key's: every index is paid for by every answer written, and
+    # `jib cache` reads and prunes (by age, generator or run) are rare enough to scan. (Caches
+    # made before keep their index of `created_at`.)
 )
 
 stats = Table(
