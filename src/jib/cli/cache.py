@@ -113,7 +113,8 @@ def clear_command(
             "--generator",
             "-g",
             metavar="ID",
-            help="Only this generator's answers (its identifier as `jib cache` shows it).",
+            help="Only this generator's answers (its identifier as `jib cache` shows it, or "
+            "as given to `jib run`).",
             show_default=False,
         ),
     ] = None,

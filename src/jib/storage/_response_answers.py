@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ import orjson
 from jib.errors import JibError
 from jib.generator._response_key import KeyPrefix, SentRequest, sending_bodies
 from jib.messages import GeneratedMessage, GeneratedText, Message, Usage
+from jib.storage._errors import StoreError
 from jib.storage._response_cache_tables import CachedAnswer, NewEntry
 
 if TYPE_CHECKING:
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
     from jib.storage._response_cache import ResponseCache
 
 __all__ = ["NOTE", "CachedSender", "Flights"]
+
+logger = logging.getLogger("jib.storage.response_cache")
 
 NOTE = "response_cache"
 """The key of `extra` that says an answer came from the response cache."""
@@ -157,25 +161,26 @@ class CachedSender:
         if key is not None:
             started = time.perf_counter()
             found = (await self.cache.alookup([(key, sample)])).get((key, sample))
+            hit = None
             if found is not None:
-                hit = self._hit("chat", (key, sample), found, started)
+                hit = self._readable_hit("chat", (key, sample), found, started)
+            if hit is not None:
                 self.cache.count(self._generator_label(), hits=1, saved=self._price(hit.usage))
                 assert isinstance(hit, GeneratedMessage)
                 if hit.message.content:
                     yield hit.message.content
                 yield hit
                 return
-        final: GeneratedMessage | None = None
-        async for piece in self.generator.stream_messages(messages, params):
-            if not isinstance(piece, str):
-                final = piece
-                if key is not None:
+        try:
+            async for piece in self.generator.stream_messages(messages, params):
+                if not isinstance(piece, str) and key is not None:
                     entries: list[NewEntry] = []
                     self._kept(0, "chat", (key, sample), piece, self._generator_label(), entries)
                     self.cache.keep_all(entries)
-            yield piece
-        if final is not None and key is not None:
-            self.cache.count(self._generator_label(), misses=1)
+                yield piece
+        finally:  # sent: a miss, whole or not (as a batch counts its failed requests)
+            if key is not None:
+                self.cache.count(self._generator_label(), misses=1)
 
     # -- after the records are made ------------------------------------------------------------
 
@@ -208,9 +213,17 @@ class CachedSender:
                 note["chat_id"] = waiting.origin_chat
 
     async def finish(self) -> None:
-        """Write the kept answers when enough are waiting (see `ResponseCache.write_every`)."""
-        if self.cache.due():
-            await self.cache.aflush()
+        """Write the kept answers when enough are waiting (see `ResponseCache.due`). A write
+        that fails does not fail the batch's chats (they are made, and paid for): the cache
+        stops keeping answers and its `flush()` and `close()` raise the error
+        (`ResponseCache.write_error`)."""
+        cache = self.cache
+        if cache.write_error is None and cache.due():
+            try:
+                await cache.aflush()
+            except StoreError as exc:
+                cache.write_error = exc
+                logger.warning("%s; answers are no longer kept", exc)
 
     # -- the work ------------------------------------------------------------------------------
 
@@ -249,10 +262,15 @@ class CachedSender:
                 send += leaders
             for index, pair in zip(leaders, pairs, strict=True) if found else ():
                 answer = found.get(pair)
-                if answer is None:
+                worth = (
+                    None
+                    if answer is None
+                    else self._take_hit(kind, pair, answer, started, results, index)
+                )
+                if worth is None:  # a miss, or a kept answer that cannot be read
                     send.append(index)
                     continue
-                saved += self._take_hit(kind, pair, answer, started, results, index)
+                saved += worth
                 hits += 1
                 mine.land(pair, answer)
             send.sort()
@@ -264,10 +282,13 @@ class CachedSender:
                 answers = await asyncio.gather(*(other.wait(pair) for _, pair, other in waiting))
                 again: list[int] = []  # the request they waited for failed: they send their own
                 for (index, pair, _), answer in zip(waiting, answers, strict=True):
-                    if answer is None:
+                    worth = None
+                    if answer is not None:
+                        worth = self._take_hit(kind, pair, answer, started, results, index)
+                    if worth is None:
                         again.append(index)
                         continue
-                    saved += self._take_hit(kind, pair, answer, started, results, index)
+                    saved += worth
                     hits += 1
                 misses += await self._send(kind, items, params, keys, again, results, None)
         finally:
@@ -398,8 +419,11 @@ class CachedSender:
         answer whose extra cannot be written as JSON is handed on uncached (`None`): keeping it
         never fails it.
 
-        What is kept of an answer: its content, why it stopped, its usage and extra.
+        What is kept of an answer: its content, why it stopped, its usage and extra. An answer
+        a content filter stopped is not kept: it was cut short, not answered.
         """
+        if answer.stop_reason == "content_filter":
+            return None
         if isinstance(answer, GeneratedMessage):
             message: Message | None = answer.message
             data: dict[str, Any] = {
@@ -439,10 +463,25 @@ class CachedSender:
         started: float,
         results: list[Any],
         index: int,
-    ) -> float:
-        """Put the hit at `index` of `results`; what it saved."""
-        results[index] = hit = self._hit(kind, pair, found, started)
+    ) -> float | None:
+        """Put the hit at `index` of `results`; what it saved. `None` when the answer kept
+        cannot be read back (a damaged row): a miss, its row replaced by the answer sent."""
+        hit = self._readable_hit(kind, pair, found, started)
+        if hit is None:
+            return None
+        results[index] = hit
         return self._price(hit.usage)
+
+    def _readable_hit(
+        self, kind: str, pair: tuple[str, int], found: CachedAnswer, started: float
+    ) -> GeneratedMessage | GeneratedText | None:
+        """`_hit`, or `None` (the cache told, see `ResponseCache.broken`) when the answer kept
+        is not one this kind of request can be answered with."""
+        try:
+            return self._hit(kind, pair, found, started)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            self.cache.broken(pair, found.created_at)
+            return None
 
     def _hit(
         self, kind: str, pair: tuple[str, int], found: CachedAnswer, started: float

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import sqlite3
 import threading
@@ -70,6 +71,8 @@ __all__ = [
     "response_cache_tables",
 ]
 
+logger = logging.getLogger("jib.storage.response_cache")
+
 _LOOKUP_CHUNK = 100
 """Keys per lookup query (SQLite allows 999 parameters before 3.32)."""
 _INSERT_ROWS = 100
@@ -80,6 +83,10 @@ _WRITE_SLICE = 2048
 are random, so each answer dirties its own page of the key's index until a slice is big enough
 for answers to share pages: each page is written once per transaction, and 1,024 answers cost
 about a third less each than 256 do, 2,048 a tenth less again (more buys little)."""
+WRITE_WITHIN = 1.0
+"""Seconds an answer may wait to be written (at the end of the next batch once it has): a
+run killed or crashed loses at most about that much of what it paid for, not `write_every`
+answers."""
 
 
 def open_response_cache(
@@ -144,10 +151,18 @@ class ResponseCache:
         self._pending: dict[tuple[str, int], NewEntry] = {}
         self._writing: list[dict[tuple[str, int], NewEntry]] = []
         """The answers each flush under way took from `_pending`, until it has written them."""
+        self._pending_since = 0.0
+        """When the oldest answer of `_pending` was kept (`time.monotonic()`)."""
+        self._broken: dict[tuple[str, int], float] = {}
+        """Kept answers found unreadable, by pair: when they were kept (what the next answer
+        written for the pair replaces)."""
+        self.write_error: StoreError | None = None
+        """Why writing failed during a batch (`CachedSender.finish`): answers are no longer
+        kept, and `flush()` and `close()` raise it."""
         self._stats: dict[str, ResponseCacheStats] = {}
         self._sql: dict[tuple[int, bool], str] = {}
-        self._sql_rows: dict[int, str] = {}
-        self._sql_shared: dict[int, str] = {}
+        self._sql_rows: dict[tuple[int, float | None], str] = {}
+        self._sql_shared: dict[tuple[int, float | None], str] = {}
         self._labels: dict[int, tuple[Any, str, str]] = {}
         self._identities: dict[
             int, tuple[Any, dict[str, Any], Any, dict[tuple[str | None, ...], KeyPrefix]]
@@ -368,9 +383,14 @@ class ResponseCache:
                         wanted = set(keys)
                     for key, sample, answer, origin, created in rows:
                         if (key, sample) in wanted:
-                            found[(key, sample)] = CachedAnswer(
-                                orjson.loads(answer), origin, created
-                            )
+                            try:
+                                data = orjson.loads(answer)
+                            except orjson.JSONDecodeError:
+                                data = None
+                            if type(data) is not dict:
+                                self.broken((key, sample), created)
+                                continue
+                            found[(key, sample)] = CachedAnswer(data, origin, created)
         except self._dbapi_error as exc:
             raise self._driver_error(exc, "read") from exc
         return found
@@ -425,13 +445,17 @@ class ResponseCache:
 
     def keep(self, entry: NewEntry) -> None:
         """Queue an answer to be written (the first answer queued for a key and sample wins)."""
-        with self._lock:
-            self._pending.setdefault((entry.key, entry.sample), entry)
+        self.keep_all((entry,))
 
     def keep_all(self, entries: Sequence[NewEntry]) -> None:
-        """`keep` each of `entries`, in order."""
+        """`keep` each of `entries`, in order (nothing once writing has failed: see
+        `write_error`)."""
+        if self.write_error is not None:
+            return
         with self._lock:
             pending = self._pending
+            if not pending:
+                self._pending_since = time.monotonic()
             for entry in entries:
                 pending.setdefault((entry.key, entry.sample), entry)
 
@@ -465,20 +489,43 @@ class ResponseCache:
             counts.saved_usd += saved
 
     def due(self) -> bool:
-        """Whether enough answers are waiting to be written now."""
-        return len(self._pending) >= self.write_every
+        """Whether answers should be written now: `write_every` of them wait, or the oldest
+        has waited `WRITE_WITHIN` seconds (so a run killed loses little it paid for)."""
+        pending = len(self._pending)
+        return pending >= self.write_every or (
+            pending > 0 and time.monotonic() - self._pending_since >= WRITE_WITHIN
+        )
+
+    def broken(self, pair: tuple[str, int], created_at: float) -> None:
+        """The answer kept for `pair` at `created_at` cannot be read (its row was damaged): it
+        is a miss, and the answer sent for it replaces it when written."""
+        logger.warning(
+            "the response cache %s holds an unreadable answer (key %s, sample %d): it is asked "
+            "for again and replaced",
+            self._url,
+            pair[0],
+            pair[1],
+        )
+        with self._lock:
+            self._broken[pair] = created_at
 
     def flush(self) -> int:
         """Write every waiting answer and count, in one transaction; returns answers written.
 
         An answer whose key and sample another process wrote first is left as that one wrote
-        it.
+        it (unless that one has expired, see `ttl`, or cannot be read: the new one replaces it).
+
+        Raises:
+            StoreError: the database failed (now, or during a batch: `write_error`).
         """
+        if self.write_error is not None:
+            raise StoreError(str(self.write_error)) from self.write_error
         taken, counts, now = self._take()
         entries = list(taken.values())
         try:
             if entries or counts:
-                self._write_pooled(self._rows(entries, now), counts)
+                replace = self._take_broken(taken)
+                self._write_pooled(self._rows(entries, now), counts, replace)
         finally:
             self._written(taken)
         return len(entries)
@@ -488,10 +535,13 @@ class ResponseCache:
         transaction (so the loop is never held for long) with the counts in the last; a slice
         that would wait for another process's write lock, and the rest after it, go to a worker
         thread. PostgreSQL: in a worker thread, in one transaction."""
+        if self.write_error is not None:
+            raise StoreError(str(self.write_error)) from self.write_error
         taken, counts, now = self._take()
         if not taken and not counts:
             return 0
         entries = list(taken.values())
+        replace = self._take_broken(taken)
         try:
             start = 0
             connection = self._loop_connection()
@@ -500,14 +550,18 @@ class ResponseCache:
                     end = start + _WRITE_SLICE
                     last = end >= len(entries)
                     try:
-                        self._write_on(connection, entries[start:end], now, counts if last else {})
+                        self._write_on(
+                            connection, entries[start:end], now, counts if last else {}, replace
+                        )
                     except Busy:
                         break
+                    replace = []
                     if last:
                         return len(entries)
                     start = end
                     await asyncio.sleep(0)  # let the loop run between slices
-            await asyncio.to_thread(self._write_pooled, self._rows(entries[start:], now), counts)
+            rows = self._rows(entries[start:], now)
+            await asyncio.to_thread(self._write_pooled, rows, counts, replace)
             return len(entries)
         finally:
             self._written(taken)
@@ -523,6 +577,15 @@ class ResponseCache:
                 self._writing.append(taken)
             counts, self._stats = self._stats, {}
         return taken, counts, time.time()
+
+    def _take_broken(self, taken: dict[tuple[str, int], NewEntry]) -> list[tuple[str, int, float]]:
+        """The unreadable rows (`broken`) that answers of `taken` replace: (key, sample, when
+        kept) each; the others are forgotten (a lookup finds them again)."""
+        if not self._broken:
+            return []
+        with self._lock:
+            broken, self._broken = self._broken, {}
+        return [(*pair, created) for pair, created in broken.items() if pair in taken]
 
     def _written(self, taken: dict[tuple[str, int], NewEntry]) -> None:
         """The flush that took `taken` is over (written, or failed: then they are lost, as a
@@ -554,11 +617,16 @@ class ResponseCache:
         ]
 
     def _write_pooled(
-        self, rows: list[tuple[Any, ...]], counts: dict[str, ResponseCacheStats]
+        self,
+        rows: list[tuple[Any, ...]],
+        counts: dict[str, ResponseCacheStats],
+        replace: Sequence[tuple[str, int, float]] = (),
     ) -> None:
         with self._errors("write to"), self._engine.connect() as connection:
             connection.execution_options(**WRITE)
             with connection.begin():
+                if replace:
+                    connection.exec_driver_sql(self._delete_sql(), list(replace))
                 if rows:
                     connection.exec_driver_sql(self._insert_sql(), rows)
                 for generator, counted in counts.items():
@@ -572,9 +640,10 @@ class ResponseCache:
         entries: list[NewEntry],
         now: float,
         counts: dict[str, ResponseCacheStats],
+        replace: Sequence[tuple[str, int, float]] = (),
     ) -> None:
         """Write `entries` (kept at `now`) and `counts` in one transaction on the loop's SQLite
-        connection.
+        connection, first deleting the unreadable rows they `replace`.
 
         Raises:
             Busy: another process holds the write lock (nothing was written).
@@ -584,6 +653,8 @@ class ResponseCache:
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
+                if replace:
+                    connection.executemany(self._delete_sql(), replace)
                 for start in range(0, len(entries), _INSERT_ROWS):
                     part = entries[start : start + _INSERT_ROWS]
                     generator, kind = part[0].generator, part[0].kind
@@ -613,42 +684,73 @@ class ResponseCache:
     def _insert_sql(self) -> str:
         """Insert-or-ignore, in the driver's own SQL (one statement for many rows)."""
         columns = "key, sample, generator, kind, answer, origin_chat, run, created_at, size"
-        if self._postgres:
-            marks = ", ".join(["%s"] * 9)
-            return (
-                f"INSERT INTO jib_response_cache ({columns}) VALUES ({marks}) "
-                "ON CONFLICT DO NOTHING"
-            )
-        marks = ", ".join(["?"] * 9)
-        return f"INSERT OR IGNORE INTO jib_response_cache ({columns}) VALUES ({marks})"
+        mark = "%s" if self._postgres else "?"
+        marks = ", ".join([mark] * 9)
+        return f"INSERT{self._or_ignore()} INTO jib_response_cache ({columns}) VALUES ({marks})" + (
+            self._on_conflict()
+        )
+
+    def _or_ignore(self) -> str:
+        """What follows `INSERT` (SQLite's `OR IGNORE` when no `_on_conflict` clause does it)."""
+        return "" if self._postgres or self.ttl is not None else " OR IGNORE"
+
+    def _on_conflict(self) -> str:
+        """What an insert does with a row its key and sample already have: nothing, unless
+        the cache has a `ttl` and that row has expired (older than `ttl` before the new one):
+        the new answer then replaces it, so an expired answer is asked for once, not on every
+        run from then on. Two processes refreshing it at once: the first written stays."""
+        if self.ttl is None:
+            return " ON CONFLICT DO NOTHING" if self._postgres else ""
+        table = "jib_response_cache"
+        columns = ("generator", "kind", "answer", "origin_chat", "run", "created_at", "size")
+        updates = ", ".join(f"{name} = excluded.{name}" for name in columns)
+        return (
+            f" ON CONFLICT (key, sample) DO UPDATE SET {updates} "
+            f"WHERE {table}.created_at < excluded.created_at - {float(self.ttl)!r}"
+        )
+
+    def _delete_sql(self) -> str:
+        """Delete a row by key, sample and when it was kept (an unreadable row being
+        replaced: not one another process has replaced meanwhile)."""
+        mark = "%s" if self._postgres else "?"
+        return (
+            f"DELETE FROM jib_response_cache WHERE key = {mark} AND sample = {mark} "
+            f"AND created_at = {mark}"
+        )
 
     def _insert_rows_sql(self, count: int) -> str:
         """SQLite's insert-or-ignore of `count` rows in one statement (`VALUES (…), (…)`): a
         statement run once per row costs more than its row."""
-        known = self._sql_rows.get(count)
+        known = self._sql_rows.get((count, self.ttl))
         if known is None:
             columns = "key, sample, generator, kind, answer, origin_chat, run, created_at, size"
             values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
-            known = f"INSERT OR IGNORE INTO jib_response_cache ({columns}) VALUES {values}"
+            known = (
+                f"INSERT{self._or_ignore()} INTO jib_response_cache ({columns}) VALUES {values}"
+                + self._on_conflict()
+            )
             if len(self._sql_rows) > 64:
                 self._sql_rows.clear()
-            self._sql_rows[count] = known
+            self._sql_rows[(count, self.ttl)] = known
         return known
 
     def _insert_shared_sql(self, count: int) -> str:
         """`_insert_rows_sql` for rows of one generator and kind: the generator, the kind, the
         run and the time are bound once (`?1`–`?4`), then each row's own five values."""
-        known = self._sql_shared.get(count)
+        known = self._sql_shared.get((count, self.ttl))
         if known is None:
             columns = "key, sample, generator, kind, answer, origin_chat, run, created_at, size"
             values = ", ".join(
                 f"(?{n}, ?{n + 1}, ?1, ?2, ?{n + 2}, ?{n + 3}, ?3, ?4, ?{n + 4})"
                 for n in range(5, 5 + 5 * count, 5)
             )
-            known = f"INSERT OR IGNORE INTO jib_response_cache ({columns}) VALUES {values}"
+            known = (
+                f"INSERT{self._or_ignore()} INTO jib_response_cache ({columns}) VALUES {values}"
+                + self._on_conflict()
+            )
             if len(self._sql_shared) > 64:
                 self._sql_shared.clear()
-            self._sql_shared[count] = known
+            self._sql_shared[(count, self.ttl)] = known
         return known
 
     def _stats_sql(self) -> str:
@@ -691,8 +793,9 @@ class ResponseCache:
         run: str | None = None,
     ) -> int:
         """Delete kept answers: all of them, or those stored more than `older_than` seconds
-        ago, by `generator` (its identifier as `jib cache` shows it), or by `run`; the
-        conditions given all apply. Returns how many were deleted."""
+        ago, by `generator` (its identifier as `jib cache` shows it, or as written for
+        `get_generator`), or by `run`; the conditions given all apply. Returns how many were
+        deleted."""
         with self._errors("write to"), self._engine.connect() as connection:
             connection.execution_options(**WRITE)
             with connection.begin():

@@ -14,7 +14,7 @@ from jib.storage._engine import create_store_engine
 from jib.storage._location import default_store_url, to_database_url
 from jib.storage._response_cache_tables import ResponseCacheStats, entries, stats
 
-__all__ = ["clear_answers", "response_cache_run_stats", "run_stats", "summary"]
+__all__ = ["clear_answers", "generator_names", "response_cache_run_stats", "run_stats", "summary"]
 
 
 def summary(connection: Connection) -> list[dict[str, Any]]:
@@ -79,12 +79,13 @@ def clear_answers(
     run: str | None = None,
 ) -> int:
     """Delete kept answers (all, or those matching every condition given); how many. Clearing
-    everything clears the counts too."""
+    everything clears the counts too. `generator` is an identifier, written as given or any
+    other way that names the same generator (`generator_names`)."""
     conditions = []
     if older_than is not None:
         conditions.append(entries.c.created_at < time.time() - older_than)
     if generator is not None:
-        conditions.append(entries.c.generator == generator)
+        conditions.append(entries.c.generator.in_(generator_names(generator)))
     if run is not None:
         conditions.append(entries.c.run == run)
     statement = delete(entries)
@@ -94,6 +95,24 @@ def clear_answers(
     if not conditions:
         connection.execute(delete(stats))
     return int(deleted)
+
+
+def generator_names(identifier: str) -> list[str]:
+    """The names a generator may have in the cache: `identifier` as given, and as the cache
+    writes it (`to_identifier()`: options in order, spaces gone, `env:` references kept as
+    they are, the key left out), so `jib cache clear --generator` takes an identifier as the
+    user wrote it for `jib run`, not only as `jib cache` shows it."""
+    from jib.errors import JibError
+    from jib.identifiers import get_generator
+
+    names = [identifier]
+    try:
+        written = get_generator(identifier).to_identifier()
+    except (JibError, ValueError, TypeError, OSError):  # not one jib can read: as given only
+        return names
+    if written != identifier:
+        names.append(written)
+    return names
 
 
 def response_cache_run_stats(url: str | None = None) -> dict[str, ResponseCacheStats]:
