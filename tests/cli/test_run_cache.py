@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from jib.storage import open_store
+from jib.storage import open_response_cache, open_store
 from tests.cli.conftest import JibRunner, assert_one_clean_error_line, jib_command
 from tests.support.counting_server import chat_posts, counting_server, identifier
+from tests.support.response_cache_faults import refuse_cache_writes
 from tests.support.scripted_server import ScriptedServer
 
 
@@ -285,3 +286,77 @@ def test_cache_clear_refuses_a_bad_duration(jib: JibRunner) -> None:
     result = jib("cache", "clear", "--older-than", "-3d")
     assert_one_clean_error_line(result, "--older-than '-3d' is not a duration")
     assert result.code == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_run_whose_cache_cannot_be_written_stores_its_chats_and_says_so(
+    jib: JibRunner,
+    tmp_path: Path,
+    server: ScriptedServer,
+    backend: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    store = (
+        f"sqlite:///{tmp_path / 'jib.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_store")
+    )
+    prompts = write_prompts(tmp_path, 5)
+    open_response_cache(store).close()  # its tables, then writes to them fail
+    refuse_cache_writes(store)
+
+    args = ("run", identifier(server), "-f", str(prompts), "--cache", "--store", store)
+    result = jib(*args, "--run", "refused", "--no-progress")
+
+    assert result.code == 0, result.stderr  # every chat ran and is stored
+    assert "Traceback" not in result.stderr
+    (note,) = [line for line in result.stderr.splitlines() if "stopped keeping" in line]
+    assert note.startswith("note: the response cache stopped keeping answers")
+    assert "the disk is full" in note and "the chats are stored" in note
+    assert "0 hits, 5 misses" in result.stderr  # the summary, still
+    assert result.stdout.startswith("Summary")
+    with open_store(store) as chat_store:
+        assert chat_store.count(run="refused") == 5
+    # Nothing was kept, so a second run asks again (and says so again).
+    again = jib(*args, "--run", "again", "--no-progress")
+    assert again.code == 0 and "stopped keeping answers" in again.stderr
+    assert len(chat_posts(server)) == 10
+
+
+def test_cache_clear_takes_a_generator_as_given_to_jib_run(
+    jib: JibRunner, tmp_path: Path, server: ScriptedServer
+) -> None:
+    prompts = write_prompts(tmp_path, 3)
+    assert jib("run", identifier(server), "-f", str(prompts), "--cache").code == 0
+    # The options in another order, with spaces: the same generator.
+    given = f"openai!m, max_retries=0, api_base={server.url}/v1"
+    assert given != identifier(server)
+    unreadable = jib("cache", "clear", "--generator", "openai!m,=,,")
+    assert unreadable.code == 0 and "deleted 0 answers" in unreadable.stdout  # taken as given
+    cleared = jib("cache", "clear", "--generator", given)
+    assert cleared.code == 0 and "deleted 3 answers" in cleared.stdout
+    assert json.loads(jib("cache", "--json").stdout)[0]["entries"] == 0
+
+
+def test_a_cut_stream_is_counted_as_a_miss_by_jib_cache(
+    jib: JibRunner, server: ScriptedServer
+) -> None:
+    assert jib("chat", identifier(server), "cut:story", "--cache").code != 0
+    assert jib("chat", identifier(server), "a story", "--cache").code == 0
+    (row,) = json.loads(jib("cache", "--json").stdout)
+    assert (row["entries"], row["hits"], row["misses"]) == (1, 0, 2)
+
+
+def test_a_chat_whose_cache_cannot_be_written_is_answered_and_stored(
+    jib: JibRunner, tmp_path: Path, server: ScriptedServer
+) -> None:
+    store = f"sqlite:///{tmp_path / 'jib.db'}"
+    open_response_cache(store).close()
+    refuse_cache_writes(store)
+    result = jib("chat", identifier(server), "hello", "--cache", "--store", store)
+    assert result.code == 0, result.stderr
+    assert result.stdout == "hello #1\n" and "Traceback" not in result.stderr
+    assert "note: the response cache stopped keeping answers" in result.stderr
+    assert "the disk is full" in result.stderr and "the chat is stored" in result.stderr
+    with open_store(store) as chat_store:
+        assert chat_store.count() == 1

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -22,12 +24,13 @@ import jib
 from jib.content import ContentImageUrl, ContentText
 from jib.errors import InvalidGeneratorError
 from jib.messages import Message
-from jib.storage import ResponseCache, open_response_cache, open_store
-from jib.storage._response_cache import response_cache_run_stats
+from jib.storage import ResponseCache, StoreError, open_response_cache, open_store
+from jib.storage._response_cache import WRITE_WITHIN, response_cache_run_stats
 from jib.storage._response_cache_tables import NewEntry
 from jib.testing import CallbackGenerator
 from jib.tools import FunctionCall, ToolCall
 from tests.support.counting_server import chat_posts, counting_server, identifier
+from tests.support.response_cache_faults import execute, refuse_cache_writes
 from tests.support.scripted_server import ScriptedServer
 
 PNG = base64.b64decode(
@@ -63,6 +66,10 @@ def rows(url: str, query: str) -> list[Any]:
             return list(connection.execute(text(query)))
     finally:
         engine.dispose()
+
+
+def cache_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "jib.storage.response_cache"]
 
 
 def test_a_second_run_is_answered_from_the_cache_without_a_request(
@@ -221,6 +228,28 @@ def test_an_expired_answer_is_asked_again(server: ScriptedServer, store_url: str
     assert hit(kept) is not None and kept.content == "hi #2"
     assert hit(kept)["chat_id"] == fresh.id
     assert len(chat_posts(server)) == 2
+
+
+def test_an_expired_answer_is_asked_for_once_not_on_every_run(
+    server: ScriptedServer, store_url: str
+) -> None:
+    with open_response_cache(store_url) as cache:
+        generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+        (first,) = chat_many(generator, ["hi"])
+    # Kept two hours ago (as far as the cache can tell), so expired for a one-hour ttl.
+    execute(store_url, "UPDATE jib_response_cache SET created_at = created_at - 7200")
+    runs = []
+    for _ in range(3):
+        with open_response_cache(store_url, ttl=3600) as hourly:
+            generator = jib.get_generator(identifier(server)).with_response_cache(hourly)
+            runs.extend(chat_many(generator, ["hi"]))
+
+    assert len(chat_posts(server)) == 2  # the first run, and the expired answer asked for once
+    fresh, *later = runs
+    assert hit(first) is None and hit(fresh) is None and fresh.content == "hi #2"
+    assert [chat.content for chat in later] == ["hi #2", "hi #2"]
+    assert all(hit(chat)["chat_id"] == fresh.id for chat in later)  # type: ignore[index]
+    assert len(rows(store_url, "SELECT key FROM jib_response_cache")) == 1
 
 
 def test_concurrent_batches_asking_the_same_missing_key_make_one_request(
@@ -511,3 +540,167 @@ def test_answers_being_written_are_still_found(cache: ResponseCache) -> None:
     written, found = asyncio.run(look_up_while_flushing())
     assert written == 5000 and found[last].answer == {"text": "4999"}
     assert cache.lookup([last])[last].answer == {"text": "4999"}  # and once written
+
+
+DAMAGES = {
+    "not JSON": "garbage",
+    "JSON but not an object": '["secret answer"]',
+    "an object missing fields": '{"stop_reason": "stop", "extra": {"said": "secret answer"}}',
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
+@pytest.mark.parametrize("how", ["run_batch", "stream"])
+def test_a_kept_answer_that_cannot_be_read_is_a_miss_and_is_replaced(
+    server: ScriptedServer,
+    store_url: str,
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
+    how: str,
+) -> None:
+    async def ask(cache: ResponseCache) -> jib.Chat:
+        generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+        if how == "run_batch":
+            (chat,) = await generator.chat().run_batch(["secret prompt"])
+            return chat
+        return await generator.chat("secret prompt").stream()
+
+    with open_response_cache(store_url) as cache:
+        first = asyncio.run(ask(cache))
+    execute(store_url, "UPDATE jib_response_cache SET answer = :damage", damage=damage)
+    with (
+        caplog.at_level(logging.WARNING, logger="jib.storage.response_cache"),
+        open_response_cache(store_url) as cache,
+    ):
+        again = asyncio.run(ask(cache))
+    warnings = cache_warnings(caplog)
+    with open_response_cache(store_url) as cache:
+        later = asyncio.run(ask(cache))
+
+    assert hit(first) is None and hit(again) is None  # asked for again: a miss
+    assert not again.failed and again.content == "secret prompt #2"
+    (warning,) = warnings
+    assert "unreadable answer" in warning and "replaced" in warning
+    assert "secret" not in warning  # neither the prompt nor what the answer held
+    # The damaged row was replaced by the new answer, which every later run is served.
+    note = hit(later)
+    assert note is not None and note["chat_id"] == again.id
+    assert later.content == "secret prompt #2"
+    assert len(chat_posts(server)) == 2
+    assert len(rows(store_url, "SELECT key FROM jib_response_cache")) == 1
+
+
+def test_a_damaged_row_is_replaced_even_when_other_answers_are_written_first(
+    store_url: str,
+) -> None:
+    # Batch one finds the damaged row and sends its request; batch two's answer is kept and
+    # written meanwhile. Batch one's answer, written after, still replaces the damaged row.
+    hold = threading.Event()
+    hold.set()
+    with counting_server(hold) as server, open_response_cache(store_url) as cache:
+        generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+        chat_many(generator, ["hold:slow"])
+        execute(store_url, "UPDATE jib_response_cache SET answer = 'garbage'")
+        hold.clear()
+
+        async def both() -> jib.Chat:
+            slow = asyncio.create_task(generator.chat().run_batch(["hold:slow"]))
+            await generator.chat().run_batch(["quick"])  # answered, kept and written
+            hold.set()
+            (chat,) = await slow
+            return chat
+
+        again = asyncio.run(both())
+        assert len(rows(store_url, "SELECT key FROM jib_response_cache")) == 2
+        with open_response_cache(store_url) as reader:
+            (later,) = chat_many(
+                jib.get_generator(identifier(server)).with_response_cache(reader), ["hold:slow"]
+            )
+        assert hit(again) is None and not again.failed
+        note = hit(later)
+        assert note is not None and note["chat_id"] == again.id
+        assert len(chat_posts(server)) == 3
+
+
+def test_an_answer_a_content_filter_stopped_is_not_kept(
+    server: ScriptedServer, cache: ResponseCache
+) -> None:
+    generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+
+    async def stream() -> jib.Chat:
+        return await generator.chat("filter:streamed").stream()
+
+    for _ in range(2):
+        (filtered,) = chat_many(generator, ["filter:story"])
+        streamed = asyncio.run(stream())
+        assert filtered.stop_reason == streamed.stop_reason == "content_filter"
+        assert hit(filtered) is None and hit(streamed) is None
+    assert len(chat_posts(server)) == 4  # each asked both times
+    assert rows(_url(cache), "SELECT count(*) FROM jib_response_cache")[0][0] == 0
+
+
+def test_a_stream_sent_counts_as_a_miss_however_it_ends(
+    server: ScriptedServer, cache: ResponseCache
+) -> None:
+    generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+
+    async def stream(prompt: str) -> jib.Chat:
+        return await generator.chat(prompt).catch(Exception).stream(on_failed="include")
+
+    cut, refused, whole = (asyncio.run(stream(p)) for p in ["cut:story", "error:no", "a story"])
+    assert cut.failed and refused.failed and not whole.failed
+    assert hit(asyncio.run(stream("a story"))) is not None
+
+    (summary,) = cache.summary()
+    assert (summary["hits"], summary["misses"]) == (1, 3)  # three sent, however they ended
+    assert summary["entries"] == 1  # and only the whole answer kept
+
+
+def test_a_write_failing_during_a_run_does_not_fail_its_chats(
+    server: ScriptedServer, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = open_response_cache(store_url, write_every=1)
+    generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+    refuse_cache_writes(store_url)
+    with caplog.at_level(logging.WARNING, logger="jib.storage.response_cache"):
+        first = chat_many(generator, ["a", "b"])
+        second = chat_many(generator, ["a", "c"])
+
+    chats = first + second
+    assert not any(chat.failed for chat in chats)
+    assert [chat.content.split(" #")[0] for chat in chats] == ["a", "b", "a", "c"]
+    assert all(hit(chat) is None for chat in chats) and len(chat_posts(server)) == 4
+    (warning,) = cache_warnings(caplog)  # said once; then answers are no longer kept
+    assert "cannot write to the response cache" in warning and "the disk is full" in warning
+    assert "answers are no longer kept" in warning
+    for end in (cache.flush, cache.close):
+        with pytest.raises(StoreError, match=r"cannot write to the response cache .*: the disk"):
+            end()
+    assert rows(store_url, "SELECT count(*) FROM jib_response_cache")[0][0] == 0
+
+
+def test_answers_waiting_a_second_are_written_at_the_end_of_the_next_batch(
+    server: ScriptedServer, store_url: str
+) -> None:
+    with open_response_cache(store_url, write_every=1000) as cache:
+        generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+        chat_many(generator, ["first"])
+        assert rows(store_url, "SELECT key FROM jib_response_cache") == []  # waiting
+        time.sleep(WRITE_WITHIN + 0.1)
+        chat_many(generator, ["second"])
+        # Written by that batch, without a flush: another connection sees both.
+        assert len(rows(store_url, "SELECT key FROM jib_response_cache")) == 2
+
+
+def test_clearing_by_generator_takes_its_identifier_as_written_for_a_run(
+    server: ScriptedServer, cache: ResponseCache
+) -> None:
+    chat_many(jib.get_generator(identifier(server)).with_response_cache(cache), ["a", "b"])
+    (shown,) = cache.summary()
+    assert shown["generator"] == identifier(server)
+    # Options in another order, with spaces, and a key the cache never names.
+    given = f"openai!m, max_retries=0 ,  api_base={server.url}/v1, api_key=sk-test-key-1234"
+    assert cache.clear(generator="openai!not,a valid=identifier=") == 0  # taken as given
+    assert cache.clear(generator="!!!") == 0
+    assert cache.clear(generator=given) == 2
+    assert cache.summary()[0]["entries"] == 0

@@ -7,6 +7,8 @@ It speaks `/v1/chat/completions` (plain and streamed) and `/v1/completions` over
 - `error:TEXT`: a 400 with an OpenAI error body (`TEXT` as its message);
 - `cut:TEXT`: a stream that stops after one delta (no finish, no `[DONE]`), or a plain body
   cut short;
+- `filter:TEXT`: `TEXT #N` stopped by a content filter (`finish_reason: content_filter`);
+- `hold:TEXT`: `TEXT #N` once the test sets the server's `hold` event (at once without one);
 - anything else: `TEXT #N`, N counting the answers it has made (from 1).
 """
 
@@ -43,14 +45,17 @@ def _text_of(body: dict[str, Any]) -> str:
 
 
 @contextmanager
-def counting_server() -> Iterator[ScriptedServer]:
-    """The server, on a free port of 127.0.0.1, until the block ends."""
+def counting_server(hold: threading.Event | None = None) -> Iterator[ScriptedServer]:
+    """The server, on a free port of 127.0.0.1, until the block ends; `hold:` prompts are
+    answered once `hold` is set."""
     counter = itertools.count(1)
     lock = threading.Lock()
 
     def script(request: ReceivedRequest, answer: Answer) -> None:
         body = request.json()
         text = _text_of(body)
+        if hold is not None and text.startswith("hold:"):
+            hold.wait(timeout=60)
         if text.startswith("error:"):
             error = {"error": {"message": text.removeprefix("error:"), "type": "invalid"}}
             answer.write(http_answer(400, error))
@@ -58,6 +63,7 @@ def counting_server() -> Iterator[ScriptedServer]:
         with lock:
             number = next(counter)
         reply = f"{text} #{number}"
+        finish = "content_filter" if text.startswith("filter:") else "stop"
         if body.get("stream"):
             events: list[Any] = [
                 {"choices": [{"index": 0, "delta": {"role": "assistant", "content": reply}}]}
@@ -67,16 +73,16 @@ def counting_server() -> Iterator[ScriptedServer]:
                 answer.close()
                 return
             events.append(
-                {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": _USAGE}
+                {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "usage": _USAGE}
             )
             answer.write(sse_answer(events))
             answer.close()
             return
         if "prompt" in body:
-            choice: dict[str, Any] = {"index": 0, "text": reply, "finish_reason": "stop"}
+            choice: dict[str, Any] = {"index": 0, "text": reply, "finish_reason": finish}
         else:
             message = {"role": "assistant", "content": reply}
-            choice = {"index": 0, "message": message, "finish_reason": "stop"}
+            choice = {"index": 0, "message": message, "finish_reason": finish}
         whole = http_answer(200, {"id": "x", "choices": [choice], "usage": _USAGE})
         if text.startswith("cut:"):
             answer.write(whole[: len(whole) - 10])

@@ -46,6 +46,7 @@ __all__ = [
     "ParamOption",
     "StoreOption",
     "TrustRemoteCodeOption",
+    "close_cli_response_cache",
     "err_console",
     "fail",
     "handle_errors",
@@ -383,6 +384,24 @@ def open_cli_response_cache(
         except ValueError as exc:
             fail(str(exc), EXIT_USAGE)
     return open_response_cache(location or store_url, ttl=seconds, run=run, write_every=write_every)
+
+
+def close_cli_response_cache(response_cache: ResponseCache, done: str | None = None) -> None:
+    """Close the response cache. Its writes failing is a note, not the command's failure (the
+    chats were made, and `done` says what became of them): the cache stopped keeping answers,
+    and the next run asks for them again."""
+    from jib.storage import StoreError
+
+    try:
+        response_cache.close()
+    except StoreError as exc:
+        then = f"; {done}" if done else ""
+        err_console.print(
+            f"note: the response cache stopped keeping answers ({exc}){then}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def require_run(chat_store: ChatStore, run: str) -> None:

@@ -37,7 +37,7 @@ from jib.errors import InvalidGeneratorError
 from jib.generator.base import Generator
 from jib.messages import Message
 from jib.params import GenerateParams
-from jib.storage import ChatStore, ResponseCache, StoredResult, input_key
+from jib.storage import ChatStore, ResponseCache, StoredResult, StoreError, input_key
 from jib.storage._response_answers import NOTE as CACHE_NOTE
 from jib.storage._rows import PROMPT_ID, SAMPLE_INDEX
 
@@ -423,7 +423,10 @@ async def execute(
             raise
         await writer.close()
         if cache is not None:
-            await cache.aflush()
+            try:
+                await cache.aflush()
+            except StoreError as exc:  # the chats are made and stored: `close()` raises it
+                cache.write_error = exc
     finally:
         writer.abandon()
         reporter.stop()

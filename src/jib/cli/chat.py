@@ -33,6 +33,7 @@ from jib.cli._common import (
     ParamOption,
     StoreOption,
     TrustRemoteCodeOption,
+    close_cli_response_cache,
     err_console,
     fail,
     handle_errors,
@@ -330,6 +331,7 @@ def chat_command(
         parts = _attachments(attach or [])
         response_cache = open_cli_response_cache(cache, cache_ttl, cache_store, store)
         chat_store = None if no_store and not continuing else open_cli_store(store)
+        saved = False
         try:
             messages = [Message("system", system)] if system else []
             metadata: dict[str, Any] = {}
@@ -359,11 +361,12 @@ def chat_command(
                 records = asyncio.run(_run_all(pipelines))
             if chat_store is not None and not no_store:
                 chat_store.save(records, tags=tag or ())
+                saved = True
         finally:
             if chat_store is not None:
                 chat_store.close()
             if response_cache is not None:
-                response_cache.close()
+                close_cli_response_cache(response_cache, "the chat is stored" if saved else None)
         _print(records, json_output=json_output, stored=not no_store, streamed=streamed)
 
 

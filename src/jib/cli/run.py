@@ -25,6 +25,7 @@ from jib.cli._common import (
     ParamOption,
     StoreOption,
     TrustRemoteCodeOption,
+    close_cli_response_cache,
     err_console,
     fail,
     handle_errors,
@@ -335,9 +336,10 @@ def run_command(
 
     A live progress bar shows rate and ETA; failed chats are stored as failures and the run goes
     on; a summary table follows (ok/failed, p50/p95 latency, tokens and cost per generator).
-    Exit status: 0 when every chat succeeded, 1 when some failed, a generator was stopped,
-    --max-cost was reached or the store could not be written (finish with --resume), 2 on bad
-    input, 130 when interrupted (finish with --resume).
+    Exit status: 0 when every chat succeeded (with --cache, even when the cache could not be
+    written: a note says so), 1 when some failed, a generator was stopped, --max-cost was
+    reached or the store could not be written (finish with --resume), 2 on bad input, 130 when
+    interrupted (finish with --resume).
 
     A dataset is data: the files its lines attach must be inside its own folder, and URLs in
     its parts are not fetched from this machine, unless --allow-path or --allow-fetch says so.
@@ -469,7 +471,7 @@ def run_command(
                 fail(f"{exc}; {_resume_hint(chat_store, run_name)}", EXIT_FAILED)
             finally:
                 if response_cache is not None:
-                    response_cache.close()
+                    close_cli_response_cache(response_cache, "the chats are stored")
         _print_summary(
             plan.stats,
             resumed=resume,

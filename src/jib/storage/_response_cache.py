@@ -157,8 +157,9 @@ class ResponseCache:
         """Kept answers found unreadable, by pair: when they were kept (what the next answer
         written for the pair replaces)."""
         self.write_error: StoreError | None = None
-        """Why writing failed during a batch (`CachedSender.finish`): answers are no longer
-        kept, and `flush()` and `close()` raise it."""
+        """Why writing failed where the chats the answers came with must not fail (during a
+        batch, `CachedSender.finish`; at the end of `jib run`): answers are no longer kept, and
+        `flush()` and `close()` raise it."""
         self._stats: dict[str, ResponseCacheStats] = {}
         self._sql: dict[tuple[int, bool], str] = {}
         self._sql_rows: dict[tuple[int, float | None], str] = {}
@@ -580,12 +581,14 @@ class ResponseCache:
 
     def _take_broken(self, taken: dict[tuple[str, int], NewEntry]) -> list[tuple[str, int, float]]:
         """The unreadable rows (`broken`) that answers of `taken` replace: (key, sample, when
-        kept) each; the others are forgotten (a lookup finds them again)."""
+        kept) each. The others stay: their answers may still be on their way (a batch running
+        beside the one whose answers are written now)."""
         if not self._broken:
             return []
         with self._lock:
-            broken, self._broken = self._broken, {}
-        return [(*pair, created) for pair, created in broken.items() if pair in taken]
+            broken = self._broken
+            replace = [(*pair, broken.pop(pair)) for pair in list(broken) if pair in taken]
+        return replace
 
     def _written(self, taken: dict[tuple[str, int], NewEntry]) -> None:
         """The flush that took `taken` is over (written, or failed: then they are lost, as a
