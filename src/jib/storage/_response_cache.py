@@ -56,6 +56,7 @@ from jib.storage._response_cache_tables import (
     ResponseCacheStats,
     response_cache_tables,
 )
+from jib.storage._response_keys_known import KnownKeys
 
 if TYPE_CHECKING:
     from jib.generator.base import Generator
@@ -170,6 +171,8 @@ class ResponseCache:
         ] = {}
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._local = None if self._postgres else LoopConnection(engine)
+        self._known = KnownKeys()
+        """The keys the table holds, once worth keeping in memory (SQLite, on the loop)."""
         self._flights: weakref.WeakKeyDictionary[Any, dict[tuple[str, int], Any]] = (
             weakref.WeakKeyDictionary()
         )
@@ -283,10 +286,12 @@ class ResponseCache:
         """
         if not keys:
             return {}
+        connection = self._loop_connection(open_=False)  # the loop's, on the loop's thread
+        if connection is not None:
+            keys = self._sift(connection, keys)
         unwritten, keys = self._unwritten(keys)
         if not keys:
             return unwritten
-        connection = self._loop_connection(open_=False)  # the loop's, on the loop's thread
         if connection is not None:
             with contextlib.suppress(Busy):
                 return _joined(self._read(connection, keys), unwritten)
@@ -299,14 +304,32 @@ class ResponseCache:
         waited for in a worker thread."""
         if not keys:
             return {}
+        connection = self._loop_connection()
+        if connection is not None:
+            keys = self._sift(connection, keys)
+            if not keys:  # none is held: a cache being filled asks the database nothing
+                return {}
         unwritten, keys = self._unwritten(keys)
         if not keys:
             return unwritten
-        connection = self._loop_connection()
         if connection is not None:
             with contextlib.suppress(Busy):
                 return _joined(self._read(connection, keys), unwritten)
         return _joined(await asyncio.to_thread(self._read_pooled, keys), unwritten)
+
+    def _sift(
+        self, connection: sqlite3.Connection, keys: Sequence[tuple[str, int]]
+    ) -> Sequence[tuple[str, int]]:
+        """`keys` but those the table surely does not hold (`KnownKeys`, when kept)."""
+        known = self._known.get(connection, len(keys), self._kept_keys)
+        if known is None:
+            return keys
+        return [pair for pair in keys if pair[0] in known]
+
+    def _kept_keys(self) -> list[str]:
+        """The keys of the answers kept and not written yet (waiting, or being written)."""
+        with self._lock:
+            return [key for key, _ in chain(self._pending, *self._writing)]
 
     def _unwritten(
         self, keys: Sequence[tuple[str, int]]
@@ -459,6 +482,7 @@ class ResponseCache:
                 self._pending_since = time.monotonic()
             for entry in entries:
                 pending.setdefault((entry.key, entry.sample), entry)
+            self._known.add(entry.key for entry in entries)
 
     def flights(self, loop: asyncio.AbstractEventLoop) -> dict[tuple[str, int], Any]:
         """The requests being sent on `loop` for a missing key and sample, by (key, sample)
@@ -799,6 +823,7 @@ class ResponseCache:
         ago, by `generator` (its identifier as `jib cache` shows it, or as written for
         `get_generator`), or by `run`; the conditions given all apply. Returns how many were
         deleted."""
+        self._known.forget()
         with self._errors("write to"), self._engine.connect() as connection:
             connection.execution_options(**WRITE)
             with connection.begin():

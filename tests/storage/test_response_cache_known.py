@@ -1,0 +1,134 @@
+"""A SQLite response cache keeps the keys its table holds in memory once that pays
+(`jib.storage._response_keys_known`): what another process writes or deletes meanwhile is
+still seen. Two cache objects on one file stand for two processes; a real OpenAI-protocol
+server on 127.0.0.1 numbers its answers (`tests.support.counting_server`)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jib
+from jib.storage import ResponseCache, open_response_cache
+from jib.storage._response_keys_known import MOST_KEYS, KnownKeys
+from tests.support.counting_server import chat_posts, counting_server, identifier
+from tests.support.scripted_server import ScriptedServer
+
+REFRESHED = 1.2
+"""Seconds after which what another process wrote has been read in (once a second)."""
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    with counting_server() as running:
+        yield running
+
+
+@pytest.fixture
+def caches(tmp_path: Path) -> Iterator[tuple[ResponseCache, ResponseCache]]:
+    """This process's cache and another's, on one SQLite file."""
+    url = str(tmp_path / "cache.db")
+    with open_response_cache(url) as mine, open_response_cache(url) as theirs:
+        yield mine, theirs
+
+
+def chat_many(cache: ResponseCache, server: ScriptedServer, prompts: list[str]) -> list[jib.Chat]:
+    generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+    return asyncio.run(generator.chat().run_batch(prompts))
+
+
+def origin(chat: jib.Chat) -> Any:
+    """The id of the chat a cached answer was first made for (`None`: not from the cache)."""
+    return (chat.extra.get("response_cache") or {}).get("chat_id")
+
+
+def test_an_answer_another_process_wrote_is_served_once_read_in(
+    server: ScriptedServer, caches: tuple[ResponseCache, ResponseCache]
+) -> None:
+    mine, theirs = caches
+    chat_many(mine, server, [f"mine {n}" for n in range(8)])  # the keys held are read in
+    (written,) = chat_many(theirs, server, ["theirs"])
+    time.sleep(REFRESHED)
+    (served,) = chat_many(mine, server, ["theirs"])
+
+    assert origin(served) == written.id
+    assert len(chat_posts(server)) == 9
+
+
+def test_what_another_process_writes_after_clearing_the_cache_is_seen(
+    server: ScriptedServer, caches: tuple[ResponseCache, ResponseCache]
+) -> None:
+    mine, theirs = caches
+    chat_many(mine, server, [f"mine {n}" for n in range(8)])
+    time.sleep(REFRESHED)
+    chat_many(mine, server, ["mine 8"])  # the table read in up to its last row
+    assert theirs.clear() == 9
+    (written,) = chat_many(theirs, server, ["theirs"])  # its row takes a rowid used before
+    time.sleep(REFRESHED)
+    (served,) = chat_many(mine, server, ["theirs"])
+
+    assert origin(served) == written.id
+
+
+def test_clearing_here_reads_the_table_in_again(
+    server: ScriptedServer, caches: tuple[ResponseCache, ResponseCache]
+) -> None:
+    mine, theirs = caches
+    chat_many(mine, server, [f"mine {n}" for n in range(8)])
+    assert mine.clear() == 8
+    (written,) = chat_many(theirs, server, ["theirs"])
+    (served,) = chat_many(mine, server, ["theirs"])  # at once: nothing held is trusted
+
+    assert origin(served) == written.id
+
+
+def test_an_answer_kept_here_is_served_at_once_written_or_not(
+    server: ScriptedServer, caches: tuple[ResponseCache, ResponseCache]
+) -> None:
+    mine, _ = caches
+    first = chat_many(mine, server, [f"mine {n}" for n in range(8)])
+    again = chat_many(mine, server, [f"mine {n}" for n in range(8)])
+
+    assert [origin(chat) for chat in again] == [chat.id for chat in first]
+    assert len(chat_posts(server)) == 8
+
+
+def test_a_table_far_bigger_than_the_lookups_made_is_asked_every_time(
+    server: ScriptedServer, caches: tuple[ResponseCache, ResponseCache], tmp_path: Path
+) -> None:
+    mine, theirs = caches
+    fill(tmp_path / "cache.db", 10_000)
+    chat_many(mine, server, [f"mine {n}" for n in range(8)])
+    (written,) = chat_many(theirs, server, ["theirs"])
+    (served,) = chat_many(mine, server, ["theirs"])  # at once: nothing is held yet
+
+    assert origin(served) == written.id
+
+
+@pytest.mark.parametrize(("rows", "held"), [(MOST_KEYS, True), (MOST_KEYS + 1, False)])
+def test_keys_are_held_only_up_to_a_bound(tmp_path: Path, rows: int, held: bool) -> None:
+    path = tmp_path / "cache.db"
+    open_response_cache(str(path)).close()
+    fill(path, rows)
+    with sqlite3.connect(path) as connection:
+        keys = KnownKeys().get(connection, asking=rows, kept=lambda: ["kept"])
+
+    assert (keys is not None) == held
+    if keys is not None:
+        assert len(keys) == rows + 1 and "kept" in keys
+
+
+def fill(path: Path, rows: int) -> None:
+    """`rows` answers of another generator, written straight into the table."""
+    with sqlite3.connect(path) as connection:
+        connection.executemany(
+            "INSERT INTO jib_response_cache (key, sample, generator, kind, answer, created_at, "
+            "size) VALUES (?, 0, 'other!model', 'chat', '{}', 0, 2)",
+            ((f"{n:032x}",) for n in range(rows)),
+        )
