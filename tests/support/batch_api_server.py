@@ -22,7 +22,12 @@ joined to its own prompt). What a test can ask of it (`BatchServerState`):
 - `polls`: how many polls a batch stays in progress; `gate`: while it is clear, batches stay in
   progress whatever `polls` says (a test holds a run there to kill it); `hold`: the numbers of
   the only batches the gate holds, when not empty;
-- `cut_downloads`: how many result downloads end halfway (the connection closed mid-body).
+- `cut_downloads`: how many result downloads end halfway (the connection closed mid-body);
+- `mangle`: a function given a batch and its results file (JSONL bytes, as it would be sent)
+  that returns the bytes to send instead (a line that is not JSON, a file cut mid-line,
+  results duplicated, unknown or missing);
+- `faults`: `"METHOD /path/prefix"` → HTTP statuses to answer the next matching requests with
+  instead (each used once, in order; a 429 comes with `Retry-After: 0`).
 
 `POST /v1/chat/completions` and `POST /v1/messages` answer one request directly, the same way
 (counted in `direct`). Every created batch is recorded (`batches`: provider, id, custom ids,
@@ -38,7 +43,7 @@ import random
 import re
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +84,8 @@ class BatchServerState:
     refuse_batches: set[int] = field(default_factory=set)
     hold: set[int] = field(default_factory=set)
     cut_downloads: int = 0
+    mangle: Callable[[Batch, bytes], bytes] | None = None
+    faults: dict[str, list[int]] = field(default_factory=dict)
     polls: int = 1
     gate: threading.Event = field(default_factory=threading.Event)
     batches: dict[str, Batch] = field(default_factory=dict)
@@ -103,6 +110,8 @@ class BatchServerState:
             self.refuse_batches.clear()
             self.hold.clear()
             self.cut_downloads = 0
+            self.mangle = None
+            self.faults.clear()
             self.polls = 1
             self.gate.set()
             self.batches.clear()
@@ -252,6 +261,24 @@ class _Handler(JsonHandler):
             return False
         return True
 
+    def _faulted(self, provider: str, method: str, path: str) -> bool:
+        """Whether a `faults` entry answers this request (it is then answered)."""
+        with self.state.lock:
+            for prefix, statuses in self.state.faults.items():
+                if statuses and f"{method} {path}".startswith(prefix):
+                    status = statuses.pop(0)
+                    break
+            else:
+                return False
+        if provider == "openai":
+            kind = "rate_limit_exceeded" if status == 429 else "server_error"
+            body: dict[str, Any] = {"error": {"message": f"fault {status}", "type": kind}}
+        else:
+            kind = "rate_limit_error" if status == 429 else "api_error"
+            body = {"type": "error", "error": {"type": kind, "message": f"fault {status}"}}
+        self.send_json(status, body, headers={"Retry-After": "0"} if status == 429 else None)
+        return True
+
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length)
@@ -260,7 +287,7 @@ class _Handler(JsonHandler):
         path = urlsplit(self.path).path
         provider = "anthropic" if path.startswith("/v1/messages") else "openai"
         data = self._body()
-        if not self._authorized(provider):
+        if not self._authorized(provider) or self._faulted(provider, "POST", path):
             return
         try:
             if path in ("/v1/chat/completions", "/v1/messages"):
@@ -281,15 +308,26 @@ class _Handler(JsonHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         provider = "anthropic" if path.startswith("/v1/messages/") else "openai"
-        if not self._authorized(provider):
+        if not self._authorized(provider) or self._faulted(provider, "GET", path):
             return
         parts = path.strip("/").split("/")
         if path.startswith("/v1/files/") and path.endswith("/content"):
-            file = self.state.files.get(parts[2])
+            with self.state.lock:
+                file = self.state.files.get(parts[2])
+                owner = next(
+                    (
+                        b
+                        for b in self.state.batches.values()
+                        if parts[2].startswith(f"file-{b.id}-")
+                    ),
+                    None,
+                )
             if file is None:
                 self._fail(provider, 404, "no such file")
-            else:
-                self._send_results(file, "application/jsonl")
+                return
+            if owner is not None and self.state.mangle is not None:
+                file = self.state.mangle(owner, file)
+            self._send_results(file, "application/jsonl")
             return
         if path.startswith("/v1/messages/batches/") and path.endswith("/results"):
             batch = self.state.batches.get(parts[3])
@@ -297,6 +335,8 @@ class _Handler(JsonHandler):
                 self._fail(provider, 404, "no results yet")
                 return
             lines = b"".join(json.dumps(r).encode() + b"\n" for r in [*batch.output, *batch.errors])
+            if self.state.mangle is not None:
+                lines = self.state.mangle(batch, lines)
             self._send_results(lines, "application/binary")
             return
         batch_id = parts[-1]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 from jib._per_loop import PerLoop, RuntimeResource
@@ -106,7 +106,9 @@ class Wire(RuntimeResource):
             finally:
                 await response.aclose()
 
-    async def read_lines(self, response: WireResponse, sender: Sender) -> AsyncIterator[bytes]:
+    async def read_lines(
+        self, response: WireResponse, sender: Sender
+    ) -> AsyncGenerator[bytes, None]:
         """`response`'s body line by line (at most `max_response_bytes` a line), failures
         mapped to jib errors as in `send`."""
         lines = response.lines()

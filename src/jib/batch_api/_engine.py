@@ -5,10 +5,11 @@ and bytes), submits each (writing it to the journal at once, before waiting), po
 backoff until it ends, streams its results and joins them to their requests **by custom id**
 (results come in any order), and hands each answer or failure to `on_result` as it arrives.
 A request that failed in a way worth trying again (a retryable error: rate limit, server error,
-timeout) or that its batch did not run (expired, canceled) is submitted again alone, in a new
-batch of the retried requests (or sent directly with `fallback`), up to `max_attempts` in all;
-never its whole batch. Batches of the same generator and run that the journal holds uncollected
-are polled, not submitted again: that is what makes a resumed run pay once.
+timeout), that its batch did not run (expired, canceled) or whose result line could not be read
+is submitted again alone, in a new batch of the retried requests (or sent directly with
+`fallback`), up to `max_attempts` in all; never its whole batch. Batches of the same generator
+and run that the journal holds uncollected are polled, not submitted again: that is what makes a
+resumed run pay once.
 """
 
 from __future__ import annotations
@@ -303,8 +304,10 @@ class BatchAPIJob:
         delay = self.settings.poll_seconds
         for tried in range(1, _MAX_POLL_FAILURES + 1):
             try:
-                async for result in self.client.results(state):
-                    await self._take(batch, state, result, unseen, retry)
+                # Closed here, on this task, however the loop ends (its connection with it).
+                async with contextlib.aclosing(self.client.results(state)) as results:
+                    async for result in results:
+                        await self._take(batch, state, result, unseen, retry)
                 break
             except ProviderError as exc:
                 # A download cut short is read again from the start: what was taken is skipped.
@@ -383,7 +386,8 @@ def next_poll_delay(delay: float, most: float) -> float:
 
 def _expired(batch: _Batch, state: BatchState) -> JibError:
     return ProviderTimeoutError(
-        f"batch {batch.entry.batch_id} ended ({state.status}) without running this request",
+        f"batch {batch.entry.batch_id} ended ({state.status}) with no result for this request "
+        "(not run, or its result line could not be read)",
         provider=batch.entry.provider,
     )
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,7 +27,10 @@ __all__ = [
     "Submitted",
     "custom_id_for",
     "endpoint_without_credentials",
+    "unreadable_line",
 ]
+
+logger = logging.getLogger("jib.batch_api")
 
 Phase = Literal["in_progress", "ended", "failed"]
 """Where a provider batch is: still being worked on, ended (results to download), or failed as
@@ -119,8 +123,10 @@ class BatchClient(abc.ABC):
         """The batch's state now."""
 
     @abc.abstractmethod
-    def results(self, state: BatchState) -> AsyncIterator[ItemResult]:
-        """The results of an ended batch, as they are downloaded (in the provider's order)."""
+    def results(self, state: BatchState) -> AsyncGenerator[ItemResult, None]:
+        """The results of an ended batch, as they are downloaded (in the provider's order); a
+        line that cannot be read is skipped (`unreadable_line`). The caller closes it
+        (`contextlib.aclosing`) on its own task, so a download stopped early is released there."""
 
     @abc.abstractmethod
     async def cancel(self, batch_id: str) -> BatchState:
@@ -128,6 +134,20 @@ class BatchClient(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional: a client may hold no connections
         """Close the connections this client opened (on the running event loop)."""
+
+
+def unreadable_line(provider: str, line: bytes, reason: str) -> None:
+    """Say (a warning on the `jib.batch_api` logger) that a results line was skipped: it is
+    not JSON (a file cut mid-line, a proxy's page) or names no request. Whatever request it
+    held has no result, so the engine runs it again alone; the rest of the file is read on.
+    The line itself is not logged (it holds answers, perhaps echoed secrets)."""
+    logger.warning(
+        "%s: a batch result line (%d bytes) was skipped, %s; the request it held, if any, "
+        "is run again",
+        provider,
+        len(line),
+        reason,
+    )
 
 
 def endpoint_without_credentials(url: str) -> str:

@@ -20,9 +20,10 @@ environment, the system's certificates).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jib._secrets import redact
@@ -43,6 +44,7 @@ from jib.generator._batch_api import (
     ItemResult,
     Submitted,
     endpoint_without_credentials,
+    unreadable_line,
 )
 from jib.generator.litellm._runtime import import_litellm
 from jib.generator.openai._protocol import (
@@ -184,7 +186,7 @@ class AnthropicBatchClient(BatchClient):
         url = f"{self._base}/v1/messages/batches/{batch_id}/cancel"
         return _state(await self._json(WireRequest("POST", url, self._headers(), b"{}")))
 
-    async def results(self, state: BatchState) -> AsyncIterator[ItemResult]:
+    async def results(self, state: BatchState) -> AsyncGenerator[ItemResult, None]:
         """The lines at `results_url` (on the API's own origin only)."""
         url = state.results_url
         if not url:
@@ -199,9 +201,12 @@ class AnthropicBatchClient(BatchClient):
             if response.status >= 300:
                 await self._wire.read(response, self)
                 _answer(response, self.wire_label, self.wire_secrets())
-            async for line in self._wire.read_lines(response, self):
-                if line.strip():
-                    yield self._result(line)
+            # Closed here, on this task, even when the reader stops early.
+            async with contextlib.aclosing(self._wire.read_lines(response, self)) as lines:
+                async for line in lines:
+                    result = self._result(line) if line.strip() else None
+                    if result is not None:
+                        yield result
 
     async def aclose(self) -> None:
         """Close this client's connections."""
@@ -232,11 +237,17 @@ class AnthropicBatchClient(BatchClient):
         response = await self._wire.send(request, self)
         return _answer(response, self.wire_label, self.wire_secrets())
 
-    def _result(self, line: bytes) -> ItemResult:
+    def _result(self, line: bytes) -> ItemResult | None:
+        """One result line, joined by its `custom_id` (`None`: unreadable, skipped)."""
         label = self.wire_label
-        data = parse_json(line, label)
+        try:
+            data = parse_json(line, label)
+        except ProviderError:
+            unreadable_line(label, line, "not JSON")
+            return None
         if type(data) is not dict or type(data.get("custom_id")) is not str:
-            raise error_for_status(502, "a batch result line has no custom_id", provider=label)
+            unreadable_line(label, line, "no custom_id")
+            return None
         custom_id: str = data["custom_id"]
         result = data.get("result")
         result = result if type(result) is dict else {}

@@ -20,9 +20,10 @@ by line with a larger bound (`download_bytes`), since a file holds many answers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jib._wire import Wire, WireRequest, WireResponse, WireSettings
@@ -34,6 +35,7 @@ from jib.generator._batch_api import (
     ItemResult,
     Submitted,
     endpoint_without_credentials,
+    unreadable_line,
 )
 from jib.generator.openai._protocol import (
     chat_body,
@@ -139,12 +141,16 @@ class OpenAIBatchClient(BatchClient):
         """`POST /batches/{id}/cancel`."""
         return _state(await self._json(self._post(f"/batches/{batch_id}/cancel", {})))
 
-    async def results(self, state: BatchState) -> AsyncIterator[ItemResult]:
+    async def results(self, state: BatchState) -> AsyncGenerator[ItemResult, None]:
         """The output file's lines, then the error file's."""
         for file_id in (state.output_file_id, state.error_file_id):
             if file_id:
-                async for line in self._lines(file_id):
-                    yield self._result(line)
+                # Closed here, on this task, even when the reader stops early.
+                async with contextlib.aclosing(self._lines(file_id)) as lines:
+                    async for line in lines:
+                        result = self._result(line)
+                        if result is not None:
+                            yield result
 
     async def aclose(self) -> None:
         """Close the result files' connections."""
@@ -164,7 +170,7 @@ class OpenAIBatchClient(BatchClient):
         response = await self._generator.wire.send(request, self)
         return _answer(response, self.wire_label, self.wire_secrets())
 
-    async def _lines(self, file_id: str) -> AsyncIterator[bytes]:
+    async def _lines(self, file_id: str) -> AsyncGenerator[bytes, None]:
         request = WireRequest(
             "GET",
             f"{self._base}/files/{file_id}/content",
@@ -174,16 +180,22 @@ class OpenAIBatchClient(BatchClient):
             if response.status >= 300:
                 await self._files.read(response, self)
                 _answer(response, self.wire_label, self.wire_secrets())
-            async for line in self._files.read_lines(response, self):
-                if line.strip():
-                    yield line
+            async with contextlib.aclosing(self._files.read_lines(response, self)) as lines:
+                async for line in lines:
+                    if line.strip():
+                        yield line
 
-    def _result(self, line: bytes) -> ItemResult:
-        """One result line, joined by its `custom_id`."""
+    def _result(self, line: bytes) -> ItemResult | None:
+        """One result line, joined by its `custom_id` (`None`: unreadable, skipped)."""
         label = self.wire_label
-        data = parse_json(line, label)
+        try:
+            data = parse_json(line, label)
+        except ProviderError:
+            unreadable_line(label, line, "not JSON")
+            return None
         if type(data) is not dict or type(data.get("custom_id")) is not str:
-            raise error_for_status(502, "a batch result line has no custom_id", provider=label)
+            unreadable_line(label, line, "no custom_id")
+            return None
         custom_id: str = data["custom_id"]
         response = data.get("response")
         if type(response) is dict:
