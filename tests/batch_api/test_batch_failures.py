@@ -1,6 +1,7 @@
 """The batch API path when things go wrong: result files that cannot all be read, results
-duplicated or unknown, a consumer that fails mid-download, a request never answered readably.
-Against the server on 127.0.0.1 speaking both batch APIs."""
+duplicated or unknown, a consumer that fails mid-download, submissions, polls and downloads
+answered with a rate limit or a server error. Against the server on 127.0.0.1 speaking both
+batch APIs."""
 
 from __future__ import annotations
 
@@ -145,3 +146,38 @@ async def test_a_request_whose_result_line_is_never_readable_fails_saying_so_aft
     first, retry = state.created()
     assert [custom_id for custom_id, _ in retry.requests] == [first.requests[1][0]]
     assert state.seen == {"a": 1, "b": 2, "c": 1}
+
+
+FAULTS = {
+    "openai": {
+        "POST /v1/files": [500],
+        "POST /v1/batches": [429, 502],
+        "GET /v1/batches/": [500, 503],
+        "GET /v1/files/": [500],
+    },
+    "anthropic": {
+        "POST /v1/messages/batches": [429, 500],
+        # Before the polls' prefix, which matches the results too.
+        "GET /v1/messages/batches/msgbatch_0001/results": [500],
+        "GET /v1/messages/batches/": [500, 503],
+    },
+}
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_rate_limit_or_server_error_on_submitting_polling_or_downloading_is_tried_again(
+    batch_server: RunningBatchServer, provider: str
+) -> None:
+    state = batch_server.state
+    state.faults = {prefix: list(statuses) for prefix, statuses in FAULTS[provider].items()}
+    generator = jib.get_generator(identifiers(batch_server)[provider])
+    words = [f"w{i}" for i in range(5)]
+    chats = await run_with_batch_api([generator.chat(w) for w in words], poll_seconds=0.01)
+
+    assert [chat.content for chat in chats] == words
+    assert [chat.attempts for chat in chats] == [1] * 5  # a batch's retries are not the chat's
+    assert state.faults == {prefix: [] for prefix in FAULTS[provider]}  # each fault was answered
+    assert len(state.created()) == 1  # nothing submitted twice
+    assert all(state.seen[w] == 1 for w in words)
+    if provider == "openai":  # the input file was uploaded once, however often creating failed
+        assert [f for f in state.files if not f.startswith("file-batch_")] == ["file-1"]

@@ -15,12 +15,15 @@ The protocol, as OpenAI documents it and as other servers implement it:
    `error.code` `batch_expired` / `batch_cancelled`.
 
 Every request goes over the generator's wire settings (proxy, TLS); result files are read line
-by line with a larger bound (`download_bytes`), since a file holds many answers.
+by line with a larger bound (`download_bytes`), since a file holds many answers. A submit tried
+again after step 2 failed reuses the file step 1 uploaded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import json
 import os
 from collections.abc import AsyncGenerator, Mapping, Sequence
@@ -74,6 +77,9 @@ class OpenAIBatchClient(BatchClient):
                 generator.max_redirects,
             )
         )
+        # Input files uploaded whose batch is not created yet, by their content's digest: a
+        # submit tried again after creating the batch failed does not upload its input again.
+        self._uploaded: dict[bytes, str] = {}
 
     # -- Sender -------------------------------------------------------------------------------
 
@@ -106,17 +112,13 @@ class OpenAIBatchClient(BatchClient):
         return json.dumps(request, separators=(",", ":")).encode()
 
     async def submit(self, lines: Sequence[bytes], *, label: str) -> Submitted:
-        """Upload the input file, then create the batch."""
-        boundary = f"jib-{os.urandom(12).hex()}"
-        body = _multipart(boundary, b"\n".join(lines) + b"\n")
-        headers = self._generator._headers(
-            {
-                "Content-Type": f"multipart/form-data; boundary={boundary}",
-                "Accept": "application/json",
-            }
-        )
-        uploaded = await self._json(WireRequest("POST", f"{self._base}/files", headers, body))
-        file_id = _text(uploaded.get("id"), "the uploaded file's id", self.wire_label)
+        """Upload the input file (unless the same lines were uploaded by a submit whose batch
+        creation failed), then create the batch."""
+        content = b"\n".join(lines) + b"\n"
+        digest = await asyncio.to_thread(_digest, content)
+        file_id = self._uploaded.get(digest)
+        if file_id is None:
+            file_id = self._uploaded[digest] = await self._upload(content)
         created = await self._json(
             self._post(
                 "/batches",
@@ -128,7 +130,22 @@ class OpenAIBatchClient(BatchClient):
                 },
             )
         )
-        return Submitted(_text(created.get("id"), "the batch's id", self.wire_label), file_id)
+        batch_id = _text(created.get("id"), "the batch's id", self.wire_label)
+        del self._uploaded[digest]
+        return Submitted(batch_id, file_id)
+
+    async def _upload(self, content: bytes) -> str:
+        """`POST /files` (`purpose=batch`): the input file's id."""
+        boundary = f"jib-{os.urandom(12).hex()}"
+        headers = self._generator._headers(
+            {
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                "Accept": "application/json",
+            }
+        )
+        request = WireRequest("POST", f"{self._base}/files", headers, _multipart(boundary, content))
+        uploaded = await self._json(request)
+        return _text(uploaded.get("id"), "the uploaded file's id", self.wire_label)
 
     async def state(self, batch_id: str) -> BatchState:
         """`GET /batches/{id}`."""
@@ -253,6 +270,10 @@ def _state(data: Mapping[str, Any]) -> BatchState:
         else {},
         message=message or None,
     )
+
+
+def _digest(content: bytes) -> bytes:
+    return hashlib.blake2b(content, digest_size=16).digest()
 
 
 def _multipart(boundary: str, content: bytes) -> tuple[bytes, ...]:
