@@ -349,3 +349,28 @@ def test_a_wrong_key_stops_the_run_with_one_line_that_does_not_show_it(
     assert result.code == 1
     assert "sk-wrong-one" not in result.stderr + result.stdout
     assert batch_server.state.created() == []
+
+
+def test_a_prompt_too_large_for_any_batch_is_stored_failed_and_every_other_chat_is_stored(
+    jib: JibRunner, tmp_path: Path, default_store: Path, batch_server: RunningBatchServer
+) -> None:
+    huge = "x" * 1000
+    prompts = ["one", "two", huge, "four", "five"]
+    (tmp_path / "mixed.txt").write_text("".join(p + "\n" for p in prompts))
+    state = batch_server.state
+    state.refuse_larger = 500
+    result = jib(
+        "run", identifier(batch_server, "anthropic"), "-f", "mixed.txt", "-r", "big",
+        "--batch-api", "--batch-api-max-bytes", "800", *FAST,
+    )  # fmt: skip
+
+    assert result.code == 1  # some chats failed; the run went on
+    assert "1 of 5 chats failed" in result.stderr
+    assert state.refused == [1]
+    with open_store(default_store) as store:
+        chats = {c.metadata["prompt_id"]: c for c in store.query(run="big")}
+    assert sorted(chats) == ["1", "2", "3", "4", "5"]
+    assert chats["3"].failed and chats["3"].messages[-1].content == huge
+    assert chats["3"].error is not None
+    assert "a request in this batch is larger than 500 bytes" in str(chats["3"].error)
+    assert [chats[n].content for n in ("1", "2", "4", "5")] == ["one", "two", "four", "five"]

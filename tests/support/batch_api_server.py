@@ -27,7 +27,9 @@ joined to its own prompt). What a test can ask of it (`BatchServerState`):
   that returns the bytes to send instead (a line that is not JSON, a file cut mid-line,
   results duplicated, unknown or missing);
 - `faults`: `"METHOD /path/prefix"` → HTTP statuses to answer the next matching requests with
-  instead (each used once, in order; a 429 comes with `Retry-After: 0`).
+  instead (each used once, in order; a 429 comes with `Retry-After: 0`);
+- `refuse_larger`: refuse (400, at creation) a batch whose input holds a request larger than
+  this many bytes; each refused creation's request count is kept in `refused`.
 
 `POST /v1/chat/completions` and `POST /v1/messages` answer one request directly, the same way
 (counted in `direct`). Every created batch is recorded (`batches`: provider, id, custom ids,
@@ -86,6 +88,8 @@ class BatchServerState:
     cut_downloads: int = 0
     mangle: Callable[[Batch, bytes], bytes] | None = None
     faults: dict[str, list[int]] = field(default_factory=dict)
+    refuse_larger: int | None = None
+    refused: list[int] = field(default_factory=list)
     polls: int = 1
     gate: threading.Event = field(default_factory=threading.Event)
     batches: dict[str, Batch] = field(default_factory=dict)
@@ -112,6 +116,8 @@ class BatchServerState:
             self.cut_downloads = 0
             self.mangle = None
             self.faults.clear()
+            self.refuse_larger = None
+            self.refused.clear()
             self.polls = 1
             self.gate.set()
             self.batches.clear()
@@ -409,7 +415,9 @@ class _Handler(JsonHandler):
             file = state.files.get(body.get("input_file_id", ""))
             if file is None:
                 raise InvalidRequest("no such input file")
-            requests = [(r["custom_id"], r["body"]) for r in map(json.loads, file.splitlines())]
+            lines = file.splitlines()
+            self._check_sizes([len(line) for line in lines])
+            requests = [(r["custom_id"], r["body"]) for r in map(json.loads, lines)]
             batch = self._new_batch("openai", requests, len(file))
         self.send_json(200, self._view(batch))
 
@@ -433,10 +441,18 @@ class _Handler(JsonHandler):
             check_request(request["params"])
             found.append((custom_id, request["params"]))
         with self.state.lock:
+            self._check_sizes([len(json.dumps(r, separators=(",", ":"))) for r in requests])
             batch = self._new_batch("anthropic", found, size)
         self.send_json(200, self._view(batch))
 
     # -- both -----------------------------------------------------------------------------------
+
+    def _check_sizes(self, sizes: list[int]) -> None:
+        """Refuse a batch holding a request over `refuse_larger` bytes (lock held)."""
+        most = self.state.refuse_larger
+        if most is not None and any(size > most for size in sizes):
+            self.state.refused.append(len(sizes))
+            raise InvalidRequest(f"a request in this batch is larger than {most} bytes")
 
     def _new_batch(
         self, provider: str, requests: list[tuple[str, dict[str, Any]]], size: int

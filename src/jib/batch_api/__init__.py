@@ -146,7 +146,8 @@ async def run_with_batch_api(
     of input, the provider's limits by default); each batch is polled every `poll_seconds`,
     growing to `max_poll_seconds`.
     A request that fails in a way worth retrying, or that its batch did not run, is tried
-    again alone (`max_attempts` in all; directly with `fallback`). `journal` (a
+    again alone (`max_attempts` in all; directly with `fallback`). A batch the provider refuses
+    on submission is split down to the requests it refuses, each failing alone. `journal` (a
     `MemoryJournal` by default; `jib.storage.ProviderBatchJournal(store)` to keep it across
     processes) records every batch before it is waited on; with the same `journal` and `run`, a
     second call polls the batches the first left uncollected. A chat's cost is the

@@ -7,7 +7,11 @@ backoff until it ends, streams its results and joins them to their requests **by
 A request that failed in a way worth trying again (a retryable error: rate limit, server error,
 timeout), that its batch did not run (expired, canceled) or whose result line could not be read
 is submitted again alone, in a new batch of the retried requests (or sent directly with
-`fallback`), up to `max_attempts` in all; never its whole batch. Batches of the same generator
+`fallback`), up to `max_attempts` in all; never its whole batch. A batch the provider refuses
+when it is submitted (a bad request: a request too large, one it cannot read) is split in halves,
+each submitted on its own, down to single requests: a single request refused fails alone, with
+the provider's message, and the rest of the run goes on (at most `MAX_SPLITS` splits a job; past
+them a refused batch's requests fail together). Batches of the same generator
 and run that the journal holds uncollected are polled, not submitted again: that is what makes a
 resumed run pay once.
 """
@@ -31,12 +35,20 @@ from jib.generator._batch_api import (
     BatchLimits,
     BatchState,
     ItemResult,
+    Submitted,
 )
 from jib.generator.base import Generator
 from jib.messages import GeneratedMessage, Message
 from jib.params import GenerateParams
 
-__all__ = ["BatchAPIJob", "BatchAPISettings", "Delivery", "Request", "next_poll_delay"]
+__all__ = [
+    "MAX_SPLITS",
+    "BatchAPIJob",
+    "BatchAPISettings",
+    "Delivery",
+    "Request",
+    "next_poll_delay",
+]
 
 logger = logging.getLogger("jib.batch_api")
 
@@ -95,6 +107,11 @@ DEFAULT_LIMITS = {
 }
 """Each provider's own limits per batch (requests, bytes of input)."""
 
+MAX_SPLITS = 32
+"""How often one job splits a batch the provider refused, to find the requests it refuses: one
+among 50,000 takes 16 splits (each a submission refused, then two made). Past this, a refused
+batch's requests fail together with its refusal."""
+
 _MAX_POLL_FAILURES = 10
 _MAX_SUBMIT_TRIES = 5
 
@@ -137,12 +154,16 @@ class BatchAPIJob:
         self.pending: dict[str, Request] = {r.custom_id: r for r in requests}
         self.submitted_batches = 0
         self.resumed_batches = 0
+        self.splits = 0
+        """Refused batches split so far (at most `MAX_SPLITS`)."""
         self._lines: dict[str, bytes] = {}
+        self._group: _Group | None = None
 
     async def run(self) -> None:
         """Submit, poll and collect until every request has its result."""
         try:
             async with _Group() as group:
+                self._group = group
                 waiting = set(self.pending)
                 entries = await asyncio.to_thread(
                     self.journal.uncollected, self.generator_id, self.run_name
@@ -168,9 +189,10 @@ class BatchAPIJob:
                     [self.pending[c] for c in self.pending if c in waiting]
                 )
                 for chunk in self._split(sendable):
-                    batch = await self._submit(chunk, {})
-                    group.create_task(self._follow(batch))
+                    for batch in await self._submit(chunk, {}):
+                        group.create_task(self._follow(batch))
         finally:
+            self._group = None
             await self.client.aclose()
 
     # -- submitting ---------------------------------------------------------------------------
@@ -221,18 +243,77 @@ class BatchAPIJob:
             chunks.append(chunk)
         return chunks
 
-    async def _submit(self, chunk: Sequence[Request], attempts: dict[str, int]) -> _Batch:
+    async def _submit(self, chunk: Sequence[Request], attempts: dict[str, int]) -> list[_Batch]:
+        """Submit `chunk` as one batch, or, when the provider refuses it (`_refusal`), its
+        halves on their own, down to single requests (see the module docstring); the batches
+        made, each written to the journal. A request refused alone fails with the refusal."""
+        batches: list[_Batch] = []
+        parts = [list(chunk)]
+        while parts:
+            part = parts.pop()
+            try:
+                submitted = await self._create(part)
+            except ProviderError as exc:
+                if not _refusal(exc):
+                    raise
+                if len(part) > 1 and self.splits < MAX_SPLITS:
+                    self.splits += 1
+                    logger.warning(
+                        "%s refused a batch of %d requests (HTTP %s); its halves are submitted "
+                        "on their own",
+                        self.client.provider,
+                        len(part),
+                        exc.status_code,
+                    )
+                    half = len(part) // 2
+                    parts += [part[half:], part[:half]]  # the first half first
+                    continue
+                await self._refused(part, exc, attempts)
+                continue
+            batches.append(await self._written(part, submitted, attempts))
+        return batches
+
+    async def _create(self, chunk: Sequence[Request]) -> Submitted:
+        """`client.submit`, tried again on a rate limit, server error or broken connection."""
         lines = [self._line(r) for r in chunk]
         delay = self.settings.poll_seconds
-        for tried in range(1, _MAX_SUBMIT_TRIES + 1):
+        tried = 0
+        while True:
+            tried += 1
             try:
-                submitted = await self.client.submit(lines, label=self.settings.label)
-                break
+                return await self.client.submit(lines, label=self.settings.label)
             except ProviderError as exc:
-                if not exc.retryable or tried == _MAX_SUBMIT_TRIES:
+                if not exc.retryable or tried >= _MAX_SUBMIT_TRIES:
                     raise
                 await asyncio.sleep(max(delay, exc.retry_after or 0))
                 delay = min(delay * 2, self.settings.max_poll_seconds)
+
+    async def _refused(
+        self, part: Sequence[Request], refusal: ProviderError, attempts: dict[str, int]
+    ) -> None:
+        """Fail the requests of a refused batch that is not split: one request, with the
+        provider's refusal; several (the job split `MAX_SPLITS` times), saying so."""
+        error: ProviderError = refusal
+        if len(part) > 1:
+            error = BadRequestError(
+                f"the provider refused a batch of {len(part)} requests holding this one, and "
+                f"this generator's refused batches were split {MAX_SPLITS} times already in "
+                f"this run: {refusal.message}",
+                status_code=refusal.status_code,
+                provider=refusal.provider,
+            )
+            error.__cause__ = refusal
+        for request in part:
+            self.pending.pop(request.custom_id, None)
+            self._lines.pop(request.custom_id, None)
+            tries = attempts.get(request.custom_id, 0) + 1
+            delivery = Delivery(self.client.provider, None, time.time(), tries)
+            await self.on_result(request, error, delivery)
+
+    async def _written(
+        self, chunk: Sequence[Request], submitted: Submitted, attempts: dict[str, int]
+    ) -> _Batch:
+        """The batch `submitted` holding `chunk`, written to the journal."""
         entry = JournalEntry(
             key=os.urandom(16).hex(),
             run=self.run_name,
@@ -252,18 +333,19 @@ class BatchAPIJob:
     # -- following one batch --------------------------------------------------------------------
 
     async def _follow(self, batch: _Batch) -> None:
-        while True:
-            state = await self._wait(batch)
-            retry = await self._collect(batch, state)
-            await asyncio.to_thread(self.journal.collected, batch.entry.key)
-            if not retry:
-                return
-            requests = [self.pending[c] for c in retry]
-            if self.settings.fallback:
-                await self._direct(requests, batch.attempts)
-                return
-            attempts = {c: batch.attempts.get(c, 1) for c in retry}
-            batch = await self._submit(requests, attempts)
+        state = await self._wait(batch)
+        retry = await self._collect(batch, state)
+        await asyncio.to_thread(self.journal.collected, batch.entry.key)
+        if not retry:
+            return
+        requests = [self.pending[c] for c in retry]
+        if self.settings.fallback:
+            await self._direct(requests, batch.attempts)
+            return
+        attempts = {c: batch.attempts.get(c, 1) for c in retry}
+        assert self._group is not None  # set while the job runs
+        for again in await self._submit(requests, attempts):
+            self._group.create_task(self._follow(again))
 
     async def _wait(self, batch: _Batch) -> BatchState:
         delay = self.settings.poll_seconds
@@ -382,6 +464,12 @@ def next_poll_delay(delay: float, most: float) -> float:
     """The wait before the next poll of a batch after waiting `delay`: half as long again,
     at most `most` (or `delay`, when that is already longer)."""
     return min(delay * 1.5, max(most, delay))
+
+
+def _refusal(exc: ProviderError) -> bool:
+    """Whether `exc`, answering a batch's submission, refuses what the batch holds (a bad
+    request, a request too large), not where it went: a 404 (a wrong URL) stops the run."""
+    return isinstance(exc, BadRequestError) and exc.status_code != 404
 
 
 def _expired(batch: _Batch, state: BatchState) -> JibError:
