@@ -1,5 +1,6 @@
-"""Submitting batches when the provider refuses one: a refusal fails only the requests it is
-about, never the run. Against the server on 127.0.0.1 speaking both batch APIs."""
+"""Submitting batches when the provider refuses one, or when its answer to creating one is lost:
+a refusal fails only the requests it is about, and a batch made but not answered is adopted,
+never made twice. Against the server on 127.0.0.1 speaking both batch APIs."""
 
 from __future__ import annotations
 
@@ -8,9 +9,21 @@ import re
 import pytest
 
 import jib
-from jib.batch_api import run_with_batch_api
+from jib.batch_api import (
+    BatchAPIJob,
+    BatchAPISettings,
+    Delivery,
+    MemoryJournal,
+    Request,
+    batch_api_client,
+    run_with_batch_api,
+)
 from jib.batch_api._engine import MAX_SPLITS
-from jib.errors import BadRequestError
+from jib.errors import BadRequestError, ProviderConnectionError, ServerError
+from jib.generator._batch_api import BatchItem
+from jib.generator.openai._batch_api import OpenAIBatchClient
+from jib.messages import GeneratedMessage, Message
+from jib.params import GenerateParams
 from tests.batch_api.conftest import identifiers
 from tests.support.batch_api_server import RunningBatchServer
 
@@ -107,3 +120,129 @@ async def test_a_wrong_url_still_stops_the_run_instead_of_splitting(
     with pytest.raises(BadRequestError, match="HTTP 404"):
         await run_with_batch_api([generator.chat(w) for w in "abcd"], poll_seconds=0.01)
     assert batch_server.state.refused == []
+
+
+@pytest.mark.parametrize("lost", [0, 500], ids=["connection-closed", "server-error"])
+async def test_a_batch_made_whose_answer_was_lost_is_adopted_and_journaled_as_if_created(
+    batch_server: RunningBatchServer, lost: int
+) -> None:
+    state = batch_server.state
+    state.lose_answers = {"POST /v1/batches": [lost]}
+    generator = jib.get_generator(identifiers(batch_server)["openai"])
+    journal = MemoryJournal()
+    words = [f"w{i}" for i in range(6)]
+    chats = await run_with_batch_api(
+        [generator.chat(w) for w in words], journal=journal, run="r", poll_seconds=0.01
+    )
+
+    assert [chat.content for chat in chats] == words
+    assert state.lose_answers == {"POST /v1/batches": []}  # the answer was lost
+    (batch,) = state.created()  # made once, by the creation whose answer was lost
+    assert all(state.seen[w] == 1 for w in words)
+    assert {chat.extra["batch_api"]["batch_id"] for chat in chats} == {batch.id}
+    assert [f for f in state.files if not f.startswith("file-batch_")] == ["file-1"]
+    (entry,) = journal.entries.values()
+    assert (entry.batch_id, entry.input_file_id) == (batch.id, "file-1")
+    assert sorted(entry.custom_ids) == sorted(c for c, _ in batch.requests)
+    assert (entry.provider, entry.run, entry.collected) == ("openai", "r", True)
+    assert entry.endpoint == f"{batch_server.url}/v1"
+
+
+def _lines(client: OpenAIBatchClient, words: list[str]) -> list[bytes]:
+    return [
+        client.line(BatchItem(f"id-{w}", [Message("user", w)], GenerateParams())) for w in words
+    ]
+
+
+async def test_looking_for_a_batch_made_from_an_upload_pages_newest_first_past_newer_ones(
+    batch_server: RunningBatchServer,
+) -> None:
+    state = batch_server.state
+    state.page_size = 2
+    ours = jib.get_generator(identifiers(batch_server)["openai"])
+    other = jib.get_generator(identifiers(batch_server)["openai"].replace("4o-mini", "4o"))
+    client, others = batch_api_client(ours), batch_api_client(other)
+    assert isinstance(client, OpenAIBatchClient) and isinstance(others, OpenAIBatchClient)
+    try:
+        for n in range(3):  # older than our upload
+            await others.submit(_lines(others, [f"old{n}"]), label="other")
+        lines = _lines(client, ["a", "b"])
+        state.lose_answers = {"POST /v1/batches": [0]}
+        with pytest.raises(ProviderConnectionError):
+            await client.submit(lines, label="ours")
+        for n in range(3):  # made since, by someone else
+            await others.submit(_lines(others, [f"new{n}"]), label="other")
+        state.listings.clear()
+
+        adopted = await client.submit(lines, label="ours")
+    finally:
+        await client.aclose()
+        await others.aclose()
+
+    made = [b for b in state.created() if b.input_file_id == adopted.input_file_id]
+    assert [b.id for b in made] == [adopted.batch_id] == ["batch_0004"]
+    assert len(state.created()) == 7  # nothing created for the retried submit
+    # Newest first, two a page: 7 6, 5 4 (ours): the second page is asked after the first's last.
+    assert state.listings == [{"limit": "100"}, {"limit": "100", "after": "batch_0006"}]
+
+
+async def test_a_creation_that_failed_before_it_was_made_looks_no_further_than_the_upload(
+    batch_server: RunningBatchServer,
+) -> None:
+    state = batch_server.state
+    state.page_size = 1
+    ours = jib.get_generator(identifiers(batch_server)["openai"])
+    other = jib.get_generator(identifiers(batch_server)["openai"].replace("4o-mini", "4o"))
+    client, others = batch_api_client(ours), batch_api_client(other)
+    assert isinstance(client, OpenAIBatchClient) and isinstance(others, OpenAIBatchClient)
+    try:
+        for n in range(5):  # older than our upload: never paged through
+            await others.submit(_lines(others, [f"old{n}"]), label="other")
+        lines = _lines(client, ["a"])
+        state.faults = {"POST /v1/batches": [503]}  # answered before anything is made
+        with pytest.raises(ServerError):
+            await client.submit(lines, label="ours")
+        await others.submit(_lines(others, ["new"]), label="other")
+        state.listings.clear()
+
+        created = await client.submit(lines, label="ours")
+    finally:
+        await client.aclose()
+        await others.aclose()
+
+    assert created.batch_id == "batch_0007"
+    assert [b.input_file_id for b in state.created()].count(created.input_file_id) == 1
+    # batch_0006 (newer, someone else's), then batch_0005, older than the upload: stop there.
+    assert state.listings == [{"limit": "100"}, {"limit": "100", "after": "batch_0006"}]
+
+
+async def test_a_job_whose_create_answer_is_lost_hands_each_request_one_result(
+    batch_server: RunningBatchServer,
+) -> None:
+    state = batch_server.state
+    state.lose_answers = {"POST /v1/batches": [0, 500]}  # the first two creations
+    generator = jib.get_generator(identifiers(batch_server)["openai"])
+    requests = [Request(f"id{i}", [Message("user", f"w{i}")], generator.params) for i in range(6)]
+    results: list[tuple[str, str | None]] = []
+
+    async def on_result(
+        request: Request, result: GeneratedMessage | BaseException, delivery: Delivery
+    ) -> None:
+        assert isinstance(result, GeneratedMessage), result
+        results.append((request.custom_id, delivery.batch_id))
+
+    job = BatchAPIJob(
+        generator,
+        batch_api_client(generator),
+        requests,
+        generator_id="g",
+        run=None,
+        journal=MemoryJournal(),
+        on_result=on_result,
+        settings=BatchAPISettings(poll_seconds=0.01, max_requests=3),
+    )
+    await job.run()
+
+    assert job.submitted_batches == 2
+    assert [b.id for b in state.created()] == ["batch_0001", "batch_0002"]
+    assert sorted(results) == [(f"id{i}", f"batch_000{1 + i // 3}") for i in range(6)]

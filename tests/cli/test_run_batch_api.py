@@ -374,3 +374,39 @@ def test_a_prompt_too_large_for_any_batch_is_stored_failed_and_every_other_chat_
     assert chats["3"].error is not None
     assert "a request in this batch is larger than 500 bytes" in str(chats["3"].error)
     assert [chats[n].content for n in ("1", "2", "4", "5")] == ["one", "two", "four", "five"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_batch_made_whose_answer_was_lost_is_adopted_journaled_and_each_chat_stored_once(
+    jib: JibRunner, tmp_path: Path, default_store: Path, batch_server: RunningBatchServer,
+    backend: str, request: pytest.FixtureRequest,
+) -> None:  # fmt: skip
+    (tmp_path / "few.txt").write_text("".join(f"q{i}\n" for i in range(20)))
+    state = batch_server.state
+    # The first batch is made, then the connection closes; the second is made, then a 500.
+    state.lose_answers = {"POST /v1/batches": [0, 500]}
+    store_args = []
+    if backend == "postgresql":
+        store_args = ["--store", str(request.getfixturevalue("postgres_store"))]
+    result = jib(
+        "run", identifier(batch_server, "openai"), "-f", "few.txt", "-r", "lost",
+        "--batch-api", "--batch-api-max-requests", "10", *FAST, *store_args,
+    )  # fmt: skip
+
+    assert result.code == 0, result.stderr
+    assert state.lose_answers == {"POST /v1/batches": []}
+    created = state.created()
+    assert [b.id for b in created] == ["batch_0001", "batch_0002"]  # each made once
+    assert "batch API: 2 batch(es) submitted" in result.stderr
+    journal = jib("batches", "--all", "--json", *store_args).json()
+    assert sorted((b["batch_id"], b["input_file_id"], b["requests"]) for b in journal) == sorted(
+        (b.id, b.input_file_id, len(b.requests)) for b in created
+    )
+    assert all(b["collected"] and b["run"] == "lost" for b in journal)
+    url = store_args[1] if store_args else str(default_store)
+    with open_store(url) as store:
+        stored = list(store.iter_dicts(run="lost"))
+    assert sorted(d["messages"][-1]["content"] for d in stored) == sorted(
+        f"q{i}" for i in range(20)
+    )
+    assert all(state.seen[f"q{i}"] == 1 for i in range(20))

@@ -1,8 +1,10 @@
 """A server speaking OpenAI's batch API (files + batches) and Anthropic's Message Batches, for
 tests: neither provider can be reached from here.
 
-OpenAI: `POST /v1/files` (multipart, `purpose=batch`), `POST /v1/batches`,
-`GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel`, `GET /v1/files/{id}/content`; each input
+OpenAI: `POST /v1/files` (multipart, `purpose=batch`), `POST /v1/batches`, `GET /v1/batches` (newest
+first, paged by `limit` and `after`, `{"object": "list", "data", "first_id", "last_id",
+"has_more"}`), `GET /v1/batches/{id}`, `POST /v1/batches/{id}/cancel`,
+`GET /v1/files/{id}/content`; each input
 line is checked (`custom_id` unique in its file, `method`, `url`, a body with `model` and
 `messages`), and a key, when the server is given one, must come as `Authorization: Bearer`.
 Anthropic: `POST /v1/messages/batches`, `GET /v1/messages/batches/{id}`, `…/cancel`,
@@ -28,8 +30,16 @@ joined to its own prompt). What a test can ask of it (`BatchServerState`):
   results duplicated, unknown or missing);
 - `faults`: `"METHOD /path/prefix"` → HTTP statuses to answer the next matching requests with
   instead (each used once, in order; a 429 comes with `Retry-After: 0`);
+- `lose_answers`: the same, but each matching request is processed first (a batch is created)
+  and only its answer is lost: replaced by that status, or with 0, the connection closed before
+  any answer;
 - `refuse_larger`: refuse (400, at creation) a batch whose input holds a request larger than
-  this many bytes; each refused creation's request count is kept in `refused`.
+  this many bytes; each refused creation's request count is kept in `refused`;
+- `page_size`: the most batches one page of `GET /v1/batches` holds (every listing's query
+  is kept in `listings`).
+
+Times (`created_at` of files and batches) come from a clock that moves one second per object
+made, so their order is the order they were made in.
 
 `POST /v1/chat/completions` and `POST /v1/messages` answer one request directly, the same way
 (counted in `direct`). Every created batch is recorded (`batches`: provider, id, custom ids,
@@ -45,11 +55,11 @@ import random
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from tests.support.anthropic_server import InvalidRequest, check_request
 from tests.support.json_server import JsonHandler, serve
@@ -68,6 +78,8 @@ class Batch:
     number: int
     requests: list[tuple[str, dict[str, Any]]]
     size: int
+    created_at: int = 0
+    input_file_id: str | None = None
     polls: int = 0
     status: str = "in_progress"
     output: list[dict[str, Any]] = field(default_factory=list)
@@ -88,8 +100,13 @@ class BatchServerState:
     cut_downloads: int = 0
     mangle: Callable[[Batch, bytes], bytes] | None = None
     faults: dict[str, list[int]] = field(default_factory=dict)
+    lose_answers: dict[str, list[int]] = field(default_factory=dict)
     refuse_larger: int | None = None
     refused: list[int] = field(default_factory=list)
+    page_size: int = 100
+    listings: list[dict[str, str]] = field(default_factory=list)
+    clock: int = 1_700_000_000
+    file_times: dict[str, int] = field(default_factory=dict)
     polls: int = 1
     gate: threading.Event = field(default_factory=threading.Event)
     batches: dict[str, Batch] = field(default_factory=dict)
@@ -116,8 +133,12 @@ class BatchServerState:
             self.cut_downloads = 0
             self.mangle = None
             self.faults.clear()
+            self.lose_answers.clear()
             self.refuse_larger = None
             self.refused.clear()
+            self.page_size = 100
+            self.listings.clear()
+            self.file_times.clear()
             self.polls = 1
             self.gate.set()
             self.batches.clear()
@@ -131,6 +152,11 @@ class BatchServerState:
         with self.lock:
             found = sorted(self.batches.values(), key=lambda b: b.number)
         return [b for b in found if provider is None or b.provider == provider]
+
+    def tick(self) -> int:
+        """The clock's next second (call with the lock held)."""
+        self.clock += 1
+        return self.clock
 
     # -- the model ------------------------------------------------------------------------------
 
@@ -238,6 +264,8 @@ def _multipart_file(content_type: str, data: bytes) -> tuple[dict[str, str], byt
 
 class _Handler(JsonHandler):
     server: Any
+    _provider = "openai"
+    _lose: int | None = None
 
     @property
     def state(self) -> BatchServerState:
@@ -268,14 +296,33 @@ class _Handler(JsonHandler):
         return True
 
     def _faulted(self, provider: str, method: str, path: str) -> bool:
-        """Whether a `faults` entry answers this request (it is then answered)."""
-        with self.state.lock:
-            for prefix, statuses in self.state.faults.items():
-                if statuses and f"{method} {path}".startswith(prefix):
-                    status = statuses.pop(0)
-                    break
-            else:
-                return False
+        """Whether a `faults` entry answers this request (it is then answered); a
+        `lose_answers` entry is noted, for `send_bytes` to lose the answer."""
+        self._lose = _next_status(self.state, self.state.lose_answers, method, path)
+        status = _next_status(self.state, self.state.faults, method, path)
+        if status is None:
+            return False
+        self._lose = None
+        self._send_fault(provider, status)
+        return True
+
+    def send_bytes(
+        self,
+        status: int,
+        data: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """Answer, unless a `lose_answers` entry loses this answer (the work is done)."""
+        lose, self._lose = self._lose, None
+        if lose is None:
+            super().send_bytes(status, data, content_type, headers)
+        elif lose == 0:
+            self.close_connection = True  # closed with no answer at all
+        else:
+            self._send_fault(self._provider, lose)
+
+    def _send_fault(self, provider: str, status: int) -> None:
         if provider == "openai":
             kind = "rate_limit_exceeded" if status == 429 else "server_error"
             body: dict[str, Any] = {"error": {"message": f"fault {status}", "type": kind}}
@@ -283,7 +330,6 @@ class _Handler(JsonHandler):
             kind = "rate_limit_error" if status == 429 else "api_error"
             body = {"type": "error", "error": {"type": kind, "message": f"fault {status}"}}
         self.send_json(status, body, headers={"Retry-After": "0"} if status == 429 else None)
-        return True
 
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -291,7 +337,7 @@ class _Handler(JsonHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
-        provider = "anthropic" if path.startswith("/v1/messages") else "openai"
+        provider = self._provider = "anthropic" if path.startswith("/v1/messages") else "openai"
         data = self._body()
         if not self._authorized(provider) or self._faulted(provider, "POST", path):
             return
@@ -313,8 +359,11 @@ class _Handler(JsonHandler):
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
-        provider = "anthropic" if path.startswith("/v1/messages/") else "openai"
+        provider = self._provider = "anthropic" if path.startswith("/v1/messages/") else "openai"
         if not self._authorized(provider) or self._faulted(provider, "GET", path):
+            return
+        if path == "/v1/batches":
+            self._list_openai(dict(parse_qsl(urlsplit(self.path).query)))
             return
         parts = path.strip("/").split("/")
         if path.startswith("/v1/files/") and path.endswith("/content"):
@@ -404,22 +453,50 @@ class _Handler(JsonHandler):
         with self.state.lock:
             file_id = f"file-{len(self.state.files) + 1}"
             self.state.files[file_id] = file
+            created_at = self.state.file_times[file_id] = self.state.tick()
         self.send_json(200, {"id": file_id, "object": "file", "bytes": len(file),
-                             "purpose": "batch", "filename": "batch.jsonl"})  # fmt: skip
+                             "created_at": created_at, "purpose": "batch",
+                             "filename": "batch.jsonl"})  # fmt: skip
 
     def _create_openai(self, body: dict[str, Any]) -> None:
         if body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
             raise InvalidRequest("endpoint and completion_window")
         state = self.state
         with state.lock:
-            file = state.files.get(body.get("input_file_id", ""))
+            file_id = body.get("input_file_id", "")
+            file = state.files.get(file_id)
             if file is None:
                 raise InvalidRequest("no such input file")
             lines = file.splitlines()
             self._check_sizes([len(line) for line in lines])
             requests = [(r["custom_id"], r["body"]) for r in map(json.loads, lines)]
             batch = self._new_batch("openai", requests, len(file))
+            batch.input_file_id = file_id
         self.send_json(200, self._view(batch))
+
+    def _list_openai(self, query: dict[str, str]) -> None:
+        """`GET /v1/batches`: newest first, `limit` a page (20 by default, at most
+        `page_size`), `after` the id of the last batch of the page before."""
+        state = self.state
+        with state.lock:
+            state.listings.append(query)
+            found = [b for b in state.batches.values() if b.provider == "openai"]
+        found.sort(key=lambda b: b.number, reverse=True)
+        after = query.get("after")
+        if after is not None:
+            ids = [b.id for b in found]
+            if after not in ids:
+                self._fail("openai", 400, f"no batch {after}")
+                return
+            found = found[ids.index(after) + 1 :]
+        page = found[: min(int(query.get("limit", 20)), state.page_size)]
+        self.send_json(200, {
+            "object": "list",
+            "data": [self._view(b) for b in page],
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+            "has_more": len(found) > len(page),
+        })  # fmt: skip
 
     # -- Anthropic -------------------------------------------------------------------------------
 
@@ -460,6 +537,7 @@ class _Handler(JsonHandler):
         number = len(self.state.batches) + 1
         prefix = "batch_" if provider == "openai" else "msgbatch_"
         batch = Batch(provider, f"{prefix}{number:04d}", number, requests, size)
+        batch.created_at = self.state.tick()
         self.state.batches[batch.id] = batch
         return batch
 
@@ -528,6 +606,9 @@ class _Handler(JsonHandler):
             "id": batch.id,
             "object": "batch",
             "endpoint": "/v1/chat/completions",
+            "input_file_id": batch.input_file_id,
+            "completion_window": "24h",
+            "created_at": batch.created_at,
             "status": batch.status,
             "output_file_id": f"file-{batch.id}-output" if done and batch.output else None,
             "error_file_id": f"file-{batch.id}-errors" if done and batch.errors else None,
@@ -538,6 +619,17 @@ class _Handler(JsonHandler):
                  "message": "This line is not parseable as valid JSON."}]}
             if batch.status == "failed" else None,
         }  # fmt: skip
+
+
+def _next_status(
+    state: BatchServerState, table: dict[str, list[int]], method: str, path: str
+) -> int | None:
+    """The next status `table` (`faults`, `lose_answers`) holds for this request, taken."""
+    with state.lock:
+        for prefix, statuses in table.items():
+            if statuses and f"{method} {path}".startswith(prefix):
+                return statuses.pop(0)
+    return None
 
 
 @dataclass

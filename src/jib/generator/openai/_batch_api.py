@@ -15,8 +15,16 @@ The protocol, as OpenAI documents it and as other servers implement it:
    `error.code` `batch_expired` / `batch_cancelled`.
 
 Every request goes over the generator's wire settings (proxy, TLS); result files are read line
-by line with a larger bound (`download_bytes`), since a file holds many answers. A submit tried
-again after step 2 failed reuses the file step 1 uploaded.
+by line with a larger bound (`download_bytes`), since a file holds many answers.
+
+A submit tried again after step 2 failed reuses the file step 1 uploaded, and first looks for a
+batch already made from it: a server error or a connection cut may come after the batch was
+created, its answer lost. `GET {api_base}/batches` lists batches newest first (`limit`, then
+`after` the last id of the page before); a batch whose `input_file_id` is the upload's is
+adopted instead of creating another (the file's id is unique to the upload, so it can only be
+this submit's batch). The walk stops at batches older than the upload (`created_at`, the server's
+own clock). A server that does not list batches (404, 405) is warned about and the batch created
+again: on such a server a lost answer can still make it twice.
 """
 
 from __future__ import annotations
@@ -25,12 +33,15 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from jib._wire import Wire, WireRequest, WireResponse, WireSettings
-from jib.errors import ProviderError, error_for_status
+from jib.errors import BadRequestError, ProviderError, error_for_status
 from jib.generator._batch_api import (
     BatchClient,
     BatchItem,
@@ -59,6 +70,19 @@ ENDPOINT = "/v1/chat/completions"
 _ENDED = frozenset({"completed", "expired", "cancelled"})
 _NOT_RUN = frozenset({"batch_expired", "batch_cancelled"})
 _JSON = {"Content-Type": "application/json", "Accept": "application/json"}
+_PAGE = 100
+"""Batches asked for a page when looking for one made from an upload (OpenAI's most)."""
+_MAX_PAGES = 50
+
+logger = logging.getLogger("jib.batch_api")
+
+
+@dataclass(frozen=True, slots=True)
+class _Upload:
+    """An input file uploaded: its id, and when the server says it was made (if it does)."""
+
+    file_id: str
+    created_at: int | None
 
 
 class OpenAIBatchClient(BatchClient):
@@ -77,9 +101,10 @@ class OpenAIBatchClient(BatchClient):
                 generator.max_redirects,
             )
         )
-        # Input files uploaded whose batch is not created yet, by their content's digest: a
-        # submit tried again after creating the batch failed does not upload its input again.
-        self._uploaded: dict[bytes, str] = {}
+        # Input files uploaded whose batch creation failed in a way that may have created it
+        # (or was not tried yet), by their content's digest: a submit tried again does not
+        # upload its input again, and looks for a batch made from it before creating one.
+        self._uploaded: dict[bytes, _Upload] = {}
 
     # -- Sender -------------------------------------------------------------------------------
 
@@ -112,30 +137,86 @@ class OpenAIBatchClient(BatchClient):
         return json.dumps(request, separators=(",", ":")).encode()
 
     async def submit(self, lines: Sequence[bytes], *, label: str) -> Submitted:
-        """Upload the input file (unless the same lines were uploaded by a submit whose batch
-        creation failed), then create the batch."""
+        """Upload the input file, then create the batch. When the same lines were uploaded by a
+        submit whose batch creation failed, the batch made from that file, if the creation
+        made one after all, or else a batch created from it now."""
         content = b"\n".join(lines) + b"\n"
         digest = await asyncio.to_thread(_digest, content)
-        file_id = self._uploaded.get(digest)
-        if file_id is None:
-            file_id = self._uploaded[digest] = await self._upload(content)
-        created = await self._json(
-            self._post(
-                "/batches",
-                {
-                    "input_file_id": file_id,
-                    "endpoint": ENDPOINT,
-                    "completion_window": "24h",
-                    "metadata": {"jib_run": label[:512]},
-                },
+        upload = self._uploaded.get(digest)
+        if upload is None:
+            upload = self._uploaded[digest] = await self._upload(content)
+        else:
+            made = await self._made_from(upload)
+            if made is not None:
+                del self._uploaded[digest]
+                return Submitted(made, upload.file_id)
+        try:
+            created = await self._json(
+                self._post(
+                    "/batches",
+                    {
+                        "input_file_id": upload.file_id,
+                        "endpoint": ENDPOINT,
+                        "completion_window": "24h",
+                        "metadata": {"jib_run": label[:512]},
+                    },
+                )
             )
-        )
+        except ProviderError as exc:
+            if not exc.retryable:  # refused: no batch was made
+                del self._uploaded[digest]
+            raise
         batch_id = _text(created.get("id"), "the batch's id", self.wire_label)
         del self._uploaded[digest]
-        return Submitted(batch_id, file_id)
+        return Submitted(batch_id, upload.file_id)
 
-    async def _upload(self, content: bytes) -> str:
-        """`POST /files` (`purpose=batch`): the input file's id."""
+    async def _made_from(self, upload: _Upload) -> str | None:
+        """The id of a batch made from `upload`'s file, if there is one (see the module
+        docstring)."""
+        headers = self._generator._headers(_JSON)
+        after: str | None = None
+        for _ in range(_MAX_PAGES):
+            query = f"limit={_PAGE}" + (f"&after={quote(after, safe='')}" if after else "")
+            request = WireRequest("GET", f"{self._base}/batches?{query}", headers)
+            try:
+                page = await self._json(request)
+            except BadRequestError as exc:
+                if exc.status_code not in (404, 405):
+                    raise
+                logger.warning(
+                    "%s does not list batches (HTTP %s): a batch whose creation failed is "
+                    "created again, and may be made twice",
+                    self.endpoint,
+                    exc.status_code,
+                )
+                return None
+            batches = page.get("data")
+            if type(batches) is not list:
+                raise error_for_status(
+                    502, "the list of batches has no data", provider=self.wire_label
+                )
+            for batch in batches:
+                if not isinstance(batch, Mapping):
+                    continue
+                if batch.get("input_file_id") == upload.file_id:
+                    return _text(batch.get("id"), "the batch's id", self.wire_label)
+                made = batch.get("created_at")
+                if upload.created_at is not None and type(made) is int and made < upload.created_at:
+                    return None  # older than the upload, as is every batch after it
+            last = page.get("last_id")
+            if page.get("has_more") is not True or type(last) is not str or not last:
+                return None
+            after = last
+        logger.warning(
+            "%s: no batch made from %s among the newest %d; creating it again",
+            self.endpoint,
+            upload.file_id,
+            _PAGE * _MAX_PAGES,
+        )
+        return None
+
+    async def _upload(self, content: bytes) -> _Upload:
+        """`POST /files` (`purpose=batch`): the input file's id and time."""
         boundary = f"jib-{os.urandom(12).hex()}"
         headers = self._generator._headers(
             {
@@ -145,7 +226,11 @@ class OpenAIBatchClient(BatchClient):
         )
         request = WireRequest("POST", f"{self._base}/files", headers, _multipart(boundary, content))
         uploaded = await self._json(request)
-        return _text(uploaded.get("id"), "the uploaded file's id", self.wire_label)
+        made = uploaded.get("created_at")
+        return _Upload(
+            _text(uploaded.get("id"), "the uploaded file's id", self.wire_label),
+            made if type(made) is int else None,
+        )
 
     async def state(self, batch_id: str) -> BatchState:
         """`GET /batches/{id}`."""
