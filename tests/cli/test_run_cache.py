@@ -310,8 +310,8 @@ def test_a_run_whose_cache_cannot_be_written_stores_its_chats_and_says_so(
 
     assert result.code == 0, result.stderr  # every chat ran and is stored
     assert "Traceback" not in result.stderr
-    (note,) = [line for line in result.stderr.splitlines() if "stopped keeping" in line]
-    assert note.startswith("note: the response cache stopped keeping answers")
+    (note,) = [line for line in result.stderr.splitlines() if "stopped working" in line]
+    assert note.startswith("note: the response cache stopped working")
     assert "the disk is full" in note and "the chats are stored" in note
     assert "0 hits, 5 misses" in result.stderr  # the summary, still
     assert result.stdout.startswith("Summary")
@@ -319,7 +319,7 @@ def test_a_run_whose_cache_cannot_be_written_stores_its_chats_and_says_so(
         assert chat_store.count(run="refused") == 5
     # Nothing was kept, so a second run asks again (and says so again).
     again = jib(*args, "--run", "again", "--no-progress")
-    assert again.code == 0 and "stopped keeping answers" in again.stderr
+    assert again.code == 0 and "stopped working" in again.stderr
     assert len(chat_posts(server)) == 10
 
 
@@ -356,7 +356,7 @@ def test_a_chat_whose_cache_cannot_be_written_is_answered_and_stored(
     result = jib("chat", identifier(server), "hello", "--cache", "--store", store)
     assert result.code == 0, result.stderr
     assert result.stdout == "hello #1\n" and "Traceback" not in result.stderr
-    assert "note: the response cache stopped keeping answers" in result.stderr
+    assert "note: the response cache stopped working" in result.stderr
     assert "the disk is full" in result.stderr and "the chat is stored" in result.stderr
     with open_store(store) as chat_store:
         assert chat_store.count() == 1

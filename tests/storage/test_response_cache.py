@@ -656,6 +656,35 @@ def test_a_stream_sent_counts_as_a_miss_however_it_ends(
     assert summary["entries"] == 1  # and only the whole answer kept
 
 
+def test_a_lookup_failing_during_a_run_sets_the_cache_aside_and_fails_no_chat(
+    server: ScriptedServer, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = open_response_cache(store_url, write_every=1)
+    generator = jib.get_generator(identifier(server)).with_response_cache(cache)
+    chat_many(generator, ["a"])
+    execute(store_url, "DROP TABLE jib_response_cache")  # the cache's database is gone
+
+    async def stream() -> jib.Chat:
+        chat_stream = generator.chat("c").stream()
+        _ = [delta async for delta in chat_stream]
+        return chat_stream.chat
+
+    with caplog.at_level(logging.WARNING, logger="jib.storage.response_cache"):
+        chats = chat_many(generator, ["a", "b"])
+        streamed = asyncio.run(stream())
+        chats += chat_many(generator, ["a"])
+
+    assert not any(chat.failed for chat in [*chats, streamed])
+    assert all(hit(chat) is None for chat in [*chats, streamed])
+    assert len(chat_posts(server)) == 5  # every request sent, none failed for the cache
+    (warning,) = cache_warnings(caplog)  # said once; then the cache is set aside
+    assert "cannot read the response cache" in warning
+    assert "the response cache is no longer used" in warning
+    assert isinstance(cache.failure, StoreError)
+    with pytest.raises(StoreError, match="cannot read the response cache"):
+        cache.close()
+
+
 def test_a_write_failing_during_a_run_does_not_fail_its_chats(
     server: ScriptedServer, store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -670,9 +699,9 @@ def test_a_write_failing_during_a_run_does_not_fail_its_chats(
     assert not any(chat.failed for chat in chats)
     assert [chat.content.split(" #")[0] for chat in chats] == ["a", "b", "a", "c"]
     assert all(hit(chat) is None for chat in chats) and len(chat_posts(server)) == 4
-    (warning,) = cache_warnings(caplog)  # said once; then answers are no longer kept
+    (warning,) = cache_warnings(caplog)  # said once; then the cache is set aside
     assert "cannot write to the response cache" in warning and "the disk is full" in warning
-    assert "answers are no longer kept" in warning
+    assert "the response cache is no longer used" in warning
     for end in (cache.flush, cache.close):
         with pytest.raises(StoreError, match=r"cannot write to the response cache .*: the disk"):
             end()

@@ -388,8 +388,8 @@ def open_cli_response_cache(
 
 def close_cli_response_cache(response_cache: ResponseCache, done: str | None = None) -> None:
     """Close the response cache. Its writes failing is a note, not the command's failure (the
-    chats were made, and `done` says what became of them): the cache stopped keeping answers,
-    and the next run asks for them again."""
+    chats were made, and `done` says what became of them): the cache stopped working (see
+    `ResponseCache.failure`), and the next run asks for what it did not keep."""
     from jib.storage import StoreError
 
     try:
@@ -397,7 +397,7 @@ def close_cli_response_cache(response_cache: ResponseCache, done: str | None = N
     except StoreError as exc:
         then = f"; {done}" if done else ""
         err_console.print(
-            f"note: the response cache stopped keeping answers ({exc}){then}",
+            f"note: the response cache stopped working ({exc}); requests were sent uncached{then}",
             markup=False,
             highlight=False,
             soft_wrap=True,

@@ -426,7 +426,7 @@ async def execute(
             try:
                 await cache.aflush()
             except StoreError as exc:  # the chats are made and stored: `close()` raises it
-                cache.write_error = exc
+                cache.failed(exc)
     finally:
         writer.abandon()
         reporter.stop()

@@ -337,7 +337,7 @@ def run_command(
     A live progress bar shows rate and ETA; failed chats are stored as failures and the run goes
     on; a summary table follows (ok/failed, p50/p95 latency, tokens and cost per generator).
     Exit status: 0 when every chat succeeded (with --cache, even when the cache could not be
-    written: a note says so), 1 when some failed, a generator was stopped, --max-cost was
+    read or written: a note says so), 1 when some failed, a generator was stopped, --max-cost was
     reached or the store could not be written (finish with --resume), 2 on bad input, 130 when
     interrupted (finish with --resume).
 

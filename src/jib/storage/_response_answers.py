@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,8 +37,6 @@ if TYPE_CHECKING:
     from jib.storage._response_cache import ResponseCache
 
 __all__ = ["NOTE", "CachedSender", "Flights"]
-
-logger = logging.getLogger("jib.storage.response_cache")
 
 NOTE = "response_cache"
 """The key of `extra` that says an answer came from the response cache."""
@@ -156,11 +153,11 @@ class CachedSender:
     ) -> AsyncIterator[str | GeneratedMessage]:
         """`Generator.stream_messages`: a hit is one delta (the whole text) and the answer; a
         miss streams from the generator and is kept once its stream has ended whole."""
-        key = self._key(messages, params)
+        key = None if self.cache.failure is not None else self._key(messages, params)
         sample = self.samples.get(id(params), 0)
         if key is not None:
             started = time.perf_counter()
-            found = (await self.cache.alookup([(key, sample)])).get((key, sample))
+            found = (await self._lookup([(key, sample)])).get((key, sample))
             hit = None
             if found is not None:
                 hit = self._readable_hit("chat", (key, sample), found, started)
@@ -215,15 +212,13 @@ class CachedSender:
     async def finish(self) -> None:
         """Write the kept answers when enough are waiting (see `ResponseCache.due`). A write
         that fails does not fail the batch's chats (they are made, and paid for): the cache
-        stops keeping answers and its `flush()` and `close()` raise the error
-        (`ResponseCache.write_error`)."""
+        has `failed` (`ResponseCache.failure`)."""
         cache = self.cache
-        if cache.write_error is None and cache.due():
+        if cache.failure is None and cache.due():
             try:
                 await cache.aflush()
             except StoreError as exc:
-                cache.write_error = exc
-                logger.warning("%s; answers are no longer kept", exc)
+                cache.failed(exc)
 
     # -- the work ------------------------------------------------------------------------------
 
@@ -234,6 +229,9 @@ class CachedSender:
         count = len(items)
         results: list[Any] = [None] * count
         keys: list[Pair | None] = [None] * count
+        if self.cache.failure is not None:  # it failed earlier: sent as they are
+            await self._send(kind, items, params, keys, list(range(count)), results, None)
+            return results
         samples = self.samples
         flights = self.cache.flights(asyncio.get_running_loop())
         mine = Flights()  # the pairs this batch asks for (in `flights` while it does)
@@ -257,7 +255,7 @@ class CachedSender:
         hits = misses = 0
         saved = 0.0
         try:
-            found = await self.cache.alookup(pairs) if pairs else {}
+            found = await self._lookup(pairs) if pairs else {}
             if not found:  # every one missed (a cache being filled)
                 send += leaders
             for index, pair in zip(leaders, pairs, strict=True) if found else ():
@@ -298,6 +296,15 @@ class CachedSender:
                     del flights[pair]
             self.cache.count(self._generator_label(), hits=hits, misses=misses, saved=saved)
         return results
+
+    async def _lookup(self, pairs: list[Pair]) -> dict[Pair, CachedAnswer]:
+        """The cache's answers to `pairs`; none when it cannot be read (it has then `failed`:
+        the requests are sent, not failed, for the cache only spares paying for them)."""
+        try:
+            return await self.cache.alookup(pairs)
+        except StoreError as exc:
+            self.cache.failed(exc)
+            return {}
 
     async def _send(
         self,

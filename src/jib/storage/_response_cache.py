@@ -157,10 +157,11 @@ class ResponseCache:
         self._broken: dict[tuple[str, int], float] = {}
         """Kept answers found unreadable, by pair: when they were kept (what the next answer
         written for the pair replaces)."""
-        self.write_error: StoreError | None = None
-        """Why writing failed where the chats the answers came with must not fail (during a
-        batch, `CachedSender.finish`; at the end of `jib run`): answers are no longer kept, and
-        `flush()` and `close()` raise it."""
+        self.failure: StoreError | None = None
+        """Why the cache failed where the chats it serves must not fail (a lookup or a write
+        during a batch, `CachedSender`; the last write of `jib run`), see `failed`: from then
+        on requests are sent as they are, nothing is looked up or kept, and `flush()` and
+        `close()` raise it."""
         self._stats: dict[str, ResponseCacheStats] = {}
         self._sql: dict[tuple[int, bool], str] = {}
         self._sql_rows: dict[tuple[int, float | None], str] = {}
@@ -472,9 +473,8 @@ class ResponseCache:
         self.keep_all((entry,))
 
     def keep_all(self, entries: Sequence[NewEntry]) -> None:
-        """`keep` each of `entries`, in order (nothing once writing has failed: see
-        `write_error`)."""
-        if self.write_error is not None:
+        """`keep` each of `entries`, in order (nothing once the cache has `failed`)."""
+        if self.failure is not None:
             return
         with self._lock:
             pending = self._pending
@@ -513,6 +513,18 @@ class ResponseCache:
             counts.misses += misses
             counts.saved_usd += saved
 
+    def failed(self, error: StoreError) -> None:
+        """The cache failed where the chats it serves must not (see `failure`): say so once
+        (a warning on the `jib.storage.response_cache` logger), and stop using it."""
+        if self.failure is not None:
+            return
+        self.failure = error
+        logger.warning(
+            "%s; the response cache is no longer used: requests are sent as they are and their "
+            "answers are not kept",
+            error,
+        )
+
     def due(self) -> bool:
         """Whether answers should be written now: `write_every` of them wait, or the oldest
         has waited `WRITE_WITHIN` seconds (so a run killed loses little it paid for)."""
@@ -541,10 +553,10 @@ class ResponseCache:
         it (unless that one has expired, see `ttl`, or cannot be read: the new one replaces it).
 
         Raises:
-            StoreError: the database failed (now, or during a batch: `write_error`).
+            StoreError: the database failed (now, or during a batch: `failure`).
         """
-        if self.write_error is not None:
-            raise StoreError(str(self.write_error)) from self.write_error
+        if self.failure is not None:
+            raise StoreError(str(self.failure)) from self.failure
         taken, counts, now = self._take()
         entries = list(taken.values())
         try:
@@ -560,8 +572,8 @@ class ResponseCache:
         transaction (so the loop is never held for long) with the counts in the last; a slice
         that would wait for another process's write lock, and the rest after it, go to a worker
         thread. PostgreSQL: in a worker thread, in one transaction."""
-        if self.write_error is not None:
-            raise StoreError(str(self.write_error)) from self.write_error
+        if self.failure is not None:
+            raise StoreError(str(self.failure)) from self.failure
         taken, counts, now = self._take()
         if not taken and not counts:
             return 0
