@@ -4,7 +4,9 @@ never made twice. Against the server on 127.0.0.1 speaking both batch APIs."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -154,16 +156,28 @@ def _lines(client: OpenAIBatchClient, words: list[str]) -> list[bytes]:
     ]
 
 
-async def test_looking_for_a_batch_made_from_an_upload_pages_newest_first_past_newer_ones(
+@contextlib.asynccontextmanager
+async def _ours_and_others(
     batch_server: RunningBatchServer,
-) -> None:
-    state = batch_server.state
-    state.page_size = 2
+) -> AsyncIterator[tuple[OpenAIBatchClient, OpenAIBatchClient]]:
+    """Our OpenAI batch client and another model's on the same server (someone else's batches)."""
     ours = jib.get_generator(identifiers(batch_server)["openai"])
     other = jib.get_generator(identifiers(batch_server)["openai"].replace("4o-mini", "4o"))
     client, others = batch_api_client(ours), batch_api_client(other)
     assert isinstance(client, OpenAIBatchClient) and isinstance(others, OpenAIBatchClient)
     try:
+        yield client, others
+    finally:
+        await client.aclose()
+        await others.aclose()
+
+
+async def test_looking_for_a_batch_made_from_an_upload_pages_newest_first_past_newer_ones(
+    batch_server: RunningBatchServer,
+) -> None:
+    state = batch_server.state
+    state.page_size = 2
+    async with _ours_and_others(batch_server) as (client, others):
         for n in range(3):  # older than our upload
             await others.submit(_lines(others, [f"old{n}"]), label="other")
         lines = _lines(client, ["a", "b"])
@@ -175,9 +189,6 @@ async def test_looking_for_a_batch_made_from_an_upload_pages_newest_first_past_n
         state.listings.clear()
 
         adopted = await client.submit(lines, label="ours")
-    finally:
-        await client.aclose()
-        await others.aclose()
 
     made = [b for b in state.created() if b.input_file_id == adopted.input_file_id]
     assert [b.id for b in made] == [adopted.batch_id] == ["batch_0004"]
@@ -191,11 +202,7 @@ async def test_a_creation_that_failed_before_it_was_made_looks_no_further_than_t
 ) -> None:
     state = batch_server.state
     state.page_size = 1
-    ours = jib.get_generator(identifiers(batch_server)["openai"])
-    other = jib.get_generator(identifiers(batch_server)["openai"].replace("4o-mini", "4o"))
-    client, others = batch_api_client(ours), batch_api_client(other)
-    assert isinstance(client, OpenAIBatchClient) and isinstance(others, OpenAIBatchClient)
-    try:
+    async with _ours_and_others(batch_server) as (client, others):
         for n in range(5):  # older than our upload: never paged through
             await others.submit(_lines(others, [f"old{n}"]), label="other")
         lines = _lines(client, ["a"])
@@ -206,9 +213,6 @@ async def test_a_creation_that_failed_before_it_was_made_looks_no_further_than_t
         state.listings.clear()
 
         created = await client.submit(lines, label="ours")
-    finally:
-        await client.aclose()
-        await others.aclose()
 
     assert created.batch_id == "batch_0007"
     assert [b.input_file_id for b in state.created()].count(created.input_file_id) == 1

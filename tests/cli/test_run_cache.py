@@ -35,6 +35,12 @@ def notes(chats: list[Any]) -> list[dict[str, Any] | None]:
     return [chat.extra.get("response_cache") for chat in chats]
 
 
+def store_for(backend: str, sqlite: Path | str, request: pytest.FixtureRequest) -> str:
+    """`sqlite` (a SQLite file's path or URL) for the SQLite backend, else the PostgreSQL store
+    the suite runs against."""
+    return str(sqlite) if backend == "sqlite" else str(request.getfixturevalue("postgres_store"))
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_second_run_of_a_thousand_prompts_sends_nothing(
     jib: JibRunner,
@@ -43,11 +49,7 @@ def test_a_second_run_of_a_thousand_prompts_sends_nothing(
     backend: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    store = (
-        str(tmp_path / "jib.db")
-        if backend == "sqlite"
-        else request.getfixturevalue("postgres_store")
-    )
+    store = store_for(backend, tmp_path / "jib.db", request)
     prompts = write_prompts(tmp_path, 1000)
     target = identifier(server)
     common = ("--cache", "--store", store, "--concurrency", "32", "--no-progress")
@@ -169,11 +171,7 @@ def test_two_runs_at_once_keep_one_answer_per_prompt(
     request: pytest.FixtureRequest,
 ) -> None:
     prompts = write_prompts(tmp_path, 300)
-    store = (
-        f"sqlite:///{tmp_path / 'shared.db'}"
-        if backend == "sqlite"
-        else request.getfixturevalue("postgres_store")
-    )
+    store = store_for(backend, f"sqlite:///{tmp_path / 'shared.db'}", request)
     command = [*jib_command(), "run", identifier(server), "-f", str(prompts), "--cache"]
     processes = [
         subprocess.Popen(
@@ -296,11 +294,7 @@ def test_a_run_whose_cache_cannot_be_written_stores_its_chats_and_says_so(
     backend: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    store = (
-        f"sqlite:///{tmp_path / 'jib.db'}"
-        if backend == "sqlite"
-        else request.getfixturevalue("postgres_store")
-    )
+    store = store_for(backend, f"sqlite:///{tmp_path / 'jib.db'}", request)
     prompts = write_prompts(tmp_path, 5)
     open_response_cache(store).close()  # its tables, then writes to them fail
     refuse_cache_writes(store)
