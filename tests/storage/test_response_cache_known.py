@@ -76,6 +76,42 @@ def test_what_another_process_writes_after_clearing_the_cache_is_seen(
     assert origin(served) == written.id
 
 
+def test_what_another_process_writes_past_the_rows_read_after_clearing_them_is_seen(
+    server: ScriptedServer, caches: tuple[ResponseCache, ResponseCache]
+) -> None:
+    mine, theirs = caches
+    chat_many(mine, server, [f"mine {n}" for n in range(8)])
+    time.sleep(REFRESHED)
+    chat_many(mine, server, ["mine 8"])  # the table read in up to its last row
+    assert theirs.clear() == 9
+    written = chat_many(theirs, server, [f"theirs {n}" for n in range(12)])  # past the last
+    time.sleep(REFRESHED)
+    served = chat_many(mine, server, ["theirs 0", "theirs 11"])
+
+    assert [origin(chat) for chat in served] == [written[0].id, written[11].id]
+    assert len(chat_posts(server)) == 21
+
+
+def test_a_run_another_process_cleared_and_ran_again_is_seen(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    url = str(tmp_path / "cache.db")
+    with (
+        open_response_cache(url, run="mine") as mine,
+        open_response_cache(url, run="monday") as theirs,
+    ):
+        chat_many(mine, server, [f"mine {n}" for n in range(8)])
+        chat_many(theirs, server, [f"monday {n}" for n in range(4)])  # the table's last rows
+        time.sleep(REFRESHED)
+        chat_many(mine, server, ["mine 0"])  # read in up to them
+        assert theirs.clear(run="monday") == 4  # `jib cache clear --run monday`
+        written = chat_many(theirs, server, [f"again {n}" for n in range(6)])
+        time.sleep(REFRESHED)
+        served = chat_many(mine, server, [f"again {n}" for n in range(6)])
+
+    assert [origin(chat) for chat in served] == [chat.id for chat in written]
+
+
 def test_clearing_here_reads_the_table_in_again(
     server: ScriptedServer, caches: tuple[ResponseCache, ResponseCache]
 ) -> None:
@@ -117,11 +153,33 @@ def test_keys_are_held_only_up_to_a_bound(tmp_path: Path, rows: int, held: bool)
     open_response_cache(str(path)).close()
     fill(path, rows)
     with sqlite3.connect(path) as connection:
-        keys = KnownKeys().get(connection, asking=rows, kept=lambda: ["kept"])
+        keys = read_in(KnownKeys(), connection, rows)
 
     assert (keys is not None) == held
     if keys is not None:
         assert len(keys) == rows + 1 and "kept" in keys
+
+
+def test_a_big_table_is_read_in_a_slice_a_lookup_never_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "cache.db"
+    open_response_cache(str(path)).close()
+    fill(path, MOST_KEYS)
+    known = KnownKeys()
+    with sqlite3.connect(path) as connection:
+        first = known.get(connection, asking=MOST_KEYS, kept=lambda: ["kept"])
+        keys = read_in(known, connection, MOST_KEYS)
+
+    assert first is None  # the event loop is not held while 250,000 keys are read
+    assert keys is not None and len(keys) == MOST_KEYS + 1
+
+
+def read_in(known: KnownKeys, connection: sqlite3.Connection, rows: int) -> set[str] | None:
+    """`known`'s keys once read in (`None`: it will not hold them), asking as a run would."""
+    for _ in range(rows // 1000 + 2):
+        keys = known.get(connection, asking=rows, kept=lambda: ["kept"])
+        if keys is not None:
+            return keys
+    return None
 
 
 def fill(path: Path, rows: int) -> None:
