@@ -231,7 +231,7 @@ async def test_the_openai_batch_line_is_the_body_openai_sends(
     assert json.loads(file)["url"] == "/v1/chat/completions"
 
 
-async def test_a_batch_the_provider_refuses_fails_its_requests_without_retrying_them(
+async def test_a_batch_failed_as_a_whole_is_split_and_its_requests_run(
     batch_server: RunningBatchServer,
 ) -> None:
     state = batch_server.state
@@ -244,12 +244,12 @@ async def test_a_batch_the_provider_refuses_fails_its_requests_without_retrying_
         on_failed="include",
     )
 
-    assert [chat.failed for chat in chats] == [True, True, False]
-    assert isinstance(chats[0].error, BadRequestError)
-    assert "the provider refused batch batch_0001: This line is not parseable" in str(
-        chats[0].error
+    assert [chat.content for chat in chats] == ["a", "b", "c"]
+    assert [chat.attempts for chat in chats] == [1, 1, 1]  # the failed batch ran none of them
+    failed, _, *halves = state.created()  # the failed batch's halves went on their own
+    assert sorted([cid for cid, _ in b.requests] for b in halves) == sorted(
+        [cid] for cid, _ in failed.requests
     )
-    assert len(state.created()) == 2  # the refused batch's requests were not submitted again
 
 
 async def test_on_failed_raise_raises_the_first_failure_once_every_request_has_its_result(

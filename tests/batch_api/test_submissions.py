@@ -113,6 +113,52 @@ async def test_past_its_splits_a_job_fails_a_refused_batchs_requests_together(
     assert all("HTTP 400: a request in this batch is larger" in str(c.error) for c in alone)
 
 
+async def test_a_batch_failed_for_one_bad_request_costs_only_that_request(
+    batch_server: RunningBatchServer,
+) -> None:
+    state = batch_server.state
+    state.fail_holding = {"w5"}  # OpenAI accepts the batch, then fails it as a whole
+    generator = jib.get_generator(identifiers(batch_server)["openai"])
+    words = [f"w{i}" for i in range(8)]
+    chats = await run_with_batch_api(
+        [generator.chat(w) for w in words], poll_seconds=0.01, on_failed="include"
+    )
+
+    assert [chat.failed for chat in chats] == [w == "w5" for w in words]
+    assert re.search(
+        r"the provider refused batch \w+: This line is not parseable", str(chats[5].error)
+    )
+    assert [c.content for c in chats if not c.failed] == [w for w in words if w != "w5"]
+    # 8 → 4 + 4, the failed 4 → 2 + 2, the failed 2 → 1 + 1: each prompt ran once at most.
+    assert [len(batch.requests) for batch in state.created()] == [8, 4, 4, 2, 2, 1, 1]
+    assert all(state.seen.get(w) == 1 for w in words if w != "w5")
+    assert all(chat.attempts == 1 for chat in chats if not chat.failed)
+
+
+async def test_past_its_splits_a_job_fails_a_failed_batchs_requests_together(
+    batch_server: RunningBatchServer,
+) -> None:
+    state = batch_server.state
+    words = [f"w{i}" for i in range(4 * MAX_SPLITS)]
+    state.fail_holding = set(words)  # every batch fails as a whole
+    generator = jib.get_generator(identifiers(batch_server)["openai"])
+    chats = await run_with_batch_api(
+        [generator.chat(w) for w in words], poll_seconds=0.01, on_failed="include"
+    )
+
+    assert all(chat.failed for chat in chats)
+    assert len(state.created()) == 2 * MAX_SPLITS + 1  # each split makes two batches
+    # Past the bound a failed part fails whole, saying why; a part split down to one request
+    # fails with the provider's message alone (how many do depends on which polls come first).
+    together = [c for c in chats if "failed batches were split" in str(c.error)]
+    assert together
+    assert f"failed batches were split {MAX_SPLITS} times already in this run" in str(
+        together[-1].error
+    )
+    assert all("This line is not parseable" in str(c.error) for c in chats)
+    assert state.seen == {}  # no request of a failed batch ran
+
+
 async def test_a_wrong_url_still_stops_the_run_instead_of_splitting(
     batch_server: RunningBatchServer,
 ) -> None:

@@ -21,6 +21,7 @@ joined to its own prompt). What a test can ask of it (`BatchServerState`):
 - `expire`: the numbers (1 = the first batch created) of batches that expire after running
   only half their requests (the rest `batch_expired` / `expired`);
 - `refuse_batches`: the numbers of batches that fail validation as a whole (OpenAI's `failed`);
+  `fail_holding`: prompts that make any OpenAI batch holding them fail so (a bad line);
 - `polls`: how many polls a batch stays in progress; `gate`: while it is clear, batches stay in
   progress whatever `polls` says (a test holds a run there to kill it); `hold`: the numbers of
   the only batches the gate holds, when not empty;
@@ -96,6 +97,7 @@ class BatchServerState:
     refuse: set[str] = field(default_factory=set)
     expire: set[int] = field(default_factory=set)
     refuse_batches: set[int] = field(default_factory=set)
+    fail_holding: set[str] = field(default_factory=set)
     hold: set[int] = field(default_factory=set)
     cut_downloads: int = 0
     mangle: Callable[[Batch, bytes], bytes] | None = None
@@ -129,6 +131,7 @@ class BatchServerState:
             self.refuse.clear()
             self.expire.clear()
             self.refuse_batches.clear()
+            self.fail_holding.clear()
             self.hold.clear()
             self.cut_downloads = 0
             self.mangle = None
@@ -549,7 +552,10 @@ class _Handler(JsonHandler):
                 return
             batch.polls += 1
             held = not state.gate.is_set() and (not state.hold or batch.number in state.hold)
-            if batch.number in state.refuse_batches:
+            if batch.number in state.refuse_batches or any(
+                _last_user_text(batch.provider, body) in state.fail_holding
+                for _, body in batch.requests
+            ):
                 batch.status = "failed"
             elif batch.polls > state.polls and not held:
                 state.finish(batch)

@@ -11,9 +11,10 @@ is submitted again alone, in a new batch of the retried requests (or sent direct
 when it is submitted (a bad request: a request too large, one it cannot read) is split in halves,
 each submitted on its own, down to single requests: a single request refused fails alone, with
 the provider's message, and the rest of the run goes on (at most `MAX_SPLITS` splits a job; past
-them a refused batch's requests fail together). Batches of the same generator
-and run that the journal holds uncollected are polled, not submitted again: that is what makes a
-resumed run pay once.
+them a refused batch's requests fail together). A batch accepted and then failed as a whole
+(OpenAI's `failed`: its input did not pass the provider's checks) is split the same way.
+Batches of the same generator and run that the journal holds uncollected are polled, not
+submitted again: that is what makes a resumed run pay once.
 """
 
 from __future__ import annotations
@@ -108,9 +109,10 @@ DEFAULT_LIMITS = {
 """Each provider's own limits per batch (requests, bytes of input)."""
 
 MAX_SPLITS = 32
-"""How often one job splits a batch the provider refused, to find the requests it refuses: one
-among 50,000 takes 16 splits (each a submission refused, then two made). Past this, a refused
-batch's requests fail together with its refusal."""
+"""How often one job splits a batch the provider refused (at submission, or failed as a whole
+after it), to find the requests it refuses: one among 50,000 takes 16 splits (each a batch
+refused, then two made). Past this, a refused batch's requests fail together with its
+refusal."""
 
 _MAX_POLL_FAILURES = 10
 _MAX_SUBMIT_TRIES = 5
@@ -334,6 +336,8 @@ class BatchAPIJob:
 
     async def _follow(self, batch: _Batch) -> None:
         state = await self._wait(batch)
+        if state.phase == "failed" and await self._split_failed(batch, state):
+            return
         retry = await self._collect(batch, state)
         await asyncio.to_thread(self.journal.collected, batch.entry.key)
         if not retry:
@@ -346,6 +350,34 @@ class BatchAPIJob:
         assert self._group is not None  # set while the job runs
         for again in await self._submit(requests, attempts):
             self._group.create_task(self._follow(again))
+
+    async def _split_failed(self, batch: _Batch, state: BatchState) -> bool:
+        """A batch accepted and then failed as a whole (its input did not pass the provider's
+        checks: one bad request, or more than the account may queue): its halves are submitted
+        on their own, as a refused batch's are (`_submit`), when it holds several requests and
+        the job may still split; whether it was. None of its requests ran, so none counts an
+        attempt."""
+        ids = [c for c in batch.entry.custom_ids if c in batch.ids and c in self.pending]
+        if len(ids) < 2 or self.splits >= MAX_SPLITS:
+            return False
+        self.splits += 1
+        logger.warning(
+            "%s failed batch %s of %d requests as a whole (%s); its halves are submitted on "
+            "their own",
+            self.client.provider,
+            batch.entry.batch_id,
+            len(ids),
+            state.message or state.status,
+        )
+        await asyncio.to_thread(self.journal.collected, batch.entry.key)
+        requests = [self.pending[c] for c in ids]
+        attempts = {c: batch.attempts[c] for c in ids if c in batch.attempts}
+        half = len(requests) // 2
+        assert self._group is not None  # set while the job runs
+        for part in (requests[:half], requests[half:]):
+            for again in await self._submit(part, attempts):
+                self._group.create_task(self._follow(again))
+        return True
 
     async def _wait(self, batch: _Batch) -> BatchState:
         delay = self.settings.poll_seconds
@@ -374,10 +406,16 @@ class BatchAPIJob:
         """Hand over the batch's results; the custom ids to try again."""
         unseen = set(batch.ids)
         retry: list[str] = []
-        if state.phase == "failed":
+        if state.phase == "failed":  # one request, or the job may split no more
+            split = (
+                f" (this generator's failed batches were split {MAX_SPLITS} times already in "
+                "this run)"
+                if len(unseen) > 1
+                else ""
+            )
             error = BadRequestError(
                 f"the provider refused batch {batch.entry.batch_id}: "
-                f"{state.message or state.status}",
+                f"{state.message or state.status}{split}",
                 provider=self.client.provider,
             )
             for custom_id in sorted(unseen):
