@@ -61,14 +61,21 @@ def test_an_answer_another_process_wrote_is_served_once_read_in(
     assert len(chat_posts(server)) == 9
 
 
+def read_in_then_cleared(
+    server: ScriptedServer, mine: ResponseCache, theirs: ResponseCache
+) -> None:
+    """`mine` holds the table read in up to its last row; then `theirs` deletes every row."""
+    chat_many(mine, server, [f"mine {n}" for n in range(8)])
+    time.sleep(REFRESHED)
+    chat_many(mine, server, ["mine 8"])
+    assert theirs.clear() == 9
+
+
 def test_what_another_process_writes_after_clearing_the_cache_is_seen(
     server: ScriptedServer, caches: tuple[ResponseCache, ResponseCache]
 ) -> None:
     mine, theirs = caches
-    chat_many(mine, server, [f"mine {n}" for n in range(8)])
-    time.sleep(REFRESHED)
-    chat_many(mine, server, ["mine 8"])  # the table read in up to its last row
-    assert theirs.clear() == 9
+    read_in_then_cleared(server, mine, theirs)
     (written,) = chat_many(theirs, server, ["theirs"])  # its row takes a rowid used before
     time.sleep(REFRESHED)
     (served,) = chat_many(mine, server, ["theirs"])
@@ -80,10 +87,7 @@ def test_what_another_process_writes_past_the_rows_read_after_clearing_them_is_s
     server: ScriptedServer, caches: tuple[ResponseCache, ResponseCache]
 ) -> None:
     mine, theirs = caches
-    chat_many(mine, server, [f"mine {n}" for n in range(8)])
-    time.sleep(REFRESHED)
-    chat_many(mine, server, ["mine 8"])  # the table read in up to its last row
-    assert theirs.clear() == 9
+    read_in_then_cleared(server, mine, theirs)
     written = chat_many(theirs, server, [f"theirs {n}" for n in range(12)])  # past the last
     time.sleep(REFRESHED)
     served = chat_many(mine, server, ["theirs 0", "theirs 11"])
