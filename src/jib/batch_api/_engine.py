@@ -191,8 +191,7 @@ class BatchAPIJob:
                     [self.pending[c] for c in self.pending if c in waiting]
                 )
                 for chunk in self._split(sendable):
-                    for batch in await self._submit(chunk, {}):
-                        group.create_task(self._follow(batch))
+                    await self._submit_and_follow(chunk, {})
         finally:
             self._group = None
             await self.client.aclose()
@@ -258,15 +257,8 @@ class BatchAPIJob:
             except ProviderError as exc:
                 if not _refusal(exc):
                     raise
-                if len(part) > 1 and self.splits < MAX_SPLITS:
-                    self.splits += 1
-                    logger.warning(
-                        "%s refused a batch of %d requests (HTTP %s); its halves are submitted "
-                        "on their own",
-                        self.client.provider,
-                        len(part),
-                        exc.status_code,
-                    )
+                what = f"refused a batch of {len(part)} requests"
+                if self._may_split(part, what, f"HTTP {exc.status_code}"):
                     half = len(part) // 2
                     parts += [part[half:], part[:half]]  # the first half first
                     continue
@@ -274,6 +266,24 @@ class BatchAPIJob:
                 continue
             batches.append(await self._written(part, submitted, attempts))
         return batches
+
+    def _may_split(self, part: Sequence[Request], what: str, why: object) -> bool:
+        """Whether a batch the provider refused (`what` it did, `why`) is split in halves: it
+        holds several requests and the job has split fewer than `MAX_SPLITS` times (this one
+        is counted, and said)."""
+        if len(part) < 2 or self.splits >= MAX_SPLITS:
+            return False
+        self.splits += 1
+        logger.warning(
+            "%s %s (%s); its halves are submitted on their own", self.client.provider, what, why
+        )
+        return True
+
+    async def _submit_and_follow(self, chunk: Sequence[Request], attempts: dict[str, int]) -> None:
+        """`_submit` `chunk`, then follow each batch made in a task of the job's group."""
+        assert self._group is not None  # set while the job runs
+        for batch in await self._submit(chunk, attempts):
+            self._group.create_task(self._follow(batch))
 
     async def _create(self, chunk: Sequence[Request]) -> Submitted:
         """`client.submit`, tried again on a rate limit, server error or broken connection."""
@@ -346,10 +356,7 @@ class BatchAPIJob:
         if self.settings.fallback:
             await self._direct(requests, batch.attempts)
             return
-        attempts = {c: batch.attempts.get(c, 1) for c in retry}
-        assert self._group is not None  # set while the job runs
-        for again in await self._submit(requests, attempts):
-            self._group.create_task(self._follow(again))
+        await self._submit_and_follow(requests, {c: batch.attempts.get(c, 1) for c in retry})
 
     async def _split_failed(self, batch: _Batch, state: BatchState) -> bool:
         """A batch accepted and then failed as a whole (its input did not pass the provider's
@@ -357,26 +364,21 @@ class BatchAPIJob:
         on their own, as a refused batch's are (`_submit`), when it holds several requests and
         the job may still split; whether it was. None of its requests ran, so none counts an
         attempt."""
-        ids = [c for c in batch.entry.custom_ids if c in batch.ids and c in self.pending]
-        if len(ids) < 2 or self.splits >= MAX_SPLITS:
+        requests = [
+            self.pending[c] for c in batch.entry.custom_ids if c in batch.ids and c in self.pending
+        ]
+        what = f"failed batch {batch.entry.batch_id} of {len(requests)} requests as a whole"
+        if not self._may_split(requests, what, state.message or state.status):
             return False
-        self.splits += 1
-        logger.warning(
-            "%s failed batch %s of %d requests as a whole (%s); its halves are submitted on "
-            "their own",
-            self.client.provider,
-            batch.entry.batch_id,
-            len(ids),
-            state.message or state.status,
-        )
         await asyncio.to_thread(self.journal.collected, batch.entry.key)
-        requests = [self.pending[c] for c in ids]
-        attempts = {c: batch.attempts[c] for c in ids if c in batch.attempts}
+        attempts = {
+            r.custom_id: batch.attempts[r.custom_id]
+            for r in requests
+            if r.custom_id in batch.attempts
+        }
         half = len(requests) // 2
-        assert self._group is not None  # set while the job runs
         for part in (requests[:half], requests[half:]):
-            for again in await self._submit(part, attempts):
-                self._group.create_task(self._follow(again))
+            await self._submit_and_follow(part, attempts)
         return True
 
     async def _wait(self, batch: _Batch) -> BatchState:

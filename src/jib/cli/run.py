@@ -401,10 +401,12 @@ def run_command(
 
         from jib.cli._runner import ResumeIndex, execute, plan_run
         from jib.storage import StoreError
+        from jib.storage._response_cache import WRITE_SLICE
 
         with open_cli_store(store) as chat_store:
+            # Answers kept before they are written, in one transaction: the cache's write slice.
             response_cache = open_cli_response_cache(
-                cache, cache_ttl, cache_store, store, run=run_name, write_every=_CACHE_WRITE_EVERY
+                cache, cache_ttl, cache_store, store, run=run_name, write_every=WRITE_SLICE
             )
             if response_cache is not None:
                 response_cache.price = prices.cost
@@ -546,11 +548,6 @@ def _with_concurrency(generators: list[Generator], concurrency: int) -> list[Gen
         else generator
         for generator in generators
     ]
-
-
-_CACHE_WRITE_EVERY = 2048
-"""Answers `jib run --cache` keeps before writing them to the cache in one transaction (the
-cache's write slice, `jib.storage._response_cache._WRITE_SLICE`)."""
 
 
 def _note_uncacheable(generators: list[Generator]) -> None:

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from jib.messages import GeneratedMessage, Message
 from jib.params import GenerateParams
@@ -27,6 +27,7 @@ __all__ = [
     "Submitted",
     "custom_id_for",
     "endpoint_without_credentials",
+    "result_object",
     "unreadable_line",
 ]
 
@@ -125,7 +126,7 @@ class BatchClient(abc.ABC):
     @abc.abstractmethod
     def results(self, state: BatchState) -> AsyncGenerator[ItemResult, None]:
         """The results of an ended batch, as they are downloaded (in the provider's order); a
-        line that cannot be read is skipped (`unreadable_line`). The caller closes it
+        line that cannot be read is skipped (`result_object`). The caller closes it
         (`contextlib.aclosing`) on its own task, so a download stopped early is released there."""
 
     @abc.abstractmethod
@@ -134,6 +135,23 @@ class BatchClient(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional: a client may hold no connections
         """Close the connections this client opened (on the running event loop)."""
+
+
+def result_object(provider: str, line: bytes) -> dict[str, Any] | None:
+    """A results line's JSON object, naming its request (a string `custom_id`); `None` when it
+    is not JSON or names no request: skipped, and said (`unreadable_line`)."""
+    from jib.errors import ProviderError
+    from jib.generator.openai._protocol import parse_json
+
+    try:
+        data = parse_json(line, provider)
+    except ProviderError:
+        unreadable_line(provider, line, "not JSON")
+        return None
+    if type(data) is not dict or type(data.get("custom_id")) is not str:
+        unreadable_line(provider, line, "no custom_id")
+        return None
+    return data
 
 
 def unreadable_line(provider: str, line: bytes, reason: str) -> None:

@@ -260,11 +260,7 @@ class CachedSender:
                 send += leaders
             for index, pair in zip(leaders, pairs, strict=True) if found else ():
                 answer = found.get(pair)
-                worth = (
-                    None
-                    if answer is None
-                    else self._take_hit(kind, pair, answer, started, results, index)
-                )
+                worth = self._take_hit(kind, pair, answer, started, results, index)
                 if worth is None:  # a miss, or a kept answer that cannot be read
                     send.append(index)
                     continue
@@ -280,9 +276,7 @@ class CachedSender:
                 answers = await asyncio.gather(*(other.wait(pair) for _, pair, other in waiting))
                 again: list[int] = []  # the request they waited for failed: they send their own
                 for (index, pair, _), answer in zip(waiting, answers, strict=True):
-                    worth = None
-                    if answer is not None:
-                        worth = self._take_hit(kind, pair, answer, started, results, index)
+                    worth = self._take_hit(kind, pair, answer, started, results, index)
                     if worth is None:
                         again.append(index)
                         continue
@@ -426,30 +420,12 @@ class CachedSender:
         answer whose extra cannot be written as JSON is handed on uncached (`None`): keeping it
         never fails it.
 
-        What is kept of an answer: its content, why it stopped, its usage and extra. An answer
-        a content filter stopped is not kept: it was cut short, not answered.
+        What is kept is `_answer_json`. An answer a content filter stopped is not kept: it was
+        cut short, not answered.
         """
         if answer.stop_reason == "content_filter":
             return None
-        if isinstance(answer, GeneratedMessage):
-            message: Message | None = answer.message
-            data: dict[str, Any] = {
-                "stop_reason": answer.stop_reason,
-                "message": answer.message.to_dict(),
-            }
-            if answer.refusal:
-                data["refusal"] = answer.refusal
-        else:
-            message = None
-            data = {"stop_reason": answer.stop_reason, "text": answer.text}
-        usage = answer.usage
-        if usage is not None:
-            data["usage"] = usage.to_dict()
-        extra = answer.extra
-        if extra:  # written at once, so the record's own (a copy only to leave a note out)
-            if NOTE in extra:
-                extra = {k: v for k, v in extra.items() if k != NOTE}
-            data["extra"] = extra
+        data = _answer_json(answer)
         try:
             encoded = orjson.dumps(data, default=repr)
         except TypeError:  # orjson's JSONEncodeError too
@@ -459,20 +435,23 @@ class CachedSender:
                 return None
         entry = NewEntry(pair[0], pair[1], label, kind, encoded)
         entries.append(entry)
-        self._kept_at.append((index, entry, message))
+        self._kept_at.append((index, entry, getattr(answer, "message", None)))
         return encoded
 
     def _take_hit(
         self,
         kind: str,
         pair: tuple[str, int],
-        found: CachedAnswer,
+        found: CachedAnswer | None,
         started: float,
         results: list[Any],
         index: int,
     ) -> float | None:
-        """Put the hit at `index` of `results`; what it saved. `None` when the answer kept
-        cannot be read back (a damaged row): a miss, its row replaced by the answer sent."""
+        """Put the hit on `found` at `index` of `results`; what it saved. `None` for a miss:
+        nothing found, or a kept answer that cannot be read back (a damaged row, then replaced
+        by the answer sent)."""
+        if found is None:
+            return None
         hit = self._readable_hit(kind, pair, found, started)
         if hit is None:
             return None
@@ -543,3 +522,24 @@ class CachedSender:
                 secrets = list(wire_secrets()) if wire_secrets else [self.generator.get_api_key()]
             self._secrets = secrets
         return self._secrets
+
+
+def _answer_json(answer: GeneratedMessage | GeneratedText) -> dict[str, Any]:
+    """What is kept of an answer: its content, why it stopped, its usage and extra."""
+    if isinstance(answer, GeneratedMessage):
+        data: dict[str, Any] = {
+            "stop_reason": answer.stop_reason,
+            "message": answer.message.to_dict(),
+        }
+        if answer.refusal:
+            data["refusal"] = answer.refusal
+    else:
+        data = {"stop_reason": answer.stop_reason, "text": answer.text}
+    if answer.usage is not None:
+        data["usage"] = answer.usage.to_dict()
+    extra = answer.extra
+    if extra:  # written at once, so the record's own (a copy only to leave a note out)
+        if NOTE in extra:
+            extra = {k: v for k, v in extra.items() if k != NOTE}
+        data["extra"] = extra
+    return data

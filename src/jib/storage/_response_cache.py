@@ -79,7 +79,7 @@ _LOOKUP_CHUNK = 100
 _INSERT_ROWS = 100
 """Rows per SQLite insert statement (at most 9 parameters each: SQLite before 3.32 allows
 999)."""
-_WRITE_SLICE = 2048
+WRITE_SLICE = 2048
 """Answers written per transaction on the event loop (a slice takes a few milliseconds). Keys
 are random, so each answer dirties its own page of the key's index until a slice is big enough
 for answers to share pages: each page is written once per transaction, and 1,024 answers cost
@@ -288,9 +288,7 @@ class ResponseCache:
         if not keys:
             return {}
         connection = self._loop_connection(open_=False)  # the loop's, on the loop's thread
-        if connection is not None:
-            keys = self._sift(connection, keys)
-        unwritten, keys = self._unwritten(keys)
+        unwritten, keys = self._to_read(connection, keys)
         if not keys:
             return unwritten
         if connection is not None:
@@ -306,11 +304,7 @@ class ResponseCache:
         if not keys:
             return {}
         connection = self._loop_connection()
-        if connection is not None:
-            keys = self._sift(connection, keys)
-            if not keys:  # none is held: a cache being filled asks the database nothing
-                return {}
-        unwritten, keys = self._unwritten(keys)
+        unwritten, keys = self._to_read(connection, keys)
         if not keys:
             return unwritten
         if connection is not None:
@@ -318,14 +312,19 @@ class ResponseCache:
                 return _joined(self._read(connection, keys), unwritten)
         return _joined(await asyncio.to_thread(self._read_pooled, keys), unwritten)
 
-    def _sift(
-        self, connection: sqlite3.Connection, keys: Sequence[tuple[str, int]]
-    ) -> Sequence[tuple[str, int]]:
-        """`keys` but those the table surely does not hold (`KnownKeys`, when kept)."""
-        known = self._known.get(connection, len(keys), self._kept_keys)
-        if known is None:
-            return keys
-        return [pair for pair in keys if pair[0] in known]
+    def _to_read(
+        self, connection: sqlite3.Connection | None, keys: Sequence[tuple[str, int]]
+    ) -> tuple[dict[tuple[str, int], CachedAnswer], Sequence[tuple[str, int]]]:
+        """The answers to `keys` kept and not written yet (`_unwritten`), and the keys left to
+        look up in the database: none that the table surely does not hold (`KnownKeys`, when
+        kept on the loop's `connection`), so a cache being filled asks the database nothing."""
+        if connection is not None:
+            known = self._known.get(connection, len(keys), self._kept_keys)
+            if known is not None:
+                keys = [pair for pair in keys if pair[0] in known]
+        if not keys:
+            return {}, keys
+        return self._unwritten(keys)
 
     def _kept_keys(self) -> list[str]:
         """The keys of the answers kept and not written yet (waiting, or being written)."""
@@ -341,17 +340,14 @@ class ResponseCache:
         with self._lock:
             if not self._pending and not self._writing:
                 return {}, keys
-            sources = [self._pending, *self._writing]
             kept: dict[tuple[str, int], NewEntry] = {}
             rest: list[tuple[str, int]] = []
             for pair in keys:
-                for source in sources:
-                    entry = source.get(pair)
-                    if entry is not None:
-                        kept[pair] = entry
-                        break
-                else:
+                entry = self._waiting(pair)
+                if entry is None:
                     rest.append(pair)
+                else:
+                    kept[pair] = entry
         if not kept:
             return {}, keys
         now = time.time()
@@ -495,13 +491,19 @@ class ResponseCache:
 
     def pending(self, key: str, sample: int) -> NewEntry | None:
         """The queued entry of this key and sample, if it is not written yet."""
-        pair = (key, sample)
         with self._lock:
-            for source in (self._pending, *self._writing):
-                entry = source.get(pair)
+            return self._waiting((key, sample))
+
+    def _waiting(self, pair: tuple[str, int]) -> NewEntry | None:
+        """The answer kept for `pair` and not written yet: waiting, or being written (called
+        with `_lock` held)."""
+        entry = self._pending.get(pair)
+        if entry is None:
+            for writing in self._writing:
+                entry = writing.get(pair)
                 if entry is not None:
-                    return entry
-        return None
+                    break
+        return entry
 
     def count(self, generator: str, *, hits: int = 0, misses: int = 0, saved: float = 0.0) -> None:
         """Add to the hits, misses and saved cost of `generator` (written with the answers)."""
@@ -584,7 +586,7 @@ class ResponseCache:
             connection = self._loop_connection()
             if connection is not None:
                 while True:
-                    end = start + _WRITE_SLICE
+                    end = start + WRITE_SLICE
                     last = end >= len(entries)
                     try:
                         self._write_on(
@@ -722,19 +724,22 @@ class ResponseCache:
 
     def _insert_sql(self) -> str:
         """Insert-or-ignore, in the driver's own SQL (one statement for many rows)."""
-        columns = "key, sample, generator, kind, answer, origin_chat, run, created_at, size"
         mark = "%s" if self._postgres else "?"
-        marks = ", ".join([mark] * 9)
-        return f"INSERT{self._or_ignore()} INTO jib_response_cache ({columns}) VALUES ({marks})" + (
-            self._on_conflict()
+        return self._insert_values(f"({', '.join([mark] * 9)})")
+
+    def _insert_values(self, values: str) -> str:
+        """Insert `values` (rows of every column, in `_rows`' order), an existing key and
+        sample left alone (SQLite's `OR IGNORE`) or replaced as `_on_conflict` says."""
+        columns = "key, sample, generator, kind, answer, origin_chat, run, created_at, size"
+        ignore = "" if self._postgres or self.ttl is not None else " OR IGNORE"
+        return (
+            f"INSERT{ignore} INTO jib_response_cache ({columns}) VALUES {values}"
+            + self._on_conflict()
         )
 
-    def _or_ignore(self) -> str:
-        """What follows `INSERT` (SQLite's `OR IGNORE` when no `_on_conflict` clause does it)."""
-        return "" if self._postgres or self.ttl is not None else " OR IGNORE"
-
     def _on_conflict(self) -> str:
-        """What an insert does with a row its key and sample already have: nothing, unless
+        """What an insert does with a row its key and sample already have (after `VALUES`):
+        nothing, unless
         the cache has a `ttl` and that row has expired (older than `ttl` before the new one):
         the new answer then replaces it, so an expired answer is asked for once, not on every
         run from then on. Two processes refreshing it at once: the first written stays."""
@@ -762,12 +767,7 @@ class ResponseCache:
         statement run once per row costs more than its row."""
         known = self._sql_rows.get((count, self.ttl))
         if known is None:
-            columns = "key, sample, generator, kind, answer, origin_chat, run, created_at, size"
-            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count)
-            known = (
-                f"INSERT{self._or_ignore()} INTO jib_response_cache ({columns}) VALUES {values}"
-                + self._on_conflict()
-            )
+            known = self._insert_values(", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * count))
             if len(self._sql_rows) > 64:
                 self._sql_rows.clear()
             self._sql_rows[(count, self.ttl)] = known
@@ -778,14 +778,11 @@ class ResponseCache:
         run and the time are bound once (`?1`–`?4`), then each row's own five values."""
         known = self._sql_shared.get((count, self.ttl))
         if known is None:
-            columns = "key, sample, generator, kind, answer, origin_chat, run, created_at, size"
-            values = ", ".join(
-                f"(?{n}, ?{n + 1}, ?1, ?2, ?{n + 2}, ?{n + 3}, ?3, ?4, ?{n + 4})"
-                for n in range(5, 5 + 5 * count, 5)
-            )
-            known = (
-                f"INSERT{self._or_ignore()} INTO jib_response_cache ({columns}) VALUES {values}"
-                + self._on_conflict()
+            known = self._insert_values(
+                ", ".join(
+                    f"(?{n}, ?{n + 1}, ?1, ?2, ?{n + 2}, ?{n + 3}, ?3, ?4, ?{n + 4})"
+                    for n in range(5, 5 + 5 * count, 5)
+                )
             )
             if len(self._sql_shared) > 64:
                 self._sql_shared.clear()

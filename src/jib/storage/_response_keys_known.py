@@ -125,38 +125,38 @@ class KnownKeys:
         self._asked = 0
 
     def _step(self, connection: sqlite3.Connection, kept: Callable[[], Iterable[str]]) -> None:
-        """Read the next `_STEP` keys: of the table being read in, else of the rows written
-        since last read (the whole table again when rows were deleted)."""
+        """Read the next `_STEP` keys: of the rows written since last read, else (the set not
+        whole yet, or rows deleted) of the table being read in."""
         try:
             keys = self._keys
-            if keys is None:
-                loading = self._loading
-                if loading is None:
-                    loading = self._load(connection, kept)
-                if loading is not None:
-                    self._read_in(connection, loading)
+            if keys is not None and self._read_on(connection, keys):
                 return
-            rows = connection.execute(
-                "SELECT rowid, key FROM jib_response_cache WHERE rowid >= ? ORDER BY rowid LIMIT ?",
-                (self._rowid, _STEP + 1),
-            ).fetchall()
-            if self._rowid and (not rows or tuple(rows[0]) != (self._rowid, self._last)):
-                # The row read last is gone: rows were deleted, their rowids may be used again.
+            loading = self._loading
+            if loading is None:
                 loading = self._load(connection, kept)
-                if loading is not None:
-                    self._read_in(connection, loading)
-                return
-            keys.update(key for _, key in rows)
-            if rows:
-                self._rowid, self._last = rows[-1]
-            if len(keys) > MOST_KEYS:
-                self._turn_off()
-                return
+            if loading is not None:
+                self._read_in(connection, loading)
         except sqlite3.Error:
             self._turn_off()
-            return
-        if len(rows) <= _STEP:  # up to date; else the rest at the next lookup
+
+    def _read_on(self, connection: sqlite3.Connection, keys: set[str]) -> bool:
+        """Add to `keys` the next `_STEP` rows written since last read; `False` when the row
+        read last is gone (rows were deleted, their rowids may be used again: the table is to
+        be read in again)."""
+        rows = connection.execute(
+            "SELECT rowid, key FROM jib_response_cache WHERE rowid >= ? ORDER BY rowid LIMIT ?",
+            (self._rowid, _STEP + 1),
+        ).fetchall()
+        if self._rowid and (not rows or tuple(rows[0]) != (self._rowid, self._last)):
+            return False
+        keys.update(key for _, key in rows)
+        if rows:
+            self._rowid, self._last = rows[-1]
+        if len(keys) > MOST_KEYS:
+            self._turn_off()
+        elif len(rows) <= _STEP:  # up to date; else the rest at the next lookup
             self._refresh_at = time.monotonic() + _REFRESH_SECONDS
+        return True
 
     def _load(
         self, connection: sqlite3.Connection, kept: Callable[[], Iterable[str]]

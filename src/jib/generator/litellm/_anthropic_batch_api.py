@@ -44,7 +44,7 @@ from jib.generator._batch_api import (
     ItemResult,
     Submitted,
     endpoint_without_credentials,
-    unreadable_line,
+    result_object,
 )
 from jib.generator.litellm._runtime import import_litellm
 from jib.generator.openai._protocol import (
@@ -240,13 +240,8 @@ class AnthropicBatchClient(BatchClient):
     def _result(self, line: bytes) -> ItemResult | None:
         """One result line, joined by its `custom_id` (`None`: unreadable, skipped)."""
         label = self.wire_label
-        try:
-            data = parse_json(line, label)
-        except ProviderError:
-            unreadable_line(label, line, "not JSON")
-            return None
-        if type(data) is not dict or type(data.get("custom_id")) is not str:
-            unreadable_line(label, line, "no custom_id")
+        data = result_object(label, line)
+        if data is None:
             return None
         custom_id: str = data["custom_id"]
         result = data.get("result")

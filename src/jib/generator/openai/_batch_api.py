@@ -49,7 +49,7 @@ from jib.generator._batch_api import (
     ItemResult,
     Submitted,
     endpoint_without_credentials,
-    unreadable_line,
+    result_object,
 )
 from jib.generator.openai._protocol import (
     chat_body,
@@ -290,13 +290,8 @@ class OpenAIBatchClient(BatchClient):
     def _result(self, line: bytes) -> ItemResult | None:
         """One result line, joined by its `custom_id` (`None`: unreadable, skipped)."""
         label = self.wire_label
-        try:
-            data = parse_json(line, label)
-        except ProviderError:
-            unreadable_line(label, line, "not JSON")
-            return None
-        if type(data) is not dict or type(data.get("custom_id")) is not str:
-            unreadable_line(label, line, "no custom_id")
+        data = result_object(label, line)
+        if data is None:
             return None
         custom_id: str = data["custom_id"]
         response = data.get("response")
